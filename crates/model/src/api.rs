@@ -1,0 +1,146 @@
+//! Wire types of the store and export HTTP APIs (JSON bodies).
+//!
+//! Both services and every client (the simulator's actors, the fuzz targets,
+//! a real integration) share these definitions, so a field renamed on one
+//! side is a compile error on the other.
+
+use crate::{AccountId, DeviceId, ExportId, Recording, RecordingId};
+use serde::{Deserialize, Serialize};
+
+/// The body of every 4xx/5xx response: a stable machine code and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub email: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignupResponse {
+    pub account_id: AccountId,
+    pub session_token: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDeviceRequest {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterDeviceResponse {
+    pub device_id: DeviceId,
+    pub device_token: String,
+}
+
+/// A device uploads one capture. `upload_key` makes retries idempotent: the
+/// same device sending the same key twice gets the same recording back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestRequest {
+    pub upload_key: String,
+    pub captured_at_ms: u64,
+    pub transcript: String,
+    /// Standard base64 of the audio file (a WAV).
+    pub audio_base64: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub recording_id: RecordingId,
+    /// True when this upload key had already been stored.
+    pub duplicate: bool,
+}
+
+/// A recording as listed to its owner (or to the export service).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingView {
+    pub id: RecordingId,
+    pub device: DeviceId,
+    pub captured_at_ms: u64,
+    pub received_at_ms: u64,
+    pub transcript: String,
+    pub audio_sha256: String,
+    pub audio_len: u64,
+}
+
+impl From<&Recording> for RecordingView {
+    fn from(r: &Recording) -> Self {
+        Self {
+            id: r.id,
+            device: r.device,
+            captured_at_ms: r.captured_at_ms,
+            received_at_ms: r.received_at_ms,
+            transcript: r.transcript.clone(),
+            audio_sha256: r.audio_sha256.clone(),
+            audio_len: r.audio_len,
+        }
+    }
+}
+
+/// One page of a listing. `next_cursor` is opaque and bound to the account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordingPage {
+    pub account_id: AccountId,
+    pub items: Vec<RecordingView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub session_token: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IntrospectResponse {
+    pub account_id: AccountId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportState {
+    Pending,
+    Ready,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportStatus {
+    pub export_id: ExportId,
+    pub state: ExportState,
+    pub requested_at_ms: u64,
+    pub snapshot_at_ms: Option<u64>,
+    /// Path of the download, present once ready: `/v1/downloads/{token}`.
+    pub download_path: Option<String>,
+    pub expires_at_ms: Option<u64>,
+    pub failure: Option<String>,
+}
+
+/// `manifest.json` inside every export archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub subject: AccountId,
+    pub export_id: ExportId,
+    pub snapshot_at_ms: u64,
+    pub recordings: Vec<ManifestEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub id: RecordingId,
+    pub device: DeviceId,
+    pub captured_at_ms: u64,
+    pub transcript: String,
+    pub audio_path: String,
+    pub sha256: String,
+}
+
+/// The format tag written into every manifest.
+pub const MANIFEST_FORMAT: &str = "crosstalk-dsar-export/1";

@@ -1,0 +1,22 @@
+//! HTTP plumbing shared by the recording store and the export service.
+//!
+//! - [`serve`]: accept connections from any [`axum::serve::Listener`] (a real
+//!   `tokio::net::TcpListener`, or a simulated one) and serve a router over
+//!   HTTP/1 with hyper's automatic `Date` header turned off, because that
+//!   header reads the OS clock.
+//! - [`ApiError`] and [`json_errors`]: every 4xx/5xx leaves as a JSON
+//!   [`ErrorBody`](crosstalk_model::api::ErrorBody), including the rejections
+//!   axum produces on its own (unknown route, bad path, body too large).
+//! - [`JsonBody`]: a JSON extractor whose failures are [`ApiError`]s.
+//! - [`HttpClient`]: a pooled HTTP/1 client over an injected [`Connect`]or,
+//!   with a per-request timeout. A connection whose request did not finish
+//!   (timeout, cancellation) is dropped, never returned to the pool.
+
+mod client;
+mod error;
+pub mod real;
+mod server;
+
+pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
+pub use error::{ApiError, JsonBody, bearer_token, json_errors};
+pub use server::serve;

@@ -1,0 +1,385 @@
+//! The store's data, kept in redb.
+//!
+//! Every operation is one redb transaction and is synchronous: nothing here
+//! holds a transaction across an `.await`, so a single-threaded runtime (the
+//! simulator's) can never deadlock on redb's writer lock. A write returns only
+//! after its transaction committed with redb's default (immediate, fsynced)
+//! durability, so an acknowledgement means the write is on disk.
+
+use crate::StoreConfig;
+use base64::Engine;
+use crosstalk_model::api::{RecordingPage, RecordingView};
+use crosstalk_model::{AccountId, Clock, DeviceId, Entropy, Recording, RecordingId, sha256_hex};
+use crosstalk_service::ApiError;
+use hmac::{Hmac, Mac};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::fmt::Display;
+use std::sync::Arc;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
+const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
+const SESSIONS: TableDefinition<&str, u64> = TableDefinition::new("sessions");
+const DEVICES: TableDefinition<u64, &str> = TableDefinition::new("devices");
+const DEVICE_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("device_tokens");
+const RECORDINGS: TableDefinition<u64, &str> = TableDefinition::new("recordings");
+const AUDIO: TableDefinition<u64, &[u8]> = TableDefinition::new("audio");
+/// (owner, recording) -> (): the index every listing and export reads.
+const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_owner");
+/// (device, upload key) -> recording: makes device retries idempotent.
+const UPLOAD_KEYS: TableDefinition<(u64, &str), u64> = TableDefinition::new("upload_keys");
+
+const NEXT_ACCOUNT: &str = "next_account_id";
+const NEXT_DEVICE: &str = "next_device_id";
+const NEXT_RECORDING: &str = "next_recording_id";
+const CURSOR_KEY: &str = "cursor_mac_key";
+
+/// Largest page a listing returns, whatever the caller asks for.
+pub const MAX_PAGE_ITEMS: usize = 100;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AccountRecord {
+    id: AccountId,
+    email: String,
+    created_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub owner: AccountId,
+    pub name: String,
+    pub registered_at_ms: u64,
+}
+
+/// Who a listing is for: the owner reading their own history, or the export
+/// service reading on a subject's behalf. Cursors are bound to the scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListScope {
+    Owner,
+    Service,
+}
+
+impl ListScope {
+    fn tag(self) -> &'static str {
+        match self {
+            ListScope::Owner => "owner",
+            ListScope::Service => "service",
+        }
+    }
+}
+
+/// A validated upload, ready to store.
+pub struct NewRecording {
+    pub upload_key: String,
+    pub captured_at_ms: u64,
+    pub transcript: String,
+    pub audio: Vec<u8>,
+}
+
+pub struct Store {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    cursor_key: Vec<u8>,
+    pub(crate) config: StoreConfig,
+}
+
+fn internal(e: impl Display) -> ApiError {
+    ApiError::internal(format!("storage error: {e}"))
+}
+
+fn token_digest(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, ApiError> {
+    let mut meta = txn.open_table(META).map_err(internal)?;
+    let current = meta.get(counter).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
+    let next = current.checked_add(1).ok_or_else(|| ApiError::internal("id space exhausted"))?;
+    meta.insert(counter, next).map_err(internal)?;
+    Ok(current)
+}
+
+impl Store {
+    /// Open (or create) the store on `backend`. Recovers whatever the backend
+    /// holds; creates the tables and the cursor key on first open.
+    pub fn open(
+        backend: impl StorageBackend,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+        config: StoreConfig,
+    ) -> Result<Self, String> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| format!("opening the store database: {e}"))?;
+        let cursor_key = {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let key = {
+                let mut secrets = txn.open_table(SECRETS).map_err(|e| e.to_string())?;
+                let existing = secrets
+                    .get(CURSOR_KEY)
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value().to_vec());
+                match existing {
+                    Some(key) => key,
+                    None => {
+                        let mut key = vec![0u8; 32];
+                        entropy.fill(&mut key);
+                        secrets.insert(CURSOR_KEY, key.as_slice()).map_err(|e| e.to_string())?;
+                        key
+                    }
+                }
+            };
+            // Create every table so that readers never meet a missing one.
+            txn.open_table(META).map_err(|e| e.to_string())?;
+            txn.open_table(ACCOUNTS).map_err(|e| e.to_string())?;
+            txn.open_table(EMAILS).map_err(|e| e.to_string())?;
+            txn.open_table(SESSIONS).map_err(|e| e.to_string())?;
+            txn.open_table(DEVICES).map_err(|e| e.to_string())?;
+            txn.open_table(DEVICE_TOKENS).map_err(|e| e.to_string())?;
+            txn.open_table(RECORDINGS).map_err(|e| e.to_string())?;
+            txn.open_table(AUDIO).map_err(|e| e.to_string())?;
+            txn.open_table(BY_OWNER).map_err(|e| e.to_string())?;
+            txn.open_table(UPLOAD_KEYS).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+            key
+        };
+        Ok(Self { db, clock, entropy, cursor_key, config })
+    }
+
+    /// Create an account for `email` and a first session for it.
+    pub fn signup(&self, email: &str) -> Result<(AccountId, String), ApiError> {
+        let now = self.clock.now_ms();
+        let session = self.entropy.token_hex();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let id = {
+            let mut emails = txn.open_table(EMAILS).map_err(internal)?;
+            if emails.get(email).map_err(internal)?.is_some() {
+                return Err(ApiError::conflict("an account with this email already exists"));
+            }
+            let id = next_id(&txn, NEXT_ACCOUNT)?;
+            emails.insert(email, id).map_err(internal)?;
+            let record = AccountRecord { id: AccountId(id), email: email.to_string(), created_at_ms: now };
+            let json = serde_json::to_string(&record).map_err(internal)?;
+            txn.open_table(ACCOUNTS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(SESSIONS)
+                .map_err(internal)?
+                .insert(token_digest(&session).as_str(), id)
+                .map_err(internal)?;
+            id
+        };
+        txn.commit().map_err(internal)?;
+        Ok((AccountId(id), session))
+    }
+
+    /// The account a session token belongs to.
+    pub fn authenticate_session(&self, token: &str) -> Result<AccountId, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let sessions = txn.open_table(SESSIONS).map_err(internal)?;
+        match sessions.get(token_digest(token).as_str()).map_err(internal)? {
+            Some(id) => Ok(AccountId(id.value())),
+            None => Err(ApiError::unauthorized("unknown or expired session")),
+        }
+    }
+
+    /// Register a new device owned by `owner`; returns its id and bearer token.
+    pub fn register_device(&self, owner: AccountId, name: &str) -> Result<(DeviceId, String), ApiError> {
+        let now = self.clock.now_ms();
+        let token = self.entropy.token_hex();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let id = next_id(&txn, NEXT_DEVICE)?;
+        let record = DeviceRecord { id: DeviceId(id), owner, name: name.to_string(), registered_at_ms: now };
+        let json = serde_json::to_string(&record).map_err(internal)?;
+        txn.open_table(DEVICES).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+        txn.open_table(DEVICE_TOKENS)
+            .map_err(internal)?
+            .insert(token_digest(&token).as_str(), id)
+            .map_err(internal)?;
+        txn.commit().map_err(internal)?;
+        Ok((DeviceId(id), token))
+    }
+
+    /// The device a device token belongs to, with its current owner.
+    pub fn authenticate_device(&self, token: &str) -> Result<DeviceRecord, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let tokens = txn.open_table(DEVICE_TOKENS).map_err(internal)?;
+        let id = match tokens.get(token_digest(token).as_str()).map_err(internal)? {
+            Some(id) => id.value(),
+            None => return Err(ApiError::unauthorized("unknown device token")),
+        };
+        let devices = txn.open_table(DEVICES).map_err(internal)?;
+        let json = devices
+            .get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::internal("device token without device"))?;
+        serde_json::from_str(json.value()).map_err(internal)
+    }
+
+    /// Store one capture from `device` for its owner. Idempotent per
+    /// (device, upload key): a retry returns the first recording's id.
+    pub fn ingest(&self, device: &DeviceRecord, upload: NewRecording) -> Result<(RecordingId, bool), ApiError> {
+        let now = self.clock.now_ms();
+        let digest = sha256_hex(&upload.audio);
+        let txn = self.db.begin_write().map_err(internal)?;
+        let id = {
+            let mut keys = txn.open_table(UPLOAD_KEYS).map_err(internal)?;
+            if let Some(existing) = keys.get((device.id.0, upload.upload_key.as_str())).map_err(internal)? {
+                let existing = existing.value();
+                let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+                let json = recordings
+                    .get(existing)
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::internal("upload key without recording"))?;
+                let stored: Recording = serde_json::from_str(json.value()).map_err(internal)?;
+                if stored.audio_sha256 != digest || stored.transcript != upload.transcript {
+                    return Err(ApiError::conflict("upload key reused for different content"));
+                }
+                return Ok((stored.id, true));
+            }
+            let id = next_id(&txn, NEXT_RECORDING)?;
+            keys.insert((device.id.0, upload.upload_key.as_str()), id).map_err(internal)?;
+            let record = Recording {
+                id: RecordingId(id),
+                owner: device.owner,
+                device: device.id,
+                captured_at_ms: upload.captured_at_ms,
+                received_at_ms: now,
+                transcript: upload.transcript,
+                audio_sha256: digest,
+                audio_len: upload.audio.len() as u64,
+            };
+            let json = serde_json::to_string(&record).map_err(internal)?;
+            txn.open_table(RECORDINGS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(AUDIO).map_err(internal)?.insert(id, upload.audio.as_slice()).map_err(internal)?;
+            txn.open_table(BY_OWNER).map_err(internal)?.insert((device.owner.0, id), ()).map_err(internal)?;
+            id
+        };
+        txn.commit().map_err(internal)?;
+        Ok((RecordingId(id), false))
+    }
+
+    fn cursor_mac(&self, scope: ListScope, account: AccountId, after: u64) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cursor_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(format!("cursor/v1|{}|{}|{}", scope.tag(), account.0, after).as_bytes());
+        mac
+    }
+
+    fn encode_cursor(&self, scope: ListScope, account: AccountId, after: u64) -> String {
+        let tag = self.cursor_mac(scope, account, after).finalize().into_bytes();
+        format!("{after}.{}", hex::encode(&tag[..16]))
+    }
+
+    /// The recording id a cursor continues after, if the cursor was minted
+    /// by this store for this account and scope.
+    fn decode_cursor(&self, scope: ListScope, account: AccountId, cursor: &str) -> Result<u64, ApiError> {
+        let invalid = || ApiError::bad_request("invalid cursor");
+        let (after, tag) = cursor.split_once('.').ok_or_else(invalid)?;
+        let after: u64 = after.parse().map_err(|_| invalid())?;
+        let tag = hex::decode(tag).map_err(|_| invalid())?;
+        self.cursor_mac(scope, account, after).verify_truncated_left(&tag).map_err(|_| invalid())?;
+        if tag.len() != 16 {
+            return Err(invalid());
+        }
+        Ok(after)
+    }
+
+    /// One page of `account`'s recordings in id order.
+    pub fn list(
+        &self,
+        scope: ListScope,
+        account: AccountId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordingPage, ApiError> {
+        let after = match cursor {
+            Some(c) => self.decode_cursor(scope, account, c)?,
+            None => 0,
+        };
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
+        let txn = self.db.begin_read().map_err(internal)?;
+        let index = txn.open_table(BY_OWNER).map_err(internal)?;
+        let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+        let start = after.checked_add(1).ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+        let mut items = Vec::new();
+        let mut more = false;
+        for entry in index.range((account.0, start)..=(account.0, u64::MAX)).map_err(internal)? {
+            let (key, _) = entry.map_err(internal)?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            let (_, id) = key.value();
+            let json = recordings
+                .get(id)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("index entry without recording"))?;
+            let record: Recording = serde_json::from_str(json.value()).map_err(internal)?;
+            if record.owner != account {
+                return Err(ApiError::internal("owner index and recording disagree"));
+            }
+            items.push(RecordingView::from(&record));
+        }
+        let next_cursor = match (more, items.last()) {
+            (true, Some(last)) => Some(self.encode_cursor(scope, account, last.id.0)),
+            _ => None,
+        };
+        Ok(RecordingPage { account_id: account, items, next_cursor })
+    }
+
+    /// The audio of recording `id` if `account` owns it. A recording that
+    /// exists but belongs to someone else is reported exactly like one that
+    /// does not exist.
+    pub fn audio(&self, account: AccountId, id: RecordingId) -> Result<Vec<u8>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let index = txn.open_table(BY_OWNER).map_err(internal)?;
+        if index.get((account.0, id.0)).map_err(internal)?.is_none() {
+            return Err(ApiError::not_found("no such recording"));
+        }
+        let audio = txn.open_table(AUDIO).map_err(internal)?;
+        let bytes = audio
+            .get(id.0)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::internal("recording without audio"))?
+            .value()
+            .to_vec();
+        Ok(bytes)
+    }
+
+    /// Whether `account` exists.
+    pub fn account_exists(&self, account: AccountId) -> Result<bool, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+        Ok(accounts.get(account.0).map_err(internal)?.is_some())
+    }
+}
+
+/// Decode and validate an upload's base64 audio.
+pub fn decode_audio(audio_base64: &str) -> Result<Vec<u8>, ApiError> {
+    // Base64 inflates by 4/3; refuse before decoding anything too large.
+    if audio_base64.len() / 4 * 3 > crosstalk_model::MAX_AUDIO_BYTES + 3 {
+        return Err(ApiError::too_large(format!(
+            "audio exceeds {} bytes",
+            crosstalk_model::MAX_AUDIO_BYTES
+        )));
+    }
+    let audio = base64::engine::general_purpose::STANDARD
+        .decode(audio_base64)
+        .map_err(|e| ApiError::bad_request(format!("audio_base64 is not valid base64: {e}")))?;
+    if audio.len() > crosstalk_model::MAX_AUDIO_BYTES {
+        return Err(ApiError::too_large(format!(
+            "audio exceeds {} bytes",
+            crosstalk_model::MAX_AUDIO_BYTES
+        )));
+    }
+    if audio.is_empty() {
+        return Err(ApiError::bad_request("audio is empty"));
+    }
+    Ok(audio)
+}

@@ -1,0 +1,208 @@
+//! The crosstalk recording store: a real HTTP service on redb.
+//!
+//! People sign up and get a session; they register devices; a device uploads
+//! captures (audio + transcript + the device's capture time); the owner lists
+//! their history and fetches audio. The export service reads a subject's
+//! recordings through a service API, authenticated with a service token and
+//! scoped to one subject per request.
+//!
+//! The same [`router`] runs behind a real socket with the database in a file
+//! (`crosstalk-store serve`) and on a simulated host with the database on a
+//! simulated disk. Time and randomness are injected ([`Clock`], [`Entropy`]).
+//!
+//! | method | path | who |
+//! |---|---|---|
+//! | POST | `/v1/accounts` | anyone: sign up, returns a session |
+//! | POST | `/v1/devices` | session |
+//! | POST | `/v1/recordings` | device token |
+//! | GET | `/v1/recordings?cursor=&limit=` | session (own recordings only) |
+//! | GET | `/v1/recordings/{id}/audio` | session (own recordings only) |
+//! | POST | `/v1/service/introspect` | service token |
+//! | GET | `/v1/service/accounts/{id}/recordings?cursor=&limit=` | service token |
+//! | GET | `/v1/service/accounts/{id}/recordings/{rid}/audio` | service token |
+
+mod db;
+
+pub use db::{DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use crosstalk_model::api::{
+    IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
+    RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
+};
+use crosstalk_model::{AccountId, MAX_TRANSCRIPT_BYTES, RecordingId};
+pub use crosstalk_model::{Clock, Entropy};
+use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Settings a deployment chooses.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Bearer token the export service presents on `/v1/service/*`.
+    pub service_token: String,
+}
+
+/// Largest request body, in bytes, on any route (an upload's base64 audio
+/// plus transcript fits; anything larger is refused with 413).
+pub const MAX_REQUEST_BYTES: usize = crosstalk_model::MAX_AUDIO_BYTES * 4 / 3 + 64 * 1024;
+
+/// The store's HTTP API.
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/v1/accounts", post(signup))
+        .route("/v1/devices", post(register_device))
+        .route("/v1/recordings", post(ingest).get(list_own))
+        .route("/v1/recordings/{id}/audio", get(own_audio))
+        .route("/v1/service/introspect", post(introspect))
+        .route("/v1/service/accounts/{account}/recordings", get(service_list))
+        .route("/v1/service/accounts/{account}/recordings/{id}/audio", get(service_audio))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(store)
+}
+
+fn session(store: &Store, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+    let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
+    store.authenticate_session(token)
+}
+
+fn service(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing service token"))?;
+    // Compare digests so the comparison time does not depend on the token.
+    let presented = Sha256::digest(token.as_bytes());
+    let expected = Sha256::digest(store.config.service_token.as_bytes());
+    let differ = presented.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if differ == 0 { Ok(()) } else { Err(ApiError::forbidden("not a service principal")) }
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+async fn signup(
+    State(store): State<Arc<Store>>,
+    JsonBody(body): JsonBody<SignupRequest>,
+) -> Result<Response, ApiError> {
+    let email = body.email.trim().to_ascii_lowercase();
+    if !valid_email(&email) {
+        return Err(ApiError::bad_request("email is not a valid address"));
+    }
+    let (account_id, session_token) = store.signup(&email)?;
+    Ok((StatusCode::CREATED, Json(SignupResponse { account_id, session_token })).into_response())
+}
+
+async fn register_device(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RegisterDeviceRequest>,
+) -> Result<Response, ApiError> {
+    let owner = session(&store, &headers)?;
+    if body.name.is_empty() || body.name.len() > 128 {
+        return Err(ApiError::bad_request("device name must be 1 to 128 bytes"));
+    }
+    let (device_id, device_token) = store.register_device(owner, &body.name)?;
+    Ok((StatusCode::CREATED, Json(RegisterDeviceResponse { device_id, device_token })).into_response())
+}
+
+async fn ingest(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<IngestRequest>,
+) -> Result<Response, ApiError> {
+    let token = bearer_token(&headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
+    let device = store.authenticate_device(token)?;
+    if body.upload_key.is_empty() || body.upload_key.len() > 128 {
+        return Err(ApiError::bad_request("upload_key must be 1 to 128 bytes"));
+    }
+    if body.transcript.len() > MAX_TRANSCRIPT_BYTES {
+        return Err(ApiError::too_large(format!("transcript exceeds {MAX_TRANSCRIPT_BYTES} bytes")));
+    }
+    let audio = db::decode_audio(&body.audio_base64)?;
+    let upload = NewRecording {
+        upload_key: body.upload_key,
+        captured_at_ms: body.captured_at_ms,
+        transcript: body.transcript,
+        audio,
+    };
+    let (recording_id, duplicate) = store.ingest(&device, upload)?;
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(IngestResponse { recording_id, duplicate })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+const DEFAULT_PAGE_ITEMS: usize = 50;
+
+async fn list_own(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Result<Json<RecordingPage>, ApiError> {
+    let account = session(&store, &headers)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
+    store.list(ListScope::Owner, account, params.cursor.as_deref(), limit).map(Json)
+}
+
+fn wav_response(audio: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "audio/wav")], audio).into_response()
+}
+
+async fn own_audio(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let account = session(&store, &headers)?;
+    store.audio(account, RecordingId(id)).map(wav_response)
+}
+
+async fn introspect(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<IntrospectRequest>,
+) -> Result<Json<IntrospectResponse>, ApiError> {
+    service(&store, &headers)?;
+    let account_id = store.authenticate_session(&body.session_token)?;
+    Ok(Json(IntrospectResponse { account_id }))
+}
+
+async fn service_list(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(account): Path<u64>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<RecordingPage>, ApiError> {
+    service(&store, &headers)?;
+    let account = AccountId(account);
+    if !store.account_exists(account)? {
+        return Err(ApiError::not_found("no such account"));
+    }
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
+    store.list(ListScope::Service, account, params.cursor.as_deref(), limit).map(Json)
+}
+
+async fn service_audio(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path((account, id)): Path<(u64, u64)>,
+) -> Result<Response, ApiError> {
+    service(&store, &headers)?;
+    store.audio(AccountId(account), RecordingId(id)).map(wav_response)
+}
