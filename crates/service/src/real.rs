@@ -30,3 +30,20 @@ pub fn os_entropy() -> std::io::Result<SeededEntropy> {
         .map_err(|e| std::io::Error::other(format!("reading OS randomness: {e}")))?;
     Ok(SeededEntropy::from_seed_bytes(seed))
 }
+
+/// Connects to a fixed address over real TCP.
+#[derive(Debug, Clone)]
+pub struct TcpConnector {
+    pub address: String,
+}
+
+impl crate::Connect for TcpConnector {
+    fn connect(&self) -> crate::ConnectFuture {
+        let address = self.address.clone();
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as crate::BoxIo)
+        })
+    }
+}
