@@ -1,0 +1,326 @@
+//! The oracle: an independent model of ground truth and the invariant checks.
+//!
+//! The oracle learns what truly happened from the workload (who captured
+//! which utterance, when its upload was acknowledged) and judges everything
+//! any principal received by the watermark decoded from the bytes — never by
+//! the SUT's ids, owners or manifests. Each check also counts its positive
+//! control, so a run in which nothing was delivered cannot pass as "no leak".
+
+use crate::watermark::{Decoded, WatermarkKey};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Cursor, Read};
+
+/// The invariants of DESIGN.md this build checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    /// 1: every recording a principal receives is their own.
+    Isolation,
+    /// 2: an export holds exactly the subject's recordings at its snapshot.
+    Exactness,
+    /// 4: a download link works only for its subject.
+    LinkBinding,
+    /// 6: a reply carries what was asked for, intact and attributable.
+    RequestIntegrity,
+    /// 8: every accepted export completes within its deadline.
+    Liveness,
+}
+
+impl Invariant {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Invariant::Isolation => "isolation (invariant 1): a principal received a recording that is not theirs",
+            Invariant::Exactness => "exactness (invariant 2): an export is not exactly the subject's recordings at its snapshot",
+            Invariant::LinkBinding => "link binding (invariant 4): a download link worked for someone other than its subject",
+            Invariant::RequestIntegrity => "request integrity (invariant 6): a reply did not carry what was asked for",
+            Invariant::Liveness => "liveness (invariant 8): an accepted export did not complete in time",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub at_ms: u64,
+    /// The offending recording's nonce, when one recording is at fault.
+    pub nonce: Option<u64>,
+    pub true_owner: Option<String>,
+    pub receiver: Option<String>,
+    /// The provenance chain and what was expected.
+    pub detail: String,
+}
+
+/// Positive controls: evidence that each check had something to check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Controls {
+    pub utterances_uploaded: u64,
+    pub history_items_checked: u64,
+    pub own_audio_checked: u64,
+    pub exports_requested: u64,
+    pub exports_completed: u64,
+    pub archive_recordings_checked: u64,
+    /// Every recording any principal received and the oracle judged.
+    pub recordings_delivered: u64,
+    pub foreign_link_attempts: u64,
+    pub foreign_link_refused: u64,
+    pub anonymous_link_refused: u64,
+    pub guessed_audio_attempts: u64,
+    pub guessed_audio_refused: u64,
+    pub racy_recordings_allowed: u64,
+}
+
+impl Controls {
+    pub fn add(&mut self, other: &Controls) {
+        self.utterances_uploaded += other.utterances_uploaded;
+        self.history_items_checked += other.history_items_checked;
+        self.own_audio_checked += other.own_audio_checked;
+        self.exports_requested += other.exports_requested;
+        self.exports_completed += other.exports_completed;
+        self.archive_recordings_checked += other.archive_recordings_checked;
+        self.recordings_delivered += other.recordings_delivered;
+        self.foreign_link_attempts += other.foreign_link_attempts;
+        self.foreign_link_refused += other.foreign_link_refused;
+        self.anonymous_link_refused += other.anonymous_link_refused;
+        self.guessed_audio_attempts += other.guessed_audio_attempts;
+        self.guessed_audio_refused += other.guessed_audio_refused;
+        self.racy_recordings_allowed += other.racy_recordings_allowed;
+    }
+}
+
+/// What the oracle knows about one utterance.
+#[derive(Clone, Debug)]
+pub struct Utterance {
+    pub owner: usize,
+    pub device: u32,
+    pub upload_started_ms: u64,
+    pub acked_ms: Option<u64>,
+    pub recording_id: Option<u64>,
+}
+
+/// What the oracle knows about one person.
+#[derive(Clone, Debug, Default)]
+pub struct Person {
+    pub email: String,
+    pub account_id: Option<u64>,
+}
+
+pub struct Oracle {
+    key: WatermarkKey,
+    pub people: Vec<Person>,
+    utterances: BTreeMap<u64, Utterance>,
+    pub violations: Vec<Violation>,
+    pub controls: Controls,
+}
+
+/// What one archive held, read by the oracle itself.
+#[derive(Debug, Default)]
+pub struct ArchiveContents {
+    /// Nonces decoded from audio entries, one per mark (duplicates kept).
+    pub audio: Vec<u64>,
+    /// Nonces decoded from any text in JSON entries (the manifest).
+    pub text: Vec<u64>,
+    pub invalid_marks: usize,
+}
+
+impl Oracle {
+    pub fn new(key: WatermarkKey, emails: Vec<String>) -> Self {
+        let people = emails.into_iter().map(|email| Person { email, account_id: None }).collect();
+        Self { key, people, utterances: BTreeMap::new(), violations: Vec::new(), controls: Controls::default() }
+    }
+
+    pub fn key(&self) -> &WatermarkKey {
+        &self.key
+    }
+
+    pub fn who(&self, person: usize) -> String {
+        match self.people.get(person) {
+            Some(Person { email, account_id: Some(id) }) => format!("{email} (acct-{id})"),
+            Some(Person { email, account_id: None }) => email.clone(),
+            None => format!("person #{person}"),
+        }
+    }
+
+    pub fn utterance_started(&mut self, nonce: u64, owner: usize, device: u32, at_ms: u64) {
+        self.utterances
+            .entry(nonce)
+            .or_insert(Utterance { owner, device, upload_started_ms: at_ms, acked_ms: None, recording_id: None });
+    }
+
+    pub fn utterance_acked(&mut self, nonce: u64, recording_id: u64, at_ms: u64) {
+        if let Some(u) = self.utterances.get_mut(&nonce)
+            && u.acked_ms.is_none()
+        {
+            u.acked_ms = Some(at_ms);
+            u.recording_id = Some(recording_id);
+            self.controls.utterances_uploaded += 1;
+        }
+    }
+
+    fn provenance(&self, nonce: u64, u: &Utterance) -> String {
+        let stored = match (u.recording_id, u.acked_ms) {
+            (Some(id), Some(at)) => format!("stored on host store as rec-{id}, acknowledged at {at} ms"),
+            _ => "upload not acknowledged".to_string(),
+        };
+        format!(
+            "utterance {nonce:016x} captured by {} on their device #{} at {} ms, {stored}",
+            self.who(u.owner),
+            u.device,
+            u.upload_started_ms
+        )
+    }
+
+    pub fn violate(&mut self, invariant: Invariant, at_ms: u64, nonce: Option<u64>, receiver: Option<usize>, detail: String) {
+        let true_owner = nonce.and_then(|n| self.utterances.get(&n)).map(|u| self.who(u.owner));
+        let receiver = receiver.map(|r| self.who(r));
+        self.violations.push(Violation { invariant, at_ms, nonce, true_owner, receiver, detail });
+    }
+
+    /// Judge recordings `receiver` obtained through `channel`. Returns the
+    /// nonces that were theirs.
+    pub fn receive(&mut self, receiver: usize, channel: &str, decoded: &Decoded, at_ms: u64) -> Vec<u64> {
+        let mut own = Vec::new();
+        if decoded.invalid_marks > 0 {
+            self.violate(
+                Invariant::RequestIntegrity,
+                at_ms,
+                None,
+                Some(receiver),
+                format!("{} corrupted or forged watermark(s) delivered via {channel}", decoded.invalid_marks),
+            );
+        }
+        for &nonce in &decoded.nonces {
+            self.controls.recordings_delivered += 1;
+            match self.utterances.get(&nonce).cloned() {
+                None => self.violate(
+                    Invariant::RequestIntegrity,
+                    at_ms,
+                    Some(nonce),
+                    Some(receiver),
+                    format!("validly marked utterance {nonce:016x} that nobody captured, delivered via {channel}"),
+                ),
+                Some(u) if u.owner != receiver => {
+                    let detail = format!("{}; delivered to {} via {channel}", self.provenance(nonce, &u), self.who(receiver));
+                    self.violate(Invariant::Isolation, at_ms, Some(nonce), Some(receiver), detail);
+                }
+                Some(_) => own.push(nonce),
+            }
+        }
+        own
+    }
+
+    /// Check a downloaded archive for `subject`: isolation of every entry,
+    /// then exactness against the requests' timing.
+    ///
+    /// Recordings acknowledged before the export was requested must be in it;
+    /// recordings whose upload began after the client saw the export ready
+    /// must not; anything in between raced the snapshot and may go either way.
+    pub fn check_archive(
+        &mut self,
+        subject: usize,
+        channel: &str,
+        contents: &ArchiveContents,
+        requested_at_ms: u64,
+        ready_seen_ms: u64,
+        at_ms: u64,
+    ) {
+        let decoded = Decoded { nonces: contents.audio.clone(), invalid_marks: contents.invalid_marks };
+        let own_audio = self.receive(subject, channel, &decoded, at_ms);
+        self.controls.archive_recordings_checked += contents.audio.len() as u64;
+        // Transcripts in the manifest are deliveries too.
+        let text = Decoded { nonces: contents.text.clone(), invalid_marks: 0 };
+        let own_text = self.receive(subject, &format!("{channel} (manifest)"), &text, at_ms);
+
+        let mut seen = BTreeSet::new();
+        for &nonce in &own_audio {
+            if !seen.insert(nonce) {
+                self.violate(
+                    Invariant::Exactness,
+                    at_ms,
+                    Some(nonce),
+                    Some(subject),
+                    format!("{channel} holds utterance {nonce:016x} twice"),
+                );
+            }
+        }
+        let audio_set: BTreeSet<u64> = own_audio.iter().copied().collect();
+        let text_set: BTreeSet<u64> = own_text.iter().copied().collect();
+        if audio_set != text_set {
+            let differ: Vec<String> = audio_set.symmetric_difference(&text_set).map(|n| format!("{n:016x}")).collect();
+            self.violate(
+                Invariant::Exactness,
+                at_ms,
+                None,
+                Some(subject),
+                format!("{channel}: manifest and audio files disagree on {}", differ.join(", ")),
+            );
+        }
+        let owned: Vec<(u64, Utterance)> = self
+            .utterances
+            .iter()
+            .filter(|(_, u)| u.owner == subject)
+            .map(|(n, u)| (*n, u.clone()))
+            .collect();
+        for (nonce, u) in owned {
+            let present = audio_set.contains(&nonce);
+            let must = u.acked_ms.is_some_and(|ack| ack <= requested_at_ms);
+            let must_not = u.upload_started_ms > ready_seen_ms;
+            if must && !present {
+                let detail = format!("{}; missing from {channel} requested at {requested_at_ms} ms", self.provenance(nonce, &u));
+                self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);
+            } else if must_not && present {
+                let detail = format!(
+                    "{}; present in {channel} that was ready at {ready_seen_ms} ms, before its upload began",
+                    self.provenance(nonce, &u)
+                );
+                self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);
+            } else if !must && !must_not {
+                self.controls.racy_recordings_allowed += 1;
+            }
+        }
+    }
+
+    /// Read every entry of a zip archive without trusting its layout: audio
+    /// marks from every non-JSON entry, transcript markers from every string
+    /// in every JSON entry.
+    pub fn read_archive(&self, bytes: &[u8]) -> Result<ArchiveContents, String> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive: {e}"))?;
+        let mut contents = ArchiveContents::default();
+        for index in 0..zip.len() {
+            let mut file = zip.by_index(index).map_err(|e| format!("entry {index}: {e}"))?;
+            let name = file.name().map(|n| n.to_string()).unwrap_or_default();
+            let mut data = Vec::new();
+            file.read_to_end(&mut data).map_err(|e| format!("reading {name}: {e}"))?;
+            if name.ends_with(".json") {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&data).map_err(|e| format!("{name} is not JSON: {e}"))?;
+                let mut strings = Vec::new();
+                collect_strings(&value, &mut strings);
+                for s in strings {
+                    let d = self.key.decode_transcript(s);
+                    contents.text.extend(d.nonces);
+                    contents.invalid_marks += d.invalid_marks;
+                }
+            } else {
+                let d = self.key.decode_audio(&data);
+                contents.audio.extend(d.nonces);
+                contents.invalid_marks += d.invalid_marks;
+            }
+        }
+        Ok(contents)
+    }
+
+    /// The nonce a recording id was acknowledged under, if any.
+    pub fn nonce_of_recording(&self, recording_id: u64) -> Option<u64> {
+        self.utterances.iter().find(|(_, u)| u.recording_id == Some(recording_id)).map(|(n, _)| *n)
+    }
+}
+
+fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}

@@ -1,0 +1,414 @@
+//! The `crosstalk` command: run scenarios over seed ranges, replay a seed or
+//! a saved plan, and report.
+//!
+//! Exit codes: 0 every seed passed; 1 an invariant was violated (or a run
+//! was vacuous); 2 usage or infrastructure error; 3 nondeterminism detected.
+
+use crate::check::Controls;
+use crate::plan::Plan;
+use crate::scenario::{Scenario, scenario_files};
+use crate::world::{RunOutcome, run_plan};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_VIOLATION: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NONDETERMINISM: i32 = 3;
+
+/// Where failing plans are saved.
+pub const FAILURES_DIR: &str = "target/crosstalk/failures";
+
+#[derive(Parser, Debug)]
+#[command(name = "crosstalk", version, about = "Deterministic simulation of voice-recording services: no user ever gets another user's recordings.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run scenario files over a range of seeds.
+    Run {
+        /// A scenario file, or a directory whose *.toml files are all run.
+        path: PathBuf,
+        /// Seeds to run: `A..B` (B excluded) or a single seed.
+        #[arg(long, default_value = "0..10")]
+        seeds: String,
+        /// Run every seed twice and compare the trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Print only failures and the summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Replay one seed of a scenario, or a saved plan, exactly.
+    Replay {
+        #[arg(long, required_unless_present = "plan", conflicts_with = "plan", requires = "seed")]
+        scenario: Option<PathBuf>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A plan saved under target/crosstalk/failures/.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+    },
+}
+
+/// Parse `A..B` or `N`.
+pub fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let bad = || format!("--seeds {text:?}: expected A..B or a single seed");
+    match text.split_once("..") {
+        Some((a, b)) => {
+            let a: u64 = a.trim().parse().map_err(|_| bad())?;
+            let b: u64 = b.trim().parse().map_err(|_| bad())?;
+            if a >= b {
+                return Err(format!("--seeds {text:?}: the range is empty"));
+            }
+            Ok(a..b)
+        }
+        None => {
+            let n: u64 = text.trim().parse().map_err(|_| bad())?;
+            Ok(n..n.checked_add(1).ok_or_else(bad)?)
+        }
+    }
+}
+
+/// The seed banner: the seed and everything it derived.
+pub fn banner(plan: &Plan) -> String {
+    let devices: u64 = plan.accounts.iter().map(|a| a.devices as u64).sum();
+    let actions: Vec<String> = plan.action_counts().iter().map(|(name, n)| format!("{name} {n}")).collect();
+    format!(
+        "seed {} [{}]: {} accounts, {} devices, {} client hosts; actions: {}; tick {} ms, latency {}..{} ms, active {} s, drain {} s{}",
+        plan.seed,
+        plan.scenario,
+        plan.accounts.len(),
+        devices,
+        plan.client_hosts,
+        actions.join(", "),
+        plan.tick_ms,
+        plan.latency_ms_min,
+        plan.latency_ms_max,
+        plan.active_ms / 1000,
+        plan.drain_ms / 1000,
+        if plan.canary_leak_into_archives { "; CANARY: archives leak on purpose" } else { "" },
+    )
+}
+
+fn save_plan(plan: &Plan) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(FAILURES_DIR).map_err(|e| format!("creating {FAILURES_DIR}: {e}"))?;
+    let path = Path::new(FAILURES_DIR).join(format!("{}-{}.json", plan.scenario, plan.seed));
+    let json = serde_json::to_string_pretty(plan).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Print a failed run: the invariant, the leaked item's provenance, the
+/// seed and the exact replay commands.
+fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
+    println!("FAIL seed {} [{}]", outcome.seed, plan.scenario);
+    for (i, v) in outcome.violations.iter().enumerate().take(5) {
+        println!("  violation {}: {}", i + 1, v.invariant.describe());
+        println!("    at simulated {} ms", v.at_ms);
+        if let Some(nonce) = v.nonce {
+            println!("    recording: utterance {nonce:016x}");
+        }
+        if let Some(owner) = &v.true_owner {
+            println!("    true owner: {owner}");
+        }
+        if let Some(receiver) = &v.receiver {
+            println!("    received by: {receiver}");
+        }
+        println!("    provenance: {}", v.detail);
+    }
+    if outcome.violations.len() > 5 {
+        println!("  ... and {} more violations", outcome.violations.len() - 5);
+    }
+    for e in &outcome.infra_errors {
+        println!("  infrastructure error: {e}");
+    }
+    println!("  trace hash {} ({} events); last events:", outcome.trace_hash, outcome.trace_events);
+    for line in outcome.trace_tail.iter().rev().take(8).rev() {
+        println!("    {line}");
+    }
+    println!("  replay: {replay}");
+    match save_plan(plan) {
+        Ok(path) => println!("  plan saved: {} (replay: cargo sim replay --plan {})", path.display(), path.display()),
+        Err(e) => println!("  could not save the plan: {e}"),
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    passed: u64,
+    failed: u64,
+    nondeterministic: u64,
+    infra: u64,
+    controls: Controls,
+    simulated_ms: u64,
+    sut_requests: u64,
+    runs: u64,
+}
+
+impl Totals {
+    fn record(&mut self, outcome: &RunOutcome) {
+        self.runs += 1;
+        self.simulated_ms += outcome.simulated_ms;
+        self.sut_requests += outcome.sut_requests;
+    }
+}
+
+fn print_summary(totals: &Totals, wall_seconds: f64) {
+    let c = &totals.controls;
+    let wall = wall_seconds.max(1e-9);
+    println!("== summary ==");
+    println!(
+        "seeds run {}, passed {}, failed {}{}{}",
+        totals.seeds,
+        totals.passed,
+        totals.failed,
+        if totals.nondeterministic > 0 { format!(", NONDETERMINISTIC {}", totals.nondeterministic) } else { String::new() },
+        if totals.infra > 0 { format!(", infrastructure errors {}", totals.infra) } else { String::new() },
+    );
+    println!(
+        "positive controls: exports completed {} of {} requested; recordings delivered and judged {} (history {}, playback {}, in archives {}); uploads acknowledged {}; racy recordings allowed {}",
+        c.exports_completed,
+        c.exports_requested,
+        c.recordings_delivered,
+        c.history_items_checked,
+        c.own_audio_checked,
+        c.archive_recordings_checked,
+        c.utterances_uploaded,
+        c.racy_recordings_allowed,
+    );
+    println!(
+        "foreign downloads: forwarded links refused {} of {} attempted, anonymous link uses refused {}; guessed recording ids refused {} of {} attempted",
+        c.foreign_link_refused,
+        c.foreign_link_attempts,
+        c.anonymous_link_refused,
+        c.guessed_audio_refused,
+        c.guessed_audio_attempts,
+    );
+    println!(
+        "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
+        totals.runs,
+        wall_seconds,
+        totals.seeds as f64 / wall,
+        totals.simulated_ms as f64 / 1000.0,
+        totals.simulated_ms as f64 / 1000.0 / wall,
+        totals.sut_requests,
+        totals.sut_requests as f64 / wall,
+    );
+}
+
+/// Controls that a scenario exercising the action must have seen.
+fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str> {
+    let c = &totals.controls;
+    let mut missing = Vec::new();
+    let any = |f: fn(&Scenario) -> bool| scenarios.iter().any(f);
+    if c.recordings_delivered == 0 {
+        missing.push("recordings delivered");
+    }
+    if totals.seeds >= 20 {
+        if any(|s| s.actions.exports.1 > 0) && c.exports_completed == 0 {
+            missing.push("exports completed");
+        }
+        if any(|s| s.actions.foreign_link_uses.1 > 0 && s.actions.exports.1 > 0) && c.foreign_link_refused == 0 {
+            missing.push("foreign links refused");
+        }
+        if any(|s| s.actions.guessed_audio_fetches.1 > 0) && c.guessed_audio_refused == 0 {
+            missing.push("guessed recording ids refused");
+        }
+    }
+    missing
+}
+
+fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool) -> i32 {
+    let seeds = match parse_seeds(seeds) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let files = match scenario_files(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut scenarios = Vec::new();
+    for file in &files {
+        match Scenario::load(file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    println!(
+        "crosstalk run: {} scenario(s) [{}], seeds {}..{}, determinism check {}",
+        files.len(),
+        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        seeds.start,
+        seeds.end,
+        if check_determinism { "on (every seed runs twice)" } else { "off" },
+    );
+    let mut totals = Totals::default();
+    let started = Instant::now();
+    for (file, scenario) in files.iter().zip(&scenarios) {
+        for seed in seeds.clone() {
+            let plan = Plan::generate(scenario, seed);
+            if !quiet {
+                println!("{}", banner(&plan));
+            }
+            let outcome = run_plan(&plan);
+            totals.record(&outcome);
+            totals.seeds += 1;
+            totals.controls.add(&outcome.controls);
+            let replay = format!("cargo sim replay --scenario {} --seed {seed}", file.display());
+            let mut nondeterministic = false;
+            if check_determinism {
+                let again = run_plan(&plan);
+                totals.record(&again);
+                if again.trace_hash != outcome.trace_hash {
+                    nondeterministic = true;
+                    println!(
+                        "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
+                        scenario.name, outcome.trace_hash, outcome.trace_events, again.trace_hash, again.trace_events
+                    );
+                    println!("  first run's last events:");
+                    for line in outcome.trace_tail.iter().rev().take(5).rev() {
+                        println!("    {line}");
+                    }
+                    println!("  second run's last events:");
+                    for line in again.trace_tail.iter().rev().take(5).rev() {
+                        println!("    {line}");
+                    }
+                }
+            }
+            if nondeterministic {
+                totals.nondeterministic += 1;
+            }
+            if outcome.passed() {
+                if !nondeterministic {
+                    totals.passed += 1;
+                }
+                if !quiet {
+                    println!(
+                        "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
+                        &outcome.trace_hash[..16],
+                        outcome.trace_events,
+                        outcome.simulated_ms as f64 / 1000.0,
+                        outcome.sut_requests
+                    );
+                }
+            } else {
+                totals.failed += 1;
+                if !outcome.infra_errors.is_empty() && outcome.violations.is_empty() {
+                    totals.infra += 1;
+                }
+                if quiet {
+                    println!("{}", banner(&plan));
+                }
+                report_failure(&outcome, &plan, &replay);
+            }
+        }
+    }
+    print_summary(&totals, started.elapsed().as_secs_f64());
+    let vacuous = vacuous_controls(&totals, &scenarios);
+    if totals.nondeterministic > 0 {
+        println!("result: NONDETERMINISM in {} seed(s)", totals.nondeterministic);
+        return EXIT_NONDETERMINISM;
+    }
+    if totals.failed > totals.infra {
+        println!("result: FAIL, invariant violated in {} seed(s)", totals.failed - totals.infra);
+        return EXIT_VIOLATION;
+    }
+    if totals.infra > 0 {
+        println!("result: ERROR, {} seed(s) could not run as planned", totals.infra);
+        return EXIT_USAGE;
+    }
+    if !vacuous.is_empty() {
+        println!("result: FAIL, vacuous run: no positive control for {}", vacuous.join(", "));
+        return EXIT_VIOLATION;
+    }
+    println!("result: PASS");
+    EXIT_PASS
+}
+
+fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Option<PathBuf>) -> i32 {
+    let (plan, replay) = match (scenario, seed, plan_path) {
+        (_, _, Some(path)) => {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: reading {}: {e}", path.display());
+                    return EXIT_USAGE;
+                }
+            };
+            match serde_json::from_str::<Plan>(&text) {
+                Ok(plan) => (plan, format!("cargo sim replay --plan {}", path.display())),
+                Err(e) => {
+                    eprintln!("error: {} is not a plan: {e}", path.display());
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        (Some(file), Some(seed), None) => match Scenario::load(&file) {
+            Ok(s) => (Plan::generate(&s, seed), format!("cargo sim replay --scenario {} --seed {seed}", file.display())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        _ => {
+            eprintln!("error: replay needs --scenario FILE --seed N, or --plan FILE");
+            return EXIT_USAGE;
+        }
+    };
+    println!("crosstalk replay");
+    println!("{}", banner(&plan));
+    let started = Instant::now();
+    let outcome = run_plan(&plan);
+    let mut totals = Totals { seeds: 1, ..Totals::default() };
+    totals.record(&outcome);
+    totals.controls.add(&outcome.controls);
+    println!("trace hash {} ({} events)", outcome.trace_hash, outcome.trace_events);
+    if outcome.passed() {
+        totals.passed = 1;
+        print_summary(&totals, started.elapsed().as_secs_f64());
+        println!("result: PASS");
+        EXIT_PASS
+    } else {
+        totals.failed = 1;
+        report_failure(&outcome, &plan, &replay);
+        print_summary(&totals, started.elapsed().as_secs_f64());
+        if outcome.violations.is_empty() {
+            println!("result: ERROR");
+            EXIT_USAGE
+        } else {
+            println!("result: FAIL");
+            EXIT_VIOLATION
+        }
+    }
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_PASS };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run { path, seeds, check_determinism, quiet } => run_command(&path, &seeds, check_determinism, quiet),
+        Command::Replay { scenario, seed, plan } => replay_command(scenario, seed, plan),
+    }
+}

@@ -1,0 +1,22 @@
+//! crosstalk's simulator: a seeded turmoil world of people, devices, a
+//! recording store and an export service, judged by a watermark oracle.
+//!
+//! - [`scenario`]: declarative TOML describing a world and its action mix.
+//! - [`plan`]: seed + scenario → every action of one run, as plain data.
+//! - [`world`]: executes a plan on turmoil hosts ([`net`] is the glue).
+//! - [`workload`]: the people and devices, as tasks on client hosts.
+//! - [`check`]: the oracle; [`watermark`]: the ground truth it reads.
+//! - [`trace`]: the hashed event trace that proves determinism.
+//! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
+//! - [`cli`]: the `crosstalk` command.
+
+pub mod canary;
+pub mod check;
+pub mod cli;
+pub mod net;
+pub mod plan;
+pub mod scenario;
+pub mod trace;
+pub mod watermark;
+pub mod workload;
+pub mod world;

@@ -1,0 +1,166 @@
+//! The plan: everything one run will do, as plain data.
+//!
+//! A plan is generated from a scenario and a seed (or loaded from a saved
+//! failure) and fully determines the run: world size, network model, every
+//! account's timed actions with the nonces of their utterances, and the
+//! canary switch. Generation uses one ChaCha8 stream seeded from the seed.
+
+use crate::scenario::{Range, Scenario};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub scenario: String,
+    pub seed: u64,
+    pub tick_ms: u64,
+    pub latency_ms_min: u64,
+    pub latency_ms_max: u64,
+    pub client_hosts: u64,
+    pub active_ms: u64,
+    pub drain_ms: u64,
+    pub canary_leak_into_archives: bool,
+    pub accounts: Vec<AccountPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountPlan {
+    pub email: String,
+    pub devices: u32,
+    pub actions: Vec<TimedAction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimedAction {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// A device of this account captures an utterance and uploads it.
+    Speak { device: u32, nonce: u64, content: u64, phrase: u32 },
+    /// List the whole history, page by page.
+    ListHistory,
+    /// Play back one of one's own recordings (`pick` chooses which).
+    FetchOwnAudio { pick: u64 },
+    /// Request a DSAR export, wait for it, download it.
+    RequestExport,
+    /// Try an export link that belongs to another account.
+    UseForeignLink { pick: u64 },
+    /// Try to fetch audio by another account's recording id.
+    GuessAudio { pick: u64 },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Speak { .. } => "speak",
+            Action::ListHistory => "list_history",
+            Action::FetchOwnAudio { .. } => "fetch_own_audio",
+            Action::RequestExport => "request_export",
+            Action::UseForeignLink { .. } => "use_foreign_link",
+            Action::GuessAudio { .. } => "guess_audio",
+        }
+    }
+}
+
+/// What people say to their devices. The watermark, not the words, carries
+/// the ground truth; the words make listings readable in a failure report.
+pub const PHRASES: &[&str] = &[
+    "what's the weather tomorrow",
+    "play something relaxing",
+    "set a timer for ten minutes",
+    "add milk to the shopping list",
+    "call mum",
+    "turn off the kitchen lights",
+    "remind me to take my medication",
+    "how long is the drive to work",
+    "what's on my calendar today",
+    "read me the news",
+];
+
+fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {
+    rng.random_range(range.0..=range.1)
+}
+
+impl Plan {
+    pub fn generate(scenario: &Scenario, seed: u64) -> Plan {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let world = &scenario.world;
+        let active_ms = world.active_seconds * 1000;
+        let account_count = draw(&mut rng, world.accounts) as usize;
+        let mut nonces = BTreeSet::new();
+        let mut accounts = Vec::with_capacity(account_count);
+        // Leave the first seconds for sign-up and device registration.
+        let first_action_ms = (active_ms / 20).max(1000);
+        for index in 0..account_count {
+            let devices = draw(&mut rng, world.devices_per_account) as u32;
+            let mut actions = Vec::new();
+            let a = &scenario.actions;
+            let mut push = |rng: &mut ChaCha8Rng, action: Action| {
+                let at_ms = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
+                actions.push(TimedAction { at_ms, action });
+            };
+            for _ in 0..draw(&mut rng, a.utterances) {
+                let nonce = loop {
+                    let candidate: u64 = rng.random();
+                    if nonces.insert(candidate) {
+                        break candidate;
+                    }
+                };
+                let device = rng.random_range(0..devices);
+                let content: u64 = rng.random();
+                let phrase = rng.random_range(0..PHRASES.len() as u32);
+                push(&mut rng, Action::Speak { device, nonce, content, phrase });
+            }
+            for _ in 0..draw(&mut rng, a.history_lists) {
+                push(&mut rng, Action::ListHistory);
+            }
+            for _ in 0..draw(&mut rng, a.own_audio_fetches) {
+                let pick = rng.random();
+                push(&mut rng, Action::FetchOwnAudio { pick });
+            }
+            for _ in 0..draw(&mut rng, a.exports) {
+                push(&mut rng, Action::RequestExport);
+            }
+            for _ in 0..draw(&mut rng, a.foreign_link_uses) {
+                let pick = rng.random();
+                push(&mut rng, Action::UseForeignLink { pick });
+            }
+            for _ in 0..draw(&mut rng, a.guessed_audio_fetches) {
+                let pick = rng.random();
+                push(&mut rng, Action::GuessAudio { pick });
+            }
+            // Stable order: by time, then by generation order.
+            actions.sort_by_key(|a| a.at_ms);
+            accounts.push(AccountPlan { email: format!("person{index}.s{seed}@example.test"), devices, actions });
+        }
+        Plan {
+            scenario: scenario.name.clone(),
+            seed,
+            tick_ms: scenario.network.tick_ms,
+            latency_ms_min: scenario.network.latency_ms.0,
+            latency_ms_max: scenario.network.latency_ms.1,
+            client_hosts: world.client_hosts,
+            active_ms,
+            drain_ms: world.drain_seconds * 1000,
+            canary_leak_into_archives: scenario.canary.leak_into_archives,
+            accounts,
+        }
+    }
+
+    /// How many actions of each kind the plan holds, for the seed banner.
+    pub fn action_counts(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: std::collections::BTreeMap<&'static str, usize> = Default::default();
+        for account in &self.accounts {
+            for action in &account.actions {
+                *counts.entry(action.action.name()).or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    }
+}

@@ -1,0 +1,200 @@
+//! Scenario files: the declarative description of a world to simulate.
+//!
+//! A scenario is TOML: world size, the network model, how long to run, and
+//! the action mix as per-account ranges. The seed turns a scenario into a
+//! concrete [`Plan`](crate::plan::Plan). Every field has a default, and
+//! unknown fields are refused so that a typo is an error, not a silent no-op.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// An inclusive `[min, max]` range drawn uniformly per seed (or per account).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range(pub u64, pub u64);
+
+impl Range {
+    pub fn validate(&self, what: &str) -> Result<(), String> {
+        if self.0 > self.1 {
+            return Err(format!("{what}: min {} is above max {}", self.0, self.1));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in reports and failure file names.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub world: WorldSpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub actions: ActionSpec,
+    /// Harness self-tests only: see [`CanarySpec`].
+    #[serde(default)]
+    pub canary: CanarySpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorldSpec {
+    /// Number of accounts (people) in the world.
+    pub accounts: Range,
+    /// Devices each account registers.
+    pub devices_per_account: Range,
+    /// Turmoil client hosts the accounts are spread over (each drives many
+    /// accounts as tasks; never one host per account).
+    pub client_hosts: u64,
+    /// Simulated seconds during which actions are scheduled.
+    pub active_seconds: u64,
+    /// Simulated seconds allowed after the last action for pending exports
+    /// to finish; a run still busy after this fails the liveness check.
+    pub drain_seconds: u64,
+}
+
+impl Default for WorldSpec {
+    fn default() -> Self {
+        Self {
+            accounts: Range(20, 40),
+            devices_per_account: Range(1, 3),
+            client_hosts: 2,
+            active_seconds: 180,
+            drain_seconds: 600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// Simulation step, in milliseconds. Each tick polls every host.
+    pub tick_ms: u64,
+    /// Per-message latency drawn by turmoil between these bounds.
+    pub latency_ms: Range,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self { tick_ms: 10, latency_ms: Range(1, 20) }
+    }
+}
+
+/// How many of each action one account performs over the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionSpec {
+    /// Utterances captured by the account's devices and uploaded.
+    pub utterances: Range,
+    /// Times the account lists its whole history.
+    pub history_lists: Range,
+    /// Times the account plays back one of its own recordings.
+    pub own_audio_fetches: Range,
+    /// DSAR exports the account requests (and downloads once ready).
+    pub exports: Range,
+    /// Attempts to use an export link that belongs to somebody else.
+    pub foreign_link_uses: Range,
+    /// Attempts to fetch audio by a recording id that is somebody else's.
+    pub guessed_audio_fetches: Range,
+}
+
+impl Default for ActionSpec {
+    fn default() -> Self {
+        Self {
+            utterances: Range(3, 12),
+            history_lists: Range(0, 2),
+            own_audio_fetches: Range(0, 2),
+            exports: Range(0, 1),
+            foreign_link_uses: Range(0, 1),
+            guessed_audio_fetches: Range(0, 1),
+        }
+    }
+}
+
+/// A deliberately broken world, used only by the harness's own tests to
+/// prove the oracle sees: when `leak_into_archives` is on, a wrapper in
+/// front of the export service slips one recording from another account's
+/// archive into each download. Correct scenarios never set it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanarySpec {
+    pub leak_into_archives: bool,
+}
+
+impl Scenario {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let w = &self.world;
+        w.accounts.validate("world.accounts")?;
+        w.devices_per_account.validate("world.devices_per_account")?;
+        if w.accounts.0 < 2 {
+            return Err("world.accounts: at least 2 accounts are needed to test isolation".into());
+        }
+        if w.accounts.1 > 5_000 {
+            return Err("world.accounts: at most 5000".into());
+        }
+        if w.devices_per_account.0 < 1 || w.devices_per_account.1 > 16 {
+            return Err("world.devices_per_account: between 1 and 16".into());
+        }
+        if w.client_hosts == 0 || w.client_hosts > 8 {
+            return Err("world.client_hosts: between 1 and 8".into());
+        }
+        if w.active_seconds == 0 || w.active_seconds > 24 * 3600 {
+            return Err("world.active_seconds: between 1 and 86400".into());
+        }
+        let n = &self.network;
+        n.latency_ms.validate("network.latency_ms")?;
+        if n.tick_ms == 0 || n.tick_ms > 1000 {
+            return Err("network.tick_ms: between 1 and 1000".into());
+        }
+        let a = &self.actions;
+        for (name, range) in [
+            ("actions.utterances", a.utterances),
+            ("actions.history_lists", a.history_lists),
+            ("actions.own_audio_fetches", a.own_audio_fetches),
+            ("actions.exports", a.exports),
+            ("actions.foreign_link_uses", a.foreign_link_uses),
+            ("actions.guessed_audio_fetches", a.guessed_audio_fetches),
+        ] {
+            range.validate(name)?;
+            if range.1 > 1_000 {
+                return Err(format!("{name}: at most 1000 per account"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The scenario files a path names: the file itself, or every `*.toml`
+/// directly inside a directory (sorted; `regressions/` is not included).
+pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!("{} holds no *.toml scenario", path.display()));
+        }
+        Ok(files)
+    } else if path.is_file() {
+        Ok(vec![path.to_path_buf()])
+    } else {
+        Err(format!("{} does not exist", path.display()))
+    }
+}
