@@ -19,6 +19,7 @@
 //! | GET | `/v1/downloads/{token}` | session of the export's subject, valid link |
 
 pub mod archive;
+pub mod fuzzing;
 pub mod link;
 
 use archive::ArchiveItem;
