@@ -23,6 +23,7 @@ impl Clock for SystemClock {
 }
 
 /// A ChaCha generator seeded from the operating system's randomness.
+#[allow(clippy::disallowed_types)] // Real-server wiring: OS entropy seeds the generator.
 pub fn os_entropy() -> std::io::Result<SeededEntropy> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng
