@@ -13,6 +13,7 @@
 pub mod canary;
 pub mod check;
 pub mod cli;
+pub mod faults;
 pub mod net;
 pub mod plan;
 pub mod scenario;

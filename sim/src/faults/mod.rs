@@ -1,0 +1,9 @@
+//! Faults the simulator injects into the world.
+//!
+//! - [`disk`]: a simulated disk for the services' redb databases that loses
+//!   unsynced writes (some torn) when its host crashes and can fail I/O.
+//!
+//! Host crashes and restarts are scheduled by the world (`world.rs`) from
+//! the plan; network latency comes from turmoil's latency model.
+
+pub mod disk;
