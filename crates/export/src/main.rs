@@ -62,7 +62,7 @@ fn main() {
             .await
             .unwrap_or_else(|e| fail(format!("binding {listen}: {e}")));
         eprintln!("crosstalk-export listening on {listen}, database {db_path}");
-        tokio::spawn(service.clone().run_worker());
+        crosstalk_service::Spawner::Tokio.spawn(service.clone().run_worker());
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => {}

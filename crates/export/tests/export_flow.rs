@@ -49,7 +49,7 @@ impl Connect for InProcessStore {
                 return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store is down"));
             }
             let (client, server) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(async move {
+            crosstalk_service::Spawner::Tokio.spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .auto_date_header(false)
                     .keep_alive(true)
@@ -92,6 +92,7 @@ impl World {
             link_ttl_ms: LINK_TTL_MS,
             worker_poll_ms: POLL_MS,
             max_attempts: 3,
+            max_backoff_ms: 10 * POLL_MS,
             page_items: 2,
         };
         let service = ExportService::open(
@@ -106,6 +107,7 @@ impl World {
         Self { clock, store, export: router(service.clone()), service, store_down }
     }
 
+    #[allow(clippy::disallowed_methods)] // Tests run on a real tokio runtime; the handle stops the worker.
     fn start_worker(&self) -> JoinHandle<()> {
         tokio::spawn(self.service.clone().run_worker())
     }

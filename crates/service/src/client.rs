@@ -55,11 +55,18 @@ pub struct HttpClient {
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
     max_idle: usize,
+    spawner: crate::Spawner,
 }
 
 impl HttpClient {
     pub fn new(connector: Arc<dyn Connect>, timeout: Duration, max_idle: usize) -> Self {
-        Self { connector, idle: Mutex::new(Vec::new()), timeout, max_idle }
+        Self { connector, idle: Mutex::new(Vec::new()), timeout, max_idle, spawner: crate::Spawner::Tokio }
+    }
+
+    /// Start connection tasks with `spawner` (see [`crate::Spawner`]).
+    pub fn with_spawner(mut self, spawner: crate::Spawner) -> Self {
+        self.spawner = spawner;
+        self
     }
 
     /// Send one request and read the whole response, within the timeout.
@@ -95,7 +102,7 @@ impl HttpClient {
                 let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                     .await
                     .map_err(ClientError::Http)?;
-                tokio::spawn(async move {
+                self.spawner.spawn(async move {
                     let _ = connection.await;
                 });
                 sender

@@ -16,7 +16,9 @@ mod client;
 mod error;
 pub mod real;
 mod server;
+mod spawn;
 
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
-pub use server::serve;
+pub use server::{serve, serve_with};
+pub use spawn::Spawner;
