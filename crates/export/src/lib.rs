@@ -60,8 +60,10 @@ pub struct ExportConfig {
     pub link_ttl_ms: u64,
     /// How long an idle worker waits before looking for work again.
     pub worker_poll_ms: u64,
-    /// Collection attempts before a job is marked failed.
+    /// Collection attempts before a job is marked failed. Failed attempts
+    /// back off exponentially from `worker_poll_ms` up to `max_backoff_ms`.
     pub max_attempts: u32,
+    pub max_backoff_ms: u64,
     /// Recordings requested per page from the store.
     pub page_items: usize,
 }
@@ -72,7 +74,8 @@ impl Default for ExportConfig {
             store_service_token: String::new(),
             link_ttl_ms: 7 * 24 * 3600 * 1000,
             worker_poll_ms: 500,
-            max_attempts: 20,
+            max_attempts: 30,
+            max_backoff_ms: 10_000,
             page_items: 50,
         }
     }
@@ -362,10 +365,15 @@ impl ExportService {
             let job = self.next_pending().ok().flatten();
             match job {
                 Some(job) => {
-                    let attempts_before = job.attempts;
+                    let id = job.id;
                     let failed = self.process(job).await.is_err();
-                    if failed || attempts_before > 0 {
+                    let attempts = self.load_job(id).ok().flatten().filter(|j| j.state == ExportState::Pending);
+                    if let Some(job) = attempts.filter(|j| j.attempts > 0) {
                         // Back off before retrying a job that keeps failing.
+                        let exponent = job.attempts.saturating_sub(1).min(16);
+                        let backoff = (self.config.worker_poll_ms << exponent).min(self.config.max_backoff_ms);
+                        tokio::time::sleep(Duration::from_millis(backoff.max(1))).await;
+                    } else if failed {
                         tokio::time::sleep(idle).await;
                     }
                 }

@@ -144,3 +144,20 @@ pub struct ManifestEntry {
 
 /// The format tag written into every manifest.
 pub const MANIFEST_FORMAT: &str = "crosstalk-dsar-export/1";
+
+/// `POST /v1/recordings/delete`: either `all`, or a capture-time range
+/// (device clock, inclusive). Exactly one of the two forms.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    #[serde(default)]
+    pub all: bool,
+    pub captured_from_ms: Option<u64>,
+    pub captured_to_ms: Option<u64>,
+}
+
+/// What a deletion removed. Returned only once the deletion is durable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    pub deleted: Vec<RecordingId>,
+}

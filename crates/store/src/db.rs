@@ -31,8 +31,10 @@ const RECORDINGS: TableDefinition<u64, &str> = TableDefinition::new("recordings"
 const AUDIO: TableDefinition<u64, &[u8]> = TableDefinition::new("audio");
 /// (owner, recording) -> (): the index every listing and export reads.
 const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_owner");
-/// (device, upload key) -> recording: makes device retries idempotent.
-const UPLOAD_KEYS: TableDefinition<(u64, &str), u64> = TableDefinition::new("upload_keys");
+/// (device, upload key) -> JSON [`UploadKeyRecord`]: makes device retries
+/// idempotent, and keeps answering after the recording was deleted (a retry
+/// of a deleted recording's upload must not bring it back).
+const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> = TableDefinition::new("upload_keys");
 
 const NEXT_ACCOUNT: &str = "next_account_id";
 const NEXT_DEVICE: &str = "next_device_id";
@@ -47,6 +49,29 @@ struct AccountRecord {
     id: AccountId,
     email: String,
     created_at_ms: u64,
+    /// Set when the account was closed: its sessions and devices stop
+    /// working, its recordings are gone, its email is free again.
+    closed_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UploadKeyRecord {
+    recording: RecordingId,
+    /// SHA-256 over the audio digest and the transcript of the first upload.
+    content: String,
+}
+
+fn content_digest(audio_sha256: &str, transcript: &str) -> String {
+    sha256_hex(format!("{audio_sha256}\n{transcript}").as_bytes())
+}
+
+/// Which of an account's recordings to delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteSelection {
+    One(RecordingId),
+    /// Captured (device time) within `[from_ms, to_ms]`.
+    CapturedBetween { from_ms: u64, to_ms: u64 },
+    All,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -165,7 +190,8 @@ impl Store {
             }
             let id = next_id(&txn, NEXT_ACCOUNT)?;
             emails.insert(email, id).map_err(internal)?;
-            let record = AccountRecord { id: AccountId(id), email: email.to_string(), created_at_ms: now };
+            let record =
+                AccountRecord { id: AccountId(id), email: email.to_string(), created_at_ms: now, closed_at_ms: None };
             let json = serde_json::to_string(&record).map_err(internal)?;
             txn.open_table(ACCOUNTS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
             txn.open_table(SESSIONS)
@@ -182,9 +208,21 @@ impl Store {
     pub fn authenticate_session(&self, token: &str) -> Result<AccountId, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let sessions = txn.open_table(SESSIONS).map_err(internal)?;
-        match sessions.get(token_digest(token).as_str()).map_err(internal)? {
-            Some(id) => Ok(AccountId(id.value())),
-            None => Err(ApiError::unauthorized("unknown or expired session")),
+        let id = match sessions.get(token_digest(token).as_str()).map_err(internal)? {
+            Some(id) => AccountId(id.value()),
+            None => return Err(ApiError::unauthorized("unknown or expired session")),
+        };
+        match self.account_in(&txn, id)? {
+            Some(account) if account.closed_at_ms.is_none() => Ok(id),
+            _ => Err(ApiError::unauthorized("unknown or expired session")),
+        }
+    }
+
+    fn account_in(&self, txn: &redb::ReadTransaction, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
+        let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+        match accounts.get(id.0).map_err(internal)? {
+            Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
+            None => Ok(None),
         }
     }
 
@@ -218,7 +256,11 @@ impl Store {
             .get(id)
             .map_err(internal)?
             .ok_or_else(|| ApiError::internal("device token without device"))?;
-        serde_json::from_str(json.value()).map_err(internal)
+        let device: DeviceRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        match self.account_in(&txn, device.owner)? {
+            Some(owner) if owner.closed_at_ms.is_none() => Ok(device),
+            _ => Err(ApiError::unauthorized("this device's account is closed")),
+        }
     }
 
     /// Store one capture from `device` for its owner. Idempotent per
@@ -229,21 +271,19 @@ impl Store {
         let txn = self.db.begin_write().map_err(internal)?;
         let id = {
             let mut keys = txn.open_table(UPLOAD_KEYS).map_err(internal)?;
+            let content = content_digest(&digest, &upload.transcript);
             if let Some(existing) = keys.get((device.id.0, upload.upload_key.as_str())).map_err(internal)? {
-                let existing = existing.value();
-                let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
-                let json = recordings
-                    .get(existing)
-                    .map_err(internal)?
-                    .ok_or_else(|| ApiError::internal("upload key without recording"))?;
-                let stored: Recording = serde_json::from_str(json.value()).map_err(internal)?;
-                if stored.audio_sha256 != digest || stored.transcript != upload.transcript {
+                let existing: UploadKeyRecord = serde_json::from_str(existing.value()).map_err(internal)?;
+                if existing.content != content {
                     return Err(ApiError::conflict("upload key reused for different content"));
                 }
-                return Ok((stored.id, true));
+                // Stored before (and possibly deleted since): never stored twice.
+                return Ok((existing.recording, true));
             }
             let id = next_id(&txn, NEXT_RECORDING)?;
-            keys.insert((device.id.0, upload.upload_key.as_str()), id).map_err(internal)?;
+            let key_record = serde_json::to_string(&UploadKeyRecord { recording: RecordingId(id), content })
+                .map_err(internal)?;
+            keys.insert((device.id.0, upload.upload_key.as_str()), key_record.as_str()).map_err(internal)?;
             let record = Recording {
                 id: RecordingId(id),
                 owner: device.owner,
@@ -350,6 +390,100 @@ impl Store {
             .value()
             .to_vec();
         Ok(bytes)
+    }
+
+    /// Delete `selection` of `account`'s recordings from every table and
+    /// index (the listing, the audio, the index the export reads) in one
+    /// transaction. Returns the ids deleted; returns only once durable.
+    pub fn delete(&self, account: AccountId, selection: DeleteSelection) -> Result<Vec<RecordingId>, ApiError> {
+        let txn = self.db.begin_write().map_err(internal)?;
+        let deleted = {
+            let mut index = txn.open_table(BY_OWNER).map_err(internal)?;
+            let mut recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+            let mut audio = txn.open_table(AUDIO).map_err(internal)?;
+            let candidates: Vec<u64> = match selection {
+                DeleteSelection::One(id) => {
+                    if index.get((account.0, id.0)).map_err(internal)?.is_none() {
+                        return Err(ApiError::not_found("no such recording"));
+                    }
+                    vec![id.0]
+                }
+                _ => {
+                    let mut ids = Vec::new();
+                    for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+                        ids.push(entry.map_err(internal)?.0.value().1);
+                    }
+                    ids
+                }
+            };
+            let mut deleted = Vec::new();
+            for id in candidates {
+                let record: Recording = {
+                    let json = recordings
+                        .get(id)
+                        .map_err(internal)?
+                        .ok_or_else(|| ApiError::internal("index entry without recording"))?;
+                    serde_json::from_str(json.value()).map_err(internal)?
+                };
+                let selected = match selection {
+                    DeleteSelection::One(_) | DeleteSelection::All => true,
+                    DeleteSelection::CapturedBetween { from_ms, to_ms } => {
+                        (from_ms..=to_ms).contains(&record.captured_at_ms)
+                    }
+                };
+                if !selected {
+                    continue;
+                }
+                index.remove((account.0, id)).map_err(internal)?;
+                recordings.remove(id).map_err(internal)?;
+                audio.remove(id).map_err(internal)?;
+                deleted.push(RecordingId(id));
+            }
+            deleted
+        };
+        txn.commit().map_err(internal)?;
+        Ok(deleted)
+    }
+
+    /// Close `account`: delete all its recordings, end its sessions and its
+    /// devices' uploads, and release its email for a new account (which
+    /// will get a new id: ids are never reused).
+    pub fn close_account(&self, account: AccountId) -> Result<Vec<RecordingId>, ApiError> {
+        let deleted = self.delete(account, DeleteSelection::All)?;
+        let now = self.clock.now_ms();
+        let txn = self.db.begin_write().map_err(internal)?;
+        {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+            let mut record: AccountRecord = {
+                let json = accounts.get(account.0).map_err(internal)?.ok_or_else(|| ApiError::not_found("no such account"))?;
+                serde_json::from_str(json.value()).map_err(internal)?
+            };
+            if record.closed_at_ms.is_none() {
+                record.closed_at_ms = Some(now);
+                let json = serde_json::to_string(&record).map_err(internal)?;
+                accounts.insert(account.0, json.as_str()).map_err(internal)?;
+                let mut emails = txn.open_table(EMAILS).map_err(internal)?;
+                let holder = emails.get(record.email.as_str()).map_err(internal)?.map(|v| v.value());
+                if holder == Some(account.0) {
+                    emails.remove(record.email.as_str()).map_err(internal)?;
+                }
+            }
+            // Recordings that raced the first transaction go too.
+            let mut index = txn.open_table(BY_OWNER).map_err(internal)?;
+            let mut recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+            let mut audio = txn.open_table(AUDIO).map_err(internal)?;
+            let mut late = Vec::new();
+            for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+                late.push(entry.map_err(internal)?.0.value().1);
+            }
+            for id in late {
+                index.remove((account.0, id)).map_err(internal)?;
+                recordings.remove(id).map_err(internal)?;
+                audio.remove(id).map_err(internal)?;
+            }
+        }
+        txn.commit().map_err(internal)?;
+        Ok(deleted)
     }
 
     /// Whether `account` exists.

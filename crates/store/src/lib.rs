@@ -17,13 +17,16 @@
 //! | POST | `/v1/recordings` | device token |
 //! | GET | `/v1/recordings?cursor=&limit=` | session (own recordings only) |
 //! | GET | `/v1/recordings/{id}/audio` | session (own recordings only) |
+//! | DELETE | `/v1/recordings/{id}` | session (own recordings only) |
+//! | POST | `/v1/recordings/delete` | session: a capture-time range, or all |
+//! | DELETE | `/v1/accounts/me` | session: close the account |
 //! | POST | `/v1/service/introspect` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings?cursor=&limit=` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings/{rid}/audio` | service token |
 
 mod db;
 
-pub use db::{DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
+pub use db::{DeleteSelection, DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use crosstalk_model::api::{
-    IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
+    DeleteRequest, DeleteResponse, IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
     RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_model::{AccountId, MAX_TRANSCRIPT_BYTES, RecordingId};
@@ -57,8 +60,11 @@ pub fn router(store: Arc<Store>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/v1/accounts", post(signup))
+        .route("/v1/accounts/me", axum::routing::delete(close_account))
         .route("/v1/devices", post(register_device))
         .route("/v1/recordings", post(ingest).get(list_own))
+        .route("/v1/recordings/{id}", axum::routing::delete(delete_one))
+        .route("/v1/recordings/delete", post(delete_many))
         .route("/v1/recordings/{id}/audio", get(own_audio))
         .route("/v1/service/introspect", post(introspect))
         .route("/v1/service/accounts/{account}/recordings", get(service_list))
@@ -171,6 +177,41 @@ async fn own_audio(
 ) -> Result<Response, ApiError> {
     let account = session(&store, &headers)?;
     store.audio(account, RecordingId(id)).map(wav_response)
+}
+
+async fn delete_one(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let account = session(&store, &headers)?;
+    let deleted = store.delete(account, DeleteSelection::One(RecordingId(id)))?;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+async fn delete_many(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DeleteRequest>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let account = session(&store, &headers)?;
+    let selection = match (body.all, body.captured_from_ms, body.captured_to_ms) {
+        (true, None, None) => DeleteSelection::All,
+        (false, Some(from_ms), Some(to_ms)) if from_ms <= to_ms => DeleteSelection::CapturedBetween { from_ms, to_ms },
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either \"all\": true, or captured_from_ms <= captured_to_ms",
+            ));
+        }
+    };
+    let deleted = store.delete(account, selection)?;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+async fn close_account(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<DeleteResponse>, ApiError> {
+    let account = session(&store, &headers)?;
+    let deleted = store.close_account(account)?;
+    Ok(Json(DeleteResponse { deleted }))
 }
 
 async fn introspect(
