@@ -135,7 +135,7 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
         println!("  infrastructure error: {e}");
     }
     println!("  trace hash {} ({} events); last events:", outcome.trace_hash, outcome.trace_events);
-    for line in outcome.trace_tail.iter().rev().take(8).rev() {
+    for line in outcome.trace_lines.iter().rev().take(8).rev() {
         println!("    {line}");
     }
     println!("  replay: {replay}");
@@ -156,6 +156,7 @@ struct Totals {
     simulated_ms: u64,
     sut_requests: u64,
     runs: u64,
+    disk: crate::faults::disk::DiskStats,
 }
 
 impl Totals {
@@ -163,6 +164,15 @@ impl Totals {
         self.runs += 1;
         self.simulated_ms += outcome.simulated_ms;
         self.sut_requests += outcome.sut_requests;
+        {
+            let d = &outcome.store_disk;
+            self.disk.crashes += d.crashes;
+            self.disk.unsynced_writes_lost += d.unsynced_writes_lost;
+            self.disk.unsynced_writes_kept += d.unsynced_writes_kept;
+            self.disk.torn_writes += d.torn_writes;
+            self.disk.io_errors_injected += d.io_errors_injected;
+            self.disk.syncs += d.syncs;
+        }
     }
 }
 
@@ -198,6 +208,17 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.guessed_audio_attempts,
     );
     println!(
+        "durability: store crashes {} (unsynced writes lost {}, torn {}), uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
+        c.store_crashes,
+        totals.disk.unsynced_writes_lost,
+        totals.disk.torn_writes,
+        c.uploads_buffered,
+        c.audits_completed,
+        c.recordings_verified_durable,
+        c.deletions_acknowledged,
+        c.deletions_verified,
+    );
+    println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
         totals.runs,
         wall_seconds,
@@ -226,6 +247,15 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         }
         if any(|s| s.actions.guessed_audio_fetches.1 > 0) && c.guessed_audio_refused == 0 {
             missing.push("guessed recording ids refused");
+        }
+        if any(|s| s.faults.store_crashes.1 > 0) && c.store_crashes == 0 {
+            missing.push("store crashes");
+        }
+        if any(|s| s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0) && c.deletions_verified == 0 {
+            missing.push("deletions verified");
+        }
+        if c.audits_completed == 0 || c.recordings_verified_durable == 0 {
+            missing.push("final audits");
         }
     }
     missing
@@ -287,13 +317,15 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool) -
                         "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
                         scenario.name, outcome.trace_hash, outcome.trace_events, again.trace_hash, again.trace_events
                     );
-                    println!("  first run's last events:");
-                    for line in outcome.trace_tail.iter().rev().take(5).rev() {
-                        println!("    {line}");
-                    }
-                    println!("  second run's last events:");
-                    for line in again.trace_tail.iter().rev().take(5).rev() {
-                        println!("    {line}");
+                    if let Some((index, first, second)) =
+                        crate::trace::first_divergence(&outcome.trace_lines, &again.trace_lines)
+                    {
+                        println!("  first divergence at event {index}:");
+                        println!("    first run:  {first}");
+                        println!("    second run: {second}");
+                        if index > 0 {
+                            println!("    after:      {}", outcome.trace_lines[index - 1]);
+                        }
                     }
                 }
             }

@@ -22,7 +22,19 @@ pub struct Plan {
     pub active_ms: u64,
     pub drain_ms: u64,
     pub canary_leak_into_archives: bool,
+    /// Store crashes, in time order; each restarts after its downtime.
+    pub store_crashes: Vec<Crash>,
     pub accounts: Vec<AccountPlan>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crash {
+    pub at_ms: u64,
+    pub downtime_ms: u64,
+    /// `None`: the power goes at `at_ms`, between two simulation steps.
+    /// `Some(n)`: from `at_ms` on, it goes in the middle of the store's
+    /// n-th next disk write or sync — inside a commit.
+    pub mid_write_ops: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +65,11 @@ pub enum Action {
     UseForeignLink { pick: u64 },
     /// Try to fetch audio by another account's recording id.
     GuessAudio { pick: u64 },
+    /// Delete one of one's own recordings.
+    DeleteOne { pick: u64 },
+    /// Delete every own recording captured between two of one's own
+    /// recordings' capture times (inclusive).
+    DeleteRange { first: u64, second: u64 },
 }
 
 impl Action {
@@ -64,6 +81,8 @@ impl Action {
             Action::RequestExport => "request_export",
             Action::UseForeignLink { .. } => "use_foreign_link",
             Action::GuessAudio { .. } => "guess_audio",
+            Action::DeleteOne { .. } => "delete_one",
+            Action::DeleteRange { .. } => "delete_range",
         }
     }
 }
@@ -135,9 +154,35 @@ impl Plan {
                 let pick = rng.random();
                 push(&mut rng, Action::GuessAudio { pick });
             }
+            for _ in 0..draw(&mut rng, a.deletions) {
+                let pick = rng.random();
+                push(&mut rng, Action::DeleteOne { pick });
+            }
+            for _ in 0..draw(&mut rng, a.range_deletions) {
+                let (first, second) = (rng.random(), rng.random());
+                push(&mut rng, Action::DeleteRange { first, second });
+            }
             // Stable order: by time, then by generation order.
             actions.sort_by_key(|a| a.at_ms);
             accounts.push(AccountPlan { email: format!("person{index}.s{seed}@example.test"), devices, actions });
+        }
+        // Crashes fall inside the active period, after sign-up has settled,
+        // and never overlap: each starts after the previous restart.
+        let faults = &scenario.faults;
+        let mut store_crashes = Vec::new();
+        let crash_count = draw(&mut rng, faults.store_crashes);
+        let crash_window_start = first_action_ms + 1_000;
+        let mut crash_times: Vec<u64> = (0..crash_count)
+            .map(|_| rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1)))
+            .collect();
+        crash_times.sort_unstable();
+        let mut busy_until = 0;
+        for at_ms in crash_times {
+            let downtime_ms = draw(&mut rng, faults.store_downtime_ms);
+            let mid_write_ops = if rng.random_bool(0.5) { Some(rng.random_range(1..=24u32)) } else { None };
+            let at_ms = at_ms.max(busy_until + 1);
+            busy_until = at_ms + downtime_ms;
+            store_crashes.push(Crash { at_ms, downtime_ms, mid_write_ops });
         }
         Plan {
             scenario: scenario.name.clone(),
@@ -149,6 +194,7 @@ impl Plan {
             active_ms,
             drain_ms: world.drain_seconds * 1000,
             canary_leak_into_archives: scenario.canary.leak_into_archives,
+            store_crashes,
             accounts,
         }
     }

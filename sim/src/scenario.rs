@@ -34,6 +34,8 @@ pub struct Scenario {
     pub network: NetworkSpec,
     #[serde(default)]
     pub actions: ActionSpec,
+    #[serde(default)]
+    pub faults: FaultSpec,
     /// Harness self-tests only: see [`CanarySpec`].
     #[serde(default)]
     pub canary: CanarySpec,
@@ -99,6 +101,10 @@ pub struct ActionSpec {
     pub foreign_link_uses: Range,
     /// Attempts to fetch audio by a recording id that is somebody else's.
     pub guessed_audio_fetches: Range,
+    /// Deletions of one of one's own recordings.
+    pub deletions: Range,
+    /// Deletions of every own recording captured in a time range.
+    pub range_deletions: Range,
 }
 
 impl Default for ActionSpec {
@@ -110,7 +116,26 @@ impl Default for ActionSpec {
             exports: Range(0, 1),
             foreign_link_uses: Range(0, 1),
             guessed_audio_fetches: Range(0, 1),
+            deletions: Range(0, 1),
+            range_deletions: Range(0, 0),
         }
+    }
+}
+
+/// Faults injected during the active period; all heal before the drain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSpec {
+    /// Crashes of the store host per seed (power loss: unsynced writes are
+    /// lost or torn on its simulated disk), each followed by a restart.
+    pub store_crashes: Range,
+    /// How long the store stays down after each crash.
+    pub store_downtime_ms: Range,
+}
+
+impl Default for FaultSpec {
+    fn default() -> Self {
+        Self { store_crashes: Range(0, 0), store_downtime_ms: Range(500, 5_000) }
     }
 }
 
@@ -168,11 +193,22 @@ impl Scenario {
             ("actions.exports", a.exports),
             ("actions.foreign_link_uses", a.foreign_link_uses),
             ("actions.guessed_audio_fetches", a.guessed_audio_fetches),
+            ("actions.deletions", a.deletions),
+            ("actions.range_deletions", a.range_deletions),
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {
                 return Err(format!("{name}: at most 1000 per account"));
             }
+        }
+        let f = &self.faults;
+        f.store_crashes.validate("faults.store_crashes")?;
+        f.store_downtime_ms.validate("faults.store_downtime_ms")?;
+        if f.store_crashes.1 > 100 {
+            return Err("faults.store_crashes: at most 100 per seed".into());
+        }
+        if f.store_downtime_ms.1 > 60_000 {
+            return Err("faults.store_downtime_ms: at most 60000".into());
         }
         Ok(())
     }

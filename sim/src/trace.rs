@@ -10,27 +10,21 @@ use sha2::{Digest, Sha256};
 #[derive(Default)]
 pub struct Trace {
     hasher: Sha256,
-    events: u64,
-    /// The last events, kept readable for failure reports.
-    tail: std::collections::VecDeque<String>,
+    /// Every event, readable: for failure reports and for finding where
+    /// two runs of one plan diverged.
+    lines: Vec<String>,
 }
-
-const TAIL_EVENTS: usize = 40;
 
 impl Trace {
     pub fn record(&mut self, at_ms: u64, event: &str) {
         self.hasher.update(at_ms.to_be_bytes());
         self.hasher.update((event.len() as u64).to_be_bytes());
         self.hasher.update(event.as_bytes());
-        self.events += 1;
-        if self.tail.len() == TAIL_EVENTS {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(format!("{at_ms:>9} ms  {event}"));
+        self.lines.push(format!("{at_ms:>9} ms  {event}"));
     }
 
     pub fn events(&self) -> u64 {
-        self.events
+        self.lines.len() as u64
     }
 
     /// Hex SHA-256 over every event so far.
@@ -38,7 +32,16 @@ impl Trace {
         hex::encode(self.hasher.clone().finalize())
     }
 
-    pub fn tail(&self) -> Vec<String> {
-        self.tail.iter().cloned().collect()
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
+}
+
+/// The first event at which two traces differ: its index and both sides.
+pub fn first_divergence(a: &[String], b: &[String]) -> Option<(usize, String, String)> {
+    let missing = || "(no event)".to_string();
+    (0..a.len().max(b.len())).find_map(|i| {
+        let (x, y) = (a.get(i), b.get(i));
+        (x != y).then(|| (i, x.cloned().unwrap_or_else(missing), y.cloned().unwrap_or_else(missing)))
+    })
 }

@@ -7,6 +7,7 @@
 //! come from the plan, so the plan alone determines the run.
 
 use crate::check::{Controls, Invariant, Oracle, Violation};
+use crate::faults::disk::{DiskStats, SimDisk};
 use crate::net::{EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener};
 use crate::plan::Plan;
 use crate::trace::Trace;
@@ -17,7 +18,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use crosstalk_export::{ExportConfig, ExportService};
 use crosstalk_model::SeededEntropy;
-use crosstalk_service::HttpClient;
+use crosstalk_service::{HttpClient, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
@@ -28,6 +29,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Simulated time allowed past `active + drain` before turmoil gives up.
 const SLACK_MS: u64 = 60_000;
+/// How soon a supervisor restarts a service process that exited.
+const SUPERVISOR_RESTART_MS: u64 = 1_000;
+/// A restarted store runs at least this long before the next crash.
+const STORE_SETTLE_MS: u64 = 1_000;
 
 /// Everything a run produced.
 #[derive(Debug, Clone)]
@@ -35,7 +40,8 @@ pub struct RunOutcome {
     pub seed: u64,
     pub trace_hash: String,
     pub trace_events: u64,
-    pub trace_tail: Vec<String>,
+    /// Every trace event, readable (see [`crate::trace::Trace::lines`]).
+    pub trace_lines: Vec<String>,
     pub violations: Vec<Violation>,
     pub controls: Controls,
     pub simulated_ms: u64,
@@ -43,6 +49,8 @@ pub struct RunOutcome {
     pub sut_requests: u64,
     /// Problems that stopped the run from doing what it planned.
     pub infra_errors: Vec<String>,
+    /// What the store's simulated disk went through.
+    pub store_disk: DiskStats,
 }
 
 impl RunOutcome {
@@ -93,25 +101,37 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         .enable_random_order()
         .build();
 
+    // The store's disk outlives the store's process: it is what a restart
+    // recovers from.
+    let disk_seed = u64::from_be_bytes(derive(seed, "store-disk")[..8].try_into().unwrap_or_default());
+    let store_disk = SimDisk::new(disk_seed, 0, 1);
     {
         let token = service_token.clone();
         let counter = sut_requests.clone();
         let restarts = Cell::new(0u64);
+        let disk = store_disk.clone();
+        let world = world.clone();
         sim.host(STORE_HOST, move || {
+            let world = world.clone();
             let token = token.clone();
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
             let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("store/{}", restarts.get())));
+            let handle = disk.open();
             async move {
-                let store = Store::open(
-                    redb::backends::InMemoryBackend::new(),
-                    Arc::new(SimClock),
-                    Arc::new(entropy),
-                    StoreConfig { service_token: token },
-                )?;
+                let opened =
+                    Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token });
+                let store = match opened {
+                    Ok(store) => store,
+                    Err(e) => {
+                        // The process exits; the world's supervisor restarts it.
+                        world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("store: exiting: {e}"));
+                        return Ok(());
+                    }
+                };
                 let listener = SimListener::bind(STORE_PORT).await?;
                 let router = count_requests(crosstalk_store::router(Arc::new(store)), counter);
-                crosstalk_service::serve(listener, router).await;
+                crosstalk_service::serve_with(listener, router, Spawner::Local).await;
                 Ok(())
             }
         });
@@ -131,7 +151,8 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }),
                     Duration::from_secs(10),
                     4,
-                );
+                )
+                .with_spawner(Spawner::Local);
                 let config = ExportConfig { store_service_token: token, ..ExportConfig::default() };
                 let service = Arc::new(ExportService::open(
                     redb::backends::InMemoryBackend::new(),
@@ -140,13 +161,13 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     store_client,
                     config,
                 )?);
-                tokio::spawn(service.clone().run_worker());
+                tokio::task::spawn_local(service.clone().run_worker());
                 let listener = SimListener::bind(EXPORT_PORT).await?;
                 let mut router = crosstalk_export::router(service);
                 if canary {
                     router = crate::canary::wrap(router);
                 }
-                crosstalk_service::serve(listener, count_requests(router, counter)).await;
+                crosstalk_service::serve_with(listener, count_requests(router, counter), Spawner::Local).await;
                 Ok(())
             }
         });
@@ -167,7 +188,73 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         });
     }
 
-    let result = sim.run();
+    // Step the world, crashing and restarting the store on schedule.
+    let mut crashes = plan.store_crashes.iter().peekable();
+    let mut restart_at_ms: Option<u64> = None;
+    // An armed power loss waiting for the store's next writes, and its downtime.
+    let mut armed_downtime_ms: Option<u64> = None;
+    let mut store_up_since_ms = 0;
+    let result = loop {
+        let now_ms = sim.elapsed().as_millis() as u64;
+        if let Some(at) = restart_at_ms
+            && now_ms >= at
+        {
+            sim.bounce(STORE_HOST);
+            restart_at_ms = None;
+            store_up_since_ms = now_ms;
+            world.trace.borrow_mut().record(now_ms, "fault: store restarted");
+        }
+        if restart_at_ms.is_none() && !sim.is_host_running(STORE_HOST) {
+            // The store process exited by itself (it could not open its
+            // database); a supervisor starts it again shortly.
+            restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
+            world.trace.borrow_mut().record(now_ms, "supervisor: store exited, restarting");
+        }
+        if let Some(downtime_ms) = armed_downtime_ms {
+            if store_disk.take_tripped() {
+                // The power went mid-write during the last step; the process
+                // dies with it.
+                sim.crash(STORE_HOST);
+                armed_downtime_ms = None;
+                restart_at_ms = Some(now_ms + downtime_ms);
+                world.oracle.borrow_mut().controls.store_crashes += 1;
+                let event = format!("fault: store lost power mid-write, down for {downtime_ms} ms");
+                world.trace.borrow_mut().record(now_ms, &event);
+            } else if now_ms >= plan.active_ms {
+                // Faults heal with the active period.
+                store_disk.disarm();
+                armed_downtime_ms = None;
+            }
+        }
+        if restart_at_ms.is_none()
+            && armed_downtime_ms.is_none()
+            && now_ms < plan.active_ms
+            && now_ms >= store_up_since_ms + STORE_SETTLE_MS
+            && let Some(crash) = crashes.next_if(|c| c.at_ms <= now_ms)
+        {
+            match crash.mid_write_ops {
+                Some(ops) => {
+                    store_disk.arm_power_loss(ops);
+                    armed_downtime_ms = Some(crash.downtime_ms);
+                    world.trace.borrow_mut().record(now_ms, &format!("fault: store power loss armed at write {ops}"));
+                }
+                None => {
+                    // Power first, so the dying process cannot write after the crash.
+                    store_disk.crash();
+                    sim.crash(STORE_HOST);
+                    restart_at_ms = Some(now_ms + crash.downtime_ms);
+                    world.oracle.borrow_mut().controls.store_crashes += 1;
+                    let event = format!("fault: store crashed for {} ms", crash.downtime_ms);
+                    world.trace.borrow_mut().record(now_ms, &event);
+                }
+            }
+        }
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e),
+        }
+    };
     let simulated_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
 
@@ -190,11 +277,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         seed,
         trace_hash: trace.hash(),
         trace_events: trace.events(),
-        trace_tail: trace.tail(),
+        trace_lines: trace.lines().to_vec(),
         violations: oracle.violations.clone(),
         controls: oracle.controls.clone(),
         simulated_ms,
         sut_requests: sut_requests.load(Ordering::Relaxed),
         infra_errors,
+        store_disk: store_disk.stats(),
     }
 }

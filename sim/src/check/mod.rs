@@ -19,10 +19,14 @@ pub enum Invariant {
     Isolation,
     /// 2: an export holds exactly the subject's recordings at its snapshot.
     Exactness,
+    /// 3: a recording whose deletion was acknowledged is never delivered again.
+    Erasure,
     /// 4: a download link works only for its subject.
     LinkBinding,
     /// 6: a reply carries what was asked for, intact and attributable.
     RequestIntegrity,
+    /// 7: an acknowledged recording is never lost except by its deletion.
+    Durability,
     /// 8: every accepted export completes within its deadline.
     Liveness,
 }
@@ -32,6 +36,8 @@ impl Invariant {
         match self {
             Invariant::Isolation => "isolation (invariant 1): a principal received a recording that is not theirs",
             Invariant::Exactness => "exactness (invariant 2): an export is not exactly the subject's recordings at its snapshot",
+            Invariant::Erasure => "erasure (invariant 3): a recording was delivered after its deletion was acknowledged",
+            Invariant::Durability => "durability (invariant 7): an acknowledged recording was lost without being deleted",
             Invariant::LinkBinding => "link binding (invariant 4): a download link worked for someone other than its subject",
             Invariant::RequestIntegrity => "request integrity (invariant 6): a reply did not carry what was asked for",
             Invariant::Liveness => "liveness (invariant 8): an accepted export did not complete in time",
@@ -68,6 +74,15 @@ pub struct Controls {
     pub guessed_audio_attempts: u64,
     pub guessed_audio_refused: u64,
     pub racy_recordings_allowed: u64,
+    pub deletions_acknowledged: u64,
+    pub store_crashes: u64,
+    pub audits_completed: u64,
+    /// Acknowledged, undeleted recordings found again by the final audit.
+    pub recordings_verified_durable: u64,
+    /// Deleted recordings the final audit confirmed gone.
+    pub deletions_verified: u64,
+    /// Uploads whose outcome was unknown when first sent (store down).
+    pub uploads_buffered: u64,
 }
 
 impl Controls {
@@ -85,6 +100,12 @@ impl Controls {
         self.guessed_audio_attempts += other.guessed_audio_attempts;
         self.guessed_audio_refused += other.guessed_audio_refused;
         self.racy_recordings_allowed += other.racy_recordings_allowed;
+        self.deletions_acknowledged += other.deletions_acknowledged;
+        self.store_crashes += other.store_crashes;
+        self.audits_completed += other.audits_completed;
+        self.recordings_verified_durable += other.recordings_verified_durable;
+        self.deletions_verified += other.deletions_verified;
+        self.uploads_buffered += other.uploads_buffered;
     }
 }
 
@@ -96,6 +117,9 @@ pub struct Utterance {
     pub upload_started_ms: u64,
     pub acked_ms: Option<u64>,
     pub recording_id: Option<u64>,
+    /// When a deletion covering it was first sent, and when one was acknowledged.
+    pub deletion_started_ms: Option<u64>,
+    pub deletion_acked_ms: Option<u64>,
 }
 
 /// What the oracle knows about one person.
@@ -144,7 +168,60 @@ impl Oracle {
     pub fn utterance_started(&mut self, nonce: u64, owner: usize, device: u32, at_ms: u64) {
         self.utterances
             .entry(nonce)
-            .or_insert(Utterance { owner, device, upload_started_ms: at_ms, acked_ms: None, recording_id: None });
+            .or_insert(Utterance {
+                owner,
+                device,
+                upload_started_ms: at_ms,
+                acked_ms: None,
+                recording_id: None,
+                deletion_started_ms: None,
+                deletion_acked_ms: None,
+            });
+    }
+
+    /// A deletion covering `nonce` was sent (its outcome not yet known).
+    pub fn deletion_started(&mut self, nonce: u64, at_ms: u64) {
+        if let Some(u) = self.utterances.get_mut(&nonce) {
+            u.deletion_started_ms.get_or_insert(at_ms);
+        }
+    }
+
+    /// The store acknowledged that `nonce`'s recording is deleted.
+    pub fn deletion_acked(&mut self, nonce: u64, at_ms: u64) {
+        if let Some(u) = self.utterances.get_mut(&nonce)
+            && u.deletion_acked_ms.is_none()
+        {
+            u.deletion_started_ms.get_or_insert(at_ms);
+            u.deletion_acked_ms = Some(at_ms);
+            self.controls.deletions_acknowledged += 1;
+        }
+    }
+
+    /// Final audit of `person`'s complete history, taken after every fault
+    /// healed and every buffered upload was flushed: every acknowledged,
+    /// undeleted recording must be there; every deleted one must not.
+    pub fn audit_history(&mut self, person: usize, listed: &BTreeSet<u64>, at_ms: u64) {
+        self.controls.audits_completed += 1;
+        let owned: Vec<(u64, Utterance)> =
+            self.utterances.iter().filter(|(_, u)| u.owner == person).map(|(n, u)| (*n, u.clone())).collect();
+        for (nonce, u) in owned {
+            let present = listed.contains(&nonce);
+            if u.deletion_acked_ms.is_some() {
+                if present {
+                    let detail = format!("{}; still listed by the final audit", self.provenance(nonce, &u));
+                    self.violate(Invariant::Erasure, at_ms, Some(nonce), Some(person), detail);
+                } else {
+                    self.controls.deletions_verified += 1;
+                }
+            } else if u.acked_ms.is_some() && u.deletion_started_ms.is_none() {
+                if present {
+                    self.controls.recordings_verified_durable += 1;
+                } else {
+                    let detail = format!("{}; missing from the final audit of its owner's history", self.provenance(nonce, &u));
+                    self.violate(Invariant::Durability, at_ms, Some(nonce), Some(person), detail);
+                }
+            }
+        }
     }
 
     pub fn utterance_acked(&mut self, nonce: u64, recording_id: u64, at_ms: u64) {
@@ -158,10 +235,15 @@ impl Oracle {
     }
 
     fn provenance(&self, nonce: u64, u: &Utterance) -> String {
-        let stored = match (u.recording_id, u.acked_ms) {
+        let mut stored = match (u.recording_id, u.acked_ms) {
             (Some(id), Some(at)) => format!("stored on host store as rec-{id}, acknowledged at {at} ms"),
             _ => "upload not acknowledged".to_string(),
         };
+        match (u.deletion_started_ms, u.deletion_acked_ms) {
+            (_, Some(at)) => stored.push_str(&format!(", deletion acknowledged at {at} ms")),
+            (Some(at), None) => stored.push_str(&format!(", deletion sent at {at} ms (outcome unknown)")),
+            _ => {}
+        }
         format!(
             "utterance {nonce:016x} captured by {} on their device #{} at {} ms, {stored}",
             self.who(u.owner),
@@ -176,9 +258,16 @@ impl Oracle {
         self.violations.push(Violation { invariant, at_ms, nonce, true_owner, receiver, detail });
     }
 
-    /// Judge recordings `receiver` obtained through `channel`. Returns the
-    /// nonces that were theirs.
-    pub fn receive(&mut self, receiver: usize, channel: &str, decoded: &Decoded, at_ms: u64) -> Vec<u64> {
+    /// Judge recordings `receiver` obtained through `channel`, by a request
+    /// sent at `requested_at_ms`. Returns the nonces that were theirs.
+    pub fn receive(
+        &mut self,
+        receiver: usize,
+        channel: &str,
+        decoded: &Decoded,
+        requested_at_ms: u64,
+        at_ms: u64,
+    ) -> Vec<u64> {
         let mut own = Vec::new();
         if decoded.invalid_marks > 0 {
             self.violate(
@@ -203,7 +292,18 @@ impl Oracle {
                     let detail = format!("{}; delivered to {} via {channel}", self.provenance(nonce, &u), self.who(receiver));
                     self.violate(Invariant::Isolation, at_ms, Some(nonce), Some(receiver), detail);
                 }
-                Some(_) => own.push(nonce),
+                Some(u) => {
+                    if let Some(deleted_at) = u.deletion_acked_ms
+                        && deleted_at < requested_at_ms
+                    {
+                        let detail = format!(
+                            "{}; delivered to its owner via {channel} requested at {requested_at_ms} ms",
+                            self.provenance(nonce, &u)
+                        );
+                        self.violate(Invariant::Erasure, at_ms, Some(nonce), Some(receiver), detail);
+                    }
+                    own.push(nonce)
+                }
             }
         }
         own
@@ -225,11 +325,11 @@ impl Oracle {
         at_ms: u64,
     ) {
         let decoded = Decoded { nonces: contents.audio.clone(), invalid_marks: contents.invalid_marks };
-        let own_audio = self.receive(subject, channel, &decoded, at_ms);
+        let own_audio = self.receive(subject, channel, &decoded, ready_seen_ms, at_ms);
         self.controls.archive_recordings_checked += contents.audio.len() as u64;
         // Transcripts in the manifest are deliveries too.
         let text = Decoded { nonces: contents.text.clone(), invalid_marks: 0 };
-        let own_text = self.receive(subject, &format!("{channel} (manifest)"), &text, at_ms);
+        let own_text = self.receive(subject, &format!("{channel} (manifest)"), &text, ready_seen_ms, at_ms);
 
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
@@ -263,14 +363,17 @@ impl Oracle {
             .collect();
         for (nonce, u) in owned {
             let present = audio_set.contains(&nonce);
-            let must = u.acked_ms.is_some_and(|ack| ack <= requested_at_ms);
-            let must_not = u.upload_started_ms > ready_seen_ms;
+            let deleted_before_request = u.deletion_acked_ms.is_some_and(|at| at <= requested_at_ms);
+            let deletion_raced = u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms);
+            let must = u.acked_ms.is_some_and(|ack| ack <= requested_at_ms) && !deletion_raced;
+            let must_not = u.upload_started_ms > ready_seen_ms || deleted_before_request;
             if must && !present {
                 let detail = format!("{}; missing from {channel} requested at {requested_at_ms} ms", self.provenance(nonce, &u));
                 self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);
             } else if must_not && present {
+                let why = if deleted_before_request { "after its deletion" } else { "before its upload began" };
                 let detail = format!(
-                    "{}; present in {channel} that was ready at {ready_seen_ms} ms, before its upload began",
+                    "{}; present in {channel} requested at {requested_at_ms} ms, ready at {ready_seen_ms} ms, {why}",
                     self.provenance(nonce, &u)
                 );
                 self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);

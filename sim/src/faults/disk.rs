@@ -35,6 +35,10 @@ struct State {
     /// I/O errors: `numerator` in `denominator` write/sync operations fail.
     io_error_numerator: u32,
     io_error_denominator: u32,
+    /// Power loss armed to strike at the Nth next write or sync.
+    armed_ops: Option<u32>,
+    /// Set when an armed power loss struck; the world then crashes the host.
+    tripped: bool,
     stats: DiskStats,
 }
 
@@ -76,6 +80,37 @@ fn apply(image: &mut Vec<u8>, op: &Pending) {
     }
 }
 
+/// The effect of a power loss on `state` (see [`SimDisk::crash`]).
+fn power_loss(state: &mut State) {
+    state.incarnation += 1;
+    state.stats.crashes += 1;
+    let mut image = state.durable.clone();
+    let pending = std::mem::take(&mut state.pending);
+    for op in &pending {
+        // Each unsynced operation independently: lost, landed, or torn.
+        match state.rng.random_range(0..4u32) {
+            0 | 1 => state.stats.unsynced_writes_lost += 1,
+            2 => {
+                state.stats.unsynced_writes_kept += 1;
+                apply(&mut image, op);
+            }
+            _ => match op {
+                Pending::Write { offset, data } if data.len() > 1 => {
+                    state.stats.torn_writes += 1;
+                    let cut = state.rng.random_range(1..data.len());
+                    apply(&mut image, &Pending::Write { offset: *offset, data: data[..cut].to_vec() });
+                }
+                _ => {
+                    state.stats.unsynced_writes_kept += 1;
+                    apply(&mut image, op);
+                }
+            },
+        }
+    }
+    state.volatile = image.clone();
+    state.durable = image;
+}
+
 impl SimDisk {
     /// A blank disk whose crash and error behaviour derives from `seed`.
     pub fn new(seed: u64, io_error_numerator: u32, io_error_denominator: u32) -> Self {
@@ -88,6 +123,8 @@ impl SimDisk {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 io_error_numerator,
                 io_error_denominator: io_error_denominator.max(1),
+                armed_ops: None,
+                tripped: false,
                 stats: DiskStats::default(),
             })),
         }
@@ -105,34 +142,30 @@ impl SimDisk {
     /// Power loss: unsynced writes survive only partly, old handles die.
     pub fn crash(&self) {
         let mut state = self.lock();
-        let state = &mut *state;
-        state.incarnation += 1;
-        state.stats.crashes += 1;
-        let mut image = state.durable.clone();
-        let pending = std::mem::take(&mut state.pending);
-        for op in &pending {
-            // Each unsynced operation independently: lost, landed, or torn.
-            match state.rng.random_range(0..4u32) {
-                0 | 1 => state.stats.unsynced_writes_lost += 1,
-                2 => {
-                    state.stats.unsynced_writes_kept += 1;
-                    apply(&mut image, op);
-                }
-                _ => match op {
-                    Pending::Write { offset, data } if data.len() > 1 => {
-                        state.stats.torn_writes += 1;
-                        let cut = state.rng.random_range(1..data.len());
-                        apply(&mut image, &Pending::Write { offset: *offset, data: data[..cut].to_vec() });
-                    }
-                    _ => {
-                        state.stats.unsynced_writes_kept += 1;
-                        apply(&mut image, op);
-                    }
-                },
-            }
-        }
-        state.volatile = image.clone();
-        state.durable = image;
+        state.armed_ops = None;
+        power_loss(&mut state);
+    }
+
+    /// Arm a power loss that strikes in the middle of the `ops`-th next
+    /// write or sync (so inside a commit, where a crash between simulation
+    /// steps never lands). The op is torn or lost like any unsynced write.
+    pub fn arm_power_loss(&self, ops: u32) {
+        self.lock().armed_ops = Some(ops.max(1));
+    }
+
+    /// Whether an armed power loss struck since the last call.
+    pub fn take_tripped(&self) -> bool {
+        std::mem::take(&mut self.lock().tripped)
+    }
+
+    /// Whether a power loss is armed and has not struck yet.
+    pub fn is_armed(&self) -> bool {
+        self.lock().armed_ops.is_some()
+    }
+
+    /// Disarm a power loss that has not struck.
+    pub fn disarm(&self) {
+        self.lock().armed_ops = None;
     }
 
     /// Change the injected I/O error rate (0 turns errors off).
@@ -152,6 +185,16 @@ impl SimDiskHandle {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.incarnation != self.incarnation {
             return Err(io::Error::other("simulated disk: this process crashed"));
+        }
+        if mutating && let Some(left) = state.armed_ops {
+            if left <= 1 {
+                // The power goes out in the middle of this operation.
+                state.armed_ops = None;
+                state.tripped = true;
+                power_loss(&mut state);
+                return Err(io::Error::other("simulated disk: power lost"));
+            }
+            state.armed_ops = Some(left - 1);
         }
         if mutating && state.io_error_numerator > 0 {
             let denominator = state.io_error_denominator;
