@@ -678,3 +678,360 @@ async fn account_ids_are_not_reused_and_stores_are_deterministic() {
     let next = h1.signup("bob@example.com").await;
     assert_eq!(next.account_id, AccountId(2));
 }
+
+// ---------------------------------------------------------------------------
+// Deletion and account closure.
+
+use crosstalk_model::api::DeleteResponse;
+
+fn delete(uri: &str, token: Option<&str>) -> Request<Body> {
+    with_auth(Request::delete(uri), token).body(Body::empty()).expect("request builds")
+}
+
+fn ingest_at_request(device_token: &str, key: &str, captured_at_ms: u64, audio: &[u8]) -> Request<Body> {
+    post_json(
+        "/v1/recordings",
+        Some(device_token),
+        &json!({
+            "upload_key": key,
+            "captured_at_ms": captured_at_ms,
+            "transcript": format!("captured at {captured_at_ms}"),
+            "audio_base64": STANDARD.encode(audio),
+        }),
+    )
+}
+
+impl Harness {
+    async fn ingest_at(
+        &self,
+        device_token: &str,
+        key: &str,
+        captured_at_ms: u64,
+        audio: &[u8],
+    ) -> RecordingId {
+        let response: IngestResponse =
+            self.ok(ingest_at_request(device_token, key, captured_at_ms, audio), StatusCode::CREATED).await;
+        assert!(!response.duplicate);
+        response.recording_id
+    }
+
+    async fn ids(&self, session: &str) -> Vec<RecordingId> {
+        self.list(session, "?limit=100").await.items.iter().map(|v| v.id).collect()
+    }
+
+    async fn service_ids(&self, account: AccountId) -> Vec<RecordingId> {
+        let page: RecordingPage = self
+            .ok(
+                get(&format!("/v1/service/accounts/{}/recordings?limit=100", account.0), Some(SERVICE_TOKEN)),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(page.account_id, account);
+        page.items.iter().map(|v| v.id).collect()
+    }
+
+    async fn audio_status(&self, session: &str, id: RecordingId) -> StatusCode {
+        self.send(get(&format!("/v1/recordings/{}/audio", id.0), Some(session))).await.0
+    }
+}
+
+#[tokio::test]
+async fn delete_one_removes_only_own_recordings() {
+    let h = Harness::new(20);
+    let a = h.signup("alice@example.com").await;
+    let b = h.signup("bob@example.com").await;
+    let da = h.device(&a.session_token, "alice-kitchen").await;
+    let db = h.device(&b.session_token, "bob-kitchen").await;
+    let a_ids = [
+        h.ingest_at(&da.device_token, "a-0", 1_000, &audio(0)).await,
+        h.ingest_at(&da.device_token, "a-1", 2_000, &audio(1)).await,
+        h.ingest_at(&da.device_token, "a-2", 3_000, &audio(2)).await,
+    ];
+    let rb = h.ingest_at(&db.device_token, "b-0", 1_000, &audio(10)).await;
+
+    // Own recording: 200, exactly that id.
+    let response: DeleteResponse =
+        h.ok(delete(&format!("/v1/recordings/{}", a_ids[1].0), Some(&a.session_token)), StatusCode::OK).await;
+    assert_eq!(response.deleted, vec![a_ids[1]]);
+    assert_eq!(h.ids(&a.session_token).await, vec![a_ids[0], a_ids[2]]);
+    assert_eq!(h.audio_status(&a.session_token, a_ids[1]).await, StatusCode::NOT_FOUND);
+    assert_eq!(h.service_ids(a.account_id).await, vec![a_ids[0], a_ids[2]]);
+    let (status, _) = h
+        .send(get(
+            &format!("/v1/service/accounts/{}/recordings/{}/audio", a.account_id.0, a_ids[1].0),
+            Some(SERVICE_TOKEN),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Another account's recording: 404, byte for byte like a missing one,
+    // and like one already deleted. Bob keeps his.
+    let (other_status, other_body) =
+        h.send(delete(&format!("/v1/recordings/{}", rb.0), Some(&a.session_token))).await;
+    let (missing_status, missing_body) =
+        h.send(delete("/v1/recordings/999999", Some(&a.session_token))).await;
+    let (again_status, again_body) =
+        h.send(delete(&format!("/v1/recordings/{}", a_ids[1].0), Some(&a.session_token))).await;
+    assert_eq!(other_status, StatusCode::NOT_FOUND);
+    assert_eq!(missing_status, StatusCode::NOT_FOUND);
+    assert_eq!(again_status, StatusCode::NOT_FOUND);
+    assert_eq!(other_body, missing_body);
+    assert_eq!(again_body, missing_body);
+    expect_error_body(&other_body);
+    assert_eq!(h.ids(&b.session_token).await, vec![rb]);
+    assert_eq!(h.audio_status(&b.session_token, rb).await, StatusCode::OK);
+
+    // No session, a bad one, a device token: 401, nothing deleted.
+    let path = format!("/v1/recordings/{}", a_ids[0].0);
+    let e = h.err(delete(&path, None), StatusCode::UNAUTHORIZED).await;
+    assert_eq!(e.error, "unauthorized");
+    h.err(delete(&path, Some(&"0".repeat(64))), StatusCode::UNAUTHORIZED).await;
+    h.err(delete(&path, Some(&da.device_token)), StatusCode::UNAUTHORIZED).await;
+    // The service token is not a session either.
+    h.err(delete(&path, Some(SERVICE_TOKEN)), StatusCode::UNAUTHORIZED).await;
+    // Bad ids.
+    for id in ["abc", "-1", "18446744073709551616"] {
+        let e = h
+            .err(delete(&format!("/v1/recordings/{id}"), Some(&a.session_token)), StatusCode::BAD_REQUEST)
+            .await;
+        assert_eq!(e.error, "bad_request", "id {id}");
+    }
+    assert_eq!(h.ids(&a.session_token).await, vec![a_ids[0], a_ids[2]]);
+
+    // A device retrying the deleted recording's upload does not bring it back.
+    let (status, body) = h.send(ingest_at_request(&da.device_token, "a-1", 2_000, &audio(1))).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let retry: IngestResponse = serde_json::from_slice(&body).expect("ingest body");
+    assert!(retry.duplicate);
+    assert_eq!(retry.recording_id, a_ids[1]);
+    assert_eq!(h.ids(&a.session_token).await, vec![a_ids[0], a_ids[2]]);
+    assert_eq!(h.audio_status(&a.session_token, a_ids[1]).await, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_many_by_capture_range_or_all() {
+    let h = Harness::new(21);
+    let a = h.signup("alice@example.com").await;
+    let b = h.signup("bob@example.com").await;
+    let da = h.device(&a.session_token, "alice-kitchen").await;
+    let db = h.device(&b.session_token, "bob-kitchen").await;
+    // Alice captured at 1_000 .. 5_000; bob at the same times.
+    let mut a_ids = Vec::new();
+    let mut b_ids = Vec::new();
+    for n in 1..=5u32 {
+        let t = 1_000 * u64::from(n);
+        a_ids.push(h.ingest_at(&da.device_token, &format!("a-{n}"), t, &audio(n)).await);
+        b_ids.push(h.ingest_at(&db.device_token, &format!("b-{n}"), t, &audio(100 + n)).await);
+    }
+    let delete_many = |token: Option<&str>, body: &Value| post_json("/v1/recordings/delete", token, body);
+
+    // Invalid forms: neither, both, half a range, from > to, wrong types,
+    // unknown fields, all=false alone. 400 with a JSON body, nothing deleted.
+    let invalid = [
+        json!({}),
+        json!({ "all": false }),
+        json!({ "all": true, "captured_from_ms": 1_000, "captured_to_ms": 2_000 }),
+        json!({ "all": true, "captured_from_ms": 1_000 }),
+        json!({ "all": true, "captured_to_ms": 1_000 }),
+        json!({ "captured_from_ms": 1_000 }),
+        json!({ "captured_to_ms": 1_000 }),
+        json!({ "captured_from_ms": 3_001, "captured_to_ms": 3_000 }),
+        json!({ "all": "yes" }),
+        json!({ "captured_from_ms": -1, "captured_to_ms": 3_000 }),
+        json!({ "captured_from_ms": "1000", "captured_to_ms": 3_000 }),
+        json!({ "all": true, "owner": b.account_id.0 }),
+        json!([]),
+    ];
+    for body in &invalid {
+        let e = h.err(delete_many(Some(&a.session_token), body), StatusCode::BAD_REQUEST).await;
+        assert_eq!(e.error, "bad_request", "body {body}");
+    }
+    let e = h
+        .err(
+            post_raw("/v1/recordings/delete", Some(&a.session_token), "application/json", "{"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert_eq!(e.error, "bad_request");
+    h.err(
+        post_raw("/v1/recordings/delete", Some(&a.session_token), "text/plain", r#"{"all":true}"#),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    // No session: 401.
+    let e = h.err(delete_many(None, &json!({ "all": true })), StatusCode::UNAUTHORIZED).await;
+    assert_eq!(e.error, "unauthorized");
+    h.err(delete_many(Some(&da.device_token), &json!({ "all": true })), StatusCode::UNAUTHORIZED).await;
+    assert_eq!(h.ids(&a.session_token).await, a_ids);
+    assert_eq!(h.ids(&b.session_token).await, b_ids);
+
+    // A range is inclusive of both ends and touches only the caller's own.
+    let response: DeleteResponse = h
+        .ok(
+            delete_many(
+                Some(&a.session_token),
+                &json!({ "captured_from_ms": 2_000, "captured_to_ms": 4_000 }),
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(response.deleted, a_ids[1..4].to_vec());
+    assert_eq!(h.ids(&a.session_token).await, vec![a_ids[0], a_ids[4]]);
+    assert_eq!(h.service_ids(a.account_id).await, vec![a_ids[0], a_ids[4]]);
+    for id in &a_ids[1..4] {
+        assert_eq!(h.audio_status(&a.session_token, *id).await, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(h.ids(&b.session_token).await, b_ids);
+
+    // A one-point range; an empty range deletes nothing (and is not an error).
+    let response: DeleteResponse = h
+        .ok(
+            delete_many(
+                Some(&a.session_token),
+                &json!({ "captured_from_ms": 1_000, "captured_to_ms": 1_000 }),
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(response.deleted, vec![a_ids[0]]);
+    let response: DeleteResponse = h
+        .ok(
+            delete_many(
+                Some(&a.session_token),
+                &json!({ "captured_from_ms": 1_001, "captured_to_ms": 4_999 }),
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(response.deleted.is_empty());
+    assert_eq!(h.ids(&a.session_token).await, vec![a_ids[4]]);
+
+    // `all` deletes the rest of the caller's, and only the caller's.
+    let response: DeleteResponse =
+        h.ok(delete_many(Some(&a.session_token), &json!({ "all": true })), StatusCode::OK).await;
+    assert_eq!(response.deleted, vec![a_ids[4]]);
+    assert!(h.ids(&a.session_token).await.is_empty());
+    assert!(h.service_ids(a.account_id).await.is_empty());
+    assert_eq!(h.ids(&b.session_token).await, b_ids);
+    assert_eq!(h.service_ids(b.account_id).await, b_ids);
+    for id in &b_ids {
+        assert_eq!(h.audio_status(&b.session_token, *id).await, StatusCode::OK);
+    }
+    // Again: nothing left to delete.
+    let response: DeleteResponse =
+        h.ok(delete_many(Some(&a.session_token), &json!({ "all": true })), StatusCode::OK).await;
+    assert!(response.deleted.is_empty());
+
+    // The account still works: new uploads get new ids.
+    let fresh = h.ingest_at(&da.device_token, "a-new", 2_000, &audio(50)).await;
+    assert!(a_ids.iter().chain(b_ids.iter()).all(|old| fresh > *old));
+    assert_eq!(h.ids(&a.session_token).await, vec![fresh]);
+}
+
+#[tokio::test]
+async fn closing_an_account_ends_it_and_frees_the_email_for_a_new_account() {
+    let h = Harness::new(22);
+    let a = h.signup("alice@example.com").await;
+    let b = h.signup("bob@example.com").await;
+    let da = h.device(&a.session_token, "alice-kitchen").await;
+    let db = h.device(&b.session_token, "bob-kitchen").await;
+    let mut a_ids = Vec::new();
+    for n in 0..3u32 {
+        a_ids.push(h.ingest_at(&da.device_token, &format!("a-{n}"), 1_000 + u64::from(n), &audio(n)).await);
+    }
+    let rb = h.ingest_at(&db.device_token, "b-0", 1_000, &audio(10)).await;
+    assert_eq!(h.service_ids(a.account_id).await, a_ids);
+
+    // Closing needs a session.
+    h.err(delete("/v1/accounts/me", None), StatusCode::UNAUTHORIZED).await;
+    h.err(delete("/v1/accounts/me", Some(&da.device_token)), StatusCode::UNAUTHORIZED).await;
+    h.err(delete("/v1/accounts/me", Some(SERVICE_TOKEN)), StatusCode::UNAUTHORIZED).await;
+    assert_eq!(h.ids(&a.session_token).await, a_ids);
+
+    let response: DeleteResponse =
+        h.ok(delete("/v1/accounts/me", Some(&a.session_token)), StatusCode::OK).await;
+    assert_eq!(response.deleted, a_ids);
+
+    // The session is dead everywhere, including for introspection.
+    for request in [
+        get("/v1/recordings", Some(&a.session_token)),
+        get(&format!("/v1/recordings/{}/audio", a_ids[0].0), Some(&a.session_token)),
+        delete(&format!("/v1/recordings/{}", a_ids[0].0), Some(&a.session_token)),
+        post_json("/v1/recordings/delete", Some(&a.session_token), &json!({ "all": true })),
+        post_json("/v1/devices", Some(&a.session_token), &json!({ "name": "new" })),
+        delete("/v1/accounts/me", Some(&a.session_token)),
+        post_json(
+            "/v1/service/introspect",
+            Some(SERVICE_TOKEN),
+            &json!({ "session_token": a.session_token }),
+        ),
+    ] {
+        let e = h.err(request, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(e.error, "unauthorized");
+    }
+    // The device can no longer upload: neither new captures nor retries.
+    h.err(ingest_at_request(&da.device_token, "a-new", 9_000, &audio(9)), StatusCode::UNAUTHORIZED).await;
+    h.err(ingest_at_request(&da.device_token, "a-0", 1_000, &audio(0)), StatusCode::UNAUTHORIZED).await;
+
+    // The recordings are gone from the service API too.
+    let list_old = format!("/v1/service/accounts/{}/recordings", a.account_id.0);
+    let (status, body) = h.send(get(&list_old, Some(SERVICE_TOKEN))).await;
+    match status {
+        StatusCode::OK => {
+            let page: RecordingPage = serde_json::from_slice(&body).expect("page");
+            assert!(page.items.is_empty(), "a closed account's listing: {page:?}");
+        }
+        StatusCode::NOT_FOUND => {
+            expect_error_body(&body);
+        }
+        other => panic!("service listing of a closed account answered {other}"),
+    }
+    for id in &a_ids {
+        let path = format!("/v1/service/accounts/{}/recordings/{}/audio", a.account_id.0, id.0);
+        h.err(get(&path, Some(SERVICE_TOKEN)), StatusCode::NOT_FOUND).await;
+    }
+
+    // The email signs up again (case and spaces folded) as a NEW account
+    // that sees none of the old recordings.
+    let again = h.signup("  Alice@Example.com ").await;
+    assert_ne!(again.account_id, a.account_id);
+    assert_ne!(again.account_id, b.account_id);
+    assert!(again.account_id > b.account_id, "account ids are never reused");
+    assert_ne!(again.session_token, a.session_token);
+    assert!(h.ids(&again.session_token).await.is_empty());
+    assert!(h.service_ids(again.account_id).await.is_empty());
+    for id in &a_ids {
+        assert_eq!(h.audio_status(&again.session_token, *id).await, StatusCode::NOT_FOUND);
+        let path = format!("/v1/service/accounts/{}/recordings/{}/audio", again.account_id.0, id.0);
+        h.err(get(&path, Some(SERVICE_TOKEN)), StatusCode::NOT_FOUND).await;
+        h.err(delete(&format!("/v1/recordings/{}", id.0), Some(&again.session_token)), StatusCode::NOT_FOUND)
+            .await;
+    }
+    let who: IntrospectResponse = h
+        .ok(
+            post_json(
+                "/v1/service/introspect",
+                Some(SERVICE_TOKEN),
+                &json!({ "session_token": again.session_token }),
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(who.account_id, again.account_id);
+    // The old device token stays dead for the new holder of the email.
+    h.err(ingest_at_request(&da.device_token, "a-later", 9_000, &audio(9)), StatusCode::UNAUTHORIZED).await;
+    assert!(h.ids(&again.session_token).await.is_empty());
+    // The new account's own uploads get fresh ids.
+    let d_again = h.device(&again.session_token, "alice-new-kitchen").await;
+    assert_ne!(d_again.device_id, da.device_id);
+    let fresh = h.ingest_at(&d_again.device_token, "a-0", 1_000, &audio(0)).await;
+    assert!(a_ids.iter().all(|old| fresh > *old));
+    assert_eq!(h.ids(&again.session_token).await, vec![fresh]);
+    // A second signup with the email is a conflict again.
+    h.err(post_json("/v1/accounts", None, &json!({ "email": "alice@example.com" })), StatusCode::CONFLICT)
+        .await;
+
+    // Bob is untouched.
+    assert_eq!(h.ids(&b.session_token).await, vec![rb]);
+    assert_eq!(h.audio_status(&b.session_token, rb).await, StatusCode::OK);
+}
