@@ -36,11 +36,12 @@ pub struct RegisterDeviceRequest {
 pub struct RegisterDeviceResponse {
     pub device_id: DeviceId,
     pub device_token: String,
+    pub ownership_epoch: u32,
 }
 
 /// A device uploads one capture. `upload_key` makes retries idempotent: the
 /// same device sending the same key twice gets the same recording back.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     pub upload_key: String,
@@ -48,6 +49,13 @@ pub struct IngestRequest {
     pub transcript: String,
     /// Standard base64 of the audio file (a WAV).
     pub audio_base64: String,
+    /// The ownership epoch the device was in when it captured this (see
+    /// device transfer); absent means the device's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership_epoch: Option<u32>,
+    /// A command the device understood in the utterance, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -160,4 +168,100 @@ pub struct DeleteRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeleteResponse {
     pub deleted: Vec<RecordingId>,
+}
+
+/// A command the device understood in an utterance (on-device language
+/// understanding). The store acts on it only after a hold period, and never
+/// when the capture turns out to be broadcast media heard by many homes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Intent {
+    Purchase { item: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferDeviceRequest {
+    /// The email of the account that receives the device.
+    pub to_email: String,
+}
+
+/// A device's new credentials after a transfer or a factory reset.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceCredentials {
+    pub device_id: DeviceId,
+    pub device_token: String,
+    pub ownership_epoch: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddContactRequest {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+}
+
+/// Ask to send one of one's recordings to a contact, by the contact's name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    pub recording_id: RecordingId,
+    pub contact_name: String,
+}
+
+/// Confirm a pending message by naming the contact it resolved to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmMessageRequest {
+    pub contact_email: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Resolved, waiting for the sender's confirmation; nothing delivered.
+    Pending,
+    Delivered,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageView {
+    pub message_id: u64,
+    pub state: MessageState,
+    pub recording_id: RecordingId,
+    pub resolved_contact: Contact,
+}
+
+/// A delivered message as its recipient sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InboxItem {
+    pub message_id: u64,
+    pub from: AccountId,
+    pub recording: RecordingView,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Held: the store waits to see whether the capture was broadcast media.
+    Held,
+    Placed,
+    /// Never placed: the capture was broadcast media heard by many homes.
+    SuppressedMediaEvent,
+    /// Never placed: the recording was deleted while the order was held.
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: u64,
+    pub item: String,
+    pub source_recording: RecordingId,
+    pub state: OrderState,
 }

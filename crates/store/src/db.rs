@@ -20,21 +20,21 @@ use sha2::Sha256;
 use std::fmt::Display;
 use std::sync::Arc;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
-const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
-const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
-const SESSIONS: TableDefinition<&str, u64> = TableDefinition::new("sessions");
-const DEVICES: TableDefinition<u64, &str> = TableDefinition::new("devices");
-const DEVICE_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("device_tokens");
-const RECORDINGS: TableDefinition<u64, &str> = TableDefinition::new("recordings");
-const AUDIO: TableDefinition<u64, &[u8]> = TableDefinition::new("audio");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+pub(crate) const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
+pub(crate) const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
+pub(crate) const SESSIONS: TableDefinition<&str, u64> = TableDefinition::new("sessions");
+pub(crate) const DEVICES: TableDefinition<u64, &str> = TableDefinition::new("devices");
+pub(crate) const DEVICE_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("device_tokens");
+pub(crate) const RECORDINGS: TableDefinition<u64, &str> = TableDefinition::new("recordings");
+pub(crate) const AUDIO: TableDefinition<u64, &[u8]> = TableDefinition::new("audio");
 /// (owner, recording) -> (): the index every listing and export reads.
-const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_owner");
+pub(crate) const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_owner");
 /// (device, upload key) -> JSON [`UploadKeyRecord`]: makes device retries
 /// idempotent, and keeps answering after the recording was deleted (a retry
 /// of a deleted recording's upload must not bring it back).
-const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> = TableDefinition::new("upload_keys");
+pub(crate) const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> = TableDefinition::new("upload_keys");
 
 const NEXT_ACCOUNT: &str = "next_account_id";
 const NEXT_DEVICE: &str = "next_device_id";
@@ -45,13 +45,13 @@ const CURSOR_KEY: &str = "cursor_mac_key";
 pub const MAX_PAGE_ITEMS: usize = 100;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct AccountRecord {
-    id: AccountId,
-    email: String,
-    created_at_ms: u64,
+pub(crate) struct AccountRecord {
+    pub(crate) id: AccountId,
+    pub(crate) email: String,
+    pub(crate) created_at_ms: u64,
     /// Set when the account was closed: its sessions and devices stop
     /// working, its recordings are gone, its email is free again.
-    closed_at_ms: Option<u64>,
+    pub(crate) closed_at_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,9 +77,18 @@ pub enum DeleteSelection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeviceRecord {
     pub id: DeviceId,
+    /// The owner now: the owner of the current ownership epoch.
     pub owner: AccountId,
     pub name: String,
     pub registered_at_ms: u64,
+    /// The current ownership epoch. A transfer or a factory reset starts a
+    /// new one; captures carry the epoch the device was in when it heard
+    /// them, so a capture made before a resale stays with the seller.
+    pub epoch: u32,
+    /// `owners[e]` owned the device during epoch `e`.
+    pub owners: Vec<AccountId>,
+    /// Digest of the device's current bearer token.
+    pub token_digest: String,
 }
 
 /// Who a listing is for: the owner reading their own history, or the export
@@ -105,25 +114,28 @@ pub struct NewRecording {
     pub captured_at_ms: u64,
     pub transcript: String,
     pub audio: Vec<u8>,
+    /// The device's ownership epoch at capture; `None` means the current one.
+    pub ownership_epoch: Option<u32>,
+    pub intent: Option<crosstalk_model::api::Intent>,
 }
 
 pub struct Store {
-    db: Database,
-    clock: Arc<dyn Clock>,
-    entropy: Arc<dyn Entropy>,
+    pub(crate) db: Database,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     cursor_key: Vec<u8>,
     pub(crate) config: StoreConfig,
 }
 
-fn internal(e: impl Display) -> ApiError {
+pub(crate) fn internal(e: impl Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
 }
 
-fn token_digest(token: &str) -> String {
+pub(crate) fn token_digest(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
-fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, ApiError> {
+pub(crate) fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, ApiError> {
     let mut meta = txn.open_table(META).map_err(internal)?;
     let current = meta.get(counter).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
     let next = current.checked_add(1).ok_or_else(|| ApiError::internal("id space exhausted"))?;
@@ -172,6 +184,13 @@ impl Store {
             txn.open_table(AUDIO).map_err(|e| e.to_string())?;
             txn.open_table(BY_OWNER).map_err(|e| e.to_string())?;
             txn.open_table(UPLOAD_KEYS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::FINGERPRINTS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::ORDERS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::ORDERS_BY_ACCOUNT).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::HELD_ORDERS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::CONTACTS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::MESSAGES).map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::INBOX).map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
@@ -218,7 +237,7 @@ impl Store {
         }
     }
 
-    fn account_in(&self, txn: &redb::ReadTransaction, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
+    pub(crate) fn account_in(&self, txn: &redb::ReadTransaction, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
         let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
         match accounts.get(id.0).map_err(internal)? {
             Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
@@ -232,7 +251,15 @@ impl Store {
         let token = self.entropy.token_hex();
         let txn = self.db.begin_write().map_err(internal)?;
         let id = next_id(&txn, NEXT_DEVICE)?;
-        let record = DeviceRecord { id: DeviceId(id), owner, name: name.to_string(), registered_at_ms: now };
+        let record = DeviceRecord {
+            id: DeviceId(id),
+            owner,
+            name: name.to_string(),
+            registered_at_ms: now,
+            epoch: 0,
+            owners: vec![owner],
+            token_digest: token_digest(&token),
+        };
         let json = serde_json::to_string(&record).map_err(internal)?;
         txn.open_table(DEVICES).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
         txn.open_table(DEVICE_TOKENS)
@@ -263,12 +290,34 @@ impl Store {
         }
     }
 
-    /// Store one capture from `device` for its owner. Idempotent per
-    /// (device, upload key): a retry returns the first recording's id.
+    /// Store one capture from `device` for the account that owned the device
+    /// when it captured it (its ownership epoch). Idempotent per (device,
+    /// upload key): a retry returns the first recording's id.
     pub fn ingest(&self, device: &DeviceRecord, upload: NewRecording) -> Result<(RecordingId, bool), ApiError> {
         let now = self.clock.now_ms();
         let digest = sha256_hex(&upload.audio);
+        let epoch = upload.ownership_epoch.unwrap_or(device.epoch);
+        if epoch > device.epoch {
+            return Err(ApiError::bad_request("ownership_epoch is ahead of the device's"));
+        }
+        let owner = *device
+            .owners
+            .get(epoch as usize)
+            .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?;
+        let print = crate::media::fingerprint(&upload.audio);
         let txn = self.db.begin_write().map_err(internal)?;
+        if owner != device.owner {
+            // A capture from before a transfer: it belongs to the earlier
+            // owner, who may have closed their account since.
+            let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+            let record: Option<AccountRecord> = match accounts.get(owner.0).map_err(internal)? {
+                Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
+                None => None,
+            };
+            if record.is_none_or(|a| a.closed_at_ms.is_some()) {
+                return Err(ApiError::gone("the account that owned this device then is closed"));
+            }
+        }
         let id = {
             let mut keys = txn.open_table(UPLOAD_KEYS).map_err(internal)?;
             let content = content_digest(&digest, &upload.transcript);
@@ -286,7 +335,7 @@ impl Store {
             keys.insert((device.id.0, upload.upload_key.as_str()), key_record.as_str()).map_err(internal)?;
             let record = Recording {
                 id: RecordingId(id),
-                owner: device.owner,
+                owner,
                 device: device.id,
                 captured_at_ms: upload.captured_at_ms,
                 received_at_ms: now,
@@ -297,7 +346,8 @@ impl Store {
             let json = serde_json::to_string(&record).map_err(internal)?;
             txn.open_table(RECORDINGS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
             txn.open_table(AUDIO).map_err(internal)?.insert(id, upload.audio.as_slice()).map_err(internal)?;
-            txn.open_table(BY_OWNER).map_err(internal)?.insert((device.owner.0, id), ()).map_err(internal)?;
+            txn.open_table(BY_OWNER).map_err(internal)?.insert((owner.0, id), ()).map_err(internal)?;
+            Self::note_capture(&txn, &record, print, upload.intent.as_ref())?;
             id
         };
         txn.commit().map_err(internal)?;

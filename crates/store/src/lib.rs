@@ -20,11 +20,21 @@
 //! | DELETE | `/v1/recordings/{id}` | session (own recordings only) |
 //! | POST | `/v1/recordings/delete` | session: a capture-time range, or all |
 //! | DELETE | `/v1/accounts/me` | session: close the account |
+//! | POST | `/v1/devices/{id}/transfer` | session of the owner: resale |
+//! | POST | `/v1/devices/{id}/reset` | session of the owner: factory reset |
+//! | POST, GET | `/v1/contacts` | session |
+//! | POST | `/v1/messages` | session: resolve a contact, hold the message |
+//! | POST | `/v1/messages/{id}/confirm` | session of the sender, naming the contact |
+//! | GET | `/v1/inbox`, `/v1/inbox/{id}/audio` | session of the recipient |
+//! | GET | `/v1/orders` | session: purchases spoken to one's devices |
 //! | POST | `/v1/service/introspect` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings?cursor=&limit=` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings/{rid}/audio` | service token |
 
 mod db;
+mod devices;
+pub mod media;
+mod messages;
 
 pub use db::{DeleteSelection, DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
 
@@ -34,10 +44,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use crosstalk_model::api::{
-    DeleteRequest, DeleteResponse, IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
+    AddContactRequest, ConfirmMessageRequest, Contact, DeleteRequest, DeleteResponse, DeviceCredentials, InboxItem,
+    MessageView, OrderView, SendMessageRequest, TransferDeviceRequest,
+    IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
     RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
-use crosstalk_model::{AccountId, MAX_TRANSCRIPT_BYTES, RecordingId};
+use crosstalk_model::{AccountId, DeviceId, MAX_TRANSCRIPT_BYTES, RecordingId};
 pub use crosstalk_model::{Clock, Entropy};
 use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
 use serde::Deserialize;
@@ -62,6 +74,14 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/accounts", post(signup))
         .route("/v1/accounts/me", axum::routing::delete(close_account))
         .route("/v1/devices", post(register_device))
+        .route("/v1/devices/{id}/transfer", post(transfer_device))
+        .route("/v1/devices/{id}/reset", post(reset_device))
+        .route("/v1/contacts", post(add_contact).get(list_contacts))
+        .route("/v1/messages", post(send_message))
+        .route("/v1/messages/{id}/confirm", post(confirm_message))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/inbox/{id}/audio", get(inbox_audio))
+        .route("/v1/orders", get(orders))
         .route("/v1/recordings", post(ingest).get(list_own))
         .route("/v1/recordings/{id}", axum::routing::delete(delete_one))
         .route("/v1/recordings/delete", post(delete_many))
@@ -119,7 +139,81 @@ async fn register_device(
         return Err(ApiError::bad_request("device name must be 1 to 128 bytes"));
     }
     let (device_id, device_token) = store.register_device(owner, &body.name)?;
-    Ok((StatusCode::CREATED, Json(RegisterDeviceResponse { device_id, device_token })).into_response())
+    let response = RegisterDeviceResponse { device_id, device_token, ownership_epoch: 0 };
+    Ok((StatusCode::CREATED, Json(response)).into_response())
+}
+
+async fn transfer_device(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<TransferDeviceRequest>,
+) -> Result<Json<DeviceCredentials>, ApiError> {
+    let owner = session(&store, &headers)?;
+    store.transfer_device(owner, DeviceId(id), &body.to_email).map(Json)
+}
+
+async fn reset_device(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<DeviceCredentials>, ApiError> {
+    let owner = session(&store, &headers)?;
+    store.reset_device(owner, DeviceId(id)).map(Json)
+}
+
+async fn add_contact(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<AddContactRequest>,
+) -> Result<Response, ApiError> {
+    let account = session(&store, &headers)?;
+    let contact = store.add_contact(account, &body.name, &body.email)?;
+    Ok((StatusCode::CREATED, Json(contact)).into_response())
+}
+
+async fn list_contacts(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<Contact>>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.contacts(account).map(Json)
+}
+
+async fn send_message(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SendMessageRequest>,
+) -> Result<Response, ApiError> {
+    let account = session(&store, &headers)?;
+    let message = store.send_message(account, body.recording_id, &body.contact_name)?;
+    Ok((StatusCode::ACCEPTED, Json(message)).into_response())
+}
+
+async fn confirm_message(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<ConfirmMessageRequest>,
+) -> Result<Json<MessageView>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.confirm_message(account, id, &body.contact_email).map(Json)
+}
+
+async fn inbox(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<InboxItem>>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.inbox(account).map(Json)
+}
+
+async fn inbox_audio(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let account = session(&store, &headers)?;
+    store.inbox_audio(account, id).map(wav_response)
+}
+
+async fn orders(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<OrderView>>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.orders(account).map(Json)
 }
 
 async fn ingest(
@@ -136,11 +230,18 @@ async fn ingest(
         return Err(ApiError::too_large(format!("transcript exceeds {MAX_TRANSCRIPT_BYTES} bytes")));
     }
     let audio = db::decode_audio(&body.audio_base64)?;
+    if let Some(crosstalk_model::api::Intent::Purchase { item }) = &body.intent
+        && (item.is_empty() || item.len() > 200)
+    {
+        return Err(ApiError::bad_request("a purchase names an item of 1 to 200 bytes"));
+    }
     let upload = NewRecording {
         upload_key: body.upload_key,
         captured_at_ms: body.captured_at_ms,
         transcript: body.transcript,
         audio,
+        ownership_epoch: body.ownership_epoch,
+        intent: body.intent,
     };
     let (recording_id, duplicate) = store.ingest(&device, upload)?;
     let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };

@@ -65,10 +65,12 @@ fn main() {
             std::process::exit(2)
         });
         eprintln!("crosstalk-store listening on {listen}, database {db_path}");
+        let store = Arc::new(store);
+        crosstalk_service::Spawner::Tokio.spawn(store.clone().run_order_sweeper(std::time::Duration::from_secs(1)));
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => {}
-            _ = crosstalk_service::serve(listener, router(Arc::new(store))) => {}
+            _ = crosstalk_service::serve(listener, router(store)) => {}
         }
     });
 }

@@ -1,0 +1,249 @@
+//! Broadcast audio and the commands in it.
+//!
+//! When a television says "Alexa, order me a dollhouse", every speaker in
+//! earshot hears the same audio at the same moment. The store therefore
+//! never acts on a spoken command at once: a purchase is *held* for
+//! [`HOLD_MS`]. Each capture gets an acoustic fingerprint of its leading
+//! audio; when captures with the same fingerprint arrive from at least
+//! [`MEDIA_EVENT_HOUSEHOLDS`] different accounts within [`MEDIA_WINDOW_MS`]
+//! of each other (by capture time), they are a *media event*, and none of
+//! their held commands is ever carried out. Each capture still belongs to
+//! the household that captured it, and to no one else.
+
+use crate::Store;
+use crate::db::{RECORDINGS, internal, next_id};
+use crosstalk_model::api::{Intent, OrderState, OrderView};
+use crosstalk_model::{AccountId, Recording, RecordingId};
+use crosstalk_service::ApiError;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// (fingerprint, capture time, recording) -> owner.
+pub(crate) const FINGERPRINTS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("fingerprints");
+/// order id -> JSON [`OrderRecord`].
+pub(crate) const ORDERS: TableDefinition<u64, &str> = TableDefinition::new("orders");
+/// (account, order id) -> (): an account's orders.
+pub(crate) const ORDERS_BY_ACCOUNT: TableDefinition<(u64, u64), ()> = TableDefinition::new("orders_by_account");
+/// order id -> (): orders still held.
+pub(crate) const HELD_ORDERS: TableDefinition<u64, ()> = TableDefinition::new("held_orders");
+
+const NEXT_ORDER: &str = "next_order_id";
+
+/// How long a spoken purchase is held before it is placed.
+pub const HOLD_MS: u64 = 10_000;
+/// Captures this close in capture time with one fingerprint are one event.
+pub const MEDIA_WINDOW_MS: u64 = 60_000;
+/// Distinct accounts that make identical audio a media event.
+pub const MEDIA_EVENT_HOUSEHOLDS: usize = 3;
+
+/// Samples the fingerprint reads, and how coarsely it quantizes them.
+const FINGERPRINT_SAMPLES: usize = 192;
+const QUANTIZE_SHIFT: u32 = 11;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct OrderRecord {
+    pub(crate) id: u64,
+    pub(crate) account: AccountId,
+    pub(crate) item: String,
+    pub(crate) source: RecordingId,
+    pub(crate) fingerprint: Option<u64>,
+    pub(crate) captured_at_ms: u64,
+    pub(crate) received_at_ms: u64,
+    pub(crate) state: OrderState,
+}
+
+/// An acoustic fingerprint of a WAV's leading audio: its first samples,
+/// coarsely quantized, hashed. Identical sound gives identical prints; the
+/// trailing part of a capture (room noise, a device's own marks) does not
+/// enter it. `None` for audio too short to fingerprint.
+pub fn fingerprint(audio: &[u8]) -> Option<u64> {
+    use sha2::{Digest, Sha256};
+    let data = wav_data(audio).unwrap_or(audio);
+    if data.len() < FINGERPRINT_SAMPLES * 2 {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(b"crosstalk/fingerprint/v1");
+    for pair in data[..FINGERPRINT_SAMPLES * 2].chunks_exact(2) {
+        let sample = i16::from_le_bytes([pair[0], pair[1]]);
+        hasher.update([(sample >> QUANTIZE_SHIFT) as u8]);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Some(u64::from_be_bytes(first))
+}
+
+/// The `data` chunk of a RIFF/WAVE file.
+fn wav_data(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while at.checked_add(8)? <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        let body = at + 8;
+        let end = body.checked_add(len)?.min(bytes.len());
+        if id == b"data" {
+            return Some(&bytes[body..end]);
+        }
+        at = end.checked_add(len & 1)?;
+    }
+    None
+}
+
+impl Store {
+    /// Record a capture's fingerprint and hold its command, inside the
+    /// ingest transaction.
+    pub(crate) fn note_capture(
+        txn: &redb::WriteTransaction,
+        recording: &Recording,
+        print: Option<u64>,
+        intent: Option<&Intent>,
+    ) -> Result<(), ApiError> {
+        if let Some(print) = print {
+            txn.open_table(FINGERPRINTS)
+                .map_err(internal)?
+                .insert((print, recording.captured_at_ms, recording.id.0), recording.owner.0)
+                .map_err(internal)?;
+        }
+        if let Some(Intent::Purchase { item }) = intent {
+            let id = next_id(txn, NEXT_ORDER)?;
+            let order = OrderRecord {
+                id,
+                account: recording.owner,
+                item: item.clone(),
+                source: recording.id,
+                fingerprint: print,
+                captured_at_ms: recording.captured_at_ms,
+                received_at_ms: recording.received_at_ms,
+                state: OrderState::Held,
+            };
+            let json = serde_json::to_string(&order).map_err(internal)?;
+            txn.open_table(ORDERS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(ORDERS_BY_ACCOUNT).map_err(internal)?.insert((recording.owner.0, id), ()).map_err(internal)?;
+            txn.open_table(HELD_ORDERS).map_err(internal)?.insert(id, ()).map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a capture with `print` at `captured_at_ms` is part of a media
+    /// event: enough distinct accounts captured the same audio around then.
+    fn is_media_event(
+        table: &impl ReadableTable<(u64, u64, u64), u64>,
+        print: u64,
+        captured_at_ms: u64,
+    ) -> Result<bool, ApiError> {
+        let from = captured_at_ms.saturating_sub(MEDIA_WINDOW_MS);
+        let to = captured_at_ms.saturating_add(MEDIA_WINDOW_MS);
+        let mut households = BTreeSet::new();
+        for entry in table.range((print, from, 0)..=(print, to, u64::MAX)).map_err(internal)? {
+            let (_, owner) = entry.map_err(internal)?;
+            households.insert(owner.value());
+            if households.len() >= MEDIA_EVENT_HOUSEHOLDS {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Decide every held order whose hold has passed: suppressed if its
+    /// capture is a media event, cancelled if its recording was deleted,
+    /// placed otherwise. Returns how many orders were decided.
+    pub fn sweep_held_orders(&self) -> Result<usize, ApiError> {
+        let now = self.clock.now_ms();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let decided = {
+            let mut held = txn.open_table(HELD_ORDERS).map_err(internal)?;
+            let mut orders = txn.open_table(ORDERS).map_err(internal)?;
+            let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
+            let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+            let mut ids = Vec::new();
+            for entry in held.iter().map_err(internal)? {
+                ids.push(entry.map_err(internal)?.0.value());
+            }
+            let mut decided = 0;
+            for id in ids {
+                let mut order: OrderRecord = match orders.get(id).map_err(internal)? {
+                    Some(json) => serde_json::from_str(json.value()).map_err(internal)?,
+                    None => return Err(ApiError::internal("held order without record")),
+                };
+                if order.received_at_ms.saturating_add(HOLD_MS) > now {
+                    continue;
+                }
+                order.state = if recordings.get(order.source.0).map_err(internal)?.is_none() {
+                    OrderState::Cancelled
+                } else if let Some(print) = order.fingerprint
+                    && Self::is_media_event(&prints, print, order.captured_at_ms)?
+                {
+                    OrderState::SuppressedMediaEvent
+                } else {
+                    OrderState::Placed
+                };
+                let json = serde_json::to_string(&order).map_err(internal)?;
+                orders.insert(id, json.as_str()).map_err(internal)?;
+                held.remove(id).map_err(internal)?;
+                decided += 1;
+            }
+            decided
+        };
+        txn.commit().map_err(internal)?;
+        Ok(decided)
+    }
+
+    /// Sweep held orders every `interval` until the task is dropped.
+    pub async fn run_order_sweeper(self: std::sync::Arc<Self>, interval: std::time::Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            // A failed sweep (say, a disk error) is retried at the next tick.
+            let _ = self.sweep_held_orders();
+        }
+    }
+
+    /// `account`'s orders, oldest first.
+    pub fn orders(&self, account: AccountId) -> Result<Vec<OrderView>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let index = txn.open_table(ORDERS_BY_ACCOUNT).map_err(internal)?;
+        let orders = txn.open_table(ORDERS).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+            let id = entry.map_err(internal)?.0.value().1;
+            let json = orders.get(id).map_err(internal)?.ok_or_else(|| ApiError::internal("order index without order"))?;
+            let order: OrderRecord = serde_json::from_str(json.value()).map_err(internal)?;
+            if order.account != account {
+                return Err(ApiError::internal("order index and order disagree"));
+            }
+            out.push(OrderView { order_id: order.id, item: order.item, source_recording: order.source, state: order.state });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(samples: &[i16]) -> Vec<u8> {
+        let mut out = b"RIFF\0\0\0\0WAVEdata".to_vec();
+        out.extend_from_slice(&((samples.len() * 2) as u32).to_le_bytes());
+        for s in samples {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn same_leading_audio_same_print_whatever_follows() {
+        let speech: Vec<i16> = (0..240).map(|i| ((i * 997) % 20_000 - 10_000) as i16).collect();
+        let mut a = speech.clone();
+        a.extend_from_slice(&[1, 2, 3]);
+        let mut b = speech.clone();
+        b.extend_from_slice(&[9, 9, 9, 9]);
+        assert_eq!(fingerprint(&wav(&a)), fingerprint(&wav(&b)));
+        let other: Vec<i16> = (0..240).map(|i| ((i * 331) % 20_000 - 10_000) as i16).collect();
+        assert_ne!(fingerprint(&wav(&a)), fingerprint(&wav(&other)));
+        assert_eq!(fingerprint(&wav(&speech[..10])), None);
+    }
+}

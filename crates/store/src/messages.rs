@@ -1,0 +1,210 @@
+//! Voice messages: sending one of one's recordings to a contact.
+//!
+//! A message is resolved by the contact's exact name in the sender's own
+//! contact list — never by a fuzzy match — and it is delivered only after the
+//! sender confirms it *naming the resolved contact's address*. Until then
+//! nothing reaches anyone (the Portland 2018 Echo sent a conversation to a
+//! contact it had misheard). A recipient's inbox shows the recording only
+//! while its owner keeps it: deleting a recording withdraws it from every
+//! inbox.
+
+use crate::Store;
+use crate::db::{ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, EMAILS, RECORDINGS, internal, next_id};
+use crosstalk_model::api::{Contact, InboxItem, MessageState, MessageView, RecordingView};
+use crosstalk_model::{AccountId, Recording, RecordingId};
+use crosstalk_service::ApiError;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// (account, lower-case contact name) -> contact email.
+pub(crate) const CONTACTS: TableDefinition<(u64, &str), &str> = TableDefinition::new("contacts");
+/// message id -> JSON [`MessageRecord`].
+pub(crate) const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("messages");
+/// (recipient, message id) -> (): delivered messages by recipient.
+pub(crate) const INBOX: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox");
+
+const NEXT_MESSAGE: &str = "next_message_id";
+/// Upper bound on one account's contacts.
+pub const MAX_CONTACTS: usize = 500;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MessageRecord {
+    id: u64,
+    from: AccountId,
+    to: AccountId,
+    recording: RecordingId,
+    contact: Contact,
+    state: MessageState,
+    created_at_ms: u64,
+}
+
+fn view(m: &MessageRecord) -> MessageView {
+    MessageView { message_id: m.id, state: m.state, recording_id: m.recording, resolved_contact: m.contact.clone() }
+}
+
+impl Store {
+    /// Add (or rename-replace) a contact in `account`'s list.
+    pub fn add_contact(&self, account: AccountId, name: &str, email: &str) -> Result<Contact, ApiError> {
+        let name = name.trim();
+        let email = email.trim().to_ascii_lowercase();
+        if name.is_empty() || name.len() > 100 {
+            return Err(ApiError::bad_request("contact name must be 1 to 100 bytes"));
+        }
+        if !email.contains('@') || email.len() > 254 {
+            return Err(ApiError::bad_request("contact email is not a valid address"));
+        }
+        let key = name.to_lowercase();
+        let txn = self.db.begin_write().map_err(internal)?;
+        {
+            let mut contacts = txn.open_table(CONTACTS).map_err(internal)?;
+            let existing = contacts.range((account.0, "")..).map_err(internal)?.take_while(|e| {
+                e.as_ref().map(|(k, _)| k.value().0 == account.0).unwrap_or(false)
+            });
+            if existing.count() >= MAX_CONTACTS {
+                return Err(ApiError::conflict("contact list is full"));
+            }
+            contacts.insert((account.0, key.as_str()), email.as_str()).map_err(internal)?;
+        }
+        txn.commit().map_err(internal)?;
+        Ok(Contact { name: name.to_string(), email })
+    }
+
+    pub fn contacts(&self, account: AccountId) -> Result<Vec<Contact>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let contacts = txn.open_table(CONTACTS).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in contacts.range((account.0, "")..).map_err(internal)? {
+            let (key, email) = entry.map_err(internal)?;
+            let (owner, name) = key.value();
+            if owner != account.0 {
+                break;
+            }
+            out.push(Contact { name: name.to_string(), email: email.value().to_string() });
+        }
+        Ok(out)
+    }
+
+    /// Resolve `contact_name` exactly in the sender's contacts and hold a
+    /// pending message; nothing is delivered until [`Store::confirm_message`].
+    pub fn send_message(&self, from: AccountId, recording: RecordingId, contact_name: &str) -> Result<MessageView, ApiError> {
+        let now = self.clock.now_ms();
+        let key = contact_name.trim().to_lowercase();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let message = {
+            if txn.open_table(BY_OWNER).map_err(internal)?.get((from.0, recording.0)).map_err(internal)?.is_none() {
+                return Err(ApiError::not_found("no such recording"));
+            }
+            let contacts = txn.open_table(CONTACTS).map_err(internal)?;
+            let email = match contacts.get((from.0, key.as_str())).map_err(internal)? {
+                Some(email) => email.value().to_string(),
+                None => return Err(ApiError::not_found("no contact with exactly that name")),
+            };
+            let to = match txn.open_table(EMAILS).map_err(internal)?.get(email.as_str()).map_err(internal)? {
+                Some(id) => AccountId(id.value()),
+                None => return Err(ApiError::not_found("that contact has no account")),
+            };
+            let id = next_id(&txn, NEXT_MESSAGE)?;
+            let message = MessageRecord {
+                id,
+                from,
+                to,
+                recording,
+                contact: Contact { name: contact_name.trim().to_string(), email },
+                state: MessageState::Pending,
+                created_at_ms: now,
+            };
+            let json = serde_json::to_string(&message).map_err(internal)?;
+            txn.open_table(MESSAGES).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            message
+        };
+        txn.commit().map_err(internal)?;
+        Ok(view(&message))
+    }
+
+    /// Deliver a pending message, if the sender's confirmation names the
+    /// address it resolved to.
+    pub fn confirm_message(&self, from: AccountId, message_id: u64, contact_email: &str) -> Result<MessageView, ApiError> {
+        let txn = self.db.begin_write().map_err(internal)?;
+        let message = {
+            let mut messages = txn.open_table(MESSAGES).map_err(internal)?;
+            let mut message: MessageRecord = match messages.get(message_id).map_err(internal)? {
+                Some(json) => serde_json::from_str(json.value()).map_err(internal)?,
+                None => return Err(ApiError::not_found("no such message")),
+            };
+            if message.from != from {
+                return Err(ApiError::not_found("no such message"));
+            }
+            if !message.contact.email.eq_ignore_ascii_case(contact_email.trim()) {
+                return Err(ApiError::conflict("the confirmation does not name the contact this message resolved to"));
+            }
+            if message.state == MessageState::Pending {
+                // The recipient may have closed their account since; the
+                // address may even belong to someone new now. Deliver only to
+                // the account resolved at send time, and only if it is open.
+                let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+                let recipient: Option<AccountRecord> = match accounts.get(message.to.0).map_err(internal)? {
+                    Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
+                    None => None,
+                };
+                if recipient.is_none_or(|a| a.closed_at_ms.is_some()) {
+                    return Err(ApiError::gone("the recipient's account is closed"));
+                }
+                message.state = MessageState::Delivered;
+                let json = serde_json::to_string(&message).map_err(internal)?;
+                messages.insert(message_id, json.as_str()).map_err(internal)?;
+                txn.open_table(INBOX).map_err(internal)?.insert((message.to.0, message_id), ()).map_err(internal)?;
+            }
+            message
+        };
+        txn.commit().map_err(internal)?;
+        Ok(view(&message))
+    }
+
+    /// Messages delivered to `account` whose recordings still exist.
+    pub fn inbox(&self, account: AccountId) -> Result<Vec<InboxItem>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let inbox = txn.open_table(INBOX).map_err(internal)?;
+        let messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in inbox.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+            let id = entry.map_err(internal)?.0.value().1;
+            let json = messages.get(id).map_err(internal)?.ok_or_else(|| ApiError::internal("inbox without message"))?;
+            let message: MessageRecord = serde_json::from_str(json.value()).map_err(internal)?;
+            if message.to != account || message.state != MessageState::Delivered {
+                return Err(ApiError::internal("inbox entry for another recipient"));
+            }
+            let Some(json) = recordings.get(message.recording.0).map_err(internal)? else {
+                continue; // Deleted by its owner: withdrawn.
+            };
+            let recording: Recording = serde_json::from_str(json.value()).map_err(internal)?;
+            if recording.owner != message.from {
+                return Err(ApiError::internal("message recording changed owner"));
+            }
+            out.push(InboxItem { message_id: id, from: message.from, recording: RecordingView::from(&recording) });
+        }
+        Ok(out)
+    }
+
+    /// The audio of a message delivered to `account`.
+    pub fn inbox_audio(&self, account: AccountId, message_id: u64) -> Result<Vec<u8>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        if txn.open_table(INBOX).map_err(internal)?.get((account.0, message_id)).map_err(internal)?.is_none() {
+            return Err(ApiError::not_found("no such message"));
+        }
+        let json = txn
+            .open_table(MESSAGES)
+            .map_err(internal)?
+            .get(message_id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::internal("inbox without message"))?
+            .value()
+            .to_string();
+        let message: MessageRecord = serde_json::from_str(&json).map_err(internal)?;
+        let audio = txn.open_table(AUDIO).map_err(internal)?;
+        match audio.get(message.recording.0).map_err(internal)? {
+            Some(bytes) => Ok(bytes.value().to_vec()),
+            None => Err(ApiError::not_found("the sender deleted this recording")),
+        }
+    }
+}
