@@ -41,6 +41,8 @@ pub struct Crash {
 pub struct AccountPlan {
     pub email: String,
     pub devices: u32,
+    /// People (indices) this person keeps in their contacts.
+    pub contacts: Vec<u32>,
     pub actions: Vec<TimedAction>,
 }
 
@@ -53,8 +55,12 @@ pub struct TimedAction {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    /// A device of this account captures an utterance and uploads it.
-    Speak { device: u32, nonce: u64, content: u64, phrase: u32 },
+    /// A device of this account captures an utterance and uploads it. With
+    /// `purchase`, the person asks the device to buy `ITEMS[purchase]`.
+    Speak { device: u32, nonce: u64, content: u64, phrase: u32, purchase: Option<u32> },
+    /// A device of this account hears broadcast `broadcast` (the same
+    /// content in every home) and uploads its own capture of it.
+    HearBroadcast { broadcast: u32, device: u32, nonce: u64, content: u64, item: u32 },
     /// List the whole history, page by page.
     ListHistory,
     /// Play back one of one's own recordings (`pick` chooses which).
@@ -70,6 +76,20 @@ pub enum Action {
     /// Delete every own recording captured between two of one's own
     /// recordings' capture times (inclusive).
     DeleteRange { first: u64, second: u64 },
+    /// Sell one of one's devices to person `to` (resale): the device, with
+    /// whatever captures it still holds, goes to them.
+    TransferDevice { pick: u64, to: u32 },
+    /// Factory-reset one of one's devices (it forgets unsent captures).
+    ResetDevice { pick: u64 },
+    /// Send one of one's recordings to contact `contact` (an index into the
+    /// person's contacts), confirming only if it resolved to the intended person.
+    SendMessage { pick: u64, contact: u64 },
+    /// Read the inbox and play one message.
+    ReadInbox { pick: u64 },
+    /// Close the account ("delete my account").
+    CloseAccount,
+    /// Sign up again with the same email after closing: a new identity.
+    SignUpAgain,
 }
 
 impl Action {
@@ -83,7 +103,30 @@ impl Action {
             Action::GuessAudio { .. } => "guess_audio",
             Action::DeleteOne { .. } => "delete_one",
             Action::DeleteRange { .. } => "delete_range",
+            Action::HearBroadcast { .. } => "hear_broadcast",
+            Action::TransferDevice { .. } => "transfer_device",
+            Action::ResetDevice { .. } => "reset_device",
+            Action::SendMessage { .. } => "send_message",
+            Action::ReadInbox { .. } => "read_inbox",
+            Action::CloseAccount => "close_account",
+            Action::SignUpAgain => "sign_up_again",
         }
+    }
+}
+
+/// Things people (and television presenters) ask their speakers to buy.
+pub const ITEMS: &[&str] = &["dollhouse", "cookies", "batteries", "dog food", "headphones"];
+
+/// People's names, with sound-alikes on purpose: a contact resolver that
+/// matches loosely will confuse them.
+pub const NAMES: &[&str] = &["Ann", "Anne", "Dan", "Don", "Jon", "John", "Mia", "Maya", "Lee", "Leigh", "Kai", "Kay"];
+
+/// The display name person `index` goes by in other people's contacts.
+pub fn display_name(index: usize) -> String {
+    let base = NAMES[index % NAMES.len()];
+    match index / NAMES.len() {
+        0 => base.to_string(),
+        round => format!("{base} {round}"),
     }
 }
 
@@ -134,7 +177,12 @@ impl Plan {
                 let device = rng.random_range(0..devices);
                 let content: u64 = rng.random();
                 let phrase = rng.random_range(0..PHRASES.len() as u32);
-                push(&mut rng, Action::Speak { device, nonce, content, phrase });
+                let purchase = if rng.random_ratio(a.purchase_per_mille.min(1000) as u32, 1000) {
+                    Some(rng.random_range(0..ITEMS.len() as u32))
+                } else {
+                    None
+                };
+                push(&mut rng, Action::Speak { device, nonce, content, phrase, purchase });
             }
             for _ in 0..draw(&mut rng, a.history_lists) {
                 push(&mut rng, Action::ListHistory);
@@ -154,6 +202,23 @@ impl Plan {
                 let pick = rng.random();
                 push(&mut rng, Action::GuessAudio { pick });
             }
+            for _ in 0..draw(&mut rng, a.device_transfers) {
+                let pick = rng.random();
+                let to = rng.random_range(0..account_count as u32);
+                push(&mut rng, Action::TransferDevice { pick, to });
+            }
+            for _ in 0..draw(&mut rng, a.device_resets) {
+                let pick = rng.random();
+                push(&mut rng, Action::ResetDevice { pick });
+            }
+            for _ in 0..draw(&mut rng, a.messages) {
+                let (pick, contact) = (rng.random(), rng.random());
+                push(&mut rng, Action::SendMessage { pick, contact });
+            }
+            for _ in 0..draw(&mut rng, a.inbox_reads) {
+                let pick = rng.random();
+                push(&mut rng, Action::ReadInbox { pick });
+            }
             for _ in 0..draw(&mut rng, a.deletions) {
                 let pick = rng.random();
                 push(&mut rng, Action::DeleteOne { pick });
@@ -162,9 +227,55 @@ impl Plan {
                 let (first, second) = (rng.random(), rng.random());
                 push(&mut rng, Action::DeleteRange { first, second });
             }
+            if rng.random_ratio(a.close_account_per_mille.min(1000) as u32, 1000) {
+                // Close somewhere in the run; maybe come back later.
+                let close_at = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
+                actions.push(TimedAction { at_ms: close_at, action: Action::CloseAccount });
+                if rng.random_bool(0.5) && close_at + 1 < active_ms {
+                    let again_at = rng.random_range(close_at + 1..active_ms);
+                    actions.push(TimedAction { at_ms: again_at, action: Action::SignUpAgain });
+                }
+            }
+            let mut contacts = Vec::new();
+            for _ in 0..draw(&mut rng, a.contacts) {
+                let other = rng.random_range(0..account_count as u32);
+                if other as usize != index && !contacts.contains(&other) {
+                    contacts.push(other);
+                }
+            }
             // Stable order: by time, then by generation order.
             actions.sort_by_key(|a| a.at_ms);
-            accounts.push(AccountPlan { email: format!("person{index}.s{seed}@example.test"), devices, actions });
+            accounts.push(AccountPlan {
+                email: format!("person{index}.s{seed}@example.test"),
+                devices,
+                contacts,
+                actions,
+            });
+        }
+        // Broadcasts: one content, one moment, heard by a share of homes.
+        let broadcasts = draw(&mut rng, scenario.broadcasts.count);
+        for broadcast in 0..broadcasts as u32 {
+            let at_ms = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
+            let content: u64 = rng.random();
+            let item = rng.random_range(0..ITEMS.len() as u32);
+            let share = scenario.broadcasts.heard_per_mille.min(1000) as u32;
+            for account in accounts.iter_mut() {
+                if !rng.random_ratio(share, 1000) {
+                    continue;
+                }
+                let nonce = loop {
+                    let candidate: u64 = rng.random();
+                    if nonces.insert(candidate) {
+                        break candidate;
+                    }
+                };
+                let device = rng.random_range(0..account.devices.max(1));
+                // Devices hear it within a second of each other.
+                let heard_at = at_ms + rng.random_range(0..1_000);
+                let action = Action::HearBroadcast { broadcast, device, nonce, content, item };
+                account.actions.push(TimedAction { at_ms: heard_at, action });
+                account.actions.sort_by_key(|a| a.at_ms);
+            }
         }
         // Crashes fall inside the active period, after sign-up has settled,
         // and never overlap: each starts after the previous restart.

@@ -36,6 +36,8 @@ pub struct Scenario {
     pub actions: ActionSpec,
     #[serde(default)]
     pub faults: FaultSpec,
+    #[serde(default)]
+    pub broadcasts: BroadcastSpec,
     /// Harness self-tests only: see [`CanarySpec`].
     #[serde(default)]
     pub canary: CanarySpec,
@@ -105,6 +107,21 @@ pub struct ActionSpec {
     pub deletions: Range,
     /// Deletions of every own recording captured in a time range.
     pub range_deletions: Range,
+    /// Share of utterances, per thousand, that ask to buy something.
+    pub purchase_per_mille: u64,
+    /// Devices sold to another person in the world (resale).
+    pub device_transfers: Range,
+    /// Factory resets of one's own devices.
+    pub device_resets: Range,
+    /// People in one's contacts.
+    pub contacts: Range,
+    /// Voice messages sent to a contact.
+    pub messages: Range,
+    /// Times one reads one's inbox.
+    pub inbox_reads: Range,
+    /// Chance, per thousand, that a person closes their account during the
+    /// run (and, half the time, signs up again with the same email).
+    pub close_account_per_mille: u64,
 }
 
 impl Default for ActionSpec {
@@ -118,6 +135,13 @@ impl Default for ActionSpec {
             guessed_audio_fetches: Range(0, 1),
             deletions: Range(0, 1),
             range_deletions: Range(0, 0),
+            purchase_per_mille: 0,
+            device_transfers: Range(0, 0),
+            device_resets: Range(0, 0),
+            contacts: Range(0, 0),
+            messages: Range(0, 0),
+            inbox_reads: Range(0, 0),
+            close_account_per_mille: 0,
         }
     }
 }
@@ -136,6 +160,23 @@ pub struct FaultSpec {
 impl Default for FaultSpec {
     fn default() -> Self {
         Self { store_crashes: Range(0, 0), store_downtime_ms: Range(500, 5_000) }
+    }
+}
+
+/// Broadcast audio ("Alexa, order me a dollhouse" on television) heard at
+/// one moment by many homes' devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcastSpec {
+    /// Broadcasts per seed.
+    pub count: Range,
+    /// Share of accounts, per thousand, that have a device within earshot.
+    pub heard_per_mille: u64,
+}
+
+impl Default for BroadcastSpec {
+    fn default() -> Self {
+        Self { count: Range(0, 0), heard_per_mille: 400 }
     }
 }
 
@@ -195,11 +236,23 @@ impl Scenario {
             ("actions.guessed_audio_fetches", a.guessed_audio_fetches),
             ("actions.deletions", a.deletions),
             ("actions.range_deletions", a.range_deletions),
+            ("actions.device_transfers", a.device_transfers),
+            ("actions.device_resets", a.device_resets),
+            ("actions.contacts", a.contacts),
+            ("actions.messages", a.messages),
+            ("actions.inbox_reads", a.inbox_reads),
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {
                 return Err(format!("{name}: at most 1000 per account"));
             }
+        }
+        if a.purchase_per_mille > 1000 || a.close_account_per_mille > 1000 {
+            return Err("actions.*_per_mille: at most 1000".into());
+        }
+        self.broadcasts.count.validate("broadcasts.count")?;
+        if self.broadcasts.count.1 > 100 || self.broadcasts.heard_per_mille > 1000 {
+            return Err("broadcasts: at most 100 per seed, heard_per_mille at most 1000".into());
         }
         let f = &self.faults;
         f.store_crashes.validate("faults.store_crashes")?;

@@ -10,9 +10,8 @@ use crate::check::{Controls, Invariant, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::net::{EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener};
 use crate::plan::Plan;
-use crate::trace::Trace;
 use crate::watermark::WatermarkKey;
-use crate::workload::{Board, World, person};
+use crate::workload::{World, person};
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -21,8 +20,7 @@ use crosstalk_model::SeededEntropy;
 use crosstalk_service::{HttpClient, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
@@ -31,6 +29,8 @@ use std::time::{Duration, UNIX_EPOCH};
 const SLACK_MS: u64 = 60_000;
 /// How soon a supervisor restarts a service process that exited.
 const SUPERVISOR_RESTART_MS: u64 = 1_000;
+/// How often the store decides held orders.
+const ORDER_SWEEP_MS: u64 = 1_000;
 /// A restarted store runs at least this long before the next crash.
 const STORE_SETTLE_MS: u64 = 1_000;
 
@@ -79,14 +79,7 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
 pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
-    let world = Rc::new(World {
-        plan: plan.clone(),
-        oracle: RefCell::new(Oracle::new(WatermarkKey::for_seed(seed), emails)),
-        trace: RefCell::new(Trace::default()),
-        board: RefCell::new(Board::default()),
-        client_requests: Cell::new(0),
-        errors: RefCell::new(Vec::new()),
-    });
+    let world = World::new(plan.clone(), Oracle::new(WatermarkKey::for_seed(seed), emails));
     let sut_requests = Arc::new(AtomicU64::new(0));
     let service_token = hex::encode(derive(seed, "service-token"));
     let duration_ms = plan.active_ms + plan.drain_ms + SLACK_MS;
@@ -129,8 +122,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                         return Ok(());
                     }
                 };
+                let store = Arc::new(store);
+                tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let router = count_requests(crosstalk_store::router(Arc::new(store)), counter);
+                let router = count_requests(crosstalk_store::router(store), counter);
                 crosstalk_service::serve_with(listener, router, Spawner::Local).await;
                 Ok(())
             }

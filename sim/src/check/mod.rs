@@ -29,6 +29,8 @@ pub enum Invariant {
     Durability,
     /// 8: every accepted export completes within its deadline.
     Liveness,
+    /// 9: broadcast audio heard by many homes causes no purchase or message.
+    BroadcastActed,
 }
 
 impl Invariant {
@@ -41,6 +43,7 @@ impl Invariant {
             Invariant::LinkBinding => "link binding (invariant 4): a download link worked for someone other than its subject",
             Invariant::RequestIntegrity => "request integrity (invariant 6): a reply did not carry what was asked for",
             Invariant::Liveness => "liveness (invariant 8): an accepted export did not complete in time",
+            Invariant::BroadcastActed => "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message",
         }
     }
 }
@@ -83,6 +86,21 @@ pub struct Controls {
     pub deletions_verified: u64,
     /// Uploads whose outcome was unknown when first sent (store down).
     pub uploads_buffered: u64,
+    pub devices_transferred: u64,
+    /// Captures made before a transfer and uploaded after it (by the new
+    /// owner's hands) — they must stay with the previous owner.
+    pub pre_transfer_uploads: u64,
+    pub device_resets: u64,
+    pub messages_delivered: u64,
+    /// Messages whose contact resolved to someone other than intended and
+    /// that the sender therefore did not confirm.
+    pub messages_refused_by_sender: u64,
+    pub inbox_items_checked: u64,
+    pub broadcast_captures: u64,
+    pub broadcast_orders_suppressed: u64,
+    pub genuine_orders_placed: u64,
+    pub accounts_closed: u64,
+    pub accounts_recycled: u64,
 }
 
 impl Controls {
@@ -106,6 +124,17 @@ impl Controls {
         self.recordings_verified_durable += other.recordings_verified_durable;
         self.deletions_verified += other.deletions_verified;
         self.uploads_buffered += other.uploads_buffered;
+        self.devices_transferred += other.devices_transferred;
+        self.pre_transfer_uploads += other.pre_transfer_uploads;
+        self.device_resets += other.device_resets;
+        self.messages_delivered += other.messages_delivered;
+        self.messages_refused_by_sender += other.messages_refused_by_sender;
+        self.inbox_items_checked += other.inbox_items_checked;
+        self.broadcast_captures += other.broadcast_captures;
+        self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
+        self.genuine_orders_placed += other.genuine_orders_placed;
+        self.accounts_closed += other.accounts_closed;
+        self.accounts_recycled += other.accounts_recycled;
     }
 }
 
@@ -120,6 +149,10 @@ pub struct Utterance {
     /// When a deletion covering it was first sent, and when one was acknowledged.
     pub deletion_started_ms: Option<u64>,
     pub deletion_acked_ms: Option<u64>,
+    /// Principals its owner deliberately sent it to (confirmed messages).
+    pub sent_to: BTreeSet<usize>,
+    /// Captured from broadcast audio, not spoken by anyone in the home.
+    pub broadcast: bool,
 }
 
 /// What the oracle knows about one person.
@@ -176,7 +209,45 @@ impl Oracle {
                 recording_id: None,
                 deletion_started_ms: None,
                 deletion_acked_ms: None,
+                sent_to: BTreeSet::new(),
+                broadcast: false,
             });
+    }
+
+    /// `nonce` was captured from broadcast audio.
+    pub fn mark_broadcast(&mut self, nonce: u64) {
+        if let Some(u) = self.utterances.get_mut(&nonce) {
+            u.broadcast = true;
+            self.controls.broadcast_captures += 1;
+        }
+    }
+
+    pub fn is_broadcast(&self, nonce: u64) -> bool {
+        self.utterances.get(&nonce).is_some_and(|u| u.broadcast)
+    }
+
+    /// Its owner confirmed sending `nonce` to `recipient`.
+    pub fn sent(&mut self, nonce: u64, recipient: usize) {
+        if let Some(u) = self.utterances.get_mut(&nonce) {
+            u.sent_to.insert(recipient);
+        }
+    }
+
+    /// A new principal (a new sign-up, possibly with a recycled email).
+    pub fn add_principal(&mut self, email: String) -> usize {
+        self.people.push(Person { email, account_id: None });
+        self.people.len() - 1
+    }
+
+    /// `principal` closed their account: the store acknowledged deleting
+    /// everything they had.
+    pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
+        self.controls.accounts_closed += 1;
+        let owned: Vec<u64> =
+            self.utterances.iter().filter(|(_, u)| u.owner == principal).map(|(n, _)| *n).collect();
+        for nonce in owned {
+            self.deletion_acked(nonce, at_ms);
+        }
     }
 
     /// A deletion covering `nonce` was sent (its outcome not yet known).
@@ -200,7 +271,7 @@ impl Oracle {
     /// Final audit of `person`'s complete history, taken after every fault
     /// healed and every buffered upload was flushed: every acknowledged,
     /// undeleted recording must be there; every deleted one must not.
-    pub fn audit_history(&mut self, person: usize, listed: &BTreeSet<u64>, at_ms: u64) {
+    pub fn audit_history(&mut self, person: usize, listed: &BTreeSet<u64>, started_ms: u64, at_ms: u64) {
         self.controls.audits_completed += 1;
         let owned: Vec<(u64, Utterance)> =
             self.utterances.iter().filter(|(_, u)| u.owner == person).map(|(n, u)| (*n, u.clone())).collect();
@@ -213,7 +284,7 @@ impl Oracle {
                 } else {
                     self.controls.deletions_verified += 1;
                 }
-            } else if u.acked_ms.is_some() && u.deletion_started_ms.is_none() {
+            } else if u.acked_ms.is_some_and(|ack| ack <= started_ms) && u.deletion_started_ms.is_none() {
                 if present {
                     self.controls.recordings_verified_durable += 1;
                 } else {
@@ -288,6 +359,19 @@ impl Oracle {
                     Some(receiver),
                     format!("validly marked utterance {nonce:016x} that nobody captured, delivered via {channel}"),
                 ),
+                Some(u) if u.owner != receiver && u.sent_to.contains(&receiver) => {
+                    // Deliberately sent to them by its owner.
+                    if let Some(deleted_at) = u.deletion_acked_ms
+                        && deleted_at < requested_at_ms
+                    {
+                        let detail = format!(
+                            "{}; still delivered to message recipient {} via {channel} requested at {requested_at_ms} ms",
+                            self.provenance(nonce, &u),
+                            self.who(receiver)
+                        );
+                        self.violate(Invariant::Erasure, at_ms, Some(nonce), Some(receiver), detail);
+                    }
+                }
                 Some(u) if u.owner != receiver => {
                     let detail = format!("{}; delivered to {} via {channel}", self.provenance(nonce, &u), self.who(receiver));
                     self.violate(Invariant::Isolation, at_ms, Some(nonce), Some(receiver), detail);
@@ -411,6 +495,11 @@ impl Oracle {
             }
         }
         Ok(contents)
+    }
+
+    /// The principal who owns `nonce`.
+    pub fn owner_of(&self, nonce: u64) -> Option<usize> {
+        self.utterances.get(&nonce).map(|u| u.owner)
     }
 
     /// The nonce a recording id was acknowledged under, if any.

@@ -1,0 +1,487 @@
+//! What a person does, besides speaking: play back, export, delete, sell or
+//! reset a device, message, read the inbox, close the account, come back —
+//! and try what belongs to others.
+
+use super::person::{Device, OwnRecording, POLL_MS, Person, parse, to_json};
+use super::{CallError, PublishedLink};
+use crate::check::Invariant;
+use crate::net::sim_now_ms;
+use crate::plan::{Action, ITEMS, display_name};
+use crosstalk_model::api::{
+    ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState, ExportStatus, InboxItem,
+    Intent, MessageState, MessageView, SendMessageRequest, TransferDeviceRequest,
+};
+use http::{Method, StatusCode};
+use std::time::Duration;
+
+impl Person {
+    pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
+        if self.closed {
+            return match action {
+                Action::SignUpAgain => self.sign_up_again().await,
+                _ => Ok(()),
+            };
+        }
+        self.pick_up_devices();
+        // A device that was offline uploads its backlog when it can.
+        let captures = matches!(action, Action::Speak { .. } | Action::HearBroadcast { .. });
+        if !captures && self.buffered_uploads() > 0 {
+            self.flush_all_devices().await?;
+        }
+        match *action {
+            Action::Speak { device, nonce, content, phrase, purchase } => {
+                self.speak(device, nonce, content, phrase, purchase).await
+            }
+            Action::HearBroadcast { broadcast, device, nonce, content, item } => {
+                let item = ITEMS[item as usize % ITEMS.len()];
+                self.oracle().utterance_started(nonce, self.principal, device, sim_now_ms());
+                self.oracle().mark_broadcast(nonce);
+                let words = format!("alexa, order me a {item} (broadcast {broadcast})");
+                let intent = Some(Intent::Purchase { item: item.to_string() });
+                self.capture(device, nonce, content, &words, intent).await
+            }
+            Action::ListHistory => self.read_history("history listing").await.map(|_| ()),
+            Action::FetchOwnAudio { pick } => self.fetch_own_audio(pick).await,
+            Action::RequestExport => self.request_export().await,
+            Action::UseForeignLink { pick } => self.use_foreign_link(pick).await,
+            Action::GuessAudio { pick } => self.guess_audio(pick).await,
+            Action::DeleteOne { pick } => self.delete_one(pick).await,
+            Action::DeleteRange { first, second } => self.delete_range(first, second).await,
+            Action::TransferDevice { pick, to } => self.transfer_device(pick, to as usize).await,
+            Action::ResetDevice { pick } => self.reset_device(pick).await,
+            Action::SendMessage { pick, contact } => self.send_message(pick, contact).await,
+            Action::ReadInbox { pick } => self.read_inbox(pick).await,
+            Action::CloseAccount => self.close_account().await,
+            Action::SignUpAgain => Ok(()),
+        }
+    }
+
+    async fn fetch_own_audio(&mut self, pick: u64) -> Result<(), CallError> {
+        if self.own_recordings.is_empty() {
+            return Ok(());
+        }
+        let OwnRecording { id, nonce, .. } = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
+        let session = self.session.clone();
+        let requested_ms = sim_now_ms();
+        let response = self
+            .call(false, Method::GET, &format!("/v1/recordings/{id}/audio"), Some(&session), None)
+            .await?;
+        let now = sim_now_ms();
+        if response.status() != StatusCode::OK {
+            let detail = format!("own recording rec-{id} could not be played back: {}", response.status());
+            self.oracle().violate(Invariant::RequestIntegrity, now, Some(nonce), Some(self.principal), detail);
+            return Ok(());
+        }
+        let mut oracle = self.oracle();
+        let decoded = oracle.key().decode_audio(response.body());
+        oracle.controls.own_audio_checked += 1;
+        oracle.receive(self.principal, &format!("playback of rec-{id}"), &decoded, requested_ms, now);
+        if decoded.nonces != [nonce] {
+            let detail = format!("asked for rec-{id} (utterance {nonce:016x}) but received {:?}", decoded.nonces);
+            oracle.violate(Invariant::RequestIntegrity, now, Some(nonce), Some(self.principal), detail);
+        }
+        Ok(())
+    }
+
+    async fn request_export(&mut self) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let requested_at_ms = sim_now_ms();
+        self.oracle().controls.exports_requested += 1;
+        let accepted: ExportStatus = match self
+            .expect_json(true, Method::POST, "/v1/exports", Some(&session), None, &[StatusCode::ACCEPTED])
+            .await
+        {
+            Ok(accepted) => accepted,
+            // Not accepted (or unknown): no obligation on the service yet.
+            Err(CallError::Unavailable(_)) => {
+                self.oracle().controls.exports_requested -= 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let export_id = accepted.export_id.0;
+        let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
+        let status = loop {
+            let polled: Result<ExportStatus, CallError> = self
+                .expect_json(true, Method::GET, &format!("/v1/exports/{export_id}"), Some(&session), None, &[
+                    StatusCode::OK,
+                ])
+                .await;
+            match polled {
+                Ok(status) if status.state != ExportState::Pending => break status,
+                Ok(_) | Err(CallError::Unavailable(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if sim_now_ms() + POLL_MS > deadline_ms {
+                let detail = format!("export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline");
+                self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        };
+        let ready_seen_ms = sim_now_ms();
+        let path = match (status.state, status.download_path) {
+            (ExportState::Ready, Some(path)) => path,
+            (state, _) => {
+                let detail = format!("export exp-{export_id} ended {state:?}: {}", status.failure.unwrap_or_default());
+                self.oracle().violate(Invariant::Liveness, ready_seen_ms, None, Some(self.principal), detail);
+                return Ok(());
+            }
+        };
+        let response = loop {
+            match self.call(true, Method::GET, &path, Some(&session), None).await {
+                Ok(response) => break response,
+                Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
+                    tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let now = sim_now_ms();
+        if response.status() != StatusCode::OK {
+            let detail = format!("the subject's own download of exp-{export_id} was refused: {}", response.status());
+            self.oracle().violate(Invariant::Liveness, now, None, Some(self.principal), detail);
+            return Ok(());
+        }
+        let mut oracle = self.oracle();
+        match oracle.read_archive(response.body()) {
+            Ok(contents) => {
+                oracle.controls.exports_completed += 1;
+                let channel = format!("export exp-{export_id}");
+                oracle.check_archive(self.principal, &channel, &contents, requested_at_ms, ready_seen_ms, now);
+            }
+            Err(e) => {
+                let detail = format!("export exp-{export_id} is not a readable archive: {e}");
+                oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+            }
+        }
+        drop(oracle);
+        self.world.board.borrow_mut().links.push(PublishedLink { owner: self.principal, export_id, path });
+        Ok(())
+    }
+
+    async fn use_foreign_link(&mut self, pick: u64) -> Result<(), CallError> {
+        let candidates: Vec<PublishedLink> =
+            self.world.board.borrow().links.iter().filter(|l| l.owner != self.principal).cloned().collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let link = candidates[(pick % candidates.len() as u64) as usize].clone();
+        let session = self.session.clone();
+        // With one's own session: the link alone must not be enough.
+        let requested_ms = sim_now_ms();
+        let response = match self.call(true, Method::GET, &link.path, Some(&session), None).await {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let now = sim_now_ms();
+        self.oracle().controls.foreign_link_attempts += 1;
+        if response.status().is_client_error() {
+            self.oracle().controls.foreign_link_refused += 1;
+        } else if response.status() == StatusCode::OK {
+            let mut oracle = self.oracle();
+            let owner = oracle.who(link.owner);
+            let detail = format!("exp-{} of {owner} downloaded by {} with the forwarded link", link.export_id, oracle.who(self.principal));
+            oracle.violate(Invariant::LinkBinding, now, None, Some(self.principal), detail);
+            if let Ok(contents) = oracle.read_archive(response.body()) {
+                let decoded = crate::watermark::Decoded { nonces: contents.audio, invalid_marks: contents.invalid_marks };
+                let channel = format!("forwarded link to exp-{}", link.export_id);
+                oracle.receive(self.principal, &channel, &decoded, requested_ms, now);
+            }
+        }
+        // Without any session: must be refused as unauthenticated.
+        let response = match self.call(true, Method::GET, &link.path, None, None).await {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.oracle().controls.anonymous_link_refused += 1;
+        } else {
+            let detail = format!("anonymous use of exp-{}'s link answered {}", link.export_id, response.status());
+            self.oracle().violate(Invariant::LinkBinding, sim_now_ms(), None, Some(self.principal), detail);
+        }
+        Ok(())
+    }
+
+    async fn guess_audio(&mut self, pick: u64) -> Result<(), CallError> {
+        let candidates: Vec<(usize, u64)> =
+            self.world.board.borrow().recordings.iter().filter(|(owner, _)| *owner != self.principal).copied().collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let (_, id) = candidates[(pick % candidates.len() as u64) as usize];
+        let session = self.session.clone();
+        let requested_ms = sim_now_ms();
+        let response = match self
+            .call(false, Method::GET, &format!("/v1/recordings/{id}/audio"), Some(&session), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let now = sim_now_ms();
+        let mut oracle = self.oracle();
+        oracle.controls.guessed_audio_attempts += 1;
+        if response.status() == StatusCode::NOT_FOUND {
+            oracle.controls.guessed_audio_refused += 1;
+        } else if response.status() == StatusCode::OK {
+            let decoded = oracle.key().decode_audio(response.body());
+            oracle.receive(self.principal, &format!("guessed recording id rec-{id}"), &decoded, requested_ms, now);
+        }
+        Ok(())
+    }
+
+    async fn delete_one(&mut self, pick: u64) -> Result<(), CallError> {
+        if self.own_recordings.is_empty() {
+            return Ok(());
+        }
+        let chosen = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
+        let session = self.session.clone();
+        self.oracle().deletion_started(chosen.nonce, sim_now_ms());
+        let response =
+            self.call(false, Method::DELETE, &format!("/v1/recordings/{}", chosen.id), Some(&session), None).await;
+        match response {
+            // 404: already gone (an earlier attempt whose answer was lost).
+            Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND => {
+                self.oracle().deletion_acked(chosen.nonce, sim_now_ms());
+                self.own_recordings.retain(|r| r.id != chosen.id);
+                Ok(())
+            }
+            Ok(r) => Err(CallError::Unexpected(format!("delete answered {}", r.status()))),
+            Err(CallError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_range(&mut self, first: u64, second: u64) -> Result<(), CallError> {
+        if self.own_recordings.is_empty() {
+            return Ok(());
+        }
+        let count = self.own_recordings.len() as u64;
+        let a = self.own_recordings[(first % count) as usize].captured_at_ms;
+        let b = self.own_recordings[(second % count) as usize].captured_at_ms;
+        let (from_ms, to_ms) = (a.min(b), a.max(b));
+        // Everything captured in the range, including uploads still buffered
+        // or unacknowledged, is covered by the deletion once it is sent.
+        let now = sim_now_ms();
+        let covered: Vec<OwnRecording> = self
+            .own_recordings
+            .iter()
+            .filter(|r| (from_ms..=to_ms).contains(&r.captured_at_ms))
+            .copied()
+            .collect();
+        for r in &covered {
+            self.oracle().deletion_started(r.nonce, now);
+        }
+        let body = serde_json::to_vec(&DeleteRequest { all: false, captured_from_ms: Some(from_ms), captured_to_ms: Some(to_ms) })
+            .map_err(|e| CallError::Unexpected(e.to_string()))?;
+        let session = self.session.clone();
+        match self.call(false, Method::POST, "/v1/recordings/delete", Some(&session), Some(body)).await {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let response: DeleteResponse = parse(&r)?;
+                let now = sim_now_ms();
+                for r in &covered {
+                    if !response.deleted.iter().any(|id| id.0 == r.id) {
+                        // The store says it deleted less than the range holds;
+                        // the final audit will show whether it is still there.
+                        continue;
+                    }
+                    self.oracle().deletion_acked(r.nonce, now);
+                }
+                self.own_recordings.retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
+                Ok(())
+            }
+            Ok(r) => Err(CallError::Unexpected(format!("range delete answered {}", r.status()))),
+            Err(CallError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sell a device to person `to`: the store moves it to their account in
+    /// a new ownership epoch; the device (and whatever it has not uploaded
+    /// yet) is handed over.
+    async fn transfer_device(&mut self, pick: u64, to: usize) -> Result<(), CallError> {
+        if self.devices.is_empty() || to == self.index || to >= self.world.plan.accounts.len() {
+            return Ok(());
+        }
+        let chosen = (pick % self.devices.len() as u64) as usize;
+        let to_email = self.world.plan.accounts[to].email.clone();
+        let body = to_json(&TransferDeviceRequest { to_email })?;
+        let session = self.session.clone();
+        let path = format!("/v1/devices/{}/transfer", self.devices[chosen].id);
+        let response = self.call(false, Method::POST, &path, Some(&session), Some(body)).await?;
+        match response.status() {
+            StatusCode::OK => {
+                let credentials: DeviceCredentials = parse(&response)?;
+                let mut device: Device = self.devices.remove(chosen);
+                device.token = credentials.device_token;
+                device.epoch = credentials.ownership_epoch;
+                self.oracle().controls.devices_transferred += 1;
+                self.trace(format!("sold dev-{} to p{to}", device.id));
+                self.world.board.borrow_mut().handoffs.push((to, device));
+                Ok(())
+            }
+            // The buyer has no open account: no sale.
+            StatusCode::NOT_FOUND => Ok(()),
+            other => Err(CallError::Unexpected(format!("transfer answered {other}"))),
+        }
+    }
+
+    /// Factory reset: a new ownership epoch and token; unsent captures are gone.
+    async fn reset_device(&mut self, pick: u64) -> Result<(), CallError> {
+        if self.devices.is_empty() {
+            return Ok(());
+        }
+        let chosen = (pick % self.devices.len() as u64) as usize;
+        let session = self.session.clone();
+        let path = format!("/v1/devices/{}/reset", self.devices[chosen].id);
+        let response = self.call(false, Method::POST, &path, Some(&session), None).await?;
+        if response.status() != StatusCode::OK {
+            return Err(CallError::Unexpected(format!("reset answered {}", response.status())));
+        }
+        let credentials: DeviceCredentials = parse(&response)?;
+        let device = &mut self.devices[chosen];
+        device.token = credentials.device_token;
+        device.epoch = credentials.ownership_epoch;
+        device.buffer.clear();
+        self.oracle().controls.device_resets += 1;
+        Ok(())
+    }
+
+    /// Send one of one's recordings to a contact by name; confirm only if
+    /// the store resolved the name to the person meant.
+    async fn send_message(&mut self, pick: u64, contact: u64) -> Result<(), CallError> {
+        if self.own_recordings.is_empty() || self.contacts.is_empty() {
+            return Ok(());
+        }
+        let OwnRecording { id, nonce, .. } = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
+        let names: Vec<(String, usize)> = self.contacts.iter().map(|(n, p)| (n.clone(), *p)).collect();
+        let (_, intended) = names[(contact % names.len() as u64) as usize].clone();
+        let intended_email = self.world.plan.accounts[intended].email.clone();
+        let body = to_json(&SendMessageRequest {
+            recording_id: crosstalk_model::RecordingId(id),
+            contact_name: display_name(intended),
+        })?;
+        let session = self.session.clone();
+        let response = self.call(false, Method::POST, "/v1/messages", Some(&session), Some(body)).await?;
+        match response.status() {
+            StatusCode::ACCEPTED => {}
+            // The contact has no open account (closed), or the recording was
+            // just deleted: nothing to send.
+            StatusCode::NOT_FOUND => return Ok(()),
+            other => return Err(CallError::Unexpected(format!("send message answered {other}"))),
+        }
+        let pending: MessageView = parse(&response)?;
+        if pending.state != MessageState::Pending {
+            return Err(CallError::Unexpected("a message was delivered before its confirmation".into()));
+        }
+        if !pending.resolved_contact.email.eq_ignore_ascii_case(&intended_email) {
+            // "Send this to Anne?" — "No, to Ann." The sender refuses.
+            self.oracle().controls.messages_refused_by_sender += 1;
+            return Ok(());
+        }
+        let recipient = self.world.board.borrow().principal_by_email.get(&intended_email).copied();
+        let body = to_json(&ConfirmMessageRequest { contact_email: intended_email })?;
+        let path = format!("/v1/messages/{}/confirm", pending.message_id);
+        // From the moment the confirmation is sent, the recipient may see it.
+        if let Some(recipient) = recipient {
+            self.oracle().sent(nonce, recipient);
+        }
+        let response = self.call(false, Method::POST, &path, Some(&session), Some(body)).await?;
+        match response.status() {
+            StatusCode::OK => {
+                self.oracle().controls.messages_delivered += 1;
+                Ok(())
+            }
+            // The recipient closed their account in between.
+            StatusCode::GONE => Ok(()),
+            other => Err(CallError::Unexpected(format!("confirm answered {other}"))),
+        }
+    }
+
+    /// Read the inbox: every message's transcript, and one message's audio.
+    async fn read_inbox(&mut self, pick: u64) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let requested_ms = sim_now_ms();
+        let items: Vec<InboxItem> =
+            self.expect_json(false, Method::GET, "/v1/inbox", Some(&session), None, &[StatusCode::OK]).await?;
+        {
+            let now = sim_now_ms();
+            let mut oracle = self.oracle();
+            for item in &items {
+                let decoded = oracle.key().decode_transcript(&item.recording.transcript);
+                oracle.controls.inbox_items_checked += 1;
+                oracle.receive(self.principal, &format!("inbox message {}", item.message_id), &decoded, requested_ms, now);
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let item = &items[(pick % items.len() as u64) as usize];
+        let path = format!("/v1/inbox/{}/audio", item.message_id);
+        let requested_ms = sim_now_ms();
+        let response = self.call(false, Method::GET, &path, Some(&session), None).await?;
+        match response.status() {
+            StatusCode::OK => {
+                let now = sim_now_ms();
+                let mut oracle = self.oracle();
+                let decoded = oracle.key().decode_audio(response.body());
+                oracle.receive(self.principal, &format!("inbox audio {}", item.message_id), &decoded, requested_ms, now);
+                Ok(())
+            }
+            // Its sender deleted it in between.
+            StatusCode::NOT_FOUND => Ok(()),
+            other => Err(CallError::Unexpected(format!("inbox audio answered {other}"))),
+        }
+    }
+
+    /// "Delete my account": retried until the store acknowledges it.
+    async fn close_account(&mut self) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
+        let mut attempted = false;
+        loop {
+            match self.call(false, Method::DELETE, "/v1/accounts/me", Some(&session), None).await {
+                Ok(r) if r.status() == StatusCode::OK => break,
+                // An earlier attempt went through but its answer was lost.
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && attempted => break,
+                Ok(r) => return Err(CallError::Unexpected(format!("close account answered {}", r.status()))),
+                Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
+                    attempted = true;
+                    tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let now = sim_now_ms();
+        self.oracle().account_closed(self.principal, now);
+        let email = self.email();
+        self.world.board.borrow_mut().principal_by_email.remove(&email);
+        self.closed = true;
+        self.session.clear();
+        self.devices.clear();
+        self.own_recordings.clear();
+        Ok(())
+    }
+
+    /// Sign up again with the same email: a new identity that must see
+    /// nothing of the old one.
+    async fn sign_up_again(&mut self) -> Result<(), CallError> {
+        let email = self.email();
+        let principal = self.oracle().add_principal(email);
+        self.principal = principal;
+        self.oracle().controls.accounts_recycled += 1;
+        match self.sign_up().await {
+            Ok(()) => Ok(()),
+            Err(CallError::Unavailable(e)) => {
+                // Stays closed; the person gives up for this run.
+                self.closed = true;
+                Err(CallError::Unavailable(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! A person: their HTTP calls, devices and uploads, history and audit.
+
+use super::{CallError, World};
+use crate::check::{Invariant, Oracle};
+use crate::net::{EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimConnector, sim_now_ms};
+use crate::plan::{ITEMS, PHRASES, display_name};
+use base64::Engine;
+use bytes::Bytes;
+use crosstalk_model::api::{
+    AddContactRequest, IngestRequest, IngestResponse, Intent, OrderState, OrderView, RecordingPage,
+    RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
+};
+use crosstalk_service::{HttpClient, HttpResponse, Spawner};
+use http::{Method, StatusCode, header};
+use http_body_util::Full;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+const TRANSPORT_ATTEMPTS: u32 = 5;
+const RETRY_BACKOFF_MS: u64 = 250;
+pub(super) const POLL_MS: u64 = 2_000;
+const HISTORY_PAGE_ITEMS: usize = 20;
+
+/// A capture waiting in a device's buffer until the store acknowledges it.
+pub(crate) struct PendingUpload {
+    pub(super) nonce: u64,
+    /// The principal who owned the device when it captured this.
+    pub(super) speaker: usize,
+    pub(super) captured_at_ms: u64,
+    pub(super) body: Vec<u8>,
+}
+
+/// A device in someone's hands: its credentials, its ownership epoch, and
+/// the captures it has not managed to upload yet.
+pub(crate) struct Device {
+    pub(super) id: u64,
+    pub(super) token: String,
+    pub(super) epoch: u32,
+    pub(super) buffer: VecDeque<PendingUpload>,
+}
+
+/// One of the person's own recordings as the store acknowledged it.
+#[derive(Clone, Copy)]
+pub(super) struct OwnRecording {
+    pub(super) id: u64,
+    pub(super) nonce: u64,
+    pub(super) captured_at_ms: u64,
+}
+
+pub(super) struct Person {
+    pub(super) world: Rc<World>,
+    /// Index into the plan's people.
+    pub(super) index: usize,
+    /// The oracle's identity for the account the person holds now (a new
+    /// one after closing the account and signing up again).
+    pub(super) principal: usize,
+    pub(super) store: HttpClient,
+    pub(super) export: HttpClient,
+    pub(super) session: String,
+    /// The account is closed (and not signed up again).
+    pub(super) closed: bool,
+    pub(super) devices: Vec<Device>,
+    /// Every upload of this principal's the store acknowledged and that was
+    /// not deleted since.
+    pub(super) own_recordings: Vec<OwnRecording>,
+    /// People in the contact list, by lower-case display name.
+    pub(super) contacts: BTreeMap<String, usize>,
+}
+
+pub(super) async fn sleep_until(at_ms: u64) {
+    let now = sim_now_ms();
+    if at_ms > now {
+        tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+    }
+}
+
+pub(super) fn parse<T: DeserializeOwned>(response: &HttpResponse) -> Result<T, CallError> {
+    serde_json::from_slice(response.body()).map_err(|e| CallError::Unexpected(format!("malformed response body: {e}")))
+}
+
+pub(super) fn to_json(value: &impl serde::Serialize) -> Result<Vec<u8>, CallError> {
+    serde_json::to_vec(value).map_err(|e| CallError::Unexpected(e.to_string()))
+}
+
+impl Person {
+    pub(super) fn trace(&self, event: String) {
+        self.world.trace.borrow_mut().record(sim_now_ms(), &format!("p{} {event}", self.index));
+    }
+
+    pub(super) fn oracle(&self) -> std::cell::RefMut<'_, Oracle> {
+        self.world.oracle.borrow_mut()
+    }
+
+    pub(super) fn email(&self) -> String {
+        self.world.plan.accounts[self.index].email.clone()
+    }
+
+    /// One HTTP exchange, retried on transport errors and 5xx answers
+    /// (every request here is safe to repeat). The trace records what came
+    /// back. `Err` means the service stayed unavailable.
+    pub(super) async fn call(
+        &self,
+        to_export: bool,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, CallError> {
+        self.call_with_attempts(TRANSPORT_ATTEMPTS, to_export, method, path, bearer, body).await
+    }
+
+    pub(super) async fn call_with_attempts(
+        &self,
+        attempts: u32,
+        to_export: bool,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, CallError> {
+        let client = if to_export { &self.export } else { &self.store };
+        let mut last_error = String::new();
+        for attempt in 0..attempts {
+            let mut request = http::Request::builder().method(method.clone()).uri(path);
+            if let Some(token) = bearer {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            if body.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            let request = request
+                .body(Full::new(body.clone().map(Bytes::from).unwrap_or_default()))
+                .map_err(|e| CallError::Unexpected(e.to_string()))?;
+            self.world.client_requests.set(self.world.client_requests.get() + 1);
+            match client.send(request).await {
+                Ok(response) => {
+                    let digest = crosstalk_model::sha256_hex(response.body());
+                    self.trace(format!("{method} {path} -> {} {}", response.status().as_u16(), &digest[..16]));
+                    if !response.status().is_server_error() {
+                        return Ok(response);
+                    }
+                    last_error = format!("answered {}", response.status());
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
+                }
+                Err(e) => {
+                    self.trace(format!("{method} {path} -> transport error (attempt {attempt}): {e}"));
+                    last_error = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
+                }
+            }
+        }
+        Err(CallError::Unavailable(format!("{method} {path}: {last_error}")))
+    }
+
+    pub(super) async fn expect_json<T: DeserializeOwned>(
+        &self,
+        to_export: bool,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Vec<u8>>,
+        expected: &[StatusCode],
+    ) -> Result<T, CallError> {
+        let response = self.call(to_export, method.clone(), path, bearer, body).await?;
+        if !expected.contains(&response.status()) {
+            return Err(CallError::Unexpected(format!(
+                "{method} {path} answered {}: {}",
+                response.status(),
+                String::from_utf8_lossy(response.body())
+            )));
+        }
+        parse(&response)
+    }
+
+    /// Sign up (again), register the planned devices, fill the contacts.
+    pub(super) async fn sign_up(&mut self) -> Result<(), CallError> {
+        let email = self.email();
+        let body = to_json(&SignupRequest { email: email.clone() })?;
+        let signup: SignupResponse =
+            self.expect_json(false, Method::POST, "/v1/accounts", None, Some(body), &[StatusCode::CREATED]).await?;
+        {
+            let mut oracle = self.oracle();
+            oracle.people[self.principal].account_id = Some(signup.account_id.0);
+        }
+        self.world.board.borrow_mut().principal_by_email.insert(email, self.principal);
+        self.session = signup.session_token;
+        self.closed = false;
+        for device in 0..self.world.plan.accounts[self.index].devices {
+            let body = to_json(&RegisterDeviceRequest { name: format!("speaker {device}") })?;
+            let session = self.session.clone();
+            let registered: RegisterDeviceResponse = self
+                .expect_json(false, Method::POST, "/v1/devices", Some(&session), Some(body), &[StatusCode::CREATED])
+                .await?;
+            self.devices.push(Device {
+                id: registered.device_id.0,
+                token: registered.device_token,
+                epoch: registered.ownership_epoch,
+                buffer: VecDeque::new(),
+            });
+        }
+        self.contacts.clear();
+        let contact_people = self.world.plan.accounts[self.index].contacts.clone();
+        for other in contact_people {
+            let other = other as usize;
+            let name = display_name(other);
+            let email = self.world.plan.accounts[other].email.clone();
+            let body = to_json(&AddContactRequest { name: name.clone(), email })?;
+            let session = self.session.clone();
+            let _: crosstalk_model::api::Contact = self
+                .expect_json(false, Method::POST, "/v1/contacts", Some(&session), Some(body), &[StatusCode::CREATED])
+                .await?;
+            // The store keeps one contact per name; so does the person.
+            self.contacts.insert(name.to_lowercase(), other);
+        }
+        Ok(())
+    }
+
+    /// Take delivery of devices bought from other people.
+    pub(super) fn pick_up_devices(&mut self) {
+        let mut board = self.world.board.borrow_mut();
+        let mut kept = Vec::new();
+        for (buyer, device) in board.handoffs.drain(..) {
+            if buyer == self.index {
+                self.devices.push(device);
+            } else {
+                kept.push((buyer, device));
+            }
+        }
+        board.handoffs = kept;
+    }
+
+    /// A device captures an utterance (spoken at home, or broadcast audio)
+    /// into its buffer, then tries to upload what the buffer holds.
+    pub(super) async fn capture(
+        &mut self,
+        device: u32,
+        nonce: u64,
+        content: u64,
+        words: &str,
+        intent: Option<Intent>,
+    ) -> Result<(), CallError> {
+        if self.devices.is_empty() {
+            self.trace(format!("no device to capture {nonce:016x}"));
+            return Ok(());
+        }
+        let device = device as usize % self.devices.len();
+        let now = sim_now_ms();
+        let (audio, transcript) = {
+            let oracle = self.world.oracle.borrow();
+            (oracle.key().audio(nonce, content), oracle.key().transcript(nonce, words))
+        };
+        self.oracle().utterance_started(nonce, self.principal, self.devices[device].id as u32, now);
+        let captured_at_ms = crate::net::EPOCH_MS + now;
+        let upload = IngestRequest {
+            upload_key: format!("u-{nonce:016x}"),
+            captured_at_ms,
+            transcript,
+            audio_base64: base64::engine::general_purpose::STANDARD.encode(audio),
+            ownership_epoch: Some(self.devices[device].epoch),
+            intent,
+        };
+        let body = to_json(&upload)?;
+        let speaker = self.principal;
+        self.devices[device].buffer.push_back(PendingUpload { nonce, speaker, captured_at_ms, body });
+        self.flush_device(device).await
+    }
+
+    pub(super) async fn speak(
+        &mut self,
+        device: u32,
+        nonce: u64,
+        content: u64,
+        phrase: u32,
+        purchase: Option<u32>,
+    ) -> Result<(), CallError> {
+        match purchase {
+            Some(item) => {
+                let item = ITEMS[item as usize % ITEMS.len()];
+                let words = format!("alexa, order {item}");
+                self.capture(device, nonce, content, &words, Some(Intent::Purchase { item: item.to_string() })).await
+            }
+            None => {
+                let words = PHRASES[phrase as usize % PHRASES.len()];
+                self.capture(device, nonce, content, words, None).await
+            }
+        }
+    }
+
+    /// Upload a device's buffered captures, oldest first, until the buffer
+    /// is empty or the store is unreachable (the device is then "offline"
+    /// and keeps the rest for later). Upload keys make retries idempotent;
+    /// each capture carries the ownership epoch it was made in.
+    pub(super) async fn flush_device(&mut self, device: usize) -> Result<(), CallError> {
+        let token = self.devices[device].token.clone();
+        while let Some(pending) = self.devices[device].buffer.front() {
+            let (nonce, speaker, captured_at_ms, body) =
+                (pending.nonce, pending.speaker, pending.captured_at_ms, pending.body.clone());
+            // A device tries once; on failure it keeps the capture and goes
+            // "offline" until its next chance (the next action, the final flush).
+            let sent = self.call_with_attempts(1, false, Method::POST, "/v1/recordings", Some(&token), Some(body));
+            match sent.await {
+                Ok(response) if response.status() == StatusCode::CREATED || response.status() == StatusCode::OK => {
+                    let ingested: IngestResponse = parse(&response)?;
+                    self.devices[device].buffer.pop_front();
+                    let id = ingested.recording_id.0;
+                    self.oracle().utterance_acked(nonce, id, sim_now_ms());
+                    if speaker == self.principal {
+                        if !self.own_recordings.iter().any(|r| r.id == id) {
+                            self.own_recordings.push(OwnRecording { id, nonce, captured_at_ms });
+                            self.world.board.borrow_mut().recordings.push((speaker, id));
+                        }
+                    } else {
+                        // Captured before the device changed hands: the
+                        // store must file it under the previous owner.
+                        self.oracle().controls.pre_transfer_uploads += 1;
+                        self.world.board.borrow_mut().recordings.push((speaker, id));
+                    }
+                }
+                Ok(response) if response.status() == StatusCode::GONE => {
+                    // The account that owned the device then is closed; the
+                    // capture has no one to belong to.
+                    self.devices[device].buffer.pop_front();
+                }
+                Ok(response) => {
+                    return Err(CallError::Unexpected(format!(
+                        "upload answered {}: {}",
+                        response.status(),
+                        String::from_utf8_lossy(response.body())
+                    )));
+                }
+                Err(CallError::Unavailable(_)) => {
+                    self.oracle().controls.uploads_buffered += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush_all_devices(&mut self) -> Result<(), CallError> {
+        for device in 0..self.devices.len() {
+            self.flush_device(device).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn buffered_uploads(&self) -> usize {
+        self.devices.iter().map(|d| d.buffer.len()).sum()
+    }
+
+    /// Read the whole history page by page; every item goes to the oracle.
+    /// Returns the nonces listed.
+    pub(super) async fn read_history(&mut self, channel: &str) -> Result<std::collections::BTreeSet<u64>, CallError> {
+        let mut cursor: Option<String> = None;
+        let session = self.session.clone();
+        let started_ms = sim_now_ms();
+        let mut listed = std::collections::BTreeSet::new();
+        loop {
+            let mut path = format!("/v1/recordings?limit={HISTORY_PAGE_ITEMS}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page: RecordingPage =
+                self.expect_json(false, Method::GET, &path, Some(&session), None, &[StatusCode::OK]).await?;
+            let now = sim_now_ms();
+            let mut oracle = self.oracle();
+            for item in &page.items {
+                let decoded = oracle.key().decode_transcript(&item.transcript);
+                oracle.controls.history_items_checked += 1;
+                listed.extend(oracle.receive(self.principal, channel, &decoded, started_ms, now));
+            }
+            drop(oracle);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(listed),
+            }
+        }
+    }
+
+    /// After the faults healed: upload everything still buffered, then read
+    /// the whole history and the orders once and let the oracle audit them.
+    pub(super) async fn final_audit(&mut self) -> Result<(), CallError> {
+        if self.closed {
+            return Ok(());
+        }
+        let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
+        self.pick_up_devices();
+        while self.buffered_uploads() > 0 {
+            self.flush_all_devices().await?;
+            if self.buffered_uploads() == 0 {
+                break;
+            }
+            if sim_now_ms() + POLL_MS > deadline_ms {
+                let detail = format!("{} captures still buffered at the deadline", self.buffered_uploads());
+                self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+        let started_ms = sim_now_ms();
+        let listed = loop {
+            match self.read_history("final audit").await {
+                Ok(listed) => break listed,
+                Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
+                    tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.oracle().audit_history(self.principal, &listed, started_ms, sim_now_ms());
+        self.audit_orders().await
+    }
+
+    /// Every order must come from this principal's own capture, and none
+    /// from broadcast audio may have been placed.
+    async fn audit_orders(&mut self) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let orders: Vec<OrderView> =
+            self.expect_json(false, Method::GET, "/v1/orders", Some(&session), None, &[StatusCode::OK]).await?;
+        let now = sim_now_ms();
+        let mut oracle = self.oracle();
+        for order in orders {
+            let Some(nonce) = oracle.nonce_of_recording(order.source_recording.0) else {
+                let detail = format!("order {} comes from rec-{}, which nobody uploaded", order.order_id, order.source_recording.0);
+                oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                continue;
+            };
+            if oracle.owner_of(nonce) != Some(self.principal) {
+                let detail = format!("order {} ({}) of {} comes from another household's capture", order.order_id, order.item, oracle.who(self.principal));
+                oracle.violate(Invariant::Isolation, now, Some(nonce), Some(self.principal), detail);
+                continue;
+            }
+            let broadcast = oracle.is_broadcast(nonce);
+            match (order.state, broadcast) {
+                (OrderState::Placed, true) => {
+                    let detail = format!("order {} for {} was placed from broadcast audio heard by {}", order.order_id, order.item, oracle.who(self.principal));
+                    oracle.violate(Invariant::BroadcastActed, now, Some(nonce), Some(self.principal), detail);
+                }
+                (OrderState::Placed, false) => oracle.controls.genuine_orders_placed += 1,
+                (OrderState::SuppressedMediaEvent, true) => oracle.controls.broadcast_orders_suppressed += 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run person `index` of the plan to the end of their actions.
+pub async fn person(world: Rc<World>, index: usize) {
+    let store = HttpClient::new(Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }), CLIENT_TIMEOUT, 2)
+        .with_spawner(Spawner::Local);
+    let export = HttpClient::new(Arc::new(SimConnector { host: EXPORT_HOST, port: EXPORT_PORT }), CLIENT_TIMEOUT, 2)
+        .with_spawner(Spawner::Local);
+    let principal = index;
+    let mut person = Person {
+        world: world.clone(),
+        index,
+        principal,
+        store,
+        export,
+        session: String::new(),
+        closed: false,
+        devices: Vec::new(),
+        own_recordings: Vec::new(),
+        contacts: BTreeMap::new(),
+    };
+    if let Err(e) = person.sign_up().await {
+        world.errors.borrow_mut().push(format!("person {index} could not sign up: {e}"));
+        return;
+    }
+    let actions = world.plan.accounts[index].actions.clone();
+    for timed in &actions {
+        sleep_until(timed.at_ms).await;
+        match person.perform(&timed.action).await {
+            // The service was down: the action's outcome is unknown; go on.
+            Ok(()) | Err(CallError::Unavailable(_)) => {}
+            Err(e) => {
+                world.errors.borrow_mut().push(format!("person {index} {}: {e}", timed.action.name()));
+                return;
+            }
+        }
+    }
+    // Faults heal when the active period ends; then every person audits.
+    sleep_until(world.plan.active_ms).await;
+    if let Err(e) = person.final_audit().await {
+        world.errors.borrow_mut().push(format!("person {index} final audit: {e}"));
+    }
+}
