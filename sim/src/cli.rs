@@ -219,6 +219,23 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.deletions_verified,
     );
     println!(
+        "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}",
+        c.devices_transferred,
+        c.pre_transfer_uploads,
+        c.device_resets,
+        c.messages_delivered,
+        c.messages_refused_by_sender,
+        c.inbox_items_checked,
+    );
+    println!(
+        "broadcasts: captures {}, their orders suppressed {}; genuine spoken orders placed {}; accounts closed {}, emails signed up again {}",
+        c.broadcast_captures,
+        c.broadcast_orders_suppressed,
+        c.genuine_orders_placed,
+        c.accounts_closed,
+        c.accounts_recycled,
+    );
+    println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
         totals.runs,
         wall_seconds,
@@ -256,6 +273,21 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         }
         if c.audits_completed == 0 || c.recordings_verified_durable == 0 {
             missing.push("final audits");
+        }
+        if any(|s| s.actions.device_transfers.1 > 0) && (c.devices_transferred == 0 || c.pre_transfer_uploads == 0) {
+            missing.push("device transfers with captures uploaded after the sale");
+        }
+        if any(|s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0) && (c.messages_delivered == 0 || c.inbox_items_checked == 0) {
+            missing.push("messages delivered and read");
+        }
+        if any(|s| s.broadcasts.count.1 > 0) && c.broadcast_orders_suppressed == 0 {
+            missing.push("broadcast orders suppressed");
+        }
+        if any(|s| s.actions.purchase_per_mille > 0) && c.genuine_orders_placed == 0 {
+            missing.push("genuine orders placed");
+        }
+        if any(|s| s.actions.close_account_per_mille > 0) && (c.accounts_closed == 0 || c.accounts_recycled == 0) {
+            missing.push("accounts closed and recycled");
         }
     }
     missing

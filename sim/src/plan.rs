@@ -81,6 +81,9 @@ pub enum Action {
     TransferDevice { pick: u64, to: u32 },
     /// Factory-reset one of one's devices (it forgets unsent captures).
     ResetDevice { pick: u64 },
+    /// One of one's devices loses its own connection (Wi-Fi down, unplugged
+    /// router) for `for_ms`: it keeps capturing into its buffer.
+    DeviceOutage { device: u32, for_ms: u64 },
     /// Send one of one's recordings to contact `contact` (an index into the
     /// person's contacts), confirming only if it resolved to the intended person.
     SendMessage { pick: u64, contact: u64 },
@@ -106,6 +109,7 @@ impl Action {
             Action::HearBroadcast { .. } => "hear_broadcast",
             Action::TransferDevice { .. } => "transfer_device",
             Action::ResetDevice { .. } => "reset_device",
+            Action::DeviceOutage { .. } => "device_outage",
             Action::SendMessage { .. } => "send_message",
             Action::ReadInbox { .. } => "read_inbox",
             Action::CloseAccount => "close_account",
@@ -206,6 +210,11 @@ impl Plan {
                 let pick = rng.random();
                 let to = rng.random_range(0..account_count as u32);
                 push(&mut rng, Action::TransferDevice { pick, to });
+            }
+            for _ in 0..draw(&mut rng, a.device_outages) {
+                let device = rng.random_range(0..devices);
+                let for_ms = draw(&mut rng, a.device_outage_ms);
+                push(&mut rng, Action::DeviceOutage { device, for_ms });
             }
             for _ in 0..draw(&mut rng, a.device_resets) {
                 let pick = rng.random();

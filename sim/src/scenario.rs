@@ -113,6 +113,9 @@ pub struct ActionSpec {
     pub device_transfers: Range,
     /// Factory resets of one's own devices.
     pub device_resets: Range,
+    /// Times one of one's devices loses its connection, and for how long.
+    pub device_outages: Range,
+    pub device_outage_ms: Range,
     /// People in one's contacts.
     pub contacts: Range,
     /// Voice messages sent to a contact.
@@ -138,6 +141,8 @@ impl Default for ActionSpec {
             purchase_per_mille: 0,
             device_transfers: Range(0, 0),
             device_resets: Range(0, 0),
+            device_outages: Range(0, 0),
+            device_outage_ms: Range(5_000, 60_000),
             contacts: Range(0, 0),
             messages: Range(0, 0),
             inbox_reads: Range(0, 0),
@@ -238,6 +243,7 @@ impl Scenario {
             ("actions.range_deletions", a.range_deletions),
             ("actions.device_transfers", a.device_transfers),
             ("actions.device_resets", a.device_resets),
+            ("actions.device_outages", a.device_outages),
             ("actions.contacts", a.contacts),
             ("actions.messages", a.messages),
             ("actions.inbox_reads", a.inbox_reads),
@@ -246,6 +252,10 @@ impl Scenario {
             if range.1 > 1_000 {
                 return Err(format!("{name}: at most 1000 per account"));
             }
+        }
+        a.device_outage_ms.validate("actions.device_outage_ms")?;
+        if a.device_outage_ms.1 > 3_600_000 {
+            return Err("actions.device_outage_ms: at most an hour".into());
         }
         if a.purchase_per_mille > 1000 || a.close_account_per_mille > 1000 {
             return Err("actions.*_per_mille: at most 1000".into());

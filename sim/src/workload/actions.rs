@@ -49,6 +49,15 @@ impl Person {
             Action::DeleteRange { first, second } => self.delete_range(first, second).await,
             Action::TransferDevice { pick, to } => self.transfer_device(pick, to as usize).await,
             Action::ResetDevice { pick } => self.reset_device(pick).await,
+            Action::DeviceOutage { device, for_ms } => {
+                if !self.devices.is_empty() {
+                    let device = device as usize % self.devices.len();
+                    let until = (sim_now_ms() + for_ms).min(self.world.plan.active_ms);
+                    self.devices[device].offline_until_ms = until;
+                    self.trace(format!("dev-{} offline until {until} ms", self.devices[device].id));
+                }
+                Ok(())
+            }
             Action::SendMessage { pick, contact } => self.send_message(pick, contact).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::CloseAccount => self.close_account().await,

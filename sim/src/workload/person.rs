@@ -41,6 +41,8 @@ pub(crate) struct Device {
     pub(super) token: String,
     pub(super) epoch: u32,
     pub(super) buffer: VecDeque<PendingUpload>,
+    /// The device has no connection of its own until then (simulated ms).
+    pub(super) offline_until_ms: u64,
 }
 
 /// One of the person's own recordings as the store acknowledged it.
@@ -200,6 +202,7 @@ impl Person {
                 token: registered.device_token,
                 epoch: registered.ownership_epoch,
                 buffer: VecDeque::new(),
+                offline_until_ms: 0,
             });
         }
         self.contacts.clear();
@@ -295,6 +298,9 @@ impl Person {
     /// and keeps the rest for later). Upload keys make retries idempotent;
     /// each capture carries the ownership epoch it was made in.
     pub(super) async fn flush_device(&mut self, device: usize) -> Result<(), CallError> {
+        if self.devices[device].offline_until_ms > sim_now_ms() {
+            return Ok(());
+        }
         let token = self.devices[device].token.clone();
         while let Some(pending) = self.devices[device].buffer.front() {
             let (nonce, speaker, captured_at_ms, body) =
@@ -390,6 +396,10 @@ impl Person {
         }
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         self.pick_up_devices();
+        // Devices' own outages end with the active period, like every fault.
+        for device in &mut self.devices {
+            device.offline_until_ms = device.offline_until_ms.min(self.world.plan.active_ms);
+        }
         while self.buffered_uploads() > 0 {
             self.flush_all_devices().await?;
             if self.buffered_uploads() == 0 {
