@@ -208,10 +208,11 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.guessed_audio_attempts,
     );
     println!(
-        "durability: store crashes {} (unsynced writes lost {}, torn {}), uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
+        "durability: store crashes {} (unsynced writes lost {}, torn {}), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
         c.store_crashes,
         totals.disk.unsynced_writes_lost,
         totals.disk.torn_writes,
+        totals.disk.io_errors_injected,
         c.uploads_buffered,
         c.audits_completed,
         c.recordings_verified_durable,

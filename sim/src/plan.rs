@@ -24,6 +24,9 @@ pub struct Plan {
     pub canary_leak_into_archives: bool,
     /// Store crashes, in time order; each restarts after its downtime.
     pub store_crashes: Vec<Crash>,
+    /// Injected disk I/O errors during the active period, per million writes
+    /// and syncs (drawn per seed from the scenario's range).
+    pub store_io_errors_per_million: u32,
     pub accounts: Vec<AccountPlan>,
 }
 
@@ -304,6 +307,7 @@ impl Plan {
             busy_until = at_ms + downtime_ms;
             store_crashes.push(Crash { at_ms, downtime_ms, mid_write_ops });
         }
+        let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -315,6 +319,7 @@ impl Plan {
             drain_ms: world.drain_seconds * 1000,
             canary_leak_into_archives: scenario.canary.leak_into_archives,
             store_crashes,
+            store_io_errors_per_million,
             accounts,
         }
     }

@@ -160,11 +160,14 @@ pub struct FaultSpec {
     pub store_crashes: Range,
     /// How long the store stays down after each crash.
     pub store_downtime_ms: Range,
+    /// Disk I/O errors on the store's writes and syncs, per million; each one
+    /// makes the store process exit and restart.
+    pub store_io_errors_per_million: Range,
 }
 
 impl Default for FaultSpec {
     fn default() -> Self {
-        Self { store_crashes: Range(0, 0), store_downtime_ms: Range(500, 5_000) }
+        Self { store_crashes: Range(0, 0), store_downtime_ms: Range(500, 5_000), store_io_errors_per_million: Range(0, 0) }
     }
 }
 
@@ -269,6 +272,10 @@ impl Scenario {
         f.store_downtime_ms.validate("faults.store_downtime_ms")?;
         if f.store_crashes.1 > 100 {
             return Err("faults.store_crashes: at most 100 per seed".into());
+        }
+        f.store_io_errors_per_million.validate("faults.store_io_errors_per_million")?;
+        if f.store_io_errors_per_million.1 > 100_000 {
+            return Err("faults.store_io_errors_per_million: at most 100000".into());
         }
         if f.store_downtime_ms.1 > 60_000 {
             return Err("faults.store_downtime_ms: at most 60000".into());

@@ -97,7 +97,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     // The store's disk outlives the store's process: it is what a restart
     // recovers from.
     let disk_seed = u64::from_be_bytes(derive(seed, "store-disk")[..8].try_into().unwrap_or_default());
-    let store_disk = SimDisk::new(disk_seed, 0, 1);
+    let store_disk = SimDisk::new(disk_seed, plan.store_io_errors_per_million, 1_000_000);
     {
         let token = service_token.clone();
         let counter = sut_requests.clone();
@@ -113,7 +113,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             let handle = disk.open();
             async move {
                 let opened =
-                    Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token });
+                    Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token, password_iterations: 1 });
                 let store = match opened {
                     Ok(store) => store,
                     Err(e) => {
@@ -125,8 +125,15 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let store = Arc::new(store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let router = count_requests(crosstalk_store::router(store), counter);
-                crosstalk_service::serve_with(listener, router, Spawner::Local).await;
+                let router = count_requests(crosstalk_store::router(store.clone()), counter);
+                tokio::select! {
+                    biased;
+                    _ = store.until_storage_fails() => {
+                        // The process exits; the world's supervisor restarts it.
+                        world.trace.borrow_mut().record(crate::net::sim_now_ms(), "store: disk failed, exiting");
+                    }
+                    _ = crosstalk_service::serve_with(listener, router, Spawner::Local) => {}
+                }
                 Ok(())
             }
         });
@@ -220,6 +227,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 store_disk.disarm();
                 armed_downtime_ms = None;
             }
+        }
+        if now_ms >= plan.active_ms && plan.store_io_errors_per_million > 0 {
+            store_disk.set_io_error_rate(0, 1);
         }
         if restart_at_ms.is_none()
             && armed_downtime_ms.is_none()

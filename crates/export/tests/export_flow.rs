@@ -80,7 +80,7 @@ impl World {
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
             Arc::new(SeededEntropy::from_seed_u64(seed)),
-            StoreConfig { service_token: SERVICE_TOKEN.to_string() },
+            StoreConfig { service_token: SERVICE_TOKEN.to_string(), password_iterations: 1 },
         )
         .expect("store opens");
         let store = crosstalk_store::router(Arc::new(store));
@@ -122,7 +122,7 @@ impl World {
 
     async fn signup(&self, email: &str) -> SignupResponse {
         let (status, body) =
-            self.store_call(post_json("/v1/accounts", None, &json!({ "email": email }))).await;
+            self.store_call(post_json("/v1/accounts", None, &json!({ "email": email, "password": "correct horse battery" }))).await;
         assert_eq!(status, StatusCode::CREATED);
         serde_json::from_slice(&body).expect("signup body")
     }

@@ -18,6 +18,16 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     pub email: String,
+    /// 8 to 128 bytes; stored only as a salted PBKDF2 hash.
+    pub password: String,
+}
+
+/// `POST /v1/sessions`: a new session for an existing account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

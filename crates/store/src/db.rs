@@ -52,6 +52,16 @@ pub(crate) struct AccountRecord {
     /// Set when the account was closed: its sessions and devices stop
     /// working, its recordings are gone, its email is free again.
     pub(crate) closed_at_ms: Option<u64>,
+    /// Hex salt and hex PBKDF2-HMAC-SHA256 of the password.
+    pub(crate) password_salt: String,
+    pub(crate) password_hash: String,
+    pub(crate) password_iterations: u32,
+}
+
+fn password_hash(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations.max(1), &mut out);
+    out
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -125,6 +135,7 @@ pub struct Store {
     pub(crate) entropy: Arc<dyn Entropy>,
     cursor_key: Vec<u8>,
     pub(crate) config: StoreConfig,
+    health: Arc<crate::health::Health>,
 }
 
 pub(crate) fn internal(e: impl Display) -> ApiError {
@@ -152,6 +163,8 @@ impl Store {
         entropy: Arc<dyn Entropy>,
         config: StoreConfig,
     ) -> Result<Self, String> {
+        let health = Arc::new(crate::health::Health::default());
+        let backend = crate::health::WatchedBackend { inner: backend, health: health.clone() };
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| format!("opening the store database: {e}"))?;
@@ -194,13 +207,29 @@ impl Store {
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
-        Ok(Self { db, clock, entropy, cursor_key, config })
+        Ok(Self { db, clock, entropy, cursor_key, config, health })
+    }
+
+    /// Whether the disk failed under this process (see `health.rs`).
+    pub fn storage_failed(&self) -> bool {
+        self.health.failed()
+    }
+
+    /// Resolves once the disk has failed under this process: the caller
+    /// should stop serving and exit, so that a new process reopens the
+    /// database.
+    pub async fn until_storage_fails(&self) {
+        self.health.until_failed().await
     }
 
     /// Create an account for `email` and a first session for it.
-    pub fn signup(&self, email: &str) -> Result<(AccountId, String), ApiError> {
+    pub fn signup(&self, email: &str, password: &str) -> Result<(AccountId, String), ApiError> {
         let now = self.clock.now_ms();
         let session = self.entropy.token_hex();
+        let mut salt = [0u8; 16];
+        self.entropy.fill(&mut salt);
+        let iterations = self.config.password_iterations;
+        let hash = password_hash(password, &salt, iterations);
         let txn = self.db.begin_write().map_err(internal)?;
         let id = {
             let mut emails = txn.open_table(EMAILS).map_err(internal)?;
@@ -209,8 +238,15 @@ impl Store {
             }
             let id = next_id(&txn, NEXT_ACCOUNT)?;
             emails.insert(email, id).map_err(internal)?;
-            let record =
-                AccountRecord { id: AccountId(id), email: email.to_string(), created_at_ms: now, closed_at_ms: None };
+            let record = AccountRecord {
+                id: AccountId(id),
+                email: email.to_string(),
+                created_at_ms: now,
+                closed_at_ms: None,
+                password_salt: hex::encode(salt),
+                password_hash: hex::encode(hash),
+                password_iterations: iterations,
+            };
             let json = serde_json::to_string(&record).map_err(internal)?;
             txn.open_table(ACCOUNTS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
             txn.open_table(SESSIONS)
@@ -221,6 +257,38 @@ impl Store {
         };
         txn.commit().map_err(internal)?;
         Ok((AccountId(id), session))
+    }
+
+    /// A new session for the open account registered under `email`, if the
+    /// password is right. Unknown email and wrong password look the same.
+    pub fn login(&self, email: &str, password: &str) -> Result<(AccountId, String), ApiError> {
+        let refused = || ApiError::unauthorized("wrong email or password");
+        let account = {
+            let txn = self.db.begin_read().map_err(internal)?;
+            let id = txn.open_table(EMAILS).map_err(internal)?.get(email).map_err(internal)?.map(|v| v.value());
+            match id {
+                Some(id) => self.account_in(&txn, AccountId(id))?,
+                None => None,
+            }
+        };
+        let Some(account) = account.filter(|a| a.closed_at_ms.is_none()) else {
+            return Err(refused());
+        };
+        let salt = hex::decode(&account.password_salt).map_err(internal)?;
+        let expected = hex::decode(&account.password_hash).map_err(internal)?;
+        let presented = password_hash(password, &salt, account.password_iterations);
+        let differ = presented.iter().zip(expected.iter()).fold(expected.len() ^ 32, |acc, (a, b)| acc | (a ^ b) as usize);
+        if differ != 0 {
+            return Err(refused());
+        }
+        let session = self.entropy.token_hex();
+        let txn = self.db.begin_write().map_err(internal)?;
+        txn.open_table(SESSIONS)
+            .map_err(internal)?
+            .insert(token_digest(&session).as_str(), account.id.0)
+            .map_err(internal)?;
+        txn.commit().map_err(internal)?;
+        Ok((account.id, session))
     }
 
     /// The account a session token belongs to.

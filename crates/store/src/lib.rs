@@ -12,7 +12,8 @@
 //!
 //! | method | path | who |
 //! |---|---|---|
-//! | POST | `/v1/accounts` | anyone: sign up, returns a session |
+//! | POST | `/v1/accounts` | anyone: sign up (email + password), returns a session |
+//! | POST | `/v1/sessions` | anyone: log in with email + password |
 //! | POST | `/v1/devices` | session |
 //! | POST | `/v1/recordings` | device token |
 //! | GET | `/v1/recordings?cursor=&limit=` | session (own recordings only) |
@@ -33,6 +34,7 @@
 
 mod db;
 mod devices;
+mod health;
 pub mod media;
 mod messages;
 
@@ -46,7 +48,7 @@ use axum::{Json, Router};
 use crosstalk_model::api::{
     AddContactRequest, ConfirmMessageRequest, Contact, DeleteRequest, DeleteResponse, DeviceCredentials, InboxItem,
     MessageView, OrderView, SendMessageRequest, TransferDeviceRequest,
-    IngestRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
+    IngestRequest, LoginRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
     RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_model::{AccountId, DeviceId, MAX_TRANSCRIPT_BYTES, RecordingId};
@@ -61,6 +63,20 @@ use std::sync::Arc;
 pub struct StoreConfig {
     /// Bearer token the export service presents on `/v1/service/*`.
     pub service_token: String,
+    /// PBKDF2-HMAC-SHA256 iterations for password hashes. Production uses
+    /// [`PRODUCTION_PASSWORD_ITERATIONS`]; a simulation may use 1 (the
+    /// mechanism is the same, only the work factor differs).
+    pub password_iterations: u32,
+}
+
+/// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
+pub const PRODUCTION_PASSWORD_ITERATIONS: u32 = 600_000;
+
+impl StoreConfig {
+    /// Production settings with the given service token.
+    pub fn new(service_token: impl Into<String>) -> Self {
+        Self { service_token: service_token.into(), password_iterations: PRODUCTION_PASSWORD_ITERATIONS }
+    }
 }
 
 /// Largest request body, in bytes, on any route (an upload's base64 audio
@@ -72,6 +88,7 @@ pub fn router(store: Arc<Store>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/v1/accounts", post(signup))
+        .route("/v1/sessions", post(login))
         .route("/v1/accounts/me", axum::routing::delete(close_account))
         .route("/v1/devices", post(register_device))
         .route("/v1/devices/{id}/transfer", post(transfer_device))
@@ -125,7 +142,19 @@ async fn signup(
     if !valid_email(&email) {
         return Err(ApiError::bad_request("email is not a valid address"));
     }
-    let (account_id, session_token) = store.signup(&email)?;
+    if body.password.len() < 8 || body.password.len() > 128 {
+        return Err(ApiError::bad_request("password must be 8 to 128 bytes"));
+    }
+    let (account_id, session_token) = store.signup(&email, &body.password)?;
+    Ok((StatusCode::CREATED, Json(SignupResponse { account_id, session_token })).into_response())
+}
+
+async fn login(
+    State(store): State<Arc<Store>>,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let email = body.email.trim().to_ascii_lowercase();
+    let (account_id, session_token) = store.login(&email, &body.password)?;
     Ok((StatusCode::CREATED, Json(SignupResponse { account_id, session_token })).into_response())
 }
 

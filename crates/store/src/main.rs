@@ -55,7 +55,7 @@ fn main() {
             eprintln!("error: {e}");
             std::process::exit(2)
         });
-        let store = Store::open(backend, Arc::new(SystemClock), Arc::new(entropy), StoreConfig { service_token })
+        let store = Store::open(backend, Arc::new(SystemClock), Arc::new(entropy), StoreConfig::new(service_token))
             .unwrap_or_else(|e| {
                 eprintln!("error: {e}");
                 std::process::exit(2)
@@ -70,7 +70,11 @@ fn main() {
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => {}
-            _ = crosstalk_service::serve(listener, router(store)) => {}
+            _ = store.until_storage_fails() => {
+                eprintln!("error: the disk failed; exiting so that a restart reopens the database");
+                std::process::exit(1);
+            }
+            _ = crosstalk_service::serve(listener, router(store.clone())) => {}
         }
     });
 }

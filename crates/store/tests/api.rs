@@ -32,7 +32,7 @@ impl Harness {
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
             Arc::new(SeededEntropy::from_seed_u64(seed)),
-            StoreConfig { service_token: SERVICE_TOKEN.to_string() },
+            StoreConfig { service_token: SERVICE_TOKEN.to_string(), password_iterations: 1 },
         )
         .expect("store opens");
         Self { router: router(Arc::new(store)), clock }
@@ -62,7 +62,7 @@ impl Harness {
     }
 
     async fn signup(&self, email: &str) -> SignupResponse {
-        self.ok(post_json("/v1/accounts", None, &json!({ "email": email })), StatusCode::CREATED).await
+        self.ok(post_json("/v1/accounts", None, &json!({ "email": email, "password": "correct horse battery" })), StatusCode::CREATED).await
     }
 
     async fn device(&self, session: &str, name: &str) -> RegisterDeviceResponse {
@@ -160,18 +160,18 @@ async fn signup_creates_accounts_and_refuses_bad_input() {
     // Duplicate email, also after case folding and trimming.
     for email in ["alice@example.com", "  ALICE@Example.COM "] {
         let e =
-            h.err(post_json("/v1/accounts", None, &json!({ "email": email })), StatusCode::CONFLICT).await;
+            h.err(post_json("/v1/accounts", None, &json!({ "email": email, "password": "correct horse battery" })), StatusCode::CONFLICT).await;
         assert_eq!(e.error, "conflict");
     }
 
     // Invalid emails.
     for email in ["", "no-at-sign", "@example.com", "a@nodot", "a b@example.com", "a@b@example.com"] {
         let e =
-            h.err(post_json("/v1/accounts", None, &json!({ "email": email })), StatusCode::BAD_REQUEST).await;
+            h.err(post_json("/v1/accounts", None, &json!({ "email": email, "password": "correct horse battery" })), StatusCode::BAD_REQUEST).await;
         assert_eq!(e.error, "bad_request", "email {email:?}");
     }
     let long = format!("{}@example.com", "x".repeat(260));
-    h.err(post_json("/v1/accounts", None, &json!({ "email": long })), StatusCode::BAD_REQUEST).await;
+    h.err(post_json("/v1/accounts", None, &json!({ "email": long, "password": "correct horse battery" })), StatusCode::BAD_REQUEST).await;
 
     // Malformed JSON, wrong types, missing fields.
     for body in [&b"{"[..], b"not json", b"", b"[]", b"{\"email\": 5}", b"{}"] {
@@ -182,7 +182,7 @@ async fn signup_creates_accounts_and_refuses_bad_input() {
     }
 
     // Wrong or missing content type.
-    let body = serde_json::to_vec(&json!({ "email": "carol@example.com" })).expect("json");
+    let body = serde_json::to_vec(&json!({ "email": "carol@example.com", "password": "correct horse battery" })).expect("json");
     let e = h
         .err(post_raw("/v1/accounts", None, "text/plain", body.clone()), StatusCode::UNSUPPORTED_MEDIA_TYPE)
         .await;
@@ -193,7 +193,7 @@ async fn signup_creates_accounts_and_refuses_bad_input() {
     // Unknown fields.
     let e = h
         .err(
-            post_json("/v1/accounts", None, &json!({ "email": "carol@example.com", "admin": true })),
+            post_json("/v1/accounts", None, &json!({ "email": "carol@example.com", "admin": true, "password": "correct horse battery" })),
             StatusCode::BAD_REQUEST,
         )
         .await;
@@ -1028,7 +1028,7 @@ async fn closing_an_account_ends_it_and_frees_the_email_for_a_new_account() {
     assert!(a_ids.iter().all(|old| fresh > *old));
     assert_eq!(h.ids(&again.session_token).await, vec![fresh]);
     // A second signup with the email is a conflict again.
-    h.err(post_json("/v1/accounts", None, &json!({ "email": "alice@example.com" })), StatusCode::CONFLICT)
+    h.err(post_json("/v1/accounts", None, &json!({ "email": "alice@example.com", "password": "correct horse battery" })), StatusCode::CONFLICT)
         .await;
 
     // Bob is untouched.

@@ -234,7 +234,7 @@ impl Server {
     }
 
     async fn signup(&self, email: &str) -> SignupResponse {
-        self.ok(Method::POST, "/v1/accounts", None, Some(&json!({ "email": email })), StatusCode::CREATED)
+        self.ok(Method::POST, "/v1/accounts", None, Some(&json!({ "email": email, "password": "correct horse battery" })), StatusCode::CREATED)
             .await
     }
 
@@ -559,7 +559,7 @@ async fn errors_over_the_socket_are_json_and_responses_have_no_date() {
     let e = expect_error(&server.send_raw(raw).await, StatusCode::BAD_REQUEST);
     assert_eq!(e.error, "bad_request");
     let e = server
-        .err(Method::POST, "/v1/accounts", None, Some(&json!({ "email": "nope" })), StatusCode::BAD_REQUEST)
+        .err(Method::POST, "/v1/accounts", None, Some(&json!({ "email": "nope", "password": "correct horse battery" })), StatusCode::BAD_REQUEST)
         .await;
     assert_eq!(e.error, "bad_request");
     let e = server.err(Method::GET, "/v1/nope", None, None, StatusCode::NOT_FOUND).await;

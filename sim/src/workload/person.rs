@@ -7,7 +7,7 @@ use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
-    AddContactRequest, IngestRequest, IngestResponse, Intent, OrderState, OrderView, RecordingPage,
+    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderState, OrderView, RecordingPage,
     RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{HttpClient, HttpResponse, Spawner};
@@ -178,12 +178,27 @@ impl Person {
         parse(&response)
     }
 
+    /// This principal's password (a new identity picks a new one).
+    fn password(&self) -> String {
+        hex::encode(&crate::world::derive(self.world.plan.seed, &format!("password/{}", self.principal))[..12])
+    }
+
     /// Sign up (again), register the planned devices, fill the contacts.
+    /// A sign-up whose answer was lost is recovered by logging in.
     pub(super) async fn sign_up(&mut self) -> Result<(), CallError> {
         let email = self.email();
-        let body = to_json(&SignupRequest { email: email.clone() })?;
-        let signup: SignupResponse =
-            self.expect_json(false, Method::POST, "/v1/accounts", None, Some(body), &[StatusCode::CREATED]).await?;
+        let password = self.password();
+        let body = to_json(&SignupRequest { email: email.clone(), password: password.clone() })?;
+        let response = self.call(false, Method::POST, "/v1/accounts", None, Some(body)).await?;
+        let signup: SignupResponse = match response.status() {
+            StatusCode::CREATED => parse(&response)?,
+            StatusCode::CONFLICT => {
+                // An earlier attempt created the account but its answer was lost.
+                let body = to_json(&LoginRequest { email: email.clone(), password })?;
+                self.expect_json(false, Method::POST, "/v1/sessions", None, Some(body), &[StatusCode::CREATED]).await?
+            }
+            other => return Err(CallError::Unexpected(format!("sign-up answered {other}"))),
+        };
         {
             let mut oracle = self.oracle();
             oracle.people[self.principal].account_id = Some(signup.account_id.0);
@@ -331,6 +346,13 @@ impl Person {
                     // capture has no one to belong to.
                     self.devices[device].buffer.pop_front();
                 }
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                    // The device's credentials were replaced (a sale or a
+                    // reset whose answer was lost): it can upload nothing more.
+                    let lost = self.devices.remove(device);
+                    self.trace(format!("dev-{} lost its credentials with {} captures aboard", lost.id, lost.buffer.len()));
+                    return Ok(());
+                }
                 Ok(response) => {
                     return Err(CallError::Unexpected(format!(
                         "upload answered {}: {}",
@@ -349,8 +371,14 @@ impl Person {
     }
 
     pub(super) async fn flush_all_devices(&mut self) -> Result<(), CallError> {
-        for device in 0..self.devices.len() {
+        let mut device = 0;
+        while device < self.devices.len() {
+            let before = self.devices.len();
             self.flush_device(device).await?;
+            // A device that lost its credentials was removed: same index again.
+            if self.devices.len() == before {
+                device += 1;
+            }
         }
         Ok(())
     }
