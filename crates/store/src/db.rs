@@ -204,6 +204,7 @@ impl Store {
             txn.open_table(crate::messages::CONTACTS).map_err(|e| e.to_string())?;
             txn.open_table(crate::messages::MESSAGES).map_err(|e| e.to_string())?;
             txn.open_table(crate::messages::INBOX).map_err(|e| e.to_string())?;
+            txn.open_table(crate::notify::NOTIFICATIONS).map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
@@ -374,9 +375,11 @@ impl Store {
             .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?;
         let print = crate::media::fingerprint(&upload.audio);
         let txn = self.db.begin_write().map_err(internal)?;
-        if owner != device.owner {
-            // A capture from before a transfer: it belongs to the earlier
-            // owner, who may have closed their account since.
+        {
+            // The owner must still be open *inside* this transaction: a
+            // capture from before a transfer belongs to an earlier owner who
+            // may have closed their account since, and on a multi-threaded
+            // server an account may close between authentication and here.
             let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
             let record: Option<AccountRecord> = match accounts.get(owner.0).map_err(internal)? {
                 Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),

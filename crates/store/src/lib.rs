@@ -28,6 +28,10 @@
 //! | POST | `/v1/messages/{id}/confirm` | session of the sender, naming the contact |
 //! | GET | `/v1/inbox`, `/v1/inbox/{id}/audio` | session of the recipient |
 //! | GET | `/v1/orders` | session: purchases spoken to one's devices |
+//! | GET | `/v1/notifications?after=` | session: the account's own feed |
+//! | GET | `/v1/service/lookup?email=` | service token |
+//! | POST | `/v1/service/accounts/{id}/notifications` | service token |
+//! | POST | `/v1/service/accounts/{id}/recordings/live` | service token: which ids still exist |
 //! | POST | `/v1/service/introspect` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings?cursor=&limit=` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings/{rid}/audio` | service token |
@@ -37,6 +41,7 @@ mod devices;
 mod health;
 pub mod media;
 mod messages;
+mod notify;
 
 pub use db::{DeleteSelection, DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
 
@@ -48,7 +53,7 @@ use axum::{Json, Router};
 use crosstalk_model::api::{
     AddContactRequest, ConfirmMessageRequest, Contact, DeleteRequest, DeleteResponse, DeviceCredentials, InboxItem,
     MessageView, OrderView, SendMessageRequest, TransferDeviceRequest,
-    IngestRequest, LoginRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
+    IngestRequest, LiveCheckRequest, LiveCheckResponse, LoginRequest, LookupResponse, Notification, NotifyRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
     RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_model::{AccountId, DeviceId, MAX_TRANSCRIPT_BYTES, RecordingId};
@@ -99,6 +104,10 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/{id}/audio", get(inbox_audio))
         .route("/v1/orders", get(orders))
+        .route("/v1/notifications", get(notifications))
+        .route("/v1/service/lookup", get(service_lookup))
+        .route("/v1/service/accounts/{account}/notifications", post(service_notify))
+        .route("/v1/service/accounts/{account}/recordings/live", post(service_live))
         .route("/v1/recordings", post(ingest).get(list_own))
         .route("/v1/recordings/{id}", axum::routing::delete(delete_one))
         .route("/v1/recordings/delete", post(delete_many))
@@ -238,6 +247,60 @@ async fn inbox_audio(
 ) -> Result<Response, ApiError> {
     let account = session(&store, &headers)?;
     store.inbox_audio(account, id).map(wav_response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AfterParams {
+    after: Option<u64>,
+}
+
+async fn notifications(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Query(params): Query<AfterParams>,
+) -> Result<Json<Vec<Notification>>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.notifications(account, params.after.unwrap_or(0)).map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupParams {
+    email: String,
+}
+
+async fn service_lookup(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Query(params): Query<LookupParams>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    service(&store, &headers)?;
+    store.lookup_email(&params.email).map(|account_id| Json(LookupResponse { account_id }))
+}
+
+async fn service_notify(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(account): Path<u64>,
+    JsonBody(body): JsonBody<NotifyRequest>,
+) -> Result<Response, ApiError> {
+    service(&store, &headers)?;
+    let notification = store.notify(AccountId(account), &body.kind, &body.text)?;
+    Ok((StatusCode::CREATED, Json(notification)).into_response())
+}
+
+async fn service_live(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+    Path(account): Path<u64>,
+    JsonBody(body): JsonBody<LiveCheckRequest>,
+) -> Result<Json<LiveCheckResponse>, ApiError> {
+    service(&store, &headers)?;
+    if body.ids.len() > 100_000 {
+        return Err(ApiError::too_large("at most 100000 ids per check"));
+    }
+    store.live_recordings(AccountId(account), &body.ids).map(|live| Json(LiveCheckResponse { live }))
 }
 
 async fn orders(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<OrderView>>, ApiError> {

@@ -102,3 +102,28 @@ async fn the_first_disk_error_marks_the_store_failed() {
     failing.store(false, Ordering::SeqCst);
     assert!(store.login("carol@example.com", "correct horse battery").is_err());
 }
+
+/// Found by the model-based test's review: on a multi-threaded server an
+/// account can close between a device's authentication and its upload. The
+/// upload must then be refused inside its own transaction, not filed under
+/// the closed account.
+#[test]
+fn an_upload_racing_the_account_closing_is_refused() {
+    let store = store_on(InMemoryBackend::new());
+    let (alice, _) = store.signup("alice@example.com", "correct horse battery").unwrap();
+    let (_, token) = store.register_device(alice, "kitchen").unwrap();
+    let device = store.authenticate_device(&token).unwrap();
+    store.close_account(alice).unwrap();
+    let upload = crosstalk_store::NewRecording {
+        upload_key: "k1".into(),
+        captured_at_ms: 5,
+        transcript: "hello".into(),
+        audio: b"RIFF....WAVE".to_vec(),
+        ownership_epoch: None,
+        intent: None,
+    };
+    let refused = store.ingest(&device, upload).unwrap_err();
+    assert_eq!(refused.status.as_u16(), 410, "{refused}");
+    let page = store.list(crosstalk_store::ListScope::Service, alice, None, 10).unwrap();
+    assert!(page.items.is_empty(), "a closed account holds no recordings");
+}
