@@ -1,121 +1,140 @@
 //! The crosstalk DSAR export service.
 //!
-//! A data subject asks for their data (GDPR Art. 15). The request becomes a
-//! job in a redb queue; a worker collects the subject's recordings from the
-//! recording store's service API, packages them into a zip archive with a
-//! manifest ([`archive`]), keeps the archive, and issues a download link
-//! ([`link`]) that works only for the subject's own authenticated session,
-//! only before it expires.
-//!
-//! The subject is identified by the store: every user-facing request carries
-//! the user's store session, which this service introspects through the
-//! store's service API. The export service never holds passwords or a copy of
-//! the account table.
+//! A data subject asks for their data (GDPR Art. 15), either directly with
+//! their store session or through a support ticket verified by a challenge
+//! sent to their account ([`tickets`]). Every accepted request is a durable
+//! job ([`jobs`]) with a due date. Stateless workers ([`worker`]) claim jobs
+//! over HTTP with leases and fencing tokens, collect the subject's
+//! recordings from the store's service API with snapshot semantics, build
+//! the archive ([`archive`]) and publish it; a worker that lost its lease
+//! can never publish. The subject downloads with a link ([`link`]) that is
+//! bound to the export and the subject, expires, is limited in downloads,
+//! and needs the subject's own session. At every download the service asks
+//! the store whether each archived recording still exists: if one was
+//! deleted, the archive is revoked and rebuilt. Support agents work tickets
+//! through a console ([`agent`]) that cannot send anything to anyone but the
+//! ticket's verified subject, and that audits every action.
 //!
 //! | method | path | who |
 //! |---|---|---|
 //! | POST | `/v1/exports` | session: request an export of one's own data |
 //! | GET | `/v1/exports/{id}` | session of the export's subject |
 //! | GET | `/v1/downloads/{token}` | session of the export's subject, valid link |
+//! | POST | `/v1/tickets` | anyone: ask for an account's data by email |
+//! | POST | `/v1/tickets/{id}/verify` | anyone holding the code sent to the account |
+//! | GET | `/v1/agent/tickets` | agent token |
+//! | POST | `/v1/agent/tickets/{id}/resend-link` | agent token |
+//! | POST | `/v1/agent/tickets/{id}/manual-verification` | agent token (always refused) |
+//! | POST | `/v1/agent/exports/{id}/extend` | agent token |
+//! | GET | `/v1/agent/overdue`, `/v1/agent/audit?after=` | agent token |
+//! | POST | `/v1/internal/jobs/claim` | worker token |
+//! | POST | `/v1/internal/jobs/{id}/renew`, `/complete`, `/fail` | worker token, with the job's fence |
 
+pub mod agent;
 pub mod archive;
 pub mod fuzzing;
+pub mod jobs;
 pub mod link;
+pub mod store_client;
+pub mod tickets;
+pub mod worker;
 
-use archive::ArchiveItem;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
+use base64::Engine;
 use crosstalk_model::api::{
-    ErrorBody, ExportState, ExportStatus, IntrospectRequest, IntrospectResponse, RecordingPage,
+    AgentTicketView, AuditEntry, ClaimRequest, CompleteJobRequest, ExportState, ExportStatus, ExtendRequest,
+    FailJobRequest, FenceRequest, ManualVerificationRequest, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_model::{AccountId, Clock, Entropy, ExportId, sha256_hex};
-use crosstalk_service::{ApiError, HttpClient, bearer_token, json_errors};
-use http_body_util::Full;
-use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
-use serde::{Deserialize, Serialize};
+use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
+use jobs::{ARCHIVES, Job, Origin};
+use redb::{Database, ReadableTable, StorageBackend, TableDefinition};
+use serde::Deserialize;
 use std::fmt::Display;
 use std::sync::Arc;
-use std::time::Duration;
+pub use store_client::StoreClient;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
-const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
-/// Export ids waiting for a worker, in request order.
-const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
-const ARCHIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("archives");
-
-const NEXT_EXPORT: &str = "next_export_id";
 const LINK_KEY: &str = "link_mac_key";
 
-/// Settings a deployment chooses.
+/// Settings a deployment chooses. Times are in milliseconds so that a
+/// simulation can scale them.
 #[derive(Clone, Debug)]
 pub struct ExportConfig {
-    /// Bearer token this service presents to the store's service API.
-    pub store_service_token: String,
+    /// Bearer token workers present on `/v1/internal/*`.
+    pub worker_token: String,
+    /// (agent name, bearer token) of every support agent.
+    pub agent_tokens: Vec<(String, String)>,
     /// How long a download link stays valid after the archive is ready.
     pub link_ttl_ms: u64,
-    /// How long an idle worker waits before looking for work again.
-    pub worker_poll_ms: u64,
-    /// Collection attempts before a job is marked failed. Failed attempts
-    /// back off exponentially from `worker_poll_ms` up to `max_backoff_ms`.
+    /// Downloads allowed per published archive.
+    pub max_downloads: u32,
+    /// How long a worker's claim on a job lasts without renewal.
+    pub lease_ms: u64,
+    /// Attempts before a job is marked failed; failed attempts back off
+    /// exponentially from `retry_backoff_ms` up to `max_backoff_ms`.
     pub max_attempts: u32,
+    pub retry_backoff_ms: u64,
     pub max_backoff_ms: u64,
-    /// Recordings requested per page from the store.
-    pub page_items: usize,
+    /// The legal deadline after a request, and the one extension allowed.
+    pub deadline_ms: u64,
+    pub max_extension_ms: u64,
+    /// Direct requests per subject within the window.
+    pub rate_limit_max: u32,
+    pub rate_limit_window_ms: u64,
 }
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Default for ExportConfig {
     fn default() -> Self {
         Self {
-            store_service_token: String::new(),
-            link_ttl_ms: 7 * 24 * 3600 * 1000,
-            worker_poll_ms: 500,
+            worker_token: String::new(),
+            agent_tokens: Vec::new(),
+            link_ttl_ms: 7 * DAY_MS,
+            max_downloads: 5,
+            lease_ms: 60_000,
             max_attempts: 30,
-            max_backoff_ms: 10_000,
-            page_items: 50,
+            retry_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            deadline_ms: 30 * DAY_MS,
+            max_extension_ms: 60 * DAY_MS,
+            rate_limit_max: 5,
+            rate_limit_window_ms: DAY_MS,
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Job {
-    id: ExportId,
-    subject: AccountId,
-    state: ExportState,
-    requested_at_ms: u64,
-    attempts: u32,
-    snapshot_at_ms: Option<u64>,
-    expires_at_ms: Option<u64>,
-    link_nonce: Option<[u8; 16]>,
-    archive_sha256: Option<String>,
-    failure: Option<String>,
-}
-
-fn internal(e: impl Display) -> ApiError {
+pub(crate) fn internal(e: impl Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
 }
 
 pub struct ExportService {
-    db: Database,
-    clock: Arc<dyn Clock>,
-    entropy: Arc<dyn Entropy>,
+    pub(crate) db: Database,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     link_key: Vec<u8>,
-    store: HttpClient,
-    config: ExportConfig,
+    pub(crate) store: StoreClient,
+    pub(crate) config: ExportConfig,
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (sha256_hex(a.as_bytes()), sha256_hex(b.as_bytes()));
+    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ExportService {
-    /// Open (or create) the service's database on `backend`. `store` is a
-    /// client connected to the recording store.
+    /// Open (or create) the service's database on `backend`; `store` reaches
+    /// the recording store's service API.
     pub fn open(
         backend: impl StorageBackend,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
-        store: HttpClient,
+        store: StoreClient,
         config: ExportConfig,
     ) -> Result<Self, String> {
         let db = Database::builder()
@@ -125,8 +144,7 @@ impl ExportService {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             let key = {
                 let mut secrets = txn.open_table(SECRETS).map_err(|e| e.to_string())?;
-                let existing =
-                    secrets.get(LINK_KEY).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                let existing = secrets.get(LINK_KEY).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
                 match existing {
                     Some(key) => key,
                     None => {
@@ -137,91 +155,52 @@ impl ExportService {
                     }
                 }
             };
-            txn.open_table(META).map_err(|e| e.to_string())?;
-            txn.open_table(JOBS).map_err(|e| e.to_string())?;
-            txn.open_table(PENDING).map_err(|e| e.to_string())?;
-            txn.open_table(ARCHIVES).map_err(|e| e.to_string())?;
+            txn.open_table(jobs::META).map_err(|e| e.to_string())?;
+            txn.open_table(jobs::JOBS).map_err(|e| e.to_string())?;
+            txn.open_table(jobs::PENDING).map_err(|e| e.to_string())?;
+            txn.open_table(jobs::ARCHIVES).map_err(|e| e.to_string())?;
+            txn.open_table(jobs::REQUESTS).map_err(|e| e.to_string())?;
+            txn.open_table(tickets::TICKETS).map_err(|e| e.to_string())?;
+            txn.open_table(agent::AUDIT).map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
         Ok(Self { db, clock, entropy, link_key, store, config })
     }
 
-    fn load_job(&self, id: ExportId) -> Result<Option<Job>, ApiError> {
-        let txn = self.db.begin_read().map_err(internal)?;
-        let jobs = txn.open_table(JOBS).map_err(internal)?;
-        match jobs.get(id.0).map_err(internal)? {
-            Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
-            None => Ok(None),
-        }
-    }
-
-    fn save_job(&self, job: &Job, archive: Option<&[u8]>, pending: bool) -> Result<(), ApiError> {
-        let txn = self.db.begin_write().map_err(internal)?;
-        {
-            let json = serde_json::to_string(job).map_err(internal)?;
-            txn.open_table(JOBS).map_err(internal)?.insert(job.id.0, json.as_str()).map_err(internal)?;
-            let mut queue = txn.open_table(PENDING).map_err(internal)?;
-            if pending {
-                queue.insert(job.id.0, ()).map_err(internal)?;
-            } else {
-                queue.remove(job.id.0).map_err(internal)?;
-            }
-            if let Some(bytes) = archive {
-                txn.open_table(ARCHIVES).map_err(internal)?.insert(job.id.0, bytes).map_err(internal)?;
-            }
-        }
-        txn.commit().map_err(internal)
-    }
-
-    /// Accept a request from `subject`; the job is durable before this returns.
-    pub fn request_export(&self, subject: AccountId) -> Result<ExportStatus, ApiError> {
-        let now = self.clock.now_ms();
-        let txn = self.db.begin_write().map_err(internal)?;
-        let id = {
-            let mut meta = txn.open_table(META).map_err(internal)?;
-            let id = meta.get(NEXT_EXPORT).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
-            meta.insert(NEXT_EXPORT, id + 1).map_err(internal)?;
-            id
-        };
-        let job = Job {
-            id: ExportId(id),
-            subject,
-            state: ExportState::Pending,
-            requested_at_ms: now,
-            attempts: 0,
-            snapshot_at_ms: None,
-            expires_at_ms: None,
-            link_nonce: None,
-            archive_sha256: None,
-            failure: None,
-        };
-        {
-            let json = serde_json::to_string(&job).map_err(internal)?;
-            txn.open_table(JOBS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
-            txn.open_table(PENDING).map_err(internal)?.insert(id, ()).map_err(internal)?;
-        }
-        txn.commit().map_err(internal)?;
-        Ok(self.status(&job))
-    }
-
-    fn status(&self, job: &Job) -> ExportStatus {
-        let download_path = match (job.state, job.expires_at_ms, job.link_nonce) {
+    pub(crate) fn download_path(&self, job: &Job) -> Option<String> {
+        match (job.state, job.expires_at_ms, job.link_nonce) {
             (ExportState::Ready, Some(expires_at_ms), Some(nonce)) => {
                 let claims = link::LinkClaims { export_id: job.id, subject: job.subject, expires_at_ms, nonce };
                 Some(format!("/v1/downloads/{}", link::mint(&self.link_key, &claims)))
             }
             _ => None,
-        };
+        }
+    }
+
+    pub(crate) fn status(&self, job: &Job) -> ExportStatus {
+        let now = self.clock.now_ms();
         ExportStatus {
             export_id: job.id,
             state: job.state,
             requested_at_ms: job.requested_at_ms,
+            due_at_ms: job.due_at_ms,
+            overdue: job.state != ExportState::Ready && now > job.due_at_ms,
+            extension_reason: job.extension_reason.clone(),
             snapshot_at_ms: job.snapshot_at_ms,
-            download_path,
+            download_path: self.download_path(job),
             expires_at_ms: job.expires_at_ms,
+            downloads_left: (job.state == ExportState::Ready)
+                .then(|| self.config.max_downloads.saturating_sub(job.downloads)),
             failure: job.failure.clone(),
         }
+    }
+
+    /// Accept a direct request from the authenticated `subject` (or return
+    /// the open request it duplicates).
+    pub fn request_export(&self, subject: AccountId) -> Result<(ExportStatus, bool), ApiError> {
+        let (job, duplicate) = self.accept_request(subject, Origin::Direct, true)?;
+        Ok((self.status(&job), duplicate))
     }
 
     /// The status of export `id`, if `subject` is its subject. Someone
@@ -234,221 +213,259 @@ impl ExportService {
     }
 
     /// The archive behind `token`, for the authenticated `caller`.
-    pub fn download(&self, caller: AccountId, token: &str) -> Result<Vec<u8>, ApiError> {
-        let claims = link::verify(&self.link_key, token)
-            .map_err(|_| ApiError::not_found("no such download"))?;
+    pub async fn download(&self, caller: AccountId, token: &str) -> Result<Vec<u8>, ApiError> {
+        let claims = link::verify(&self.link_key, token).map_err(|_| ApiError::not_found("no such download"))?;
         let job = self.load_job(claims.export_id)?.ok_or_else(|| ApiError::not_found("no such download"))?;
-        // The token must be the one minted for this job (a token of a job
-        // rebuilt under a new nonce stops working) ...
-        if job.subject != claims.subject || job.link_nonce != Some(claims.nonce) {
+        if job.subject != claims.subject {
             return Err(ApiError::not_found("no such download"));
         }
-        // ... and the caller must be the subject. A link is not a credential.
+        // A link is not a credential: the caller must be the subject.
         if caller != job.subject {
             return Err(ApiError::forbidden("this download belongs to another account"));
         }
-        if job.state != ExportState::Ready {
-            return Err(ApiError::not_found("no such download"));
+        // A link of an earlier build (before a revocation) no longer works.
+        if job.state != ExportState::Ready || job.link_nonce != Some(claims.nonce) {
+            return Err(ApiError::gone("this link was revoked; the export is being rebuilt or was replaced"));
         }
         if self.clock.now_ms() >= claims.expires_at_ms {
             return Err(ApiError::gone("this download link has expired"));
         }
-        let txn = self.db.begin_read().map_err(internal)?;
-        let archives = txn.open_table(ARCHIVES).map_err(internal)?;
-        let bytes = archives
-            .get(job.id.0)
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::internal("ready export without archive"))?
-            .value()
-            .to_vec();
-        if job.archive_sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
-            return Err(ApiError::internal("stored archive does not match its digest"));
+        if job.downloads >= self.config.max_downloads {
+            return Err(ApiError::gone("this download link has been used up"));
         }
+        // Erasure: every recording in the archive must still exist now.
+        let live = self.store.live(job.subject, &job.recording_ids).await?;
+        if live.len() != job.recording_ids.len() {
+            self.revoke_and_rebuild(job.id)?;
+            return Err(ApiError::gone("recordings in this archive were deleted; it is being rebuilt"));
+        }
+        let txn = self.db.begin_write().map_err(internal)?;
+        let bytes = {
+            let mut current = {
+                let jobs = txn.open_table(jobs::JOBS).map_err(internal)?;
+                let json = jobs.get(job.id.0).map_err(internal)?.ok_or_else(|| ApiError::internal("job vanished"))?;
+                serde_json::from_str::<Job>(json.value()).map_err(internal)?
+            };
+            // Re-check inside the transaction: a revocation may have won.
+            if current.state != ExportState::Ready || current.link_nonce != Some(claims.nonce) {
+                return Err(ApiError::gone("this link was revoked"));
+            }
+            if current.downloads >= self.config.max_downloads {
+                return Err(ApiError::gone("this download link has been used up"));
+            }
+            let bytes = txn
+                .open_table(ARCHIVES)
+                .map_err(internal)?
+                .get(job.id.0)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("ready export without archive"))?
+                .value()
+                .to_vec();
+            if current.archive_sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
+                return Err(ApiError::internal("stored archive does not match its digest"));
+            }
+            current.downloads += 1;
+            Self::write_job(&txn, &current)?;
+            bytes
+        };
+        txn.commit().map_err(internal)?;
         Ok(bytes)
-    }
-
-    fn next_pending(&self) -> Result<Option<Job>, ApiError> {
-        let txn = self.db.begin_read().map_err(internal)?;
-        let queue = txn.open_table(PENDING).map_err(internal)?;
-        let first = queue.first().map_err(internal)?.map(|(k, _)| k.value());
-        drop(queue);
-        drop(txn);
-        match first {
-            Some(id) => self.load_job(ExportId(id)),
-            None => Ok(None),
-        }
-    }
-
-    async fn store_get(&self, path: &str) -> Result<Bytes, String> {
-        let request = http::Request::get(path)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.config.store_service_token))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response = self.store.send(request).await.map_err(|e| e.to_string())?;
-        if response.status() != StatusCode::OK {
-            return Err(format!("store answered {} for {path}", response.status()));
-        }
-        Ok(response.into_body())
-    }
-
-    /// Collect every recording `job.subject` had at `snapshot_at_ms`.
-    async fn collect(&self, job: &Job, snapshot_at_ms: u64) -> Result<Vec<ArchiveItem>, String> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = format!(
-                "/v1/service/accounts/{}/recordings?limit={}",
-                job.subject.0, self.config.page_items
-            );
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let page: RecordingPage = serde_json::from_slice(&self.store_get(&path).await?)
-                .map_err(|e| format!("malformed page from store: {e}"))?;
-            // Defence in depth: a page for anyone else fails the job loudly.
-            if page.account_id != job.subject {
-                return Err(format!(
-                    "store returned a page for {} while collecting {}",
-                    page.account_id, job.subject
-                ));
-            }
-            for view in page.items {
-                if view.received_at_ms > snapshot_at_ms {
-                    continue;
-                }
-                let audio_path = format!("/v1/service/accounts/{}/recordings/{}/audio", job.subject.0, view.id.0);
-                let audio = self.store_get(&audio_path).await?.to_vec();
-                if sha256_hex(&audio) != view.audio_sha256 {
-                    return Err(format!("audio of {} does not match the store's digest", view.id));
-                }
-                items.push(ArchiveItem { recording: view, audio });
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        Ok(items)
-    }
-
-    /// Run one job to completion (or record the failed attempt).
-    async fn process(&self, mut job: Job) -> Result<(), ApiError> {
-        let snapshot_at_ms = self.clock.now_ms();
-        job.attempts += 1;
-        match self.collect(&job, snapshot_at_ms).await {
-            Ok(items) => {
-                let bytes = archive::build_archive(job.subject, job.id, snapshot_at_ms, &items)
-                    .map_err(ApiError::internal)?;
-                let mut nonce = [0u8; 16];
-                self.entropy.fill(&mut nonce);
-                job.state = ExportState::Ready;
-                job.snapshot_at_ms = Some(snapshot_at_ms);
-                job.expires_at_ms = Some(self.clock.now_ms().saturating_add(self.config.link_ttl_ms));
-                job.link_nonce = Some(nonce);
-                job.archive_sha256 = Some(sha256_hex(&bytes));
-                self.save_job(&job, Some(&bytes), false)
-            }
-            Err(reason) if job.attempts >= self.config.max_attempts => {
-                job.state = ExportState::Failed;
-                job.failure = Some(reason);
-                self.save_job(&job, None, false)
-            }
-            Err(_) => self.save_job(&job, None, true),
-        }
-    }
-
-    /// The worker loop: take the oldest pending job, run it, repeat; sleep
-    /// when there is nothing to do. Runs until its task is dropped.
-    pub async fn run_worker(self: Arc<Self>) {
-        let idle = Duration::from_millis(self.config.worker_poll_ms.max(1));
-        loop {
-            let job = self.next_pending().ok().flatten();
-            match job {
-                Some(job) => {
-                    let id = job.id;
-                    let failed = self.process(job).await.is_err();
-                    let attempts = self.load_job(id).ok().flatten().filter(|j| j.state == ExportState::Pending);
-                    if let Some(job) = attempts.filter(|j| j.attempts > 0) {
-                        // Back off before retrying a job that keeps failing.
-                        let exponent = job.attempts.saturating_sub(1).min(16);
-                        let backoff = (self.config.worker_poll_ms << exponent).min(self.config.max_backoff_ms);
-                        tokio::time::sleep(Duration::from_millis(backoff.max(1))).await;
-                    } else if failed {
-                        tokio::time::sleep(idle).await;
-                    }
-                }
-                None => tokio::time::sleep(idle).await,
-            }
-        }
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<AccountId, ApiError> {
         let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
-        let body = serde_json::to_vec(&IntrospectRequest { session_token: token.to_string() })
-            .map_err(internal)?;
-        let request = http::Request::post("/v1/service/introspect")
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.config.store_service_token))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(internal)?;
-        let response = self
-            .store
-            .send(request)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("identity service unreachable: {e}")))?;
-        match response.status() {
-            StatusCode::OK => {
-                let body: IntrospectResponse = serde_json::from_slice(response.body())
-                    .map_err(|e| ApiError::internal(format!("malformed introspection: {e}")))?;
-                Ok(body.account_id)
-            }
-            StatusCode::UNAUTHORIZED => Err(ApiError::unauthorized("unknown or expired session")),
-            other => {
-                let detail = serde_json::from_slice::<ErrorBody>(response.body())
-                    .map(|e| e.message)
-                    .unwrap_or_default();
-                Err(ApiError::unavailable(format!("identity service answered {other}: {detail}")))
-            }
+        self.store.introspect(token).await
+    }
+
+    fn agent(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing agent token"))?;
+        self.config
+            .agent_tokens
+            .iter()
+            .find(|(_, t)| constant_time_eq(t, token))
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| ApiError::forbidden("not a support agent"))
+    }
+
+    fn worker(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing worker token"))?;
+        if !self.config.worker_token.is_empty() && constant_time_eq(&self.config.worker_token, token) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("not a worker"))
+        }
+    }
+
+    /// Tell the subject their export is ready, on their own feed (best
+    /// effort: the status endpoint shows the link too).
+    async fn announce(&self, job: &Job) {
+        if let Some(path) = self.download_path(job) {
+            let _ = self.store.notify(job.subject, "export-ready", &format!("Your data is ready: {path}")).await;
         }
     }
 }
 
+/// Largest archive a worker may publish, in bytes of base64 body.
+pub const MAX_PUBLISH_BYTES: usize = 96 * 1024 * 1024;
+
 /// The export service's HTTP API.
 pub fn router(service: Arc<ExportService>) -> Router {
+    let internal_routes = Router::new()
+        .route("/v1/internal/jobs/claim", post(claim))
+        .route("/v1/internal/jobs/{id}/renew", post(renew))
+        .route("/v1/internal/jobs/{id}/complete", post(complete))
+        .route("/v1/internal/jobs/{id}/fail", post(fail))
+        .layer(DefaultBodyLimit::max(MAX_PUBLISH_BYTES));
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/v1/exports", post(request_export))
         .route("/v1/exports/{id}", get(export_status))
         .route("/v1/downloads/{token}", get(download))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .route("/v1/tickets", post(open_ticket))
+        .route("/v1/tickets/{id}/verify", post(verify_ticket))
+        .route("/v1/agent/tickets", get(agent_tickets))
+        .route("/v1/agent/tickets/{id}/resend-link", post(agent_resend))
+        .route("/v1/agent/tickets/{id}/manual-verification", post(agent_manual))
+        .route("/v1/agent/exports/{id}/extend", post(agent_extend))
+        .route("/v1/agent/overdue", get(agent_overdue))
+        .route("/v1/agent/audit", get(agent_audit))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .merge(internal_routes)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(service)
 }
 
-async fn request_export(
-    State(service): State<Arc<ExportService>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+type Svc = State<Arc<ExportService>>;
+
+async fn request_export(State(service): Svc, headers: HeaderMap) -> Result<Response, ApiError> {
     let subject = service.authenticate(&headers).await?;
-    let status = service.request_export(subject)?;
-    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+    let (status, duplicate) = service.request_export(subject)?;
+    let code = if duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((code, Json(status)).into_response())
 }
 
-async fn export_status(
-    State(service): State<Arc<ExportService>>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> Result<Json<ExportStatus>, ApiError> {
+async fn export_status(State(service): Svc, headers: HeaderMap, Path(id): Path<u64>) -> Result<Json<ExportStatus>, ApiError> {
     let subject = service.authenticate(&headers).await?;
     service.export_status(subject, ExportId(id)).map(Json)
 }
 
-async fn download(
-    State(service): State<Arc<ExportService>>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-) -> Result<Response, ApiError> {
+async fn download(State(service): Svc, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, ApiError> {
     let caller = service.authenticate(&headers).await?;
-    let bytes = service.download(caller, &token)?;
+    let bytes = service.download(caller, &token).await?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], bytes).into_response())
+}
+
+async fn open_ticket(State(service): Svc, JsonBody(body): JsonBody<TicketRequest>) -> Result<Response, ApiError> {
+    let status = service.open_ticket(&body.claimed_email, &body.message).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+async fn verify_ticket(
+    State(service): Svc,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<VerifyTicketRequest>,
+) -> Result<Json<TicketStatus>, ApiError> {
+    service.verify_ticket(id, &body.code).await.map(Json)
+}
+
+async fn agent_tickets(State(service): Svc, headers: HeaderMap) -> Result<Json<Vec<AgentTicketView>>, ApiError> {
+    service.agent(&headers)?;
+    Ok(Json(service.tickets()?.iter().map(|t| t.agent_view()).collect()))
+}
+
+async fn agent_resend(State(service): Svc, headers: HeaderMap, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let agent = service.agent(&headers)?;
+    service.agent_resend_link(&agent, id).await?;
+    Ok(Json(serde_json::json!({"sent_to": "the ticket's verified subject"})).into_response())
+}
+
+async fn agent_manual(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<ManualVerificationRequest>,
+) -> Result<Response, ApiError> {
+    let agent = service.agent(&headers)?;
+    service.agent_manual_verification(&agent, id, &body.facts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn agent_extend(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<ExtendRequest>,
+) -> Result<Json<ExportStatus>, ApiError> {
+    let agent = service.agent(&headers)?;
+    service.agent_extend(&agent, ExportId(id), &body.reason)?;
+    let job = service.load_job(ExportId(id))?.ok_or_else(|| ApiError::not_found("no such export"))?;
+    Ok(Json(service.status(&job)))
+}
+
+async fn agent_overdue(State(service): Svc, headers: HeaderMap) -> Result<Json<Vec<ExportStatus>>, ApiError> {
+    service.agent(&headers)?;
+    service.agent_overdue().map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AfterParams {
+    after: Option<u64>,
+}
+
+async fn agent_audit(
+    State(service): Svc,
+    headers: HeaderMap,
+    Query(params): Query<AfterParams>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    service.agent(&headers)?;
+    service.audit_log(params.after.unwrap_or(0)).map(Json)
+}
+
+async fn claim(State(service): Svc, headers: HeaderMap, JsonBody(body): JsonBody<ClaimRequest>) -> Result<Response, ApiError> {
+    service.worker(&headers)?;
+    if body.worker.is_empty() || body.worker.len() > 64 {
+        return Err(ApiError::bad_request("worker name must be 1 to 64 bytes"));
+    }
+    match service.claim(&body.worker)? {
+        Some(job) => Ok(Json(job).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn renew(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<FenceRequest>,
+) -> Result<Response, ApiError> {
+    service.worker(&headers)?;
+    let expires = service.renew(ExportId(id), body.fence)?;
+    Ok(Json(serde_json::json!({"lease_expires_at_ms": expires})).into_response())
+}
+
+async fn complete(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<CompleteJobRequest>,
+) -> Result<Json<ExportStatus>, ApiError> {
+    service.worker(&headers)?;
+    let archive = base64::engine::general_purpose::STANDARD
+        .decode(&body.archive_base64)
+        .map_err(|e| ApiError::bad_request(format!("archive_base64 is not base64: {e}")))?;
+    let job = service.publish(ExportId(id), body.fence, body.snapshot_at_ms, body.recording_ids, &archive)?;
+    service.announce(&job).await;
+    Ok(Json(service.status(&job)))
+}
+
+async fn fail(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<FailJobRequest>,
+) -> Result<Response, ApiError> {
+    service.worker(&headers)?;
+    service.fail_attempt(ExportId(id), body.fence, &body.reason)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

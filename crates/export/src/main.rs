@@ -1,7 +1,9 @@
 //! `crosstalk-export serve`: the DSAR export service on a real socket, with
 //! its database in a file, talking to a running `crosstalk-store`.
+//! `crosstalk-export worker`: a worker that builds archives for it.
 
-use crosstalk_export::{ExportConfig, ExportService, router};
+use crosstalk_export::worker::{Worker, WorkerConfig};
+use crosstalk_export::{ExportConfig, ExportService, StoreClient, router};
 use crosstalk_service::HttpClient;
 use crosstalk_service::real::{SystemClock, TcpConnector, os_entropy};
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use std::time::Duration;
 fn usage() -> ! {
     eprintln!(
         "usage: crosstalk-export serve --db PATH --store ADDR [--listen ADDR]\n\
-         The token presented to the store is read from CROSSTALK_SERVICE_TOKEN."
+         \x20      crosstalk-export worker --export ADDR --store ADDR [--name NAME]\n\
+         Tokens come from the environment: CROSSTALK_SERVICE_TOKEN (presented to the store),\n\
+         CROSSTALK_WORKER_TOKEN (between the service and its workers), and for `serve`\n\
+         CROSSTALK_AGENT_TOKENS as name=token pairs separated by commas."
     );
     std::process::exit(2)
 }
@@ -20,53 +25,87 @@ fn fail(message: String) -> ! {
     std::process::exit(2)
 }
 
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| fail(format!("{name} must be set")))
+}
+
+fn client(address: String) -> HttpClient {
+    HttpClient::new(Arc::new(TcpConnector { address }), Duration::from_secs(30), 8)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() != Some("serve") {
-        usage();
-    }
-    let (mut db_path, mut store_address) = (None, None);
-    let mut listen = "127.0.0.1:7401".to_string();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--db" => db_path = Some(args.next().unwrap_or_else(|| usage())),
-            "--store" => store_address = Some(args.next().unwrap_or_else(|| usage())),
-            "--listen" => listen = args.next().unwrap_or_else(|| usage()),
+    let command = args.next().unwrap_or_else(|| usage());
+    let mut options = std::collections::BTreeMap::new();
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--db" | "--store" | "--listen" | "--export" | "--name" => {
+                options.insert(flag, value);
+            }
             _ => usage(),
         }
     }
-    let (Some(db_path), Some(store_address)) = (db_path, store_address) else { usage() };
-    let service_token = std::env::var("CROSSTALK_SERVICE_TOKEN")
-        .unwrap_or_else(|_| fail("CROSSTALK_SERVICE_TOKEN must be set".into()));
+    let option = |name: &str| options.get(name).cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("starting the runtime: {e}")));
-    runtime.block_on(async move {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&db_path)
-            .unwrap_or_else(|e| fail(format!("opening {db_path}: {e}")));
-        let backend = redb::backends::FileBackend::new(file)
-            .unwrap_or_else(|e| fail(format!("locking {db_path}: {e}")));
-        let store = HttpClient::new(Arc::new(TcpConnector { address: store_address }), Duration::from_secs(10), 8);
-        let config = ExportConfig { store_service_token: service_token, ..ExportConfig::default() };
-        let entropy = os_entropy().unwrap_or_else(|e| fail(e.to_string()));
-        let service = ExportService::open(backend, Arc::new(SystemClock), Arc::new(entropy), store, config)
-            .map(Arc::new)
-            .unwrap_or_else(|e| fail(e));
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .unwrap_or_else(|e| fail(format!("binding {listen}: {e}")));
-        eprintln!("crosstalk-export listening on {listen}, database {db_path}");
-        crosstalk_service::Spawner::Tokio.spawn(service.clone().run_worker());
-        tokio::select! {
-            biased;
-            _ = tokio::signal::ctrl_c() => {}
-            _ = crosstalk_service::serve(listener, router(service)) => {}
+    let store_address = option("--store").unwrap_or_else(|| usage());
+    let store = StoreClient::new(client(store_address), env("CROSSTALK_SERVICE_TOKEN"));
+    match command.as_str() {
+        "serve" => {
+            let db_path = option("--db").unwrap_or_else(|| usage());
+            let listen = option("--listen").unwrap_or_else(|| "127.0.0.1:7401".to_string());
+            let agent_tokens = std::env::var("CROSSTALK_AGENT_TOKENS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, token)) if !name.is_empty() && token.len() >= 16 => (name.to_string(), token.to_string()),
+                    _ => fail("CROSSTALK_AGENT_TOKENS: expected name=token (16+ bytes) pairs".into()),
+                })
+                .collect();
+            let config = ExportConfig { worker_token: env("CROSSTALK_WORKER_TOKEN"), agent_tokens, ..ExportConfig::default() };
+            runtime.block_on(async move {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&db_path)
+                    .unwrap_or_else(|e| fail(format!("opening {db_path}: {e}")));
+                let backend = redb::backends::FileBackend::new(file)
+                    .unwrap_or_else(|e| fail(format!("locking {db_path}: {e}")));
+                let entropy = os_entropy().unwrap_or_else(|e| fail(e.to_string()));
+                let service = ExportService::open(backend, Arc::new(SystemClock), Arc::new(entropy), store, config)
+                    .map(Arc::new)
+                    .unwrap_or_else(|e| fail(e));
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .unwrap_or_else(|e| fail(format!("binding {listen}: {e}")));
+                eprintln!("crosstalk-export listening on {listen}, database {db_path}");
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = crosstalk_service::serve(listener, router(service)) => {}
+                }
+            });
         }
-    });
+        "worker" => {
+            let export_address = option("--export").unwrap_or_else(|| usage());
+            let name = option("--name").unwrap_or_else(|| "worker".to_string());
+            let config = WorkerConfig { name, worker_token: env("CROSSTALK_WORKER_TOKEN"), poll_ms: 1_000, page_items: 50 };
+            runtime.block_on(async move {
+                let worker = Worker::new(config, client(export_address), store, Arc::new(SystemClock));
+                eprintln!("crosstalk-export worker started");
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = worker.run() => {}
+                }
+            });
+        }
+        _ => usage(),
+    }
 }

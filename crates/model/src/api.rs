@@ -133,11 +133,126 @@ pub struct ExportStatus {
     pub export_id: ExportId,
     pub state: ExportState,
     pub requested_at_ms: u64,
+    /// The legal deadline (one month after the request, GDPR Art. 12(3)),
+    /// later if an agent extended it with a reason.
+    pub due_at_ms: u64,
+    pub overdue: bool,
+    pub extension_reason: Option<String>,
     pub snapshot_at_ms: Option<u64>,
     /// Path of the download, present once ready: `/v1/downloads/{token}`.
     pub download_path: Option<String>,
     pub expires_at_ms: Option<u64>,
+    pub downloads_left: Option<u32>,
     pub failure: Option<String>,
+}
+
+/// A support ticket asking for someone's data, as the requester sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// The email of the account whose data is asked for.
+    pub claimed_email: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// A challenge went to the account's own feed (if such an account exists).
+    AwaitingVerification,
+    Verified,
+    /// Too many wrong codes.
+    Rejected,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TicketStatus {
+    pub ticket_id: u64,
+    pub state: TicketState,
+    pub export_id: Option<ExportId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyTicketRequest {
+    pub code: String,
+}
+
+/// A ticket as a support agent sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentTicketView {
+    pub ticket_id: u64,
+    pub state: TicketState,
+    pub claimed_email: String,
+    pub message: String,
+    pub export_id: Option<ExportId>,
+}
+
+/// What an agent offers as proof of identity (always refused: identity is
+/// proven only by the challenge sent to the account).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualVerificationRequest {
+    #[serde(default)]
+    pub facts: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub agent: String,
+    pub action: String,
+    pub ticket_id: Option<u64>,
+    pub export_id: Option<ExportId>,
+    pub outcome: String,
+}
+
+/// Workers: claim the oldest job that needs work.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub worker: String,
+}
+
+/// A job a worker holds a lease on. `fence` must accompany every later call;
+/// a higher fence (another worker's claim) makes this one's calls fail.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub export_id: ExportId,
+    pub subject: AccountId,
+    pub fence: u64,
+    pub lease_expires_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceRequest {
+    pub fence: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteJobRequest {
+    pub fence: u64,
+    pub snapshot_at_ms: u64,
+    pub recording_ids: Vec<RecordingId>,
+    /// Standard base64 of the zip archive.
+    pub archive_base64: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailJobRequest {
+    pub fence: u64,
+    pub reason: String,
 }
 
 /// `manifest.json` inside every export archive.
@@ -274,4 +389,38 @@ pub struct OrderView {
     pub item: String,
     pub source_recording: RecordingId,
     pub state: OrderState,
+}
+
+/// Something the service tells an account holder (delivered to the
+/// account's own, authenticated feed: its verified contact channel).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub seq: u64,
+    pub kind: String,
+    pub text: String,
+    pub at_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRequest {
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LookupResponse {
+    pub account_id: AccountId,
+}
+
+/// Which of these recordings does the subject still have?
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveCheckRequest {
+    pub ids: Vec<RecordingId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LiveCheckResponse {
+    pub live: Vec<RecordingId>,
 }

@@ -1,0 +1,122 @@
+//! The support-agent console, designed so that the 2018 Alexa misdelivery
+//! cannot happen by any agent's mistake.
+//!
+//! An agent works tickets. No operation takes a recipient or an archive:
+//! a link can be re-sent only for the export of the ticket's *verified*
+//! subject, and only to that subject's own feed in the store. A typo'd
+//! ticket id, a stale clipboard or a swapped ticket therefore reaches either
+//! nothing or the right person. Identity is never accepted from an agent's
+//! say-so ("they knew the address and birthday"): only the challenge sent to
+//! the account verifies a ticket. Every agent action, allowed or refused, is
+//! written to the audit log.
+
+use crate::{ExportService, internal};
+use crosstalk_model::ExportId;
+use crosstalk_model::api::{AuditEntry, ExportState, TicketState};
+use crosstalk_service::ApiError;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// seq -> JSON [`AuditEntry`].
+pub(crate) const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
+const NEXT_AUDIT: &str = "next_audit_seq";
+
+impl ExportService {
+    /// Append one entry to the audit log.
+    pub(crate) fn audit(
+        &self,
+        agent: &str,
+        action: &str,
+        ticket_id: Option<u64>,
+        export_id: Option<ExportId>,
+        outcome: &str,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now_ms();
+        let txn = self.db.begin_write().map_err(internal)?;
+        {
+            let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
+            let seq = meta.get(NEXT_AUDIT).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
+            meta.insert(NEXT_AUDIT, seq + 1).map_err(internal)?;
+            let entry = AuditEntry {
+                seq,
+                at_ms: now,
+                agent: agent.to_string(),
+                action: action.to_string(),
+                ticket_id,
+                export_id,
+                outcome: outcome.to_string(),
+            };
+            let json = serde_json::to_string(&entry).map_err(internal)?;
+            txn.open_table(AUDIT).map_err(internal)?.insert(seq, json.as_str()).map_err(internal)?;
+        }
+        txn.commit().map_err(internal)
+    }
+
+    /// Audit entries after `after`, oldest first (at most 500).
+    pub(crate) fn audit_log(&self, after: u64) -> Result<Vec<AuditEntry>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let audit = txn.open_table(AUDIT).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in audit.range(after.saturating_add(1)..).map_err(internal)? {
+            let (_, json) = entry.map_err(internal)?;
+            out.push(serde_json::from_str(json.value()).map_err(internal)?);
+            if out.len() == 500 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-send the download link of ticket `id`'s export — to the ticket's
+    /// verified subject's own feed, and nowhere else.
+    pub async fn agent_resend_link(&self, agent: &str, id: u64) -> Result<(), ApiError> {
+        let ticket = match self.load_ticket(id)? {
+            Some(ticket) => ticket,
+            None => {
+                self.audit(agent, "resend-link", Some(id), None, "refused: no such ticket")?;
+                return Err(ApiError::not_found("no such ticket"));
+            }
+        };
+        let (TicketState::Verified, Some(subject), Some(export_id)) = (ticket.state, ticket.subject, ticket.export_id)
+        else {
+            self.audit(agent, "resend-link", Some(id), ticket.export_id, "refused: ticket not verified")?;
+            return Err(ApiError::conflict("the ticket's requester has not verified their identity"));
+        };
+        let job = self.load_job(export_id)?.ok_or_else(|| ApiError::internal("verified ticket without export"))?;
+        if job.subject != subject {
+            self.audit(agent, "resend-link", Some(id), Some(export_id), "refused: export of another subject")?;
+            return Err(ApiError::internal("ticket and export disagree on the subject"));
+        }
+        let Some(path) = self.download_path(&job) else {
+            self.audit(agent, "resend-link", Some(id), Some(export_id), "refused: export not ready")?;
+            return Err(ApiError::conflict("the export is not ready yet"));
+        };
+        if let Err(e) = self.store.notify(subject, "download-link", &format!("Your data is ready: {path}")).await {
+            self.audit(agent, "resend-link", Some(id), Some(export_id), &format!("failed: {}", e.message))?;
+            return Err(e);
+        }
+        self.audit(agent, "resend-link", Some(id), Some(export_id), "sent to the subject's own feed")
+    }
+
+    /// An agent vouching for a requester's identity from what they know. Always
+    /// refused: knowable facts are not proof (Pavur 2019, Honan 2012).
+    pub fn agent_manual_verification(&self, agent: &str, id: u64, facts: &[String]) -> Result<(), ApiError> {
+        let outcome = format!("refused: {} facts offered; identity is verified only by the challenge", facts.len());
+        self.audit(agent, "manual-verification", Some(id), None, &outcome)?;
+        Err(ApiError::forbidden("identity can only be verified by the code sent to the account"))
+    }
+
+    pub fn agent_extend(&self, agent: &str, export_id: ExportId, reason: &str) -> Result<(), ApiError> {
+        match self.extend(export_id, reason) {
+            Ok(_) => self.audit(agent, "extend-deadline", None, Some(export_id), "extended"),
+            Err(e) => {
+                self.audit(agent, "extend-deadline", None, Some(export_id), &format!("refused: {}", e.message))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Overdue requests, for the agents' queue.
+    pub fn agent_overdue(&self) -> Result<Vec<crosstalk_model::api::ExportStatus>, ApiError> {
+        Ok(self.overdue()?.iter().filter(|j| j.state != ExportState::Ready).map(|j| self.status(j)).collect())
+    }
+}
