@@ -237,6 +237,24 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.accounts_recycled,
     );
     println!(
+        "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}",
+        c.tickets_verified,
+        c.impersonation_codes_refused,
+        c.duplicate_requests_joined,
+        c.exports_rate_limited,
+        c.archives_revoked,
+        c.download_limit_refusals,
+        c.notified_links_followed,
+        c.export_crashes,
+        c.worker_crashes,
+    );
+    println!(
+        "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}",
+        c.agent_actions,
+        c.agent_errors_injected,
+        c.manual_verifications_refused,
+    );
+    println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
         totals.runs,
         wall_seconds,
@@ -289,6 +307,27 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         }
         if any(|s| s.actions.close_account_per_mille > 0) && (c.accounts_closed == 0 || c.accounts_recycled == 0) {
             missing.push("accounts closed and recycled");
+        }
+        if any(|s| s.actions.ticket_exports.1 > 0) && c.tickets_verified == 0 {
+            missing.push("tickets verified");
+        }
+        if any(|s| s.actions.impersonations.1 > 0) && c.impersonation_codes_refused == 0 {
+            missing.push("impersonations refused");
+        }
+        if any(|s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0) && c.archives_revoked == 0 {
+            missing.push("archives revoked after a deletion");
+        }
+        if any(|s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0) && c.download_limit_refusals == 0 {
+            missing.push("downloads refused past the limit");
+        }
+        if any(|s| s.agent.enabled && s.actions.ticket_exports.1 > 0) && (c.agent_errors_injected == 0 || c.notified_links_followed == 0) {
+            missing.push("agent mistakes injected and notified links followed");
+        }
+        if any(|s| s.faults.worker_crashes.1 > 0) && c.worker_crashes == 0 {
+            missing.push("worker crashes");
+        }
+        if any(|s| s.faults.export_crashes.1 > 0) && c.export_crashes == 0 {
+            missing.push("export crashes");
         }
     }
     missing

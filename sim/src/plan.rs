@@ -22,21 +22,50 @@ pub struct Plan {
     pub active_ms: u64,
     pub drain_ms: u64,
     pub canary_leak_into_archives: bool,
-    /// Store crashes, in time order; each restarts after its downtime.
-    pub store_crashes: Vec<Crash>,
+    /// Export worker hosts (stateless; they claim jobs with leases).
+    pub worker_hosts: u64,
+    /// Host crashes (store, export, worker-N), in time order per host; each
+    /// host restarts after its downtime.
+    pub crashes: Vec<Crash>,
+    /// When faults may begin (after sign-up has settled).
+    pub crashes_from_ms: u64,
     /// Injected disk I/O errors during the active period, per million writes
     /// and syncs (drawn per seed from the scenario's range).
     pub store_io_errors_per_million: u32,
     pub accounts: Vec<AccountPlan>,
+    /// The support agent's working pattern and mistakes (none: no agent).
+    pub agent: Option<AgentPlan>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A support agent working tickets, with a seeded error model. Each error
+/// is a chance per thousand actions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPlan {
+    /// How often the agent goes through the ticket queue.
+    pub shift_interval_ms: u64,
+    /// Typing a ticket id one off.
+    pub typo_per_mille: u32,
+    /// Acting on the previous ticket's id (stale clipboard).
+    pub stale_clipboard_per_mille: u32,
+    /// Swapping two tickets being worked at once.
+    pub swap_per_mille: u32,
+    /// Vouching for a requester who "knew the address and birthday".
+    pub weak_proof_per_mille: u32,
+    /// Doing the same thing twice.
+    pub duplicate_per_mille: u32,
+    /// Seed of the agent's own choices.
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Crash {
+    /// `store`, `export` or `worker-N`.
+    pub host: String,
     pub at_ms: u64,
     pub downtime_ms: u64,
     /// `None`: the power goes at `at_ms`, between two simulation steps.
-    /// `Some(n)`: from `at_ms` on, it goes in the middle of the store's
-    /// n-th next disk write or sync — inside a commit.
+    /// `Some(n)`: from `at_ms` on, it goes in the middle of the host's n-th
+    /// next disk write or sync — inside a commit (hosts with a disk only).
     pub mid_write_ops: Option<u32>,
 }
 
@@ -68,8 +97,17 @@ pub enum Action {
     ListHistory,
     /// Play back one of one's own recordings (`pick` chooses which).
     FetchOwnAudio { pick: u64 },
-    /// Request a DSAR export, wait for it, download it.
-    RequestExport,
+    /// Request a DSAR export, wait for it, download it (and again
+    /// `redownloads` times). With `delete_first`, delete one of one's
+    /// recordings after the export is ready and before downloading it.
+    RequestExport { delete_first: bool, redownloads: u32 },
+    /// Ask for one's data through a support ticket: open it, read the code
+    /// from one's own notifications, verify, then wait and download.
+    TicketExport,
+    /// Open a ticket for someone else's email and guess codes.
+    Impersonate { victim: u32, guesses: u32 },
+    /// Read one's notifications and follow every download link in them.
+    ReadNotifications,
     /// Try an export link that belongs to another account.
     UseForeignLink { pick: u64 },
     /// Try to fetch audio by another account's recording id.
@@ -104,7 +142,10 @@ impl Action {
             Action::Speak { .. } => "speak",
             Action::ListHistory => "list_history",
             Action::FetchOwnAudio { .. } => "fetch_own_audio",
-            Action::RequestExport => "request_export",
+            Action::RequestExport { .. } => "request_export",
+            Action::TicketExport => "ticket_export",
+            Action::Impersonate { .. } => "impersonate",
+            Action::ReadNotifications => "read_notifications",
             Action::UseForeignLink { .. } => "use_foreign_link",
             Action::GuessAudio { .. } => "guess_audio",
             Action::DeleteOne { .. } => "delete_one",
@@ -199,7 +240,20 @@ impl Plan {
                 push(&mut rng, Action::FetchOwnAudio { pick });
             }
             for _ in 0..draw(&mut rng, a.exports) {
-                push(&mut rng, Action::RequestExport);
+                let delete_first = rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
+                let redownloads = draw(&mut rng, a.redownloads) as u32;
+                push(&mut rng, Action::RequestExport { delete_first, redownloads });
+            }
+            for _ in 0..draw(&mut rng, a.ticket_exports) {
+                push(&mut rng, Action::TicketExport);
+            }
+            for _ in 0..draw(&mut rng, a.impersonations) {
+                let victim = rng.random_range(0..account_count as u32);
+                let guesses = rng.random_range(1..=3);
+                push(&mut rng, Action::Impersonate { victim, guesses });
+            }
+            for _ in 0..draw(&mut rng, a.notification_reads) {
+                push(&mut rng, Action::ReadNotifications);
             }
             for _ in 0..draw(&mut rng, a.foreign_link_uses) {
                 let pick = rng.random();
@@ -290,24 +344,43 @@ impl Plan {
             }
         }
         // Crashes fall inside the active period, after sign-up has settled,
-        // and never overlap: each starts after the previous restart.
+        // and never overlap on one host: each starts after the previous
+        // restart. Only hosts with a disk can lose power mid-write.
         let faults = &scenario.faults;
-        let mut store_crashes = Vec::new();
-        let crash_count = draw(&mut rng, faults.store_crashes);
         let crash_window_start = first_action_ms + 1_000;
-        let mut crash_times: Vec<u64> = (0..crash_count)
-            .map(|_| rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1)))
-            .collect();
-        crash_times.sort_unstable();
-        let mut busy_until = 0;
-        for at_ms in crash_times {
-            let downtime_ms = draw(&mut rng, faults.store_downtime_ms);
-            let mid_write_ops = if rng.random_bool(0.5) { Some(rng.random_range(1..=24u32)) } else { None };
-            let at_ms = at_ms.max(busy_until + 1);
-            busy_until = at_ms + downtime_ms;
-            store_crashes.push(Crash { at_ms, downtime_ms, mid_write_ops });
+        let mut hosts: Vec<(String, Range, Range, bool)> = vec![
+            ("store".to_string(), faults.store_crashes, faults.store_downtime_ms, true),
+            ("export".to_string(), faults.export_crashes, faults.export_downtime_ms, true),
+        ];
+        for worker in 0..world.worker_hosts {
+            hosts.push((format!("worker-{worker}"), faults.worker_crashes, faults.worker_downtime_ms, false));
+        }
+        let mut crashes = Vec::new();
+        for (host, count, downtime, has_disk) in hosts {
+            let mut times: Vec<u64> = (0..draw(&mut rng, count))
+                .map(|_| rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1)))
+                .collect();
+            times.sort_unstable();
+            let mut busy_until = 0;
+            for at_ms in times {
+                let downtime_ms = draw(&mut rng, downtime);
+                let mid_write_ops =
+                    if has_disk && rng.random_bool(0.5) { Some(rng.random_range(1..=24u32)) } else { None };
+                let at_ms = at_ms.max(busy_until + 1);
+                busy_until = at_ms + downtime_ms;
+                crashes.push(Crash { host: host.clone(), at_ms, downtime_ms, mid_write_ops });
+            }
         }
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
+        let agent = scenario.agent.enabled.then(|| AgentPlan {
+            shift_interval_ms: scenario.agent.shift_interval_ms,
+            typo_per_mille: scenario.agent.typo_per_mille,
+            stale_clipboard_per_mille: scenario.agent.stale_clipboard_per_mille,
+            swap_per_mille: scenario.agent.swap_per_mille,
+            weak_proof_per_mille: scenario.agent.weak_proof_per_mille,
+            duplicate_per_mille: scenario.agent.duplicate_per_mille,
+            seed: rng.random(),
+        });
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -318,9 +391,12 @@ impl Plan {
             active_ms,
             drain_ms: world.drain_seconds * 1000,
             canary_leak_into_archives: scenario.canary.leak_into_archives,
-            store_crashes,
+            worker_hosts: world.worker_hosts,
+            crashes_from_ms: crash_window_start,
+            crashes,
             store_io_errors_per_million,
             accounts,
+            agent,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub faults: FaultSpec,
     #[serde(default)]
     pub broadcasts: BroadcastSpec,
+    #[serde(default)]
+    pub agent: AgentSpec,
     /// Harness self-tests only: see [`CanarySpec`].
     #[serde(default)]
     pub canary: CanarySpec,
@@ -53,6 +55,8 @@ pub struct WorldSpec {
     /// Turmoil client hosts the accounts are spread over (each drives many
     /// accounts as tasks; never one host per account).
     pub client_hosts: u64,
+    /// Export worker hosts.
+    pub worker_hosts: u64,
     /// Simulated seconds during which actions are scheduled.
     pub active_seconds: u64,
     /// Simulated seconds allowed after the last action for pending exports
@@ -66,6 +70,7 @@ impl Default for WorldSpec {
             accounts: Range(20, 40),
             devices_per_account: Range(1, 3),
             client_hosts: 2,
+            worker_hosts: 2,
             active_seconds: 180,
             drain_seconds: 600,
         }
@@ -125,6 +130,17 @@ pub struct ActionSpec {
     /// Chance, per thousand, that a person closes their account during the
     /// run (and, half the time, signs up again with the same email).
     pub close_account_per_mille: u64,
+    /// Chance, per thousand exports, of deleting a recording between the
+    /// export becoming ready and its download (the archive must be revoked).
+    pub delete_before_download_per_mille: u64,
+    /// Extra downloads of the same archive (past the limit: refused).
+    pub redownloads: Range,
+    /// Exports asked for through a support ticket.
+    pub ticket_exports: Range,
+    /// Tickets opened for someone else's email, with guessed codes.
+    pub impersonations: Range,
+    /// Times one reads one's notifications and follows their links.
+    pub notification_reads: Range,
 }
 
 impl Default for ActionSpec {
@@ -147,6 +163,11 @@ impl Default for ActionSpec {
             messages: Range(0, 0),
             inbox_reads: Range(0, 0),
             close_account_per_mille: 0,
+            delete_before_download_per_mille: 0,
+            redownloads: Range(0, 0),
+            ticket_exports: Range(0, 0),
+            impersonations: Range(0, 0),
+            notification_reads: Range(0, 0),
         }
     }
 }
@@ -163,11 +184,25 @@ pub struct FaultSpec {
     /// Disk I/O errors on the store's writes and syncs, per million; each one
     /// makes the store process exit and restart.
     pub store_io_errors_per_million: Range,
+    /// Crashes of the export service's host (its disk loses unsynced writes).
+    pub export_crashes: Range,
+    pub export_downtime_ms: Range,
+    /// Crashes of each worker host (stateless; its lease lapses).
+    pub worker_crashes: Range,
+    pub worker_downtime_ms: Range,
 }
 
 impl Default for FaultSpec {
     fn default() -> Self {
-        Self { store_crashes: Range(0, 0), store_downtime_ms: Range(500, 5_000), store_io_errors_per_million: Range(0, 0) }
+        Self {
+            store_crashes: Range(0, 0),
+            store_downtime_ms: Range(500, 5_000),
+            store_io_errors_per_million: Range(0, 0),
+            export_crashes: Range(0, 0),
+            export_downtime_ms: Range(500, 5_000),
+            worker_crashes: Range(0, 0),
+            worker_downtime_ms: Range(500, 5_000),
+        }
     }
 }
 
@@ -185,6 +220,34 @@ pub struct BroadcastSpec {
 impl Default for BroadcastSpec {
     fn default() -> Self {
         Self { count: Range(0, 0), heard_per_mille: 400 }
+    }
+}
+
+/// A support agent working the ticket queue, and the mistakes they make
+/// (per thousand actions).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSpec {
+    pub enabled: bool,
+    pub shift_interval_ms: u64,
+    pub typo_per_mille: u32,
+    pub stale_clipboard_per_mille: u32,
+    pub swap_per_mille: u32,
+    pub weak_proof_per_mille: u32,
+    pub duplicate_per_mille: u32,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            shift_interval_ms: 5_000,
+            typo_per_mille: 100,
+            stale_clipboard_per_mille: 100,
+            swap_per_mille: 100,
+            weak_proof_per_mille: 200,
+            duplicate_per_mille: 100,
+        }
     }
 }
 
@@ -226,6 +289,9 @@ impl Scenario {
         if w.client_hosts == 0 || w.client_hosts > 8 {
             return Err("world.client_hosts: between 1 and 8".into());
         }
+        if w.worker_hosts == 0 || w.worker_hosts > 8 {
+            return Err("world.worker_hosts: between 1 and 8".into());
+        }
         if w.active_seconds == 0 || w.active_seconds > 24 * 3600 {
             return Err("world.active_seconds: between 1 and 86400".into());
         }
@@ -250,6 +316,10 @@ impl Scenario {
             ("actions.contacts", a.contacts),
             ("actions.messages", a.messages),
             ("actions.inbox_reads", a.inbox_reads),
+            ("actions.redownloads", a.redownloads),
+            ("actions.ticket_exports", a.ticket_exports),
+            ("actions.impersonations", a.impersonations),
+            ("actions.notification_reads", a.notification_reads),
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {
@@ -260,7 +330,17 @@ impl Scenario {
         if a.device_outage_ms.1 > 3_600_000 {
             return Err("actions.device_outage_ms: at most an hour".into());
         }
-        if a.purchase_per_mille > 1000 || a.close_account_per_mille > 1000 {
+        let g = &self.agent;
+        if g.shift_interval_ms == 0 || g.shift_interval_ms > 3_600_000 {
+            return Err("agent.shift_interval_ms: between 1 and 3600000".into());
+        }
+        if [g.typo_per_mille, g.stale_clipboard_per_mille, g.swap_per_mille, g.weak_proof_per_mille, g.duplicate_per_mille]
+            .iter()
+            .any(|p| *p > 1000)
+        {
+            return Err("agent.*_per_mille: at most 1000".into());
+        }
+        if a.purchase_per_mille > 1000 || a.close_account_per_mille > 1000 || a.delete_before_download_per_mille > 1000 {
             return Err("actions.*_per_mille: at most 1000".into());
         }
         self.broadcasts.count.validate("broadcasts.count")?;
@@ -268,17 +348,29 @@ impl Scenario {
             return Err("broadcasts: at most 100 per seed, heard_per_mille at most 1000".into());
         }
         let f = &self.faults;
-        f.store_crashes.validate("faults.store_crashes")?;
-        f.store_downtime_ms.validate("faults.store_downtime_ms")?;
-        if f.store_crashes.1 > 100 {
-            return Err("faults.store_crashes: at most 100 per seed".into());
+        for (name, range) in [
+            ("faults.store_crashes", f.store_crashes),
+            ("faults.export_crashes", f.export_crashes),
+            ("faults.worker_crashes", f.worker_crashes),
+        ] {
+            range.validate(name)?;
+            if range.1 > 100 {
+                return Err(format!("{name}: at most 100 per seed"));
+            }
+        }
+        for (name, range) in [
+            ("faults.store_downtime_ms", f.store_downtime_ms),
+            ("faults.export_downtime_ms", f.export_downtime_ms),
+            ("faults.worker_downtime_ms", f.worker_downtime_ms),
+        ] {
+            range.validate(name)?;
+            if range.1 > 60_000 {
+                return Err(format!("{name}: at most 60000"));
+            }
         }
         f.store_io_errors_per_million.validate("faults.store_io_errors_per_million")?;
         if f.store_io_errors_per_million.1 > 100_000 {
             return Err("faults.store_io_errors_per_million: at most 100000".into());
-        }
-        if f.store_downtime_ms.1 > 60_000 {
-            return Err("faults.store_downtime_ms: at most 60000".into());
         }
         Ok(())
     }

@@ -15,7 +15,9 @@ use crate::workload::{World, person};
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
-use crosstalk_export::{ExportConfig, ExportService};
+use crate::plan::Crash;
+use crosstalk_export::worker::{Worker, WorkerConfig};
+use crosstalk_export::{ExportConfig, ExportService, StoreClient};
 use crosstalk_model::SeededEntropy;
 use crosstalk_service::{HttpClient, Spawner};
 use crosstalk_store::{Store, StoreConfig};
@@ -31,8 +33,11 @@ const SLACK_MS: u64 = 60_000;
 const SUPERVISOR_RESTART_MS: u64 = 1_000;
 /// How often the store decides held orders.
 const ORDER_SWEEP_MS: u64 = 1_000;
-/// A restarted store runs at least this long before the next crash.
-const STORE_SETTLE_MS: u64 = 1_000;
+/// A restarted host runs at least this long before its next crash.
+const SETTLE_MS: u64 = 1_000;
+/// How often an idle worker asks for work, and its page size.
+const WORKER_POLL_MS: u64 = 500;
+const WORKER_PAGE_ITEMS: usize = 20;
 
 /// Everything a run produced.
 #[derive(Debug, Clone)]
@@ -49,8 +54,9 @@ pub struct RunOutcome {
     pub sut_requests: u64,
     /// Problems that stopped the run from doing what it planned.
     pub infra_errors: Vec<String>,
-    /// What the store's simulated disk went through.
+    /// What the store's and the export service's simulated disks went through.
     pub store_disk: DiskStats,
+    pub export_disk: DiskStats,
 }
 
 impl RunOutcome {
@@ -79,9 +85,11 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
 pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
-    let world = World::new(plan.clone(), Oracle::new(WatermarkKey::for_seed(seed), emails));
+    let agent_token = hex::encode(derive(seed, "agent-token"));
+    let world = World::new(plan.clone(), Oracle::new(WatermarkKey::for_seed(seed), emails), agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
     let service_token = hex::encode(derive(seed, "service-token"));
+    let worker_token = hex::encode(derive(seed, "worker-token"));
     let duration_ms = plan.active_ms + plan.drain_ms + SLACK_MS;
 
     let mut sim = turmoil::Builder::new()
@@ -97,7 +105,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     // The store's disk outlives the store's process: it is what a restart
     // recovers from.
     let disk_seed = u64::from_be_bytes(derive(seed, "store-disk")[..8].try_into().unwrap_or_default());
-    let store_disk = SimDisk::new(disk_seed, plan.store_io_errors_per_million, 1_000_000);
+    let store_disk = SimDisk::new(disk_seed, 0, 1);
     {
         let token = service_token.clone();
         let counter = sut_requests.clone();
@@ -138,32 +146,40 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             }
         });
     }
+    // The export service: its own disk, its own crashes.
+    let export_disk_seed = u64::from_be_bytes(derive(seed, "export-disk")[..8].try_into().unwrap_or_default());
+    let export_disk = SimDisk::new(export_disk_seed, 0, 1);
     {
         let token = service_token.clone();
+        let worker_token = worker_token.clone();
+        let agent_token = agent_token.clone();
         let counter = sut_requests.clone();
         let canary = plan.canary_leak_into_archives;
         let restarts = Cell::new(0u64);
+        let disk = export_disk.clone();
+        let world = world.clone();
         sim.host(EXPORT_HOST, move || {
+            let world = world.clone();
             let token = token.clone();
+            let config = ExportConfig {
+                worker_token: worker_token.clone(),
+                agent_tokens: vec![("agent".to_string(), agent_token.clone())],
+                ..export_config()
+            };
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
             let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("export/{}", restarts.get())));
+            let handle = disk.open();
             async move {
-                let store_client = HttpClient::new(
-                    Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }),
-                    Duration::from_secs(10),
-                    4,
-                )
-                .with_spawner(Spawner::Local);
-                let config = ExportConfig { store_service_token: token, ..ExportConfig::default() };
-                let service = Arc::new(ExportService::open(
-                    redb::backends::InMemoryBackend::new(),
-                    Arc::new(SimClock),
-                    Arc::new(entropy),
-                    store_client,
-                    config,
-                )?);
-                tokio::task::spawn_local(service.clone().run_worker());
+                let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
+                let opened = ExportService::open(handle, Arc::new(SimClock), Arc::new(entropy), store, config);
+                let service = match opened {
+                    Ok(service) => Arc::new(service),
+                    Err(e) => {
+                        world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("export: exiting: {e}"));
+                        return Ok(());
+                    }
+                };
                 let listener = SimListener::bind(EXPORT_PORT).await?;
                 let mut router = crosstalk_export::router(service);
                 if canary {
@@ -174,15 +190,47 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             }
         });
     }
+    // Workers: stateless hosts that claim jobs from the export service.
+    for worker in 0..plan.worker_hosts {
+        let name = format!("worker-{worker}");
+        let host_name = name.clone();
+        let worker_token = worker_token.clone();
+        let token = service_token.clone();
+        sim.host(host_name.as_str(), move || {
+            let config = WorkerConfig {
+                name: name.clone(),
+                worker_token: worker_token.clone(),
+                poll_ms: WORKER_POLL_MS,
+                page_items: WORKER_PAGE_ITEMS,
+            };
+            let token = token.clone();
+            async move {
+                let export = HttpClient::new(
+                    Arc::new(SimConnector { host: EXPORT_HOST, port: EXPORT_PORT }),
+                    Duration::from_secs(10),
+                    2,
+                )
+                .with_spawner(Spawner::Local);
+                let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
+                Worker::new(config, export, store, Arc::new(SimClock)).run().await;
+                Ok(())
+            }
+        });
+    }
     let people = plan.accounts.len();
     let hosts = plan.client_hosts.max(1) as usize;
     for host in 0..hosts {
         let world = world.clone();
         sim.client(format!("client-{host}"), async move {
-            let handles: Vec<_> = (host..people)
+            let mut handles: Vec<_> = (host..people)
                 .step_by(hosts)
                 .map(|index| tokio::task::spawn_local(person(world.clone(), index)))
                 .collect();
+            if host == 0
+                && let Some(agent_plan) = world.plan.agent.clone()
+            {
+                handles.push(tokio::task::spawn_local(crate::workload::agent(world.clone(), agent_plan)));
+            }
             for handle in handles {
                 handle.await?;
             }
@@ -190,69 +238,33 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         });
     }
 
-    // Step the world, crashing and restarting the store on schedule.
-    let mut crashes = plan.store_crashes.iter().peekable();
-    let mut restart_at_ms: Option<u64> = None;
-    // An armed power loss waiting for the store's next writes, and its downtime.
-    let mut armed_downtime_ms: Option<u64> = None;
-    let mut store_up_since_ms = 0;
+    // Step the world, crashing and restarting hosts on schedule.
+    let mut hosts: Vec<Crashable> = Vec::new();
+    hosts.push(Crashable::new(STORE_HOST, Some(store_disk.clone()), true));
+    hosts.push(Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true));
+    for worker in 0..plan.worker_hosts {
+        hosts.push(Crashable::new(&format!("worker-{worker}"), None, false));
+    }
+    for crash in &plan.crashes {
+        if let Some(host) = hosts.iter_mut().find(|h| h.name == crash.host) {
+            host.schedule.push_back(crash.clone());
+        }
+    }
+    // Disk I/O errors, like crashes, begin once the world has settled
+    // (an interrupted first initialization is a deploy problem, not ours).
+    let io_errors_from_ms = plan.crashes_from_ms;
+    let mut io_errors_on = false;
     let result = loop {
         let now_ms = sim.elapsed().as_millis() as u64;
-        if let Some(at) = restart_at_ms
-            && now_ms >= at
-        {
-            sim.bounce(STORE_HOST);
-            restart_at_ms = None;
-            store_up_since_ms = now_ms;
-            world.trace.borrow_mut().record(now_ms, "fault: store restarted");
+        if !io_errors_on && plan.store_io_errors_per_million > 0 && now_ms >= io_errors_from_ms && now_ms < plan.active_ms {
+            store_disk.set_io_error_rate(plan.store_io_errors_per_million, 1_000_000);
+            io_errors_on = true;
         }
-        if restart_at_ms.is_none() && !sim.is_host_running(STORE_HOST) {
-            // The store process exited by itself (it could not open its
-            // database); a supervisor starts it again shortly.
-            restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
-            world.trace.borrow_mut().record(now_ms, "supervisor: store exited, restarting");
-        }
-        if let Some(downtime_ms) = armed_downtime_ms {
-            if store_disk.take_tripped() {
-                // The power went mid-write during the last step; the process
-                // dies with it.
-                sim.crash(STORE_HOST);
-                armed_downtime_ms = None;
-                restart_at_ms = Some(now_ms + downtime_ms);
-                world.oracle.borrow_mut().controls.store_crashes += 1;
-                let event = format!("fault: store lost power mid-write, down for {downtime_ms} ms");
-                world.trace.borrow_mut().record(now_ms, &event);
-            } else if now_ms >= plan.active_ms {
-                // Faults heal with the active period.
-                store_disk.disarm();
-                armed_downtime_ms = None;
-            }
+        for host in &mut hosts {
+            host.tick(&mut sim, &world, now_ms, plan.active_ms);
         }
         if now_ms >= plan.active_ms && plan.store_io_errors_per_million > 0 {
             store_disk.set_io_error_rate(0, 1);
-        }
-        if restart_at_ms.is_none()
-            && armed_downtime_ms.is_none()
-            && now_ms < plan.active_ms
-            && now_ms >= store_up_since_ms + STORE_SETTLE_MS
-            && let Some(crash) = crashes.next_if(|c| c.at_ms <= now_ms)
-        {
-            match crash.mid_write_ops {
-                Some(ops) => {
-                    store_disk.arm_power_loss(ops);
-                    armed_downtime_ms = Some(crash.downtime_ms);
-                    world.trace.borrow_mut().record(now_ms, &format!("fault: store power loss armed at write {ops}"));
-                }
-                None => {
-                    // Power first, so the dying process cannot write after the crash.
-                    store_disk.crash();
-                    sim.crash(STORE_HOST);
-                    restart_at_ms = Some(now_ms + crash.downtime_ms);
-                    world.oracle.borrow_mut().controls.store_crashes += 1;
-                    let event = format!("fault: store crashed for {} ms", crash.downtime_ms);
-                    world.trace.borrow_mut().record(now_ms, &event);
-                }
-            }
         }
         match sim.step() {
             Ok(true) => break Ok(()),
@@ -289,5 +301,121 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         sut_requests: sut_requests.load(Ordering::Relaxed),
         infra_errors,
         store_disk: store_disk.stats(),
+        export_disk: export_disk.stats(),
     }
+}
+
+/// A host the world may crash and restart: its schedule and its state.
+struct Crashable {
+    name: String,
+    disk: Option<SimDisk>,
+    /// Whether its process may exit by itself (and a supervisor restarts it).
+    supervised: bool,
+    schedule: std::collections::VecDeque<Crash>,
+    restart_at_ms: Option<u64>,
+    /// An armed mid-write power loss, with the downtime to apply.
+    armed_downtime_ms: Option<u64>,
+    up_since_ms: u64,
+}
+
+impl Crashable {
+    fn new(name: &str, disk: Option<SimDisk>, supervised: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            disk,
+            supervised,
+            schedule: Default::default(),
+            restart_at_ms: None,
+            armed_downtime_ms: None,
+            up_since_ms: 0,
+        }
+    }
+
+    fn crashed(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, downtime_ms: u64, how: &str) {
+        sim.crash(self.name.as_str());
+        self.restart_at_ms = Some(now_ms + downtime_ms);
+        let mut oracle = world.oracle.borrow_mut();
+        match self.name.as_str() {
+            STORE_HOST => oracle.controls.store_crashes += 1,
+            EXPORT_HOST => oracle.controls.export_crashes += 1,
+            _ => oracle.controls.worker_crashes += 1,
+        }
+        drop(oracle);
+        world.trace.borrow_mut().record(now_ms, &format!("fault: {} {how}, down for {downtime_ms} ms", self.name));
+    }
+
+    /// Apply whatever is due at `now_ms`: restarts, armed power losses that
+    /// struck, supervisor restarts, and the next scheduled crash.
+    fn tick(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, active_ms: u64) {
+        if let Some(at) = self.restart_at_ms
+            && now_ms >= at
+        {
+            sim.bounce(self.name.as_str());
+            self.restart_at_ms = None;
+            self.up_since_ms = now_ms;
+            world.trace.borrow_mut().record(now_ms, &format!("fault: {} restarted", self.name));
+        }
+        if self.supervised && self.restart_at_ms.is_none() && !sim.is_host_running(self.name.as_str()) {
+            // The process exited by itself (it could not open its database,
+            // or its disk failed); a supervisor starts it again shortly.
+            self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
+            world.trace.borrow_mut().record(now_ms, &format!("supervisor: {} exited, restarting", self.name));
+        }
+        if let (Some(downtime_ms), Some(disk)) = (self.armed_downtime_ms, self.disk.clone()) {
+            if disk.take_tripped() {
+                // The power went mid-write during the last step; the process
+                // dies with it.
+                self.armed_downtime_ms = None;
+                self.crashed(sim, world, now_ms, downtime_ms, "lost power mid-write");
+            } else if now_ms >= active_ms {
+                // Faults heal with the active period.
+                disk.disarm();
+                self.armed_downtime_ms = None;
+            }
+        }
+        if self.restart_at_ms.is_none()
+            && self.armed_downtime_ms.is_none()
+            && now_ms < active_ms
+            && now_ms >= self.up_since_ms + SETTLE_MS
+            && self.schedule.front().is_some_and(|c| c.at_ms <= now_ms)
+        {
+            let Some(crash) = self.schedule.pop_front() else { return };
+            match (crash.mid_write_ops, &self.disk) {
+                (Some(ops), Some(disk)) => {
+                    disk.arm_power_loss(ops);
+                    self.armed_downtime_ms = Some(crash.downtime_ms);
+                    world.trace.borrow_mut().record(now_ms, &format!("fault: {} power loss armed at write {ops}", self.name));
+                }
+                _ => {
+                    // Power first, so the dying process cannot write after the crash.
+                    if let Some(disk) = &self.disk {
+                        disk.crash();
+                    }
+                    self.crashed(sim, world, now_ms, crash.downtime_ms, "crashed");
+                }
+            }
+        }
+    }
+}
+
+/// The export service's settings, scaled to simulated time: a "month" to
+/// answer is ten simulated minutes, links live for an hour.
+fn export_config() -> ExportConfig {
+    ExportConfig {
+        link_ttl_ms: 3_600_000,
+        max_downloads: 3,
+        lease_ms: 8_000,
+        max_attempts: 40,
+        retry_backoff_ms: 500,
+        max_backoff_ms: 8_000,
+        deadline_ms: 600_000,
+        max_extension_ms: 1_200_000,
+        rate_limit_max: 20,
+        rate_limit_window_ms: 3_600_000,
+        ..ExportConfig::default()
+    }
+}
+
+fn store_client(timeout: Duration) -> HttpClient {
+    HttpClient::new(Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }), timeout, 4).with_spawner(Spawner::Local)
 }

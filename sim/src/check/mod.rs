@@ -31,6 +31,8 @@ pub enum Invariant {
     Liveness,
     /// 9: broadcast audio heard by many homes causes no purchase or message.
     BroadcastActed,
+    /// 10: every support-agent error and impersonation is blocked or harmless.
+    AgentContainment,
 }
 
 impl Invariant {
@@ -43,6 +45,7 @@ impl Invariant {
             Invariant::LinkBinding => "link binding (invariant 4): a download link worked for someone other than its subject",
             Invariant::RequestIntegrity => "request integrity (invariant 6): a reply did not carry what was asked for",
             Invariant::Liveness => "liveness (invariant 8): an accepted export did not complete in time",
+            Invariant::AgentContainment => "agent mistakes stay contained (invariant 10): a support error or an impersonation reached someone's data",
             Invariant::BroadcastActed => "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message",
         }
     }
@@ -79,6 +82,8 @@ pub struct Controls {
     pub racy_recordings_allowed: u64,
     pub deletions_acknowledged: u64,
     pub store_crashes: u64,
+    pub export_crashes: u64,
+    pub worker_crashes: u64,
     pub audits_completed: u64,
     /// Acknowledged, undeleted recordings found again by the final audit.
     pub recordings_verified_durable: u64,
@@ -101,6 +106,18 @@ pub struct Controls {
     pub genuine_orders_placed: u64,
     pub accounts_closed: u64,
     pub accounts_recycled: u64,
+    pub duplicate_requests_joined: u64,
+    pub exports_rate_limited: u64,
+    /// Archives refused at download because a recording in them was
+    /// deleted (then rebuilt).
+    pub archives_revoked: u64,
+    pub download_limit_refusals: u64,
+    pub tickets_verified: u64,
+    pub impersonation_codes_refused: u64,
+    pub notified_links_followed: u64,
+    pub agent_actions: u64,
+    pub agent_errors_injected: u64,
+    pub manual_verifications_refused: u64,
 }
 
 impl Controls {
@@ -120,6 +137,8 @@ impl Controls {
         self.racy_recordings_allowed += other.racy_recordings_allowed;
         self.deletions_acknowledged += other.deletions_acknowledged;
         self.store_crashes += other.store_crashes;
+        self.export_crashes += other.export_crashes;
+        self.worker_crashes += other.worker_crashes;
         self.audits_completed += other.audits_completed;
         self.recordings_verified_durable += other.recordings_verified_durable;
         self.deletions_verified += other.deletions_verified;
@@ -135,6 +154,16 @@ impl Controls {
         self.genuine_orders_placed += other.genuine_orders_placed;
         self.accounts_closed += other.accounts_closed;
         self.accounts_recycled += other.accounts_recycled;
+        self.duplicate_requests_joined += other.duplicate_requests_joined;
+        self.exports_rate_limited += other.exports_rate_limited;
+        self.archives_revoked += other.archives_revoked;
+        self.download_limit_refusals += other.download_limit_refusals;
+        self.tickets_verified += other.tickets_verified;
+        self.impersonation_codes_refused += other.impersonation_codes_refused;
+        self.notified_links_followed += other.notified_links_followed;
+        self.agent_actions += other.agent_actions;
+        self.agent_errors_injected += other.agent_errors_injected;
+        self.manual_verifications_refused += other.manual_verifications_refused;
     }
 }
 

@@ -3,6 +3,7 @@
 //! and try what belongs to others.
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, parse, to_json};
+use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
 use super::{CallError, PublishedLink};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
@@ -42,7 +43,10 @@ impl Person {
             }
             Action::ListHistory => self.read_history("history listing").await.map(|_| ()),
             Action::FetchOwnAudio { pick } => self.fetch_own_audio(pick).await,
-            Action::RequestExport => self.request_export().await,
+            Action::RequestExport { delete_first, redownloads } => self.request_export(delete_first, redownloads).await,
+            Action::TicketExport => self.ticket_export().await,
+            Action::Impersonate { victim, guesses } => self.impersonate(victim as usize, guesses).await,
+            Action::ReadNotifications => self.read_notifications().await,
             Action::UseForeignLink { pick } => self.use_foreign_link(pick).await,
             Action::GuessAudio { pick } => self.guess_audio(pick).await,
             Action::DeleteOne { pick } => self.delete_one(pick).await,
@@ -92,15 +96,13 @@ impl Person {
         Ok(())
     }
 
-    async fn request_export(&mut self) -> Result<(), CallError> {
+    /// Ask for one's data directly, then wait for it and download it.
+    async fn request_export(&mut self, delete_first: bool, redownloads: u32) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
         self.oracle().controls.exports_requested += 1;
-        let accepted: ExportStatus = match self
-            .expect_json(true, Method::POST, "/v1/exports", Some(&session), None, &[StatusCode::ACCEPTED])
-            .await
-        {
-            Ok(accepted) => accepted,
+        let response = match self.call(true, Method::POST, "/v1/exports", Some(&session), None).await {
+            Ok(response) => response,
             // Not accepted (or unknown): no obligation on the service yet.
             Err(CallError::Unavailable(_)) => {
                 self.oracle().controls.exports_requested -= 1;
@@ -108,65 +110,242 @@ impl Person {
             }
             Err(e) => return Err(e),
         };
-        let export_id = accepted.export_id.0;
+        let (accepted, must_since_ms) = match response.status() {
+            StatusCode::ACCEPTED => (parse::<ExportStatus>(&response)?, requested_at_ms),
+            // A duplicate of an earlier request of ours whose answer was
+            // lost: judge isolation fully, exactness only for what is sure.
+            StatusCode::OK => {
+                self.oracle().controls.duplicate_requests_joined += 1;
+                (parse::<ExportStatus>(&response)?, 0)
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let mut oracle = self.oracle();
+                oracle.controls.exports_requested -= 1;
+                oracle.controls.exports_rate_limited += 1;
+                return Ok(());
+            }
+            other => return Err(CallError::Unexpected(format!("export request answered {other}"))),
+        };
+        self.await_and_download(accepted.export_id.0, must_since_ms, delete_first, redownloads).await
+    }
+
+    /// Wait until export `export_id` is ready, then download and check it;
+    /// when its archive was revoked (a recording in it deleted), wait for
+    /// the rebuild and download again.
+    pub(super) async fn await_and_download(
+        &mut self,
+        export_id: u64,
+        requested_at_ms: u64,
+        mut delete_first: bool,
+        redownloads: u32,
+    ) -> Result<(), CallError> {
+        let session = self.session.clone();
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
-        let status = loop {
-            let polled: Result<ExportStatus, CallError> = self
-                .expect_json(true, Method::GET, &format!("/v1/exports/{export_id}"), Some(&session), None, &[
-                    StatusCode::OK,
-                ])
-                .await;
-            match polled {
-                Ok(status) if status.state != ExportState::Pending => break status,
-                Ok(_) | Err(CallError::Unavailable(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if sim_now_ms() + POLL_MS > deadline_ms {
-                let detail = format!("export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline");
-                self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
-        };
-        let ready_seen_ms = sim_now_ms();
-        let path = match (status.state, status.download_path) {
-            (ExportState::Ready, Some(path)) => path,
-            (state, _) => {
-                let detail = format!("export exp-{export_id} ended {state:?}: {}", status.failure.unwrap_or_default());
-                self.oracle().violate(Invariant::Liveness, ready_seen_ms, None, Some(self.principal), detail);
-                return Ok(());
-            }
-        };
-        let response = loop {
-            match self.call(true, Method::GET, &path, Some(&session), None).await {
-                Ok(response) => break response,
-                Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
-                    tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        loop {
+            let status = loop {
+                let polled: Result<ExportStatus, CallError> = self
+                    .expect_json(true, Method::GET, &format!("/v1/exports/{export_id}"), Some(&session), None, &[
+                        StatusCode::OK,
+                    ])
+                    .await;
+                match polled {
+                    Ok(status) if status.state != ExportState::Pending => break status,
+                    Ok(_) | Err(CallError::Unavailable(_)) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
+                if sim_now_ms() + POLL_MS > deadline_ms {
+                    let detail =
+                        format!("export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline");
+                    self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+            };
+            let ready_seen_ms = sim_now_ms();
+            let path = match (status.state, status.download_path) {
+                (ExportState::Ready, Some(path)) => path,
+                (state, _) => {
+                    let detail = format!("export exp-{export_id} ended {state:?}: {}", status.failure.unwrap_or_default());
+                    self.oracle().violate(Invariant::Liveness, ready_seen_ms, None, Some(self.principal), detail);
+                    return Ok(());
+                }
+            };
+            if delete_first && !self.own_recordings.is_empty() {
+                // "Oh, not that one": delete a recording before downloading.
+                delete_first = false;
+                self.delete_one(0).await?;
             }
+            let mut downloads = 0;
+            loop {
+                let response = loop {
+                    match self.call(true, Method::GET, &path, Some(&session), None).await {
+                        Ok(response) => break response,
+                        Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
+                            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                let now = sim_now_ms();
+                match response.status() {
+                    StatusCode::OK => {}
+                    StatusCode::GONE if downloads == 0 => {
+                        // Revoked (a recording in it was deleted): rebuilt soon.
+                        self.oracle().controls.archives_revoked += 1;
+                        break;
+                    }
+                    StatusCode::GONE => {
+                        self.oracle().controls.download_limit_refusals += 1;
+                        return Ok(());
+                    }
+                    other => {
+                        let detail = format!("the subject's own download of exp-{export_id} was refused: {other}");
+                        self.oracle().violate(Invariant::Liveness, now, None, Some(self.principal), detail);
+                        return Ok(());
+                    }
+                }
+                downloads += 1;
+                {
+                    let mut oracle = self.oracle();
+                    match oracle.read_archive(response.body()) {
+                        Ok(contents) => {
+                            if downloads == 1 {
+                                oracle.controls.exports_completed += 1;
+                            }
+                            let channel = format!("export exp-{export_id}");
+                            oracle.check_archive(self.principal, &channel, &contents, requested_at_ms, ready_seen_ms, now);
+                        }
+                        Err(e) => {
+                            let detail = format!("export exp-{export_id} is not a readable archive: {e}");
+                            oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                        }
+                    }
+                }
+                if downloads == 1 {
+                    let link = PublishedLink { owner: self.principal, export_id, path: path.clone() };
+                    self.world.board.borrow_mut().links.push(link);
+                }
+                if downloads > redownloads {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Ask for one's data through a support ticket, proving identity with
+    /// the code the service sends to one's own account.
+    async fn ticket_export(&mut self) -> Result<(), CallError> {
+        let opened_at_ms = sim_now_ms();
+        let body = to_json(&TicketRequest { claimed_email: self.email(), message: "please send me my recordings".into() })?;
+        let response = self.call(true, Method::POST, "/v1/tickets", None, Some(body)).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(CallError::Unexpected(format!("opening a ticket answered {}", response.status())));
+        }
+        let ticket: TicketStatus = parse(&response)?;
+        let marker = format!("(ticket {})", ticket.ticket_id);
+        let code = self
+            .notifications()
+            .await?
+            .into_iter()
+            .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
+            .find_map(|n| n.text.split("your code is ").nth(1).map(|c| c.trim_end_matches('.').to_string()));
+        let Some(code) = code else {
+            // The challenge never arrived (the store was down): no ticket.
+            return Ok(());
         };
-        let now = sim_now_ms();
-        if response.status() != StatusCode::OK {
-            let detail = format!("the subject's own download of exp-{export_id} was refused: {}", response.status());
-            self.oracle().violate(Invariant::Liveness, now, None, Some(self.principal), detail);
+        let body = to_json(&VerifyTicketRequest { code })?;
+        let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
+        let verified: TicketStatus = self.expect_json(true, Method::POST, &path, None, Some(body), &[StatusCode::OK]).await?;
+        let Some(export_id) = verified.export_id else {
+            return Err(CallError::Unexpected("a verified ticket without an export".into()));
+        };
+        {
+            let mut oracle = self.oracle();
+            oracle.controls.tickets_verified += 1;
+            oracle.controls.exports_requested += 1;
+        }
+        self.await_and_download(export_id.0, opened_at_ms, false, 0).await
+    }
+
+    /// Ask for someone else's data by their email and guess the code.
+    async fn impersonate(&mut self, victim: usize, guesses: u32) -> Result<(), CallError> {
+        if victim == self.index || victim >= self.world.plan.accounts.len() {
             return Ok(());
         }
-        let mut oracle = self.oracle();
-        match oracle.read_archive(response.body()) {
-            Ok(contents) => {
-                oracle.controls.exports_completed += 1;
-                let channel = format!("export exp-{export_id}");
-                oracle.check_archive(self.principal, &channel, &contents, requested_at_ms, ready_seen_ms, now);
-            }
-            Err(e) => {
-                let detail = format!("export exp-{export_id} is not a readable archive: {e}");
-                oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+        let claimed_email = self.world.plan.accounts[victim].email.clone();
+        let body = to_json(&TicketRequest { claimed_email, message: "I lost access, I know my address".into() })?;
+        let response = self.call(true, Method::POST, "/v1/tickets", None, Some(body)).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(CallError::Unexpected(format!("opening a ticket answered {}", response.status())));
+        }
+        let ticket: TicketStatus = parse(&response)?;
+        for guess in 0..guesses {
+            let code = format!("{:016x}", (ticket.ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de);
+            let body = to_json(&VerifyTicketRequest { code })?;
+            let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
+            let response = self.call(true, Method::POST, &path, None, Some(body)).await?;
+            let now = sim_now_ms();
+            match response.status() {
+                StatusCode::FORBIDDEN => self.oracle().controls.impersonation_codes_refused += 1,
+                StatusCode::OK => {
+                    let detail = format!("{} verified a ticket for another person's email with a guessed code", self.oracle().who(self.principal));
+                    self.oracle().violate(Invariant::AgentContainment, now, None, Some(self.principal), detail);
+                }
+                other => return Err(CallError::Unexpected(format!("verification answered {other}"))),
             }
         }
-        drop(oracle);
-        self.world.board.borrow_mut().links.push(PublishedLink { owner: self.principal, export_id, path });
         Ok(())
+    }
+
+    /// Read one's notifications and follow every download link in them:
+    /// each must lead to one's own data.
+    async fn read_notifications(&mut self) -> Result<(), CallError> {
+        let session = self.session.clone();
+        for notification in self.notifications().await? {
+            let Some(path) = notification.text.split("ready: ").nth(1).map(str::to_string) else { continue };
+            let requested_ms = sim_now_ms();
+            let response = self.call(true, Method::GET, &path, Some(&session), None).await?;
+            let now = sim_now_ms();
+            match response.status() {
+                StatusCode::OK => {
+                    let mut oracle = self.oracle();
+                    oracle.controls.notified_links_followed += 1;
+                    match oracle.read_archive(response.body()) {
+                        Ok(contents) => {
+                            let decoded = crate::watermark::Decoded { nonces: contents.audio, invalid_marks: contents.invalid_marks };
+                            oracle.receive(self.principal, &format!("link from notification {}", notification.seq), &decoded, requested_ms, now);
+                        }
+                        Err(e) => {
+                            let detail = format!("a notified link gave an unreadable archive: {e}");
+                            oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                        }
+                    }
+                }
+                StatusCode::FORBIDDEN => {
+                    let detail = format!(
+                        "{} was sent a download link to someone else's export (notification {}: {})",
+                        self.oracle().who(self.principal),
+                        notification.seq,
+                        notification.kind
+                    );
+                    self.oracle().violate(Invariant::AgentContainment, now, None, Some(self.principal), detail);
+                }
+                // Expired, revoked, used up: nothing to see.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// New notifications since the last read.
+    async fn notifications(&mut self) -> Result<Vec<Notification>, CallError> {
+        let session = self.session.clone();
+        let path = format!("/v1/notifications?after={}", self.notification_seq);
+        let notes: Vec<Notification> = self.expect_json(false, Method::GET, &path, Some(&session), None, &[StatusCode::OK]).await?;
+        if let Some(last) = notes.last() {
+            self.notification_seq = last.seq;
+        }
+        Ok(notes)
     }
 
     async fn use_foreign_link(&mut self, pick: u64) -> Result<(), CallError> {

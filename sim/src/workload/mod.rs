@@ -14,6 +14,7 @@
 //! - `actions.rs`: everything else a person does.
 
 mod actions;
+mod agent;
 mod person;
 
 use crate::check::Oracle;
@@ -23,6 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+pub use agent::agent;
 pub use person::person;
 
 /// A download link someone obtained, as it would travel by email.
@@ -57,6 +59,8 @@ pub struct World {
     pub client_requests: Cell<u64>,
     /// Infrastructure problems that stop a person from going on.
     pub errors: RefCell<Vec<String>>,
+    /// The support agent's bearer token for the export service's console.
+    pub agent_token: String,
 }
 
 /// Why a call did not give the answer its caller expected.
@@ -79,7 +83,7 @@ impl std::fmt::Display for CallError {
 }
 
 impl World {
-    pub fn new(plan: Plan, oracle: Oracle) -> Rc<Self> {
+    pub fn new(plan: Plan, oracle: Oracle, agent_token: String) -> Rc<Self> {
         Rc::new(World {
             plan,
             oracle: RefCell::new(oracle),
@@ -87,6 +91,7 @@ impl World {
             board: RefCell::new(Board::default()),
             client_requests: Cell::new(0),
             errors: RefCell::new(Vec::new()),
+            agent_token,
         })
     }
 }

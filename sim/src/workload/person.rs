@@ -71,6 +71,8 @@ pub(super) struct Person {
     pub(super) own_recordings: Vec<OwnRecording>,
     /// People in the contact list, by lower-case display name.
     pub(super) contacts: BTreeMap<String, usize>,
+    /// The last notification read.
+    pub(super) notification_seq: u64,
 }
 
 pub(super) async fn sleep_until(at_ms: u64) {
@@ -206,6 +208,7 @@ impl Person {
         self.world.board.borrow_mut().principal_by_email.insert(email, self.principal);
         self.session = signup.session_token;
         self.closed = false;
+        self.notification_seq = 0;
         for device in 0..self.world.plan.accounts[self.index].devices {
             let body = to_json(&RegisterDeviceRequest { name: format!("speaker {device}") })?;
             let session = self.session.clone();
@@ -506,6 +509,7 @@ pub async fn person(world: Rc<World>, index: usize) {
         devices: Vec::new(),
         own_recordings: Vec::new(),
         contacts: BTreeMap::new(),
+        notification_seq: 0,
     };
     if let Err(e) = person.sign_up().await {
         world.errors.borrow_mut().push(format!("person {index} could not sign up: {e}"));
