@@ -22,7 +22,8 @@ pub(crate) const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs")
 pub(crate) const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
 pub(crate) const ARCHIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("archives");
 /// (subject, request time, export id) -> (): recent direct requests, for
-/// rate limiting. The export id keeps requests within one millisecond apart.
+/// rate limiting. The export id keeps requests made in the same millisecond
+/// apart (keyed by time alone, a burst collapsed into one entry).
 pub(crate) const REQUESTS: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("requests");
 
 const NEXT_EXPORT: &str = "next_export_id";
@@ -208,6 +209,15 @@ impl ExportService {
                 let mut job = Self::read_job_in(&txn, ExportId(id))?;
                 let leased = job.lease.as_ref().is_some_and(|l| l.expires_at_ms > now);
                 if leased || job.not_before_ms > now {
+                    continue;
+                }
+                if job.attempts >= self.config.max_attempts {
+                    // Its workers kept dying (or losing their lease) without
+                    // ever reporting: a poison job. Fail it, with a reason.
+                    job.state = ExportState::Failed;
+                    job.lease = None;
+                    job.failure = Some(format!("{} attempts ended without a result", job.attempts));
+                    Self::write_job(&txn, &job)?;
                     continue;
                 }
                 job.fence += 1;

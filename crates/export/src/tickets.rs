@@ -137,12 +137,6 @@ impl ExportService {
             let json = tickets.get(id).map_err(internal)?.ok_or_else(|| ApiError::not_found("no such ticket"))?;
             serde_json::from_str(json.value()).map_err(internal)?
         };
-        match ticket.state {
-            TicketState::Verified => return Ok(ticket.status()),
-            TicketState::Rejected => return Err(refused()),
-            TicketState::AwaitingVerification => {}
-        }
-        ticket.attempts += 1;
         let matches = match &ticket.code_sha256 {
             Some(expected) => {
                 presented.len() == expected.len()
@@ -150,6 +144,14 @@ impl ExportService {
             }
             None => false,
         };
+        match ticket.state {
+            // Repeating the right code is harmless; any other code learns
+            // nothing, not even that the ticket was verified.
+            TicketState::Verified if matches => return Ok(ticket.status()),
+            TicketState::Verified | TicketState::Rejected => return Err(refused()),
+            TicketState::AwaitingVerification => {}
+        }
+        ticket.attempts += 1;
         let subject = match (matches, ticket.subject) {
             (true, Some(subject)) => subject,
             _ => {

@@ -170,9 +170,11 @@ impl Person {
                     return Ok(());
                 }
             };
+            let mut deleted_since_ready = false;
             if delete_first && !self.own_recordings.is_empty() {
                 // "Oh, not that one": delete a recording before downloading.
                 delete_first = false;
+                deleted_since_ready = true;
                 self.delete_one(0).await?;
             }
             let mut downloads = 0;
@@ -189,10 +191,20 @@ impl Person {
                 let now = sim_now_ms();
                 match response.status() {
                     StatusCode::OK => {}
-                    StatusCode::GONE if downloads == 0 => {
+                    StatusCode::GONE if downloads == 0 && deleted_since_ready => {
                         // Revoked (a recording in it was deleted): rebuilt soon.
                         self.oracle().controls.archives_revoked += 1;
                         break;
+                    }
+                    StatusCode::GONE if downloads == 0 => {
+                        // Nobody deleted anything: the archive the service
+                        // announced was replaced behind the subject's back
+                        // (published twice?). Exactly once means once.
+                        let detail = format!(
+                            "exp-{export_id} was announced ready at {ready_seen_ms} ms, yet its link was dead at {now} ms with no deletion in between"
+                        );
+                        self.oracle().violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                        return Ok(());
                     }
                     StatusCode::GONE => {
                         self.oracle().controls.download_limit_refusals += 1;
