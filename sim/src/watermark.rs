@@ -171,7 +171,9 @@ fn wav(samples: &[i16]) -> Vec<u8> {
     out
 }
 
-/// The `data` chunk of a RIFF/WAVE file, if `bytes` is one.
+/// The `data` chunk of a RIFF/WAVE file, if `bytes` is one. (The store has
+/// its own WAV reader for fingerprints; the oracle deliberately shares no
+/// parsing code with the system under test.)
 fn wav_data(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return None;

@@ -68,15 +68,7 @@ fn main() {
                 .collect();
             let config = ExportConfig { worker_token: env("CROSSTALK_WORKER_TOKEN"), agent_tokens, ..ExportConfig::default() };
             runtime.block_on(async move {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&db_path)
-                    .unwrap_or_else(|e| fail(format!("opening {db_path}: {e}")));
-                let backend = redb::backends::FileBackend::new(file)
-                    .unwrap_or_else(|e| fail(format!("locking {db_path}: {e}")));
+                let backend = crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| fail(e));
                 let entropy = os_entropy().unwrap_or_else(|e| fail(e.to_string()));
                 let service = ExportService::open(backend, Arc::new(SystemClock), Arc::new(entropy), store, config)
                     .map(Arc::new)

@@ -48,3 +48,16 @@ impl crate::Connect for TcpConnector {
         })
     }
 }
+
+/// The database file at `path` (created if missing), locked for this
+/// process, as a redb backend.
+pub fn file_backend(path: &str) -> Result<redb::backends::FileBackend, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("opening {path}: {e}"))?;
+    redb::backends::FileBackend::new(file).map_err(|e| format!("locking {path}: {e}"))
+}

@@ -37,18 +37,8 @@ fn main() {
         std::process::exit(2)
     });
     runtime.block_on(async move {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&db_path)
-            .unwrap_or_else(|e| {
-                eprintln!("error: opening {db_path}: {e}");
-                std::process::exit(2)
-            });
-        let backend = redb::backends::FileBackend::new(file).unwrap_or_else(|e| {
-            eprintln!("error: locking {db_path}: {e}");
+        let backend = crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| {
+            eprintln!("error: {e}");
             std::process::exit(2)
         });
         let entropy = os_entropy().unwrap_or_else(|e| {
