@@ -42,6 +42,10 @@ enum Command {
         /// Print only failures and the summary.
         #[arg(long, short)]
         quiet: bool,
+        /// Seeds run in parallel (default: the number of cores). Results are
+        /// reported in seed order whatever finishes first.
+        #[arg(long, short)]
+        jobs: Option<usize>,
     },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
@@ -333,7 +337,67 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
     missing
 }
 
-fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool) -> i32 {
+/// One seed's result: its plan, its run, and its second run when checking
+/// determinism.
+struct SeedResult {
+    file: usize,
+    plan: Plan,
+    outcome: RunOutcome,
+    again: Option<RunOutcome>,
+}
+
+/// Run every (scenario, seed) on `jobs` threads, handing each result to
+/// `report` in order. Each simulation is single-threaded and owns all its
+/// state, so seeds are independent; results are re-ordered so the output is
+/// the same whatever the thread scheduling.
+fn run_parallel(
+    work: Vec<(usize, Plan)>,
+    jobs: usize,
+    check_determinism: bool,
+    mut report: impl FnMut(SeedResult),
+) {
+    let total = work.len();
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = &work;
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, SeedResult)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(total.max(1)) {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((file, plan)) = work.get(index) else { break };
+                    let outcome = run_plan(plan);
+                    let again = check_determinism.then(|| run_plan(plan));
+                    let result = SeedResult { file: *file, plan: plan.clone(), outcome, again };
+                    if sender.send((index, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut expected = 0;
+        for (index, result) in receiver {
+            progress.inc(1);
+            waiting.insert(index, result);
+            while let Some(result) = waiting.remove(&expected) {
+                progress.suspend(|| report(result));
+                expected += 1;
+            }
+        }
+    });
+    progress.finish_and_clear();
+}
+
+fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, jobs: usize) -> i32 {
     let seeds = match parse_seeds(seeds) {
         Ok(s) => s,
         Err(e) => {
@@ -359,7 +423,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool) -
         }
     }
     println!(
-        "crosstalk run: {} scenario(s) [{}], seeds {}..{}, determinism check {}",
+        "crosstalk run: {} scenario(s) [{}], seeds {}..{}, determinism check {}, {jobs} job(s)",
         files.len(),
         files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
         seeds.start,
@@ -368,67 +432,68 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool) -
     );
     let mut totals = Totals::default();
     let started = wall_clock();
-    for (file, scenario) in files.iter().zip(&scenarios) {
+    let mut work = Vec::new();
+    for (index, scenario) in scenarios.iter().enumerate() {
         for seed in seeds.clone() {
-            let plan = Plan::generate(scenario, seed);
-            if !quiet {
-                println!("{}", banner(&plan));
-            }
-            let outcome = run_plan(&plan);
-            totals.record(&outcome);
-            totals.seeds += 1;
-            totals.controls.add(&outcome.controls);
-            let replay = format!("cargo sim replay --scenario {} --seed {seed}", file.display());
-            let mut nondeterministic = false;
-            if check_determinism {
-                let again = run_plan(&plan);
-                totals.record(&again);
-                if again.trace_hash != outcome.trace_hash {
-                    nondeterministic = true;
-                    println!(
-                        "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
-                        scenario.name, outcome.trace_hash, outcome.trace_events, again.trace_hash, again.trace_events
-                    );
-                    if let Some((index, first, second)) =
-                        crate::trace::first_divergence(&outcome.trace_lines, &again.trace_lines)
-                    {
-                        println!("  first divergence at event {index}:");
-                        println!("    first run:  {first}");
-                        println!("    second run: {second}");
-                        if index > 0 {
-                            println!("    after:      {}", outcome.trace_lines[index - 1]);
-                        }
+            work.push((index, Plan::generate(scenario, seed)));
+        }
+    }
+    run_parallel(work, jobs, check_determinism, |SeedResult { file, plan, outcome, again }| {
+        let seed = plan.seed;
+        if !quiet {
+            println!("{}", banner(&plan));
+        }
+        totals.record(&outcome);
+        totals.seeds += 1;
+        totals.controls.add(&outcome.controls);
+        let replay = format!("cargo sim replay --scenario {} --seed {seed}", files[file].display());
+        let mut nondeterministic = false;
+        if let Some(again) = again {
+            totals.record(&again);
+            if again.trace_hash != outcome.trace_hash {
+                nondeterministic = true;
+                println!(
+                    "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
+                    plan.scenario, outcome.trace_hash, outcome.trace_events, again.trace_hash, again.trace_events
+                );
+                if let Some((index, first, second)) = crate::trace::first_divergence(&outcome.trace_lines, &again.trace_lines)
+                {
+                    println!("  first divergence at event {index}:");
+                    println!("    first run:  {first}");
+                    println!("    second run: {second}");
+                    if index > 0 {
+                        println!("    after:      {}", outcome.trace_lines[index - 1]);
                     }
                 }
             }
-            if nondeterministic {
-                totals.nondeterministic += 1;
-            }
-            if outcome.passed() {
-                if !nondeterministic {
-                    totals.passed += 1;
-                }
-                if !quiet {
-                    println!(
-                        "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
-                        &outcome.trace_hash[..16],
-                        outcome.trace_events,
-                        outcome.simulated_ms as f64 / 1000.0,
-                        outcome.sut_requests
-                    );
-                }
-            } else {
-                totals.failed += 1;
-                if !outcome.infra_errors.is_empty() && outcome.violations.is_empty() {
-                    totals.infra += 1;
-                }
-                if quiet {
-                    println!("{}", banner(&plan));
-                }
-                report_failure(&outcome, &plan, &replay);
-            }
         }
-    }
+        if nondeterministic {
+            totals.nondeterministic += 1;
+        }
+        if outcome.passed() {
+            if !nondeterministic {
+                totals.passed += 1;
+            }
+            if !quiet {
+                println!(
+                    "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
+                    &outcome.trace_hash[..16],
+                    outcome.trace_events,
+                    outcome.simulated_ms as f64 / 1000.0,
+                    outcome.sut_requests
+                );
+            }
+        } else {
+            totals.failed += 1;
+            if !outcome.infra_errors.is_empty() && outcome.violations.is_empty() {
+                totals.infra += 1;
+            }
+            if quiet {
+                println!("{}", banner(&plan));
+            }
+            report_failure(&outcome, &plan, &replay);
+        }
+    });
     print_summary(&totals, started.elapsed().as_secs_f64());
     let vacuous = vacuous_controls(&totals, &scenarios);
     if totals.nondeterministic > 0 {
@@ -519,7 +584,10 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run { path, seeds, check_determinism, quiet } => run_command(&path, &seeds, check_determinism, quiet),
+        Command::Run { path, seeds, check_determinism, quiet, jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+            run_command(&path, &seeds, check_determinism, quiet, jobs)
+        }
         Command::Replay { scenario, seed, plan } => replay_command(scenario, seed, plan),
     }
 }
