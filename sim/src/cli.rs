@@ -47,6 +47,23 @@ enum Command {
         #[arg(long, short)]
         jobs: Option<usize>,
     },
+    /// Print the plan a scenario and seed generate (JSON), e.g. to keep it as
+    /// a regression or to edit it by hand before `replay --plan`.
+    Plan {
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        /// Wrap it as a regression with this one-line postmortem.
+        #[arg(long)]
+        postmortem: Option<String>,
+    },
+    /// Replay every saved regression in a directory, each twice: every one
+    /// must pass and be deterministic.
+    Regressions {
+        #[arg(default_value = "scenarios/regressions")]
+        dir: PathBuf,
+    },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
         #[arg(long, required_unless_present = "plan", conflicts_with = "plan", requires = "seed")]
@@ -164,12 +181,18 @@ struct Totals {
 }
 
 impl Totals {
+    /// Count one run's cost (every run, including determinism re-runs).
     fn record(&mut self, outcome: &RunOutcome) {
         self.runs += 1;
         self.simulated_ms += outcome.simulated_ms;
         self.sut_requests += outcome.sut_requests;
-        {
-            let d = &outcome.store_disk;
+    }
+
+    /// Count one seed's evidence (once per seed, like the positive controls).
+    fn evidence(&mut self, outcome: &RunOutcome) {
+        self.seeds += 1;
+        self.controls.add(&outcome.controls);
+        for d in [&outcome.store_disk, &outcome.export_disk] {
             self.disk.crashes += d.crashes;
             self.disk.unsynced_writes_lost += d.unsynced_writes_lost;
             self.disk.unsynced_writes_kept += d.unsynced_writes_kept;
@@ -212,7 +235,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.guessed_audio_attempts,
     );
     println!(
-        "durability: store crashes {} (unsynced writes lost {}, torn {}), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
+        "durability: store crashes {} (unsynced writes lost {}, torn {}, on the store's and the export's disks), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
         c.store_crashes,
         totals.disk.unsynced_writes_lost,
         totals.disk.torn_writes,
@@ -444,8 +467,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             println!("{}", banner(&plan));
         }
         totals.record(&outcome);
-        totals.seeds += 1;
-        totals.controls.add(&outcome.controls);
+        totals.evidence(&outcome);
         let replay = format!("cargo sim replay --scenario {} --seed {seed}", files[file].display());
         let mut nondeterministic = false;
         if let Some(again) = again {
@@ -526,8 +548,13 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
                     return EXIT_USAGE;
                 }
             };
-            match serde_json::from_str::<Plan>(&text) {
-                Ok(plan) => (plan, format!("cargo sim replay --plan {}", path.display())),
+            match crate::plan::load_plan_file(&text) {
+                Ok((plan, postmortem)) => {
+                    if let Some(postmortem) = postmortem {
+                        println!("regression: {postmortem}");
+                    }
+                    (plan, format!("cargo sim replay --plan {}", path.display()))
+                }
                 Err(e) => {
                     eprintln!("error: {} is not a plan: {e}", path.display());
                     return EXIT_USAGE;
@@ -550,9 +577,9 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
     println!("{}", banner(&plan));
     let started = wall_clock();
     let outcome = run_plan(&plan);
-    let mut totals = Totals { seeds: 1, ..Totals::default() };
+    let mut totals = Totals::default();
     totals.record(&outcome);
-    totals.controls.add(&outcome.controls);
+    totals.evidence(&outcome);
     println!("trace hash {} ({} events)", outcome.trace_hash, outcome.trace_events);
     if outcome.passed() {
         totals.passed = 1;
@@ -573,6 +600,59 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
     }
 }
 
+fn regressions_command(dir: &Path) -> i32 {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) => {
+            eprintln!("error: reading {}: {e}", dir.display());
+            return EXIT_USAGE;
+        }
+    };
+    files.sort();
+    if files.is_empty() {
+        eprintln!("error: {} holds no regression (*.json)", dir.display());
+        return EXIT_USAGE;
+    }
+    println!("crosstalk regressions: {} saved failure(s) in {}", files.len(), dir.display());
+    let (mut failed, mut nondeterministic) = (0, 0);
+    for file in &files {
+        let loaded = std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|t| crate::plan::load_plan_file(&t));
+        let (plan, postmortem) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("error: {}: {e}", file.display());
+                return EXIT_USAGE;
+            }
+        };
+        let first = run_plan(&plan);
+        let second = run_plan(&plan);
+        let verdict = if first.trace_hash != second.trace_hash {
+            nondeterministic += 1;
+            "NONDETERMINISTIC"
+        } else if !first.passed() {
+            failed += 1;
+            "FAIL"
+        } else {
+            "ok"
+        };
+        println!("{verdict:>16}  {}  ({})", file.display(), postmortem.unwrap_or_default());
+        if verdict == "FAIL" {
+            report_failure(&first, &plan, &format!("cargo sim replay --plan {}", file.display()));
+        }
+    }
+    if nondeterministic > 0 {
+        EXIT_NONDETERMINISM
+    } else if failed > 0 {
+        EXIT_VIOLATION
+    } else {
+        println!("result: PASS");
+        EXIT_PASS
+    }
+}
+
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -589,5 +669,29 @@ pub fn main() -> i32 {
             run_command(&path, &seeds, check_determinism, quiet, jobs)
         }
         Command::Replay { scenario, seed, plan } => replay_command(scenario, seed, plan),
+        Command::Regressions { dir } => regressions_command(&dir),
+        Command::Plan { scenario, seed, postmortem } => match Scenario::load(&scenario) {
+            Ok(s) => {
+                let plan = Plan::generate(&s, seed);
+                let json = match postmortem {
+                    Some(postmortem) => serde_json::to_string_pretty(&crate::plan::Regression { postmortem, plan }),
+                    None => serde_json::to_string_pretty(&plan),
+                };
+                match json {
+                    Ok(json) => {
+                        println!("{json}");
+                        EXIT_PASS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        EXIT_USAGE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        },
     }
 }

@@ -162,6 +162,24 @@ impl Action {
     }
 }
 
+/// A failure kept as a named regression: the plan that showed it and a
+/// one-line postmortem. Files live in `scenarios/regressions/`; CI replays
+/// every one of them (twice: it must pass and be deterministic).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Regression {
+    pub postmortem: String,
+    pub plan: Plan,
+}
+
+/// Read a plan file: a bare plan (as saved under `target/crosstalk/failures/`)
+/// or a regression (plan plus postmortem).
+pub fn load_plan_file(text: &str) -> Result<(Plan, Option<String>), String> {
+    if let Ok(regression) = serde_json::from_str::<Regression>(text) {
+        return Ok((regression.plan, Some(regression.postmortem)));
+    }
+    serde_json::from_str::<Plan>(text).map(|plan| (plan, None)).map_err(|e| e.to_string())
+}
+
 /// Things people (and television presenters) ask their speakers to buy.
 pub const ITEMS: &[&str] = &["dollhouse", "cookies", "batteries", "dog food", "headphones"];
 
