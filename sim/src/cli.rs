@@ -120,7 +120,12 @@ pub fn banner(plan: &Plan) -> String {
         plan.active_ms / 1000,
         plan.drain_ms / 1000,
         if plan.canary_leak_into_archives { "; CANARY: archives leak on purpose" } else { "" },
-    )
+    ) + &if plan.swarm_off.is_empty() { String::new() } else { format!("; swarm off: {}", plan.swarm_off.join(", ")) }
+        + &{
+            let mut crashes: Vec<String> = plan.crashes.iter().map(|c| format!("{}@{}s", c.host, c.at_ms / 1000)).collect();
+            crashes.dedup();
+            if crashes.is_empty() { String::new() } else { format!("; crashes: {}", crashes.join(" ")) }
+        }
 }
 
 fn save_plan(plan: &Plan) -> Result<PathBuf, String> {

@@ -15,6 +15,9 @@ use std::collections::BTreeSet;
 pub struct Plan {
     pub scenario: String,
     pub seed: u64,
+    /// Features and fault kinds this seed switched off (swarm testing).
+    #[serde(default)]
+    pub swarm_off: Vec<String>,
     pub tick_ms: u64,
     pub latency_ms_min: u64,
     pub latency_ms_max: u64,
@@ -211,6 +214,76 @@ pub const PHRASES: &[&str] = &[
     "read me the news",
 ];
 
+/// Swarm testing: each seed switches off each optional feature and fault
+/// kind the scenario enables with probability 1/4 (in a fixed order, so the
+/// seed alone decides), so that features are also tested without the
+/// company of the others — a bug that one feature's noise hides shows up in
+/// the seeds where that feature is off. Uploads and exports always stay on.
+pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String>) {
+    let mut s = scenario.clone();
+    if !scenario.swarm {
+        return (s, Vec::new());
+    }
+    let mut off = Vec::new();
+    let mut toggle = |name: &str, enabled: bool, rng: &mut ChaCha8Rng| -> bool {
+        let switched = enabled && rng.random_ratio(1, 4);
+        if switched {
+            off.push(name.to_string());
+        }
+        switched
+    };
+    let zero = Range(0, 0);
+    let a = &mut s.actions;
+    for (name, range) in [
+        ("history_lists", &mut a.history_lists),
+        ("own_audio_fetches", &mut a.own_audio_fetches),
+        ("foreign_link_uses", &mut a.foreign_link_uses),
+        ("guessed_audio_fetches", &mut a.guessed_audio_fetches),
+        ("deletions", &mut a.deletions),
+        ("range_deletions", &mut a.range_deletions),
+        ("device_transfers", &mut a.device_transfers),
+        ("device_resets", &mut a.device_resets),
+        ("device_outages", &mut a.device_outages),
+        ("messages", &mut a.messages),
+        ("inbox_reads", &mut a.inbox_reads),
+        ("redownloads", &mut a.redownloads),
+        ("ticket_exports", &mut a.ticket_exports),
+        ("impersonations", &mut a.impersonations),
+        ("notification_reads", &mut a.notification_reads),
+    ] {
+        if toggle(name, range.1 > 0, rng) {
+            *range = zero;
+        }
+    }
+    for (name, rate) in [
+        ("purchases", &mut a.purchase_per_mille),
+        ("account_closing", &mut a.close_account_per_mille),
+        ("deletions_before_download", &mut a.delete_before_download_per_mille),
+    ] {
+        if toggle(name, *rate > 0, rng) {
+            *rate = 0;
+        }
+    }
+    let f = &mut s.faults;
+    for (name, range) in [
+        ("store_crashes", &mut f.store_crashes),
+        ("store_io_errors", &mut f.store_io_errors_per_million),
+        ("export_crashes", &mut f.export_crashes),
+        ("worker_crashes", &mut f.worker_crashes),
+    ] {
+        if toggle(name, range.1 > 0, rng) {
+            *range = zero;
+        }
+    }
+    if toggle("broadcasts", s.broadcasts.count.1 > 0, rng) {
+        s.broadcasts.count = zero;
+    }
+    if toggle("support_agent", s.agent.enabled, rng) {
+        s.agent.enabled = false;
+    }
+    (s, off)
+}
+
 fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {
     rng.random_range(range.0..=range.1)
 }
@@ -218,6 +291,8 @@ fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {
 impl Plan {
     pub fn generate(scenario: &Scenario, seed: u64) -> Plan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (swarmed, swarm_off) = swarm(scenario, &mut rng);
+        let scenario = &swarmed;
         let world = &scenario.world;
         let active_ms = world.active_seconds * 1000;
         let account_count = draw(&mut rng, world.accounts) as usize;
@@ -402,6 +477,7 @@ impl Plan {
         Plan {
             scenario: scenario.name.clone(),
             seed,
+            swarm_off,
             tick_ms: scenario.network.tick_ms,
             latency_ms_min: scenario.network.latency_ms.0,
             latency_ms_max: scenario.network.latency_ms.1,

@@ -8,6 +8,10 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+fn yes() -> bool {
+    true
+}
+
 /// An inclusive `[min, max]` range drawn uniformly per seed (or per account).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range(pub u64, pub u64);
@@ -28,6 +32,10 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Swarm testing: each seed switches off some features and fault kinds
+    /// (see `plan::swarm`). On unless a scenario says `swarm = false`.
+    #[serde(default = "yes")]
+    pub swarm: bool,
     #[serde(default)]
     pub world: WorldSpec,
     #[serde(default)]
