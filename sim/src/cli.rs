@@ -269,7 +269,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.accounts_recycled,
     );
     println!(
-        "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}",
+        "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}, network faults {}",
         c.tickets_verified,
         c.impersonation_codes_refused,
         c.duplicate_requests_joined,
@@ -279,6 +279,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.notified_links_followed,
         c.export_crashes,
         c.worker_crashes,
+        c.net_faults,
     );
     println!(
         "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}",
@@ -357,6 +358,9 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         }
         if any(|s| s.faults.worker_crashes.1 > 0) && c.worker_crashes == 0 {
             missing.push("worker crashes");
+        }
+        if any(|s| s.faults.partitions.1 > 0 || s.faults.latency_spikes.1 > 0) && c.net_faults == 0 {
+            missing.push("network faults");
         }
         if any(|s| s.faults.export_crashes.1 > 0) && c.export_crashes == 0 {
             missing.push("export crashes");

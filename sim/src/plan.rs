@@ -32,6 +32,9 @@ pub struct Plan {
     pub crashes: Vec<Crash>,
     /// When faults may begin (after sign-up has settled).
     pub crashes_from_ms: u64,
+    /// Network faults between hosts, each healed after its duration.
+    #[serde(default)]
+    pub net_faults: Vec<NetFault>,
     /// Injected disk I/O errors during the active period, per million writes
     /// and syncs (drawn per seed from the scenario's range).
     pub store_io_errors_per_million: u32,
@@ -58,6 +61,27 @@ pub struct AgentPlan {
     pub duplicate_per_mille: u32,
     /// Seed of the agent's own choices.
     pub seed: u64,
+}
+
+/// A fault on the link between two hosts for a while.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetFault {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub a: String,
+    pub b: String,
+    pub kind: NetFaultKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NetFaultKind {
+    /// Nothing passes either way.
+    Partition,
+    /// Nothing passes from `a` to `b`; `b` still reaches `a`.
+    OneWay,
+    /// Every message takes this long.
+    LatencySpike { latency_ms: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +294,8 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
         ("store_io_errors", &mut f.store_io_errors_per_million),
         ("export_crashes", &mut f.export_crashes),
         ("worker_crashes", &mut f.worker_crashes),
+        ("partitions", &mut f.partitions),
+        ("latency_spikes", &mut f.latency_spikes),
     ] {
         if toggle(name, range.1 > 0, rng) {
             *range = zero;
@@ -465,6 +491,39 @@ impl Plan {
             }
         }
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
+        // Network faults on the links services use, never overlapping on one
+        // link, all healed by the end of the active period.
+        let mut links: Vec<(String, String)> = vec![("store".into(), "export".into())];
+        for worker in 0..world.worker_hosts {
+            links.push(("export".into(), format!("worker-{worker}")));
+            links.push(("store".into(), format!("worker-{worker}")));
+        }
+        for client in 0..world.client_hosts {
+            links.push((format!("client-{client}"), "store".into()));
+            links.push((format!("client-{client}"), "export".into()));
+        }
+        let mut net_faults: Vec<NetFault> = Vec::new();
+        let partitions = draw(&mut rng, faults.partitions);
+        let spikes = draw(&mut rng, faults.latency_spikes);
+        for n in 0..partitions + spikes {
+            let (a, b) = links[rng.random_range(0..links.len())].clone();
+            let (a, b) = if rng.random_bool(0.5) { (a, b) } else { (b, a) };
+            let duration_ms = draw(&mut rng, faults.net_fault_ms);
+            let at_ms = rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1));
+            let kind = if n < partitions {
+                if rng.random_bool(0.5) { NetFaultKind::Partition } else { NetFaultKind::OneWay }
+            } else {
+                NetFaultKind::LatencySpike { latency_ms: draw(&mut rng, faults.latency_spike_ms) }
+            };
+            let same_link = |f: &NetFault| (f.a == a && f.b == b) || (f.a == b && f.b == a);
+            let overlaps = net_faults
+                .iter()
+                .any(|f| same_link(f) && at_ms < f.at_ms + f.duration_ms && f.at_ms < at_ms + duration_ms);
+            if !overlaps && at_ms < active_ms {
+                net_faults.push(NetFault { at_ms, duration_ms, a, b, kind });
+            }
+        }
+        net_faults.sort_by_key(|f| f.at_ms);
         let agent = scenario.agent.enabled.then(|| AgentPlan {
             shift_interval_ms: scenario.agent.shift_interval_ms,
             typo_per_mille: scenario.agent.typo_per_mille,
@@ -487,6 +546,7 @@ impl Plan {
             canary_leak_into_archives: scenario.canary.leak_into_archives,
             worker_hosts: world.worker_hosts,
             crashes_from_ms: crash_window_start,
+            net_faults,
             crashes,
             store_io_errors_per_million,
             accounts,

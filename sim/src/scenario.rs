@@ -198,6 +198,12 @@ pub struct FaultSpec {
     /// Crashes of each worker host (stateless; its lease lapses).
     pub worker_crashes: Range,
     pub worker_downtime_ms: Range,
+    /// Partitions (half of them one-way) on links between hosts, and
+    /// latency spikes; each lasts `net_fault_ms`.
+    pub partitions: Range,
+    pub latency_spikes: Range,
+    pub latency_spike_ms: Range,
+    pub net_fault_ms: Range,
 }
 
 impl Default for FaultSpec {
@@ -210,6 +216,10 @@ impl Default for FaultSpec {
             export_downtime_ms: Range(500, 5_000),
             worker_crashes: Range(0, 0),
             worker_downtime_ms: Range(500, 5_000),
+            partitions: Range(0, 0),
+            latency_spikes: Range(0, 0),
+            latency_spike_ms: Range(200, 3_000),
+            net_fault_ms: Range(1_000, 20_000),
         }
     }
 }
@@ -357,6 +367,8 @@ impl Scenario {
         }
         let f = &self.faults;
         for (name, range) in [
+            ("faults.partitions", f.partitions),
+            ("faults.latency_spikes", f.latency_spikes),
             ("faults.store_crashes", f.store_crashes),
             ("faults.export_crashes", f.export_crashes),
             ("faults.worker_crashes", f.worker_crashes),
@@ -370,6 +382,8 @@ impl Scenario {
             ("faults.store_downtime_ms", f.store_downtime_ms),
             ("faults.export_downtime_ms", f.export_downtime_ms),
             ("faults.worker_downtime_ms", f.worker_downtime_ms),
+            ("faults.latency_spike_ms", f.latency_spike_ms),
+            ("faults.net_fault_ms", f.net_fault_ms),
         ] {
             range.validate(name)?;
             if range.1 > 60_000 {

@@ -15,7 +15,7 @@ use crate::workload::{World, person};
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
-use crate::plan::Crash;
+use crate::plan::{Crash, NetFault, NetFaultKind};
 use crosstalk_export::worker::{Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient};
 use crosstalk_model::SeededEntropy;
@@ -254,8 +254,26 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     // (an interrupted first initialization is a deploy problem, not ours).
     let io_errors_from_ms = plan.crashes_from_ms;
     let mut io_errors_on = false;
+    let mut net_pending: std::collections::VecDeque<NetFault> = plan.net_faults.iter().cloned().collect();
+    let mut net_active: Vec<(u64, NetFault)> = Vec::new();
     let result = loop {
         let now_ms = sim.elapsed().as_millis() as u64;
+        // Network faults: start what is due, heal what is over (and
+        // everything when the active period ends).
+        while net_pending.front().is_some_and(|f| f.at_ms <= now_ms && now_ms < plan.active_ms) {
+            let Some(fault) = net_pending.pop_front() else { break };
+            apply_net_fault(&sim, &fault, true, plan);
+            world.oracle.borrow_mut().controls.net_faults += 1;
+            world.trace.borrow_mut().record(now_ms, &format!("fault: {:?} {} -> {} for {} ms", fault.kind, fault.a, fault.b, fault.duration_ms));
+            net_active.push((fault.at_ms + fault.duration_ms, fault));
+        }
+        let (over, still): (Vec<_>, Vec<_>) =
+            net_active.drain(..).partition(|(end, _)| *end <= now_ms || now_ms >= plan.active_ms);
+        net_active = still;
+        for (_, fault) in over {
+            apply_net_fault(&sim, &fault, false, plan);
+            world.trace.borrow_mut().record(now_ms, &format!("fault healed: {:?} {} -> {}", fault.kind, fault.a, fault.b));
+        }
         if !io_errors_on && plan.store_io_errors_per_million > 0 && now_ms >= io_errors_from_ms && now_ms < plan.active_ms {
             store_disk.set_io_error_rate(plan.store_io_errors_per_million, 1_000_000);
             io_errors_on = true;
@@ -394,6 +412,23 @@ impl Crashable {
                     self.crashed(sim, world, now_ms, crash.downtime_ms, "crashed");
                 }
             }
+        }
+    }
+}
+
+/// Start (`on`) or heal a network fault.
+fn apply_net_fault(sim: &turmoil::Sim<'_>, fault: &NetFault, on: bool, plan: &Plan) {
+    let (a, b) = (fault.a.as_str(), fault.b.as_str());
+    match (&fault.kind, on) {
+        (NetFaultKind::Partition, true) => sim.partition(a, b),
+        (NetFaultKind::Partition, false) => sim.repair(a, b),
+        (NetFaultKind::OneWay, true) => sim.partition_oneway(a, b),
+        (NetFaultKind::OneWay, false) => sim.repair_oneway(a, b),
+        (NetFaultKind::LatencySpike { latency_ms }, true) => sim.set_link_latency(a, b, Duration::from_millis(*latency_ms)),
+        (NetFaultKind::LatencySpike { .. }, false) => {
+            // Back to the plan's model: the minimum, then the maximum.
+            sim.set_link_latency(a, b, Duration::from_millis(plan.latency_ms_min));
+            sim.set_link_max_message_latency(a, b, Duration::from_millis(plan.latency_ms_max));
         }
     }
 }

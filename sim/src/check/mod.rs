@@ -84,6 +84,8 @@ pub struct Controls {
     pub store_crashes: u64,
     pub export_crashes: u64,
     pub worker_crashes: u64,
+    /// Partitions and latency spikes injected.
+    pub net_faults: u64,
     pub audits_completed: u64,
     /// Acknowledged, undeleted recordings found again by the final audit.
     pub recordings_verified_durable: u64,
@@ -139,6 +141,7 @@ impl Controls {
         self.store_crashes += other.store_crashes;
         self.export_crashes += other.export_crashes;
         self.worker_crashes += other.worker_crashes;
+        self.net_faults += other.net_faults;
         self.audits_completed += other.audits_completed;
         self.recordings_verified_durable += other.recordings_verified_durable;
         self.deletions_verified += other.deletions_verified;
