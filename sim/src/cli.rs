@@ -47,6 +47,17 @@ enum Command {
         #[arg(long, short)]
         jobs: Option<usize>,
     },
+    /// Measure speed: a scenario's seeds on one thread beside the raw turmoil
+    /// HTTP round-trip rate, in one process, as ratios.
+    Bench {
+        #[arg(long, default_value = "scenarios/smoke.toml")]
+        scenario: PathBuf,
+        #[arg(long, default_value = "0..10")]
+        seeds: String,
+        /// Baseline round trips to time.
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: u64,
+    },
     /// Print the plan a scenario and seed generate (JSON), e.g. to keep it as
     /// a regression or to edit it by hand before `replay --plan`.
     Plan {
@@ -609,6 +620,40 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
     }
 }
 
+fn bench_command(path: &Path, seeds: &str, round_trips: u64) -> i32 {
+    let (seeds, scenario) = match (parse_seeds(seeds), Scenario::load(path)) {
+        (Ok(seeds), Ok(scenario)) => (seeds, scenario),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    println!("crosstalk bench: {} seeds {}..{} on one thread, then {round_trips} baseline round trips", scenario.name, seeds.start, seeds.end);
+    let started = wall_clock();
+    let (mut runs, mut simulated_ms, mut requests, mut failed) = (0u64, 0u64, 0u64, 0u64);
+    for seed in seeds {
+        let outcome = run_plan(&Plan::generate(&scenario, seed));
+        runs += 1;
+        simulated_ms += outcome.simulated_ms;
+        requests += outcome.sut_requests;
+        failed += u64::from(!outcome.passed());
+    }
+    let world_s = started.elapsed().as_secs_f64().max(1e-9);
+    let started = wall_clock();
+    let completed = crate::bench::baseline_round_trips(round_trips);
+    let baseline_s = started.elapsed().as_secs_f64().max(1e-9);
+    let world_rps = requests as f64 / world_s;
+    let baseline_rps = completed as f64 / baseline_s;
+    println!("world:    {runs} seeds in {world_s:.2} s = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {requests} SUT HTTP requests = {world_rps:.0} requests/s", runs as f64 / world_s, simulated_ms as f64 / 1000.0, simulated_ms as f64 / 1000.0 / world_s);
+    println!("baseline: {completed} turmoil HTTP keep-alive round trips (zero latency, 1 ms tick) in {baseline_s:.2} s = {baseline_rps:.0} round trips/s");
+    println!("ratio:    the full world serves {:.3} of raw turmoil HTTP throughput ({:.1}x slower per request)", world_rps / baseline_rps.max(1e-9), baseline_rps / world_rps.max(1e-9));
+    if failed > 0 || completed < round_trips {
+        println!("result: ERROR ({failed} seeds failed, {completed} of {round_trips} round trips)");
+        return EXIT_USAGE;
+    }
+    EXIT_PASS
+}
+
 fn regressions_command(dir: &Path) -> i32 {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -679,6 +724,7 @@ pub fn main() -> i32 {
         }
         Command::Replay { scenario, seed, plan } => replay_command(scenario, seed, plan),
         Command::Regressions { dir } => regressions_command(&dir),
+        Command::Bench { scenario, seeds, round_trips } => bench_command(&scenario, &seeds, round_trips),
         Command::Plan { scenario, seed, postmortem } => match Scenario::load(&scenario) {
             Ok(s) => {
                 let plan = Plan::generate(&s, seed);

@@ -8,8 +8,10 @@
 //! - [`check`]: the oracle; [`watermark`]: the ground truth it reads.
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
+//! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
 //! - [`cli`]: the `crosstalk` command.
 
+pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod cli;

@@ -155,3 +155,9 @@ fn scenario_files_refuse_unknown_fields_and_bad_ranges() {
     let lonely = base.replace("accounts = [20, 40]", "accounts = [1, 1]");
     assert!(Scenario::parse(&lonely).unwrap_err().contains("at least 2"));
 }
+
+#[test]
+fn bench_baseline_completes_every_round_trip() {
+    // Correctness only: speed is reported by `crosstalk bench`, never asserted.
+    assert_eq!(crosstalk_sim::bench::baseline_round_trips(200), 200);
+}
