@@ -100,6 +100,9 @@ pub struct Crash {
 pub struct AccountPlan {
     pub email: String,
     pub devices: u32,
+    /// Each device's clock error in ms (positive: ahead), by device index.
+    #[serde(default)]
+    pub device_clock_skew_ms: Vec<i64>,
     /// People (indices) this person keeps in their contacts.
     pub contacts: Vec<u32>,
     pub actions: Vec<TimedAction>,
@@ -295,6 +298,7 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
         ("export_crashes", &mut f.export_crashes),
         ("worker_crashes", &mut f.worker_crashes),
         ("partitions", &mut f.partitions),
+        ("device_clock_skew", &mut f.device_clock_skew_ms),
         ("latency_spikes", &mut f.latency_spikes),
     ] {
         if toggle(name, range.1 > 0, rng) {
@@ -328,6 +332,12 @@ impl Plan {
         let first_action_ms = (active_ms / 20).max(1000);
         for index in 0..account_count {
             let devices = draw(&mut rng, world.devices_per_account) as u32;
+            let device_clock_skew_ms: Vec<i64> = (0..devices)
+                .map(|_| {
+                    let magnitude = draw(&mut rng, scenario.faults.device_clock_skew_ms) as i64;
+                    if rng.random_bool(0.5) { magnitude } else { -magnitude }
+                })
+                .collect();
             let mut actions = Vec::new();
             let a = &scenario.actions;
             let mut push = |rng: &mut ChaCha8Rng, action: Action| {
@@ -433,6 +443,7 @@ impl Plan {
             accounts.push(AccountPlan {
                 email: format!("person{index}.s{seed}@example.test"),
                 devices,
+                device_clock_skew_ms,
                 contacts,
                 actions,
             });

@@ -204,6 +204,8 @@ pub struct FaultSpec {
     pub latency_spikes: Range,
     pub latency_spike_ms: Range,
     pub net_fault_ms: Range,
+    /// How wrong each device's clock is (magnitude in ms; the sign is drawn).
+    pub device_clock_skew_ms: Range,
 }
 
 impl Default for FaultSpec {
@@ -220,6 +222,7 @@ impl Default for FaultSpec {
             latency_spikes: Range(0, 0),
             latency_spike_ms: Range(200, 3_000),
             net_fault_ms: Range(1_000, 20_000),
+            device_clock_skew_ms: Range(0, 0),
         }
     }
 }
@@ -391,6 +394,10 @@ impl Scenario {
             }
         }
         f.store_io_errors_per_million.validate("faults.store_io_errors_per_million")?;
+        f.device_clock_skew_ms.validate("faults.device_clock_skew_ms")?;
+        if f.device_clock_skew_ms.1 > 7 * 24 * 3_600_000 {
+            return Err("faults.device_clock_skew_ms: at most a week".into());
+        }
         if f.store_io_errors_per_million.1 > 100_000 {
             return Err("faults.store_io_errors_per_million: at most 100000".into());
         }

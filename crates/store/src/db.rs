@@ -198,6 +198,7 @@ impl Store {
             txn.open_table(BY_OWNER).map_err(|e| e.to_string())?;
             txn.open_table(UPLOAD_KEYS).map_err(|e| e.to_string())?;
             txn.open_table(crate::media::FINGERPRINTS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::FINGERPRINTS_RECEIVED).map_err(|e| e.to_string())?;
             txn.open_table(crate::media::ORDERS).map_err(|e| e.to_string())?;
             txn.open_table(crate::media::ORDERS_BY_ACCOUNT).map_err(|e| e.to_string())?;
             txn.open_table(crate::media::HELD_ORDERS).map_err(|e| e.to_string())?;

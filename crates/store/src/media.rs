@@ -6,8 +6,10 @@
 //! [`HOLD_MS`]. Each capture gets an acoustic fingerprint of its leading
 //! audio; when captures with the same fingerprint arrive from at least
 //! [`MEDIA_EVENT_HOUSEHOLDS`] different accounts within [`MEDIA_WINDOW_MS`]
-//! of each other (by capture time), they are a *media event*, and none of
-//! their held commands is ever carried out. Each capture still belongs to
+//! of each other — by the devices' capture times (which survive late
+//! uploads) or by the store's own receive times (which survive wrong device
+//! clocks) — they are a *media event*, and none of their held commands is
+//! ever carried out. Each capture still belongs to
 //! the household that captured it, and to no one else.
 
 use crate::Store;
@@ -21,6 +23,10 @@ use std::collections::BTreeSet;
 
 /// (fingerprint, capture time, recording) -> owner.
 pub(crate) const FINGERPRINTS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("fingerprints");
+/// (fingerprint, receive time, recording) -> owner: the same, by the store's
+/// own clock, which device clock errors cannot scatter.
+pub(crate) const FINGERPRINTS_RECEIVED: TableDefinition<(u64, u64, u64), u64> =
+    TableDefinition::new("fingerprints_received");
 /// order id -> JSON [`OrderRecord`].
 pub(crate) const ORDERS: TableDefinition<u64, &str> = TableDefinition::new("orders");
 /// (account, order id) -> (): an account's orders.
@@ -108,6 +114,10 @@ impl Store {
                 .map_err(internal)?
                 .insert((print, recording.captured_at_ms, recording.id.0), recording.owner.0)
                 .map_err(internal)?;
+            txn.open_table(FINGERPRINTS_RECEIVED)
+                .map_err(internal)?
+                .insert((print, recording.received_at_ms, recording.id.0), recording.owner.0)
+                .map_err(internal)?;
         }
         if let Some(Intent::Purchase { item }) = intent {
             let id = next_id(txn, NEXT_ORDER)?;
@@ -129,15 +139,12 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a capture with `print` at `captured_at_ms` is part of a media
-    /// event: enough distinct accounts captured the same audio around then.
-    fn is_media_event(
-        table: &impl ReadableTable<(u64, u64, u64), u64>,
-        print: u64,
-        captured_at_ms: u64,
-    ) -> Result<bool, ApiError> {
-        let from = captured_at_ms.saturating_sub(MEDIA_WINDOW_MS);
-        let to = captured_at_ms.saturating_add(MEDIA_WINDOW_MS);
+    /// Whether a capture with `print` at time `at_ms` (capture or receive
+    /// time, matching `table`) is part of a media event: enough distinct
+    /// accounts captured the same audio around then.
+    fn is_media_event(table: &impl ReadableTable<(u64, u64, u64), u64>, print: u64, at_ms: u64) -> Result<bool, ApiError> {
+        let from = at_ms.saturating_sub(MEDIA_WINDOW_MS);
+        let to = at_ms.saturating_add(MEDIA_WINDOW_MS);
         let mut households = BTreeSet::new();
         for entry in table.range((print, from, 0)..=(print, to, u64::MAX)).map_err(internal)? {
             let (_, owner) = entry.map_err(internal)?;
@@ -159,6 +166,7 @@ impl Store {
             let mut held = txn.open_table(HELD_ORDERS).map_err(internal)?;
             let mut orders = txn.open_table(ORDERS).map_err(internal)?;
             let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
+            let received = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
             let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
             let mut ids = Vec::new();
             for entry in held.iter().map_err(internal)? {
@@ -176,7 +184,8 @@ impl Store {
                 order.state = if recordings.get(order.source.0).map_err(internal)?.is_none() {
                     OrderState::Cancelled
                 } else if let Some(print) = order.fingerprint
-                    && Self::is_media_event(&prints, print, order.captured_at_ms)?
+                    && (Self::is_media_event(&prints, print, order.captured_at_ms)?
+                        || Self::is_media_event(&received, print, order.received_at_ms)?)
                 {
                     OrderState::SuppressedMediaEvent
                 } else {

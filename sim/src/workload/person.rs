@@ -43,6 +43,8 @@ pub(crate) struct Device {
     pub(super) buffer: VecDeque<PendingUpload>,
     /// The device has no connection of its own until then (simulated ms).
     pub(super) offline_until_ms: u64,
+    /// How wrong the device's clock is: captures carry this error.
+    pub(super) clock_skew_ms: i64,
 }
 
 /// One of the person's own recordings as the store acknowledged it.
@@ -221,6 +223,11 @@ impl Person {
                 epoch: registered.ownership_epoch,
                 buffer: VecDeque::new(),
                 offline_until_ms: 0,
+                clock_skew_ms: self.world.plan.accounts[self.index]
+                    .device_clock_skew_ms
+                    .get(device as usize)
+                    .copied()
+                    .unwrap_or(0),
             });
         }
         self.contacts.clear();
@@ -275,7 +282,8 @@ impl Person {
             (oracle.key().audio(nonce, content), oracle.key().transcript(nonce, words))
         };
         self.oracle().utterance_started(nonce, self.principal, self.devices[device].id as u32, now);
-        let captured_at_ms = crate::net::EPOCH_MS + now;
+        // The device's own (possibly wrong) clock stamps the capture.
+        let captured_at_ms = (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
         let upload = IngestRequest {
             upload_key: format!("u-{nonce:016x}"),
             captured_at_ms,
