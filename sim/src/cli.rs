@@ -280,7 +280,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.accounts_recycled,
     );
     println!(
-        "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}, network faults {}",
+        "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
         c.tickets_verified,
         c.impersonation_codes_refused,
         c.duplicate_requests_joined,
@@ -291,6 +291,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.export_crashes,
         c.worker_crashes,
         c.net_faults,
+        c.sut_faults_fired,
     );
     println!(
         "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}",
@@ -369,6 +370,9 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         }
         if any(|s| s.faults.worker_crashes.1 > 0) && c.worker_crashes == 0 {
             missing.push("worker crashes");
+        }
+        if any(|s| s.faults.sut_fault_points_per_mille.1 > 0) && c.sut_faults_fired == 0 {
+            missing.push("fault points fired");
         }
         if any(|s| s.faults.partitions.1 > 0 || s.faults.latency_spikes.1 > 0) && c.net_faults == 0 {
             missing.push("network faults");

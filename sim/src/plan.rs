@@ -32,6 +32,10 @@ pub struct Plan {
     pub crashes: Vec<Crash>,
     /// When faults may begin (after sign-up has settled).
     pub crashes_from_ms: u64,
+    /// Chance per thousand that a fault point inside the services fires
+    /// during the active period.
+    #[serde(default)]
+    pub sut_fault_points_per_mille: u32,
     /// Network faults between hosts, each healed after its duration.
     #[serde(default)]
     pub net_faults: Vec<NetFault>,
@@ -299,6 +303,7 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
         ("worker_crashes", &mut f.worker_crashes),
         ("partitions", &mut f.partitions),
         ("device_clock_skew", &mut f.device_clock_skew_ms),
+        ("sut_fault_points", &mut f.sut_fault_points_per_mille),
         ("latency_spikes", &mut f.latency_spikes),
     ] {
         if toggle(name, range.1 > 0, rng) {
@@ -557,6 +562,7 @@ impl Plan {
             canary_leak_into_archives: scenario.canary.leak_into_archives,
             worker_hosts: world.worker_hosts,
             crashes_from_ms: crash_window_start,
+            sut_fault_points_per_mille: draw(&mut rng, faults.sut_fault_points_per_mille) as u32,
             net_faults,
             crashes,
             store_io_errors_per_million,

@@ -8,6 +8,7 @@
 
 use crate::check::{Controls, Invariant, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
+use crate::faults::points::SeededFaultPoints;
 use crate::net::{EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener};
 use crate::plan::Plan;
 use crate::watermark::WatermarkKey;
@@ -88,6 +89,15 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     let agent_token = hex::encode(derive(seed, "agent-token"));
     let world = World::new(plan.clone(), Oracle::new(WatermarkKey::for_seed(seed), emails), agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
+    let faults_fired = Arc::new(AtomicU64::new(0));
+    let fault_points = |name: String| -> Arc<dyn crosstalk_service::fault_points::FaultPoints> {
+        Arc::new(SeededFaultPoints::new(
+            derive(seed, &format!("fault-points/{name}")),
+            plan.sut_fault_points_per_mille,
+            plan.active_ms,
+            faults_fired.clone(),
+        ))
+    };
     let service_token = hex::encode(derive(seed, "service-token"));
     let worker_token = hex::encode(derive(seed, "worker-token"));
     let duration_ms = plan.active_ms + plan.drain_ms + SLACK_MS;
@@ -119,11 +129,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             restarts.set(restarts.get() + 1);
             let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("store/{}", restarts.get())));
             let handle = disk.open();
+            let points = fault_points(format!("store/{}", restarts.get()));
             async move {
                 let opened =
                     Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token, password_iterations: 1 });
                 let store = match opened {
-                    Ok(store) => store,
+                    Ok(store) => store.with_fault_points(points),
                     Err(e) => {
                         // The process exits; the world's supervisor restarts it.
                         world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("store: exiting: {e}"));
@@ -170,11 +181,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             restarts.set(restarts.get() + 1);
             let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("export/{}", restarts.get())));
             let handle = disk.open();
+            let points = fault_points(format!("export/{}", restarts.get()));
             async move {
                 let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
                 let opened = ExportService::open(handle, Arc::new(SimClock), Arc::new(entropy), store, config);
                 let service = match opened {
-                    Ok(service) => Arc::new(service),
+                    Ok(service) => Arc::new(service.with_fault_points(points)),
                     Err(e) => {
                         world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("export: exiting: {e}"));
                         return Ok(());
@@ -196,7 +208,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let host_name = name.clone();
         let worker_token = worker_token.clone();
         let token = service_token.clone();
+        let restarts = Cell::new(0u64);
+        let fault_points = &fault_points;
         sim.host(host_name.as_str(), move || {
+            restarts.set(restarts.get() + 1);
+            let points = fault_points(format!("{name}/{}", restarts.get()));
             let config = WorkerConfig {
                 name: name.clone(),
                 worker_token: worker_token.clone(),
@@ -212,7 +228,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 )
                 .with_spawner(Spawner::Local);
                 let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
-                Worker::new(config, export, store, Arc::new(SimClock)).run().await;
+                Worker::new(config, export, store, Arc::new(SimClock)).with_fault_points(points).run().await;
                 Ok(())
             }
         });
@@ -306,6 +322,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             }
         }
     }
+    world.oracle.borrow_mut().controls.sut_faults_fired = faults_fired.load(Ordering::Relaxed);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {

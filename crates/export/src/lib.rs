@@ -120,6 +120,7 @@ pub struct ExportService {
     link_key: Vec<u8>,
     pub(crate) store: StoreClient,
     pub(crate) config: ExportConfig,
+    faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -165,7 +166,17 @@ impl ExportService {
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
-        Ok(Self { db, clock, entropy, link_key, store, config })
+        Ok(Self { db, clock, entropy, link_key, store, config, faults: crosstalk_service::fault_points::none() })
+    }
+
+    /// Inject fault points (simulation and fuzzing builds).
+    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    fn fires(&self, point: &'static str) -> bool {
+        crosstalk_service::fault_points::fires(&*self.faults, point)
     }
 
     pub(crate) fn download_path(&self, job: &Job) -> Option<String> {
@@ -233,7 +244,11 @@ impl ExportService {
         if job.downloads >= self.config.max_downloads {
             return Err(ApiError::gone("this download link has been used up"));
         }
-        // Erasure: every recording in the archive must still exist now.
+        // Erasure: every recording in the archive must still exist now. If
+        // the store cannot say, refuse rather than risk it.
+        if self.fires("export.download.store_unreachable") {
+            return Err(ApiError::unavailable("injected: the store could not confirm the archive's recordings"));
+        }
         let live = self.store.live(job.subject, &job.recording_ids).await?;
         if live.len() != job.recording_ids.len() {
             self.revoke_and_rebuild(job.id)?;
@@ -299,6 +314,9 @@ impl ExportService {
     /// Tell the subject their export is ready, on their own feed (best
     /// effort: the status endpoint shows the link too).
     async fn announce(&self, job: &Job) {
+        if self.fires("export.announce.dropped") {
+            return; // The subject still sees the link in the export's status.
+        }
         if let Some(path) = self.download_path(job) {
             let _ = self.store.notify(job.subject, "export-ready", &format!("Your data is ready: {path}")).await;
         }

@@ -37,6 +37,7 @@ pub struct Worker {
     export: HttpClient,
     store: StoreClient,
     clock: Arc<dyn Clock>,
+    faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
 }
 
 /// What one attempt at a job produced.
@@ -49,7 +50,17 @@ pub enum Outcome {
 
 impl Worker {
     pub fn new(config: WorkerConfig, export: HttpClient, store: StoreClient, clock: Arc<dyn Clock>) -> Self {
-        Self { config, export, store, clock }
+        Self { config, export, store, clock, faults: crosstalk_service::fault_points::none() }
+    }
+
+    /// Inject fault points (simulation and fuzzing builds).
+    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    fn fires(&self, point: &'static str) -> bool {
+        crosstalk_service::fault_points::fires(&*self.faults, point)
     }
 
     async fn call<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<HttpResponse, String> {
@@ -87,6 +98,9 @@ impl Worker {
         let mut staged: Vec<ArchiveItem> = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
+            if self.fires("worker.collect.page_fails") {
+                return Err("injected: a page read from the store failed".into());
+            }
             let page = self
                 .store
                 .page(job.subject, cursor.as_deref(), self.config.page_items)
@@ -129,6 +143,12 @@ impl Worker {
                 return Outcome::Failed(reason);
             }
         };
+        if self.fires("worker.publish.stalls") {
+            // A long pause (a GC, a swapped-out VM) right before publishing:
+            // the lease lapses and the publication must be refused.
+            let stall_ms = job.lease_expires_at_ms.saturating_sub(self.clock.now_ms()).saturating_add(1_000);
+            tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+        }
         let request = CompleteJobRequest {
             fence: job.fence,
             snapshot_at_ms,

@@ -14,6 +14,7 @@
 
 mod client;
 mod error;
+pub mod fault_points;
 pub mod real;
 mod server;
 mod spawn;

@@ -136,6 +136,7 @@ pub struct Store {
     cursor_key: Vec<u8>,
     pub(crate) config: StoreConfig,
     health: Arc<crate::health::Health>,
+    pub(crate) faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
 }
 
 pub(crate) fn internal(e: impl Display) -> ApiError {
@@ -209,7 +210,14 @@ impl Store {
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
-        Ok(Self { db, clock, entropy, cursor_key, config, health })
+        Ok(Self { db, clock, entropy, cursor_key, config, health, faults: crosstalk_service::fault_points::none() })
+    }
+
+    /// Inject fault points (simulation and fuzzing builds; see
+    /// `crosstalk_service::fault_points`).
+    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Whether the disk failed under this process (see `health.rs`).

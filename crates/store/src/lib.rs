@@ -336,6 +336,11 @@ async fn ingest(
         intent: body.intent,
     };
     let (recording_id, duplicate) = store.ingest(&device, upload)?;
+    if crosstalk_service::fault_points::fires(&*store.faults, "store.ingest.reply_lost") {
+        // Committed, but the device never hears so: it must retry with the
+        // same upload key and get the same recording back.
+        return Err(ApiError::unavailable("injected: the reply to a committed upload was lost"));
+    }
     let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(IngestResponse { recording_id, duplicate })).into_response())
 }

@@ -86,6 +86,8 @@ pub struct Controls {
     pub worker_crashes: u64,
     /// Partitions and latency spikes injected.
     pub net_faults: u64,
+    /// Fault points inside the services that fired.
+    pub sut_faults_fired: u64,
     pub audits_completed: u64,
     /// Acknowledged, undeleted recordings found again by the final audit.
     pub recordings_verified_durable: u64,
@@ -142,6 +144,7 @@ impl Controls {
         self.export_crashes += other.export_crashes;
         self.worker_crashes += other.worker_crashes;
         self.net_faults += other.net_faults;
+        self.sut_faults_fired += other.sut_faults_fired;
         self.audits_completed += other.audits_completed;
         self.recordings_verified_durable += other.recordings_verified_durable;
         self.deletions_verified += other.deletions_verified;
