@@ -36,8 +36,10 @@ pub(crate) const HELD_ORDERS: TableDefinition<u64, ()> = TableDefinition::new("h
 
 const NEXT_ORDER: &str = "next_order_id";
 
-/// How long a spoken purchase is held before it is placed.
-pub const HOLD_MS: u64 = 10_000;
+/// How long a spoken purchase is held before it is placed ("your order will
+/// go through in two minutes; say cancel to stop it"). Long enough for the
+/// other homes' captures of a broadcast to arrive through outages.
+pub const HOLD_MS: u64 = 120_000;
 /// Captures this close in capture time with one fingerprint are one event.
 pub const MEDIA_WINDOW_MS: u64 = 60_000;
 /// Distinct accounts that make identical audio a media event.

@@ -539,6 +539,12 @@ impl Person {
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/reset", self.devices[chosen].id);
         let response = self.call(false, Method::POST, &path, Some(&session), None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            // Not ours any more: a sale whose answer was lost went through.
+            let lost = self.devices.remove(chosen);
+            self.trace(format!("dev-{} turned out to be sold already", lost.id));
+            return Ok(());
+        }
         if response.status() != StatusCode::OK {
             return Err(CallError::Unexpected(format!("reset answered {}", response.status())));
         }

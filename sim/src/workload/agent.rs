@@ -95,7 +95,7 @@ impl Agent {
                             oracle.controls.agent_actions += 1;
                             if r.status() == StatusCode::FORBIDDEN {
                                 oracle.controls.manual_verifications_refused += 1;
-                            } else {
+                            } else if r.status().is_success() {
                                 let detail = format!("the console accepted manual identity proof for ticket {} ({})", ticket.ticket_id, r.status());
                                 oracle.violate(crate::check::Invariant::AgentContainment, sim_now_ms(), None, None, detail);
                             }
