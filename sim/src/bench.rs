@@ -42,7 +42,10 @@ pub fn baseline_round_trips(round_trips: u64) -> u64 {
     let counter = done.clone();
     sim.client("bench-client", async move {
         let client = HttpClient::new(
-            Arc::new(SimConnector { host: BASELINE_HOST, port: BASELINE_PORT }),
+            Arc::new(SimConnector {
+                host: BASELINE_HOST,
+                port: BASELINE_PORT,
+            }),
             Duration::from_secs(10),
             1,
         )

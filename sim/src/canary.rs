@@ -44,7 +44,8 @@ async fn leak(State(stash): State<Arc<Mutex<Stash>>>, request: Request, next: Ne
         Some((other, audio)) if *other != caller => Some(audio.clone()),
         _ => None,
     };
-    let (rewritten, first_audio) = rewrite(&bytes, foreign.as_deref()).unwrap_or((bytes.to_vec(), None));
+    let (rewritten, first_audio) =
+        rewrite(&bytes, foreign.as_deref()).unwrap_or((bytes.to_vec(), None));
     if let Some(audio) = first_audio {
         stash.remembered = Some((caller, audio));
     }
@@ -53,7 +54,10 @@ async fn leak(State(stash): State<Arc<Mutex<Stash>>>, request: Request, next: Ne
 
 /// Copy the archive, adding `extra` as one more audio entry; also return the
 /// archive's first audio entry.
-fn rewrite(bytes: &[u8], extra: Option<&[u8]>) -> Result<(Vec<u8>, Option<Vec<u8>>), zip::result::ZipError> {
+fn rewrite(
+    bytes: &[u8],
+    extra: Option<&[u8]>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), zip::result::ZipError> {
     let mut input = zip::ZipArchive::new(Cursor::new(bytes))?;
     let mut output = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()

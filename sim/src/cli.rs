@@ -21,7 +21,11 @@ pub const EXIT_NONDETERMINISM: i32 = 3;
 pub const FAILURES_DIR: &str = "target/crosstalk/failures";
 
 #[derive(Parser, Debug)]
-#[command(name = "crosstalk", version, about = "Deterministic simulation of voice-recording services: no user ever gets another user's recordings.")]
+#[command(
+    name = "crosstalk",
+    version,
+    about = "Deterministic simulation of voice-recording services: no user ever gets another user's recordings."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,7 +81,12 @@ enum Command {
     },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
-        #[arg(long, required_unless_present = "plan", conflicts_with = "plan", requires = "seed")]
+        #[arg(
+            long,
+            required_unless_present = "plan",
+            conflicts_with = "plan",
+            requires = "seed"
+        )]
         scenario: Option<PathBuf>,
         #[arg(long)]
         seed: Option<u64>,
@@ -116,7 +125,11 @@ pub fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
 /// The seed banner: the seed and everything it derived.
 pub fn banner(plan: &Plan) -> String {
     let devices: u64 = plan.accounts.iter().map(|a| a.devices as u64).sum();
-    let actions: Vec<String> = plan.action_counts().iter().map(|(name, n)| format!("{name} {n}")).collect();
+    let actions: Vec<String> = plan
+        .action_counts()
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
     format!(
         "seed {} [{}]: {} accounts, {} devices, {} client hosts; actions: {}; tick {} ms, latency {}..{} ms, active {} s, drain {} s{}",
         plan.seed,
@@ -130,13 +143,28 @@ pub fn banner(plan: &Plan) -> String {
         plan.latency_ms_max,
         plan.active_ms / 1000,
         plan.drain_ms / 1000,
-        if plan.canary_leak_into_archives { "; CANARY: archives leak on purpose" } else { "" },
-    ) + &if plan.swarm_off.is_empty() { String::new() } else { format!("; swarm off: {}", plan.swarm_off.join(", ")) }
-        + &{
-            let mut crashes: Vec<String> = plan.crashes.iter().map(|c| format!("{}@{}s", c.host, c.at_ms / 1000)).collect();
-            crashes.dedup();
-            if crashes.is_empty() { String::new() } else { format!("; crashes: {}", crashes.join(" ")) }
+        if plan.canary_leak_into_archives {
+            "; CANARY: archives leak on purpose"
+        } else {
+            ""
+        },
+    ) + &if plan.swarm_off.is_empty() {
+        String::new()
+    } else {
+        format!("; swarm off: {}", plan.swarm_off.join(", "))
+    } + &{
+        let mut crashes: Vec<String> = plan
+            .crashes
+            .iter()
+            .map(|c| format!("{}@{}s", c.host, c.at_ms / 1000))
+            .collect();
+        crashes.dedup();
+        if crashes.is_empty() {
+            String::new()
+        } else {
+            format!("; crashes: {}", crashes.join(" "))
         }
+    }
 }
 
 fn save_plan(plan: &Plan) -> Result<PathBuf, String> {
@@ -171,13 +199,20 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
     for e in &outcome.infra_errors {
         println!("  infrastructure error: {e}");
     }
-    println!("  trace hash {} ({} events); last events:", outcome.trace_hash, outcome.trace_events);
+    println!(
+        "  trace hash {} ({} events); last events:",
+        outcome.trace_hash, outcome.trace_events
+    );
     for line in outcome.trace_lines.iter().rev().take(8).rev() {
         println!("    {line}");
     }
     println!("  replay: {replay}");
     match save_plan(plan) {
-        Ok(path) => println!("  plan saved: {} (replay: cargo sim replay --plan {})", path.display(), path.display()),
+        Ok(path) => println!(
+            "  plan saved: {} (replay: cargo sim replay --plan {})",
+            path.display(),
+            path.display()
+        ),
         Err(e) => println!("  could not save the plan: {e}"),
     }
 }
@@ -228,8 +263,16 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         totals.seeds,
         totals.passed,
         totals.failed,
-        if totals.nondeterministic > 0 { format!(", NONDETERMINISTIC {}", totals.nondeterministic) } else { String::new() },
-        if totals.infra > 0 { format!(", infrastructure errors {}", totals.infra) } else { String::new() },
+        if totals.nondeterministic > 0 {
+            format!(", NONDETERMINISTIC {}", totals.nondeterministic)
+        } else {
+            String::new()
+        },
+        if totals.infra > 0 {
+            format!(", infrastructure errors {}", totals.infra)
+        } else {
+            String::new()
+        },
     );
     println!(
         "positive controls: exports completed {} of {} requested; recordings delivered and judged {} (history {}, playback {}, in archives {}); uploads acknowledged {}; racy recordings allowed {}",
@@ -272,10 +315,13 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.inbox_items_checked,
     );
     println!(
-        "broadcasts: captures {}, their orders suppressed {}; genuine spoken orders placed {}; accounts closed {}, emails signed up again {}",
+        "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}",
         c.broadcast_captures,
         c.broadcast_orders_suppressed,
+        c.broadcast_messages_suppressed,
         c.genuine_orders_placed,
+        c.spoken_messages_delivered,
+        c.housemate_captures,
         c.accounts_closed,
         c.accounts_recycled,
     );
@@ -295,9 +341,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
     );
     println!(
         "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}",
-        c.agent_actions,
-        c.agent_errors_injected,
-        c.manual_verifications_refused,
+        c.agent_actions, c.agent_errors_injected, c.manual_verifications_refused,
     );
     println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
@@ -323,7 +367,9 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         if any(|s| s.actions.exports.1 > 0) && c.exports_completed == 0 {
             missing.push("exports completed");
         }
-        if any(|s| s.actions.foreign_link_uses.1 > 0 && s.actions.exports.1 > 0) && c.foreign_link_refused == 0 {
+        if any(|s| s.actions.foreign_link_uses.1 > 0 && s.actions.exports.1 > 0)
+            && c.foreign_link_refused == 0
+        {
             missing.push("foreign links refused");
         }
         if any(|s| s.actions.guessed_audio_fetches.1 > 0) && c.guessed_audio_refused == 0 {
@@ -332,25 +378,48 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         if any(|s| s.faults.store_crashes.1 > 0) && c.store_crashes == 0 {
             missing.push("store crashes");
         }
-        if any(|s| s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0) && c.deletions_verified == 0 {
+        if any(|s| s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0)
+            && c.deletions_verified == 0
+        {
             missing.push("deletions verified");
         }
         if c.audits_completed == 0 || c.recordings_verified_durable == 0 {
             missing.push("final audits");
         }
-        if any(|s| s.actions.device_transfers.1 > 0) && (c.devices_transferred == 0 || c.pre_transfer_uploads == 0) {
+        if any(|s| s.actions.device_transfers.1 > 0)
+            && (c.devices_transferred == 0 || c.pre_transfer_uploads == 0)
+        {
             missing.push("device transfers with captures uploaded after the sale");
         }
-        if any(|s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0) && (c.messages_delivered == 0 || c.inbox_items_checked == 0) {
+        if any(|s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0)
+            && (c.messages_delivered == 0 || c.inbox_items_checked == 0)
+        {
             missing.push("messages delivered and read");
         }
         if any(|s| s.broadcasts.count.1 > 0) && c.broadcast_orders_suppressed == 0 {
             missing.push("broadcast orders suppressed");
         }
+        if any(|s| s.broadcasts.count.1 > 0 && s.broadcasts.message_per_mille > 0)
+            && c.broadcast_messages_suppressed == 0
+        {
+            missing.push("broadcast messages suppressed");
+        }
+        if any(|s| s.actions.spoken_message_per_mille > 0 && s.actions.contacts.1 > 0)
+            && c.spoken_messages_delivered == 0
+        {
+            missing.push("spoken messages delivered");
+        }
+        if any(|s| s.world.household_size.1 > 1 && s.actions.housemate_speech_per_mille > 0)
+            && c.housemate_captures == 0
+        {
+            missing.push("housemates' voices captured");
+        }
         if any(|s| s.actions.purchase_per_mille > 0) && c.genuine_orders_placed == 0 {
             missing.push("genuine orders placed");
         }
-        if any(|s| s.actions.close_account_per_mille > 0) && (c.accounts_closed == 0 || c.accounts_recycled == 0) {
+        if any(|s| s.actions.close_account_per_mille > 0)
+            && (c.accounts_closed == 0 || c.accounts_recycled == 0)
+        {
             missing.push("accounts closed and recycled");
         }
         if any(|s| s.actions.ticket_exports.1 > 0) && c.tickets_verified == 0 {
@@ -359,13 +428,19 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         if any(|s| s.actions.impersonations.1 > 0) && c.impersonation_codes_refused == 0 {
             missing.push("impersonations refused");
         }
-        if any(|s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0) && c.archives_revoked == 0 {
+        if any(|s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0)
+            && c.archives_revoked == 0
+        {
             missing.push("archives revoked after a deletion");
         }
-        if any(|s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0) && c.download_limit_refusals == 0 {
+        if any(|s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0)
+            && c.download_limit_refusals == 0
+        {
             missing.push("downloads refused past the limit");
         }
-        if any(|s| s.agent.enabled && s.actions.ticket_exports.1 > 0) && (c.agent_errors_injected == 0 || c.notified_links_followed == 0) {
+        if any(|s| s.agent.enabled && s.actions.ticket_exports.1 > 0)
+            && (c.agent_errors_injected == 0 || c.notified_links_followed == 0)
+        {
             missing.push("agent mistakes injected and notified links followed");
         }
         if any(|s| s.faults.worker_crashes.1 > 0) && c.worker_crashes == 0 {
@@ -374,7 +449,8 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
         if any(|s| s.faults.sut_fault_points_per_mille.1 > 0) && c.sut_faults_fired == 0 {
             missing.push("fault points fired");
         }
-        if any(|s| s.faults.partitions.1 > 0 || s.faults.latency_spikes.1 > 0) && c.net_faults == 0 {
+        if any(|s| s.faults.partitions.1 > 0 || s.faults.latency_spikes.1 > 0) && c.net_faults == 0
+        {
             missing.push("network faults");
         }
         if any(|s| s.faults.export_crashes.1 > 0) && c.export_crashes == 0 {
@@ -406,8 +482,10 @@ fn run_parallel(
     let total = work.len();
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = &work;
@@ -419,10 +497,17 @@ fn run_parallel(
             scope.spawn(move || {
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((file, plan)) = work.get(index) else { break };
+                    let Some((file, plan)) = work.get(index) else {
+                        break;
+                    };
                     let outcome = run_plan(plan);
                     let again = check_determinism.then(|| run_plan(plan));
-                    let result = SeedResult { file: *file, plan: plan.clone(), outcome, again };
+                    let result = SeedResult {
+                        file: *file,
+                        plan: plan.clone(),
+                        outcome,
+                        again,
+                    };
                     if sender.send((index, result)).is_err() {
                         break;
                     }
@@ -472,10 +557,18 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
     println!(
         "crosstalk run: {} scenario(s) [{}], seeds {}..{}, determinism check {}, {jobs} job(s)",
         files.len(),
-        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         seeds.start,
         seeds.end,
-        if check_determinism { "on (every seed runs twice)" } else { "off" },
+        if check_determinism {
+            "on (every seed runs twice)"
+        } else {
+            "off"
+        },
     );
     let mut totals = Totals::default();
     let started = wall_clock();
@@ -485,77 +578,107 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             work.push((index, Plan::generate(scenario, seed)));
         }
     }
-    run_parallel(work, jobs, check_determinism, |SeedResult { file, plan, outcome, again }| {
-        let seed = plan.seed;
-        if !quiet {
-            println!("{}", banner(&plan));
-        }
-        totals.record(&outcome);
-        totals.evidence(&outcome);
-        let replay = format!("cargo sim replay --scenario {} --seed {seed}", files[file].display());
-        let mut nondeterministic = false;
-        if let Some(again) = again {
-            totals.record(&again);
-            if again.trace_hash != outcome.trace_hash {
-                nondeterministic = true;
-                println!(
-                    "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
-                    plan.scenario, outcome.trace_hash, outcome.trace_events, again.trace_hash, again.trace_events
-                );
-                if let Some((index, first, second)) = crate::trace::first_divergence(&outcome.trace_lines, &again.trace_lines)
-                {
-                    println!("  first divergence at event {index}:");
-                    println!("    first run:  {first}");
-                    println!("    second run: {second}");
-                    if index > 0 {
-                        println!("    after:      {}", outcome.trace_lines[index - 1]);
+    run_parallel(
+        work,
+        jobs,
+        check_determinism,
+        |SeedResult {
+             file,
+             plan,
+             outcome,
+             again,
+         }| {
+            let seed = plan.seed;
+            if !quiet {
+                println!("{}", banner(&plan));
+            }
+            totals.record(&outcome);
+            totals.evidence(&outcome);
+            let replay = format!(
+                "cargo sim replay --scenario {} --seed {seed}",
+                files[file].display()
+            );
+            let mut nondeterministic = false;
+            if let Some(again) = again {
+                totals.record(&again);
+                if again.trace_hash != outcome.trace_hash {
+                    nondeterministic = true;
+                    println!(
+                        "NONDETERMINISM seed {seed} [{}]: trace {} ({} events) then {} ({} events); replay: {replay}",
+                        plan.scenario,
+                        outcome.trace_hash,
+                        outcome.trace_events,
+                        again.trace_hash,
+                        again.trace_events
+                    );
+                    if let Some((index, first, second)) =
+                        crate::trace::first_divergence(&outcome.trace_lines, &again.trace_lines)
+                    {
+                        println!("  first divergence at event {index}:");
+                        println!("    first run:  {first}");
+                        println!("    second run: {second}");
+                        if index > 0 {
+                            println!("    after:      {}", outcome.trace_lines[index - 1]);
+                        }
                     }
                 }
             }
-        }
-        if nondeterministic {
-            totals.nondeterministic += 1;
-        }
-        if outcome.passed() {
-            if !nondeterministic {
-                totals.passed += 1;
+            if nondeterministic {
+                totals.nondeterministic += 1;
             }
-            if !quiet {
-                println!(
-                    "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
-                    &outcome.trace_hash[..16],
-                    outcome.trace_events,
-                    outcome.simulated_ms as f64 / 1000.0,
-                    outcome.sut_requests
-                );
+            if outcome.passed() {
+                if !nondeterministic {
+                    totals.passed += 1;
+                }
+                if !quiet {
+                    println!(
+                        "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
+                        &outcome.trace_hash[..16],
+                        outcome.trace_events,
+                        outcome.simulated_ms as f64 / 1000.0,
+                        outcome.sut_requests
+                    );
+                }
+            } else {
+                totals.failed += 1;
+                if !outcome.infra_errors.is_empty() && outcome.violations.is_empty() {
+                    totals.infra += 1;
+                }
+                if quiet {
+                    println!("{}", banner(&plan));
+                }
+                report_failure(&outcome, &plan, &replay);
             }
-        } else {
-            totals.failed += 1;
-            if !outcome.infra_errors.is_empty() && outcome.violations.is_empty() {
-                totals.infra += 1;
-            }
-            if quiet {
-                println!("{}", banner(&plan));
-            }
-            report_failure(&outcome, &plan, &replay);
-        }
-    });
+        },
+    );
     print_summary(&totals, started.elapsed().as_secs_f64());
     let vacuous = vacuous_controls(&totals, &scenarios);
     if totals.nondeterministic > 0 {
-        println!("result: NONDETERMINISM in {} seed(s)", totals.nondeterministic);
+        println!(
+            "result: NONDETERMINISM in {} seed(s)",
+            totals.nondeterministic
+        );
         return EXIT_NONDETERMINISM;
     }
     if totals.failed > totals.infra {
-        println!("result: FAIL, invariant violated in {} seed(s)", totals.failed - totals.infra);
+        println!(
+            "result: FAIL, invariant violated in {} seed(s)",
+            totals.failed - totals.infra
+        );
         return EXIT_VIOLATION;
     }
     if totals.infra > 0 {
-        println!("result: ERROR, {} seed(s) could not run as planned", totals.infra);
+        println!(
+            "result: ERROR, {} seed(s) could not run as planned",
+            totals.infra
+        );
         return EXIT_USAGE;
     }
     if !vacuous.is_empty() {
-        println!("result: FAIL, vacuous run: no positive control for {}", vacuous.join(", "));
+        println!(
+            "result: FAIL, vacuous run: no positive control for {}",
+            vacuous.join(", ")
+        );
         return EXIT_VIOLATION;
     }
     println!("result: PASS");
@@ -586,7 +709,13 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
             }
         }
         (Some(file), Some(seed), None) => match Scenario::load(&file) {
-            Ok(s) => (Plan::generate(&s, seed), format!("cargo sim replay --scenario {} --seed {seed}", file.display())),
+            Ok(s) => (
+                Plan::generate(&s, seed),
+                format!(
+                    "cargo sim replay --scenario {} --seed {seed}",
+                    file.display()
+                ),
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
@@ -604,7 +733,10 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
     let mut totals = Totals::default();
     totals.record(&outcome);
     totals.evidence(&outcome);
-    println!("trace hash {} ({} events)", outcome.trace_hash, outcome.trace_events);
+    println!(
+        "trace hash {} ({} events)",
+        outcome.trace_hash, outcome.trace_events
+    );
     if outcome.passed() {
         totals.passed = 1;
         print_summary(&totals, started.elapsed().as_secs_f64());
@@ -632,7 +764,10 @@ fn bench_command(path: &Path, seeds: &str, round_trips: u64) -> i32 {
             return EXIT_USAGE;
         }
     };
-    println!("crosstalk bench: {} seeds {}..{} on one thread, then {round_trips} baseline round trips", scenario.name, seeds.start, seeds.end);
+    println!(
+        "crosstalk bench: {} seeds {}..{} on one thread, then {round_trips} baseline round trips",
+        scenario.name, seeds.start, seeds.end
+    );
     let started = wall_clock();
     let (mut runs, mut simulated_ms, mut requests, mut failed) = (0u64, 0u64, 0u64, 0u64);
     for seed in seeds {
@@ -648,9 +783,20 @@ fn bench_command(path: &Path, seeds: &str, round_trips: u64) -> i32 {
     let baseline_s = started.elapsed().as_secs_f64().max(1e-9);
     let world_rps = requests as f64 / world_s;
     let baseline_rps = completed as f64 / baseline_s;
-    println!("world:    {runs} seeds in {world_s:.2} s = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {requests} SUT HTTP requests = {world_rps:.0} requests/s", runs as f64 / world_s, simulated_ms as f64 / 1000.0, simulated_ms as f64 / 1000.0 / world_s);
-    println!("baseline: {completed} turmoil HTTP keep-alive round trips (zero latency, 1 ms tick) in {baseline_s:.2} s = {baseline_rps:.0} round trips/s");
-    println!("ratio:    the full world serves {:.3} of raw turmoil HTTP throughput ({:.1}x slower per request)", world_rps / baseline_rps.max(1e-9), baseline_rps / world_rps.max(1e-9));
+    println!(
+        "world:    {runs} seeds in {world_s:.2} s = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {requests} SUT HTTP requests = {world_rps:.0} requests/s",
+        runs as f64 / world_s,
+        simulated_ms as f64 / 1000.0,
+        simulated_ms as f64 / 1000.0 / world_s
+    );
+    println!(
+        "baseline: {completed} turmoil HTTP keep-alive round trips (zero latency, 1 ms tick) in {baseline_s:.2} s = {baseline_rps:.0} round trips/s"
+    );
+    println!(
+        "ratio:    the full world serves {:.3} of raw turmoil HTTP throughput ({:.1}x slower per request)",
+        world_rps / baseline_rps.max(1e-9),
+        baseline_rps / world_rps.max(1e-9)
+    );
     if failed > 0 || completed < round_trips {
         println!("result: ERROR ({failed} seeds failed, {completed} of {round_trips} round trips)");
         return EXIT_USAGE;
@@ -674,10 +820,16 @@ fn regressions_command(dir: &Path) -> i32 {
         eprintln!("error: {} holds no regression (*.json)", dir.display());
         return EXIT_USAGE;
     }
-    println!("crosstalk regressions: {} saved failure(s) in {}", files.len(), dir.display());
+    println!(
+        "crosstalk regressions: {} saved failure(s) in {}",
+        files.len(),
+        dir.display()
+    );
     let (mut failed, mut nondeterministic) = (0, 0);
     for file in &files {
-        let loaded = std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|t| crate::plan::load_plan_file(&t));
+        let loaded = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::plan::load_plan_file(&t));
         let (plan, postmortem) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -696,9 +848,17 @@ fn regressions_command(dir: &Path) -> i32 {
         } else {
             "ok"
         };
-        println!("{verdict:>16}  {}  ({})", file.display(), postmortem.unwrap_or_default());
+        println!(
+            "{verdict:>16}  {}  ({})",
+            file.display(),
+            postmortem.unwrap_or_default()
+        );
         if verdict == "FAIL" {
-            report_failure(&first, &plan, &format!("cargo sim replay --plan {}", file.display()));
+            report_failure(
+                &first,
+                &plan,
+                &format!("cargo sim replay --plan {}", file.display()),
+            );
         }
     }
     if nondeterministic > 0 {
@@ -716,24 +876,54 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_PASS };
+            let code = if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_PASS
+            };
             let _ = e.print();
             return code;
         }
     };
     match cli.command {
-        Command::Run { path, seeds, check_determinism, quiet, jobs } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+        Command::Run {
+            path,
+            seeds,
+            check_determinism,
+            quiet,
+            jobs,
+        } => {
+            let jobs = jobs
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                })
+                .max(1);
             run_command(&path, &seeds, check_determinism, quiet, jobs)
         }
-        Command::Replay { scenario, seed, plan } => replay_command(scenario, seed, plan),
+        Command::Replay {
+            scenario,
+            seed,
+            plan,
+        } => replay_command(scenario, seed, plan),
         Command::Regressions { dir } => regressions_command(&dir),
-        Command::Bench { scenario, seeds, round_trips } => bench_command(&scenario, &seeds, round_trips),
-        Command::Plan { scenario, seed, postmortem } => match Scenario::load(&scenario) {
+        Command::Bench {
+            scenario,
+            seeds,
+            round_trips,
+        } => bench_command(&scenario, &seeds, round_trips),
+        Command::Plan {
+            scenario,
+            seed,
+            postmortem,
+        } => match Scenario::load(&scenario) {
             Ok(s) => {
                 let plan = Plan::generate(&s, seed);
                 let json = match postmortem {
-                    Some(postmortem) => serde_json::to_string_pretty(&crate::plan::Regression { postmortem, plan }),
+                    Some(postmortem) => {
+                        serde_json::to_string_pretty(&crate::plan::Regression { postmortem, plan })
+                    }
                     None => serde_json::to_string_pretty(&plan),
                 };
                 match json {

@@ -22,7 +22,9 @@ pub const EXPORT_PORT: u16 = 7401;
 
 /// Simulated milliseconds since the start of the run.
 pub fn sim_now_ms() -> u64 {
-    turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0)
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The simulation's clock as the services see it: epoch plus simulated time.
@@ -40,7 +42,9 @@ pub struct SimListener(pub turmoil::net::TcpListener);
 
 impl SimListener {
     pub async fn bind(port: u16) -> io::Result<Self> {
-        Ok(Self(turmoil::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await?))
+        Ok(Self(
+            turmoil::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await?,
+        ))
     }
 }
 

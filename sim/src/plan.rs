@@ -123,10 +123,34 @@ pub struct TimedAction {
 pub enum Action {
     /// A device of this account captures an utterance and uploads it. With
     /// `purchase`, the person asks the device to buy `ITEMS[purchase]`.
-    Speak { device: u32, nonce: u64, content: u64, phrase: u32, purchase: Option<u32> },
+    /// With `message`, the person says "send this to <contact>" (`message`
+    /// picks one of their contacts). With `speaker`, it is housemate
+    /// `speaker` who talks near this account's device: the capture is still
+    /// this account's.
+    Speak {
+        device: u32,
+        nonce: u64,
+        content: u64,
+        phrase: u32,
+        purchase: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        speaker: Option<u32>,
+    },
     /// A device of this account hears broadcast `broadcast` (the same
-    /// content in every home) and uploads its own capture of it.
-    HearBroadcast { broadcast: u32, device: u32, nonce: u64, content: u64, item: u32 },
+    /// content in every home) and uploads its own capture of it. The
+    /// broadcast says "order me ITEMS[item]", or, with `message_to`, "send a
+    /// message to <display_name(message_to)>".
+    HearBroadcast {
+        broadcast: u32,
+        device: u32,
+        nonce: u64,
+        content: u64,
+        item: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_to: Option<u32>,
+    },
     /// List the whole history, page by page.
     ListHistory,
     /// Play back one of one's own recordings (`pick` chooses which).
@@ -134,7 +158,10 @@ pub enum Action {
     /// Request a DSAR export, wait for it, download it (and again
     /// `redownloads` times). With `delete_first`, delete one of one's
     /// recordings after the export is ready and before downloading it.
-    RequestExport { delete_first: bool, redownloads: u32 },
+    RequestExport {
+        delete_first: bool,
+        redownloads: u32,
+    },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
     TicketExport,
@@ -211,15 +238,25 @@ pub fn load_plan_file(text: &str) -> Result<(Plan, Option<String>), String> {
     if let Ok(regression) = serde_json::from_str::<Regression>(text) {
         return Ok((regression.plan, Some(regression.postmortem)));
     }
-    serde_json::from_str::<Plan>(text).map(|plan| (plan, None)).map_err(|e| e.to_string())
+    serde_json::from_str::<Plan>(text)
+        .map(|plan| (plan, None))
+        .map_err(|e| e.to_string())
 }
 
 /// Things people (and television presenters) ask their speakers to buy.
-pub const ITEMS: &[&str] = &["dollhouse", "cookies", "batteries", "dog food", "headphones"];
+pub const ITEMS: &[&str] = &[
+    "dollhouse",
+    "cookies",
+    "batteries",
+    "dog food",
+    "headphones",
+];
 
 /// People's names, with sound-alikes on purpose: a contact resolver that
 /// matches loosely will confuse them.
-pub const NAMES: &[&str] = &["Ann", "Anne", "Dan", "Don", "Jon", "John", "Mia", "Maya", "Lee", "Leigh", "Kai", "Kay"];
+pub const NAMES: &[&str] = &[
+    "Ann", "Anne", "Dan", "Don", "Jon", "John", "Mia", "Maya", "Lee", "Leigh", "Kai", "Kay",
+];
 
 /// The display name person `index` goes by in other people's contacts.
 pub fn display_name(index: usize) -> String {
@@ -288,8 +325,13 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
     }
     for (name, rate) in [
         ("purchases", &mut a.purchase_per_mille),
+        ("spoken_messages", &mut a.spoken_message_per_mille),
+        ("housemate_speech", &mut a.housemate_speech_per_mille),
         ("account_closing", &mut a.close_account_per_mille),
-        ("deletions_before_download", &mut a.delete_before_download_per_mille),
+        (
+            "deletions_before_download",
+            &mut a.delete_before_download_per_mille,
+        ),
     ] {
         if toggle(name, *rate > 0, rng) {
             *rate = 0;
@@ -312,6 +354,9 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
     }
     if toggle("broadcasts", s.broadcasts.count.1 > 0, rng) {
         s.broadcasts.count = zero;
+    }
+    if toggle("households", s.world.household_size.1 > 1, rng) {
+        s.world.household_size = Range(1, 1);
     }
     if toggle("support_agent", s.agent.enabled, rng) {
         s.agent.enabled = false;
@@ -340,7 +385,11 @@ impl Plan {
             let device_clock_skew_ms: Vec<i64> = (0..devices)
                 .map(|_| {
                     let magnitude = draw(&mut rng, scenario.faults.device_clock_skew_ms) as i64;
-                    if rng.random_bool(0.5) { magnitude } else { -magnitude }
+                    if rng.random_bool(0.5) {
+                        magnitude
+                    } else {
+                        -magnitude
+                    }
                 })
                 .collect();
             let mut actions = Vec::new();
@@ -364,7 +413,26 @@ impl Plan {
                 } else {
                     None
                 };
-                push(&mut rng, Action::Speak { device, nonce, content, phrase, purchase });
+                let message = if purchase.is_none()
+                    && a.spoken_message_per_mille > 0
+                    && rng.random_ratio(a.spoken_message_per_mille.min(1000) as u32, 1000)
+                {
+                    Some(rng.random())
+                } else {
+                    None
+                };
+                push(
+                    &mut rng,
+                    Action::Speak {
+                        device,
+                        nonce,
+                        content,
+                        phrase,
+                        purchase,
+                        message,
+                        speaker: None,
+                    },
+                );
             }
             for _ in 0..draw(&mut rng, a.history_lists) {
                 push(&mut rng, Action::ListHistory);
@@ -374,9 +442,16 @@ impl Plan {
                 push(&mut rng, Action::FetchOwnAudio { pick });
             }
             for _ in 0..draw(&mut rng, a.exports) {
-                let delete_first = rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
+                let delete_first =
+                    rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
                 let redownloads = draw(&mut rng, a.redownloads) as u32;
-                push(&mut rng, Action::RequestExport { delete_first, redownloads });
+                push(
+                    &mut rng,
+                    Action::RequestExport {
+                        delete_first,
+                        redownloads,
+                    },
+                );
             }
             for _ in 0..draw(&mut rng, a.ticket_exports) {
                 push(&mut rng, Action::TicketExport);
@@ -429,11 +504,18 @@ impl Plan {
             }
             if rng.random_ratio(a.close_account_per_mille.min(1000) as u32, 1000) {
                 // Close somewhere in the run; maybe come back later.
-                let close_at = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
-                actions.push(TimedAction { at_ms: close_at, action: Action::CloseAccount });
+                let close_at =
+                    rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
+                actions.push(TimedAction {
+                    at_ms: close_at,
+                    action: Action::CloseAccount,
+                });
                 if rng.random_bool(0.5) && close_at + 1 < active_ms {
                     let again_at = rng.random_range(close_at + 1..active_ms);
-                    actions.push(TimedAction { at_ms: again_at, action: Action::SignUpAgain });
+                    actions.push(TimedAction {
+                        at_ms: again_at,
+                        action: Action::SignUpAgain,
+                    });
                 }
             }
             let mut contacts = Vec::new();
@@ -453,17 +535,108 @@ impl Plan {
                 actions,
             });
         }
-        // Broadcasts: one content, one moment, heard by a share of homes.
+        // Households: consecutive accounts share a home. Housemates know
+        // each other, talk near each other's devices, and one voice can reach
+        // several of the home's devices; each capture is its device owner's.
+        let mut homes: Vec<std::ops::Range<usize>> = Vec::new();
+        if world.household_size.1 > 1 {
+            let mut start = 0;
+            while start < account_count {
+                let size = (draw(&mut rng, world.household_size) as usize).max(1);
+                let end = (start + size).min(account_count);
+                homes.push(start..end);
+                start = end;
+            }
+        }
+        let a = &scenario.actions;
+        for home in homes.iter().filter(|h| h.len() > 1) {
+            for owner in home.clone() {
+                for other in home.clone().filter(|o| *o != owner) {
+                    if !accounts[owner].contacts.contains(&(other as u32)) {
+                        accounts[owner].contacts.push(other as u32);
+                    }
+                }
+                let mut overheard = Vec::new();
+                for timed in accounts[owner].actions.iter_mut() {
+                    let Action::Speak {
+                        speaker,
+                        content,
+                        purchase: None,
+                        message: None,
+                        ..
+                    } = &mut timed.action
+                    else {
+                        continue;
+                    };
+                    if a.housemate_speech_per_mille == 0
+                        || !rng.random_ratio(a.housemate_speech_per_mille.min(1000) as u32, 1000)
+                    {
+                        continue;
+                    }
+                    let housemates: Vec<usize> = home.clone().filter(|o| *o != owner).collect();
+                    let who = housemates[rng.random_range(0..housemates.len())];
+                    *speaker = Some(who as u32);
+                    if a.overheard_per_mille > 0
+                        && rng.random_ratio(a.overheard_per_mille.min(1000) as u32, 1000)
+                    {
+                        // Another device in the home (maybe the speaker's own)
+                        // hears the same words at the same moment.
+                        let hearer = housemates[rng.random_range(0..housemates.len())];
+                        overheard.push((hearer, who, timed.at_ms, *content));
+                    }
+                }
+                for (hearer, who, at_ms, content) in overheard {
+                    let nonce = loop {
+                        let candidate: u64 = rng.random();
+                        if nonces.insert(candidate) {
+                            break candidate;
+                        }
+                    };
+                    let device = rng.random_range(0..accounts[hearer].devices.max(1));
+                    let phrase = rng.random_range(0..PHRASES.len() as u32);
+                    let speaker = (who != hearer).then_some(who as u32);
+                    let action = Action::Speak {
+                        device,
+                        nonce,
+                        content,
+                        phrase,
+                        purchase: None,
+                        message: None,
+                        speaker,
+                    };
+                    accounts[hearer].actions.push(TimedAction { at_ms, action });
+                }
+            }
+        }
+        for home in &homes {
+            for member in home.clone() {
+                accounts[member].actions.sort_by_key(|a| a.at_ms);
+            }
+        }
+        // Broadcasts: one content, one moment, heard by a share of homes —
+        // and by at least three, so that it is media and not one home's voice.
         let broadcasts = draw(&mut rng, scenario.broadcasts.count);
         for broadcast in 0..broadcasts as u32 {
             let at_ms = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
             let content: u64 = rng.random();
             let item = rng.random_range(0..ITEMS.len() as u32);
+            let message_to = (scenario.broadcasts.message_per_mille > 0
+                && rng.random_ratio(scenario.broadcasts.message_per_mille.min(1000) as u32, 1000))
+            .then(|| rng.random_range(0..account_count.min(NAMES.len()) as u32));
             let share = scenario.broadcasts.heard_per_mille.min(1000) as u32;
-            for account in accounts.iter_mut() {
-                if !rng.random_ratio(share, 1000) {
-                    continue;
+            let mut hearers: Vec<usize> = (0..account_count)
+                .filter(|_| rng.random_ratio(share, 1000))
+                .collect();
+            let least = crosstalk_store::media::MEDIA_EVENT_HOUSEHOLDS.min(account_count);
+            while share > 0 && hearers.len() < least {
+                let extra = rng.random_range(0..account_count);
+                if !hearers.contains(&extra) {
+                    hearers.push(extra);
                 }
+            }
+            hearers.sort_unstable();
+            for index in hearers {
+                let account = &mut accounts[index];
                 let nonce = loop {
                     let candidate: u64 = rng.random();
                     if nonces.insert(candidate) {
@@ -473,8 +646,26 @@ impl Plan {
                 let device = rng.random_range(0..account.devices.max(1));
                 // Devices hear it within a second of each other.
                 let heard_at = at_ms + rng.random_range(0..1_000);
-                let action = Action::HearBroadcast { broadcast, device, nonce, content, item };
-                account.actions.push(TimedAction { at_ms: heard_at, action });
+                if let Some(named) = message_to
+                    && named as usize != index
+                    && !account.contacts.contains(&named)
+                    && rng.random_bool(0.5)
+                {
+                    // The name on television is a name half the homes know.
+                    account.contacts.push(named);
+                }
+                let action = Action::HearBroadcast {
+                    broadcast,
+                    device,
+                    nonce,
+                    content,
+                    item,
+                    message_to,
+                };
+                account.actions.push(TimedAction {
+                    at_ms: heard_at,
+                    action,
+                });
                 account.actions.sort_by_key(|a| a.at_ms);
             }
         }
@@ -484,26 +675,51 @@ impl Plan {
         let faults = &scenario.faults;
         let crash_window_start = first_action_ms + 1_000;
         let mut hosts: Vec<(String, Range, Range, bool)> = vec![
-            ("store".to_string(), faults.store_crashes, faults.store_downtime_ms, true),
-            ("export".to_string(), faults.export_crashes, faults.export_downtime_ms, true),
+            (
+                "store".to_string(),
+                faults.store_crashes,
+                faults.store_downtime_ms,
+                true,
+            ),
+            (
+                "export".to_string(),
+                faults.export_crashes,
+                faults.export_downtime_ms,
+                true,
+            ),
         ];
         for worker in 0..world.worker_hosts {
-            hosts.push((format!("worker-{worker}"), faults.worker_crashes, faults.worker_downtime_ms, false));
+            hosts.push((
+                format!("worker-{worker}"),
+                faults.worker_crashes,
+                faults.worker_downtime_ms,
+                false,
+            ));
         }
         let mut crashes = Vec::new();
         for (host, count, downtime, has_disk) in hosts {
             let mut times: Vec<u64> = (0..draw(&mut rng, count))
-                .map(|_| rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1)))
+                .map(|_| {
+                    rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1))
+                })
                 .collect();
             times.sort_unstable();
             let mut busy_until = 0;
             for at_ms in times {
                 let downtime_ms = draw(&mut rng, downtime);
-                let mid_write_ops =
-                    if has_disk && rng.random_bool(0.5) { Some(rng.random_range(1..=24u32)) } else { None };
+                let mid_write_ops = if has_disk && rng.random_bool(0.5) {
+                    Some(rng.random_range(1..=24u32))
+                } else {
+                    None
+                };
                 let at_ms = at_ms.max(busy_until + 1);
                 busy_until = at_ms + downtime_ms;
-                crashes.push(Crash { host: host.clone(), at_ms, downtime_ms, mid_write_ops });
+                crashes.push(Crash {
+                    host: host.clone(),
+                    at_ms,
+                    downtime_ms,
+                    mid_write_ops,
+                });
             }
         }
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
@@ -527,16 +743,28 @@ impl Plan {
             let duration_ms = draw(&mut rng, faults.net_fault_ms);
             let at_ms = rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1));
             let kind = if n < partitions {
-                if rng.random_bool(0.5) { NetFaultKind::Partition } else { NetFaultKind::OneWay }
+                if rng.random_bool(0.5) {
+                    NetFaultKind::Partition
+                } else {
+                    NetFaultKind::OneWay
+                }
             } else {
-                NetFaultKind::LatencySpike { latency_ms: draw(&mut rng, faults.latency_spike_ms) }
+                NetFaultKind::LatencySpike {
+                    latency_ms: draw(&mut rng, faults.latency_spike_ms),
+                }
             };
             let same_link = |f: &NetFault| (f.a == a && f.b == b) || (f.a == b && f.b == a);
-            let overlaps = net_faults
-                .iter()
-                .any(|f| same_link(f) && at_ms < f.at_ms + f.duration_ms && f.at_ms < at_ms + duration_ms);
+            let overlaps = net_faults.iter().any(|f| {
+                same_link(f) && at_ms < f.at_ms + f.duration_ms && f.at_ms < at_ms + duration_ms
+            });
             if !overlaps && at_ms < active_ms {
-                net_faults.push(NetFault { at_ms, duration_ms, a, b, kind });
+                net_faults.push(NetFault {
+                    at_ms,
+                    duration_ms,
+                    a,
+                    b,
+                    kind,
+                });
             }
         }
         net_faults.sort_by_key(|f| f.at_ms);

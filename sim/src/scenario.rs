@@ -70,6 +70,10 @@ pub struct WorldSpec {
     /// Simulated seconds allowed after the last action for pending exports
     /// to finish; a run still busy after this fails the liveness check.
     pub drain_seconds: u64,
+    /// People per household (consecutive accounts share a home): they speak
+    /// near each other's devices, and one voice can reach several of the
+    /// home's devices. Each capture belongs to its device's owner.
+    pub household_size: Range,
 }
 
 impl Default for WorldSpec {
@@ -81,6 +85,7 @@ impl Default for WorldSpec {
             worker_hosts: 2,
             active_seconds: 180,
             drain_seconds: 600,
+            household_size: Range(1, 1),
         }
     }
 }
@@ -96,7 +101,10 @@ pub struct NetworkSpec {
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        Self { tick_ms: 10, latency_ms: Range(1, 20) }
+        Self {
+            tick_ms: 10,
+            latency_ms: Range(1, 20),
+        }
     }
 }
 
@@ -122,6 +130,15 @@ pub struct ActionSpec {
     pub range_deletions: Range,
     /// Share of utterances, per thousand, that ask to buy something.
     pub purchase_per_mille: u64,
+    /// Share of utterances, per thousand, that say "send this to <contact>"
+    /// (held, then confirmed by the speaker in the app).
+    pub spoken_message_per_mille: u64,
+    /// Share of utterances, per thousand, spoken by a housemate near this
+    /// person's device (households of more than one only).
+    pub housemate_speech_per_mille: u64,
+    /// Share of housemate utterances, per thousand, that a second
+    /// housemate's device also captures.
+    pub overheard_per_mille: u64,
     /// Devices sold to another person in the world (resale).
     pub device_transfers: Range,
     /// Factory resets of one's own devices.
@@ -163,6 +180,9 @@ impl Default for ActionSpec {
             deletions: Range(0, 1),
             range_deletions: Range(0, 0),
             purchase_per_mille: 0,
+            spoken_message_per_mille: 0,
+            housemate_speech_per_mille: 0,
+            overheard_per_mille: 0,
             device_transfers: Range(0, 0),
             device_resets: Range(0, 0),
             device_outages: Range(0, 0),
@@ -239,13 +259,21 @@ impl Default for FaultSpec {
 pub struct BroadcastSpec {
     /// Broadcasts per seed.
     pub count: Range,
-    /// Share of accounts, per thousand, that have a device within earshot.
+    /// Share of accounts, per thousand, that have a device within earshot
+    /// (at least three homes hear each broadcast: it is media, not speech).
     pub heard_per_mille: u64,
+    /// Share of broadcasts, per thousand, whose command is "send a message
+    /// to <name>" rather than a purchase.
+    pub message_per_mille: u64,
 }
 
 impl Default for BroadcastSpec {
     fn default() -> Self {
-        Self { count: Range(0, 0), heard_per_mille: 400 }
+        Self {
+            count: Range(0, 0),
+            heard_per_mille: 400,
+            message_per_mille: 0,
+        }
     }
 }
 
@@ -295,19 +323,25 @@ impl Scenario {
     }
 
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn validate(&self) -> Result<(), String> {
         let w = &self.world;
         w.accounts.validate("world.accounts")?;
-        w.devices_per_account.validate("world.devices_per_account")?;
+        w.devices_per_account
+            .validate("world.devices_per_account")?;
         if w.accounts.0 < 2 {
             return Err("world.accounts: at least 2 accounts are needed to test isolation".into());
         }
         if w.accounts.1 > 5_000 {
             return Err("world.accounts: at most 5000".into());
+        }
+        w.household_size.validate("world.household_size")?;
+        if w.household_size.0 < 1 || w.household_size.1 > 8 {
+            return Err("world.household_size: between 1 and 8".into());
         }
         if w.devices_per_account.0 < 1 || w.devices_per_account.1 > 16 {
             return Err("world.devices_per_account: between 1 and 16".into());
@@ -360,18 +394,41 @@ impl Scenario {
         if g.shift_interval_ms == 0 || g.shift_interval_ms > 3_600_000 {
             return Err("agent.shift_interval_ms: between 1 and 3600000".into());
         }
-        if [g.typo_per_mille, g.stale_clipboard_per_mille, g.swap_per_mille, g.weak_proof_per_mille, g.duplicate_per_mille]
-            .iter()
-            .any(|p| *p > 1000)
+        if [
+            g.typo_per_mille,
+            g.stale_clipboard_per_mille,
+            g.swap_per_mille,
+            g.weak_proof_per_mille,
+            g.duplicate_per_mille,
+        ]
+        .iter()
+        .any(|p| *p > 1000)
         {
             return Err("agent.*_per_mille: at most 1000".into());
         }
-        if a.purchase_per_mille > 1000 || a.close_account_per_mille > 1000 || a.delete_before_download_per_mille > 1000 {
-            return Err("actions.*_per_mille: at most 1000".into());
+        if [
+            a.purchase_per_mille,
+            a.close_account_per_mille,
+            a.delete_before_download_per_mille,
+            a.spoken_message_per_mille,
+            a.housemate_speech_per_mille,
+            a.overheard_per_mille,
+        ]
+        .iter()
+        .any(|p| *p > 1000)
+            || a.purchase_per_mille + a.spoken_message_per_mille > 1000
+        {
+            return Err(
+                "actions.*_per_mille: at most 1000 (purchases and spoken messages together too)"
+                    .into(),
+            );
         }
         self.broadcasts.count.validate("broadcasts.count")?;
-        if self.broadcasts.count.1 > 100 || self.broadcasts.heard_per_mille > 1000 {
-            return Err("broadcasts: at most 100 per seed, heard_per_mille at most 1000".into());
+        if self.broadcasts.count.1 > 100
+            || self.broadcasts.heard_per_mille > 1000
+            || self.broadcasts.message_per_mille > 1000
+        {
+            return Err("broadcasts: at most 100 per seed, heard_per_mille and message_per_mille at most 1000".into());
         }
         let f = &self.faults;
         for (name, range) in [
@@ -398,9 +455,12 @@ impl Scenario {
                 return Err(format!("{name}: at most 60000"));
             }
         }
-        f.store_io_errors_per_million.validate("faults.store_io_errors_per_million")?;
-        f.device_clock_skew_ms.validate("faults.device_clock_skew_ms")?;
-        f.sut_fault_points_per_mille.validate("faults.sut_fault_points_per_mille")?;
+        f.store_io_errors_per_million
+            .validate("faults.store_io_errors_per_million")?;
+        f.device_clock_skew_ms
+            .validate("faults.device_clock_skew_ms")?;
+        f.sut_fault_points_per_mille
+            .validate("faults.sut_fault_points_per_mille")?;
         if f.sut_fault_points_per_mille.1 > 500 {
             return Err("faults.sut_fault_points_per_mille: at most 500".into());
         }

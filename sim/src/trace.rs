@@ -42,6 +42,12 @@ pub fn first_divergence(a: &[String], b: &[String]) -> Option<(usize, String, St
     let missing = || "(no event)".to_string();
     (0..a.len().max(b.len())).find_map(|i| {
         let (x, y) = (a.get(i), b.get(i));
-        (x != y).then(|| (i, x.cloned().unwrap_or_else(missing), y.cloned().unwrap_or_else(missing)))
+        (x != y).then(|| {
+            (
+                i,
+                x.cloned().unwrap_or_else(missing),
+                y.cloned().unwrap_or_else(missing),
+            )
+        })
     })
 }

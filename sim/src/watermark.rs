@@ -79,21 +79,29 @@ impl WatermarkKey {
 
     /// A transcript: the words, then the bracketed marker.
     pub fn transcript(&self, nonce: u64, words: &str) -> String {
-        format!("{words} {TRANSCRIPT_OPEN}{nonce:016x}:{}{TRANSCRIPT_CLOSE}", hex::encode(self.tag(nonce)))
+        format!(
+            "{words} {TRANSCRIPT_OPEN}{nonce:016x}:{}{TRANSCRIPT_CLOSE}",
+            hex::encode(self.tag(nonce))
+        )
     }
 
     /// Every mark in a WAV file's samples (or in any byte string that is not
     /// a WAV: the samples are then read from the raw bytes).
     pub fn decode_audio(&self, bytes: &[u8]) -> Decoded {
         let data = wav_data(bytes).unwrap_or(bytes);
-        let samples: Vec<i16> =
-            data.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect();
+        let samples: Vec<i16> = data
+            .chunks_exact(2)
+            .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
+            .collect();
         let magic: Vec<i16> = MAGIC.iter().map(|&b| encode_byte(b)).collect();
         let mut decoded = Decoded::default();
         let mut i = 0;
         while i + MARK_LEN <= samples.len() {
             if samples[i..i + 4] == magic[..] {
-                let bytes: Option<Vec<u8>> = samples[i..i + MARK_LEN].iter().map(|&s| decode_byte(s)).collect();
+                let bytes: Option<Vec<u8>> = samples[i..i + MARK_LEN]
+                    .iter()
+                    .map(|&s| decode_byte(s))
+                    .collect();
                 match bytes {
                     Some(mark) => {
                         let mut nonce = [0u8; 8];
@@ -181,7 +189,8 @@ fn wav_data(bytes: &[u8]) -> Option<&[u8]> {
     let mut at = 12;
     while at + 8 <= bytes.len() {
         let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
         let body = at + 8;
         let end = body.checked_add(len)?.min(bytes.len());
         if id == b"data" {
@@ -202,9 +211,21 @@ mod tests {
         for nonce in [0u64, 1, 0xdead_beef, u64::MAX] {
             let audio = key.audio(nonce, 12345);
             assert_eq!(&audio[..4], b"RIFF");
-            assert_eq!(key.decode_audio(&audio), Decoded { nonces: vec![nonce], invalid_marks: 0 });
+            assert_eq!(
+                key.decode_audio(&audio),
+                Decoded {
+                    nonces: vec![nonce],
+                    invalid_marks: 0
+                }
+            );
             let text = key.transcript(nonce, "alexa, what's the weather");
-            assert_eq!(key.decode_transcript(&text), Decoded { nonces: vec![nonce], invalid_marks: 0 });
+            assert_eq!(
+                key.decode_transcript(&text),
+                Decoded {
+                    nonces: vec![nonce],
+                    invalid_marks: 0
+                }
+            );
         }
     }
 
@@ -213,9 +234,21 @@ mod tests {
         let key = WatermarkKey::for_seed(7);
         let other = WatermarkKey::for_seed(8);
         let audio = key.audio(42, 1);
-        assert_eq!(other.decode_audio(&audio), Decoded { nonces: vec![], invalid_marks: 1 });
+        assert_eq!(
+            other.decode_audio(&audio),
+            Decoded {
+                nonces: vec![],
+                invalid_marks: 1
+            }
+        );
         let text = key.transcript(42, "hi");
-        assert_eq!(other.decode_transcript(&text), Decoded { nonces: vec![], invalid_marks: 1 });
+        assert_eq!(
+            other.decode_transcript(&text),
+            Decoded {
+                nonces: vec![],
+                invalid_marks: 1
+            }
+        );
     }
 
     #[test]

@@ -9,14 +9,16 @@
 use crate::check::{Controls, Invariant, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
-use crate::net::{EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener};
+use crate::net::{
+    EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener,
+};
 use crate::plan::Plan;
+use crate::plan::{Crash, NetFault, NetFaultKind};
 use crate::watermark::WatermarkKey;
 use crate::workload::{World, person};
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
-use crate::plan::{Crash, NetFault, NetFaultKind};
 use crosstalk_export::worker::{Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient};
 use crosstalk_model::SeededEntropy;
@@ -76,10 +78,12 @@ pub fn derive(seed: u64, purpose: &str) -> [u8; 32] {
 }
 
 fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
-    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        next.run(request)
-    }))
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            next.run(request)
+        },
+    ))
 }
 
 /// Execute `plan` and judge it.
@@ -87,7 +91,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let agent_token = hex::encode(derive(seed, "agent-token"));
-    let world = World::new(plan.clone(), Oracle::new(WatermarkKey::for_seed(seed), emails), agent_token.clone());
+    let world = World::new(
+        plan.clone(),
+        Oracle::new(WatermarkKey::for_seed(seed), emails),
+        agent_token.clone(),
+    );
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
     let fault_points = |name: String| -> Arc<dyn crosstalk_service::fault_points::FaultPoints> {
@@ -114,7 +122,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
 
     // The store's disk outlives the store's process: it is what a restart
     // recovers from.
-    let disk_seed = u64::from_be_bytes(derive(seed, "store-disk")[..8].try_into().unwrap_or_default());
+    let disk_seed = u64::from_be_bytes(
+        derive(seed, "store-disk")[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
     let store_disk = SimDisk::new(disk_seed, 0, 1);
     {
         let token = service_token.clone();
@@ -158,7 +170,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         });
     }
     // The export service: its own disk, its own crashes.
-    let export_disk_seed = u64::from_be_bytes(derive(seed, "export-disk")[..8].try_into().unwrap_or_default());
+    let export_disk_seed = u64::from_be_bytes(
+        derive(seed, "export-disk")[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
     let export_disk = SimDisk::new(export_disk_seed, 0, 1);
     {
         let token = service_token.clone();
@@ -179,16 +195,26 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             };
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
-            let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("export/{}", restarts.get())));
+            let entropy =
+                SeededEntropy::from_seed_bytes(derive(seed, &format!("export/{}", restarts.get())));
             let handle = disk.open();
             let points = fault_points(format!("export/{}", restarts.get()));
             async move {
                 let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
-                let opened = ExportService::open(handle, Arc::new(SimClock), Arc::new(entropy), store, config);
+                let opened = ExportService::open(
+                    handle,
+                    Arc::new(SimClock),
+                    Arc::new(entropy),
+                    store,
+                    config,
+                );
                 let service = match opened {
                     Ok(service) => Arc::new(service.with_fault_points(points)),
                     Err(e) => {
-                        world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("export: exiting: {e}"));
+                        world
+                            .trace
+                            .borrow_mut()
+                            .record(crate::net::sim_now_ms(), &format!("export: exiting: {e}"));
                         return Ok(());
                     }
                 };
@@ -197,7 +223,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 if canary {
                     router = crate::canary::wrap(router);
                 }
-                crosstalk_service::serve_with(listener, count_requests(router, counter), Spawner::Local).await;
+                crosstalk_service::serve_with(
+                    listener,
+                    count_requests(router, counter),
+                    Spawner::Local,
+                )
+                .await;
                 Ok(())
             }
         });
@@ -222,13 +253,19 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             let token = token.clone();
             async move {
                 let export = HttpClient::new(
-                    Arc::new(SimConnector { host: EXPORT_HOST, port: EXPORT_PORT }),
+                    Arc::new(SimConnector {
+                        host: EXPORT_HOST,
+                        port: EXPORT_PORT,
+                    }),
                     Duration::from_secs(10),
                     2,
                 )
                 .with_spawner(Spawner::Local);
                 let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
-                Worker::new(config, export, store, Arc::new(SimClock)).with_fault_points(points).run().await;
+                Worker::new(config, export, store, Arc::new(SimClock))
+                    .with_fault_points(points)
+                    .run()
+                    .await;
                 Ok(())
             }
         });
@@ -245,7 +282,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             if host == 0
                 && let Some(agent_plan) = world.plan.agent.clone()
             {
-                handles.push(tokio::task::spawn_local(crate::workload::agent(world.clone(), agent_plan)));
+                handles.push(tokio::task::spawn_local(crate::workload::agent(
+                    world.clone(),
+                    agent_plan,
+                )));
             }
             for handle in handles {
                 handle.await?;
@@ -270,27 +310,47 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     // (an interrupted first initialization is a deploy problem, not ours).
     let io_errors_from_ms = plan.crashes_from_ms;
     let mut io_errors_on = false;
-    let mut net_pending: std::collections::VecDeque<NetFault> = plan.net_faults.iter().cloned().collect();
+    let mut net_pending: std::collections::VecDeque<NetFault> =
+        plan.net_faults.iter().cloned().collect();
     let mut net_active: Vec<(u64, NetFault)> = Vec::new();
     let result = loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         // Network faults: start what is due, heal what is over (and
         // everything when the active period ends).
-        while net_pending.front().is_some_and(|f| f.at_ms <= now_ms && now_ms < plan.active_ms) {
-            let Some(fault) = net_pending.pop_front() else { break };
+        while net_pending
+            .front()
+            .is_some_and(|f| f.at_ms <= now_ms && now_ms < plan.active_ms)
+        {
+            let Some(fault) = net_pending.pop_front() else {
+                break;
+            };
             apply_net_fault(&sim, &fault, true, plan);
             world.oracle.borrow_mut().controls.net_faults += 1;
-            world.trace.borrow_mut().record(now_ms, &format!("fault: {:?} {} -> {} for {} ms", fault.kind, fault.a, fault.b, fault.duration_ms));
+            world.trace.borrow_mut().record(
+                now_ms,
+                &format!(
+                    "fault: {:?} {} -> {} for {} ms",
+                    fault.kind, fault.a, fault.b, fault.duration_ms
+                ),
+            );
             net_active.push((fault.at_ms + fault.duration_ms, fault));
         }
-        let (over, still): (Vec<_>, Vec<_>) =
-            net_active.drain(..).partition(|(end, _)| *end <= now_ms || now_ms >= plan.active_ms);
+        let (over, still): (Vec<_>, Vec<_>) = net_active
+            .drain(..)
+            .partition(|(end, _)| *end <= now_ms || now_ms >= plan.active_ms);
         net_active = still;
         for (_, fault) in over {
             apply_net_fault(&sim, &fault, false, plan);
-            world.trace.borrow_mut().record(now_ms, &format!("fault healed: {:?} {} -> {}", fault.kind, fault.a, fault.b));
+            world.trace.borrow_mut().record(
+                now_ms,
+                &format!("fault healed: {:?} {} -> {}", fault.kind, fault.a, fault.b),
+            );
         }
-        if !io_errors_on && plan.store_io_errors_per_million > 0 && now_ms >= io_errors_from_ms && now_ms < plan.active_ms {
+        if !io_errors_on
+            && plan.store_io_errors_per_million > 0
+            && now_ms >= io_errors_from_ms
+            && now_ms < plan.active_ms
+        {
             store_disk.set_io_error_rate(plan.store_io_errors_per_million, 1_000_000);
             io_errors_on = true;
         }
@@ -315,7 +375,8 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         if let Err(e) = result {
             let message = e.to_string();
             if message.contains("Ran for duration") {
-                let detail = format!("the world was still busy after {duration_ms} simulated ms: {message}");
+                let detail =
+                    format!("the world was still busy after {duration_ms} simulated ms: {message}");
                 oracle.violate(Invariant::Liveness, simulated_ms, None, None, detail);
             } else {
                 infra_errors.push(format!("simulation error: {message}"));
@@ -366,7 +427,14 @@ impl Crashable {
         }
     }
 
-    fn crashed(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, downtime_ms: u64, how: &str) {
+    fn crashed(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        world: &World,
+        now_ms: u64,
+        downtime_ms: u64,
+        how: &str,
+    ) {
         sim.crash(self.name.as_str());
         self.restart_at_ms = Some(now_ms + downtime_ms);
         let mut oracle = world.oracle.borrow_mut();
@@ -376,7 +444,10 @@ impl Crashable {
             _ => oracle.controls.worker_crashes += 1,
         }
         drop(oracle);
-        world.trace.borrow_mut().record(now_ms, &format!("fault: {} {how}, down for {downtime_ms} ms", self.name));
+        world.trace.borrow_mut().record(
+            now_ms,
+            &format!("fault: {} {how}, down for {downtime_ms} ms", self.name),
+        );
     }
 
     /// Apply whatever is due at `now_ms`: restarts, armed power losses that
@@ -388,13 +459,22 @@ impl Crashable {
             sim.bounce(self.name.as_str());
             self.restart_at_ms = None;
             self.up_since_ms = now_ms;
-            world.trace.borrow_mut().record(now_ms, &format!("fault: {} restarted", self.name));
+            world
+                .trace
+                .borrow_mut()
+                .record(now_ms, &format!("fault: {} restarted", self.name));
         }
-        if self.supervised && self.restart_at_ms.is_none() && !sim.is_host_running(self.name.as_str()) {
+        if self.supervised
+            && self.restart_at_ms.is_none()
+            && !sim.is_host_running(self.name.as_str())
+        {
             // The process exited by itself (it could not open its database,
             // or its disk failed); a supervisor starts it again shortly.
             self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
-            world.trace.borrow_mut().record(now_ms, &format!("supervisor: {} exited, restarting", self.name));
+            world.trace.borrow_mut().record(
+                now_ms,
+                &format!("supervisor: {} exited, restarting", self.name),
+            );
         }
         if let (Some(downtime_ms), Some(disk)) = (self.armed_downtime_ms, self.disk.clone()) {
             if disk.take_tripped() {
@@ -414,12 +494,17 @@ impl Crashable {
             && now_ms >= self.up_since_ms + SETTLE_MS
             && self.schedule.front().is_some_and(|c| c.at_ms <= now_ms)
         {
-            let Some(crash) = self.schedule.pop_front() else { return };
+            let Some(crash) = self.schedule.pop_front() else {
+                return;
+            };
             match (crash.mid_write_ops, &self.disk) {
                 (Some(ops), Some(disk)) => {
                     disk.arm_power_loss(ops);
                     self.armed_downtime_ms = Some(crash.downtime_ms);
-                    world.trace.borrow_mut().record(now_ms, &format!("fault: {} power loss armed at write {ops}", self.name));
+                    world.trace.borrow_mut().record(
+                        now_ms,
+                        &format!("fault: {} power loss armed at write {ops}", self.name),
+                    );
                 }
                 _ => {
                     // Power first, so the dying process cannot write after the crash.
@@ -441,7 +526,9 @@ fn apply_net_fault(sim: &turmoil::Sim<'_>, fault: &NetFault, on: bool, plan: &Pl
         (NetFaultKind::Partition, false) => sim.repair(a, b),
         (NetFaultKind::OneWay, true) => sim.partition_oneway(a, b),
         (NetFaultKind::OneWay, false) => sim.repair_oneway(a, b),
-        (NetFaultKind::LatencySpike { latency_ms }, true) => sim.set_link_latency(a, b, Duration::from_millis(*latency_ms)),
+        (NetFaultKind::LatencySpike { latency_ms }, true) => {
+            sim.set_link_latency(a, b, Duration::from_millis(*latency_ms))
+        }
         (NetFaultKind::LatencySpike { .. }, false) => {
             // Back to the plan's model: the minimum, then the maximum.
             sim.set_link_latency(a, b, Duration::from_millis(plan.latency_ms_min));
@@ -469,5 +556,13 @@ fn export_config() -> ExportConfig {
 }
 
 fn store_client(timeout: Duration) -> HttpClient {
-    HttpClient::new(Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }), timeout, 4).with_spawner(Spawner::Local)
+    HttpClient::new(
+        Arc::new(SimConnector {
+            host: STORE_HOST,
+            port: STORE_PORT,
+        }),
+        timeout,
+        4,
+    )
+    .with_spawner(Spawner::Local)
 }

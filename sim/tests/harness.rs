@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 fn smoke() -> Scenario {
@@ -30,14 +32,21 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn crosstalk(cwd: &Path, args: &[&str]) -> (i32, String) {
-    let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_crosstalk"))
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_crosstalk"))
         .args(args)
         .current_dir(cwd)
         .output()
         .expect("the crosstalk binary runs");
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    (status.code().expect("exited normally"), format!("{stdout}{stderr}"))
+    (
+        status.code().expect("exited normally"),
+        format!("{stdout}{stderr}"),
+    )
 }
 
 #[test]
@@ -46,10 +55,20 @@ fn same_seed_same_trace_and_different_seed_different_trace() {
     let first = run_plan(&Plan::generate(&scenario, 11));
     let again = run_plan(&Plan::generate(&scenario, 11));
     let other = run_plan(&Plan::generate(&scenario, 12));
-    assert!(first.trace_events > 100, "a smoke run records hundreds of events, got {}", first.trace_events);
-    assert_eq!(first.trace_hash, again.trace_hash, "same seed must give the same trace");
+    assert!(
+        first.trace_events > 100,
+        "a smoke run records hundreds of events, got {}",
+        first.trace_events
+    );
+    assert_eq!(
+        first.trace_hash, again.trace_hash,
+        "same seed must give the same trace"
+    );
     assert_eq!(first.controls, again.controls);
-    assert_ne!(first.trace_hash, other.trace_hash, "a different seed must give a different trace");
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "a different seed must give a different trace"
+    );
 }
 
 #[test]
@@ -60,15 +79,32 @@ fn correct_build_passes_with_positive_controls() {
     let mut refused = 0;
     for seed in 0..3 {
         let outcome = run_plan(&Plan::generate(&scenario, seed));
-        assert!(outcome.passed(), "seed {seed}: {:?} {:?}", outcome.violations, outcome.infra_errors);
+        assert!(
+            outcome.passed(),
+            "seed {seed}: {:?} {:?}",
+            outcome.violations,
+            outcome.infra_errors
+        );
         exports += outcome.controls.exports_completed;
         delivered += outcome.controls.recordings_delivered;
         refused += outcome.controls.foreign_link_refused + outcome.controls.guessed_audio_refused;
-        assert_eq!(outcome.controls.exports_completed, outcome.controls.exports_requested);
-        assert_eq!(outcome.controls.foreign_link_refused, outcome.controls.foreign_link_attempts);
-        assert_eq!(outcome.controls.guessed_audio_refused, outcome.controls.guessed_audio_attempts);
+        assert_eq!(
+            outcome.controls.exports_completed,
+            outcome.controls.exports_requested
+        );
+        assert_eq!(
+            outcome.controls.foreign_link_refused,
+            outcome.controls.foreign_link_attempts
+        );
+        assert_eq!(
+            outcome.controls.guessed_audio_refused,
+            outcome.controls.guessed_audio_attempts
+        );
     }
-    assert!(exports > 0 && delivered > 0 && refused > 0, "vacuous: {exports} {delivered} {refused}");
+    assert!(
+        exports > 0 && delivered > 0 && refused > 0,
+        "vacuous: {exports} {delivered} {refused}"
+    );
 }
 
 fn first_failing_seed(scenario: &Scenario) -> (u64, RunOutcome) {
@@ -90,7 +126,10 @@ fn planted_leak_fails_with_isolation_and_its_replay_reproduces_it() {
     let first = &outcome.violations[0];
     assert_eq!(first.invariant, Invariant::Isolation, "{first:?}");
     assert!(first.nonce.is_some());
-    let (owner, receiver) = (first.true_owner.clone().unwrap(), first.receiver.clone().unwrap());
+    let (owner, receiver) = (
+        first.true_owner.clone().unwrap(),
+        first.receiver.clone().unwrap(),
+    );
     assert_ne!(owner, receiver);
 
     // The run command reports the failure and prints a replay command.
@@ -101,19 +140,34 @@ fn planted_leak_fails_with_isolation_and_its_replay_reproduces_it() {
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("isolation (invariant 1)"), "{output}");
     assert!(output.contains(&format!("true owner: {owner}")), "{output}");
-    assert!(output.contains(&format!("received by: {receiver}")), "{output}");
+    assert!(
+        output.contains(&format!("received by: {receiver}")),
+        "{output}"
+    );
     let replay_line = output
         .lines()
         .find_map(|l| l.trim().strip_prefix("replay: cargo sim "))
         .expect("a replay command is printed");
     let replay_args: Vec<&str> = replay_line.split_whitespace().collect();
-    assert_eq!(replay_args, ["replay", "--scenario", path_text, "--seed", &seed.to_string()]);
+    assert_eq!(
+        replay_args,
+        [
+            "replay",
+            "--scenario",
+            path_text,
+            "--seed",
+            &seed.to_string()
+        ]
+    );
 
     // Capture → replay: the printed command reproduces the same failure
     // with the same trace hash.
     let (code, replayed) = crosstalk(&cwd, &replay_args);
     assert_eq!(code, 1, "{replayed}");
-    assert!(replayed.contains(&format!("trace hash {}", outcome.trace_hash)), "{replayed}");
+    assert!(
+        replayed.contains(&format!("trace hash {}", outcome.trace_hash)),
+        "{replayed}"
+    );
     assert!(replayed.contains("isolation (invariant 1)"), "{replayed}");
 
     // The saved plan replays to the same trace too.
@@ -121,7 +175,10 @@ fn planted_leak_fails_with_isolation_and_its_replay_reproduces_it() {
     assert!(saved.is_file(), "plan saved at {}", saved.display());
     let (code, from_plan) = crosstalk(&cwd, &["replay", "--plan", saved.to_str().unwrap()]);
     assert_eq!(code, 1, "{from_plan}");
-    assert!(from_plan.contains(&format!("trace hash {}", outcome.trace_hash)), "{from_plan}");
+    assert!(
+        from_plan.contains(&format!("trace hash {}", outcome.trace_hash)),
+        "{from_plan}"
+    );
     let _ = std::fs::remove_dir_all(&cwd);
 }
 
@@ -136,10 +193,16 @@ fn cli_exit_codes() {
     assert_eq!(code, 2, "{output}");
     let (code, output) = crosstalk(&cwd, &["replay", "--scenario", smoke_text]);
     assert_eq!(code, 2, "replay without a seed: {output}");
-    let (code, output) = crosstalk(&cwd, &["run", smoke_text, "--seeds", "3", "--check-determinism"]);
+    let (code, output) = crosstalk(
+        &cwd,
+        &["run", smoke_text, "--seeds", "3", "--check-determinism"],
+    );
     assert_eq!(code, 0, "{output}");
     assert!(output.starts_with("crosstalk run:"), "{output}");
-    assert!(output.contains("seed 3 [smoke]:"), "the seed banner is printed: {output}");
+    assert!(
+        output.contains("seed 3 [smoke]:"),
+        "the seed banner is printed: {output}"
+    );
     assert!(output.contains("result: PASS"), "{output}");
     let _ = std::fs::remove_dir_all(&cwd);
 }
@@ -151,7 +214,11 @@ fn scenario_files_refuse_unknown_fields_and_bad_ranges() {
     let typo = base.replace("utterances =", "utterance =");
     assert!(Scenario::parse(&typo).unwrap_err().contains("utterance"));
     let inverted = base.replace("accounts = [20, 40]", "accounts = [40, 20]");
-    assert!(Scenario::parse(&inverted).unwrap_err().contains("world.accounts"));
+    assert!(
+        Scenario::parse(&inverted)
+            .unwrap_err()
+            .contains("world.accounts")
+    );
     let lonely = base.replace("accounts = [20, 40]", "accounts = [1, 1]");
     assert!(Scenario::parse(&lonely).unwrap_err().contains("at least 2"));
 }

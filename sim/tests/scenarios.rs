@@ -29,11 +29,15 @@ fn all_toml(dir: &Path, out: &mut Vec<PathBuf>) {
 fn ci_runs_every_scenario_file_and_every_regression() {
     let ci = std::fs::read_to_string(repo().join(".ci/run")).expect(".ci/run exists");
     assert!(
-        ci.lines().any(|l| l.trim_start().starts_with("cargo sim run scenarios/ ") && l.contains("--check-determinism")),
+        ci.lines()
+            .any(|l| l.trim_start().starts_with("cargo sim run scenarios/ ")
+                && l.contains("--check-determinism")),
         ".ci/run must run the whole scenarios/ directory with --check-determinism"
     );
     assert!(
-        ci.lines().any(|l| l.trim_start().starts_with("cargo sim regressions scenarios/regressions")),
+        ci.lines().any(|l| l
+            .trim_start()
+            .starts_with("cargo sim regressions scenarios/regressions")),
         ".ci/run must replay scenarios/regressions/"
     );
     // `run scenarios/` runs exactly the *.toml directly inside it: a
@@ -42,9 +46,19 @@ fn ci_runs_every_scenario_file_and_every_regression() {
     all_toml(&repo().join("scenarios"), &mut everywhere);
     everywhere.sort();
     let run = scenario_files(&repo().join("scenarios")).expect("scenarios/ lists");
-    assert_eq!(run, everywhere, "a scenario file exists that CI does not run");
-    let names: Vec<String> =
-        run.iter().map(|f| f.file_stem().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        run, everywhere,
+        "a scenario file exists that CI does not run"
+    );
+    let names: Vec<String> = run
+        .iter()
+        .map(|f| {
+            f.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
     for named in [
         "smoke",
         "gdpr-wrong-customer",
@@ -57,7 +71,10 @@ fn ci_runs_every_scenario_file_and_every_regression() {
         "chaos",
         "store-crash",
     ] {
-        assert!(names.iter().any(|n| n == named), "scenarios/{named}.toml is missing");
+        assert!(
+            names.iter().any(|n| n == named),
+            "scenarios/{named}.toml is missing"
+        );
     }
     for file in &run {
         Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
@@ -87,14 +104,22 @@ fn scenario_summaries_for_seed_1() {
             scenario: scenario.name.clone(),
             seed: 1,
             passed: outcome.passed(),
-            violations: outcome.violations.iter().map(|v| format!("{:?}: {}", v.invariant, v.detail)).collect(),
+            violations: outcome
+                .violations
+                .iter()
+                .map(|v| format!("{:?}: {}", v.invariant, v.detail))
+                .collect(),
             trace_hash: outcome.trace_hash.clone(),
             trace_events: outcome.trace_events,
             simulated_ms: outcome.simulated_ms,
             sut_requests: outcome.sut_requests,
             controls: outcome.controls.clone(),
         };
-        assert!(summary.passed, "{} seed 1 failed: {:?} {:?}", scenario.name, summary.violations, outcome.infra_errors);
+        assert!(
+            summary.passed,
+            "{} seed 1 failed: {:?} {:?}",
+            scenario.name, summary.violations, outcome.infra_errors
+        );
         insta::assert_json_snapshot!(format!("summary-{}", scenario.name), summary);
     }
 }

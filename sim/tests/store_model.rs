@@ -32,7 +32,9 @@
 //! (otherwise fixed) generator seed.
 
 use crosstalk_model::api::RecordingView;
-use crosstalk_model::{AccountId, Clock, DeviceId, Entropy, ManualClock, RecordingId, SeededEntropy, sha256_hex};
+use crosstalk_model::{
+    AccountId, Clock, DeviceId, Entropy, ManualClock, RecordingId, SeededEntropy, sha256_hex,
+};
 use crosstalk_service::ApiError;
 use crosstalk_sim::faults::disk::SimDisk;
 use crosstalk_store::{DeleteSelection, ListScope, NewRecording, Store, StoreConfig};
@@ -201,7 +203,11 @@ fn random_op(rng: &mut ChaCha8Rng, mutating_only: bool) -> Op {
         6..8 => Target::Foreign,
         _ => Target::Deleted,
     };
-    let roll = if mutating_only { rng.random_range(0..40) } else { rng.random_range(0..55) };
+    let roll = if mutating_only {
+        rng.random_range(0..40)
+    } else {
+        rng.random_range(0..55)
+    };
     match roll {
         0..4 => Op::SignUp { slot },
         4..7 => Op::RegisterDevice { slot },
@@ -209,7 +215,10 @@ fn random_op(rng: &mut ChaCha8Rng, mutating_only: bool) -> Op {
             let key = if rng.random_range(0..5) < 3 {
                 Key::Fresh
             } else {
-                Key::Repeat { pick: rng.random::<u32>() as usize, same_content: rng.random_range(0..5) < 4 }
+                Key::Repeat {
+                    pick: rng.random::<u32>() as usize,
+                    same_content: rng.random_range(0..5) < 4,
+                }
             };
             let len = rng.random_range(1..48);
             let audio = (0..len).map(|_| rng.random()).collect();
@@ -226,17 +235,36 @@ fn random_op(rng: &mut ChaCha8Rng, mutating_only: bool) -> Op {
                 captured_at_ms: rng.random_range(0..1_000),
             }
         }
-        31..36 => Op::DeleteOne { slot, pick: rng.random::<u32>() as usize, target: target(rng) },
+        31..36 => Op::DeleteOne {
+            slot,
+            pick: rng.random::<u32>() as usize,
+            target: target(rng),
+        },
         36 | 37 => {
             let (a, b) = (rng.random_range(0..1_000), rng.random_range(0..1_000));
-            Op::DeleteRange { slot, from_ms: a.min(b), to_ms: a.max(b), snap: rng.random() }
+            Op::DeleteRange {
+                slot,
+                from_ms: a.min(b),
+                to_ms: a.max(b),
+                snap: rng.random(),
+            }
         }
         38 => Op::DeleteAll { slot },
         39 => Op::CloseAccount { slot },
-        40..44 => Op::ListAll { slot, limit: rng.random_range(1..5) },
-        44..48 => Op::FetchAudio { slot, pick: rng.random::<u32>() as usize, target: target(rng) },
+        40..44 => Op::ListAll {
+            slot,
+            limit: rng.random_range(1..5),
+        },
+        44..48 => Op::FetchAudio {
+            slot,
+            pick: rng.random::<u32>() as usize,
+            target: target(rng),
+        },
         48 | 49 => Op::Crash,
-        _ => Op::CrashMidWrite { writes: rng.random_range(1..MAX_ARMED_WRITES), op: Box::new(random_op(rng, true)) },
+        _ => Op::CrashMidWrite {
+            writes: rng.random_range(1..MAX_ARMED_WRITES),
+            op: Box::new(random_op(rng, true)),
+        },
     }
 }
 
@@ -326,20 +354,33 @@ impl Model {
     }
 
     fn open_account(&self, slot: usize) -> Option<usize> {
-        self.slots[slot].latest.filter(|&a| !self.accounts[a].closed)
+        self.slots[slot]
+            .latest
+            .filter(|&a| !self.accounts[a].closed)
     }
 
     fn ids_of(&self, owner: AccountId) -> Vec<RecordingId> {
-        self.live.iter().filter(|(_, r)| r.owner == owner).map(|(id, _)| *id).collect()
+        self.live
+            .iter()
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn views(&self, owner: AccountId) -> Vec<RecordingView> {
-        self.live.iter().filter(|(_, r)| r.owner == owner).map(|(id, r)| r.view(*id)).collect()
+        self.live
+            .iter()
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(id, r)| r.view(*id))
+            .collect()
     }
 
     fn delete(&mut self, ids: &[RecordingId]) {
         for id in ids {
-            let rec = self.live.remove(id).unwrap_or_else(|| panic!("model: deleting {id}, which is not live"));
+            let rec = self
+                .live
+                .remove(id)
+                .unwrap_or_else(|| panic!("model: deleting {id}, which is not live"));
             self.deleted.insert(*id, rec.owner);
         }
     }
@@ -355,9 +396,18 @@ impl Model {
 /// after it decides, from what the store shows, whether it happened.
 #[derive(Debug)]
 enum Pending {
-    Ingest { account: usize, key: (DeviceId, String), rec: Rec },
-    Delete { account: usize, ids: Vec<RecordingId> },
-    Close { account: usize },
+    Ingest {
+        account: usize,
+        key: (DeviceId, String),
+        rec: Rec,
+    },
+    Delete {
+        account: usize,
+        ids: Vec<RecordingId>,
+    },
+    Close {
+        account: usize,
+    },
 }
 
 // ---------------------------------------------------------------------------
@@ -470,14 +520,21 @@ struct Harness {
     step: u64,
 }
 
-fn open_store(disk: &SimDisk, clock: &Arc<ManualClock>, entropy: &Arc<SeededEntropy>) -> Result<Store, String> {
+fn open_store(
+    disk: &SimDisk,
+    clock: &Arc<ManualClock>,
+    entropy: &Arc<SeededEntropy>,
+) -> Result<Store, String> {
     let clock: Arc<dyn Clock> = clock.clone();
     let entropy: Arc<dyn Entropy> = entropy.clone();
     Store::open(
         disk.open(),
         clock,
         entropy,
-        StoreConfig { service_token: "service-token".into(), password_iterations: 1 },
+        StoreConfig {
+            service_token: "service-token".into(),
+            password_iterations: 1,
+        },
     )
 }
 
@@ -491,11 +548,21 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let entropy = Arc::new(SeededEntropy::from_seed_u64(seed ^ 0x5eed_5eed));
         let store = open_store(&disk, &clock, &entropy)?;
-        Ok(Self { disk, clock, entropy, store: Some(store), model: Model::default(), stats: Stats::default(), step: 0 })
+        Ok(Self {
+            disk,
+            clock,
+            entropy,
+            store: Some(store),
+            model: Model::default(),
+            stats: Stats::default(),
+            step: 0,
+        })
     }
 
     fn store(&self) -> &Store {
-        self.store.as_ref().expect("the store is open between steps")
+        self.store
+            .as_ref()
+            .expect("the store is open between steps")
     }
 
     /// Power loss, then the store reopens on what the disk kept.
@@ -503,7 +570,10 @@ impl Harness {
         // Power first, so the dying store cannot write after the crash.
         self.disk.crash();
         self.store = None;
-        self.store = Some(open_store(&self.disk, &self.clock, &self.entropy).map_err(|e| format!("reopen: {e}"))?);
+        self.store = Some(
+            open_store(&self.disk, &self.clock, &self.entropy)
+                .map_err(|e| format!("reopen: {e}"))?,
+        );
         Ok(())
     }
 
@@ -522,12 +592,14 @@ impl Harness {
     }
 
     fn run(&mut self, ops: &[Op]) -> Result<(), String> {
-        self.check(None).map_err(|e| format!("on a fresh store: {e}"))?;
+        self.check(None)
+            .map_err(|e| format!("on a fresh store: {e}"))?;
         // Every slot starts with an account and a device, so that most
         // operations have something to act on.
         for slot in 0..SLOTS {
             for op in [Op::SignUp { slot }, Op::RegisterDevice { slot }] {
-                self.step(&op).map_err(|e| format!("setting up {op:?}: {e}"))?;
+                self.step(&op)
+                    .map_err(|e| format!("setting up {op:?}: {e}"))?;
             }
         }
         for (i, op) in ops.iter().enumerate() {
@@ -536,7 +608,8 @@ impl Harness {
         // Whatever was acknowledged survives one more power loss.
         self.crash_and_reopen()?;
         self.stats.crashes += 1;
-        self.check(None).map_err(|e| format!("after the final crash: {e}"))
+        self.check(None)
+            .map_err(|e| format!("after the final crash: {e}"))
     }
 
     fn step(&mut self, op: &Op) -> Result<(), String> {
@@ -568,22 +641,39 @@ impl Harness {
         match op {
             Op::SignUp { slot } => self.sign_up(*slot),
             Op::RegisterDevice { slot } => self.register_device(*slot),
-            Op::Ingest { slot, device, key, audio, transcript, captured_at_ms } => {
-                self.ingest(*slot, *device, key, audio, transcript, *captured_at_ms)
-            }
+            Op::Ingest {
+                slot,
+                device,
+                key,
+                audio,
+                transcript,
+                captured_at_ms,
+            } => self.ingest(*slot, *device, key, audio, transcript, *captured_at_ms),
             Op::DeleteOne { slot, pick, target } => self.delete_one(*slot, *pick, *target),
-            Op::DeleteRange { slot, from_ms, to_ms, snap } => {
+            Op::DeleteRange {
+                slot,
+                from_ms,
+                to_ms,
+                snap,
+            } => {
                 let (mut from_ms, mut to_ms) = (*from_ms, *to_ms);
                 let captured: Vec<u64> = match self.model.slots[*slot].latest {
                     Some(a) => {
                         let owner = self.model.accounts[a].id;
-                        self.model.live.values().filter(|r| r.owner == owner).map(|r| r.captured_at_ms).collect()
+                        self.model
+                            .live
+                            .values()
+                            .filter(|r| r.owner == owner)
+                            .map(|r| r.captured_at_ms)
+                            .collect()
                     }
                     None => Vec::new(),
                 };
                 if *snap && !captured.is_empty() {
-                    let (a, b) =
-                        (captured[from_ms as usize % captured.len()], captured[to_ms as usize % captured.len()]);
+                    let (a, b) = (
+                        captured[from_ms as usize % captured.len()],
+                        captured[to_ms as usize % captured.len()],
+                    );
                     (from_ms, to_ms) = (a.min(b), a.max(b));
                 }
                 self.delete_many(*slot, DeleteSelection::CapturedBetween { from_ms, to_ms })
@@ -591,7 +681,9 @@ impl Harness {
             Op::DeleteAll { slot } => self.delete_many(*slot, DeleteSelection::All),
             Op::CloseAccount { slot } => self.close_account(*slot),
             Op::ListAll { slot, limit } => self.list_and_fetch(*slot, *limit).map(|()| None),
-            Op::FetchAudio { slot, pick, target } => self.fetch_audio(*slot, *pick, *target).map(|()| None),
+            Op::FetchAudio { slot, pick, target } => {
+                self.fetch_audio(*slot, *pick, *target).map(|()| None)
+            }
             Op::Crash | Op::CrashMidWrite { .. } => Err(format!("{op:?} cannot nest")),
         }
     }
@@ -606,15 +698,27 @@ impl Harness {
         let holder = self.model.open_account(slot);
         match self.call(|s| s.signup(&email, "correct horse battery")) {
             Outcome::Ok((id, session)) => {
-                ensure!(holder.is_none(), "sign-up of {email} succeeded while account {holder:?} holds it");
+                ensure!(
+                    holder.is_none(),
+                    "sign-up of {email} succeeded while account {holder:?} holds it"
+                );
                 ensure!(
                     id.0 > self.model.max_account,
                     "new account {id} is not above every earlier account id (max {})",
                     self.model.max_account
                 );
-                ensure!(self.store().authenticate_session(&session) == Ok(id), "a new session does not authenticate");
+                ensure!(
+                    self.store().authenticate_session(&session) == Ok(id),
+                    "a new session does not authenticate"
+                );
                 self.model.max_account = id.0;
-                self.model.accounts.push(Account { id, email, session, devices: Vec::new(), closed: false });
+                self.model.accounts.push(Account {
+                    id,
+                    email,
+                    session,
+                    devices: Vec::new(),
+                    closed: false,
+                });
                 let s = &mut self.model.slots[slot];
                 s.latest = Some(self.model.accounts.len() - 1);
                 s.email_maybe_taken = false;
@@ -642,14 +746,25 @@ impl Harness {
     }
 
     fn register_device(&mut self, slot: usize) -> Result<Option<Pending>, String> {
-        let Some(a) = self.model.open_account(slot) else { return self.skip() };
+        let Some(a) = self.model.open_account(slot) else {
+            return self.skip();
+        };
         if self.model.accounts[a].devices.len() >= MAX_DEVICES {
             return self.skip();
         }
-        let (account_id, session) = (self.model.accounts[a].id, self.model.accounts[a].session.clone());
+        let (account_id, session) = (
+            self.model.accounts[a].id,
+            self.model.accounts[a].session.clone(),
+        );
         // As the HTTP handler does: the session names the owner.
-        let owner = self.store().authenticate_session(&session).map_err(|e| format!("session of {account_id}: {e}"))?;
-        ensure!(owner == account_id, "session of {account_id} authenticates as {owner}");
+        let owner = self
+            .store()
+            .authenticate_session(&session)
+            .map_err(|e| format!("session of {account_id}: {e}"))?;
+        ensure!(
+            owner == account_id,
+            "session of {account_id} authenticates as {owner}"
+        );
         let name = format!("device {}", self.step);
         match self.call(|s| s.register_device(owner, &name)) {
             Outcome::Ok((id, token)) => {
@@ -678,7 +793,9 @@ impl Harness {
         transcript: &str,
         captured_at_ms: u64,
     ) -> Result<Option<Pending>, String> {
-        let Some(a) = self.model.slots[slot].latest else { return self.skip() };
+        let Some(a) = self.model.slots[slot].latest else {
+            return self.skip();
+        };
         let account = self.model.accounts[a].clone();
         if account.devices.is_empty() {
             return self.skip();
@@ -688,10 +805,16 @@ impl Harness {
         if account.closed {
             match authenticated {
                 Err(e) if is(&e, "unauthorized") => return Ok(None),
-                other => return Err(format!("device {} of closed {}: {other:?}", dev.id, account.id)),
+                other => {
+                    return Err(format!(
+                        "device {} of closed {}: {other:?}",
+                        dev.id, account.id
+                    ));
+                }
             }
         }
-        let record = authenticated.map_err(|e| format!("device {} of {}: {e}", dev.id, account.id))?;
+        let record =
+            authenticated.map_err(|e| format!("device {} of {}: {e}", dev.id, account.id))?;
         ensure!(
             record.id == dev.id && record.owner == account.id,
             "device {} authenticates as {} owned by {}",
@@ -727,7 +850,8 @@ impl Harness {
         let model_key = (dev.id, upload.upload_key.clone());
         // What the model expects: Some((id, same content)) for a stored key.
         let stored = self.model.uploads.get(&model_key).map(|first| {
-            let same = sha256_hex(&first.audio) == sha256_hex(&upload.audio) && first.transcript == upload.transcript;
+            let same = sha256_hex(&first.audio) == sha256_hex(&upload.audio)
+                && first.transcript == upload.transcript;
             (first.recording, same)
         });
         let rec = Rec {
@@ -741,7 +865,10 @@ impl Harness {
         let shown_key = upload.upload_key.clone();
         match (self.call(|s| s.ingest(&record, upload)), stored) {
             (Outcome::Ok((id, duplicate)), None) => {
-                ensure!(!duplicate, "fresh key {shown_key:?} reported as a duplicate of {id}");
+                ensure!(
+                    !duplicate,
+                    "fresh key {shown_key:?} reported as a duplicate of {id}"
+                );
                 ensure!(
                     id.0 > self.model.max_recording,
                     "new recording {id} is not above every earlier recording id (max {})",
@@ -769,15 +896,21 @@ impl Harness {
                 self.stats.ingests_duplicate += 1;
                 Ok(None)
             }
-            (Outcome::Ok(got), Some((first, false))) => {
-                Err(format!("key {shown_key:?} of {first} reused for other content was accepted: {got:?}"))
-            }
+            (Outcome::Ok(got), Some((first, false))) => Err(format!(
+                "key {shown_key:?} of {first} reused for other content was accepted: {got:?}"
+            )),
             (Outcome::Err(e), Some((_, false))) if is(&e, "conflict") => {
                 self.stats.ingests_conflict += 1;
                 Ok(None)
             }
-            (Outcome::Err(e), stored) => Err(format!("ingest {shown_key:?} (stored: {stored:?}): unexpected {e}")),
-            (Outcome::PowerLost, None) => Ok(Some(Pending::Ingest { account: a, key: model_key, rec })),
+            (Outcome::Err(e), stored) => Err(format!(
+                "ingest {shown_key:?} (stored: {stored:?}): unexpected {e}"
+            )),
+            (Outcome::PowerLost, None) => Ok(Some(Pending::Ingest {
+                account: a,
+                key: model_key,
+                rec,
+            })),
             // A stored key writes nothing: nothing to lose.
             (Outcome::PowerLost, Some(_)) => Ok(None),
         }
@@ -786,21 +919,39 @@ impl Harness {
     fn pick_target(&self, account: AccountId, pick: usize, target: Target) -> Option<RecordingId> {
         let candidates: Vec<RecordingId> = match target {
             Target::Own => self.model.ids_of(account),
-            Target::Foreign => self.model.live.iter().filter(|(_, r)| r.owner != account).map(|(id, _)| *id).collect(),
+            Target::Foreign => self
+                .model
+                .live
+                .iter()
+                .filter(|(_, r)| r.owner != account)
+                .map(|(id, _)| *id)
+                .collect(),
             Target::Deleted => self.model.deleted.keys().copied().collect(),
         };
         (!candidates.is_empty()).then(|| candidates[pick % candidates.len()])
     }
 
-    fn delete_one(&mut self, slot: usize, pick: usize, target: Target) -> Result<Option<Pending>, String> {
-        let Some(a) = self.model.open_account(slot) else { return self.skip() };
+    fn delete_one(
+        &mut self,
+        slot: usize,
+        pick: usize,
+        target: Target,
+    ) -> Result<Option<Pending>, String> {
+        let Some(a) = self.model.open_account(slot) else {
+            return self.skip();
+        };
         let account = self.model.accounts[a].id;
         // Nothing to aim at: an id no one was ever given.
-        let id = self.pick_target(account, pick, target).unwrap_or(RecordingId(self.model.max_recording + 1_000));
+        let id = self
+            .pick_target(account, pick, target)
+            .unwrap_or(RecordingId(self.model.max_recording + 1_000));
         let own = self.model.live.get(&id).is_some_and(|r| r.owner == account);
         match self.call(|s| s.delete(account, DeleteSelection::One(id))) {
             Outcome::Ok(ids) => {
-                ensure!(own, "{account} deleted {id}, which it does not own (target {target:?})");
+                ensure!(
+                    own,
+                    "{account} deleted {id}, which it does not own (target {target:?})"
+                );
                 ensure!(ids == vec![id], "deleting {id} reported {ids:?}");
                 self.model.delete(&ids);
                 self.stats.deleted += 1;
@@ -811,13 +962,22 @@ impl Harness {
                 Ok(None)
             }
             Outcome::Err(e) => Err(format!("delete {id} (own: {own}): unexpected {e}")),
-            Outcome::PowerLost if own => Ok(Some(Pending::Delete { account: a, ids: vec![id] })),
+            Outcome::PowerLost if own => Ok(Some(Pending::Delete {
+                account: a,
+                ids: vec![id],
+            })),
             Outcome::PowerLost => Ok(None),
         }
     }
 
-    fn delete_many(&mut self, slot: usize, selection: DeleteSelection) -> Result<Option<Pending>, String> {
-        let Some(a) = self.model.open_account(slot) else { return self.skip() };
+    fn delete_many(
+        &mut self,
+        slot: usize,
+        selection: DeleteSelection,
+    ) -> Result<Option<Pending>, String> {
+        let Some(a) = self.model.open_account(slot) else {
+            return self.skip();
+        };
         let account = self.model.accounts[a].id;
         let expected: Vec<RecordingId> = self
             .model
@@ -837,29 +997,43 @@ impl Harness {
         match self.call(|s| s.delete(account, selection)) {
             Outcome::Ok(mut ids) => {
                 ids.sort();
-                ensure!(ids == expected, "{selection:?} of {account} deleted {ids:?}, expected {expected:?}");
+                ensure!(
+                    ids == expected,
+                    "{selection:?} of {account} deleted {ids:?}, expected {expected:?}"
+                );
                 self.model.delete(&ids);
                 self.stats.deleted += ids.len() as u64;
                 Ok(None)
             }
             Outcome::Err(e) => Err(format!("{selection:?}: unexpected {e}")),
-            Outcome::PowerLost => Ok(Some(Pending::Delete { account: a, ids: expected })),
+            Outcome::PowerLost => Ok(Some(Pending::Delete {
+                account: a,
+                ids: expected,
+            })),
         }
     }
 
     fn close_account(&mut self, slot: usize) -> Result<Option<Pending>, String> {
-        let Some(a) = self.model.open_account(slot) else { return self.skip() };
+        let Some(a) = self.model.open_account(slot) else {
+            return self.skip();
+        };
         let account = self.model.accounts[a].id;
         let owner = self
             .store()
             .authenticate_session(&self.model.accounts[a].session)
             .map_err(|e| format!("session of {account}: {e}"))?;
-        ensure!(owner == account, "session of {account} authenticates as {owner}");
+        ensure!(
+            owner == account,
+            "session of {account} authenticates as {owner}"
+        );
         let expected = self.model.ids_of(account);
         match self.call(|s| s.close_account(account)) {
             Outcome::Ok(mut ids) => {
                 ids.sort();
-                ensure!(ids == expected, "closing {account} deleted {ids:?}, expected {expected:?}");
+                ensure!(
+                    ids == expected,
+                    "closing {account} deleted {ids:?}, expected {expected:?}"
+                );
                 self.model.close(a);
                 self.stats.closes += 1;
                 self.stats.deleted += ids.len() as u64;
@@ -878,10 +1052,20 @@ impl Harness {
         let account = self.model.accounts[a].id;
         let listed = self.list_all(ListScope::Owner, account, limit)?;
         let expected = self.model.views(account);
-        ensure!(listed == expected, "{account} lists\n{listed:#?}\nexpected\n{expected:#?}");
+        ensure!(
+            listed == expected,
+            "{account} lists\n{listed:#?}\nexpected\n{expected:#?}"
+        );
         for view in &listed {
-            let audio = self.store().audio(account, view.id).map_err(|e| format!("audio of {}: {e}", view.id))?;
-            ensure!(audio == self.model.live[&view.id].audio, "audio of {} differs from what was uploaded", view.id);
+            let audio = self
+                .store()
+                .audio(account, view.id)
+                .map_err(|e| format!("audio of {}: {e}", view.id))?;
+            ensure!(
+                audio == self.model.live[&view.id].audio,
+                "audio of {} differs from what was uploaded",
+                view.id
+            );
             self.stats.audio_checked += 1;
         }
         Ok(())
@@ -899,7 +1083,10 @@ impl Harness {
         };
         match (self.store().audio(account, id), self.model.live.get(&id)) {
             (Ok(audio), Some(rec)) if rec.owner == account => {
-                ensure!(audio == rec.audio, "audio of {id} differs from what was uploaded");
+                ensure!(
+                    audio == rec.audio,
+                    "audio of {id} differs from what was uploaded"
+                );
                 self.stats.audio_checked += 1;
             }
             (Err(e), rec) if is(&e, "not_found") && rec.is_none_or(|r| r.owner != account) => {
@@ -917,7 +1104,12 @@ impl Harness {
     }
 
     /// Every page of `account`'s listing, checking the paging contract.
-    fn list_all(&mut self, scope: ListScope, account: AccountId, limit: usize) -> Result<Vec<RecordingView>, String> {
+    fn list_all(
+        &mut self,
+        scope: ListScope,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<RecordingView>, String> {
         self.stats.listings += 1;
         let mut items: Vec<RecordingView> = Vec::new();
         let mut cursor: Option<String> = None;
@@ -926,8 +1118,16 @@ impl Harness {
                 .store()
                 .list(scope, account, cursor.as_deref(), limit)
                 .map_err(|e| format!("listing {account} ({scope:?}, limit {limit}): {e}"))?;
-            ensure!(page.account_id == account, "listing {account} answered for {}", page.account_id);
-            ensure!(page.items.len() <= limit, "a page of {} items over limit {limit}", page.items.len());
+            ensure!(
+                page.account_id == account,
+                "listing {account} answered for {}",
+                page.account_id
+            );
+            ensure!(
+                page.items.len() <= limit,
+                "a page of {} items over limit {limit}",
+                page.items.len()
+            );
             ensure!(
                 page.next_cursor.is_none() || page.items.len() == limit,
                 "a short page ({} of {limit}) with a next cursor",
@@ -952,7 +1152,11 @@ impl Harness {
     /// Decide what an interrupted operation did, from what the store shows.
     fn resolve(&mut self, pending: Pending) -> Result<(), String> {
         match pending {
-            Pending::Ingest { account: a, key, rec } => {
+            Pending::Ingest {
+                account: a,
+                key,
+                rec,
+            } => {
                 let account = self.model.accounts[a].id;
                 let listed = self.list_all(ListScope::Owner, account, 100)?;
                 let expected = self.model.views(account);
@@ -960,11 +1164,19 @@ impl Harness {
                     self.stats.maybe_not_happened += 1;
                     return Ok(());
                 }
-                let extra: Vec<&RecordingView> =
-                    listed.iter().filter(|v| !expected.iter().any(|e| e.id == v.id)).collect();
-                let back: Vec<RecordingId> =
-                    extra.iter().map(|v| v.id).filter(|id| self.model.deleted.contains_key(id)).collect();
-                ensure!(back.is_empty(), "deleted recordings {back:?} of {account} are listed again");
+                let extra: Vec<&RecordingView> = listed
+                    .iter()
+                    .filter(|v| !expected.iter().any(|e| e.id == v.id))
+                    .collect();
+                let back: Vec<RecordingId> = extra
+                    .iter()
+                    .map(|v| v.id)
+                    .filter(|id| self.model.deleted.contains_key(id))
+                    .collect();
+                ensure!(
+                    back.is_empty(),
+                    "deleted recordings {back:?} of {account} are listed again"
+                );
                 ensure!(
                     extra.len() == 1 && listed.len() == expected.len() + 1,
                     "after an interrupted upload {account} lists\n{listed:#?}\nexpected that plus at most the upload:\n{expected:#?}"
@@ -992,7 +1204,11 @@ impl Harness {
                 let account = self.model.accounts[a].id;
                 let listed = self.list_all(ListScope::Owner, account, 100)?;
                 let before = self.model.views(account);
-                let after: Vec<RecordingView> = before.iter().filter(|v| !ids.contains(&v.id)).cloned().collect();
+                let after: Vec<RecordingView> = before
+                    .iter()
+                    .filter(|v| !ids.contains(&v.id))
+                    .cloned()
+                    .collect();
                 if listed == before && listed != after {
                     self.stats.maybe_not_happened += 1;
                 } else if listed == after {
@@ -1008,7 +1224,9 @@ impl Harness {
             }
             Pending::Close { account: a } => {
                 let account = self.model.accounts[a].id;
-                let session = self.store().authenticate_session(&self.model.accounts[a].session);
+                let session = self
+                    .store()
+                    .authenticate_session(&self.model.accounts[a].session);
                 let listed = self.list_all(ListScope::Owner, account, 100)?;
                 let before = self.model.views(account);
                 match session {
@@ -1027,11 +1245,18 @@ impl Harness {
                         self.stats.maybe_not_happened += 1;
                     }
                     Err(e) if is(&e, "unauthorized") => {
-                        ensure!(listed.is_empty(), "closed {account} still lists {listed:#?}");
+                        ensure!(
+                            listed.is_empty(),
+                            "closed {account} still lists {listed:#?}"
+                        );
                         self.model.close(a);
                         self.stats.maybe_happened += 1;
                     }
-                    other => return Err(format!("after an interrupted close, session of {account}: {other:?}")),
+                    other => {
+                        return Err(format!(
+                            "after an interrupted close, session of {account}: {other:?}"
+                        ));
+                    }
                 }
             }
         }
@@ -1076,8 +1301,16 @@ impl Harness {
                 if listed != expected {
                     let got: Vec<u64> = listed.iter().map(|v| v.id.0).collect();
                     let want: Vec<u64> = expected.iter().map(|v| v.id.0).collect();
-                    let lost: Vec<u64> = want.iter().filter(|id| !got.contains(id)).copied().collect();
-                    let extra: Vec<u64> = got.iter().filter(|id| !want.contains(id)).copied().collect();
+                    let lost: Vec<u64> = want
+                        .iter()
+                        .filter(|id| !got.contains(id))
+                        .copied()
+                        .collect();
+                    let extra: Vec<u64> = got
+                        .iter()
+                        .filter(|id| !want.contains(id))
+                        .copied()
+                        .collect();
                     return Err(format!(
                         "{} ({scope:?}, limit {limit}) lists ids {got:?}, model has {want:?}: \
                          lost {lost:?}, extra {extra:?} (of which deleted: {:?})\nlisted {listed:#?}\nexpected {expected:#?}",
@@ -1093,7 +1326,12 @@ impl Harness {
         for (id, owner) in &self.model.deleted {
             match self.store().audio(*owner, *id) {
                 Err(e) if is(&e, "not_found") => {}
-                other => return Err(format!("audio of deleted {id} (owner {owner}): {:?}", other.map(|b| b.len()))),
+                other => {
+                    return Err(format!(
+                        "audio of deleted {id} (owner {owner}): {:?}",
+                        other.map(|b| b.len())
+                    ));
+                }
             }
         }
         Ok(())
@@ -1113,7 +1351,11 @@ fn run(seed: u64, ops: &[Op]) -> Result<Stats, String> {
 fn config() -> ProptestConfig {
     let defaults = ProptestConfig::default();
     ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() { defaults.cases } else { 256 },
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            defaults.cases
+        } else {
+            256
+        },
         rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
             defaults.rng_seed
         } else {
@@ -1131,7 +1373,8 @@ fn store_matches_model_across_crashes() {
     let totals = RefCell::new((0u64, Stats::default()));
     let strategy = (any::<u64>(), prop::collection::vec(op_strategy(), 1..60));
     let result = runner.run(&strategy, |(seed, ops)| {
-        let stats = run(seed, &ops).map_err(|e| TestCaseError::fail(format!("disk seed {seed}: {e}")))?;
+        let stats =
+            run(seed, &ops).map_err(|e| TestCaseError::fail(format!("disk seed {seed}: {e}")))?;
         let mut totals = totals.borrow_mut();
         totals.0 += 1;
         totals.1.add(&stats);
@@ -1156,10 +1399,28 @@ fn a_long_seeded_sequence_matches_the_model() {
     }
     // Positive controls: the runs did what they are meant to check.
     let t = totals;
-    assert!(t.crashes >= 20 && t.mid_write_crashes >= 60, "too few crashes: {t}");
-    assert!(t.power_lost_mid_op >= 30, "the power rarely went inside a commit: {t}");
-    assert!(t.maybe_happened >= 1 && t.maybe_not_happened >= 20, "interrupted commits not both ways: {t}");
-    assert!(t.ingests_new >= 200 && t.ingests_duplicate >= 20 && t.ingests_conflict >= 5, "too few uploads: {t}");
-    assert!(t.deleted >= 100 && t.closes >= 10 && t.delete_not_found >= 20, "too few deletions: {t}");
-    assert!(t.audio_checked >= 100 && t.audio_refused >= 20, "too few audio checks: {t}");
+    assert!(
+        t.crashes >= 20 && t.mid_write_crashes >= 60,
+        "too few crashes: {t}"
+    );
+    assert!(
+        t.power_lost_mid_op >= 30,
+        "the power rarely went inside a commit: {t}"
+    );
+    assert!(
+        t.maybe_happened >= 1 && t.maybe_not_happened >= 20,
+        "interrupted commits not both ways: {t}"
+    );
+    assert!(
+        t.ingests_new >= 200 && t.ingests_duplicate >= 20 && t.ingests_conflict >= 5,
+        "too few uploads: {t}"
+    );
+    assert!(
+        t.deleted >= 100 && t.closes >= 10 && t.delete_not_found >= 20,
+        "too few deletions: {t}"
+    );
+    assert!(
+        t.audio_checked >= 100 && t.audio_refused >= 20,
+        "too few audio checks: {t}"
+    );
 }

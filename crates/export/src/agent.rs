@@ -34,7 +34,11 @@ impl ExportService {
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
-            let seq = meta.get(NEXT_AUDIT).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
+            let seq = meta
+                .get(NEXT_AUDIT)
+                .map_err(internal)?
+                .map(|v| v.value())
+                .unwrap_or(1);
             meta.insert(NEXT_AUDIT, seq + 1).map_err(internal)?;
             let entry = AuditEntry {
                 seq,
@@ -46,7 +50,10 @@ impl ExportService {
                 outcome: outcome.to_string(),
             };
             let json = serde_json::to_string(&entry).map_err(internal)?;
-            txn.open_table(AUDIT).map_err(internal)?.insert(seq, json.as_str()).map_err(internal)?;
+            txn.open_table(AUDIT)
+                .map_err(internal)?
+                .insert(seq, json.as_str())
+                .map_err(internal)?;
         }
         txn.commit().map_err(internal)
     }
@@ -72,44 +79,116 @@ impl ExportService {
         let ticket = match self.load_ticket(id)? {
             Some(ticket) => ticket,
             None => {
-                self.audit(agent, "resend-link", Some(id), None, "refused: no such ticket")?;
+                self.audit(
+                    agent,
+                    "resend-link",
+                    Some(id),
+                    None,
+                    "refused: no such ticket",
+                )?;
                 return Err(ApiError::not_found("no such ticket"));
             }
         };
-        let (TicketState::Verified, Some(subject), Some(export_id)) = (ticket.state, ticket.subject, ticket.export_id)
+        let (TicketState::Verified, Some(subject), Some(export_id)) =
+            (ticket.state, ticket.subject, ticket.export_id)
         else {
-            self.audit(agent, "resend-link", Some(id), ticket.export_id, "refused: ticket not verified")?;
-            return Err(ApiError::conflict("the ticket's requester has not verified their identity"));
+            self.audit(
+                agent,
+                "resend-link",
+                Some(id),
+                ticket.export_id,
+                "refused: ticket not verified",
+            )?;
+            return Err(ApiError::conflict(
+                "the ticket's requester has not verified their identity",
+            ));
         };
-        let job = self.load_job(export_id)?.ok_or_else(|| ApiError::internal("verified ticket without export"))?;
+        let job = self
+            .load_job(export_id)?
+            .ok_or_else(|| ApiError::internal("verified ticket without export"))?;
         if job.subject != subject {
-            self.audit(agent, "resend-link", Some(id), Some(export_id), "refused: export of another subject")?;
-            return Err(ApiError::internal("ticket and export disagree on the subject"));
+            self.audit(
+                agent,
+                "resend-link",
+                Some(id),
+                Some(export_id),
+                "refused: export of another subject",
+            )?;
+            return Err(ApiError::internal(
+                "ticket and export disagree on the subject",
+            ));
         }
         let Some(path) = self.download_path(&job) else {
-            self.audit(agent, "resend-link", Some(id), Some(export_id), "refused: export not ready")?;
+            self.audit(
+                agent,
+                "resend-link",
+                Some(id),
+                Some(export_id),
+                "refused: export not ready",
+            )?;
             return Err(ApiError::conflict("the export is not ready yet"));
         };
-        if let Err(e) = self.store.notify(subject, "download-link", &format!("Your data is ready: {path}")).await {
-            self.audit(agent, "resend-link", Some(id), Some(export_id), &format!("failed: {}", e.message))?;
+        if let Err(e) = self
+            .store
+            .notify(
+                subject,
+                "download-link",
+                &format!("Your data is ready: {path}"),
+            )
+            .await
+        {
+            self.audit(
+                agent,
+                "resend-link",
+                Some(id),
+                Some(export_id),
+                &format!("failed: {}", e.message),
+            )?;
             return Err(e);
         }
-        self.audit(agent, "resend-link", Some(id), Some(export_id), "sent to the subject's own feed")
+        self.audit(
+            agent,
+            "resend-link",
+            Some(id),
+            Some(export_id),
+            "sent to the subject's own feed",
+        )
     }
 
     /// An agent vouching for a requester's identity from what they know. Always
     /// refused: knowable facts are not proof (Pavur 2019, Honan 2012).
-    pub fn agent_manual_verification(&self, agent: &str, id: u64, facts: &[String]) -> Result<(), ApiError> {
-        let outcome = format!("refused: {} facts offered; identity is verified only by the challenge", facts.len());
+    pub fn agent_manual_verification(
+        &self,
+        agent: &str,
+        id: u64,
+        facts: &[String],
+    ) -> Result<(), ApiError> {
+        let outcome = format!(
+            "refused: {} facts offered; identity is verified only by the challenge",
+            facts.len()
+        );
         self.audit(agent, "manual-verification", Some(id), None, &outcome)?;
-        Err(ApiError::forbidden("identity can only be verified by the code sent to the account"))
+        Err(ApiError::forbidden(
+            "identity can only be verified by the code sent to the account",
+        ))
     }
 
-    pub fn agent_extend(&self, agent: &str, export_id: ExportId, reason: &str) -> Result<(), ApiError> {
+    pub fn agent_extend(
+        &self,
+        agent: &str,
+        export_id: ExportId,
+        reason: &str,
+    ) -> Result<(), ApiError> {
         match self.extend(export_id, reason) {
             Ok(_) => self.audit(agent, "extend-deadline", None, Some(export_id), "extended"),
             Err(e) => {
-                self.audit(agent, "extend-deadline", None, Some(export_id), &format!("refused: {}", e.message))?;
+                self.audit(
+                    agent,
+                    "extend-deadline",
+                    None,
+                    Some(export_id),
+                    &format!("refused: {}", e.message),
+                )?;
                 Err(e)
             }
         }
@@ -117,6 +196,11 @@ impl ExportService {
 
     /// Overdue requests, for the agents' queue.
     pub fn agent_overdue(&self) -> Result<Vec<crosstalk_model::api::ExportStatus>, ApiError> {
-        Ok(self.overdue()?.iter().filter(|j| j.state != ExportState::Ready).map(|j| self.status(j)).collect())
+        Ok(self
+            .overdue()?
+            .iter()
+            .filter(|j| j.state != ExportState::Ready)
+            .map(|j| self.status(j))
+            .collect())
     }
 }

@@ -58,7 +58,10 @@ pub fn build_archive(
     for item in &sorted {
         let digest = sha256_hex(&item.audio);
         if digest != item.recording.audio_sha256 {
-            return Err(format!("audio of {} does not match its digest", item.recording.id));
+            return Err(format!(
+                "audio of {} does not match its digest",
+                item.recording.id
+            ));
         }
         entries.push(ManifestEntry {
             id: item.recording.id,
@@ -79,10 +82,16 @@ pub fn build_archive(
     let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
 
     let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
-    writer.start_file(MANIFEST_PATH, options()).map_err(|e| e.to_string())?;
-    writer.write_all(&manifest_json).map_err(|e| e.to_string())?;
+    writer
+        .start_file(MANIFEST_PATH, options())
+        .map_err(|e| e.to_string())?;
+    writer
+        .write_all(&manifest_json)
+        .map_err(|e| e.to_string())?;
     for item in &sorted {
-        writer.start_file(audio_path(&item.recording), options()).map_err(|e| e.to_string())?;
+        writer
+            .start_file(audio_path(&item.recording), options())
+            .map_err(|e| e.to_string())?;
         writer.write_all(&item.audio).map_err(|e| e.to_string())?;
     }
     let bytes = writer.finish().map_err(|e| e.to_string())?.into_inner();
@@ -94,7 +103,9 @@ pub fn build_archive(
         return Err("archive manifest did not read back identically".to_string());
     }
     if files.len() != manifest.recordings.len() {
-        return Err("archive holds a different number of audio files than its manifest".to_string());
+        return Err(
+            "archive holds a different number of audio files than its manifest".to_string(),
+        );
     }
     Ok(bytes)
 }
@@ -102,19 +113,26 @@ pub fn build_archive(
 /// Parse an archive: its manifest, and every audio file by path, each checked
 /// against the manifest's digest. Refuses entries the manifest does not name.
 pub fn read_archive(bytes: &[u8]) -> Result<(Manifest, BTreeMap<String, Vec<u8>>), String> {
-    let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive: {e}"))?;
+    let mut zip =
+        ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive: {e}"))?;
     let mut manifest_bytes = None;
     let mut files = BTreeMap::new();
     let mut total: u64 = 0;
     for index in 0..zip.len() {
-        let mut file = zip.by_index(index).map_err(|e| format!("bad entry {index}: {e}"))?;
-        let name = file.name().map_err(|e| format!("entry {index} has a bad name: {e}"))?.to_string();
+        let mut file = zip
+            .by_index(index)
+            .map_err(|e| format!("bad entry {index}: {e}"))?;
+        let name = file
+            .name()
+            .map_err(|e| format!("entry {index} has a bad name: {e}"))?
+            .to_string();
         total = total.saturating_add(file.size());
         if total > MAX_ARCHIVE_BYTES {
             return Err("archive inflates beyond the limit".to_string());
         }
         let mut contents = Vec::with_capacity(file.size().min(MAX_ARCHIVE_BYTES) as usize);
-        file.read_to_end(&mut contents).map_err(|e| format!("reading {name}: {e}"))?;
+        file.read_to_end(&mut contents)
+            .map_err(|e| format!("reading {name}: {e}"))?;
         if name == MANIFEST_PATH {
             if manifest_bytes.replace(contents).is_some() {
                 return Err("two manifests".to_string());

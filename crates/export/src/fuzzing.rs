@@ -24,7 +24,12 @@ pub fn link_token(data: &[u8]) {
     };
     let mut nonce = [0u8; 16];
     nonce.copy_from_slice(&fixed[56..72]);
-    let claims = LinkClaims { export_id: ExportId(word(0)), subject: AccountId(word(1)), expires_at_ms: word(2), nonce };
+    let claims = LinkClaims {
+        export_id: ExportId(word(0)),
+        subject: AccountId(word(1)),
+        expires_at_ms: word(2),
+        nonce,
+    };
 
     // Arbitrary candidates: accepted only if canonical for their claims.
     if let Ok(accepted) = link::verify(key, &candidate) {
@@ -39,12 +44,18 @@ pub fn link_token(data: &[u8]) {
     assert_eq!(link::verify(key, &minted), Ok(claims));
     let mut other_key = fixed[..32].to_vec();
     other_key[0] ^= 0x80;
-    assert!(link::verify(&other_key, &minted).is_err(), "a token verified under the wrong key");
+    assert!(
+        link::verify(&other_key, &minted).is_err(),
+        "a token verified under the wrong key"
+    );
     // A token for another subject or export never verifies as this one.
     let mut foreign = claims;
     foreign.subject = AccountId(claims.subject.0 ^ 1);
     let foreign_token = link::mint(key, &foreign);
-    assert_ne!(link::verify(key, &foreign_token).map(|c| c.subject), Ok(claims.subject));
+    assert_ne!(
+        link::verify(key, &foreign_token).map(|c| c.subject),
+        Ok(claims.subject)
+    );
 }
 
 /// Archive parsing: arbitrary bytes never panic the reader, and whatever it
@@ -54,7 +65,9 @@ pub fn archive_bytes(data: &[u8]) {
     if let Ok((manifest, files)) = crate::archive::read_archive(data) {
         assert_eq!(manifest.recordings.len(), files.len());
         for entry in &manifest.recordings {
-            let audio = files.get(&entry.audio_path).expect("read_archive checked presence");
+            let audio = files
+                .get(&entry.audio_path)
+                .expect("read_archive checked presence");
             assert_eq!(crosstalk_model::sha256_hex(audio), entry.sha256);
         }
     }

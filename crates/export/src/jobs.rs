@@ -78,14 +78,19 @@ impl ExportService {
         let txn = self.db.begin_read().map_err(internal)?;
         let jobs = txn.open_table(JOBS).map_err(internal)?;
         match jobs.get(id.0).map_err(internal)? {
-            Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
+            Some(json) => serde_json::from_str(json.value())
+                .map(Some)
+                .map_err(internal),
             None => Ok(None),
         }
     }
 
     pub(crate) fn write_job(txn: &redb::WriteTransaction, job: &Job) -> Result<(), ApiError> {
         let json = serde_json::to_string(job).map_err(internal)?;
-        txn.open_table(JOBS).map_err(internal)?.insert(job.id.0, json.as_str()).map_err(internal)?;
+        txn.open_table(JOBS)
+            .map_err(internal)?
+            .insert(job.id.0, json.as_str())
+            .map_err(internal)?;
         let mut pending = txn.open_table(PENDING).map_err(internal)?;
         if job.state == ExportState::Pending {
             pending.insert(job.id.0, ()).map_err(internal)?;
@@ -97,13 +102,20 @@ impl ExportService {
 
     fn read_job_in(txn: &redb::WriteTransaction, id: ExportId) -> Result<Job, ApiError> {
         let jobs = txn.open_table(JOBS).map_err(internal)?;
-        let json = jobs.get(id.0).map_err(internal)?.ok_or_else(|| ApiError::not_found("no such export"))?;
+        let json = jobs
+            .get(id.0)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::not_found("no such export"))?;
         serde_json::from_str(json.value()).map_err(internal)
     }
 
     /// The job a new request of `subject` would duplicate: one still being
     /// built. (A request after an export is ready deserves a new snapshot.)
-    fn open_job_of(&self, txn: &redb::WriteTransaction, subject: AccountId) -> Result<Option<Job>, ApiError> {
+    fn open_job_of(
+        &self,
+        txn: &redb::WriteTransaction,
+        subject: AccountId,
+    ) -> Result<Option<Job>, ApiError> {
         let jobs = txn.open_table(JOBS).map_err(internal)?;
         let mut found = None;
         for entry in jobs.iter().map_err(internal)?.rev() {
@@ -123,7 +135,12 @@ impl ExportService {
     /// Accept a request for `subject`'s data, durably, or return the open
     /// request it duplicates. `rate_limited` applies the per-subject limit
     /// (direct requests); a verified ticket is not limited.
-    pub(crate) fn accept_request(&self, subject: AccountId, origin: Origin, rate_limited: bool) -> Result<(Job, bool), ApiError> {
+    pub(crate) fn accept_request(
+        &self,
+        subject: AccountId,
+        origin: Origin,
+        rate_limited: bool,
+    ) -> Result<(Job, bool), ApiError> {
         let txn = self.db.begin_write().map_err(internal)?;
         let accepted = self.accept_request_in(&txn, subject, origin, rate_limited)?;
         txn.commit().map_err(internal)?;
@@ -159,12 +176,19 @@ impl ExportService {
         }
         let id = {
             let mut meta = txn.open_table(META).map_err(internal)?;
-            let id = meta.get(NEXT_EXPORT).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
+            let id = meta
+                .get(NEXT_EXPORT)
+                .map_err(internal)?
+                .map(|v| v.value())
+                .unwrap_or(1);
             meta.insert(NEXT_EXPORT, id + 1).map_err(internal)?;
             id
         };
         if rate_limited {
-            txn.open_table(REQUESTS).map_err(internal)?.insert((subject.0, now, id), ()).map_err(internal)?;
+            txn.open_table(REQUESTS)
+                .map_err(internal)?
+                .insert((subject.0, now, id), ())
+                .map_err(internal)?;
         }
         let job = Job {
             id: ExportId(id),
@@ -223,7 +247,10 @@ impl ExportService {
                 job.fence += 1;
                 job.attempts += 1;
                 let expires_at_ms = now.saturating_add(self.config.lease_ms);
-                job.lease = Some(Lease { worker: worker.to_string(), expires_at_ms });
+                job.lease = Some(Lease {
+                    worker: worker.to_string(),
+                    expires_at_ms,
+                });
                 Self::write_job(&txn, &job)?;
                 claimed = Some(ClaimedJob {
                     export_id: job.id,
@@ -240,7 +267,13 @@ impl ExportService {
     }
 
     /// The job, if `fence` still holds a live lease on it.
-    fn leased_job(&self, txn: &redb::WriteTransaction, id: ExportId, fence: u64, now: u64) -> Result<Job, ApiError> {
+    fn leased_job(
+        &self,
+        txn: &redb::WriteTransaction,
+        id: ExportId,
+        fence: u64,
+        now: u64,
+    ) -> Result<Job, ApiError> {
         let job = Self::read_job_in(txn, id)?;
         let live = job.lease.as_ref().is_some_and(|l| l.expires_at_ms > now);
         if job.fence != fence || !live || job.state != ExportState::Pending {
@@ -263,7 +296,12 @@ impl ExportService {
     }
 
     /// A worker gave up on an attempt: back off, or fail for good.
-    pub(crate) fn fail_attempt(&self, id: ExportId, fence: u64, reason: &str) -> Result<(), ApiError> {
+    pub(crate) fn fail_attempt(
+        &self,
+        id: ExportId,
+        fence: u64,
+        reason: &str,
+    ) -> Result<(), ApiError> {
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         let mut job = self.leased_job(&txn, id, fence, now)?;
@@ -273,7 +311,8 @@ impl ExportService {
             job.failure = Some(reason.chars().take(500).collect());
         } else {
             let exponent = job.attempts.saturating_sub(1).min(16);
-            let backoff = (self.config.retry_backoff_ms << exponent).min(self.config.max_backoff_ms);
+            let backoff =
+                (self.config.retry_backoff_ms << exponent).min(self.config.max_backoff_ms);
             job.not_before_ms = now.saturating_add(backoff);
         }
         Self::write_job(&txn, &job)?;
@@ -291,8 +330,9 @@ impl ExportService {
         recording_ids: Vec<RecordingId>,
         archive: &[u8],
     ) -> Result<Job, ApiError> {
-        let (manifest, files) = crate::archive::read_archive(archive)
-            .map_err(|e| ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive", e))?;
+        let (manifest, files) = crate::archive::read_archive(archive).map_err(|e| {
+            ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive", e)
+        })?;
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         let mut job = self.leased_job(&txn, id, fence, now)?;
@@ -327,7 +367,10 @@ impl ExportService {
         job.archive_sha256 = Some(crosstalk_model::sha256_hex(archive));
         job.failure = None;
         Self::write_job(&txn, &job)?;
-        txn.open_table(ARCHIVES).map_err(internal)?.insert(job.id.0, archive).map_err(internal)?;
+        txn.open_table(ARCHIVES)
+            .map_err(internal)?
+            .insert(job.id.0, archive)
+            .map_err(internal)?;
         txn.commit().map_err(internal)?;
         Ok(job)
     }
@@ -345,7 +388,10 @@ impl ExportService {
             job.not_before_ms = 0;
             job.attempts = 0;
             Self::write_job(&txn, &job)?;
-            txn.open_table(ARCHIVES).map_err(internal)?.remove(id.0).map_err(internal)?;
+            txn.open_table(ARCHIVES)
+                .map_err(internal)?
+                .remove(id.0)
+                .map_err(internal)?;
         }
         txn.commit().map_err(internal)
     }
@@ -370,7 +416,9 @@ impl ExportService {
     /// a reason (GDPR Art. 12(3)).
     pub(crate) fn extend(&self, id: ExportId, reason: &str) -> Result<Job, ApiError> {
         if reason.trim().is_empty() || reason.len() > 500 {
-            return Err(ApiError::bad_request("an extension needs a reason of 1 to 500 bytes"));
+            return Err(ApiError::bad_request(
+                "an extension needs a reason of 1 to 500 bytes",
+            ));
         }
         let txn = self.db.begin_write().map_err(internal)?;
         let mut job = Self::read_job_in(&txn, id)?;

@@ -46,8 +46,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use crosstalk_model::api::{
-    AgentTicketView, AuditEntry, ClaimRequest, CompleteJobRequest, ExportState, ExportStatus, ExtendRequest,
-    FailJobRequest, FenceRequest, ManualVerificationRequest, TicketRequest, TicketStatus, VerifyTicketRequest,
+    AgentTicketView, AuditEntry, ClaimRequest, CompleteJobRequest, ExportState, ExportStatus,
+    ExtendRequest, FailJobRequest, FenceRequest, ManualVerificationRequest, TicketRequest,
+    TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_model::{AccountId, Clock, Entropy, ExportId, sha256_hex};
 use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
@@ -125,7 +126,10 @@ pub struct ExportService {
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (sha256_hex(a.as_bytes()), sha256_hex(b.as_bytes()));
-    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 impl ExportService {
@@ -145,13 +149,18 @@ impl ExportService {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             let key = {
                 let mut secrets = txn.open_table(SECRETS).map_err(|e| e.to_string())?;
-                let existing = secrets.get(LINK_KEY).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                let existing = secrets
+                    .get(LINK_KEY)
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value().to_vec());
                 match existing {
                     Some(key) => key,
                     None => {
                         let mut key = vec![0u8; 32];
                         entropy.fill(&mut key);
-                        secrets.insert(LINK_KEY, key.as_slice()).map_err(|e| e.to_string())?;
+                        secrets
+                            .insert(LINK_KEY, key.as_slice())
+                            .map_err(|e| e.to_string())?;
                         key
                     }
                 }
@@ -161,16 +170,28 @@ impl ExportService {
             txn.open_table(jobs::PENDING).map_err(|e| e.to_string())?;
             txn.open_table(jobs::ARCHIVES).map_err(|e| e.to_string())?;
             txn.open_table(jobs::REQUESTS).map_err(|e| e.to_string())?;
-            txn.open_table(tickets::TICKETS).map_err(|e| e.to_string())?;
+            txn.open_table(tickets::TICKETS)
+                .map_err(|e| e.to_string())?;
             txn.open_table(agent::AUDIT).map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
-        Ok(Self { db, clock, entropy, link_key, store, config, faults: crosstalk_service::fault_points::none() })
+        Ok(Self {
+            db,
+            clock,
+            entropy,
+            link_key,
+            store,
+            config,
+            faults: crosstalk_service::fault_points::none(),
+        })
     }
 
     /// Inject fault points (simulation and fuzzing builds).
-    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+    pub fn with_fault_points(
+        mut self,
+        faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    ) -> Self {
         self.faults = faults;
         self
     }
@@ -182,8 +203,16 @@ impl ExportService {
     pub(crate) fn download_path(&self, job: &Job) -> Option<String> {
         match (job.state, job.expires_at_ms, job.link_nonce) {
             (ExportState::Ready, Some(expires_at_ms), Some(nonce)) => {
-                let claims = link::LinkClaims { export_id: job.id, subject: job.subject, expires_at_ms, nonce };
-                Some(format!("/v1/downloads/{}", link::mint(&self.link_key, &claims)))
+                let claims = link::LinkClaims {
+                    export_id: job.id,
+                    subject: job.subject,
+                    expires_at_ms,
+                    nonce,
+                };
+                Some(format!(
+                    "/v1/downloads/{}",
+                    link::mint(&self.link_key, &claims)
+                ))
             }
             _ => None,
         }
@@ -216,7 +245,11 @@ impl ExportService {
 
     /// The status of export `id`, if `subject` is its subject. Someone
     /// else's export is reported exactly like one that does not exist.
-    pub fn export_status(&self, subject: AccountId, id: ExportId) -> Result<ExportStatus, ApiError> {
+    pub fn export_status(
+        &self,
+        subject: AccountId,
+        id: ExportId,
+    ) -> Result<ExportStatus, ApiError> {
         match self.load_job(id)? {
             Some(job) if job.subject == subject => Ok(self.status(&job)),
             _ => Err(ApiError::not_found("no such export")),
@@ -225,18 +258,25 @@ impl ExportService {
 
     /// The archive behind `token`, for the authenticated `caller`.
     pub async fn download(&self, caller: AccountId, token: &str) -> Result<Vec<u8>, ApiError> {
-        let claims = link::verify(&self.link_key, token).map_err(|_| ApiError::not_found("no such download"))?;
-        let job = self.load_job(claims.export_id)?.ok_or_else(|| ApiError::not_found("no such download"))?;
+        let claims = link::verify(&self.link_key, token)
+            .map_err(|_| ApiError::not_found("no such download"))?;
+        let job = self
+            .load_job(claims.export_id)?
+            .ok_or_else(|| ApiError::not_found("no such download"))?;
         if job.subject != claims.subject {
             return Err(ApiError::not_found("no such download"));
         }
         // A link is not a credential: the caller must be the subject.
         if caller != job.subject {
-            return Err(ApiError::forbidden("this download belongs to another account"));
+            return Err(ApiError::forbidden(
+                "this download belongs to another account",
+            ));
         }
         // A link of an earlier build (before a revocation) no longer works.
         if job.state != ExportState::Ready || job.link_nonce != Some(claims.nonce) {
-            return Err(ApiError::gone("this link was revoked; the export is being rebuilt or was replaced"));
+            return Err(ApiError::gone(
+                "this link was revoked; the export is being rebuilt or was replaced",
+            ));
         }
         if self.clock.now_ms() >= claims.expires_at_ms {
             return Err(ApiError::gone("this download link has expired"));
@@ -247,18 +287,25 @@ impl ExportService {
         // Erasure: every recording in the archive must still exist now. If
         // the store cannot say, refuse rather than risk it.
         if self.fires("export.download.store_unreachable") {
-            return Err(ApiError::unavailable("injected: the store could not confirm the archive's recordings"));
+            return Err(ApiError::unavailable(
+                "injected: the store could not confirm the archive's recordings",
+            ));
         }
         let live = self.store.live(job.subject, &job.recording_ids).await?;
         if live.len() != job.recording_ids.len() {
             self.revoke_and_rebuild(job.id)?;
-            return Err(ApiError::gone("recordings in this archive were deleted; it is being rebuilt"));
+            return Err(ApiError::gone(
+                "recordings in this archive were deleted; it is being rebuilt",
+            ));
         }
         let txn = self.db.begin_write().map_err(internal)?;
         let bytes = {
             let mut current = {
                 let jobs = txn.open_table(jobs::JOBS).map_err(internal)?;
-                let json = jobs.get(job.id.0).map_err(internal)?.ok_or_else(|| ApiError::internal("job vanished"))?;
+                let json = jobs
+                    .get(job.id.0)
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::internal("job vanished"))?;
                 serde_json::from_str::<Job>(json.value()).map_err(internal)?
             };
             // Re-check inside the transaction: a revocation may have won.
@@ -277,7 +324,9 @@ impl ExportService {
                 .value()
                 .to_vec();
             if current.archive_sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
-                return Err(ApiError::internal("stored archive does not match its digest"));
+                return Err(ApiError::internal(
+                    "stored archive does not match its digest",
+                ));
             }
             current.downloads += 1;
             Self::write_job(&txn, &current)?;
@@ -288,12 +337,14 @@ impl ExportService {
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<AccountId, ApiError> {
-        let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
+        let token = bearer_token(headers)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
         self.store.introspect(token).await
     }
 
     fn agent(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing agent token"))?;
+        let token =
+            bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing agent token"))?;
         self.config
             .agent_tokens
             .iter()
@@ -303,8 +354,11 @@ impl ExportService {
     }
 
     fn worker(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing worker token"))?;
-        if !self.config.worker_token.is_empty() && constant_time_eq(&self.config.worker_token, token) {
+        let token =
+            bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing worker token"))?;
+        if !self.config.worker_token.is_empty()
+            && constant_time_eq(&self.config.worker_token, token)
+        {
             Ok(())
         } else {
             Err(ApiError::forbidden("not a worker"))
@@ -318,7 +372,14 @@ impl ExportService {
             return; // The subject still sees the link in the export's status.
         }
         if let Some(path) = self.download_path(job) {
-            let _ = self.store.notify(job.subject, "export-ready", &format!("Your data is ready: {path}")).await;
+            let _ = self
+                .store
+                .notify(
+                    job.subject,
+                    "export-ready",
+                    &format!("Your data is ready: {path}"),
+                )
+                .await;
         }
     }
 }
@@ -335,7 +396,10 @@ pub fn router(service: Arc<ExportService>) -> Router {
         .route("/v1/internal/jobs/{id}/fail", post(fail))
         .layer(DefaultBodyLimit::max(MAX_PUBLISH_BYTES));
     Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/v1/exports", post(request_export))
         .route("/v1/exports/{id}", get(export_status))
         .route("/v1/downloads/{token}", get(download))
@@ -343,7 +407,10 @@ pub fn router(service: Arc<ExportService>) -> Router {
         .route("/v1/tickets/{id}/verify", post(verify_ticket))
         .route("/v1/agent/tickets", get(agent_tickets))
         .route("/v1/agent/tickets/{id}/resend-link", post(agent_resend))
-        .route("/v1/agent/tickets/{id}/manual-verification", post(agent_manual))
+        .route(
+            "/v1/agent/tickets/{id}/manual-verification",
+            post(agent_manual),
+        )
         .route("/v1/agent/exports/{id}/extend", post(agent_extend))
         .route("/v1/agent/overdue", get(agent_overdue))
         .route("/v1/agent/audit", get(agent_audit))
@@ -358,23 +425,40 @@ type Svc = State<Arc<ExportService>>;
 async fn request_export(State(service): Svc, headers: HeaderMap) -> Result<Response, ApiError> {
     let subject = service.authenticate(&headers).await?;
     let (status, duplicate) = service.request_export(subject)?;
-    let code = if duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let code = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((code, Json(status)).into_response())
 }
 
-async fn export_status(State(service): Svc, headers: HeaderMap, Path(id): Path<u64>) -> Result<Json<ExportStatus>, ApiError> {
+async fn export_status(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<ExportStatus>, ApiError> {
     let subject = service.authenticate(&headers).await?;
     service.export_status(subject, ExportId(id)).map(Json)
 }
 
-async fn download(State(service): Svc, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, ApiError> {
+async fn download(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
     let caller = service.authenticate(&headers).await?;
     let bytes = service.download(caller, &token).await?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], bytes).into_response())
 }
 
-async fn open_ticket(State(service): Svc, JsonBody(body): JsonBody<TicketRequest>) -> Result<Response, ApiError> {
-    let status = service.open_ticket(&body.claimed_email, &body.message).await?;
+async fn open_ticket(
+    State(service): Svc,
+    JsonBody(body): JsonBody<TicketRequest>,
+) -> Result<Response, ApiError> {
+    let status = service
+        .open_ticket(&body.claimed_email, &body.message)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
@@ -386,12 +470,21 @@ async fn verify_ticket(
     service.verify_ticket(id, &body.code).await.map(Json)
 }
 
-async fn agent_tickets(State(service): Svc, headers: HeaderMap) -> Result<Json<Vec<AgentTicketView>>, ApiError> {
+async fn agent_tickets(
+    State(service): Svc,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AgentTicketView>>, ApiError> {
     service.agent(&headers)?;
-    Ok(Json(service.tickets()?.iter().map(|t| t.agent_view()).collect()))
+    Ok(Json(
+        service.tickets()?.iter().map(|t| t.agent_view()).collect(),
+    ))
 }
 
-async fn agent_resend(State(service): Svc, headers: HeaderMap, Path(id): Path<u64>) -> Result<Response, ApiError> {
+async fn agent_resend(
+    State(service): Svc,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
     let agent = service.agent(&headers)?;
     service.agent_resend_link(&agent, id).await?;
     Ok(Json(serde_json::json!({"sent_to": "the ticket's verified subject"})).into_response())
@@ -416,11 +509,16 @@ async fn agent_extend(
 ) -> Result<Json<ExportStatus>, ApiError> {
     let agent = service.agent(&headers)?;
     service.agent_extend(&agent, ExportId(id), &body.reason)?;
-    let job = service.load_job(ExportId(id))?.ok_or_else(|| ApiError::not_found("no such export"))?;
+    let job = service
+        .load_job(ExportId(id))?
+        .ok_or_else(|| ApiError::not_found("no such export"))?;
     Ok(Json(service.status(&job)))
 }
 
-async fn agent_overdue(State(service): Svc, headers: HeaderMap) -> Result<Json<Vec<ExportStatus>>, ApiError> {
+async fn agent_overdue(
+    State(service): Svc,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ExportStatus>>, ApiError> {
     service.agent(&headers)?;
     service.agent_overdue().map(Json)
 }
@@ -440,7 +538,11 @@ async fn agent_audit(
     service.audit_log(params.after.unwrap_or(0)).map(Json)
 }
 
-async fn claim(State(service): Svc, headers: HeaderMap, JsonBody(body): JsonBody<ClaimRequest>) -> Result<Response, ApiError> {
+async fn claim(
+    State(service): Svc,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ClaimRequest>,
+) -> Result<Response, ApiError> {
     service.worker(&headers)?;
     if body.worker.is_empty() || body.worker.len() > 64 {
         return Err(ApiError::bad_request("worker name must be 1 to 64 bytes"));
@@ -472,7 +574,13 @@ async fn complete(
     let archive = base64::engine::general_purpose::STANDARD
         .decode(&body.archive_base64)
         .map_err(|e| ApiError::bad_request(format!("archive_base64 is not base64: {e}")))?;
-    let job = service.publish(ExportId(id), body.fence, body.snapshot_at_ms, body.recording_ids, &archive)?;
+    let job = service.publish(
+        ExportId(id),
+        body.fence,
+        body.snapshot_at_ms,
+        body.recording_ids,
+        &archive,
+    )?;
     service.announce(&job).await;
     Ok(Json(service.status(&job)))
 }

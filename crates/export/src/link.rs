@@ -58,7 +58,9 @@ pub fn verify(key: &[u8], token: &str) -> Result<LinkClaims, LinkError> {
     if token.len() > 128 {
         return Err(LinkError::Malformed);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| LinkError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| LinkError::Malformed)?;
     if bytes.len() != BODY_LEN + TAG_LEN {
         return Err(LinkError::Malformed);
     }
@@ -86,7 +88,12 @@ mod tests {
     use super::*;
 
     fn claims() -> LinkClaims {
-        LinkClaims { export_id: ExportId(7), subject: AccountId(3), expires_at_ms: 1_000, nonce: [9; 16] }
+        LinkClaims {
+            export_id: ExportId(7),
+            subject: AccountId(3),
+            expires_at_ms: 1_000,
+            nonce: [9; 16],
+        }
     }
 
     #[test]
@@ -103,10 +110,16 @@ mod tests {
             let replacement = alphabet.chars().find(|&c| c != original).unwrap_or('A');
             let mut forged = token.clone();
             forged.replace_range(i..i + 1, &replacement.to_string());
-            assert!(verify(&key, &forged).is_err(), "forged token at {i} accepted");
+            assert!(
+                verify(&key, &forged).is_err(),
+                "forged token at {i} accepted"
+            );
         }
         // Truncated and garbage tokens.
-        assert_eq!(verify(&key, &token[..token.len() - 2]), Err(LinkError::Malformed));
+        assert_eq!(
+            verify(&key, &token[..token.len() - 2]),
+            Err(LinkError::Malformed)
+        );
         assert_eq!(verify(&key, "not a token"), Err(LinkError::Malformed));
         assert_eq!(verify(&key, ""), Err(LinkError::Malformed));
     }

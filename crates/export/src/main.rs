@@ -30,7 +30,11 @@ fn env(name: &str) -> String {
 }
 
 fn client(address: String) -> HttpClient {
-    HttpClient::new(Arc::new(TcpConnector { address }), Duration::from_secs(30), 8)
+    HttpClient::new(
+        Arc::new(TcpConnector { address }),
+        Duration::from_secs(30),
+        8,
+    )
 }
 
 fn main() {
@@ -62,17 +66,32 @@ fn main() {
                 .split(',')
                 .filter(|pair| !pair.is_empty())
                 .map(|pair| match pair.split_once('=') {
-                    Some((name, token)) if !name.is_empty() && token.len() >= 16 => (name.to_string(), token.to_string()),
-                    _ => fail("CROSSTALK_AGENT_TOKENS: expected name=token (16+ bytes) pairs".into()),
+                    Some((name, token)) if !name.is_empty() && token.len() >= 16 => {
+                        (name.to_string(), token.to_string())
+                    }
+                    _ => {
+                        fail("CROSSTALK_AGENT_TOKENS: expected name=token (16+ bytes) pairs".into())
+                    }
                 })
                 .collect();
-            let config = ExportConfig { worker_token: env("CROSSTALK_WORKER_TOKEN"), agent_tokens, ..ExportConfig::default() };
+            let config = ExportConfig {
+                worker_token: env("CROSSTALK_WORKER_TOKEN"),
+                agent_tokens,
+                ..ExportConfig::default()
+            };
             runtime.block_on(async move {
-                let backend = crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| fail(e));
+                let backend =
+                    crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| fail(e));
                 let entropy = os_entropy().unwrap_or_else(|e| fail(e.to_string()));
-                let service = ExportService::open(backend, Arc::new(SystemClock), Arc::new(entropy), store, config)
-                    .map(Arc::new)
-                    .unwrap_or_else(|e| fail(e));
+                let service = ExportService::open(
+                    backend,
+                    Arc::new(SystemClock),
+                    Arc::new(entropy),
+                    store,
+                    config,
+                )
+                .map(Arc::new)
+                .unwrap_or_else(|e| fail(e));
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .unwrap_or_else(|e| fail(format!("binding {listen}: {e}")));
@@ -87,9 +106,15 @@ fn main() {
         "worker" => {
             let export_address = option("--export").unwrap_or_else(|| usage());
             let name = option("--name").unwrap_or_else(|| "worker".to_string());
-            let config = WorkerConfig { name, worker_token: env("CROSSTALK_WORKER_TOKEN"), poll_ms: 1_000, page_items: 50 };
+            let config = WorkerConfig {
+                name,
+                worker_token: env("CROSSTALK_WORKER_TOKEN"),
+                poll_ms: 1_000,
+                page_items: 50,
+            };
             runtime.block_on(async move {
-                let worker = Worker::new(config, client(export_address), store, Arc::new(SystemClock));
+                let worker =
+                    Worker::new(config, client(export_address), store, Arc::new(SystemClock));
                 eprintln!("crosstalk-export worker started");
                 tokio::select! {
                     biased;

@@ -38,7 +38,11 @@ pub(crate) struct Ticket {
 
 impl Ticket {
     pub(crate) fn status(&self) -> TicketStatus {
-        TicketStatus { ticket_id: self.id, state: self.state, export_id: self.export_id }
+        TicketStatus {
+            ticket_id: self.id,
+            state: self.state,
+            export_id: self.export_id,
+        }
     }
 
     pub(crate) fn agent_view(&self) -> AgentTicketView {
@@ -57,14 +61,19 @@ impl ExportService {
         let txn = self.db.begin_read().map_err(internal)?;
         let tickets = txn.open_table(TICKETS).map_err(internal)?;
         match tickets.get(id).map_err(internal)? {
-            Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
+            Some(json) => serde_json::from_str(json.value())
+                .map(Some)
+                .map_err(internal),
             None => Ok(None),
         }
     }
 
     fn write_ticket(txn: &redb::WriteTransaction, ticket: &Ticket) -> Result<(), ApiError> {
         let json = serde_json::to_string(ticket).map_err(internal)?;
-        txn.open_table(TICKETS).map_err(internal)?.insert(ticket.id, json.as_str()).map_err(internal)?;
+        txn.open_table(TICKETS)
+            .map_err(internal)?
+            .insert(ticket.id, json.as_str())
+            .map_err(internal)?;
         Ok(())
     }
 
@@ -81,10 +90,16 @@ impl ExportService {
 
     /// Open a ticket for `claimed_email`; send the challenge if the account
     /// exists. The answer is the same either way.
-    pub async fn open_ticket(&self, claimed_email: &str, message: &str) -> Result<TicketStatus, ApiError> {
+    pub async fn open_ticket(
+        &self,
+        claimed_email: &str,
+        message: &str,
+    ) -> Result<TicketStatus, ApiError> {
         let email = claimed_email.trim().to_ascii_lowercase();
         if email.is_empty() || email.len() > 254 || !email.contains('@') || message.len() > 4096 {
-            return Err(ApiError::bad_request("claimed_email must be an address; message at most 4 KiB"));
+            return Err(ApiError::bad_request(
+                "claimed_email must be an address; message at most 4 KiB",
+            ));
         }
         let subject = self.store.lookup(&email).await?;
         let now = self.clock.now_ms();
@@ -95,7 +110,11 @@ impl ExportService {
             let txn = self.db.begin_write().map_err(internal)?;
             let id = {
                 let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
-                let id = meta.get(NEXT_TICKET).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
+                let id = meta
+                    .get(NEXT_TICKET)
+                    .map_err(internal)?
+                    .map(|v| v.value())
+                    .unwrap_or(1);
                 meta.insert(NEXT_TICKET, id + 1).map_err(internal)?;
                 id
             };
@@ -111,17 +130,29 @@ impl ExportService {
                 export_id: None,
             };
             let json = serde_json::to_string(&ticket).map_err(internal)?;
-            txn.open_table(TICKETS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(TICKETS)
+                .map_err(internal)?
+                .insert(id, json.as_str())
+                .map_err(internal)?;
             txn.commit().map_err(internal)?;
             id
         };
         if let Some(subject) = subject {
-            let text = format!("Someone asked for a copy of your data (ticket {id}). If it was you, your code is {code}.");
+            let text = format!(
+                "Someone asked for a copy of your data (ticket {id}). If it was you, your code is {code}."
+            );
             // If the challenge cannot be delivered the ticket simply cannot
             // be verified; the requester may open another.
-            let _ = self.store.notify(subject, "identity-challenge", &text).await;
+            let _ = self
+                .store
+                .notify(subject, "identity-challenge", &text)
+                .await;
         }
-        Ok(TicketStatus { ticket_id: id, state: TicketState::AwaitingVerification, export_id: None })
+        Ok(TicketStatus {
+            ticket_id: id,
+            state: TicketState::AwaitingVerification,
+            export_id: None,
+        })
     }
 
     /// Check a ticket's code; on success, accept (or join) an export of the
@@ -134,13 +165,20 @@ impl ExportService {
         let txn = self.db.begin_write().map_err(internal)?;
         let mut ticket: Ticket = {
             let tickets = txn.open_table(TICKETS).map_err(internal)?;
-            let json = tickets.get(id).map_err(internal)?.ok_or_else(|| ApiError::not_found("no such ticket"))?;
+            let json = tickets
+                .get(id)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::not_found("no such ticket"))?;
             serde_json::from_str(json.value()).map_err(internal)?
         };
         let matches = match &ticket.code_sha256 {
             Some(expected) => {
                 presented.len() == expected.len()
-                    && presented.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+                    && presented
+                        .bytes()
+                        .zip(expected.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
             }
             None => false,
         };

@@ -12,7 +12,9 @@ use crate::StoreClient;
 use crate::archive::{ArchiveItem, build_archive};
 use base64::Engine;
 use bytes::Bytes;
-use crosstalk_model::api::{ClaimRequest, ClaimedJob, CompleteJobRequest, FailJobRequest, FenceRequest};
+use crosstalk_model::api::{
+    ClaimRequest, ClaimedJob, CompleteJobRequest, FailJobRequest, FenceRequest,
+};
 use crosstalk_model::{Clock, sha256_hex};
 use crosstalk_service::{HttpClient, HttpResponse};
 use http::{Method, StatusCode, header};
@@ -49,12 +51,26 @@ pub enum Outcome {
 }
 
 impl Worker {
-    pub fn new(config: WorkerConfig, export: HttpClient, store: StoreClient, clock: Arc<dyn Clock>) -> Self {
-        Self { config, export, store, clock, faults: crosstalk_service::fault_points::none() }
+    pub fn new(
+        config: WorkerConfig,
+        export: HttpClient,
+        store: StoreClient,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            export,
+            store,
+            clock,
+            faults: crosstalk_service::fault_points::none(),
+        }
     }
 
     /// Inject fault points (simulation and fuzzing builds).
-    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+    pub fn with_fault_points(
+        mut self,
+        faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    ) -> Self {
         self.faults = faults;
         self
     }
@@ -63,12 +79,19 @@ impl Worker {
         crosstalk_service::fault_points::fires(&*self.faults, point)
     }
 
-    async fn call<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<HttpResponse, String> {
+    async fn call<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<HttpResponse, String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let request = http::Request::builder()
             .method(Method::POST)
             .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.config.worker_token))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.config.worker_token),
+            )
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
@@ -77,8 +100,20 @@ impl Worker {
 
     /// Ask for a job; `None` when there is none (or the service is away).
     pub async fn claim(&self) -> Option<ClaimedJob> {
-        let response = self.call("/v1/internal/jobs/claim", &ClaimRequest { worker: self.config.name.clone() }).await.ok()?;
-        if response.status() == StatusCode::OK { serde_json::from_slice(response.body()).ok() } else { None }
+        let response = self
+            .call(
+                "/v1/internal/jobs/claim",
+                &ClaimRequest {
+                    worker: self.config.name.clone(),
+                },
+            )
+            .await
+            .ok()?;
+        if response.status() == StatusCode::OK {
+            serde_json::from_slice(response.body()).ok()
+        } else {
+            None
+        }
     }
 
     async fn renew(&self, job: &ClaimedJob) -> Result<(), String> {
@@ -108,19 +143,33 @@ impl Worker {
                 .map_err(|e| e.message)?;
             // Defence in depth: a page for anyone else fails the job loudly.
             if page.account_id != job.subject {
-                return Err(format!("store returned a page of {} while collecting {}", page.account_id, job.subject));
+                return Err(format!(
+                    "store returned a page of {} while collecting {}",
+                    page.account_id, job.subject
+                ));
             }
             for view in page.items {
                 if view.received_at_ms > snapshot_at_ms {
                     continue;
                 }
-                let Some(audio) = self.store.audio(job.subject, view.id).await.map_err(|e| e.message)? else {
+                let Some(audio) = self
+                    .store
+                    .audio(job.subject, view.id)
+                    .await
+                    .map_err(|e| e.message)?
+                else {
                     continue; // Deleted since it was listed.
                 };
                 if sha256_hex(&audio) != view.audio_sha256 {
-                    return Err(format!("audio of {} does not match the store's digest", view.id));
+                    return Err(format!(
+                        "audio of {} does not match the store's digest",
+                        view.id
+                    ));
                 }
-                staged.push(ArchiveItem { recording: view, audio });
+                staged.push(ArchiveItem {
+                    recording: view,
+                    audio,
+                });
             }
             self.renew(job).await?;
             match page.next_cursor {
@@ -139,14 +188,25 @@ impl Worker {
             Err(reason) if reason == "fenced out" => return Outcome::FencedOut,
             Err(reason) => {
                 let path = format!("/v1/internal/jobs/{}/fail", job.export_id.0);
-                let _ = self.call(&path, &FailJobRequest { fence: job.fence, reason: reason.clone() }).await;
+                let _ = self
+                    .call(
+                        &path,
+                        &FailJobRequest {
+                            fence: job.fence,
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await;
                 return Outcome::Failed(reason);
             }
         };
         if self.fires("worker.publish.stalls") {
             // A long pause (a GC, a swapped-out VM) right before publishing:
             // the lease lapses and the publication must be refused.
-            let stall_ms = job.lease_expires_at_ms.saturating_sub(self.clock.now_ms()).saturating_add(1_000);
+            let stall_ms = job
+                .lease_expires_at_ms
+                .saturating_sub(self.clock.now_ms())
+                .saturating_add(1_000);
             tokio::time::sleep(Duration::from_millis(stall_ms)).await;
         }
         let request = CompleteJobRequest {

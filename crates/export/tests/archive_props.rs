@@ -2,7 +2,9 @@
 //! the archive exactly, the bytes are a pure function of the input, and
 //! inconsistent input is refused.
 
-use crosstalk_export::archive::{ArchiveItem, MANIFEST_PATH, audio_path, build_archive, read_archive};
+use crosstalk_export::archive::{
+    ArchiveItem, MANIFEST_PATH, audio_path, build_archive, read_archive,
+};
 use crosstalk_model::api::{MANIFEST_FORMAT, Manifest, ManifestEntry, RecordingView};
 use crosstalk_model::{AccountId, DeviceId, ExportId, RecordingId, sha256_hex};
 use proptest::prelude::*;
@@ -43,8 +45,13 @@ fn transcript() -> impl Strategy<Value = String> {
 
 /// Recordings with unique ids, in a random order.
 fn items() -> impl Strategy<Value = Vec<ArchiveItem>> {
-    let fields =
-        (any::<u64>(), any::<u64>(), any::<u64>(), transcript(), prop::collection::vec(any::<u8>(), 0..600));
+    let fields = (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        transcript(),
+        prop::collection::vec(any::<u8>(), 0..600),
+    );
     prop::collection::btree_map(prop_oneof![0u64..64, any::<u64>()], fields, 0..10)
         .prop_map(|by_id| {
             by_id
@@ -154,8 +161,22 @@ proptest! {
 
 fn sample() -> Vec<ArchiveItem> {
     vec![
-        item(3, 1, 10, 11, "third ünïcødé".into(), b"AUDIO-THREE-distinctive-payload".to_vec()),
-        item(1, 1, 5, 6, "first".into(), b"AUDIO-ONE-distinctive-payload".to_vec()),
+        item(
+            3,
+            1,
+            10,
+            11,
+            "third ünïcødé".into(),
+            b"AUDIO-THREE-distinctive-payload".to_vec(),
+        ),
+        item(
+            1,
+            1,
+            5,
+            6,
+            "first".into(),
+            b"AUDIO-ONE-distinctive-payload".to_vec(),
+        ),
     ]
 }
 
@@ -163,7 +184,10 @@ fn sample() -> Vec<ArchiveItem> {
 fn a_flipped_audio_byte_in_the_archive_is_refused() {
     let bytes = build_archive(AccountId(7), ExportId(9), 100, &sample()).expect("builds");
     let needle = b"AUDIO-THREE-distinctive-payload";
-    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("audio is stored uncompressed");
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("audio is stored uncompressed");
     let mut tampered = bytes.clone();
     tampered[at + 5] ^= 0x20;
     assert!(read_archive(&tampered).is_err());
@@ -173,7 +197,8 @@ fn a_flipped_audio_byte_in_the_archive_is_refused() {
 
 /// Write a zip with the given entries, like the packager does.
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, contents) in entries {
         writer.start_file(*name, options).expect("start entry");
@@ -193,7 +218,11 @@ fn archives_that_disagree_with_their_manifest_are_refused() {
 
     // The same content rewritten is accepted (the reader is not tied to the
     // writer's exact bytes).
-    let rewritten = zip_of(&[(MANIFEST_PATH, &manifest_json), ("audio/1.wav", one), ("audio/3.wav", three)]);
+    let rewritten = zip_of(&[
+        (MANIFEST_PATH, &manifest_json),
+        ("audio/1.wav", one),
+        ("audio/3.wav", three),
+    ]);
     assert_eq!(read_archive(&rewritten).expect("reads").0, manifest);
 
     // A file the manifest does not name.
@@ -208,7 +237,11 @@ fn archives_that_disagree_with_their_manifest_are_refused() {
     let missing = zip_of(&[(MANIFEST_PATH, &manifest_json), ("audio/1.wav", one)]);
     assert!(read_archive(&missing).is_err());
     // Audio swapped between entries.
-    let swapped = zip_of(&[(MANIFEST_PATH, &manifest_json), ("audio/1.wav", three), ("audio/3.wav", one)]);
+    let swapped = zip_of(&[
+        (MANIFEST_PATH, &manifest_json),
+        ("audio/1.wav", three),
+        ("audio/3.wav", one),
+    ]);
     assert!(read_archive(&swapped).is_err());
     // No manifest.
     assert!(read_archive(&zip_of(&[("audio/1.wav", one)])).is_err());
@@ -216,6 +249,10 @@ fn archives_that_disagree_with_their_manifest_are_refused() {
     let mut other = manifest.clone();
     other.format = "something-else/1".into();
     let other_json = serde_json::to_vec(&other).expect("json");
-    let wrong_format = zip_of(&[(MANIFEST_PATH, &other_json), ("audio/1.wav", one), ("audio/3.wav", three)]);
+    let wrong_format = zip_of(&[
+        (MANIFEST_PATH, &other_json),
+        ("audio/1.wav", one),
+        ("audio/3.wav", three),
+    ]);
     assert!(read_archive(&wrong_format).is_err());
 }

@@ -18,10 +18,12 @@ use crosstalk_export::link::{LinkClaims, mint};
 use crosstalk_export::worker::{Outcome, Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient, router};
 use crosstalk_model::api::{
-    AgentTicketView, AuditEntry, ClaimedJob, ErrorBody, ExportState, ExportStatus, IngestResponse, Notification,
-    RecordingPage, RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
+    AgentTicketView, AuditEntry, ClaimedJob, ErrorBody, ExportState, ExportStatus, IngestResponse,
+    Notification, RecordingPage, RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
 };
-use crosstalk_model::{AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex};
+use crosstalk_model::{
+    AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex,
+};
 use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient};
 use crosstalk_store::{Store, StoreConfig};
 use http_body_util::BodyExt;
@@ -57,7 +59,10 @@ const PAGE_ITEMS: usize = 2;
 fn config(worker_token: &str) -> ExportConfig {
     ExportConfig {
         worker_token: worker_token.to_string(),
-        agent_tokens: vec![(AGENT_A.into(), AGENT_TOKEN.into()), (AGENT_B.into(), AGENT_B_TOKEN.into())],
+        agent_tokens: vec![
+            (AGENT_A.into(), AGENT_TOKEN.into()),
+            (AGENT_B.into(), AGENT_B_TOKEN.into()),
+        ],
         link_ttl_ms: LINK_TTL_MS,
         max_downloads: MAX_DOWNLOADS,
         lease_ms: LEASE_MS,
@@ -89,7 +94,10 @@ impl Connect for InProcess {
         let down = self.down.load(Ordering::SeqCst);
         Box::pin(async move {
             if down {
-                return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "store is down"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "store is down",
+                ));
             }
             let (client, server) = tokio::io::duplex(64 * 1024);
             crosstalk_service::Spawner::Tokio.spawn(async move {
@@ -107,7 +115,10 @@ impl Connect for InProcess {
 /// A client of `router`; `max_idle` 0 makes every request a new connection,
 /// so that `down` applies to every request.
 fn in_process_client(router: &Router, down: &Arc<AtomicBool>, max_idle: usize) -> HttpClient {
-    let connector = InProcess { router: router.clone(), down: down.clone() };
+    let connector = InProcess {
+        router: router.clone(),
+        down: down.clone(),
+    };
     HttpClient::new(Arc::new(connector), Duration::from_secs(10), max_idle)
 }
 
@@ -134,14 +145,17 @@ impl Reply {
     /// Expect `expected` and a JSON body of type `T`.
     fn json<T: DeserializeOwned>(&self, expected: StatusCode) -> T {
         assert_eq!(self.status, expected, "body: {}", self.text());
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.text()))
     }
 
     /// Expect the error `expected` with a JSON `{"error", "message"}` body.
     fn error(&self, expected: StatusCode) -> ErrorBody {
         assert_eq!(self.status, expected, "body: {}", self.text());
         assert_eq!(
-            self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             Some("application/json"),
             "error content type; body: {}",
             self.text()
@@ -149,19 +163,36 @@ impl Reply {
         let value: Value = serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {}", self.text()));
         assert!(value.get("error").is_some_and(Value::is_string), "{value}");
-        assert!(value.get("message").is_some_and(Value::is_string), "{value}");
+        assert!(
+            value.get("message").is_some_and(Value::is_string),
+            "{value}"
+        );
         let parsed: ErrorBody = serde_json::from_value(value).expect("error body parses");
-        assert!(!parsed.error.is_empty() && !parsed.message.is_empty(), "{parsed:?}");
+        assert!(
+            !parsed.error.is_empty() && !parsed.message.is_empty(),
+            "{parsed:?}"
+        );
         parsed
     }
 }
 
 async fn call(router: &Router, request: Request<Body>) -> Reply {
-    let response = router.clone().oneshot(request).await.expect("routers are infallible");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("routers are infallible");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body reads").to_bytes();
-    assert!(parts.headers.get(header::DATE).is_none(), "a Date header reads the OS clock");
-    Reply { status: parts.status, headers: parts.headers, body }
+    assert!(
+        parts.headers.get(header::DATE).is_none(),
+        "a Date header reads the OS clock"
+    );
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 fn request(method: Method, uri: &str, token: Option<&str>, body: Option<&Value>) -> Request<Body> {
@@ -217,12 +248,18 @@ impl World {
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
             Arc::new(SeededEntropy::from_seed_u64(seed)),
-            StoreConfig { service_token: SERVICE_TOKEN.to_string(), password_iterations: 1 },
+            StoreConfig {
+                service_token: SERVICE_TOKEN.to_string(),
+                password_iterations: 1,
+            },
         )
         .expect("store opens");
         let store = crosstalk_store::router(Arc::new(store));
         let service_store_down = Arc::new(AtomicBool::new(false));
-        let store_client = StoreClient::new(in_process_client(&store, &service_store_down, store_pool), store_token);
+        let store_client = StoreClient::new(
+            in_process_client(&store, &service_store_down, store_pool),
+            store_token,
+        );
         let service = ExportService::open(
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
@@ -232,7 +269,12 @@ impl World {
         )
         .expect("export service opens");
         let export = router(Arc::new(service));
-        Self { clock, store, export, service_store_down }
+        Self {
+            clock,
+            store,
+            export,
+            service_store_down,
+        }
     }
 
     fn now(&self) -> u64 {
@@ -246,7 +288,10 @@ impl World {
 
     /// A worker whose connections to the store fail while `store_down` is set.
     fn worker_with_store(&self, name: &str, store_down: Arc<AtomicBool>) -> Worker {
-        let store = StoreClient::new(in_process_client(&self.store, &store_down, 0), SERVICE_TOKEN);
+        let store = StoreClient::new(
+            in_process_client(&self.store, &store_down, 0),
+            SERVICE_TOKEN,
+        );
         let export = in_process_client(&self.export, &Arc::new(AtomicBool::new(false)), 2);
         let config = WorkerConfig {
             name: name.to_string(),
@@ -265,43 +310,87 @@ impl World {
         job
     }
 
-    async fn store_call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    async fn store_call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
         call(&self.store, request(method, uri, token, body)).await
     }
 
-    async fn export_call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    async fn export_call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
         call(&self.export, request(method, uri, token, body)).await
     }
 
     async fn signup(&self, email: &str) -> Person {
         let body = json!({ "email": email, "password": "correct horse battery" });
-        let s: SignupResponse =
-            self.store_call(Method::POST, "/v1/accounts", None, Some(&body)).await.json(StatusCode::CREATED);
-        Person { account: s.account_id, session: s.session_token }
+        let s: SignupResponse = self
+            .store_call(Method::POST, "/v1/accounts", None, Some(&body))
+            .await
+            .json(StatusCode::CREATED);
+        Person {
+            account: s.account_id,
+            session: s.session_token,
+        }
     }
 
     async fn device(&self, session: &str) -> String {
         let body = json!({ "name": "speaker" });
-        let d: RegisterDeviceResponse =
-            self.store_call(Method::POST, "/v1/devices", Some(session), Some(&body)).await.json(StatusCode::CREATED);
+        let d: RegisterDeviceResponse = self
+            .store_call(Method::POST, "/v1/devices", Some(session), Some(&body))
+            .await
+            .json(StatusCode::CREATED);
         d.device_token
     }
 
     /// Upload one capture; returns what an export must contain for it.
-    async fn ingest(&self, device_token: &str, key: &str, transcript: &str, audio: Vec<u8>) -> Ingested {
+    async fn ingest(
+        &self,
+        device_token: &str,
+        key: &str,
+        transcript: &str,
+        audio: Vec<u8>,
+    ) -> Ingested {
         let body = json!({
             "upload_key": key,
             "captured_at_ms": self.now() - 500,
             "transcript": transcript,
             "audio_base64": STANDARD.encode(&audio),
         });
-        let r: IngestResponse =
-            self.store_call(Method::POST, "/v1/recordings", Some(device_token), Some(&body)).await.json(StatusCode::CREATED);
-        Ingested { id: r.recording_id, sha256: sha256_hex(&audio), transcript: transcript.to_string(), audio }
+        let r: IngestResponse = self
+            .store_call(
+                Method::POST,
+                "/v1/recordings",
+                Some(device_token),
+                Some(&body),
+            )
+            .await
+            .json(StatusCode::CREATED);
+        Ingested {
+            id: r.recording_id,
+            sha256: sha256_hex(&audio),
+            transcript: transcript.to_string(),
+            audio,
+        }
     }
 
     async fn delete_recording(&self, session: &str, id: RecordingId) {
-        let r = self.store_call(Method::DELETE, &format!("/v1/recordings/{}", id.0), Some(session), None).await;
+        let r = self
+            .store_call(
+                Method::DELETE,
+                &format!("/v1/recordings/{}", id.0),
+                Some(session),
+                None,
+            )
+            .await;
         let deleted: Value = r.json(StatusCode::OK);
         assert_eq!(deleted, json!({ "deleted": [id.0] }));
     }
@@ -309,28 +398,49 @@ impl World {
     /// What a worker would collect for `subject` now (via the service API).
     async fn collect(&self, subject: AccountId) -> Vec<ArchiveItem> {
         let uri = format!("/v1/service/accounts/{}/recordings?limit=100", subject.0);
-        let page: RecordingPage = self.store_call(Method::GET, &uri, Some(SERVICE_TOKEN), None).await.json(StatusCode::OK);
+        let page: RecordingPage = self
+            .store_call(Method::GET, &uri, Some(SERVICE_TOKEN), None)
+            .await
+            .json(StatusCode::OK);
         assert!(page.next_cursor.is_none());
         let mut items = Vec::new();
         for view in page.items {
-            let uri = format!("/v1/service/accounts/{}/recordings/{}/audio", subject.0, view.id.0);
-            let r = self.store_call(Method::GET, &uri, Some(SERVICE_TOKEN), None).await;
+            let uri = format!(
+                "/v1/service/accounts/{}/recordings/{}/audio",
+                subject.0, view.id.0
+            );
+            let r = self
+                .store_call(Method::GET, &uri, Some(SERVICE_TOKEN), None)
+                .await;
             assert_eq!(r.status, StatusCode::OK);
-            items.push(ArchiveItem { recording: view, audio: r.body.to_vec() });
+            items.push(ArchiveItem {
+                recording: view,
+                audio: r.body.to_vec(),
+            });
         }
         items
     }
 
     async fn feed(&self, session: &str) -> Vec<Notification> {
-        self.store_call(Method::GET, "/v1/notifications", Some(session), None).await.json(StatusCode::OK)
+        self.store_call(Method::GET, "/v1/notifications", Some(session), None)
+            .await
+            .json(StatusCode::OK)
     }
 
     async fn request_export(&self, session: &str) -> Reply {
-        self.export_call(Method::POST, "/v1/exports", Some(session), None).await
+        self.export_call(Method::POST, "/v1/exports", Some(session), None)
+            .await
     }
 
     async fn status(&self, session: &str, id: ExportId) -> ExportStatus {
-        self.export_call(Method::GET, &format!("/v1/exports/{}", id.0), Some(session), None).await.json(StatusCode::OK)
+        self.export_call(
+            Method::GET,
+            &format!("/v1/exports/{}", id.0),
+            Some(session),
+            None,
+        )
+        .await
+        .json(StatusCode::OK)
     }
 
     async fn download(&self, path: &str, session: Option<&str>) -> Reply {
@@ -339,12 +449,19 @@ impl World {
 
     async fn open_ticket(&self, email: &str) -> Reply {
         let body = json!({ "claimed_email": email, "message": "please send me a copy of my data" });
-        self.export_call(Method::POST, "/v1/tickets", None, Some(&body)).await
+        self.export_call(Method::POST, "/v1/tickets", None, Some(&body))
+            .await
     }
 
     async fn verify(&self, ticket: u64, code: &str) -> Reply {
         let body = json!({ "code": code });
-        self.export_call(Method::POST, &format!("/v1/tickets/{ticket}/verify"), None, Some(&body)).await
+        self.export_call(
+            Method::POST,
+            &format!("/v1/tickets/{ticket}/verify"),
+            None,
+            Some(&body),
+        )
+        .await
     }
 
     async fn agent(&self, token: &str, method: Method, uri: &str, body: Option<&Value>) -> Reply {
@@ -352,36 +469,68 @@ impl World {
     }
 
     async fn agent_ticket(&self, id: u64) -> AgentTicketView {
-        let tickets: Vec<AgentTicketView> =
-            self.agent(AGENT_TOKEN, Method::GET, "/v1/agent/tickets", None).await.json(StatusCode::OK);
-        tickets.into_iter().find(|t| t.ticket_id == id).unwrap_or_else(|| panic!("ticket {id} is listed"))
+        let tickets: Vec<AgentTicketView> = self
+            .agent(AGENT_TOKEN, Method::GET, "/v1/agent/tickets", None)
+            .await
+            .json(StatusCode::OK);
+        tickets
+            .into_iter()
+            .find(|t| t.ticket_id == id)
+            .unwrap_or_else(|| panic!("ticket {id} is listed"))
     }
 
     async fn audit(&self, after: u64) -> Vec<AuditEntry> {
-        self.agent(AGENT_TOKEN, Method::GET, &format!("/v1/agent/audit?after={after}"), None).await.json(StatusCode::OK)
+        self.agent(
+            AGENT_TOKEN,
+            Method::GET,
+            &format!("/v1/agent/audit?after={after}"),
+            None,
+        )
+        .await
+        .json(StatusCode::OK)
     }
 
     /// A call on the workers' internal API, as a worker holding `token`.
     async fn internal(&self, token: Option<&str>, path: &str, body: &Value) -> Reply {
-        self.export_call(Method::POST, path, token, Some(body)).await
+        self.export_call(Method::POST, path, token, Some(body))
+            .await
     }
 
-    async fn complete(&self, id: ExportId, fence: u64, snapshot: u64, ids: &[RecordingId], archive: &[u8]) -> Reply {
+    async fn complete(
+        &self,
+        id: ExportId,
+        fence: u64,
+        snapshot: u64,
+        ids: &[RecordingId],
+        archive: &[u8],
+    ) -> Reply {
         let body = json!({
             "fence": fence,
             "snapshot_at_ms": snapshot,
             "recording_ids": ids.iter().map(|r| r.0).collect::<Vec<_>>(),
             "archive_base64": STANDARD.encode(archive),
         });
-        self.internal(Some(WORKER_TOKEN), &format!("/v1/internal/jobs/{}/complete", id.0), &body).await
+        self.internal(
+            Some(WORKER_TOKEN),
+            &format!("/v1/internal/jobs/{}/complete", id.0),
+            &body,
+        )
+        .await
     }
 }
 
 /// The code of the challenge for `ticket` in a feed (exactly one).
 fn code_in(feed: &[Notification], ticket: u64) -> String {
     let marker = format!("(ticket {ticket})");
-    let found: Vec<_> = feed.iter().filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker)).collect();
-    assert_eq!(found.len(), 1, "one challenge for ticket {ticket} in {feed:?}");
+    let found: Vec<_> = feed
+        .iter()
+        .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one challenge for ticket {ticket} in {feed:?}"
+    );
     let code = found[0]
         .text
         .rsplit("your code is ")
@@ -389,7 +538,10 @@ fn code_in(feed: &[Notification], ticket: u64) -> String {
         .expect("the challenge names a code")
         .trim_end_matches('.')
         .to_string();
-    assert!(code.len() == 16 && code.bytes().all(|b| b.is_ascii_hexdigit()), "code {code:?}");
+    assert!(
+        code.len() == 16 && code.bytes().all(|b| b.is_ascii_hexdigit()),
+        "code {code:?}"
+    );
     code
 }
 
@@ -402,16 +554,30 @@ fn ids(items: &[ArchiveItem]) -> Vec<RecordingId> {
 }
 
 /// The archive holds exactly `expected` (ids, digests, transcripts, audio).
-fn assert_archive(bytes: &[u8], subject: AccountId, export: ExportId, expected: &[&Ingested]) -> u64 {
+fn assert_archive(
+    bytes: &[u8],
+    subject: AccountId,
+    export: ExportId,
+    expected: &[&Ingested],
+) -> u64 {
     let (manifest, files) = archive::read_archive(bytes).expect("a valid archive");
     assert_eq!(manifest.subject, subject);
     assert_eq!(manifest.export_id, export);
-    let got: Vec<_> = manifest.recordings.iter().map(|e| (e.id, e.sha256.clone(), e.transcript.clone())).collect();
-    let want: Vec<_> = expected.iter().map(|r| (r.id, r.sha256.clone(), r.transcript.clone())).collect();
+    let got: Vec<_> = manifest
+        .recordings
+        .iter()
+        .map(|e| (e.id, e.sha256.clone(), e.transcript.clone()))
+        .collect();
+    let want: Vec<_> = expected
+        .iter()
+        .map(|r| (r.id, r.sha256.clone(), r.transcript.clone()))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(files.len(), expected.len());
     for rec in expected {
-        let file = files.get(&format!("audio/{}.wav", rec.id.0)).expect("the recording's audio is archived");
+        let file = files
+            .get(&format!("audio/{}.wav", rec.id.0))
+            .expect("the recording's audio is archived");
         assert_eq!(file, &rec.audio);
         assert_eq!(sha256_hex(file), rec.sha256);
     }
@@ -431,25 +597,58 @@ async fn direct_requests_need_a_session_are_deduplicated_and_rate_limited() {
     w.ingest(&device, "a0", "alice", audio("a", 0)).await;
 
     // Only a store session authenticates a subject.
-    let e = w.export_call(Method::POST, "/v1/exports", None, None).await.error(StatusCode::UNAUTHORIZED);
+    let e = w
+        .export_call(Method::POST, "/v1/exports", None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
     assert_eq!(e.error, "unauthorized");
-    for token in ["garbage", &"0".repeat(64), &device, SERVICE_TOKEN, WORKER_TOKEN, AGENT_TOKEN] {
-        w.request_export(token).await.error(StatusCode::UNAUTHORIZED);
+    for token in [
+        "garbage",
+        &"0".repeat(64),
+        &device,
+        SERVICE_TOKEN,
+        WORKER_TOKEN,
+        AGENT_TOKEN,
+    ] {
+        w.request_export(token)
+            .await
+            .error(StatusCode::UNAUTHORIZED);
     }
-    w.export_call(Method::GET, "/v1/exports/1", None, None).await.error(StatusCode::UNAUTHORIZED);
-    w.export_call(Method::GET, "/v1/exports/1", Some("garbage"), None).await.error(StatusCode::UNAUTHORIZED);
-    w.export_call(Method::GET, "/v1/exports/x", Some(&a.session), None).await.error(StatusCode::BAD_REQUEST);
-    w.export_call(Method::GET, "/v1/nothing", None, None).await.error(StatusCode::NOT_FOUND);
-    w.export_call(Method::DELETE, "/v1/exports", Some(&a.session), None).await.error(StatusCode::METHOD_NOT_ALLOWED);
+    w.export_call(Method::GET, "/v1/exports/1", None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    w.export_call(Method::GET, "/v1/exports/1", Some("garbage"), None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    w.export_call(Method::GET, "/v1/exports/x", Some(&a.session), None)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    w.export_call(Method::GET, "/v1/nothing", None, None)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    w.export_call(Method::DELETE, "/v1/exports", Some(&a.session), None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED);
 
     // A request is accepted (202) as a pending job with its legal deadline.
-    let first: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let first: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     assert_eq!(first.state, ExportState::Pending);
     assert_eq!(first.requested_at_ms, T0);
     assert_eq!(first.due_at_ms, T0 + DEADLINE_MS);
     assert!(!first.overdue);
-    assert!(first.download_path.is_none() && first.expires_at_ms.is_none() && first.downloads_left.is_none());
-    assert!(first.snapshot_at_ms.is_none() && first.failure.is_none() && first.extension_reason.is_none());
+    assert!(
+        first.download_path.is_none()
+            && first.expires_at_ms.is_none()
+            && first.downloads_left.is_none()
+    );
+    assert!(
+        first.snapshot_at_ms.is_none()
+            && first.failure.is_none()
+            && first.extension_reason.is_none()
+    );
 
     // A duplicate while it is pending is the same export (200, not 202).
     w.clock.advance(5);
@@ -458,8 +657,17 @@ async fn direct_requests_need_a_session_are_deduplicated_and_rate_limited() {
     assert_eq!(dup.requested_at_ms, T0);
 
     // Someone else's export looks exactly like a missing one.
-    let other = w.export_call(Method::GET, &format!("/v1/exports/{}", first.export_id.0), Some(&b.session), None).await;
-    let missing = w.export_call(Method::GET, "/v1/exports/9999", Some(&b.session), None).await;
+    let other = w
+        .export_call(
+            Method::GET,
+            &format!("/v1/exports/{}", first.export_id.0),
+            Some(&b.session),
+            None,
+        )
+        .await;
+    let missing = w
+        .export_call(Method::GET, "/v1/exports/9999", Some(&b.session), None)
+        .await;
     assert_eq!((other.status, &other.body), (missing.status, &missing.body));
     other.error(StatusCode::NOT_FOUND);
 
@@ -471,25 +679,45 @@ async fn direct_requests_need_a_session_are_deduplicated_and_rate_limited() {
     assert_eq!(job.export_id, first.export_id);
     let mut accepted = vec![first.export_id];
     for _ in 1..RATE_LIMIT_MAX {
-        let next: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
-        assert!(!accepted.contains(&next.export_id), "a new export after the last one was ready");
+        let next: ExportStatus = w
+            .request_export(&a.session)
+            .await
+            .json(StatusCode::ACCEPTED);
+        assert!(
+            !accepted.contains(&next.export_id),
+            "a new export after the last one was ready"
+        );
         accepted.push(next.export_id);
         w.publish_next(&worker).await;
     }
     let limited = w.request_export(&a.session).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(limited.error(StatusCode::TOO_MANY_REQUESTS).error, "rate_limited");
-    assert!(worker.claim().await.is_none(), "a refused request creates no job");
+    assert_eq!(
+        limited.error(StatusCode::TOO_MANY_REQUESTS).error,
+        "rate_limited"
+    );
+    assert!(
+        worker.claim().await.is_none(),
+        "a refused request creates no job"
+    );
 
     // The limit is per subject.
-    let b_first: ExportStatus = w.request_export(&b.session).await.json(StatusCode::ACCEPTED);
+    let b_first: ExportStatus = w
+        .request_export(&b.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     assert!(!accepted.contains(&b_first.export_id));
 
     // It lifts once the oldest request has left the window.
     w.clock.set(T0 + RATE_LIMIT_WINDOW_MS);
-    w.request_export(&a.session).await.error(StatusCode::TOO_MANY_REQUESTS);
+    w.request_export(&a.session)
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS);
     w.clock.advance(1);
-    let again: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let again: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     assert!(!accepted.contains(&again.export_id));
 }
 
@@ -499,10 +727,16 @@ async fn direct_requests_need_a_session_are_deduplicated_and_rate_limited() {
 async fn a_misconfigured_service_token_is_a_server_error_not_unauthorized() {
     let w = World::build(2, "not-the-store-token", 4);
     let a = w.signup("alice@example.com").await;
-    let e = w.request_export(&a.session).await.error(StatusCode::INTERNAL_SERVER_ERROR);
+    let e = w
+        .request_export(&a.session)
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(e.error, "internal");
     assert!(e.message.contains("store refused"), "{e:?}");
-    let e = w.open_ticket("alice@example.com").await.error(StatusCode::INTERNAL_SERVER_ERROR);
+    let e = w
+        .open_ticket("alice@example.com")
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR);
     assert!(e.message.contains("store refused"), "{e:?}");
 }
 
@@ -526,26 +760,57 @@ async fn a_ready_export_is_downloadable_only_by_its_subject_within_its_limits() 
     for n in 0..5u32 {
         w.clock.advance(1_000);
         let device = if n % 2 == 0 { &da1 } else { &da2 };
-        a_recs.push(w.ingest(device, &format!("a{n}"), &format!("alice #{n} — ça va? 🎙"), audio("a", n)).await);
-        b_recs.push(w.ingest(&db, &format!("b{n}"), &format!("bob #{n}"), audio("b", n)).await);
+        a_recs.push(
+            w.ingest(
+                device,
+                &format!("a{n}"),
+                &format!("alice #{n} — ça va? 🎙"),
+                audio("a", n),
+            )
+            .await,
+        );
+        b_recs.push(
+            w.ingest(&db, &format!("b{n}"), &format!("bob #{n}"), audio("b", n))
+                .await,
+        );
     }
 
-    let requested_a: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
-    let requested_b: ExportStatus = w.request_export(&b.session).await.json(StatusCode::ACCEPTED);
+    let requested_a: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
+    let requested_b: ExportStatus = w
+        .request_export(&b.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     assert_ne!(requested_a.export_id, requested_b.export_id);
 
     // The worker takes the oldest job first, for its own subject.
     w.clock.advance(1_000);
     let worker = w.worker("w1");
     let job_a = w.publish_next(&worker).await;
-    assert_eq!((job_a.export_id, job_a.subject), (requested_a.export_id, a.account));
+    assert_eq!(
+        (job_a.export_id, job_a.subject),
+        (requested_a.export_id, a.account)
+    );
     let published_at = w.now();
     let job_b = w.publish_next(&worker).await;
-    assert_eq!((job_b.export_id, job_b.subject), (requested_b.export_id, b.account));
+    assert_eq!(
+        (job_b.export_id, job_b.subject),
+        (requested_b.export_id, b.account)
+    );
 
     let ready_a = w.status(&a.session, requested_a.export_id).await;
-    assert_eq!(ready_a.state, ExportState::Ready, "failure: {:?}", ready_a.failure);
-    let path_a = ready_a.download_path.clone().expect("a ready export has a download path");
+    assert_eq!(
+        ready_a.state,
+        ExportState::Ready,
+        "failure: {:?}",
+        ready_a.failure
+    );
+    let path_a = ready_a
+        .download_path
+        .clone()
+        .expect("a ready export has a download path");
     assert!(path_a.starts_with("/v1/downloads/"), "{path_a}");
     assert_eq!(ready_a.requested_at_ms, requested_a.requested_at_ms);
     assert_eq!(ready_a.due_at_ms, requested_a.requested_at_ms + DEADLINE_MS);
@@ -561,29 +826,60 @@ async fn a_ready_export_is_downloadable_only_by_its_subject_within_its_limits() 
     // Each subject is told on their own feed, with their own link only.
     let feed_a = w.feed(&a.session).await;
     assert_eq!(kinds(&feed_a), ["export-ready"]);
-    assert!(feed_a[0].text.contains(&path_a) && !feed_a[0].text.contains(&path_b), "{feed_a:?}");
+    assert!(
+        feed_a[0].text.contains(&path_a) && !feed_a[0].text.contains(&path_b),
+        "{feed_a:?}"
+    );
     let feed_b = w.feed(&b.session).await;
     assert_eq!(kinds(&feed_b), ["export-ready"]);
-    assert!(feed_b[0].text.contains(&path_b) && !feed_b[0].text.contains(&path_a), "{feed_b:?}");
+    assert!(
+        feed_b[0].text.contains(&path_b) && !feed_b[0].text.contains(&path_a),
+        "{feed_b:?}"
+    );
 
     // A's export does not exist for B, exactly like a missing one.
-    let other = w.export_call(Method::GET, &format!("/v1/exports/{}", requested_a.export_id.0), Some(&b.session), None).await;
-    let missing = w.export_call(Method::GET, "/v1/exports/9999", Some(&b.session), None).await;
+    let other = w
+        .export_call(
+            Method::GET,
+            &format!("/v1/exports/{}", requested_a.export_id.0),
+            Some(&b.session),
+            None,
+        )
+        .await;
+    let missing = w
+        .export_call(Method::GET, "/v1/exports/9999", Some(&b.session), None)
+        .await;
     assert_eq!((other.status, &other.body), (missing.status, &missing.body));
     other.error(StatusCode::NOT_FOUND);
 
     // A downloads a zip with exactly A's recordings, and not one of B's.
     let first = w.download(&path_a, Some(&a.session)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
-    assert_eq!(first.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/zip"));
+    assert_eq!(
+        first
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/zip")
+    );
     let a_expected: Vec<&Ingested> = a_recs.iter().collect();
     let snapshot = assert_archive(&first.body, a.account, requested_a.export_id, &a_expected);
     assert_eq!(Some(snapshot), ready_a.snapshot_at_ms);
     let (manifest, _) = archive::read_archive(&first.body).expect("archive");
     for rec in &b_recs {
-        assert!(manifest.recordings.iter().all(|e| e.id != rec.id && e.sha256 != rec.sha256));
+        assert!(
+            manifest
+                .recordings
+                .iter()
+                .all(|e| e.id != rec.id && e.sha256 != rec.sha256)
+        );
     }
-    assert_eq!(w.status(&a.session, requested_a.export_id).await.downloads_left, Some(MAX_DOWNLOADS - 1));
+    assert_eq!(
+        w.status(&a.session, requested_a.export_id)
+            .await
+            .downloads_left,
+        Some(MAX_DOWNLOADS - 1)
+    );
     // ... and B's archive holds exactly B's.
     let bytes_b = w.download(&path_b, Some(&b.session)).await;
     assert_eq!(bytes_b.status, StatusCode::OK);
@@ -591,12 +887,23 @@ async fn a_ready_export_is_downloadable_only_by_its_subject_within_its_limits() 
     assert_archive(&bytes_b.body, b.account, requested_b.export_id, &b_expected);
 
     // A link is not a credential: B holding A's link gets 403, no session 401.
-    let e = w.download(&path_a, Some(&b.session)).await.error(StatusCode::FORBIDDEN);
+    let e = w
+        .download(&path_a, Some(&b.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
     assert_eq!(e.error, "forbidden");
-    w.download(&path_b, Some(&a.session)).await.error(StatusCode::FORBIDDEN);
-    w.download(&path_a, None).await.error(StatusCode::UNAUTHORIZED);
-    w.download(&path_a, Some("garbage")).await.error(StatusCode::UNAUTHORIZED);
-    w.download(&path_a, Some(SERVICE_TOKEN)).await.error(StatusCode::UNAUTHORIZED);
+    w.download(&path_b, Some(&a.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    w.download(&path_a, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    w.download(&path_a, Some("garbage"))
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    w.download(&path_a, Some(SERVICE_TOKEN))
+        .await
+        .error(StatusCode::UNAUTHORIZED);
 
     // Forged, truncated, altered and garbage tokens are all 404.
     let token = path_a.trim_start_matches("/v1/downloads/").to_string();
@@ -612,12 +919,21 @@ async fn a_ready_export_is_downloadable_only_by_its_subject_within_its_limits() 
         // Signed with some other key.
         mint(
             b"not the service's key",
-            &LinkClaims { export_id: requested_a.export_id, subject: a.account, expires_at_ms: u64::MAX, nonce: [0; 16] },
+            &LinkClaims {
+                export_id: requested_a.export_id,
+                subject: a.account,
+                expires_at_ms: u64::MAX,
+                nonce: [0; 16],
+            },
         ),
     ];
     // Every claim altered under the original tag: export id (to B's),
     // subject (to B), expiry (later), nonce; and the tag itself.
-    for (offset, value) in [(0usize, requested_b.export_id.0), (8, b.account.0), (16, u64::MAX)] {
+    for (offset, value) in [
+        (0usize, requested_b.export_id.0),
+        (8, b.account.0),
+        (16, u64::MAX),
+    ] {
         let mut altered = raw.clone();
         altered[offset..offset + 8].copy_from_slice(&value.to_be_bytes());
         bad_tokens.push(URL_SAFE_NO_PAD.encode(&altered));
@@ -630,38 +946,72 @@ async fn a_ready_export_is_downloadable_only_by_its_subject_within_its_limits() 
     altered[last] ^= 0x01;
     bad_tokens.push(URL_SAFE_NO_PAD.encode(&altered));
     for bad in &bad_tokens {
-        let e = w.download(&format!("/v1/downloads/{bad}"), Some(&a.session)).await.error(StatusCode::NOT_FOUND);
+        let e = w
+            .download(&format!("/v1/downloads/{bad}"), Some(&a.session))
+            .await
+            .error(StatusCode::NOT_FOUND);
         assert_eq!(e.error, "not_found", "token {bad}");
     }
     // None of the refusals used up a download.
-    assert_eq!(w.status(&a.session, requested_a.export_id).await.downloads_left, Some(MAX_DOWNLOADS - 1));
+    assert_eq!(
+        w.status(&a.session, requested_a.export_id)
+            .await
+            .downloads_left,
+        Some(MAX_DOWNLOADS - 1)
+    );
 
     // A recording that arrives after the snapshot is not added; the stored
     // archive is served unchanged until the download limit, then 410.
     w.clock.advance(1_000);
-    w.ingest(&da1, "late", "after the snapshot", audio("a", 99)).await;
+    w.ingest(&da1, "late", "after the snapshot", audio("a", 99))
+        .await;
     for left in (0..MAX_DOWNLOADS - 1).rev() {
         let again = w.download(&path_a, Some(&a.session)).await;
         assert_eq!(again.status, StatusCode::OK);
-        assert_eq!(again.body, first.body, "the stored archive is served unchanged");
-        assert_eq!(w.status(&a.session, requested_a.export_id).await.downloads_left, Some(left));
+        assert_eq!(
+            again.body, first.body,
+            "the stored archive is served unchanged"
+        );
+        assert_eq!(
+            w.status(&a.session, requested_a.export_id)
+                .await
+                .downloads_left,
+            Some(left)
+        );
     }
-    let e = w.download(&path_a, Some(&a.session)).await.error(StatusCode::GONE);
+    let e = w
+        .download(&path_a, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
     assert_eq!(e.error, "gone");
-    w.download(&path_a, Some(&a.session)).await.error(StatusCode::GONE);
+    w.download(&path_a, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
     // Used up or not, B still gets nothing but 403.
-    w.download(&path_a, Some(&b.session)).await.error(StatusCode::FORBIDDEN);
+    w.download(&path_a, Some(&b.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
 
     // B's link works until just before its expiry, and is gone from then on.
     let expires_b = ready_b.expires_at_ms.expect("b's link expires");
     w.clock.set(expires_b - 1);
-    assert_eq!(w.download(&path_b, Some(&b.session)).await.status, StatusCode::OK);
+    assert_eq!(
+        w.download(&path_b, Some(&b.session)).await.status,
+        StatusCode::OK
+    );
     w.clock.set(expires_b);
-    let e = w.download(&path_b, Some(&b.session)).await.error(StatusCode::GONE);
+    let e = w
+        .download(&path_b, Some(&b.session))
+        .await
+        .error(StatusCode::GONE);
     assert_eq!(e.error, "gone");
     w.clock.advance(LINK_TTL_MS);
-    w.download(&path_b, Some(&b.session)).await.error(StatusCode::GONE);
-    w.download(&path_b, Some(&a.session)).await.error(StatusCode::FORBIDDEN);
+    w.download(&path_b, Some(&b.session))
+        .await
+        .error(StatusCode::GONE);
+    w.download(&path_b, Some(&a.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
 
     // A ready export is never overdue, even past its due date.
     w.clock.set(ready_a.due_at_ms + 1);
@@ -678,7 +1028,10 @@ async fn an_export_of_an_account_without_recordings_is_an_empty_archive() {
     let db = w.device(&b.session).await;
     w.ingest(&db, "b0", "bob", audio("b", 0)).await;
 
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     w.publish_next(&w.worker("w1")).await;
     let ready = w.status(&a.session, requested.export_id).await;
     assert_eq!(ready.state, ExportState::Ready);
@@ -698,35 +1051,62 @@ async fn erasure_revokes_the_archive_and_the_rebuild_leaves_the_deleted_recordin
     let mut recs = Vec::new();
     for n in 0..3u32 {
         w.clock.advance(1_000);
-        recs.push(w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n)).await);
+        recs.push(
+            w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n))
+                .await,
+        );
     }
     w.ingest(&db, "b0", "bob", audio("b", 0)).await;
 
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     let worker = w.worker("w1");
     let first_job = w.publish_next(&worker).await;
     let ready = w.status(&a.session, requested.export_id).await;
     let path1 = ready.download_path.clone().expect("ready");
     let r = w.download(&path1, Some(&a.session)).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_archive(&r.body, a.account, requested.export_id, &recs.iter().collect::<Vec<_>>());
+    assert_archive(
+        &r.body,
+        a.account,
+        requested.export_id,
+        &recs.iter().collect::<Vec<_>>(),
+    );
 
     // Deleting a recording that is not in the archive changes nothing.
     w.clock.advance(1_000);
-    let late = w.ingest(&da, "late", "after the snapshot", audio("a", 50)).await;
+    let late = w
+        .ingest(&da, "late", "after the snapshot", audio("a", 50))
+        .await;
     w.delete_recording(&a.session, late.id).await;
-    assert_eq!(w.download(&path1, Some(&a.session)).await.status, StatusCode::OK);
+    assert_eq!(
+        w.download(&path1, Some(&a.session)).await.status,
+        StatusCode::OK
+    );
 
     // Deleting one that is: the next download is refused (410), the archive
     // is withdrawn and the job is queued again.
     w.delete_recording(&a.session, recs[1].id).await;
-    let e = w.download(&path1, Some(&a.session)).await.error(StatusCode::GONE);
+    let e = w
+        .download(&path1, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
     assert_eq!(e.error, "gone");
     let rebuilding = w.status(&a.session, requested.export_id).await;
     assert_eq!(rebuilding.state, ExportState::Pending);
-    assert!(rebuilding.download_path.is_none() && rebuilding.expires_at_ms.is_none() && rebuilding.downloads_left.is_none());
-    w.download(&path1, Some(&a.session)).await.error(StatusCode::GONE);
-    w.download(&path1, Some(&b.session)).await.error(StatusCode::FORBIDDEN);
+    assert!(
+        rebuilding.download_path.is_none()
+            && rebuilding.expires_at_ms.is_none()
+            && rebuilding.downloads_left.is_none()
+    );
+    w.download(&path1, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
+    w.download(&path1, Some(&b.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
     // A new request joins the rebuild.
     let dup: ExportStatus = w.request_export(&a.session).await.json(StatusCode::OK);
     assert_eq!(dup.export_id, requested.export_id);
@@ -744,19 +1124,36 @@ async fn erasure_revokes_the_archive_and_the_rebuild_leaves_the_deleted_recordin
     assert_ne!(path1, path2);
 
     // The old link stays dead; the new archive lacks the deleted recording.
-    w.download(&path1, Some(&a.session)).await.error(StatusCode::GONE);
+    w.download(&path1, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
     let r = w.download(&path2, Some(&a.session)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_archive(&r.body, a.account, requested.export_id, &[&recs[0], &recs[2]]);
+    assert_archive(
+        &r.body,
+        a.account,
+        requested.export_id,
+        &[&recs[0], &recs[2]],
+    );
     let (manifest, files) = archive::read_archive(&r.body).expect("archive");
-    assert!(manifest.recordings.iter().all(|e| e.id != recs[1].id && e.sha256 != recs[1].sha256));
+    assert!(
+        manifest
+            .recordings
+            .iter()
+            .all(|e| e.id != recs[1].id && e.sha256 != recs[1].sha256)
+    );
     assert!(files.values().all(|f| f != &recs[1].audio));
-    w.download(&path1, Some(&a.session)).await.error(StatusCode::GONE);
+    w.download(&path1, Some(&a.session))
+        .await
+        .error(StatusCode::GONE);
 
     // The subject was told twice, each time with that build's link.
     let feed = w.feed(&a.session).await;
     assert_eq!(kinds(&feed), ["export-ready", "export-ready"]);
-    assert!(feed[0].text.contains(&path1) && feed[1].text.contains(&path2), "{feed:?}");
+    assert!(
+        feed[0].text.contains(&path1) && feed[1].text.contains(&path2),
+        "{feed:?}"
+    );
     assert!(w.feed(&b.session).await.is_empty());
 }
 
@@ -772,9 +1169,15 @@ async fn a_worker_that_lost_its_lease_never_publishes() {
     let mut recs = Vec::new();
     for n in 0..3u32 {
         w.clock.advance(1_000);
-        recs.push(w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n)).await);
+        recs.push(
+            w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n))
+                .await,
+        );
     }
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     let id = requested.export_id;
     let renew_path = format!("/v1/internal/jobs/{}/renew", id.0);
     let fail_path = format!("/v1/internal/jobs/{}/fail", id.0);
@@ -784,18 +1187,38 @@ async fn a_worker_that_lost_its_lease_never_publishes() {
     let ja = wa.claim().await.expect("A claims the job");
     assert_eq!((ja.export_id, ja.subject, ja.fence), (id, a.account, 1));
     assert_eq!(ja.lease_expires_at_ms, w.now() + LEASE_MS);
-    assert!(wb.claim().await.is_none(), "a leased job is not handed out twice");
+    assert!(
+        wb.claim().await.is_none(),
+        "a leased job is not handed out twice"
+    );
 
     // Renewing keeps the lease.
     w.clock.advance(LEASE_MS - 1);
-    let renewed: Value = w.internal(Some(WORKER_TOKEN), &renew_path, &json!({ "fence": ja.fence })).await.json(StatusCode::OK);
-    assert_eq!(renewed, json!({ "lease_expires_at_ms": w.now() + LEASE_MS }));
+    let renewed: Value = w
+        .internal(
+            Some(WORKER_TOKEN),
+            &renew_path,
+            &json!({ "fence": ja.fence }),
+        )
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(
+        renewed,
+        json!({ "lease_expires_at_ms": w.now() + LEASE_MS })
+    );
     w.clock.advance(LEASE_MS - 1);
     assert!(wb.claim().await.is_none(), "a renewed lease holds");
 
     // The lease lapses: A is out even before anyone else claims.
     w.clock.advance(1);
-    let e = w.internal(Some(WORKER_TOKEN), &renew_path, &json!({ "fence": ja.fence })).await.error(StatusCode::CONFLICT);
+    let e = w
+        .internal(
+            Some(WORKER_TOKEN),
+            &renew_path,
+            &json!({ "fence": ja.fence }),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
     assert_eq!(e.error, "conflict");
 
     // B claims with a higher fence.
@@ -809,13 +1232,27 @@ async fn a_worker_that_lost_its_lease_never_publishes() {
     let snapshot_a = w.now();
     let items = w.collect(a.account).await;
     let archive_a = build_archive(a.account, id, snapshot_a, &items).expect("archive builds");
-    w.internal(Some(WORKER_TOKEN), &renew_path, &json!({ "fence": ja.fence })).await.error(StatusCode::CONFLICT);
-    w.internal(Some(WORKER_TOKEN), &fail_path, &json!({ "fence": ja.fence, "reason": "gave up" }))
+    w.internal(
+        Some(WORKER_TOKEN),
+        &renew_path,
+        &json!({ "fence": ja.fence }),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
+    w.internal(
+        Some(WORKER_TOKEN),
+        &fail_path,
+        &json!({ "fence": ja.fence, "reason": "gave up" }),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
+    w.complete(id, ja.fence, snapshot_a, &ids(&items), &archive_a)
         .await
         .error(StatusCode::CONFLICT);
-    w.complete(id, ja.fence, snapshot_a, &ids(&items), &archive_a).await.error(StatusCode::CONFLICT);
     // A fence nobody was given is refused too.
-    w.complete(id, jb.fence + 1, snapshot_a, &ids(&items), &archive_a).await.error(StatusCode::CONFLICT);
+    w.complete(id, jb.fence + 1, snapshot_a, &ids(&items), &archive_a)
+        .await
+        .error(StatusCode::CONFLICT);
     // A working its stale claim is fenced out at its first renewal.
     let result = wa.work(&ja).await;
     assert!(matches!(result, Outcome::FencedOut), "{}", outcome(&result));
@@ -837,16 +1274,34 @@ async fn a_worker_that_lost_its_lease_never_publishes() {
     // Published exactly once: A's late publication, a replay of B's, and
     // B's renewal are all refused, nothing is left to claim, and the
     // subject was told once.
-    w.complete(id, ja.fence, snapshot_a, &ids(&items), &archive_a).await.error(StatusCode::CONFLICT);
-    let archive_b = build_archive(a.account, id, snapshot_b, &items).expect("archive builds");
-    w.complete(id, jb.fence, snapshot_b, &ids(&items), &archive_b).await.error(StatusCode::CONFLICT);
-    w.internal(Some(WORKER_TOKEN), &renew_path, &json!({ "fence": jb.fence })).await.error(StatusCode::CONFLICT);
-    w.internal(Some(WORKER_TOKEN), &fail_path, &json!({ "fence": jb.fence, "reason": "late" }))
+    w.complete(id, ja.fence, snapshot_a, &ids(&items), &archive_a)
         .await
         .error(StatusCode::CONFLICT);
+    let archive_b = build_archive(a.account, id, snapshot_b, &items).expect("archive builds");
+    w.complete(id, jb.fence, snapshot_b, &ids(&items), &archive_b)
+        .await
+        .error(StatusCode::CONFLICT);
+    w.internal(
+        Some(WORKER_TOKEN),
+        &renew_path,
+        &json!({ "fence": jb.fence }),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
+    w.internal(
+        Some(WORKER_TOKEN),
+        &fail_path,
+        &json!({ "fence": jb.fence, "reason": "late" }),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
     assert!(wa.claim().await.is_none() && wb.claim().await.is_none());
     assert_eq!(kinds(&w.feed(&a.session).await), ["export-ready"]);
-    assert_eq!(w.status(&a.session, id).await.download_path.as_deref(), Some(path.as_str()), "the link did not change");
+    assert_eq!(
+        w.status(&a.session, id).await.download_path.as_deref(),
+        Some(path.as_str()),
+        "the link did not change"
+    );
 
     // What the subject downloads is B's build.
     let r = w.download(&path, Some(&a.session)).await;
@@ -866,45 +1321,82 @@ async fn the_internal_api_needs_the_worker_token_and_an_archive_that_matches_its
     let db = w.device(&b.session).await;
     for n in 0..2u32 {
         w.clock.advance(1_000);
-        w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n)).await;
+        w.ingest(&da, &format!("a{n}"), &format!("alice {n}"), audio("a", n))
+            .await;
     }
     w.ingest(&db, "b0", "bob", audio("b", 0)).await;
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     let id = requested.export_id;
 
     // Without the worker token: 401 without a bearer, 403 with any other.
     let calls = [
-        ("/v1/internal/jobs/claim".to_string(), json!({ "worker": "intruder" })),
-        (format!("/v1/internal/jobs/{}/renew", id.0), json!({ "fence": 1 })),
-        (format!("/v1/internal/jobs/{}/fail", id.0), json!({ "fence": 1, "reason": "x" })),
+        (
+            "/v1/internal/jobs/claim".to_string(),
+            json!({ "worker": "intruder" }),
+        ),
+        (
+            format!("/v1/internal/jobs/{}/renew", id.0),
+            json!({ "fence": 1 }),
+        ),
+        (
+            format!("/v1/internal/jobs/{}/fail", id.0),
+            json!({ "fence": 1, "reason": "x" }),
+        ),
         (
             format!("/v1/internal/jobs/{}/complete", id.0),
             json!({ "fence": 1, "snapshot_at_ms": 0, "recording_ids": [], "archive_base64": "" }),
         ),
     ];
     for (path, body) in &calls {
-        let e = w.internal(None, path, body).await.error(StatusCode::UNAUTHORIZED);
+        let e = w
+            .internal(None, path, body)
+            .await
+            .error(StatusCode::UNAUTHORIZED);
         assert_eq!(e.error, "unauthorized", "{path}");
         for token in ["wrong-worker-token", AGENT_TOKEN, &a.session, SERVICE_TOKEN] {
-            let e = w.internal(Some(token), path, body).await.error(StatusCode::FORBIDDEN);
+            let e = w
+                .internal(Some(token), path, body)
+                .await
+                .error(StatusCode::FORBIDDEN);
             assert_eq!(e.error, "forbidden", "{path}");
         }
     }
     // A worker must name itself.
-    w.internal(Some(WORKER_TOKEN), "/v1/internal/jobs/claim", &json!({ "worker": "" }))
-        .await
-        .error(StatusCode::BAD_REQUEST);
-    w.internal(Some(WORKER_TOKEN), "/v1/internal/jobs/claim", &json!({ "worker": "w".repeat(65) }))
-        .await
-        .error(StatusCode::BAD_REQUEST);
+    w.internal(
+        Some(WORKER_TOKEN),
+        "/v1/internal/jobs/claim",
+        &json!({ "worker": "" }),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
+    w.internal(
+        Some(WORKER_TOKEN),
+        "/v1/internal/jobs/claim",
+        &json!({ "worker": "w".repeat(65) }),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
 
     // Nothing was claimed by any of that: the first real claim has fence 1.
     let job: ClaimedJob = w
-        .internal(Some(WORKER_TOKEN), "/v1/internal/jobs/claim", &json!({ "worker": "manual" }))
+        .internal(
+            Some(WORKER_TOKEN),
+            "/v1/internal/jobs/claim",
+            &json!({ "worker": "manual" }),
+        )
         .await
         .json(StatusCode::OK);
     assert_eq!((job.export_id, job.subject, job.fence), (id, a.account, 1));
-    let none = w.internal(Some(WORKER_TOKEN), "/v1/internal/jobs/claim", &json!({ "worker": "other" })).await;
+    let none = w
+        .internal(
+            Some(WORKER_TOKEN),
+            "/v1/internal/jobs/claim",
+            &json!({ "worker": "other" }),
+        )
+        .await;
     assert_eq!(none.status, StatusCode::NO_CONTENT);
     assert!(none.body.is_empty());
 
@@ -917,23 +1409,70 @@ async fn the_internal_api_needs_the_worker_token_and_an_archive_that_matches_its
     let good = build_archive(a.account, id, snapshot, &items_a).expect("archive builds");
     let mixed_ids = vec![ids_a[0], ids_b[0]];
     let cases: Vec<(&str, Vec<u8>, Vec<RecordingId>, u64)> = vec![
-        ("another subject's data", build_archive(b.account, id, snapshot, &items_b).unwrap(), ids_b.clone(), snapshot),
-        ("the subject's data labelled as another's", build_archive(b.account, id, snapshot, &items_a).unwrap(), ids_a.clone(), snapshot),
-        ("another export", build_archive(a.account, ExportId(id.0 + 1), snapshot, &items_a).unwrap(), ids_a.clone(), snapshot),
-        ("fewer recordings than reported", build_archive(a.account, id, snapshot, &items_a[..1]).unwrap(), ids_a.clone(), snapshot),
-        ("more recordings than reported", good.clone(), ids_a[..1].to_vec(), snapshot),
-        ("other recordings than reported", good.clone(), mixed_ids, snapshot),
-        ("a different snapshot", good.clone(), ids_a.clone(), snapshot + 1),
-        ("not a zip", b"PK not really a zip".to_vec(), ids_a.clone(), snapshot),
+        (
+            "another subject's data",
+            build_archive(b.account, id, snapshot, &items_b).unwrap(),
+            ids_b.clone(),
+            snapshot,
+        ),
+        (
+            "the subject's data labelled as another's",
+            build_archive(b.account, id, snapshot, &items_a).unwrap(),
+            ids_a.clone(),
+            snapshot,
+        ),
+        (
+            "another export",
+            build_archive(a.account, ExportId(id.0 + 1), snapshot, &items_a).unwrap(),
+            ids_a.clone(),
+            snapshot,
+        ),
+        (
+            "fewer recordings than reported",
+            build_archive(a.account, id, snapshot, &items_a[..1]).unwrap(),
+            ids_a.clone(),
+            snapshot,
+        ),
+        (
+            "more recordings than reported",
+            good.clone(),
+            ids_a[..1].to_vec(),
+            snapshot,
+        ),
+        (
+            "other recordings than reported",
+            good.clone(),
+            mixed_ids,
+            snapshot,
+        ),
+        (
+            "a different snapshot",
+            good.clone(),
+            ids_a.clone(),
+            snapshot + 1,
+        ),
+        (
+            "not a zip",
+            b"PK not really a zip".to_vec(),
+            ids_a.clone(),
+            snapshot,
+        ),
     ];
     for (what, archive, reported, snap) in &cases {
-        let e = w.complete(id, job.fence, *snap, reported, archive).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+        let e = w
+            .complete(id, job.fence, *snap, reported, archive)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.error, "invalid_archive", "{what}");
     }
     let not_base64 = json!({ "fence": job.fence, "snapshot_at_ms": snapshot, "recording_ids": [], "archive_base64": "%%%" });
-    w.internal(Some(WORKER_TOKEN), &format!("/v1/internal/jobs/{}/complete", id.0), &not_base64)
-        .await
-        .error(StatusCode::BAD_REQUEST);
+    w.internal(
+        Some(WORKER_TOKEN),
+        &format!("/v1/internal/jobs/{}/complete", id.0),
+        &not_base64,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
 
     // Nothing was published, and the lease is still the worker's.
     let status = w.status(&a.session, id).await;
@@ -941,14 +1480,25 @@ async fn the_internal_api_needs_the_worker_token_and_an_archive_that_matches_its
     assert!(status.download_path.is_none());
     assert!(w.feed(&a.session).await.is_empty());
     let renew_path = format!("/v1/internal/jobs/{}/renew", id.0);
-    w.internal(Some(WORKER_TOKEN), &renew_path, &json!({ "fence": job.fence })).await.json::<Value>(StatusCode::OK);
+    w.internal(
+        Some(WORKER_TOKEN),
+        &renew_path,
+        &json!({ "fence": job.fence }),
+    )
+    .await
+    .json::<Value>(StatusCode::OK);
 
     // The matching archive is accepted (the order of the reported ids does
     // not matter) and is exactly what the subject downloads.
     let reversed: Vec<RecordingId> = ids_a.iter().rev().copied().collect();
-    let published: ExportStatus = w.complete(id, job.fence, snapshot, &reversed, &good).await.json(StatusCode::OK);
+    let published: ExportStatus = w
+        .complete(id, job.fence, snapshot, &reversed, &good)
+        .await
+        .json(StatusCode::OK);
     assert_eq!(published.state, ExportState::Ready);
-    let r = w.download(&published.download_path.expect("ready"), Some(&a.session)).await;
+    let r = w
+        .download(&published.download_path.expect("ready"), Some(&a.session))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body.as_ref(), good.as_slice());
 }
@@ -960,13 +1510,26 @@ async fn a_job_whose_store_is_unreachable_backs_off_then_fails_with_a_reason() {
     let a = w.signup("alice@example.com").await;
     let d = w.device(&a.session).await;
     w.ingest(&d, "a0", "alice", audio("a", 0)).await;
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
 
     // While the service cannot reach the store nobody can be authenticated:
     // 503, not 401.
     w.service_store_down.store(true, Ordering::SeqCst);
-    let e = w.export_call(Method::GET, &format!("/v1/exports/{}", requested.export_id.0), Some(&a.session), None).await;
-    assert_eq!(e.error(StatusCode::SERVICE_UNAVAILABLE).error, "unavailable");
+    let e = w
+        .export_call(
+            Method::GET,
+            &format!("/v1/exports/{}", requested.export_id.0),
+            Some(&a.session),
+            None,
+        )
+        .await;
+    assert_eq!(
+        e.error(StatusCode::SERVICE_UNAVAILABLE).error,
+        "unavailable"
+    );
     w.service_store_down.store(false, Ordering::SeqCst);
 
     let store_down = Arc::new(AtomicBool::new(true));
@@ -1004,17 +1567,33 @@ async fn a_job_whose_store_is_unreachable_backs_off_then_fails_with_a_reason() {
     assert_eq!(failed.state, ExportState::Failed);
     let reason = failed.failure.clone().expect("a failed export says why");
     assert!(reason.contains("store is down"), "{reason}");
-    assert!(failed.download_path.is_none() && failed.expires_at_ms.is_none() && failed.downloads_left.is_none());
+    assert!(
+        failed.download_path.is_none()
+            && failed.expires_at_ms.is_none()
+            && failed.downloads_left.is_none()
+    );
     w.clock.advance(10 * MAX_BACKOFF_MS);
     store_down.store(false, Ordering::SeqCst);
-    assert!(healthy.claim().await.is_none() && flaky.claim().await.is_none(), "a failed job is not retried");
+    assert!(
+        healthy.claim().await.is_none() && flaky.claim().await.is_none(),
+        "a failed job is not retried"
+    );
 
     // With the store back, a new request is a new export that gets built.
-    let retry: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let retry: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     assert_ne!(retry.export_id, requested.export_id);
     w.publish_next(&flaky).await;
-    assert_eq!(w.status(&a.session, retry.export_id).await.state, ExportState::Ready);
-    assert_eq!(w.status(&a.session, requested.export_id).await.state, ExportState::Failed);
+    assert_eq!(
+        w.status(&a.session, retry.export_id).await.state,
+        ExportState::Ready
+    );
+    assert_eq!(
+        w.status(&a.session, requested.export_id).await.state,
+        ExportState::Failed
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1036,16 +1615,28 @@ async fn tickets_are_verified_only_by_the_code_sent_to_the_account() {
     let worker = w.worker("w1");
 
     // Malformed tickets.
-    w.open_ticket("not an address").await.error(StatusCode::BAD_REQUEST);
-    w.export_call(Method::POST, "/v1/tickets", None, Some(&json!({ "claimed_email": "a@b.c", "extra": 1 })))
+    w.open_ticket("not an address")
         .await
         .error(StatusCode::BAD_REQUEST);
-    w.export_call(Method::POST, "/v1/tickets", None, None).await.error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    w.export_call(
+        Method::POST,
+        "/v1/tickets",
+        None,
+        Some(&json!({ "claimed_email": "a@b.c", "extra": 1 })),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
+    w.export_call(Method::POST, "/v1/tickets", None, None)
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // A ticket for Alice (typed loosely): 202, and the code goes to her feed.
     let r1 = w.open_ticket("  ALICE@Example.com ").await;
     let t1: TicketStatus = r1.json(StatusCode::ACCEPTED);
-    assert_eq!((t1.state, t1.export_id), (TicketState::AwaitingVerification, None));
+    assert_eq!(
+        (t1.state, t1.export_id),
+        (TicketState::AwaitingVerification, None)
+    );
     let code1 = code_in(&w.feed(&alice.session).await, t1.ticket_id);
     assert!(w.feed(&bob.session).await.is_empty());
 
@@ -1065,83 +1656,175 @@ async fn tickets_are_verified_only_by_the_code_sent_to_the_account() {
 
     // Unknown tickets, wrong codes.
     w.verify(9_999, &code1).await.error(StatusCode::NOT_FOUND);
-    let e = w.verify(t1.ticket_id, "0000000000000000").await.error(StatusCode::FORBIDDEN);
+    let e = w
+        .verify(t1.ticket_id, "0000000000000000")
+        .await
+        .error(StatusCode::FORBIDDEN);
     assert_eq!(e.error, "forbidden");
-    w.verify(t1.ticket_id, "").await.error(StatusCode::FORBIDDEN);
-    assert_eq!(w.agent_ticket(t1.ticket_id).await.state, TicketState::AwaitingVerification);
+    w.verify(t1.ticket_id, "")
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.agent_ticket(t1.ticket_id).await.state,
+        TicketState::AwaitingVerification
+    );
 
     // The right code verifies it, for an export of exactly Alice's account.
-    let verified: TicketStatus = w.verify(t1.ticket_id, &format!(" {code1} ")).await.json(StatusCode::OK);
+    let verified: TicketStatus = w
+        .verify(t1.ticket_id, &format!(" {code1} "))
+        .await
+        .json(StatusCode::OK);
     assert_eq!(verified.state, TicketState::Verified);
     let e1 = verified.export_id.expect("a verified ticket has an export");
     let again: TicketStatus = w.verify(t1.ticket_id, &code1).await.json(StatusCode::OK);
-    assert_eq!((again.state, again.export_id), (TicketState::Verified, Some(e1)));
+    assert_eq!(
+        (again.state, again.export_id),
+        (TicketState::Verified, Some(e1))
+    );
     // A verified ticket tells a wrong code nothing, not even that it is verified.
-    w.verify(t1.ticket_id, "0000000000000000").await.error(StatusCode::FORBIDDEN);
-    assert_eq!(w.status(&alice.session, e1).await.state, ExportState::Pending);
-    w.export_call(Method::GET, &format!("/v1/exports/{}", e1.0), Some(&bob.session), None)
+    w.verify(t1.ticket_id, "0000000000000000")
         .await
-        .error(StatusCode::NOT_FOUND);
+        .error(StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.status(&alice.session, e1).await.state,
+        ExportState::Pending
+    );
+    w.export_call(
+        Method::GET,
+        &format!("/v1/exports/{}", e1.0),
+        Some(&bob.session),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
     let job = w.publish_next(&worker).await;
     assert_eq!((job.export_id, job.subject), (e1, alice.account));
-    let path = w.status(&alice.session, e1).await.download_path.expect("ready");
+    let path = w
+        .status(&alice.session, e1)
+        .await
+        .download_path
+        .expect("ready");
     let r = w.download(&path, Some(&alice.session)).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_archive(&r.body, alice.account, e1, &a_recs.iter().collect::<Vec<_>>());
-    w.download(&path, Some(&bob.session)).await.error(StatusCode::FORBIDDEN);
+    assert_archive(
+        &r.body,
+        alice.account,
+        e1,
+        &a_recs.iter().collect::<Vec<_>>(),
+    );
+    w.download(&path, Some(&bob.session))
+        .await
+        .error(StatusCode::FORBIDDEN);
 
     // No code verifies the ghost ticket, not even a real one; after
     // MAX_VERIFY_ATTEMPTS it is rejected.
-    for code in [code1.as_str(), "0000000000000000", "", "ffffffffffffffff", "x"] {
-        w.verify(ghost.ticket_id, code).await.error(StatusCode::FORBIDDEN);
+    for code in [
+        code1.as_str(),
+        "0000000000000000",
+        "",
+        "ffffffffffffffff",
+        "x",
+    ] {
+        w.verify(ghost.ticket_id, code)
+            .await
+            .error(StatusCode::FORBIDDEN);
     }
     let ghost_view = w.agent_ticket(ghost.ticket_id).await;
-    assert_eq!((ghost_view.state, ghost_view.export_id), (TicketState::Rejected, None));
+    assert_eq!(
+        (ghost_view.state, ghost_view.export_id),
+        (TicketState::Rejected, None)
+    );
 
     // Four wrong codes leave a ticket open; the fifth rejects it, and then
     // even the right code fails.
-    let t2: TicketStatus = w.open_ticket("bob@example.com").await.json(StatusCode::ACCEPTED);
+    let t2: TicketStatus = w
+        .open_ticket("bob@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
     let code2 = code_in(&w.feed(&bob.session).await, t2.ticket_id);
     for n in 0..4 {
-        w.verify(t2.ticket_id, &format!("{n:016x}")).await.error(StatusCode::FORBIDDEN);
-        assert_eq!(w.agent_ticket(t2.ticket_id).await.state, TicketState::AwaitingVerification);
+        w.verify(t2.ticket_id, &format!("{n:016x}"))
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert_eq!(
+            w.agent_ticket(t2.ticket_id).await.state,
+            TicketState::AwaitingVerification
+        );
     }
-    w.verify(t2.ticket_id, "0123456789abcdef").await.error(StatusCode::FORBIDDEN);
-    let e = w.verify(t2.ticket_id, &code2).await.error(StatusCode::FORBIDDEN);
+    w.verify(t2.ticket_id, "0123456789abcdef")
+        .await
+        .error(StatusCode::FORBIDDEN);
+    let e = w
+        .verify(t2.ticket_id, &code2)
+        .await
+        .error(StatusCode::FORBIDDEN);
     assert_eq!(e.error, "forbidden");
     let t2_view = w.agent_ticket(t2.ticket_id).await;
-    assert_eq!((t2_view.state, t2_view.export_id), (TicketState::Rejected, None));
-    assert!(worker.claim().await.is_none(), "a rejected ticket made no export");
+    assert_eq!(
+        (t2_view.state, t2_view.export_id),
+        (TicketState::Rejected, None)
+    );
+    assert!(
+        worker.claim().await.is_none(),
+        "a rejected ticket made no export"
+    );
 
     // Four wrong codes, then the right one: verified.
-    let t3: TicketStatus = w.open_ticket("bob@example.com").await.json(StatusCode::ACCEPTED);
+    let t3: TicketStatus = w
+        .open_ticket("bob@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
     let code3 = code_in(&w.feed(&bob.session).await, t3.ticket_id);
     assert_ne!(code3, code2);
     for n in 0..4 {
-        w.verify(t3.ticket_id, &format!("{n:016x}")).await.error(StatusCode::FORBIDDEN);
+        w.verify(t3.ticket_id, &format!("{n:016x}"))
+            .await
+            .error(StatusCode::FORBIDDEN);
     }
     let v3: TicketStatus = w.verify(t3.ticket_id, &code3).await.json(StatusCode::OK);
     let e3 = v3.export_id.expect("verified");
     assert_eq!(w.status(&bob.session, e3).await.state, ExportState::Pending);
-    w.export_call(Method::GET, &format!("/v1/exports/{}", e3.0), Some(&alice.session), None)
-        .await
-        .error(StatusCode::NOT_FOUND);
+    w.export_call(
+        Method::GET,
+        &format!("/v1/exports/{}", e3.0),
+        Some(&alice.session),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
 
     // Duplicate tickets each need their own code.
-    let t4: TicketStatus = w.open_ticket("alice@example.com").await.json(StatusCode::ACCEPTED);
-    let t5: TicketStatus = w.open_ticket("alice@example.com").await.json(StatusCode::ACCEPTED);
+    let t4: TicketStatus = w
+        .open_ticket("alice@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
+    let t5: TicketStatus = w
+        .open_ticket("alice@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
     let feed = w.feed(&alice.session).await;
     let (code4, code5) = (code_in(&feed, t4.ticket_id), code_in(&feed, t5.ticket_id));
     assert_ne!(code4, code5);
     let v4: TicketStatus = w.verify(t4.ticket_id, &code4).await.json(StatusCode::OK);
     let e4 = v4.export_id.expect("verified");
     assert_ne!(e4, e1, "a request after a ready export is a new export");
-    w.verify(t5.ticket_id, &code4).await.error(StatusCode::FORBIDDEN);
-    w.verify(t5.ticket_id, &code1).await.error(StatusCode::FORBIDDEN);
+    w.verify(t5.ticket_id, &code4)
+        .await
+        .error(StatusCode::FORBIDDEN);
+    w.verify(t5.ticket_id, &code1)
+        .await
+        .error(StatusCode::FORBIDDEN);
     let t5_view = w.agent_ticket(t5.ticket_id).await;
-    assert_eq!((t5_view.state, t5_view.export_id), (TicketState::AwaitingVerification, None));
+    assert_eq!(
+        (t5_view.state, t5_view.export_id),
+        (TicketState::AwaitingVerification, None)
+    );
     let v5: TicketStatus = w.verify(t5.ticket_id, &code5).await.json(StatusCode::OK);
-    assert_eq!(v5.export_id, Some(e4), "a second verified ticket joins the pending export");
+    assert_eq!(
+        v5.export_id,
+        Some(e4),
+        "a second verified ticket joins the pending export"
+    );
 
     // Verified tickets are not rate limited like direct requests, and the
     // exports are exactly each account's.
@@ -1159,7 +1842,10 @@ async fn concurrent_wrong_codes_cannot_outrun_the_attempt_limit() {
     for round in 0..20u64 {
         let w = Arc::new(World::new(100 + round));
         let alice = w.signup("alice@example.com").await;
-        let t: TicketStatus = w.open_ticket("alice@example.com").await.json(StatusCode::ACCEPTED);
+        let t: TicketStatus = w
+            .open_ticket("alice@example.com")
+            .await
+            .json(StatusCode::ACCEPTED);
         let code = code_in(&w.feed(&alice.session).await, t.ticket_id);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         const GUESSES: u64 = 64;
@@ -1176,9 +1862,18 @@ async fn concurrent_wrong_codes_cannot_outrun_the_attempt_limit() {
             answers.push(status);
         }
         assert_eq!(answers.len() as u64, GUESSES);
-        assert!(answers.iter().all(|s| *s == StatusCode::FORBIDDEN), "{answers:?}");
-        w.verify(t.ticket_id, &code).await.error(StatusCode::FORBIDDEN);
-        assert_eq!(w.agent_ticket(t.ticket_id).await.state, TicketState::Rejected, "round {round}");
+        assert!(
+            answers.iter().all(|s| *s == StatusCode::FORBIDDEN),
+            "{answers:?}"
+        );
+        w.verify(t.ticket_id, &code)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert_eq!(
+            w.agent_ticket(t.ticket_id).await.state,
+            TicketState::Rejected,
+            "round {round}"
+        );
     }
 }
 
@@ -1203,14 +1898,34 @@ async fn the_agent_console_sends_only_to_verified_subjects_and_audits_everything
         (Method::GET, "/v1/agent/overdue", None),
         (Method::GET, "/v1/agent/audit", None),
         (Method::POST, "/v1/agent/tickets/1/resend-link", None),
-        (Method::POST, "/v1/agent/tickets/1/manual-verification", Some(json!({ "facts": ["knows the address"] }))),
-        (Method::POST, "/v1/agent/exports/1/extend", Some(json!({ "reason": "busy" }))),
+        (
+            Method::POST,
+            "/v1/agent/tickets/1/manual-verification",
+            Some(json!({ "facts": ["knows the address"] })),
+        ),
+        (
+            Method::POST,
+            "/v1/agent/exports/1/extend",
+            Some(json!({ "reason": "busy" })),
+        ),
     ];
     for (method, path, body) in &routes {
-        let e = w.export_call(method.clone(), path, None, body.as_ref()).await.error(StatusCode::UNAUTHORIZED);
+        let e = w
+            .export_call(method.clone(), path, None, body.as_ref())
+            .await
+            .error(StatusCode::UNAUTHORIZED);
         assert_eq!(e.error, "unauthorized", "{path}");
-        for token in ["agent-a-token-wrong", WORKER_TOKEN, SERVICE_TOKEN, &alice.session, "agent-a"] {
-            let e = w.export_call(method.clone(), path, Some(token), body.as_ref()).await.error(StatusCode::FORBIDDEN);
+        for token in [
+            "agent-a-token-wrong",
+            WORKER_TOKEN,
+            SERVICE_TOKEN,
+            &alice.session,
+            "agent-a",
+        ] {
+            let e = w
+                .export_call(method.clone(), path, Some(token), body.as_ref())
+                .await
+                .error(StatusCode::FORBIDDEN);
             assert_eq!(e.error, "forbidden", "{path}");
         }
     }
@@ -1218,86 +1933,208 @@ async fn the_agent_console_sends_only_to_verified_subjects_and_audits_everything
 
     // An unverified ticket: no link is sent, and no agent can vouch for
     // the requester.
-    let t1: TicketStatus = w.open_ticket("alice@example.com").await.json(StatusCode::ACCEPTED);
-    let ghost: TicketStatus = w.open_ticket("nobody@example.com").await.json(StatusCode::ACCEPTED);
+    let t1: TicketStatus = w
+        .open_ticket("alice@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
+    let ghost: TicketStatus = w
+        .open_ticket("nobody@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
     let resend = |id: u64| format!("/v1/agent/tickets/{id}/resend-link");
     let manual = |id: u64| format!("/v1/agent/tickets/{id}/manual-verification");
     let facts = json!({ "facts": ["knew the home address", "knew the birthday"] });
-    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None).await.error(StatusCode::CONFLICT);
-    let e = w.agent(AGENT_TOKEN, Method::POST, &manual(t1.ticket_id), Some(&facts)).await.error(StatusCode::FORBIDDEN);
+    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None)
+        .await
+        .error(StatusCode::CONFLICT);
+    let e = w
+        .agent(
+            AGENT_TOKEN,
+            Method::POST,
+            &manual(t1.ticket_id),
+            Some(&facts),
+        )
+        .await
+        .error(StatusCode::FORBIDDEN);
     assert_eq!(e.error, "forbidden");
-    w.agent(AGENT_TOKEN, Method::POST, &resend(ghost.ticket_id), None).await.error(StatusCode::CONFLICT);
-    w.agent(AGENT_TOKEN, Method::POST, &manual(ghost.ticket_id), Some(&json!({}))).await.error(StatusCode::FORBIDDEN);
-    w.agent(AGENT_TOKEN, Method::POST, &resend(9_999), None).await.error(StatusCode::NOT_FOUND);
-    assert_eq!(w.agent_ticket(t1.ticket_id).await.state, TicketState::AwaitingVerification);
-    assert!(worker.claim().await.is_none(), "no export without verification");
+    w.agent(AGENT_TOKEN, Method::POST, &resend(ghost.ticket_id), None)
+        .await
+        .error(StatusCode::CONFLICT);
+    w.agent(
+        AGENT_TOKEN,
+        Method::POST,
+        &manual(ghost.ticket_id),
+        Some(&json!({})),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN);
+    w.agent(AGENT_TOKEN, Method::POST, &resend(9_999), None)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.agent_ticket(t1.ticket_id).await.state,
+        TicketState::AwaitingVerification
+    );
+    assert!(
+        worker.claim().await.is_none(),
+        "no export without verification"
+    );
     assert_eq!(kinds(&w.feed(&alice.session).await), ["identity-challenge"]);
 
     // The agent's view never shows the account behind a ticket.
-    let view: Value = w.agent(AGENT_TOKEN, Method::GET, "/v1/agent/tickets", None).await.json(StatusCode::OK);
-    let first = view.as_array().and_then(|v| v.first()).cloned().expect("tickets listed");
-    let mut keys: Vec<_> = first.as_object().expect("an object").keys().cloned().collect();
+    let view: Value = w
+        .agent(AGENT_TOKEN, Method::GET, "/v1/agent/tickets", None)
+        .await
+        .json(StatusCode::OK);
+    let first = view
+        .as_array()
+        .and_then(|v| v.first())
+        .cloned()
+        .expect("tickets listed");
+    let mut keys: Vec<_> = first
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
     keys.sort();
-    assert_eq!(keys, ["claimed_email", "export_id", "message", "state", "ticket_id"]);
+    assert_eq!(
+        keys,
+        [
+            "claimed_email",
+            "export_id",
+            "message",
+            "state",
+            "ticket_id"
+        ]
+    );
 
     // Alice verifies; until her export is ready there is nothing to send.
     let code = code_in(&w.feed(&alice.session).await, t1.ticket_id);
     let verified: TicketStatus = w.verify(t1.ticket_id, &code).await.json(StatusCode::OK);
     let e1 = verified.export_id.expect("verified");
-    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None).await.error(StatusCode::CONFLICT);
+    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None)
+        .await
+        .error(StatusCode::CONFLICT);
     w.publish_next(&worker).await;
-    let path = w.status(&alice.session, e1).await.download_path.expect("ready");
+    let path = w
+        .status(&alice.session, e1)
+        .await
+        .download_path
+        .expect("ready");
 
     // Resend: to Alice's own feed, and nobody else's.
-    let sent: Value = w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None).await.json(StatusCode::OK);
+    let sent: Value = w
+        .agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None)
+        .await
+        .json(StatusCode::OK);
     assert_eq!(sent, json!({ "sent_to": "the ticket's verified subject" }));
-    w.agent(AGENT_B_TOKEN, Method::POST, &resend(t1.ticket_id), None).await.json::<Value>(StatusCode::OK);
+    w.agent(AGENT_B_TOKEN, Method::POST, &resend(t1.ticket_id), None)
+        .await
+        .json::<Value>(StatusCode::OK);
     let feed = w.feed(&alice.session).await;
-    assert_eq!(kinds(&feed), ["identity-challenge", "export-ready", "download-link", "download-link"]);
-    assert!(feed[2].text.contains(&path) && feed[3].text.contains(&path), "{feed:?}");
+    assert_eq!(
+        kinds(&feed),
+        [
+            "identity-challenge",
+            "export-ready",
+            "download-link",
+            "download-link"
+        ]
+    );
+    assert!(
+        feed[2].text.contains(&path) && feed[3].text.contains(&path),
+        "{feed:?}"
+    );
     assert!(w.feed(&bob.session).await.is_empty());
     assert!(w.feed(&carol.session).await.is_empty());
 
     // A resend the store cannot deliver fails (503), and is audited too.
     w.service_store_down.store(true, Ordering::SeqCst);
-    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None).await.error(StatusCode::SERVICE_UNAVAILABLE);
+    w.agent(AGENT_TOKEN, Method::POST, &resend(t1.ticket_id), None)
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE);
     w.service_store_down.store(false, Ordering::SeqCst);
     assert_eq!(w.feed(&alice.session).await.len(), 4);
 
     // Extending a deadline: once, with a reason, by MAX_EXTENSION_MS.
     w.clock.advance(1_000);
-    let eb: ExportStatus = w.request_export(&bob.session).await.json(StatusCode::ACCEPTED);
+    let eb: ExportStatus = w
+        .request_export(&bob.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     let extend = format!("/v1/agent/exports/{}/extend", eb.export_id.0);
-    w.agent(AGENT_TOKEN, Method::POST, &extend, Some(&json!({ "reason": "   " }))).await.error(StatusCode::BAD_REQUEST);
+    w.agent(
+        AGENT_TOKEN,
+        Method::POST,
+        &extend,
+        Some(&json!({ "reason": "   " })),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
     let reason = "many devices; the subject asked for everything";
-    let extended: ExportStatus =
-        w.agent(AGENT_TOKEN, Method::POST, &extend, Some(&json!({ "reason": reason }))).await.json(StatusCode::OK);
+    let extended: ExportStatus = w
+        .agent(
+            AGENT_TOKEN,
+            Method::POST,
+            &extend,
+            Some(&json!({ "reason": reason })),
+        )
+        .await
+        .json(StatusCode::OK);
     assert_eq!(extended.due_at_ms, eb.due_at_ms + MAX_EXTENSION_MS);
     assert_eq!(extended.extension_reason.as_deref(), Some(reason));
     let e = w
-        .agent(AGENT_TOKEN, Method::POST, &extend, Some(&json!({ "reason": "again" })))
+        .agent(
+            AGENT_TOKEN,
+            Method::POST,
+            &extend,
+            Some(&json!({ "reason": "again" })),
+        )
         .await
         .error(StatusCode::CONFLICT);
     assert_eq!(e.error, "conflict");
     let seen = w.status(&bob.session, eb.export_id).await;
-    assert_eq!(seen.due_at_ms, eb.due_at_ms + MAX_EXTENSION_MS, "the second extension changed nothing");
+    assert_eq!(
+        seen.due_at_ms,
+        eb.due_at_ms + MAX_EXTENSION_MS,
+        "the second extension changed nothing"
+    );
     assert_eq!(seen.extension_reason.as_deref(), Some(reason));
-    w.agent(AGENT_TOKEN, Method::POST, "/v1/agent/exports/9999/extend", Some(&json!({ "reason": "x" })))
-        .await
-        .error(StatusCode::NOT_FOUND);
+    w.agent(
+        AGENT_TOKEN,
+        Method::POST,
+        "/v1/agent/exports/9999/extend",
+        Some(&json!({ "reason": "x" })),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
 
     // Overdue: Carol's pending request past its due date; not Bob's
     // (extended), not Alice's (ready).
-    let ec: ExportStatus = w.request_export(&carol.session).await.json(StatusCode::ACCEPTED);
-    let overdue: Vec<ExportStatus> =
-        w.agent(AGENT_TOKEN, Method::GET, "/v1/agent/overdue", None).await.json(StatusCode::OK);
+    let ec: ExportStatus = w
+        .request_export(&carol.session)
+        .await
+        .json(StatusCode::ACCEPTED);
+    let overdue: Vec<ExportStatus> = w
+        .agent(AGENT_TOKEN, Method::GET, "/v1/agent/overdue", None)
+        .await
+        .json(StatusCode::OK);
     assert!(overdue.is_empty());
     w.clock.set(ec.due_at_ms);
-    assert!(!w.status(&carol.session, ec.export_id).await.overdue, "due, not yet overdue");
+    assert!(
+        !w.status(&carol.session, ec.export_id).await.overdue,
+        "due, not yet overdue"
+    );
     w.clock.advance(1);
-    let overdue: Vec<ExportStatus> =
-        w.agent(AGENT_B_TOKEN, Method::GET, "/v1/agent/overdue", None).await.json(StatusCode::OK);
-    assert_eq!(overdue.iter().map(|s| s.export_id).collect::<Vec<_>>(), [ec.export_id]);
+    let overdue: Vec<ExportStatus> = w
+        .agent(AGENT_B_TOKEN, Method::GET, "/v1/agent/overdue", None)
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(
+        overdue.iter().map(|s| s.export_id).collect::<Vec<_>>(),
+        [ec.export_id]
+    );
     assert!(overdue[0].overdue);
     assert_eq!(overdue[0].state, ExportState::Pending);
     assert!(w.status(&carol.session, ec.export_id).await.overdue);
@@ -1309,27 +2146,124 @@ async fn the_agent_console_sends_only_to_verified_subjects_and_audits_everything
     // (agent, action, ticket, export, how the outcome begins)
     type Entry<'a> = (&'a str, &'a str, Option<u64>, Option<ExportId>, &'a str);
     let expected: Vec<Entry> = vec![
-        (AGENT_A, "resend-link", Some(t1.ticket_id), None, "refused: ticket not verified"),
-        (AGENT_A, "manual-verification", Some(t1.ticket_id), None, "refused: 2 facts offered"),
-        (AGENT_A, "resend-link", Some(ghost.ticket_id), None, "refused: ticket not verified"),
-        (AGENT_A, "manual-verification", Some(ghost.ticket_id), None, "refused: 0 facts offered"),
-        (AGENT_A, "resend-link", Some(9_999), None, "refused: no such ticket"),
-        (AGENT_A, "resend-link", Some(t1.ticket_id), Some(e1), "refused: export not ready"),
-        (AGENT_A, "resend-link", Some(t1.ticket_id), Some(e1), "sent to the subject's own feed"),
-        (AGENT_B, "resend-link", Some(t1.ticket_id), Some(e1), "sent to the subject's own feed"),
-        (AGENT_A, "resend-link", Some(t1.ticket_id), Some(e1), "failed"),
-        (AGENT_A, "extend-deadline", None, Some(eb.export_id), "refused: an extension needs a reason"),
-        (AGENT_A, "extend-deadline", None, Some(eb.export_id), "extended"),
-        (AGENT_A, "extend-deadline", None, Some(eb.export_id), "refused: this request was already extended once"),
-        (AGENT_A, "extend-deadline", None, Some(ExportId(9_999)), "refused: no such export"),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(t1.ticket_id),
+            None,
+            "refused: ticket not verified",
+        ),
+        (
+            AGENT_A,
+            "manual-verification",
+            Some(t1.ticket_id),
+            None,
+            "refused: 2 facts offered",
+        ),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(ghost.ticket_id),
+            None,
+            "refused: ticket not verified",
+        ),
+        (
+            AGENT_A,
+            "manual-verification",
+            Some(ghost.ticket_id),
+            None,
+            "refused: 0 facts offered",
+        ),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(9_999),
+            None,
+            "refused: no such ticket",
+        ),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(t1.ticket_id),
+            Some(e1),
+            "refused: export not ready",
+        ),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(t1.ticket_id),
+            Some(e1),
+            "sent to the subject's own feed",
+        ),
+        (
+            AGENT_B,
+            "resend-link",
+            Some(t1.ticket_id),
+            Some(e1),
+            "sent to the subject's own feed",
+        ),
+        (
+            AGENT_A,
+            "resend-link",
+            Some(t1.ticket_id),
+            Some(e1),
+            "failed",
+        ),
+        (
+            AGENT_A,
+            "extend-deadline",
+            None,
+            Some(eb.export_id),
+            "refused: an extension needs a reason",
+        ),
+        (
+            AGENT_A,
+            "extend-deadline",
+            None,
+            Some(eb.export_id),
+            "extended",
+        ),
+        (
+            AGENT_A,
+            "extend-deadline",
+            None,
+            Some(eb.export_id),
+            "refused: this request was already extended once",
+        ),
+        (
+            AGENT_A,
+            "extend-deadline",
+            None,
+            Some(ExportId(9_999)),
+            "refused: no such export",
+        ),
     ];
-    let got: Vec<_> = log.iter().map(|e| (e.agent.as_str(), e.action.as_str(), e.ticket_id, e.export_id)).collect();
-    let want: Vec<_> = expected.iter().map(|(a, b, c, d, _)| (*a, *b, *c, *d)).collect();
+    let got: Vec<_> = log
+        .iter()
+        .map(|e| {
+            (
+                e.agent.as_str(),
+                e.action.as_str(),
+                e.ticket_id,
+                e.export_id,
+            )
+        })
+        .collect();
+    let want: Vec<_> = expected
+        .iter()
+        .map(|(a, b, c, d, _)| (*a, *b, *c, *d))
+        .collect();
     assert_eq!(got, want, "{log:#?}");
     for (entry, (.., outcome)) in log.iter().zip(&expected) {
-        assert!(entry.outcome.starts_with(outcome), "{entry:?} should start with {outcome:?}");
+        assert!(
+            entry.outcome.starts_with(outcome),
+            "{entry:?} should start with {outcome:?}"
+        );
     }
-    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=expected.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=expected.len() as u64).collect::<Vec<_>>()
+    );
     assert!(log.windows(2).all(|p| p[0].at_ms <= p[1].at_ms));
     assert!(log.iter().all(|e| e.at_ms <= w.now()));
     // `after` pages through it; reading the log is not itself an action.
@@ -1345,15 +2279,27 @@ async fn the_agent_console_sends_only_to_verified_subjects_and_audits_everything
 async fn a_job_whose_workers_keep_dying_fails_after_max_attempts() {
     let w = World::new(21);
     let a = w.signup("alice@example.com").await;
-    let requested: ExportStatus = w.request_export(&a.session).await.json(StatusCode::ACCEPTED);
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
     let worker = w.worker("crashy");
     for attempt in 1..=MAX_ATTEMPTS {
-        let job = worker.claim().await.expect("the job is claimable again once the lease lapsed");
-        assert_eq!((job.export_id, job.fence), (requested.export_id, u64::from(attempt)));
+        let job = worker
+            .claim()
+            .await
+            .expect("the job is claimable again once the lease lapsed");
+        assert_eq!(
+            (job.export_id, job.fence),
+            (requested.export_id, u64::from(attempt))
+        );
         // The worker dies: no renew, no fail, no complete. Its lease lapses.
         w.clock.advance(LEASE_MS + 1);
     }
-    assert!(worker.claim().await.is_none(), "a poison job is not handed out again");
+    assert!(
+        worker.claim().await.is_none(),
+        "a poison job is not handed out again"
+    );
     let status = w.status(&a.session, requested.export_id).await;
     assert_eq!(status.state, ExportState::Failed);
     let reason = status.failure.expect("a failed job says why");

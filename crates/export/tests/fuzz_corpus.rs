@@ -4,13 +4,18 @@
 use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
         .collect();
     inputs.sort();
-    assert!(inputs.len() >= 3, "the {target} corpus holds at least three inputs");
+    assert!(
+        inputs.len() >= 3,
+        "the {target} corpus holds at least three inputs"
+    );
     for input in inputs {
         let bytes = std::fs::read(&input).expect("corpus input reads");
         run(&bytes);

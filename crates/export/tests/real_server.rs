@@ -20,8 +20,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_export::archive::read_archive;
 use crosstalk_model::api::{
-    AuditEntry, ErrorBody, ExportState, ExportStatus, IngestResponse, Notification, RegisterDeviceResponse,
-    SignupResponse,
+    AuditEntry, ErrorBody, ExportState, ExportStatus, IngestResponse, Notification,
+    RegisterDeviceResponse, SignupResponse,
 };
 use crosstalk_model::{AccountId, RecordingId, SeededEntropy, sha256_hex};
 use crosstalk_service::real::{SystemClock, TcpConnector};
@@ -53,10 +53,14 @@ struct TempDir {
 
 impl TempDir {
     fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("crosstalk-export-real-{}-{test}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "crosstalk-export-real-{}-{test}",
+            std::process::id()
+        ));
         // A leftover from a crashed earlier run with a recycled pid.
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         Self { path }
     }
 }
@@ -89,7 +93,10 @@ impl Process {
     fn kill(mut self) {
         self.child.kill().expect("killing the child");
         let status = self.child.wait().expect("reaping the child");
-        assert!(!status.success(), "a killed process does not exit successfully: {status}");
+        assert!(
+            !status.success(),
+            "a killed process does not exit successfully: {status}"
+        );
     }
 
     fn assert_running(&mut self, what: &str) {
@@ -106,7 +113,13 @@ fn free_port() -> u16 {
 }
 
 fn client(address: &str) -> HttpClient {
-    HttpClient::new(Arc::new(TcpConnector { address: address.to_string() }), Duration::from_secs(10), 4)
+    HttpClient::new(
+        Arc::new(TcpConnector {
+            address: address.to_string(),
+        }),
+        Duration::from_secs(10),
+        4,
+    )
 }
 
 struct Tokens {
@@ -141,11 +154,23 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(address: &str) -> Self {
-        Self { address: address.to_string(), client: client(address) }
+        Self {
+            address: address.to_string(),
+            client: client(address),
+        }
     }
 
-    fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Request<Full<Bytes>> {
-        let mut builder = Request::builder().method(method).uri(path).header(header::HOST, &self.address);
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.address);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -159,8 +184,18 @@ impl Endpoint {
         builder.body(Full::new(body)).expect("request builds")
     }
 
-    async fn try_send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Option<HttpResponse> {
-        let response = self.client.send(self.request(method.clone(), path, token, body)).await.ok()?;
+    async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<HttpResponse> {
+        let response = self
+            .client
+            .send(self.request(method.clone(), path, token, body))
+            .await
+            .ok()?;
         assert!(
             response.headers().get(header::DATE).is_none(),
             "{method} {path} on {} answered with a Date header: {response:?}",
@@ -169,9 +204,17 @@ impl Endpoint {
         Some(response)
     }
 
-    async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> HttpResponse {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> HttpResponse {
         let what = format!("{method} {path} on {}", self.address);
-        self.try_send(method, path, token, body).await.unwrap_or_else(|| panic!("{what}: no answer"))
+        self.try_send(method, path, token, body)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer"))
     }
 
     async fn ok<T: DeserializeOwned>(
@@ -183,28 +226,57 @@ impl Endpoint {
         expected: StatusCode,
     ) -> T {
         let response = self.send(method, path, token, body).await;
-        assert_eq!(response.status(), expected, "{path}: {}", String::from_utf8_lossy(response.body()));
+        assert_eq!(
+            response.status(),
+            expected,
+            "{path}: {}",
+            String::from_utf8_lossy(response.body())
+        );
         serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-            panic!("{path}: not the expected JSON ({e}): {}", String::from_utf8_lossy(response.body()))
+            panic!(
+                "{path}: not the expected JSON ({e}): {}",
+                String::from_utf8_lossy(response.body())
+            )
         })
     }
 
-    async fn err(&self, method: Method, path: &str, token: Option<&str>, expected: StatusCode) -> ErrorBody {
+    async fn err(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        expected: StatusCode,
+    ) -> ErrorBody {
         let response = self.send(method, path, token, None).await;
         expect_error(&response, expected)
     }
 }
 
 fn expect_error(response: &HttpResponse, expected: StatusCode) -> ErrorBody {
-    assert_eq!(response.status(), expected, "body: {}", String::from_utf8_lossy(response.body()));
     assert_eq!(
-        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        response.status(),
+        expected,
+        "body: {}",
+        String::from_utf8_lossy(response.body())
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("application/json"),
         "error content type: {response:?}"
     );
-    let parsed: ErrorBody = serde_json::from_slice(response.body())
-        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {}", String::from_utf8_lossy(response.body())));
-    assert!(!parsed.error.is_empty() && !parsed.message.is_empty(), "{parsed:?}");
+    let parsed: ErrorBody = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
+        panic!(
+            "error body is not JSON ({e}): {}",
+            String::from_utf8_lossy(response.body())
+        )
+    });
+    assert!(
+        !parsed.error.is_empty() && !parsed.message.is_empty(),
+        "{parsed:?}"
+    );
     parsed
 }
 
@@ -222,14 +294,24 @@ async fn start_store(db: &Path, tokens: &Tokens) -> Endpoint {
         backend,
         Arc::new(SystemClock),
         Arc::new(SeededEntropy::from_seed_u64(u64::from(std::process::id()))),
-        StoreConfig { service_token: tokens.service.clone(), password_iterations: 1 },
+        StoreConfig {
+            service_token: tokens.service.clone(),
+            password_iterations: 1,
+        },
     )
     .expect("store opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the store");
     let address = listener.local_addr().expect("store address").to_string();
-    crosstalk_service::Spawner::Tokio.spawn(crosstalk_service::serve(listener, crosstalk_store::router(Arc::new(store))));
+    crosstalk_service::Spawner::Tokio.spawn(crosstalk_service::serve(
+        listener,
+        crosstalk_store::router(Arc::new(store)),
+    ));
     let store = Endpoint::new(&address);
-    let health: Value = store.ok(Method::GET, "/health", None, None, StatusCode::OK).await;
+    let health: Value = store
+        .ok(Method::GET, "/health", None, None, StatusCode::OK)
+        .await;
     assert_eq!(health, json!({ "status": "ok" }));
     store
 }
@@ -243,13 +325,31 @@ struct ExportServer {
 impl ExportServer {
     /// Start the binary on `db`, listening on `address` (or on a fresh port
     /// if `None`), and wait until it answers as this server.
-    async fn start(dir: &TempDir, db: &Path, store: &str, tokens: &Tokens, address: Option<&str>, generation: u32) -> Self {
+    async fn start(
+        dir: &TempDir,
+        db: &Path,
+        store: &str,
+        tokens: &Tokens,
+        address: Option<&str>,
+        generation: u32,
+    ) -> Self {
         for bind_attempt in 0..BIND_ATTEMPTS {
-            let address = address.map(str::to_string).unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
-            let log = dir.path.join(format!("export-serve-{generation}-{bind_attempt}.log"));
+            let address = address
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+            let log = dir
+                .path
+                .join(format!("export-serve-{generation}-{bind_attempt}.log"));
             let log_file = std::fs::File::create(&log).expect("creating the server log");
             let mut command = Command::new(env!("CARGO_BIN_EXE_crosstalk-export"));
-            command.arg("serve").arg("--db").arg(db).arg("--store").arg(store).arg("--listen").arg(&address);
+            command
+                .arg("serve")
+                .arg("--db")
+                .arg(db)
+                .arg("--store")
+                .arg(store)
+                .arg("--listen")
+                .arg(&address);
             tokens.apply(&mut command);
             let child = command
                 .stdin(Stdio::null())
@@ -257,7 +357,10 @@ impl ExportServer {
                 .stderr(Stdio::from(log_file))
                 .spawn()
                 .expect("starting crosstalk-export serve");
-            let mut server = ExportServer { process: Process { child, log }, endpoint: Endpoint::new(&address) };
+            let mut server = ExportServer {
+                process: Process { child, log },
+                endpoint: Endpoint::new(&address),
+            };
             match server.wait_until_up(tokens).await {
                 Ok(()) => return server,
                 Err(log) if log.contains("error: binding") => {
@@ -278,11 +381,23 @@ impl ExportServer {
             if let Some(status) = self.process.child.try_wait().expect("polling the child") {
                 return Err(format!("(exit status {status})\n{}", self.process.log()));
             }
-            if let Some(response) = self.endpoint.try_send(Method::GET, "/health", None, None).await {
+            if let Some(response) = self
+                .endpoint
+                .try_send(Method::GET, "/health", None, None)
+                .await
+            {
                 assert_eq!(response.status(), StatusCode::OK, "health: {response:?}");
                 // Is it ours? Only our server knows our agent.
-                let _: Vec<AuditEntry> =
-                    self.endpoint.ok(Method::GET, "/v1/agent/audit", Some(&tokens.agent), None, StatusCode::OK).await;
+                let _: Vec<AuditEntry> = self
+                    .endpoint
+                    .ok(
+                        Method::GET,
+                        "/v1/agent/audit",
+                        Some(&tokens.agent),
+                        None,
+                        StatusCode::OK,
+                    )
+                    .await;
                 return Ok(());
             }
             tokio::time::sleep(STARTUP_POLL).await;
@@ -295,7 +410,15 @@ impl ExportServer {
     }
 
     async fn status(&self, session: &str, id: u64) -> ExportStatus {
-        self.endpoint.ok(Method::GET, &format!("/v1/exports/{id}"), Some(session), None, StatusCode::OK).await
+        self.endpoint
+            .ok(
+                Method::GET,
+                &format!("/v1/exports/{id}"),
+                Some(session),
+                None,
+                StatusCode::OK,
+            )
+            .await
     }
 
     /// Poll until the export leaves `pending`.
@@ -303,7 +426,12 @@ impl ExportServer {
         for _ in 0..READY_ATTEMPTS {
             let status = self.status(session, id).await;
             if status.state != ExportState::Pending {
-                assert_eq!(status.state, ExportState::Ready, "failure: {:?}", status.failure);
+                assert_eq!(
+                    status.state,
+                    ExportState::Ready,
+                    "failure: {:?}",
+                    status.failure
+                );
                 return status;
             }
             worker.assert_running("the worker");
@@ -321,7 +449,14 @@ fn start_worker(dir: &TempDir, export: &str, store: &str, tokens: &Tokens) -> Pr
     let log = dir.path.join("worker.log");
     let log_file = std::fs::File::create(&log).expect("creating the worker log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_crosstalk-export"));
-    command.arg("worker").arg("--export").arg(export).arg("--store").arg(store).arg("--name").arg("w1");
+    command
+        .arg("worker")
+        .arg("--export")
+        .arg(export)
+        .arg("--store")
+        .arg(store)
+        .arg("--name")
+        .arg("w1");
     tokens.apply(&mut command);
     let child = command
         .stdin(Stdio::null())
@@ -348,12 +483,27 @@ fn audio(who: &str, n: u32) -> Vec<u8> {
 
 async fn signup(store: &Endpoint, email: &str) -> SignupResponse {
     let body = json!({ "email": email, "password": "correct horse battery" });
-    store.ok(Method::POST, "/v1/accounts", None, Some(&body), StatusCode::CREATED).await
+    store
+        .ok(
+            Method::POST,
+            "/v1/accounts",
+            None,
+            Some(&body),
+            StatusCode::CREATED,
+        )
+        .await
 }
 
 async fn ingest(store: &Endpoint, session: &str, who: &str, count: u32) -> Vec<Capture> {
-    let device: RegisterDeviceResponse =
-        store.ok(Method::POST, "/v1/devices", Some(session), Some(&json!({ "name": who })), StatusCode::CREATED).await;
+    let device: RegisterDeviceResponse = store
+        .ok(
+            Method::POST,
+            "/v1/devices",
+            Some(session),
+            Some(&json!({ "name": who })),
+            StatusCode::CREATED,
+        )
+        .await;
     let mut captures = Vec::new();
     for n in 0..count {
         let audio = audio(who, n);
@@ -364,9 +514,20 @@ async fn ingest(store: &Endpoint, session: &str, who: &str, count: u32) -> Vec<C
             "transcript": transcript,
             "audio_base64": STANDARD.encode(&audio),
         });
-        let r: IngestResponse =
-            store.ok(Method::POST, "/v1/recordings", Some(&device.device_token), Some(&body), StatusCode::CREATED).await;
-        captures.push(Capture { id: r.recording_id, transcript, audio });
+        let r: IngestResponse = store
+            .ok(
+                Method::POST,
+                "/v1/recordings",
+                Some(&device.device_token),
+                Some(&body),
+                StatusCode::CREATED,
+            )
+            .await;
+        captures.push(Capture {
+            id: r.recording_id,
+            transcript,
+            audio,
+        });
     }
     captures
 }
@@ -376,8 +537,15 @@ fn check_archive(bytes: &[u8], subject: AccountId, id: u64, expected: &[Capture]
     let (manifest, files) = read_archive(bytes).expect("a valid archive");
     assert_eq!(manifest.subject, subject);
     assert_eq!(manifest.export_id.0, id);
-    let got: Vec<_> = manifest.recordings.iter().map(|e| (e.id, e.sha256.clone(), e.transcript.clone())).collect();
-    let want: Vec<_> = expected.iter().map(|c| (c.id, sha256_hex(&c.audio), c.transcript.clone())).collect();
+    let got: Vec<_> = manifest
+        .recordings
+        .iter()
+        .map(|e| (e.id, e.sha256.clone(), e.transcript.clone()))
+        .collect();
+    let want: Vec<_> = expected
+        .iter()
+        .map(|c| (c.id, sha256_hex(&c.audio), c.transcript.clone()))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(files.len(), expected.len());
     for c in expected {
@@ -407,49 +575,144 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
     let bob_recs = ingest(&store, &bob.session_token, "bob", 2).await;
 
     // The agent tokens came through the environment.
-    let e = server.endpoint.err(Method::GET, "/v1/agent/audit", Some("not-an-agent-token"), StatusCode::FORBIDDEN).await;
+    let e = server
+        .endpoint
+        .err(
+            Method::GET,
+            "/v1/agent/audit",
+            Some("not-an-agent-token"),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
     assert_eq!(e.error, "forbidden");
-    server.endpoint.err(Method::GET, "/v1/agent/audit", None, StatusCode::UNAUTHORIZED).await;
+    server
+        .endpoint
+        .err(
+            Method::GET,
+            "/v1/agent/audit",
+            None,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
 
     // Request (202), a duplicate (200), and only with a session.
-    server.endpoint.err(Method::POST, "/v1/exports", None, StatusCode::UNAUTHORIZED).await;
-    server.endpoint.err(Method::POST, "/v1/exports", Some(&tokens.service), StatusCode::UNAUTHORIZED).await;
-    let requested: ExportStatus =
-        server.endpoint.ok(Method::POST, "/v1/exports", Some(&alice.session_token), None, StatusCode::ACCEPTED).await;
+    server
+        .endpoint
+        .err(Method::POST, "/v1/exports", None, StatusCode::UNAUTHORIZED)
+        .await;
+    server
+        .endpoint
+        .err(
+            Method::POST,
+            "/v1/exports",
+            Some(&tokens.service),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    let requested: ExportStatus = server
+        .endpoint
+        .ok(
+            Method::POST,
+            "/v1/exports",
+            Some(&alice.session_token),
+            None,
+            StatusCode::ACCEPTED,
+        )
+        .await;
     assert_eq!(requested.state, ExportState::Pending);
-    let dup: ExportStatus =
-        server.endpoint.ok(Method::POST, "/v1/exports", Some(&alice.session_token), None, StatusCode::OK).await;
+    let dup: ExportStatus = server
+        .endpoint
+        .ok(
+            Method::POST,
+            "/v1/exports",
+            Some(&alice.session_token),
+            None,
+            StatusCode::OK,
+        )
+        .await;
     assert_eq!(dup.export_id, requested.export_id);
     let id = requested.export_id.0;
 
     // The worker builds it.
-    let ready = server.wait_ready(&alice.session_token, id, &mut worker).await;
-    let path = ready.download_path.clone().expect("a ready export has a link");
+    let ready = server
+        .wait_ready(&alice.session_token, id, &mut worker)
+        .await;
+    let path = ready
+        .download_path
+        .clone()
+        .expect("a ready export has a link");
     assert_eq!(ready.downloads_left, Some(5));
     assert!(!ready.overdue);
-    assert_eq!(ready.due_at_ms, ready.requested_at_ms + 30 * 24 * 3600 * 1000);
+    assert_eq!(
+        ready.due_at_ms,
+        ready.requested_at_ms + 30 * 24 * 3600 * 1000
+    );
 
     // Alice downloads exactly her recordings; Bob's session gets 403 with
     // her link, no session 401.
     let first = download(&server.endpoint, &path, Some(&alice.session_token)).await;
-    assert_eq!(first.status(), StatusCode::OK, "{}", String::from_utf8_lossy(first.body()));
-    assert_eq!(first.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/zip"));
+    assert_eq!(
+        first.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(first.body())
+    );
+    assert_eq!(
+        first
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/zip")
+    );
     check_archive(first.body(), alice.account_id, id, &alice_recs);
-    expect_error(&download(&server.endpoint, &path, Some(&bob.session_token)).await, StatusCode::FORBIDDEN);
-    expect_error(&download(&server.endpoint, &path, None).await, StatusCode::UNAUTHORIZED);
-    expect_error(&download(&server.endpoint, "/v1/downloads/forged", Some(&alice.session_token)).await, StatusCode::NOT_FOUND);
+    expect_error(
+        &download(&server.endpoint, &path, Some(&bob.session_token)).await,
+        StatusCode::FORBIDDEN,
+    );
+    expect_error(
+        &download(&server.endpoint, &path, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    expect_error(
+        &download(
+            &server.endpoint,
+            "/v1/downloads/forged",
+            Some(&alice.session_token),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
 
     // Alice was told on her own feed; Bob was not.
-    let feed: Vec<Notification> =
-        store.ok(Method::GET, "/v1/notifications", Some(&alice.session_token), None, StatusCode::OK).await;
-    assert!(feed.iter().any(|n| n.kind == "export-ready" && n.text.contains(&path)), "{feed:?}");
-    let feed: Vec<Notification> =
-        store.ok(Method::GET, "/v1/notifications", Some(&bob.session_token), None, StatusCode::OK).await;
+    let feed: Vec<Notification> = store
+        .ok(
+            Method::GET,
+            "/v1/notifications",
+            Some(&alice.session_token),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(
+        feed.iter()
+            .any(|n| n.kind == "export-ready" && n.text.contains(&path)),
+        "{feed:?}"
+    );
+    let feed: Vec<Notification> = store
+        .ok(
+            Method::GET,
+            "/v1/notifications",
+            Some(&bob.session_token),
+            None,
+            StatusCode::OK,
+        )
+        .await;
     assert!(feed.is_empty(), "{feed:?}");
 
     // Kill the export service and start it again on the same file and port.
     server.process.kill();
-    let server = ExportServer::start(&dir, &db, &store.address, &tokens, Some(&export_address), 1).await;
+    let server =
+        ExportServer::start(&dir, &db, &store.address, &tokens, Some(&export_address), 1).await;
 
     // The export, its link (the key persisted) and its download count
     // survived.
@@ -459,21 +722,50 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
     assert_eq!(after.expires_at_ms, ready.expires_at_ms);
     assert_eq!(after.downloads_left, Some(4));
     let again = download(&server.endpoint, &path, Some(&alice.session_token)).await;
-    assert_eq!(again.status(), StatusCode::OK, "{}", String::from_utf8_lossy(again.body()));
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(again.body())
+    );
     assert_eq!(again.body(), first.body(), "the same archive");
-    assert_eq!(server.status(&alice.session_token, id).await.downloads_left, Some(3));
-    expect_error(&download(&server.endpoint, &path, Some(&bob.session_token)).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.status(&alice.session_token, id).await.downloads_left,
+        Some(3)
+    );
+    expect_error(
+        &download(&server.endpoint, &path, Some(&bob.session_token)).await,
+        StatusCode::FORBIDDEN,
+    );
 
     // The worker, still running, serves the restarted service: Bob's export.
-    let bob_requested: ExportStatus =
-        server.endpoint.ok(Method::POST, "/v1/exports", Some(&bob.session_token), None, StatusCode::ACCEPTED).await;
+    let bob_requested: ExportStatus = server
+        .endpoint
+        .ok(
+            Method::POST,
+            "/v1/exports",
+            Some(&bob.session_token),
+            None,
+            StatusCode::ACCEPTED,
+        )
+        .await;
     assert_ne!(bob_requested.export_id.0, id);
-    let bob_ready = server.wait_ready(&bob.session_token, bob_requested.export_id.0, &mut worker).await;
+    let bob_ready = server
+        .wait_ready(&bob.session_token, bob_requested.export_id.0, &mut worker)
+        .await;
     let bob_path = bob_ready.download_path.expect("ready");
     let bytes = download(&server.endpoint, &bob_path, Some(&bob.session_token)).await;
     assert_eq!(bytes.status(), StatusCode::OK);
-    check_archive(bytes.body(), bob.account_id, bob_requested.export_id.0, &bob_recs);
-    expect_error(&download(&server.endpoint, &bob_path, Some(&alice.session_token)).await, StatusCode::FORBIDDEN);
+    check_archive(
+        bytes.body(),
+        bob.account_id,
+        bob_requested.export_id.0,
+        &bob_recs,
+    );
+    expect_error(
+        &download(&server.endpoint, &bob_path, Some(&alice.session_token)).await,
+        StatusCode::FORBIDDEN,
+    );
 
     worker.assert_running("the worker");
 }

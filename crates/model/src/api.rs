@@ -301,7 +301,15 @@ pub struct DeleteResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Intent {
-    Purchase { item: String },
+    Purchase {
+        item: String,
+    },
+    /// "Alexa, send this to Ann": the capture itself, as a voice message to
+    /// the contact named exactly `contact_name` in the owner's contacts.
+    /// Held like a purchase; then it waits for the owner's confirmation.
+    Message {
+        contact_name: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -350,9 +358,17 @@ pub struct ConfirmMessageRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
+    /// A spoken message command, held until it is clear the audio was not
+    /// broadcast media heard in many homes; it cannot be confirmed yet.
+    Held,
     /// Resolved, waiting for the sender's confirmation; nothing delivered.
     Pending,
     Delivered,
+    /// A spoken message command that turned out to be broadcast audio
+    /// heard by many households: never sent.
+    SuppressedMediaEvent,
+    /// Its recording was deleted while it was held.
+    Cancelled,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -36,7 +36,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now_ms: u64) -> Self {
-        Self { now_ms: AtomicU64::new(now_ms) }
+        Self {
+            now_ms: AtomicU64::new(now_ms),
+        }
     }
 
     pub fn set(&self, now_ms: u64) {
@@ -62,11 +64,15 @@ pub struct SeededEntropy {
 
 impl SeededEntropy {
     pub fn from_seed_u64(seed: u64) -> Self {
-        Self { rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) }
+        Self {
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
     }
 
     pub fn from_seed_bytes(seed: [u8; 32]) -> Self {
-        Self { rng: Mutex::new(ChaCha8Rng::from_seed(seed)) }
+        Self {
+            rng: Mutex::new(ChaCha8Rng::from_seed(seed)),
+        }
     }
 }
 

@@ -60,7 +60,13 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(connector: Arc<dyn Connect>, timeout: Duration, max_idle: usize) -> Self {
-        Self { connector, idle: Mutex::new(Vec::new()), timeout, max_idle, spawner: crate::Spawner::Tokio }
+        Self {
+            connector,
+            idle: Mutex::new(Vec::new()),
+            timeout,
+            max_idle,
+            spawner: crate::Spawner::Tokio,
+        }
     }
 
     /// Start connection tasks with `spawner` (see [`crate::Spawner`]).
@@ -98,7 +104,11 @@ impl HttpClient {
         let mut sender = match self.take_idle() {
             Some(sender) => sender,
             None => {
-                let io = self.connector.connect().await.map_err(ClientError::Connect)?;
+                let io = self
+                    .connector
+                    .connect()
+                    .await
+                    .map_err(ClientError::Connect)?;
                 let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                     .await
                     .map_err(ClientError::Http)?;
@@ -109,7 +119,10 @@ impl HttpClient {
             }
         };
         sender.ready().await.map_err(ClientError::Http)?;
-        let response = sender.send_request(request).await.map_err(ClientError::Http)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(ClientError::Http)?;
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(ClientError::Http)?.to_bytes();
         self.put_idle(sender);

@@ -34,7 +34,8 @@ pub(crate) const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::ne
 /// (device, upload key) -> JSON [`UploadKeyRecord`]: makes device retries
 /// idempotent, and keeps answering after the recording was deleted (a retry
 /// of a deleted recording's upload must not bring it back).
-pub(crate) const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> = TableDefinition::new("upload_keys");
+pub(crate) const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> =
+    TableDefinition::new("upload_keys");
 
 const NEXT_ACCOUNT: &str = "next_account_id";
 const NEXT_DEVICE: &str = "next_device_id";
@@ -80,7 +81,10 @@ fn content_digest(audio_sha256: &str, transcript: &str) -> String {
 pub enum DeleteSelection {
     One(RecordingId),
     /// Captured (device time) within `[from_ms, to_ms]`.
-    CapturedBetween { from_ms: u64, to_ms: u64 },
+    CapturedBetween {
+        from_ms: u64,
+        to_ms: u64,
+    },
     All,
 }
 
@@ -149,8 +153,14 @@ pub(crate) fn token_digest(token: &str) -> String {
 
 pub(crate) fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, ApiError> {
     let mut meta = txn.open_table(META).map_err(internal)?;
-    let current = meta.get(counter).map_err(internal)?.map(|v| v.value()).unwrap_or(1);
-    let next = current.checked_add(1).ok_or_else(|| ApiError::internal("id space exhausted"))?;
+    let current = meta
+        .get(counter)
+        .map_err(internal)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    let next = current
+        .checked_add(1)
+        .ok_or_else(|| ApiError::internal("id space exhausted"))?;
     meta.insert(counter, next).map_err(internal)?;
     Ok(current)
 }
@@ -165,7 +175,10 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self, String> {
         let health = Arc::new(crate::health::Health::default());
-        let backend = crate::health::WatchedBackend { inner: backend, health: health.clone() };
+        let backend = crate::health::WatchedBackend {
+            inner: backend,
+            health: health.clone(),
+        };
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| format!("opening the store database: {e}"))?;
@@ -182,7 +195,9 @@ impl Store {
                     None => {
                         let mut key = vec![0u8; 32];
                         entropy.fill(&mut key);
-                        secrets.insert(CURSOR_KEY, key.as_slice()).map_err(|e| e.to_string())?;
+                        secrets
+                            .insert(CURSOR_KEY, key.as_slice())
+                            .map_err(|e| e.to_string())?;
                         key
                     }
                 }
@@ -198,24 +213,48 @@ impl Store {
             txn.open_table(AUDIO).map_err(|e| e.to_string())?;
             txn.open_table(BY_OWNER).map_err(|e| e.to_string())?;
             txn.open_table(UPLOAD_KEYS).map_err(|e| e.to_string())?;
-            txn.open_table(crate::media::FINGERPRINTS).map_err(|e| e.to_string())?;
-            txn.open_table(crate::media::FINGERPRINTS_RECEIVED).map_err(|e| e.to_string())?;
-            txn.open_table(crate::media::ORDERS).map_err(|e| e.to_string())?;
-            txn.open_table(crate::media::ORDERS_BY_ACCOUNT).map_err(|e| e.to_string())?;
-            txn.open_table(crate::media::HELD_ORDERS).map_err(|e| e.to_string())?;
-            txn.open_table(crate::messages::CONTACTS).map_err(|e| e.to_string())?;
-            txn.open_table(crate::messages::MESSAGES).map_err(|e| e.to_string())?;
-            txn.open_table(crate::messages::INBOX).map_err(|e| e.to_string())?;
-            txn.open_table(crate::notify::NOTIFICATIONS).map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::FINGERPRINTS)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::FINGERPRINTS_RECEIVED)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::ORDERS)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::ORDERS_BY_ACCOUNT)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::media::HELD_ORDERS)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::CONTACTS)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::MESSAGES)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::INBOX)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::SENT)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::messages::HELD_MESSAGES)
+                .map_err(|e| e.to_string())?;
+            txn.open_table(crate::notify::NOTIFICATIONS)
+                .map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             key
         };
-        Ok(Self { db, clock, entropy, cursor_key, config, health, faults: crosstalk_service::fault_points::none() })
+        Ok(Self {
+            db,
+            clock,
+            entropy,
+            cursor_key,
+            config,
+            health,
+            faults: crosstalk_service::fault_points::none(),
+        })
     }
 
     /// Inject fault points (simulation and fuzzing builds; see
     /// `crosstalk_service::fault_points`).
-    pub fn with_fault_points(mut self, faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>) -> Self {
+    pub fn with_fault_points(
+        mut self,
+        faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    ) -> Self {
         self.faults = faults;
         self
     }
@@ -244,7 +283,9 @@ impl Store {
         let id = {
             let mut emails = txn.open_table(EMAILS).map_err(internal)?;
             if emails.get(email).map_err(internal)?.is_some() {
-                return Err(ApiError::conflict("an account with this email already exists"));
+                return Err(ApiError::conflict(
+                    "an account with this email already exists",
+                ));
             }
             let id = next_id(&txn, NEXT_ACCOUNT)?;
             emails.insert(email, id).map_err(internal)?;
@@ -258,7 +299,10 @@ impl Store {
                 password_iterations: iterations,
             };
             let json = serde_json::to_string(&record).map_err(internal)?;
-            txn.open_table(ACCOUNTS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(ACCOUNTS)
+                .map_err(internal)?
+                .insert(id, json.as_str())
+                .map_err(internal)?;
             txn.open_table(SESSIONS)
                 .map_err(internal)?
                 .insert(token_digest(&session).as_str(), id)
@@ -275,7 +319,12 @@ impl Store {
         let refused = || ApiError::unauthorized("wrong email or password");
         let account = {
             let txn = self.db.begin_read().map_err(internal)?;
-            let id = txn.open_table(EMAILS).map_err(internal)?.get(email).map_err(internal)?.map(|v| v.value());
+            let id = txn
+                .open_table(EMAILS)
+                .map_err(internal)?
+                .get(email)
+                .map_err(internal)?
+                .map(|v| v.value());
             match id {
                 Some(id) => self.account_in(&txn, AccountId(id))?,
                 None => None,
@@ -287,7 +336,10 @@ impl Store {
         let salt = hex::decode(&account.password_salt).map_err(internal)?;
         let expected = hex::decode(&account.password_hash).map_err(internal)?;
         let presented = password_hash(password, &salt, account.password_iterations);
-        let differ = presented.iter().zip(expected.iter()).fold(expected.len() ^ 32, |acc, (a, b)| acc | (a ^ b) as usize);
+        let differ = presented
+            .iter()
+            .zip(expected.iter())
+            .fold(expected.len() ^ 32, |acc, (a, b)| acc | (a ^ b) as usize);
         if differ != 0 {
             return Err(refused());
         }
@@ -305,7 +357,10 @@ impl Store {
     pub fn authenticate_session(&self, token: &str) -> Result<AccountId, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let sessions = txn.open_table(SESSIONS).map_err(internal)?;
-        let id = match sessions.get(token_digest(token).as_str()).map_err(internal)? {
+        let id = match sessions
+            .get(token_digest(token).as_str())
+            .map_err(internal)?
+        {
             Some(id) => AccountId(id.value()),
             None => return Err(ApiError::unauthorized("unknown or expired session")),
         };
@@ -315,16 +370,26 @@ impl Store {
         }
     }
 
-    pub(crate) fn account_in(&self, txn: &redb::ReadTransaction, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
+    pub(crate) fn account_in(
+        &self,
+        txn: &redb::ReadTransaction,
+        id: AccountId,
+    ) -> Result<Option<AccountRecord>, ApiError> {
         let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
         match accounts.get(id.0).map_err(internal)? {
-            Some(json) => serde_json::from_str(json.value()).map(Some).map_err(internal),
+            Some(json) => serde_json::from_str(json.value())
+                .map(Some)
+                .map_err(internal),
             None => Ok(None),
         }
     }
 
     /// Register a new device owned by `owner`; returns its id and bearer token.
-    pub fn register_device(&self, owner: AccountId, name: &str) -> Result<(DeviceId, String), ApiError> {
+    pub fn register_device(
+        &self,
+        owner: AccountId,
+        name: &str,
+    ) -> Result<(DeviceId, String), ApiError> {
         let now = self.clock.now_ms();
         let token = self.entropy.token_hex();
         let txn = self.db.begin_write().map_err(internal)?;
@@ -339,7 +404,10 @@ impl Store {
             token_digest: token_digest(&token),
         };
         let json = serde_json::to_string(&record).map_err(internal)?;
-        txn.open_table(DEVICES).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+        txn.open_table(DEVICES)
+            .map_err(internal)?
+            .insert(id, json.as_str())
+            .map_err(internal)?;
         txn.open_table(DEVICE_TOKENS)
             .map_err(internal)?
             .insert(token_digest(&token).as_str(), id)
@@ -371,12 +439,18 @@ impl Store {
     /// Store one capture from `device` for the account that owned the device
     /// when it captured it (its ownership epoch). Idempotent per (device,
     /// upload key): a retry returns the first recording's id.
-    pub fn ingest(&self, device: &DeviceRecord, upload: NewRecording) -> Result<(RecordingId, bool), ApiError> {
+    pub fn ingest(
+        &self,
+        device: &DeviceRecord,
+        upload: NewRecording,
+    ) -> Result<(RecordingId, bool), ApiError> {
         let now = self.clock.now_ms();
         let digest = sha256_hex(&upload.audio);
         let epoch = upload.ownership_epoch.unwrap_or(device.epoch);
         if epoch > device.epoch {
-            return Err(ApiError::bad_request("ownership_epoch is ahead of the device's"));
+            return Err(ApiError::bad_request(
+                "ownership_epoch is ahead of the device's",
+            ));
         }
         let owner = *device
             .owners
@@ -395,24 +469,39 @@ impl Store {
                 None => None,
             };
             if record.is_none_or(|a| a.closed_at_ms.is_some()) {
-                return Err(ApiError::gone("the account that owned this device then is closed"));
+                return Err(ApiError::gone(
+                    "the account that owned this device then is closed",
+                ));
             }
         }
         let id = {
             let mut keys = txn.open_table(UPLOAD_KEYS).map_err(internal)?;
             let content = content_digest(&digest, &upload.transcript);
-            if let Some(existing) = keys.get((device.id.0, upload.upload_key.as_str())).map_err(internal)? {
-                let existing: UploadKeyRecord = serde_json::from_str(existing.value()).map_err(internal)?;
+            if let Some(existing) = keys
+                .get((device.id.0, upload.upload_key.as_str()))
+                .map_err(internal)?
+            {
+                let existing: UploadKeyRecord =
+                    serde_json::from_str(existing.value()).map_err(internal)?;
                 if existing.content != content {
-                    return Err(ApiError::conflict("upload key reused for different content"));
+                    return Err(ApiError::conflict(
+                        "upload key reused for different content",
+                    ));
                 }
                 // Stored before (and possibly deleted since): never stored twice.
                 return Ok((existing.recording, true));
             }
             let id = next_id(&txn, NEXT_RECORDING)?;
-            let key_record = serde_json::to_string(&UploadKeyRecord { recording: RecordingId(id), content })
-                .map_err(internal)?;
-            keys.insert((device.id.0, upload.upload_key.as_str()), key_record.as_str()).map_err(internal)?;
+            let key_record = serde_json::to_string(&UploadKeyRecord {
+                recording: RecordingId(id),
+                content,
+            })
+            .map_err(internal)?;
+            keys.insert(
+                (device.id.0, upload.upload_key.as_str()),
+                key_record.as_str(),
+            )
+            .map_err(internal)?;
             let record = Recording {
                 id: RecordingId(id),
                 owner,
@@ -424,9 +513,18 @@ impl Store {
                 audio_len: upload.audio.len() as u64,
             };
             let json = serde_json::to_string(&record).map_err(internal)?;
-            txn.open_table(RECORDINGS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
-            txn.open_table(AUDIO).map_err(internal)?.insert(id, upload.audio.as_slice()).map_err(internal)?;
-            txn.open_table(BY_OWNER).map_err(internal)?.insert((owner.0, id), ()).map_err(internal)?;
+            txn.open_table(RECORDINGS)
+                .map_err(internal)?
+                .insert(id, json.as_str())
+                .map_err(internal)?;
+            txn.open_table(AUDIO)
+                .map_err(internal)?
+                .insert(id, upload.audio.as_slice())
+                .map_err(internal)?;
+            txn.open_table(BY_OWNER)
+                .map_err(internal)?
+                .insert((owner.0, id), ())
+                .map_err(internal)?;
             Self::note_capture(&txn, &record, print, upload.intent.as_ref())?;
             id
         };
@@ -442,18 +540,28 @@ impl Store {
     }
 
     fn encode_cursor(&self, scope: ListScope, account: AccountId, after: u64) -> String {
-        let tag = self.cursor_mac(scope, account, after).finalize().into_bytes();
+        let tag = self
+            .cursor_mac(scope, account, after)
+            .finalize()
+            .into_bytes();
         format!("{after}.{}", hex::encode(&tag[..16]))
     }
 
     /// The recording id a cursor continues after, if the cursor was minted
     /// by this store for this account and scope.
-    fn decode_cursor(&self, scope: ListScope, account: AccountId, cursor: &str) -> Result<u64, ApiError> {
+    fn decode_cursor(
+        &self,
+        scope: ListScope,
+        account: AccountId,
+        cursor: &str,
+    ) -> Result<u64, ApiError> {
         let invalid = || ApiError::bad_request("invalid cursor");
         let (after, tag) = cursor.split_once('.').ok_or_else(invalid)?;
         let after: u64 = after.parse().map_err(|_| invalid())?;
         let tag = hex::decode(tag).map_err(|_| invalid())?;
-        self.cursor_mac(scope, account, after).verify_truncated_left(&tag).map_err(|_| invalid())?;
+        self.cursor_mac(scope, account, after)
+            .verify_truncated_left(&tag)
+            .map_err(|_| invalid())?;
         if tag.len() != 16 {
             return Err(invalid());
         }
@@ -476,10 +584,15 @@ impl Store {
         let txn = self.db.begin_read().map_err(internal)?;
         let index = txn.open_table(BY_OWNER).map_err(internal)?;
         let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
-        let start = after.checked_add(1).ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+        let start = after
+            .checked_add(1)
+            .ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
         let mut items = Vec::new();
         let mut more = false;
-        for entry in index.range((account.0, start)..=(account.0, u64::MAX)).map_err(internal)? {
+        for entry in index
+            .range((account.0, start)..=(account.0, u64::MAX))
+            .map_err(internal)?
+        {
             let (key, _) = entry.map_err(internal)?;
             if items.len() == limit {
                 more = true;
@@ -500,7 +613,11 @@ impl Store {
             (true, Some(last)) => Some(self.encode_cursor(scope, account, last.id.0)),
             _ => None,
         };
-        Ok(RecordingPage { account_id: account, items, next_cursor })
+        Ok(RecordingPage {
+            account_id: account,
+            items,
+            next_cursor,
+        })
     }
 
     /// The audio of recording `id` if `account` owns it. A recording that
@@ -525,7 +642,11 @@ impl Store {
     /// Delete `selection` of `account`'s recordings from every table and
     /// index (the listing, the audio, the index the export reads) in one
     /// transaction. Returns the ids deleted; returns only once durable.
-    pub fn delete(&self, account: AccountId, selection: DeleteSelection) -> Result<Vec<RecordingId>, ApiError> {
+    pub fn delete(
+        &self,
+        account: AccountId,
+        selection: DeleteSelection,
+    ) -> Result<Vec<RecordingId>, ApiError> {
         let txn = self.db.begin_write().map_err(internal)?;
         let deleted = {
             let mut index = txn.open_table(BY_OWNER).map_err(internal)?;
@@ -540,7 +661,10 @@ impl Store {
                 }
                 _ => {
                     let mut ids = Vec::new();
-                    for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+                    for entry in index
+                        .range((account.0, 0)..=(account.0, u64::MAX))
+                        .map_err(internal)?
+                    {
                         ids.push(entry.map_err(internal)?.0.value().1);
                     }
                     ids
@@ -585,15 +709,23 @@ impl Store {
         {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
             let mut record: AccountRecord = {
-                let json = accounts.get(account.0).map_err(internal)?.ok_or_else(|| ApiError::not_found("no such account"))?;
+                let json = accounts
+                    .get(account.0)
+                    .map_err(internal)?
+                    .ok_or_else(|| ApiError::not_found("no such account"))?;
                 serde_json::from_str(json.value()).map_err(internal)?
             };
             if record.closed_at_ms.is_none() {
                 record.closed_at_ms = Some(now);
                 let json = serde_json::to_string(&record).map_err(internal)?;
-                accounts.insert(account.0, json.as_str()).map_err(internal)?;
+                accounts
+                    .insert(account.0, json.as_str())
+                    .map_err(internal)?;
                 let mut emails = txn.open_table(EMAILS).map_err(internal)?;
-                let holder = emails.get(record.email.as_str()).map_err(internal)?.map(|v| v.value());
+                let holder = emails
+                    .get(record.email.as_str())
+                    .map_err(internal)?
+                    .map(|v| v.value());
                 if holder == Some(account.0) {
                     emails.remove(record.email.as_str()).map_err(internal)?;
                 }
@@ -603,7 +735,10 @@ impl Store {
             let mut recordings = txn.open_table(RECORDINGS).map_err(internal)?;
             let mut audio = txn.open_table(AUDIO).map_err(internal)?;
             let mut late = Vec::new();
-            for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+            for entry in index
+                .range((account.0, 0)..=(account.0, u64::MAX))
+                .map_err(internal)?
+            {
                 late.push(entry.map_err(internal)?.0.value().1);
             }
             for id in late {

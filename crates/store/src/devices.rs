@@ -18,30 +18,55 @@ pub const MAX_EPOCHS: usize = 1_000;
 
 impl Store {
     /// Hand `device` from `owner` to the account registered under `to_email`.
-    pub fn transfer_device(&self, owner: AccountId, device: DeviceId, to_email: &str) -> Result<DeviceCredentials, ApiError> {
+    pub fn transfer_device(
+        &self,
+        owner: AccountId,
+        device: DeviceId,
+        to_email: &str,
+    ) -> Result<DeviceCredentials, ApiError> {
         let email = to_email.trim().to_ascii_lowercase();
         let recipient = {
             let txn = self.db.begin_read().map_err(internal)?;
             let emails = txn.open_table(EMAILS).map_err(internal)?;
-            let id = emails.get(email.as_str()).map_err(internal)?.map(|v| AccountId(v.value()));
+            let id = emails
+                .get(email.as_str())
+                .map_err(internal)?
+                .map(|v| AccountId(v.value()));
             match id {
-                Some(id) if self.account_in(&txn, id)?.is_some_and(|a| a.closed_at_ms.is_none()) => id,
+                Some(id)
+                    if self
+                        .account_in(&txn, id)?
+                        .is_some_and(|a| a.closed_at_ms.is_none()) =>
+                {
+                    id
+                }
                 _ => return Err(ApiError::not_found("no account with that email")),
             }
         };
         if recipient == owner {
-            return Err(ApiError::bad_request("the device already belongs to this account"));
+            return Err(ApiError::bad_request(
+                "the device already belongs to this account",
+            ));
         }
         self.new_epoch(owner, device, recipient)
     }
 
     /// Factory reset: a new epoch under the same owner and a new token; the
     /// device forgets whatever it had not uploaded.
-    pub fn reset_device(&self, owner: AccountId, device: DeviceId) -> Result<DeviceCredentials, ApiError> {
+    pub fn reset_device(
+        &self,
+        owner: AccountId,
+        device: DeviceId,
+    ) -> Result<DeviceCredentials, ApiError> {
         self.new_epoch(owner, device, owner)
     }
 
-    fn new_epoch(&self, owner: AccountId, device: DeviceId, next_owner: AccountId) -> Result<DeviceCredentials, ApiError> {
+    fn new_epoch(
+        &self,
+        owner: AccountId,
+        device: DeviceId,
+        next_owner: AccountId,
+    ) -> Result<DeviceCredentials, ApiError> {
         let token = self.entropy.token_hex();
         let txn = self.db.begin_write().map_err(internal)?;
         let credentials = {
@@ -55,26 +80,37 @@ impl Store {
                 return Err(ApiError::not_found("no such device"));
             }
             if record.owners.len() >= MAX_EPOCHS {
-                return Err(ApiError::conflict("this device has changed hands too often"));
+                return Err(ApiError::conflict(
+                    "this device has changed hands too often",
+                ));
             }
             let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
-            let recipient: Option<AccountRecord> = match accounts.get(next_owner.0).map_err(internal)? {
-                Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
-                None => None,
-            };
+            let recipient: Option<AccountRecord> =
+                match accounts.get(next_owner.0).map_err(internal)? {
+                    Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
+                    None => None,
+                };
             if recipient.is_none_or(|a| a.closed_at_ms.is_some()) {
                 return Err(ApiError::not_found("no account with that email"));
             }
             let mut tokens = txn.open_table(DEVICE_TOKENS).map_err(internal)?;
-            tokens.remove(record.token_digest.as_str()).map_err(internal)?;
+            tokens
+                .remove(record.token_digest.as_str())
+                .map_err(internal)?;
             record.token_digest = token_digest(&token);
-            tokens.insert(record.token_digest.as_str(), device.0).map_err(internal)?;
+            tokens
+                .insert(record.token_digest.as_str(), device.0)
+                .map_err(internal)?;
             record.epoch += 1;
             record.owners.push(next_owner);
             record.owner = next_owner;
             let json = serde_json::to_string(&record).map_err(internal)?;
             devices.insert(device.0, json.as_str()).map_err(internal)?;
-            DeviceCredentials { device_id: device, device_token: token, ownership_epoch: record.epoch }
+            DeviceCredentials {
+                device_id: device,
+                device_token: token,
+                ownership_epoch: record.epoch,
+            }
         };
         txn.commit().map_err(internal)?;
         Ok(credentials)

@@ -51,10 +51,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use crosstalk_model::api::{
-    AddContactRequest, ConfirmMessageRequest, Contact, DeleteRequest, DeleteResponse, DeviceCredentials, InboxItem,
-    MessageView, OrderView, SendMessageRequest, TransferDeviceRequest,
-    IngestRequest, LiveCheckRequest, LiveCheckResponse, LoginRequest, LookupResponse, Notification, NotifyRequest, IngestResponse, IntrospectRequest, IntrospectResponse, RecordingPage,
-    RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
+    AddContactRequest, ConfirmMessageRequest, Contact, DeleteRequest, DeleteResponse,
+    DeviceCredentials, InboxItem, IngestRequest, IngestResponse, IntrospectRequest,
+    IntrospectResponse, LiveCheckRequest, LiveCheckResponse, LoginRequest, LookupResponse,
+    MessageView, Notification, NotifyRequest, OrderView, RecordingPage, RegisterDeviceRequest,
+    RegisterDeviceResponse, SendMessageRequest, SignupRequest, SignupResponse,
+    TransferDeviceRequest,
 };
 use crosstalk_model::{AccountId, DeviceId, MAX_TRANSCRIPT_BYTES, RecordingId};
 pub use crosstalk_model::{Clock, Entropy};
@@ -80,7 +82,10 @@ pub const PRODUCTION_PASSWORD_ITERATIONS: u32 = 600_000;
 impl StoreConfig {
     /// Production settings with the given service token.
     pub fn new(service_token: impl Into<String>) -> Self {
-        Self { service_token: service_token.into(), password_iterations: PRODUCTION_PASSWORD_ITERATIONS }
+        Self {
+            service_token: service_token.into(),
+            password_iterations: PRODUCTION_PASSWORD_ITERATIONS,
+        }
     }
 }
 
@@ -91,7 +96,10 @@ pub const MAX_REQUEST_BYTES: usize = crosstalk_model::MAX_AUDIO_BYTES * 4 / 3 + 
 /// The store's HTTP API.
 pub fn router(store: Arc<Store>) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/v1/accounts", post(signup))
         .route("/v1/sessions", post(login))
         .route("/v1/accounts/me", axum::routing::delete(close_account))
@@ -99,43 +107,66 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/devices/{id}/transfer", post(transfer_device))
         .route("/v1/devices/{id}/reset", post(reset_device))
         .route("/v1/contacts", post(add_contact).get(list_contacts))
-        .route("/v1/messages", post(send_message))
+        .route("/v1/messages", post(send_message).get(outgoing_messages))
         .route("/v1/messages/{id}/confirm", post(confirm_message))
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/{id}/audio", get(inbox_audio))
         .route("/v1/orders", get(orders))
         .route("/v1/notifications", get(notifications))
         .route("/v1/service/lookup", get(service_lookup))
-        .route("/v1/service/accounts/{account}/notifications", post(service_notify))
-        .route("/v1/service/accounts/{account}/recordings/live", post(service_live))
+        .route(
+            "/v1/service/accounts/{account}/notifications",
+            post(service_notify),
+        )
+        .route(
+            "/v1/service/accounts/{account}/recordings/live",
+            post(service_live),
+        )
         .route("/v1/recordings", post(ingest).get(list_own))
         .route("/v1/recordings/{id}", axum::routing::delete(delete_one))
         .route("/v1/recordings/delete", post(delete_many))
         .route("/v1/recordings/{id}/audio", get(own_audio))
         .route("/v1/service/introspect", post(introspect))
-        .route("/v1/service/accounts/{account}/recordings", get(service_list))
-        .route("/v1/service/accounts/{account}/recordings/{id}/audio", get(service_audio))
+        .route(
+            "/v1/service/accounts/{account}/recordings",
+            get(service_list),
+        )
+        .route(
+            "/v1/service/accounts/{account}/recordings/{id}/audio",
+            get(service_audio),
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(store)
 }
 
 fn session(store: &Store, headers: &HeaderMap) -> Result<AccountId, ApiError> {
-    let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
+    let token =
+        bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
     store.authenticate_session(token)
 }
 
 fn service(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing service token"))?;
+    let token =
+        bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing service token"))?;
     // Compare digests so the comparison time does not depend on the token.
     let presented = Sha256::digest(token.as_bytes());
     let expected = Sha256::digest(store.config.service_token.as_bytes());
-    let differ = presented.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if differ == 0 { Ok(()) } else { Err(ApiError::forbidden("not a service principal")) }
+    let differ = presented
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if differ == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("not a service principal"))
+    }
 }
 
 fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && domain.contains('.')
         && email.len() <= 254
@@ -155,7 +186,14 @@ async fn signup(
         return Err(ApiError::bad_request("password must be 8 to 128 bytes"));
     }
     let (account_id, session_token) = store.signup(&email, &body.password)?;
-    Ok((StatusCode::CREATED, Json(SignupResponse { account_id, session_token })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            account_id,
+            session_token,
+        }),
+    )
+        .into_response())
 }
 
 async fn login(
@@ -164,7 +202,14 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_ascii_lowercase();
     let (account_id, session_token) = store.login(&email, &body.password)?;
-    Ok((StatusCode::CREATED, Json(SignupResponse { account_id, session_token })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            account_id,
+            session_token,
+        }),
+    )
+        .into_response())
 }
 
 async fn register_device(
@@ -177,7 +222,11 @@ async fn register_device(
         return Err(ApiError::bad_request("device name must be 1 to 128 bytes"));
     }
     let (device_id, device_token) = store.register_device(owner, &body.name)?;
-    let response = RegisterDeviceResponse { device_id, device_token, ownership_epoch: 0 };
+    let response = RegisterDeviceResponse {
+        device_id,
+        device_token,
+        ownership_epoch: 0,
+    };
     Ok((StatusCode::CREATED, Json(response)).into_response())
 }
 
@@ -188,7 +237,9 @@ async fn transfer_device(
     JsonBody(body): JsonBody<TransferDeviceRequest>,
 ) -> Result<Json<DeviceCredentials>, ApiError> {
     let owner = session(&store, &headers)?;
-    store.transfer_device(owner, DeviceId(id), &body.to_email).map(Json)
+    store
+        .transfer_device(owner, DeviceId(id), &body.to_email)
+        .map(Json)
 }
 
 async fn reset_device(
@@ -210,7 +261,10 @@ async fn add_contact(
     Ok((StatusCode::CREATED, Json(contact)).into_response())
 }
 
-async fn list_contacts(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<Contact>>, ApiError> {
+async fn list_contacts(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Contact>>, ApiError> {
     let account = session(&store, &headers)?;
     store.contacts(account).map(Json)
 }
@@ -225,6 +279,14 @@ async fn send_message(
     Ok((StatusCode::ACCEPTED, Json(message)).into_response())
 }
 
+async fn outgoing_messages(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<MessageView>>, ApiError> {
+    let account = session(&store, &headers)?;
+    store.outgoing_messages(account).map(Json)
+}
+
 async fn confirm_message(
     State(store): State<Arc<Store>>,
     headers: HeaderMap,
@@ -232,10 +294,15 @@ async fn confirm_message(
     JsonBody(body): JsonBody<ConfirmMessageRequest>,
 ) -> Result<Json<MessageView>, ApiError> {
     let account = session(&store, &headers)?;
-    store.confirm_message(account, id, &body.contact_email).map(Json)
+    store
+        .confirm_message(account, id, &body.contact_email)
+        .map(Json)
 }
 
-async fn inbox(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<InboxItem>>, ApiError> {
+async fn inbox(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<InboxItem>>, ApiError> {
     let account = session(&store, &headers)?;
     store.inbox(account).map(Json)
 }
@@ -261,7 +328,9 @@ async fn notifications(
     Query(params): Query<AfterParams>,
 ) -> Result<Json<Vec<Notification>>, ApiError> {
     let account = session(&store, &headers)?;
-    store.notifications(account, params.after.unwrap_or(0)).map(Json)
+    store
+        .notifications(account, params.after.unwrap_or(0))
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,7 +345,9 @@ async fn service_lookup(
     Query(params): Query<LookupParams>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     service(&store, &headers)?;
-    store.lookup_email(&params.email).map(|account_id| Json(LookupResponse { account_id }))
+    store
+        .lookup_email(&params.email)
+        .map(|account_id| Json(LookupResponse { account_id }))
 }
 
 async fn service_notify(
@@ -300,10 +371,15 @@ async fn service_live(
     if body.ids.len() > 100_000 {
         return Err(ApiError::too_large("at most 100000 ids per check"));
     }
-    store.live_recordings(AccountId(account), &body.ids).map(|live| Json(LiveCheckResponse { live }))
+    store
+        .live_recordings(AccountId(account), &body.ids)
+        .map(|live| Json(LiveCheckResponse { live }))
 }
 
-async fn orders(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<Vec<OrderView>>, ApiError> {
+async fn orders(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
     let account = session(&store, &headers)?;
     store.orders(account).map(Json)
 }
@@ -313,19 +389,31 @@ async fn ingest(
     headers: HeaderMap,
     JsonBody(body): JsonBody<IngestRequest>,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(&headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
+    let token =
+        bearer_token(&headers).ok_or_else(|| ApiError::unauthorized("missing device token"))?;
     let device = store.authenticate_device(token)?;
     if body.upload_key.is_empty() || body.upload_key.len() > 128 {
         return Err(ApiError::bad_request("upload_key must be 1 to 128 bytes"));
     }
     if body.transcript.len() > MAX_TRANSCRIPT_BYTES {
-        return Err(ApiError::too_large(format!("transcript exceeds {MAX_TRANSCRIPT_BYTES} bytes")));
+        return Err(ApiError::too_large(format!(
+            "transcript exceeds {MAX_TRANSCRIPT_BYTES} bytes"
+        )));
     }
     let audio = db::decode_audio(&body.audio_base64)?;
     if let Some(crosstalk_model::api::Intent::Purchase { item }) = &body.intent
         && (item.is_empty() || item.len() > 200)
     {
-        return Err(ApiError::bad_request("a purchase names an item of 1 to 200 bytes"));
+        return Err(ApiError::bad_request(
+            "a purchase names an item of 1 to 200 bytes",
+        ));
+    }
+    if let Some(crosstalk_model::api::Intent::Message { contact_name }) = &body.intent
+        && (contact_name.trim().is_empty() || contact_name.len() > 100)
+    {
+        return Err(ApiError::bad_request(
+            "a spoken message names a contact of 1 to 100 bytes",
+        ));
     }
     let upload = NewRecording {
         upload_key: body.upload_key,
@@ -339,10 +427,23 @@ async fn ingest(
     if crosstalk_service::fault_points::fires(&*store.faults, "store.ingest.reply_lost") {
         // Committed, but the device never hears so: it must retry with the
         // same upload key and get the same recording back.
-        return Err(ApiError::unavailable("injected: the reply to a committed upload was lost"));
+        return Err(ApiError::unavailable(
+            "injected: the reply to a committed upload was lost",
+        ));
     }
-    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(IngestResponse { recording_id, duplicate })).into_response())
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(IngestResponse {
+            recording_id,
+            duplicate,
+        }),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,7 +462,9 @@ async fn list_own(
 ) -> Result<Json<RecordingPage>, ApiError> {
     let account = session(&store, &headers)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
-    store.list(ListScope::Owner, account, params.cursor.as_deref(), limit).map(Json)
+    store
+        .list(ListScope::Owner, account, params.cursor.as_deref(), limit)
+        .map(Json)
 }
 
 fn wav_response(audio: Vec<u8>) -> Response {
@@ -395,7 +498,9 @@ async fn delete_many(
     let account = session(&store, &headers)?;
     let selection = match (body.all, body.captured_from_ms, body.captured_to_ms) {
         (true, None, None) => DeleteSelection::All,
-        (false, Some(from_ms), Some(to_ms)) if from_ms <= to_ms => DeleteSelection::CapturedBetween { from_ms, to_ms },
+        (false, Some(from_ms), Some(to_ms)) if from_ms <= to_ms => {
+            DeleteSelection::CapturedBetween { from_ms, to_ms }
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "give either \"all\": true, or captured_from_ms <= captured_to_ms",
@@ -406,7 +511,10 @@ async fn delete_many(
     Ok(Json(DeleteResponse { deleted }))
 }
 
-async fn close_account(State(store): State<Arc<Store>>, headers: HeaderMap) -> Result<Json<DeleteResponse>, ApiError> {
+async fn close_account(
+    State(store): State<Arc<Store>>,
+    headers: HeaderMap,
+) -> Result<Json<DeleteResponse>, ApiError> {
     let account = session(&store, &headers)?;
     let deleted = store.close_account(account)?;
     Ok(Json(DeleteResponse { deleted }))
@@ -434,7 +542,9 @@ async fn service_list(
         return Err(ApiError::not_found("no such account"));
     }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
-    store.list(ListScope::Service, account, params.cursor.as_deref(), limit).map(Json)
+    store
+        .list(ListScope::Service, account, params.cursor.as_deref(), limit)
+        .map(Json)
 }
 
 async fn service_audio(
@@ -443,5 +553,7 @@ async fn service_audio(
     Path((account, id)): Path<(u64, u64)>,
 ) -> Result<Response, ApiError> {
     service(&store, &headers)?;
-    store.audio(AccountId(account), RecordingId(id)).map(wav_response)
+    store
+        .audio(AccountId(account), RecordingId(id))
+        .map(wav_response)
 }

@@ -32,10 +32,13 @@ fn main() {
         eprintln!("error: CROSSTALK_SERVICE_TOKEN must be set");
         std::process::exit(2)
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| {
-        eprintln!("error: starting the runtime: {e}");
-        std::process::exit(2)
-    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("error: starting the runtime: {e}");
+            std::process::exit(2)
+        });
     runtime.block_on(async move {
         let backend = crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| {
             eprintln!("error: {e}");
@@ -45,18 +48,29 @@ fn main() {
             eprintln!("error: {e}");
             std::process::exit(2)
         });
-        let store = Store::open(backend, Arc::new(SystemClock), Arc::new(entropy), StoreConfig::new(service_token))
-            .unwrap_or_else(|e| {
-                eprintln!("error: {e}");
-                std::process::exit(2)
-            });
-        let listener = tokio::net::TcpListener::bind(&listen).await.unwrap_or_else(|e| {
-            eprintln!("error: binding {listen}: {e}");
+        let store = Store::open(
+            backend,
+            Arc::new(SystemClock),
+            Arc::new(entropy),
+            StoreConfig::new(service_token),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("error: {e}");
             std::process::exit(2)
         });
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("error: binding {listen}: {e}");
+                std::process::exit(2)
+            });
         eprintln!("crosstalk-store listening on {listen}, database {db_path}");
         let store = Arc::new(store);
-        crosstalk_service::Spawner::Tokio.spawn(store.clone().run_order_sweeper(std::time::Duration::from_secs(1)));
+        crosstalk_service::Spawner::Tokio.spawn(
+            store
+                .clone()
+                .run_order_sweeper(std::time::Duration::from_secs(1)),
+        );
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => {}

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// (fingerprint, capture time, recording) -> owner.
-pub(crate) const FINGERPRINTS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("fingerprints");
+pub(crate) const FINGERPRINTS: TableDefinition<(u64, u64, u64), u64> =
+    TableDefinition::new("fingerprints");
 /// (fingerprint, receive time, recording) -> owner: the same, by the store's
 /// own clock, which device clock errors cannot scatter.
 pub(crate) const FINGERPRINTS_RECEIVED: TableDefinition<(u64, u64, u64), u64> =
@@ -30,7 +31,8 @@ pub(crate) const FINGERPRINTS_RECEIVED: TableDefinition<(u64, u64, u64), u64> =
 /// order id -> JSON [`OrderRecord`].
 pub(crate) const ORDERS: TableDefinition<u64, &str> = TableDefinition::new("orders");
 /// (account, order id) -> (): an account's orders.
-pub(crate) const ORDERS_BY_ACCOUNT: TableDefinition<(u64, u64), ()> = TableDefinition::new("orders_by_account");
+pub(crate) const ORDERS_BY_ACCOUNT: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("orders_by_account");
 /// order id -> (): orders still held.
 pub(crate) const HELD_ORDERS: TableDefinition<u64, ()> = TableDefinition::new("held_orders");
 
@@ -91,7 +93,8 @@ fn wav_data(bytes: &[u8]) -> Option<&[u8]> {
     let mut at = 12usize;
     while at.checked_add(8)? <= bytes.len() {
         let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
         let body = at + 8;
         let end = body.checked_add(len)?.min(bytes.len());
         if id == b"data" {
@@ -114,12 +117,21 @@ impl Store {
         if let Some(print) = print {
             txn.open_table(FINGERPRINTS)
                 .map_err(internal)?
-                .insert((print, recording.captured_at_ms, recording.id.0), recording.owner.0)
+                .insert(
+                    (print, recording.captured_at_ms, recording.id.0),
+                    recording.owner.0,
+                )
                 .map_err(internal)?;
             txn.open_table(FINGERPRINTS_RECEIVED)
                 .map_err(internal)?
-                .insert((print, recording.received_at_ms, recording.id.0), recording.owner.0)
+                .insert(
+                    (print, recording.received_at_ms, recording.id.0),
+                    recording.owner.0,
+                )
                 .map_err(internal)?;
+        }
+        if let Some(Intent::Message { contact_name }) = intent {
+            Self::hold_spoken_message(txn, recording, print, contact_name)?;
         }
         if let Some(Intent::Purchase { item }) = intent {
             let id = next_id(txn, NEXT_ORDER)?;
@@ -134,9 +146,18 @@ impl Store {
                 state: OrderState::Held,
             };
             let json = serde_json::to_string(&order).map_err(internal)?;
-            txn.open_table(ORDERS).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
-            txn.open_table(ORDERS_BY_ACCOUNT).map_err(internal)?.insert((recording.owner.0, id), ()).map_err(internal)?;
-            txn.open_table(HELD_ORDERS).map_err(internal)?.insert(id, ()).map_err(internal)?;
+            txn.open_table(ORDERS)
+                .map_err(internal)?
+                .insert(id, json.as_str())
+                .map_err(internal)?;
+            txn.open_table(ORDERS_BY_ACCOUNT)
+                .map_err(internal)?
+                .insert((recording.owner.0, id), ())
+                .map_err(internal)?;
+            txn.open_table(HELD_ORDERS)
+                .map_err(internal)?
+                .insert(id, ())
+                .map_err(internal)?;
         }
         Ok(())
     }
@@ -144,11 +165,18 @@ impl Store {
     /// Whether a capture with `print` at time `at_ms` (capture or receive
     /// time, matching `table`) is part of a media event: enough distinct
     /// accounts captured the same audio around then.
-    fn is_media_event(table: &impl ReadableTable<(u64, u64, u64), u64>, print: u64, at_ms: u64) -> Result<bool, ApiError> {
+    fn is_media_event(
+        table: &impl ReadableTable<(u64, u64, u64), u64>,
+        print: u64,
+        at_ms: u64,
+    ) -> Result<bool, ApiError> {
         let from = at_ms.saturating_sub(MEDIA_WINDOW_MS);
         let to = at_ms.saturating_add(MEDIA_WINDOW_MS);
         let mut households = BTreeSet::new();
-        for entry in table.range((print, from, 0)..=(print, to, u64::MAX)).map_err(internal)? {
+        for entry in table
+            .range((print, from, 0)..=(print, to, u64::MAX))
+            .map_err(internal)?
+        {
             let (_, owner) = entry.map_err(internal)?;
             households.insert(owner.value());
             if households.len() >= MEDIA_EVENT_HOUSEHOLDS {
@@ -160,7 +188,9 @@ impl Store {
 
     /// Decide every held order whose hold has passed: suppressed if its
     /// capture is a media event, cancelled if its recording was deleted,
-    /// placed otherwise. Returns how many orders were decided.
+    /// placed otherwise; and every held spoken message the same way
+    /// (pending its owner's confirmation instead of placed). Returns how
+    /// many commands were decided.
     pub fn sweep_held_orders(&self) -> Result<usize, ApiError> {
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
@@ -168,7 +198,7 @@ impl Store {
             let mut held = txn.open_table(HELD_ORDERS).map_err(internal)?;
             let mut orders = txn.open_table(ORDERS).map_err(internal)?;
             let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
-            let received = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
+            let received_prints = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
             let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
             let mut ids = Vec::new();
             for entry in held.iter().map_err(internal)? {
@@ -187,7 +217,7 @@ impl Store {
                     OrderState::Cancelled
                 } else if let Some(print) = order.fingerprint
                     && (Self::is_media_event(&prints, print, order.captured_at_ms)?
-                        || Self::is_media_event(&received, print, order.received_at_ms)?)
+                        || Self::is_media_event(&received_prints, print, order.received_at_ms)?)
                 {
                     OrderState::SuppressedMediaEvent
                 } else {
@@ -199,6 +229,16 @@ impl Store {
                 decided += 1;
             }
             decided
+        };
+        // redb opens a table once per transaction: the order tables above are
+        // closed before the message sweep opens what it needs.
+        let decided = decided + {
+            let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
+            let received_prints = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
+            Self::sweep_held_messages(&txn, now, HOLD_MS, |print, captured, received| {
+                Ok(Self::is_media_event(&prints, print, captured)?
+                    || Self::is_media_event(&received_prints, print, received)?)
+            })?
         };
         txn.commit().map_err(internal)?;
         Ok(decided)
@@ -219,14 +259,25 @@ impl Store {
         let index = txn.open_table(ORDERS_BY_ACCOUNT).map_err(internal)?;
         let orders = txn.open_table(ORDERS).map_err(internal)?;
         let mut out = Vec::new();
-        for entry in index.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+        for entry in index
+            .range((account.0, 0)..=(account.0, u64::MAX))
+            .map_err(internal)?
+        {
             let id = entry.map_err(internal)?.0.value().1;
-            let json = orders.get(id).map_err(internal)?.ok_or_else(|| ApiError::internal("order index without order"))?;
+            let json = orders
+                .get(id)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("order index without order"))?;
             let order: OrderRecord = serde_json::from_str(json.value()).map_err(internal)?;
             if order.account != account {
                 return Err(ApiError::internal("order index and order disagree"));
             }
-            out.push(OrderView { order_id: order.id, item: order.item, source_recording: order.source, state: order.state });
+            out.push(OrderView {
+                order_id: order.id,
+                item: order.item,
+                source_recording: order.source,
+                state: order.state,
+            });
         }
         Ok(out)
     }
@@ -247,13 +298,17 @@ mod tests {
 
     #[test]
     fn same_leading_audio_same_print_whatever_follows() {
-        let speech: Vec<i16> = (0..240).map(|i| ((i * 997) % 20_000 - 10_000) as i16).collect();
+        let speech: Vec<i16> = (0..240)
+            .map(|i| ((i * 997) % 20_000 - 10_000) as i16)
+            .collect();
         let mut a = speech.clone();
         a.extend_from_slice(&[1, 2, 3]);
         let mut b = speech.clone();
         b.extend_from_slice(&[9, 9, 9, 9]);
         assert_eq!(fingerprint(&wav(&a)), fingerprint(&wav(&b)));
-        let other: Vec<i16> = (0..240).map(|i| ((i * 331) % 20_000 - 10_000) as i16).collect();
+        let other: Vec<i16> = (0..240)
+            .map(|i| ((i * 331) % 20_000 - 10_000) as i16)
+            .collect();
         assert_ne!(fingerprint(&wav(&a)), fingerprint(&wav(&other)));
         assert_eq!(fingerprint(&wav(&speech[..10])), None);
     }

@@ -7,6 +7,13 @@
 //! contact it had misheard). A recipient's inbox shows the recording only
 //! while its owner keeps it: deleting a recording withdraws it from every
 //! inbox.
+//!
+//! A message can also be *spoken* ("Alexa, send this to Ann"): the capture
+//! carries [`Intent::Message`](crosstalk_model::api::Intent::Message). Such a
+//! message is held like a spoken purchase ([`crate::media::HOLD_MS`]): if the
+//! same audio reached many households (broadcast media) it is suppressed and
+//! can never be confirmed; otherwise it becomes pending and still waits for
+//! the owner's confirmation.
 
 use crate::Store;
 use crate::db::{ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, EMAILS, RECORDINGS, internal, next_id};
@@ -22,6 +29,10 @@ pub(crate) const CONTACTS: TableDefinition<(u64, &str), &str> = TableDefinition:
 pub(crate) const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("messages");
 /// (recipient, message id) -> (): delivered messages by recipient.
 pub(crate) const INBOX: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox");
+/// (sender, message id) -> (): every message an account sent or spoke.
+pub(crate) const SENT: TableDefinition<(u64, u64), ()> = TableDefinition::new("sent_messages");
+/// message id -> (): spoken messages still held.
+pub(crate) const HELD_MESSAGES: TableDefinition<u64, ()> = TableDefinition::new("held_messages");
 
 const NEXT_MESSAGE: &str = "next_message_id";
 /// Upper bound on one account's contacts.
@@ -36,37 +47,65 @@ struct MessageRecord {
     contact: Contact,
     state: MessageState,
     created_at_ms: u64,
+    /// Spoken messages: the capture's fingerprint and capture time, for the
+    /// media-event check when the hold ends.
+    #[serde(default)]
+    fingerprint: Option<u64>,
+    #[serde(default)]
+    captured_at_ms: u64,
 }
 
 fn view(m: &MessageRecord) -> MessageView {
-    MessageView { message_id: m.id, state: m.state, recording_id: m.recording, resolved_contact: m.contact.clone() }
+    MessageView {
+        message_id: m.id,
+        state: m.state,
+        recording_id: m.recording,
+        resolved_contact: m.contact.clone(),
+    }
 }
 
 impl Store {
     /// Add (or rename-replace) a contact in `account`'s list.
-    pub fn add_contact(&self, account: AccountId, name: &str, email: &str) -> Result<Contact, ApiError> {
+    pub fn add_contact(
+        &self,
+        account: AccountId,
+        name: &str,
+        email: &str,
+    ) -> Result<Contact, ApiError> {
         let name = name.trim();
         let email = email.trim().to_ascii_lowercase();
         if name.is_empty() || name.len() > 100 {
             return Err(ApiError::bad_request("contact name must be 1 to 100 bytes"));
         }
         if !email.contains('@') || email.len() > 254 {
-            return Err(ApiError::bad_request("contact email is not a valid address"));
+            return Err(ApiError::bad_request(
+                "contact email is not a valid address",
+            ));
         }
         let key = name.to_lowercase();
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut contacts = txn.open_table(CONTACTS).map_err(internal)?;
-            let existing = contacts.range((account.0, "")..).map_err(internal)?.take_while(|e| {
-                e.as_ref().map(|(k, _)| k.value().0 == account.0).unwrap_or(false)
-            });
+            let existing = contacts
+                .range((account.0, "")..)
+                .map_err(internal)?
+                .take_while(|e| {
+                    e.as_ref()
+                        .map(|(k, _)| k.value().0 == account.0)
+                        .unwrap_or(false)
+                });
             if existing.count() >= MAX_CONTACTS {
                 return Err(ApiError::conflict("contact list is full"));
             }
-            contacts.insert((account.0, key.as_str()), email.as_str()).map_err(internal)?;
+            contacts
+                .insert((account.0, key.as_str()), email.as_str())
+                .map_err(internal)?;
         }
         txn.commit().map_err(internal)?;
-        Ok(Contact { name: name.to_string(), email })
+        Ok(Contact {
+            name: name.to_string(),
+            email,
+        })
     }
 
     pub fn contacts(&self, account: AccountId) -> Result<Vec<Contact>, ApiError> {
@@ -79,19 +118,33 @@ impl Store {
             if owner != account.0 {
                 break;
             }
-            out.push(Contact { name: name.to_string(), email: email.value().to_string() });
+            out.push(Contact {
+                name: name.to_string(),
+                email: email.value().to_string(),
+            });
         }
         Ok(out)
     }
 
     /// Resolve `contact_name` exactly in the sender's contacts and hold a
     /// pending message; nothing is delivered until [`Store::confirm_message`].
-    pub fn send_message(&self, from: AccountId, recording: RecordingId, contact_name: &str) -> Result<MessageView, ApiError> {
+    pub fn send_message(
+        &self,
+        from: AccountId,
+        recording: RecordingId,
+        contact_name: &str,
+    ) -> Result<MessageView, ApiError> {
         let now = self.clock.now_ms();
         let key = contact_name.trim().to_lowercase();
         let txn = self.db.begin_write().map_err(internal)?;
         let message = {
-            if txn.open_table(BY_OWNER).map_err(internal)?.get((from.0, recording.0)).map_err(internal)?.is_none() {
+            if txn
+                .open_table(BY_OWNER)
+                .map_err(internal)?
+                .get((from.0, recording.0))
+                .map_err(internal)?
+                .is_none()
+            {
                 return Err(ApiError::not_found("no such recording"));
             }
             let contacts = txn.open_table(CONTACTS).map_err(internal)?;
@@ -99,7 +152,12 @@ impl Store {
                 Some(email) => email.value().to_string(),
                 None => return Err(ApiError::not_found("no contact with exactly that name")),
             };
-            let to = match txn.open_table(EMAILS).map_err(internal)?.get(email.as_str()).map_err(internal)? {
+            let to = match txn
+                .open_table(EMAILS)
+                .map_err(internal)?
+                .get(email.as_str())
+                .map_err(internal)?
+            {
                 Some(id) => AccountId(id.value()),
                 None => return Err(ApiError::not_found("that contact has no account")),
             };
@@ -109,12 +167,24 @@ impl Store {
                 from,
                 to,
                 recording,
-                contact: Contact { name: contact_name.trim().to_string(), email },
+                contact: Contact {
+                    name: contact_name.trim().to_string(),
+                    email,
+                },
                 state: MessageState::Pending,
                 created_at_ms: now,
+                fingerprint: None,
+                captured_at_ms: 0,
             };
             let json = serde_json::to_string(&message).map_err(internal)?;
-            txn.open_table(MESSAGES).map_err(internal)?.insert(id, json.as_str()).map_err(internal)?;
+            txn.open_table(MESSAGES)
+                .map_err(internal)?
+                .insert(id, json.as_str())
+                .map_err(internal)?;
+            txn.open_table(SENT)
+                .map_err(internal)?
+                .insert((from.0, id), ())
+                .map_err(internal)?;
             message
         };
         txn.commit().map_err(internal)?;
@@ -123,7 +193,12 @@ impl Store {
 
     /// Deliver a pending message, if the sender's confirmation names the
     /// address it resolved to.
-    pub fn confirm_message(&self, from: AccountId, message_id: u64, contact_email: &str) -> Result<MessageView, ApiError> {
+    pub fn confirm_message(
+        &self,
+        from: AccountId,
+        message_id: u64,
+        contact_email: &str,
+    ) -> Result<MessageView, ApiError> {
         let txn = self.db.begin_write().map_err(internal)?;
         let message = {
             let mut messages = txn.open_table(MESSAGES).map_err(internal)?;
@@ -134,30 +209,185 @@ impl Store {
             if message.from != from {
                 return Err(ApiError::not_found("no such message"));
             }
-            if !message.contact.email.eq_ignore_ascii_case(contact_email.trim()) {
-                return Err(ApiError::conflict("the confirmation does not name the contact this message resolved to"));
+            if !message
+                .contact
+                .email
+                .eq_ignore_ascii_case(contact_email.trim())
+            {
+                return Err(ApiError::conflict(
+                    "the confirmation does not name the contact this message resolved to",
+                ));
+            }
+            match message.state {
+                MessageState::Held => {
+                    return Err(ApiError::conflict("this spoken message is still held"));
+                }
+                MessageState::SuppressedMediaEvent => {
+                    return Err(ApiError::conflict(
+                        "this message was broadcast audio heard in many homes; it is never sent",
+                    ));
+                }
+                MessageState::Cancelled => {
+                    return Err(ApiError::conflict("this message was cancelled"));
+                }
+                MessageState::Pending | MessageState::Delivered => {}
             }
             if message.state == MessageState::Pending {
                 // The recipient may have closed their account since; the
                 // address may even belong to someone new now. Deliver only to
                 // the account resolved at send time, and only if it is open.
                 let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
-                let recipient: Option<AccountRecord> = match accounts.get(message.to.0).map_err(internal)? {
-                    Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
-                    None => None,
-                };
+                let recipient: Option<AccountRecord> =
+                    match accounts.get(message.to.0).map_err(internal)? {
+                        Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
+                        None => None,
+                    };
                 if recipient.is_none_or(|a| a.closed_at_ms.is_some()) {
                     return Err(ApiError::gone("the recipient's account is closed"));
                 }
                 message.state = MessageState::Delivered;
                 let json = serde_json::to_string(&message).map_err(internal)?;
-                messages.insert(message_id, json.as_str()).map_err(internal)?;
-                txn.open_table(INBOX).map_err(internal)?.insert((message.to.0, message_id), ()).map_err(internal)?;
+                messages
+                    .insert(message_id, json.as_str())
+                    .map_err(internal)?;
+                txn.open_table(INBOX)
+                    .map_err(internal)?
+                    .insert((message.to.0, message_id), ())
+                    .map_err(internal)?;
             }
             message
         };
         txn.commit().map_err(internal)?;
         Ok(view(&message))
+    }
+
+    /// Hold the message a capture speaks, inside the ingest transaction. A
+    /// name that is not exactly one of the owner's contacts, or a contact
+    /// without an account, sends nothing.
+    pub(crate) fn hold_spoken_message(
+        txn: &redb::WriteTransaction,
+        recording: &Recording,
+        print: Option<u64>,
+        contact_name: &str,
+    ) -> Result<(), ApiError> {
+        let key = contact_name.trim().to_lowercase();
+        let Some(email) = txn
+            .open_table(CONTACTS)
+            .map_err(internal)?
+            .get((recording.owner.0, key.as_str()))
+            .map_err(internal)?
+            .map(|e| e.value().to_string())
+        else {
+            return Ok(());
+        };
+        let Some(to) = txn
+            .open_table(EMAILS)
+            .map_err(internal)?
+            .get(email.as_str())
+            .map_err(internal)?
+            .map(|id| AccountId(id.value()))
+        else {
+            return Ok(());
+        };
+        let id = next_id(txn, NEXT_MESSAGE)?;
+        let message = MessageRecord {
+            id,
+            from: recording.owner,
+            to,
+            recording: recording.id,
+            contact: Contact {
+                name: contact_name.trim().to_string(),
+                email,
+            },
+            state: MessageState::Held,
+            created_at_ms: recording.received_at_ms,
+            fingerprint: print,
+            captured_at_ms: recording.captured_at_ms,
+        };
+        let json = serde_json::to_string(&message).map_err(internal)?;
+        txn.open_table(MESSAGES)
+            .map_err(internal)?
+            .insert(id, json.as_str())
+            .map_err(internal)?;
+        txn.open_table(SENT)
+            .map_err(internal)?
+            .insert((recording.owner.0, id), ())
+            .map_err(internal)?;
+        txn.open_table(HELD_MESSAGES)
+            .map_err(internal)?
+            .insert(id, ())
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Decide held spoken messages whose hold has passed, inside the
+    /// sweeper's transaction: `is_media_event(print, captured, received)`
+    /// says whether the audio was broadcast. Returns how many were decided.
+    pub(crate) fn sweep_held_messages(
+        txn: &redb::WriteTransaction,
+        now: u64,
+        hold_ms: u64,
+        mut is_media_event: impl FnMut(u64, u64, u64) -> Result<bool, ApiError>,
+    ) -> Result<usize, ApiError> {
+        let mut held = txn.open_table(HELD_MESSAGES).map_err(internal)?;
+        let mut messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+        let mut ids = Vec::new();
+        for entry in held.iter().map_err(internal)? {
+            ids.push(entry.map_err(internal)?.0.value());
+        }
+        let mut decided = 0;
+        for id in ids {
+            let mut message: MessageRecord = match messages.get(id).map_err(internal)? {
+                Some(json) => serde_json::from_str(json.value()).map_err(internal)?,
+                None => return Err(ApiError::internal("held message without record")),
+            };
+            if message.created_at_ms.saturating_add(hold_ms) > now {
+                continue;
+            }
+            message.state = if recordings
+                .get(message.recording.0)
+                .map_err(internal)?
+                .is_none()
+            {
+                MessageState::Cancelled
+            } else if let Some(print) = message.fingerprint
+                && is_media_event(print, message.captured_at_ms, message.created_at_ms)?
+            {
+                MessageState::SuppressedMediaEvent
+            } else {
+                MessageState::Pending
+            };
+            let json = serde_json::to_string(&message).map_err(internal)?;
+            messages.insert(id, json.as_str()).map_err(internal)?;
+            held.remove(id).map_err(internal)?;
+            decided += 1;
+        }
+        Ok(decided)
+    }
+
+    /// Every message `account` sent or spoke, oldest first, in any state.
+    pub fn outgoing_messages(&self, account: AccountId) -> Result<Vec<MessageView>, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let sent = txn.open_table(SENT).map_err(internal)?;
+        let messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in sent
+            .range((account.0, 0)..=(account.0, u64::MAX))
+            .map_err(internal)?
+        {
+            let id = entry.map_err(internal)?.0.value().1;
+            let json = messages
+                .get(id)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("sent index without message"))?;
+            let message: MessageRecord = serde_json::from_str(json.value()).map_err(internal)?;
+            if message.from != account {
+                return Err(ApiError::internal("sent index and message disagree"));
+            }
+            out.push(view(&message));
+        }
+        Ok(out)
     }
 
     /// Messages delivered to `account` whose recordings still exist.
@@ -167,9 +397,15 @@ impl Store {
         let messages = txn.open_table(MESSAGES).map_err(internal)?;
         let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
         let mut out = Vec::new();
-        for entry in inbox.range((account.0, 0)..=(account.0, u64::MAX)).map_err(internal)? {
+        for entry in inbox
+            .range((account.0, 0)..=(account.0, u64::MAX))
+            .map_err(internal)?
+        {
             let id = entry.map_err(internal)?.0.value().1;
-            let json = messages.get(id).map_err(internal)?.ok_or_else(|| ApiError::internal("inbox without message"))?;
+            let json = messages
+                .get(id)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("inbox without message"))?;
             let message: MessageRecord = serde_json::from_str(json.value()).map_err(internal)?;
             if message.to != account || message.state != MessageState::Delivered {
                 return Err(ApiError::internal("inbox entry for another recipient"));
@@ -181,7 +417,11 @@ impl Store {
             if recording.owner != message.from {
                 return Err(ApiError::internal("message recording changed owner"));
             }
-            out.push(InboxItem { message_id: id, from: message.from, recording: RecordingView::from(&recording) });
+            out.push(InboxItem {
+                message_id: id,
+                from: message.from,
+                recording: RecordingView::from(&recording),
+            });
         }
         Ok(out)
     }
@@ -189,7 +429,13 @@ impl Store {
     /// The audio of a message delivered to `account`.
     pub fn inbox_audio(&self, account: AccountId, message_id: u64) -> Result<Vec<u8>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
-        if txn.open_table(INBOX).map_err(internal)?.get((account.0, message_id)).map_err(internal)?.is_none() {
+        if txn
+            .open_table(INBOX)
+            .map_err(internal)?
+            .get((account.0, message_id))
+            .map_err(internal)?
+            .is_none()
+        {
             return Err(ApiError::not_found("no such message"));
         }
         let json = txn

@@ -12,7 +12,8 @@ use crosstalk_service::ApiError;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (account, seq) -> JSON [`Notification`].
-pub(crate) const NOTIFICATIONS: TableDefinition<(u64, u64), &str> = TableDefinition::new("notifications");
+pub(crate) const NOTIFICATIONS: TableDefinition<(u64, u64), &str> =
+    TableDefinition::new("notifications");
 const NEXT_NOTIFICATION: &str = "next_notification_seq";
 /// Largest notification text, in bytes.
 pub const MAX_NOTIFICATION_BYTES: usize = 4 * 1024;
@@ -22,17 +23,35 @@ impl Store {
     pub fn lookup_email(&self, email: &str) -> Result<AccountId, ApiError> {
         let email = email.trim().to_ascii_lowercase();
         let txn = self.db.begin_read().map_err(internal)?;
-        let id = txn.open_table(EMAILS).map_err(internal)?.get(email.as_str()).map_err(internal)?.map(|v| v.value());
+        let id = txn
+            .open_table(EMAILS)
+            .map_err(internal)?
+            .get(email.as_str())
+            .map_err(internal)?
+            .map(|v| v.value());
         match id {
-            Some(id) if self.account_in(&txn, AccountId(id))?.is_some_and(|a| a.closed_at_ms.is_none()) => Ok(AccountId(id)),
+            Some(id)
+                if self
+                    .account_in(&txn, AccountId(id))?
+                    .is_some_and(|a| a.closed_at_ms.is_none()) =>
+            {
+                Ok(AccountId(id))
+            }
             _ => Err(ApiError::not_found("no account with that email")),
         }
     }
 
     /// Deliver a notification to `account`'s own feed.
-    pub fn notify(&self, account: AccountId, kind: &str, text: &str) -> Result<Notification, ApiError> {
+    pub fn notify(
+        &self,
+        account: AccountId,
+        kind: &str,
+        text: &str,
+    ) -> Result<Notification, ApiError> {
         if kind.is_empty() || kind.len() > 64 || text.len() > MAX_NOTIFICATION_BYTES {
-            return Err(ApiError::bad_request("kind must be 1 to 64 bytes, text at most 4 KiB"));
+            return Err(ApiError::bad_request(
+                "kind must be 1 to 64 bytes, text at most 4 KiB",
+            ));
         }
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
@@ -46,9 +65,17 @@ impl Store {
                 return Err(ApiError::not_found("no such account"));
             }
             let seq = next_id(&txn, NEXT_NOTIFICATION)?;
-            let notification = Notification { seq, kind: kind.to_string(), text: text.to_string(), at_ms: now };
+            let notification = Notification {
+                seq,
+                kind: kind.to_string(),
+                text: text.to_string(),
+                at_ms: now,
+            };
             let json = serde_json::to_string(&notification).map_err(internal)?;
-            txn.open_table(NOTIFICATIONS).map_err(internal)?.insert((account.0, seq), json.as_str()).map_err(internal)?;
+            txn.open_table(NOTIFICATIONS)
+                .map_err(internal)?
+                .insert((account.0, seq), json.as_str())
+                .map_err(internal)?;
             notification
         };
         txn.commit().map_err(internal)?;
@@ -56,12 +83,19 @@ impl Store {
     }
 
     /// `account`'s notifications after `after` (a seq), oldest first.
-    pub fn notifications(&self, account: AccountId, after: u64) -> Result<Vec<Notification>, ApiError> {
+    pub fn notifications(
+        &self,
+        account: AccountId,
+        after: u64,
+    ) -> Result<Vec<Notification>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(NOTIFICATIONS).map_err(internal)?;
         let mut out = Vec::new();
         let start = after.saturating_add(1);
-        for entry in table.range((account.0, start)..=(account.0, u64::MAX)).map_err(internal)? {
+        for entry in table
+            .range((account.0, start)..=(account.0, u64::MAX))
+            .map_err(internal)?
+        {
             let (_, json) = entry.map_err(internal)?;
             out.push(serde_json::from_str(json.value()).map_err(internal)?);
             if out.len() == 200 {
@@ -72,13 +106,19 @@ impl Store {
     }
 
     /// Which of `ids` `account` still has (not deleted).
-    pub fn live_recordings(&self, account: AccountId, ids: &[RecordingId]) -> Result<Vec<RecordingId>, ApiError> {
+    pub fn live_recordings(
+        &self,
+        account: AccountId,
+        ids: &[RecordingId],
+    ) -> Result<Vec<RecordingId>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
         let index = txn.open_table(BY_OWNER).map_err(internal)?;
         let audio = txn.open_table(AUDIO).map_err(internal)?;
         let mut live = Vec::new();
         for id in ids {
-            if index.get((account.0, id.0)).map_err(internal)?.is_some() && audio.get(id.0).map_err(internal)?.is_some() {
+            if index.get((account.0, id.0)).map_err(internal)?.is_some()
+                && audio.get(id.0).map_err(internal)?.is_some()
+            {
                 live.push(*id);
             }
         }

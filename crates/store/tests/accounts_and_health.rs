@@ -18,7 +18,11 @@ struct FlakyDisk {
 
 impl FlakyDisk {
     fn check(&self) -> io::Result<()> {
-        if self.failing.load(Ordering::SeqCst) { Err(io::Error::other("disk on fire")) } else { Ok(()) }
+        if self.failing.load(Ordering::SeqCst) {
+            Err(io::Error::other("disk on fire"))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -48,7 +52,10 @@ fn store_on(backend: impl StorageBackend) -> Store {
         backend,
         Arc::new(ManualClock::new(1_000)),
         Arc::new(SeededEntropy::from_seed_u64(5)),
-        StoreConfig { service_token: "svc".into(), password_iterations: 1 },
+        StoreConfig {
+            service_token: "svc".into(),
+            password_iterations: 1,
+        },
     )
     .expect("store opens")
 }
@@ -56,25 +63,58 @@ fn store_on(backend: impl StorageBackend) -> Store {
 #[test]
 fn login_gives_a_new_session_only_for_the_right_password() {
     let store = store_on(InMemoryBackend::new());
-    let (alice, first) = store.signup("alice@example.com", "correct horse battery").unwrap();
-    let (again, second) = store.login("alice@example.com", "correct horse battery").unwrap();
+    let (alice, first) = store
+        .signup("alice@example.com", "correct horse battery")
+        .unwrap();
+    let (again, second) = store
+        .login("alice@example.com", "correct horse battery")
+        .unwrap();
     assert_eq!(again, alice);
     assert_ne!(first, second, "each login is a new session");
     assert_eq!(store.authenticate_session(&second).unwrap(), alice);
-    assert_eq!(store.authenticate_session(&first).unwrap(), alice, "old sessions keep working");
+    assert_eq!(
+        store.authenticate_session(&first).unwrap(),
+        alice,
+        "old sessions keep working"
+    );
 
-    let wrong = store.login("alice@example.com", "correct horse batterY").unwrap_err();
-    let unknown = store.login("nobody@example.com", "correct horse battery").unwrap_err();
+    let wrong = store
+        .login("alice@example.com", "correct horse batterY")
+        .unwrap_err();
+    let unknown = store
+        .login("nobody@example.com", "correct horse battery")
+        .unwrap_err();
     assert_eq!(wrong.status.as_u16(), 401);
-    assert_eq!(wrong, unknown, "a wrong password and an unknown email look the same");
+    assert_eq!(
+        wrong, unknown,
+        "a wrong password and an unknown email look the same"
+    );
 
     // A closed account cannot be logged into, and its email is free again.
     store.close_account(alice).unwrap();
-    assert_eq!(store.login("alice@example.com", "correct horse battery").unwrap_err(), unknown);
-    let (new_alice, _) = store.signup("alice@example.com", "another password").unwrap();
+    assert_eq!(
+        store
+            .login("alice@example.com", "correct horse battery")
+            .unwrap_err(),
+        unknown
+    );
+    let (new_alice, _) = store
+        .signup("alice@example.com", "another password")
+        .unwrap();
     assert!(new_alice.0 > alice.0, "account ids are never reused");
-    assert!(store.login("alice@example.com", "correct horse battery").is_err(), "the old password is gone");
-    assert_eq!(store.login("alice@example.com", "another password").unwrap().0, new_alice);
+    assert!(
+        store
+            .login("alice@example.com", "correct horse battery")
+            .is_err(),
+        "the old password is gone"
+    );
+    assert_eq!(
+        store
+            .login("alice@example.com", "another password")
+            .unwrap()
+            .0,
+        new_alice
+    );
 }
 
 #[test]
@@ -86,21 +126,38 @@ fn production_settings_use_the_owasp_work_factor() {
 #[tokio::test]
 async fn the_first_disk_error_marks_the_store_failed() {
     let failing = Arc::new(AtomicBool::new(false));
-    let store = store_on(FlakyDisk { inner: InMemoryBackend::new(), failing: failing.clone() });
-    store.signup("bob@example.com", "correct horse battery").unwrap();
+    let store = store_on(FlakyDisk {
+        inner: InMemoryBackend::new(),
+        failing: failing.clone(),
+    });
+    store
+        .signup("bob@example.com", "correct horse battery")
+        .unwrap();
     assert!(!store.storage_failed());
 
     failing.store(true, Ordering::SeqCst);
-    let error = store.signup("carol@example.com", "correct horse battery").unwrap_err();
+    let error = store
+        .signup("carol@example.com", "correct horse battery")
+        .unwrap_err();
     assert!(error.status.is_server_error(), "{error}");
-    assert!(store.storage_failed(), "an I/O error must mark the store failed");
+    assert!(
+        store.storage_failed(),
+        "an I/O error must mark the store failed"
+    );
     // The serving loop's signal resolves at once.
-    tokio::time::timeout(std::time::Duration::from_secs(1), store.until_storage_fails())
-        .await
-        .expect("until_storage_fails resolves after a disk error");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        store.until_storage_fails(),
+    )
+    .await
+    .expect("until_storage_fails resolves after a disk error");
     // Nothing half-written is visible: carol does not exist.
     failing.store(false, Ordering::SeqCst);
-    assert!(store.login("carol@example.com", "correct horse battery").is_err());
+    assert!(
+        store
+            .login("carol@example.com", "correct horse battery")
+            .is_err()
+    );
 }
 
 /// Found by the model-based test's review: on a multi-threaded server an
@@ -110,7 +167,9 @@ async fn the_first_disk_error_marks_the_store_failed() {
 #[test]
 fn an_upload_racing_the_account_closing_is_refused() {
     let store = store_on(InMemoryBackend::new());
-    let (alice, _) = store.signup("alice@example.com", "correct horse battery").unwrap();
+    let (alice, _) = store
+        .signup("alice@example.com", "correct horse battery")
+        .unwrap();
     let (_, token) = store.register_device(alice, "kitchen").unwrap();
     let device = store.authenticate_device(&token).unwrap();
     store.close_account(alice).unwrap();
@@ -124,6 +183,11 @@ fn an_upload_racing_the_account_closing_is_refused() {
     };
     let refused = store.ingest(&device, upload).unwrap_err();
     assert_eq!(refused.status.as_u16(), 410, "{refused}");
-    let page = store.list(crosstalk_store::ListScope::Service, alice, None, 10).unwrap();
-    assert!(page.items.is_empty(), "a closed account holds no recordings");
+    let page = store
+        .list(crosstalk_store::ListScope::Service, alice, None, 10)
+        .unwrap();
+    assert!(
+        page.items.is_empty(),
+        "a closed account holds no recordings"
+    );
 }

@@ -14,7 +14,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_model::api::{
-    DeleteResponse, ErrorBody, IngestResponse, RecordingPage, RegisterDeviceResponse, SignupResponse,
+    DeleteResponse, ErrorBody, IngestResponse, RecordingPage, RegisterDeviceResponse,
+    SignupResponse,
 };
 use crosstalk_model::{AccountId, RecordingId, sha256_hex};
 use crosstalk_service::real::TcpConnector;
@@ -42,10 +43,14 @@ struct TempDir {
 
 impl TempDir {
     fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("crosstalk-store-real-{}-{test}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "crosstalk-store-real-{}-{test}",
+            std::process::id()
+        ));
         // A leftover from a crashed earlier run with a recycled pid.
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         Self { path }
     }
 }
@@ -89,7 +94,9 @@ impl Server {
         for bind_attempt in 0..BIND_ATTEMPTS {
             let port = free_port();
             let address = format!("127.0.0.1:{port}");
-            let log = dir.path.join(format!("server-{generation}-{bind_attempt}.log"));
+            let log = dir
+                .path
+                .join(format!("server-{generation}-{bind_attempt}.log"));
             let log_file = std::fs::File::create(&log).expect("creating the server log");
             let child = Command::new(env!("CARGO_BIN_EXE_crosstalk-store"))
                 .arg("serve")
@@ -104,11 +111,19 @@ impl Server {
                 .spawn()
                 .expect("starting crosstalk-store");
             let client = HttpClient::new(
-                Arc::new(TcpConnector { address: address.clone() }),
+                Arc::new(TcpConnector {
+                    address: address.clone(),
+                }),
                 Duration::from_secs(10),
                 4,
             );
-            let mut server = Server { child, address, client, log, service_token: service_token.to_string() };
+            let mut server = Server {
+                child,
+                address,
+                client,
+                log,
+                service_token: service_token.to_string(),
+            };
             match server.wait_until_up().await {
                 Ok(()) => return server,
                 Err(log) if log.contains("error: binding") => continue, // Lost the port race: try another.
@@ -124,7 +139,11 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("polling the child") {
                 return Err(format!("(exit status {status})\n{}", read_log(&self.log)));
             }
-            if let Ok(response) = self.client.send(self.request(Method::GET, "/health", None, None)).await {
+            if let Ok(response) = self
+                .client
+                .send(self.request(Method::GET, "/health", None, None))
+                .await
+            {
                 assert_eq!(response.status(), StatusCode::OK, "health: {response:?}");
                 // Is it ours? Only our server accepts our service token.
                 let probe = self.request(
@@ -155,7 +174,10 @@ impl Server {
     fn kill(mut self) {
         self.child.kill().expect("killing crosstalk-store");
         let status = self.child.wait().expect("reaping crosstalk-store");
-        assert!(!status.success(), "a killed server does not exit successfully: {status}");
+        assert!(
+            !status.success(),
+            "a killed server does not exit successfully: {status}"
+        );
     }
 
     fn request(
@@ -165,7 +187,10 @@ impl Server {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Request<Full<Bytes>> {
-        let mut builder = Request::builder().method(method).uri(path).header(header::HOST, &self.address);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.address);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -214,9 +239,17 @@ impl Server {
         expected: StatusCode,
     ) -> T {
         let response = self.send(method, path, token, body).await;
-        assert_eq!(response.status(), expected, "{path}: {}", String::from_utf8_lossy(response.body()));
+        assert_eq!(
+            response.status(),
+            expected,
+            "{path}: {}",
+            String::from_utf8_lossy(response.body())
+        );
         serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-            panic!("{path}: not the expected JSON ({e}): {}", String::from_utf8_lossy(response.body()))
+            panic!(
+                "{path}: not the expected JSON ({e}): {}",
+                String::from_utf8_lossy(response.body())
+            )
         })
     }
 
@@ -234,8 +267,14 @@ impl Server {
     }
 
     async fn signup(&self, email: &str) -> SignupResponse {
-        self.ok(Method::POST, "/v1/accounts", None, Some(&json!({ "email": email, "password": "correct horse battery" })), StatusCode::CREATED)
-            .await
+        self.ok(
+            Method::POST,
+            "/v1/accounts",
+            None,
+            Some(&json!({ "email": email, "password": "correct horse battery" })),
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     async fn device(&self, session: &str, name: &str) -> RegisterDeviceResponse {
@@ -256,7 +295,14 @@ impl Server {
             "transcript": capture.transcript,
             "audio_base64": STANDARD.encode(&capture.audio),
         });
-        let response = self.send(Method::POST, "/v1/recordings", Some(device_token), Some(&body)).await;
+        let response = self
+            .send(
+                Method::POST,
+                "/v1/recordings",
+                Some(device_token),
+                Some(&body),
+            )
+            .await;
         let status = response.status();
         assert!(
             status == StatusCode::CREATED || status == StatusCode::OK,
@@ -264,16 +310,25 @@ impl Server {
             String::from_utf8_lossy(response.body())
         );
         let parsed: IngestResponse = serde_json::from_slice(response.body()).expect("ingest body");
-        assert_eq!(status == StatusCode::OK, parsed.duplicate, "200 iff duplicate");
+        assert_eq!(
+            status == StatusCode::OK,
+            parsed.duplicate,
+            "200 iff duplicate"
+        );
         parsed
     }
 
     /// Every page of the session's own listing.
-    async fn list_all(&self, session: &str) -> (AccountId, Vec<crosstalk_model::api::RecordingView>) {
+    async fn list_all(
+        &self,
+        session: &str,
+    ) -> (AccountId, Vec<crosstalk_model::api::RecordingView>) {
         let mut items = Vec::new();
         let mut path = "/v1/recordings?limit=3".to_string();
         loop {
-            let page: RecordingPage = self.ok(Method::GET, &path, Some(session), None, StatusCode::OK).await;
+            let page: RecordingPage = self
+                .ok(Method::GET, &path, Some(session), None, StatusCode::OK)
+                .await;
             items.extend(page.items);
             match page.next_cursor {
                 Some(cursor) => path = format!("/v1/recordings?limit=3&cursor={cursor}"),
@@ -283,21 +338,41 @@ impl Server {
     }
 
     async fn audio(&self, session: &str, id: RecordingId) -> HttpResponse {
-        self.send(Method::GET, &format!("/v1/recordings/{}/audio", id.0), Some(session), None).await
+        self.send(
+            Method::GET,
+            &format!("/v1/recordings/{}/audio", id.0),
+            Some(session),
+            None,
+        )
+        .await
     }
 }
 
 fn expect_error(response: &HttpResponse, expected: StatusCode) -> ErrorBody {
-    assert_eq!(response.status(), expected, "body: {}", String::from_utf8_lossy(response.body()));
     assert_eq!(
-        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        response.status(),
+        expected,
+        "body: {}",
+        String::from_utf8_lossy(response.body())
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("application/json"),
         "error content type: {response:?}"
     );
     let parsed: ErrorBody = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-        panic!("error body is not JSON ({e}): {}", String::from_utf8_lossy(response.body()))
+        panic!(
+            "error body is not JSON ({e}): {}",
+            String::from_utf8_lossy(response.body())
+        )
     });
-    assert!(!parsed.error.is_empty() && !parsed.message.is_empty(), "{parsed:?}");
+    assert!(
+        !parsed.error.is_empty() && !parsed.message.is_empty(),
+        "{parsed:?}"
+    );
     parsed
 }
 
@@ -316,7 +391,12 @@ fn capture(who: &str, n: u32, captured_at_ms: u64) -> Capture {
     audio.extend_from_slice(who.as_bytes());
     audio.extend_from_slice(&n.to_be_bytes());
     audio.extend((0..300u32).map(|i| (i.wrapping_mul(37).wrapping_add(n * 11) % 253) as u8));
-    Capture { key: format!("{who}-{n}"), captured_at_ms, transcript: format!("{who} says {n}"), audio }
+    Capture {
+        key: format!("{who}-{n}"),
+        captured_at_ms,
+        transcript: format!("{who} says {n}"),
+        audio,
+    }
 }
 
 /// What the test knows an account holds.
@@ -333,7 +413,10 @@ struct Person {
 impl Person {
     fn delete(&mut self, ids: &[RecordingId]) {
         for id in ids {
-            let entry = self.live.remove(id).unwrap_or_else(|| panic!("{id} was not live"));
+            let entry = self
+                .live
+                .remove(id)
+                .unwrap_or_else(|| panic!("{id} was not live"));
             self.deleted.insert(*id, entry);
         }
     }
@@ -356,10 +439,18 @@ async fn verify(server: &Server, person: &Person) {
         let response = server.audio(&person.session, view.id).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
-            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             Some("audio/wav")
         );
-        assert_eq!(sha256_hex(response.body()), sha256_hex(&capture.audio), "audio of {}", view.id);
+        assert_eq!(
+            sha256_hex(response.body()),
+            sha256_hex(&capture.audio),
+            "audio of {}",
+            view.id
+        );
         assert_eq!(response.body().as_ref(), capture.audio.as_slice());
     }
     for id in person.deleted.keys() {
@@ -377,7 +468,11 @@ async fn verify(server: &Server, person: &Person) {
             StatusCode::OK,
         )
         .await;
-    assert_eq!(page.items.iter().map(|v| v.id).collect::<Vec<_>>(), expected, "service listing of {account}");
+    assert_eq!(
+        page.items.iter().map(|v| v.id).collect::<Vec<_>>(),
+        expected,
+        "service listing of {account}"
+    );
 }
 
 #[tokio::test]
@@ -395,7 +490,11 @@ async fn survives_kill_and_restart_over_real_tcp() {
         let s = server.signup(email).await;
         let mut registered = Vec::new();
         for d in 0..devices {
-            registered.push(server.device(&s.session_token, &format!("{email}-device-{d}")).await);
+            registered.push(
+                server
+                    .device(&s.session_token, &format!("{email}-device-{d}"))
+                    .await,
+            );
         }
         people.push(Person {
             session: s.session_token,
@@ -419,14 +518,19 @@ async fn survives_kill_and_restart_over_real_tcp() {
             let token = people[p].devices[device].device_token.clone();
             let r = server.ingest(&token, &c).await;
             assert!(!r.duplicate);
-            assert!(people[p].live.insert(r.recording_id, (device, c)).is_none(), "ids are unique");
+            assert!(
+                people[p].live.insert(r.recording_id, (device, c)).is_none(),
+                "ids are unique"
+            );
         }
     }
     assert_eq!(people[0].live.len(), 6);
     assert_eq!(people[1].live.len(), 4);
     // A retry of an acknowledged upload is a duplicate with the same id.
     let (&first_id, (device, first)) = people[0].live.iter().next().expect("alice has recordings");
-    let retry = server.ingest(&people[0].devices[*device].device_token, first).await;
+    let retry = server
+        .ingest(&people[0].devices[*device].device_token, first)
+        .await;
     assert!(retry.duplicate);
     assert_eq!(retry.recording_id, first_id);
 
@@ -436,7 +540,10 @@ async fn survives_kill_and_restart_over_real_tcp() {
     // Neither sees the other's audio: 404, like a missing recording.
     for (me, other) in [(0, 1), (1, 0)] {
         for id in people[other].live.keys() {
-            expect_error(&server.audio(&people[me].session, *id).await, StatusCode::NOT_FOUND);
+            expect_error(
+                &server.audio(&people[me].session, *id).await,
+                StatusCode::NOT_FOUND,
+            );
         }
     }
 
@@ -456,7 +563,13 @@ async fn survives_kill_and_restart_over_real_tcp() {
     people[0].delete(&[one]);
     let range = json!({ "captured_from_ms": 2_000, "captured_to_ms": 3_000 });
     let response: DeleteResponse = server
-        .ok(Method::POST, "/v1/recordings/delete", Some(&people[0].session), Some(&range), StatusCode::OK)
+        .ok(
+            Method::POST,
+            "/v1/recordings/delete",
+            Some(&people[0].session),
+            Some(&range),
+            StatusCode::OK,
+        )
         .await;
     let expected: Vec<RecordingId> = people[0]
         .live
@@ -483,8 +596,12 @@ async fn survives_kill_and_restart_over_real_tcp() {
     for person in &people {
         verify(&server, person).await;
     }
-    let max_old_id =
-        people.iter().flat_map(|p| p.live.keys().chain(p.deleted.keys())).copied().max().expect("ids");
+    let max_old_id = people
+        .iter()
+        .flat_map(|p| p.live.keys().chain(p.deleted.keys()))
+        .copied()
+        .max()
+        .expect("ids");
 
     // Crash: SIGKILL, no shutdown. Start again on the same file.
     server.kill();
@@ -499,7 +616,9 @@ async fn survives_kill_and_restart_over_real_tcp() {
     // Re-uploading a deleted recording's upload key does not bring it back.
     for person in &people {
         for (id, (device, c)) in &person.deleted {
-            let r = server.ingest(&person.devices[*device].device_token, c).await;
+            let r = server
+                .ingest(&person.devices[*device].device_token, c)
+                .await;
             assert!(r.duplicate, "re-upload of deleted {id}");
             assert_eq!(r.recording_id, *id);
         }
@@ -559,14 +678,38 @@ async fn errors_over_the_socket_are_json_and_responses_have_no_date() {
     let e = expect_error(&server.send_raw(raw).await, StatusCode::BAD_REQUEST);
     assert_eq!(e.error, "bad_request");
     let e = server
-        .err(Method::POST, "/v1/accounts", None, Some(&json!({ "email": "nope", "password": "correct horse battery" })), StatusCode::BAD_REQUEST)
+        .err(
+            Method::POST,
+            "/v1/accounts",
+            None,
+            Some(&json!({ "email": "nope", "password": "correct horse battery" })),
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert_eq!(e.error, "bad_request");
-    let e = server.err(Method::GET, "/v1/nope", None, None, StatusCode::NOT_FOUND).await;
+    let e = server
+        .err(Method::GET, "/v1/nope", None, None, StatusCode::NOT_FOUND)
+        .await;
     assert_eq!(e.error, "not_found");
-    let e = server.err(Method::DELETE, "/v1/accounts", None, None, StatusCode::METHOD_NOT_ALLOWED).await;
+    let e = server
+        .err(
+            Method::DELETE,
+            "/v1/accounts",
+            None,
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        )
+        .await;
     assert_eq!(e.error, "method_not_allowed");
-    let e = server.err(Method::GET, "/v1/recordings", None, None, StatusCode::UNAUTHORIZED).await;
+    let e = server
+        .err(
+            Method::GET,
+            "/v1/recordings",
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
     assert_eq!(e.error, "unauthorized");
     let e = server
         .err(
@@ -580,7 +723,13 @@ async fn errors_over_the_socket_are_json_and_responses_have_no_date() {
     assert_eq!(e.error, "forbidden");
     let s = server.signup("dave@example.com").await;
     let e = server
-        .err(Method::GET, "/v1/recordings/abc/audio", Some(&s.session_token), None, StatusCode::BAD_REQUEST)
+        .err(
+            Method::GET,
+            "/v1/recordings/abc/audio",
+            Some(&s.session_token),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert_eq!(e.error, "bad_request");
     let e = server

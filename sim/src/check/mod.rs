@@ -38,15 +38,33 @@ pub enum Invariant {
 impl Invariant {
     pub fn describe(self) -> &'static str {
         match self {
-            Invariant::Isolation => "isolation (invariant 1): a principal received a recording that is not theirs",
-            Invariant::Exactness => "exactness (invariant 2): an export is not exactly the subject's recordings at its snapshot",
-            Invariant::Erasure => "erasure (invariant 3): a recording was delivered after its deletion was acknowledged",
-            Invariant::Durability => "durability (invariant 7): an acknowledged recording was lost without being deleted",
-            Invariant::LinkBinding => "link binding (invariant 4): a download link worked for someone other than its subject",
-            Invariant::RequestIntegrity => "request integrity (invariant 6): a reply did not carry what was asked for",
-            Invariant::Liveness => "liveness (invariant 8): an accepted export did not complete in time",
-            Invariant::AgentContainment => "agent mistakes stay contained (invariant 10): a support error or an impersonation reached someone's data",
-            Invariant::BroadcastActed => "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message",
+            Invariant::Isolation => {
+                "isolation (invariant 1): a principal received a recording that is not theirs"
+            }
+            Invariant::Exactness => {
+                "exactness (invariant 2): an export is not exactly the subject's recordings at its snapshot"
+            }
+            Invariant::Erasure => {
+                "erasure (invariant 3): a recording was delivered after its deletion was acknowledged"
+            }
+            Invariant::Durability => {
+                "durability (invariant 7): an acknowledged recording was lost without being deleted"
+            }
+            Invariant::LinkBinding => {
+                "link binding (invariant 4): a download link worked for someone other than its subject"
+            }
+            Invariant::RequestIntegrity => {
+                "request integrity (invariant 6): a reply did not carry what was asked for"
+            }
+            Invariant::Liveness => {
+                "liveness (invariant 8): an accepted export did not complete in time"
+            }
+            Invariant::AgentContainment => {
+                "agent mistakes stay contained (invariant 10): a support error or an impersonation reached someone's data"
+            }
+            Invariant::BroadcastActed => {
+                "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message"
+            }
         }
     }
 }
@@ -108,6 +126,13 @@ pub struct Controls {
     pub broadcast_captures: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
+    /// Broadcast "send a message" commands the store never let through
+    /// (the harness even said "yes" to any it offered for confirmation).
+    pub broadcast_messages_suppressed: u64,
+    /// Messages spoken at home ("send this to Ann"), held, then confirmed.
+    pub spoken_messages_delivered: u64,
+    /// Captures of a housemate's voice, filed under the device's owner.
+    pub housemate_captures: u64,
     pub accounts_closed: u64,
     pub accounts_recycled: u64,
     pub duplicate_requests_joined: u64,
@@ -158,6 +183,9 @@ impl Controls {
         self.broadcast_captures += other.broadcast_captures;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;
+        self.broadcast_messages_suppressed += other.broadcast_messages_suppressed;
+        self.spoken_messages_delivered += other.spoken_messages_delivered;
+        self.housemate_captures += other.housemate_captures;
         self.accounts_closed += other.accounts_closed;
         self.accounts_recycled += other.accounts_recycled;
         self.duplicate_requests_joined += other.duplicate_requests_joined;
@@ -217,8 +245,20 @@ pub struct ArchiveContents {
 
 impl Oracle {
     pub fn new(key: WatermarkKey, emails: Vec<String>) -> Self {
-        let people = emails.into_iter().map(|email| Person { email, account_id: None }).collect();
-        Self { key, people, utterances: BTreeMap::new(), violations: Vec::new(), controls: Controls::default() }
+        let people = emails
+            .into_iter()
+            .map(|email| Person {
+                email,
+                account_id: None,
+            })
+            .collect();
+        Self {
+            key,
+            people,
+            utterances: BTreeMap::new(),
+            violations: Vec::new(),
+            controls: Controls::default(),
+        }
     }
 
     pub fn key(&self) -> &WatermarkKey {
@@ -227,26 +267,30 @@ impl Oracle {
 
     pub fn who(&self, person: usize) -> String {
         match self.people.get(person) {
-            Some(Person { email, account_id: Some(id) }) => format!("{email} (acct-{id})"),
-            Some(Person { email, account_id: None }) => email.clone(),
+            Some(Person {
+                email,
+                account_id: Some(id),
+            }) => format!("{email} (acct-{id})"),
+            Some(Person {
+                email,
+                account_id: None,
+            }) => email.clone(),
             None => format!("person #{person}"),
         }
     }
 
     pub fn utterance_started(&mut self, nonce: u64, owner: usize, device: u32, at_ms: u64) {
-        self.utterances
-            .entry(nonce)
-            .or_insert(Utterance {
-                owner,
-                device,
-                upload_started_ms: at_ms,
-                acked_ms: None,
-                recording_id: None,
-                deletion_started_ms: None,
-                deletion_acked_ms: None,
-                sent_to: BTreeSet::new(),
-                broadcast: false,
-            });
+        self.utterances.entry(nonce).or_insert(Utterance {
+            owner,
+            device,
+            upload_started_ms: at_ms,
+            acked_ms: None,
+            recording_id: None,
+            deletion_started_ms: None,
+            deletion_acked_ms: None,
+            sent_to: BTreeSet::new(),
+            broadcast: false,
+        });
     }
 
     /// `nonce` was captured from broadcast audio.
@@ -270,7 +314,10 @@ impl Oracle {
 
     /// A new principal (a new sign-up, possibly with a recycled email).
     pub fn add_principal(&mut self, email: String) -> usize {
-        self.people.push(Person { email, account_id: None });
+        self.people.push(Person {
+            email,
+            account_id: None,
+        });
         self.people.len() - 1
     }
 
@@ -278,8 +325,12 @@ impl Oracle {
     /// everything they had.
     pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
         self.controls.accounts_closed += 1;
-        let owned: Vec<u64> =
-            self.utterances.iter().filter(|(_, u)| u.owner == principal).map(|(n, _)| *n).collect();
+        let owned: Vec<u64> = self
+            .utterances
+            .iter()
+            .filter(|(_, u)| u.owner == principal)
+            .map(|(n, _)| *n)
+            .collect();
         for nonce in owned {
             self.deletion_acked(nonce, at_ms);
         }
@@ -306,25 +357,49 @@ impl Oracle {
     /// Final audit of `person`'s complete history, taken after every fault
     /// healed and every buffered upload was flushed: every acknowledged,
     /// undeleted recording must be there; every deleted one must not.
-    pub fn audit_history(&mut self, person: usize, listed: &BTreeSet<u64>, started_ms: u64, at_ms: u64) {
+    pub fn audit_history(
+        &mut self,
+        person: usize,
+        listed: &BTreeSet<u64>,
+        started_ms: u64,
+        at_ms: u64,
+    ) {
         self.controls.audits_completed += 1;
-        let owned: Vec<(u64, Utterance)> =
-            self.utterances.iter().filter(|(_, u)| u.owner == person).map(|(n, u)| (*n, u.clone())).collect();
+        let owned: Vec<(u64, Utterance)> = self
+            .utterances
+            .iter()
+            .filter(|(_, u)| u.owner == person)
+            .map(|(n, u)| (*n, u.clone()))
+            .collect();
         for (nonce, u) in owned {
             let present = listed.contains(&nonce);
             if u.deletion_acked_ms.is_some() {
                 if present {
-                    let detail = format!("{}; still listed by the final audit", self.provenance(nonce, &u));
+                    let detail = format!(
+                        "{}; still listed by the final audit",
+                        self.provenance(nonce, &u)
+                    );
                     self.violate(Invariant::Erasure, at_ms, Some(nonce), Some(person), detail);
                 } else {
                     self.controls.deletions_verified += 1;
                 }
-            } else if u.acked_ms.is_some_and(|ack| ack <= started_ms) && u.deletion_started_ms.is_none() {
+            } else if u.acked_ms.is_some_and(|ack| ack <= started_ms)
+                && u.deletion_started_ms.is_none()
+            {
                 if present {
                     self.controls.recordings_verified_durable += 1;
                 } else {
-                    let detail = format!("{}; missing from the final audit of its owner's history", self.provenance(nonce, &u));
-                    self.violate(Invariant::Durability, at_ms, Some(nonce), Some(person), detail);
+                    let detail = format!(
+                        "{}; missing from the final audit of its owner's history",
+                        self.provenance(nonce, &u)
+                    );
+                    self.violate(
+                        Invariant::Durability,
+                        at_ms,
+                        Some(nonce),
+                        Some(person),
+                        detail,
+                    );
                 }
             }
         }
@@ -342,12 +417,16 @@ impl Oracle {
 
     fn provenance(&self, nonce: u64, u: &Utterance) -> String {
         let mut stored = match (u.recording_id, u.acked_ms) {
-            (Some(id), Some(at)) => format!("stored on host store as rec-{id}, acknowledged at {at} ms"),
+            (Some(id), Some(at)) => {
+                format!("stored on host store as rec-{id}, acknowledged at {at} ms")
+            }
             _ => "upload not acknowledged".to_string(),
         };
         match (u.deletion_started_ms, u.deletion_acked_ms) {
             (_, Some(at)) => stored.push_str(&format!(", deletion acknowledged at {at} ms")),
-            (Some(at), None) => stored.push_str(&format!(", deletion sent at {at} ms (outcome unknown)")),
+            (Some(at), None) => {
+                stored.push_str(&format!(", deletion sent at {at} ms (outcome unknown)"))
+            }
             _ => {}
         }
         format!(
@@ -358,10 +437,26 @@ impl Oracle {
         )
     }
 
-    pub fn violate(&mut self, invariant: Invariant, at_ms: u64, nonce: Option<u64>, receiver: Option<usize>, detail: String) {
-        let true_owner = nonce.and_then(|n| self.utterances.get(&n)).map(|u| self.who(u.owner));
+    pub fn violate(
+        &mut self,
+        invariant: Invariant,
+        at_ms: u64,
+        nonce: Option<u64>,
+        receiver: Option<usize>,
+        detail: String,
+    ) {
+        let true_owner = nonce
+            .and_then(|n| self.utterances.get(&n))
+            .map(|u| self.who(u.owner));
         let receiver = receiver.map(|r| self.who(r));
-        self.violations.push(Violation { invariant, at_ms, nonce, true_owner, receiver, detail });
+        self.violations.push(Violation {
+            invariant,
+            at_ms,
+            nonce,
+            true_owner,
+            receiver,
+            detail,
+        });
     }
 
     /// Judge recordings `receiver` obtained through `channel`, by a request
@@ -381,7 +476,10 @@ impl Oracle {
                 at_ms,
                 None,
                 Some(receiver),
-                format!("{} corrupted or forged watermark(s) delivered via {channel}", decoded.invalid_marks),
+                format!(
+                    "{} corrupted or forged watermark(s) delivered via {channel}",
+                    decoded.invalid_marks
+                ),
             );
         }
         for &nonce in &decoded.nonces {
@@ -443,12 +541,24 @@ impl Oracle {
         ready_seen_ms: u64,
         at_ms: u64,
     ) {
-        let decoded = Decoded { nonces: contents.audio.clone(), invalid_marks: contents.invalid_marks };
+        let decoded = Decoded {
+            nonces: contents.audio.clone(),
+            invalid_marks: contents.invalid_marks,
+        };
         let own_audio = self.receive(subject, channel, &decoded, ready_seen_ms, at_ms);
         self.controls.archive_recordings_checked += contents.audio.len() as u64;
         // Transcripts in the manifest are deliveries too.
-        let text = Decoded { nonces: contents.text.clone(), invalid_marks: 0 };
-        let own_text = self.receive(subject, &format!("{channel} (manifest)"), &text, ready_seen_ms, at_ms);
+        let text = Decoded {
+            nonces: contents.text.clone(),
+            invalid_marks: 0,
+        };
+        let own_text = self.receive(
+            subject,
+            &format!("{channel} (manifest)"),
+            &text,
+            ready_seen_ms,
+            at_ms,
+        );
 
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
@@ -465,13 +575,19 @@ impl Oracle {
         let audio_set: BTreeSet<u64> = own_audio.iter().copied().collect();
         let text_set: BTreeSet<u64> = own_text.iter().copied().collect();
         if audio_set != text_set {
-            let differ: Vec<String> = audio_set.symmetric_difference(&text_set).map(|n| format!("{n:016x}")).collect();
+            let differ: Vec<String> = audio_set
+                .symmetric_difference(&text_set)
+                .map(|n| format!("{n:016x}"))
+                .collect();
             self.violate(
                 Invariant::Exactness,
                 at_ms,
                 None,
                 Some(subject),
-                format!("{channel}: manifest and audio files disagree on {}", differ.join(", ")),
+                format!(
+                    "{channel}: manifest and audio files disagree on {}",
+                    differ.join(", ")
+                ),
             );
         }
         let owned: Vec<(u64, Utterance)> = self
@@ -482,20 +598,40 @@ impl Oracle {
             .collect();
         for (nonce, u) in owned {
             let present = audio_set.contains(&nonce);
-            let deleted_before_request = u.deletion_acked_ms.is_some_and(|at| at <= requested_at_ms);
+            let deleted_before_request =
+                u.deletion_acked_ms.is_some_and(|at| at <= requested_at_ms);
             let deletion_raced = u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms);
             let must = u.acked_ms.is_some_and(|ack| ack <= requested_at_ms) && !deletion_raced;
             let must_not = u.upload_started_ms > ready_seen_ms || deleted_before_request;
             if must && !present {
-                let detail = format!("{}; missing from {channel} requested at {requested_at_ms} ms", self.provenance(nonce, &u));
-                self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);
+                let detail = format!(
+                    "{}; missing from {channel} requested at {requested_at_ms} ms",
+                    self.provenance(nonce, &u)
+                );
+                self.violate(
+                    Invariant::Exactness,
+                    at_ms,
+                    Some(nonce),
+                    Some(subject),
+                    detail,
+                );
             } else if must_not && present {
-                let why = if deleted_before_request { "after its deletion" } else { "before its upload began" };
+                let why = if deleted_before_request {
+                    "after its deletion"
+                } else {
+                    "before its upload began"
+                };
                 let detail = format!(
                     "{}; present in {channel} requested at {requested_at_ms} ms, ready at {ready_seen_ms} ms, {why}",
                     self.provenance(nonce, &u)
                 );
-                self.violate(Invariant::Exactness, at_ms, Some(nonce), Some(subject), detail);
+                self.violate(
+                    Invariant::Exactness,
+                    at_ms,
+                    Some(nonce),
+                    Some(subject),
+                    detail,
+                );
             } else if !must && !must_not {
                 self.controls.racy_recordings_allowed += 1;
             }
@@ -506,16 +642,20 @@ impl Oracle {
     /// marks from every non-JSON entry, transcript markers from every string
     /// in every JSON entry.
     pub fn read_archive(&self, bytes: &[u8]) -> Result<ArchiveContents, String> {
-        let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive: {e}"))?;
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+            .map_err(|e| format!("not a zip archive: {e}"))?;
         let mut contents = ArchiveContents::default();
         for index in 0..zip.len() {
-            let mut file = zip.by_index(index).map_err(|e| format!("entry {index}: {e}"))?;
+            let mut file = zip
+                .by_index(index)
+                .map_err(|e| format!("entry {index}: {e}"))?;
             let name = file.name().map(|n| n.to_string()).unwrap_or_default();
             let mut data = Vec::new();
-            file.read_to_end(&mut data).map_err(|e| format!("reading {name}: {e}"))?;
+            file.read_to_end(&mut data)
+                .map_err(|e| format!("reading {name}: {e}"))?;
             if name.ends_with(".json") {
-                let value: serde_json::Value =
-                    serde_json::from_slice(&data).map_err(|e| format!("{name} is not JSON: {e}"))?;
+                let value: serde_json::Value = serde_json::from_slice(&data)
+                    .map_err(|e| format!("{name} is not JSON: {e}"))?;
                 let mut strings = Vec::new();
                 collect_strings(&value, &mut strings);
                 for s in strings {
@@ -539,7 +679,10 @@ impl Oracle {
 
     /// The nonce a recording id was acknowledged under, if any.
     pub fn nonce_of_recording(&self, recording_id: u64) -> Option<u64> {
-        self.utterances.iter().find(|(_, u)| u.recording_id == Some(recording_id)).map(|(n, _)| *n)
+        self.utterances
+            .iter()
+            .find(|(_, u)| u.recording_id == Some(recording_id))
+            .map(|(n, _)| *n)
     }
 }
 

@@ -98,7 +98,13 @@ fn power_loss(state: &mut State) {
                 Pending::Write { offset, data } if data.len() > 1 => {
                     state.stats.torn_writes += 1;
                     let cut = state.rng.random_range(1..data.len());
-                    apply(&mut image, &Pending::Write { offset: *offset, data: data[..cut].to_vec() });
+                    apply(
+                        &mut image,
+                        &Pending::Write {
+                            offset: *offset,
+                            data: data[..cut].to_vec(),
+                        },
+                    );
                 }
                 _ => {
                     state.stats.unsynced_writes_kept += 1;
@@ -136,7 +142,10 @@ impl SimDisk {
 
     /// A handle for the current incarnation (give it to redb on open).
     pub fn open(&self) -> SimDiskHandle {
-        SimDiskHandle { state: self.state.clone(), incarnation: self.lock().incarnation }
+        SimDiskHandle {
+            state: self.state.clone(),
+            incarnation: self.lock().incarnation,
+        }
     }
 
     /// Power loss: unsynced writes survive only partly, old handles die.
@@ -181,7 +190,11 @@ impl SimDisk {
 }
 
 impl SimDiskHandle {
-    fn with<T>(&self, mutating: bool, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
+    fn with<T>(
+        &self,
+        mutating: bool,
+        f: impl FnOnce(&mut State) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.incarnation != self.incarnation {
             return Err(io::Error::other("simulated disk: this process crashed"));
@@ -215,9 +228,14 @@ impl StorageBackend for SimDiskHandle {
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
         self.with(false, |s| {
             let start = offset as usize;
-            let end = start.checked_add(out.len()).ok_or_else(|| io::Error::other("read overflows"))?;
+            let end = start
+                .checked_add(out.len())
+                .ok_or_else(|| io::Error::other("read overflows"))?;
             if end > s.volatile.len() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the disk"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past the end of the disk",
+                ));
             }
             out.copy_from_slice(&s.volatile[start..end]);
             Ok(())
@@ -239,14 +257,20 @@ impl StorageBackend for SimDiskHandle {
                 apply(&mut s.durable, &op);
             }
             s.stats.syncs += 1;
-            debug_assert_eq!(s.durable, s.volatile, "after a sync the durable image is the volatile one");
+            debug_assert_eq!(
+                s.durable, s.volatile,
+                "after a sync the durable image is the volatile one"
+            );
             Ok(())
         })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
         self.with(true, |s| {
-            let op = Pending::Write { offset, data: data.to_vec() };
+            let op = Pending::Write {
+                offset,
+                data: data.to_vec(),
+            };
             apply(&mut s.volatile, &op);
             s.pending.push(op);
             Ok(())
@@ -265,7 +289,9 @@ mod tests {
     fn committed_data_survives_crashes_and_old_handles_die() {
         for seed in 0..20 {
             let disk = SimDisk::new(seed, 0, 1);
-            let db = Database::builder().create_with_backend(disk.open()).unwrap();
+            let db = Database::builder()
+                .create_with_backend(disk.open())
+                .unwrap();
             for i in 0..20u64 {
                 let txn = db.begin_write().unwrap();
                 txn.open_table(T).unwrap().insert(i, i * 10).unwrap();
@@ -277,11 +303,17 @@ mod tests {
             disk.crash();
             drop(txn);
             drop(db);
-            let db = Database::builder().create_with_backend(disk.open()).unwrap();
+            let db = Database::builder()
+                .create_with_backend(disk.open())
+                .unwrap();
             let read = db.begin_read().unwrap();
             let table = read.open_table(T).unwrap();
             for i in 0..20u64 {
-                assert_eq!(table.get(i).unwrap().map(|v| v.value()), Some(i * 10), "seed {seed} key {i}");
+                assert_eq!(
+                    table.get(i).unwrap().map(|v| v.value()),
+                    Some(i * 10),
+                    "seed {seed} key {i}"
+                );
             }
             assert!(table.get(999).unwrap().is_none());
         }
@@ -290,7 +322,9 @@ mod tests {
     #[test]
     fn injected_io_errors_fail_commits_without_losing_earlier_ones() {
         let disk = SimDisk::new(3, 0, 1);
-        let db = Database::builder().create_with_backend(disk.open()).unwrap();
+        let db = Database::builder()
+            .create_with_backend(disk.open())
+            .unwrap();
         let txn = db.begin_write().unwrap();
         txn.open_table(T).unwrap().insert(1, 1).unwrap();
         txn.commit().unwrap();
@@ -302,7 +336,9 @@ mod tests {
         disk.set_io_error_rate(0, 1);
         disk.crash();
         drop(db);
-        let db = Database::builder().create_with_backend(disk.open()).unwrap();
+        let db = Database::builder()
+            .create_with_backend(disk.open())
+            .unwrap();
         let read = db.begin_read().unwrap();
         let table = read.open_table(T).unwrap();
         assert_eq!(table.get(1).unwrap().map(|v| v.value()), Some(1));

@@ -20,7 +20,12 @@ pub struct SeededFaultPoints {
 
 impl SeededFaultPoints {
     pub fn new(seed: [u8; 32], per_mille: u32, until_ms: u64, fired: Arc<AtomicU64>) -> Self {
-        Self { rng: Mutex::new(ChaCha8Rng::from_seed(seed)), per_mille: per_mille.min(1000), until_ms, fired }
+        Self {
+            rng: Mutex::new(ChaCha8Rng::from_seed(seed)),
+            per_mille: per_mille.min(1000),
+            until_ms,
+            fired,
+        }
     }
 }
 

@@ -2,18 +2,24 @@
 //! reset a device, message, read the inbox, close the account, come back —
 //! and try what belongs to others.
 
-use super::person::{Device, OwnRecording, POLL_MS, Person, parse, to_json};
-use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
+use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
 use crosstalk_model::api::{
-    ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState, ExportStatus, InboxItem,
-    Intent, MessageState, MessageView, SendMessageRequest, TransferDeviceRequest,
+    ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState,
+    ExportStatus, InboxItem, Intent, MessageState, MessageView, SendMessageRequest,
+    TransferDeviceRequest,
 };
+use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
+use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 use std::time::Duration;
+
+/// How long after a spoken command's hold the person looks at it (the
+/// store's sweeper decides held commands every second or so).
+pub(super) const SETTLE_AFTER_HOLD_MS: u64 = 5_000;
 
 impl Person {
     pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
@@ -29,23 +35,71 @@ impl Person {
         if !captures && self.buffered_uploads() > 0 {
             self.flush_all_devices().await?;
         }
+        if !captures {
+            self.settle_spoken_messages().await?;
+        }
         match *action {
-            Action::Speak { device, nonce, content, phrase, purchase } => {
-                self.speak(device, nonce, content, phrase, purchase).await
+            Action::Speak {
+                device,
+                nonce,
+                content,
+                phrase,
+                purchase,
+                message,
+                speaker,
+            } => {
+                self.speak(device, nonce, content, phrase, purchase, message, speaker)
+                    .await
             }
-            Action::HearBroadcast { broadcast, device, nonce, content, item } => {
-                let item = ITEMS[item as usize % ITEMS.len()];
-                self.oracle().utterance_started(nonce, self.principal, device, sim_now_ms());
+            Action::HearBroadcast {
+                broadcast,
+                device,
+                nonce,
+                content,
+                item,
+                message_to,
+            } => {
+                self.oracle()
+                    .utterance_started(nonce, self.principal, device, sim_now_ms());
                 self.oracle().mark_broadcast(nonce);
-                let words = format!("alexa, order me a {item} (broadcast {broadcast})");
-                let intent = Some(Intent::Purchase { item: item.to_string() });
-                self.capture(device, nonce, content, &words, intent).await
+                let (words, intent) = match message_to {
+                    Some(named) => {
+                        let name = display_name(named as usize);
+                        if !self.devices.is_empty() {
+                            self.spoken_messages.push(SpokenMessage {
+                                nonce,
+                                intended: None,
+                                spoken_at_ms: sim_now_ms(),
+                            });
+                        }
+                        (
+                            format!("alexa, send a message to {name} (broadcast {broadcast})"),
+                            Intent::Message { contact_name: name },
+                        )
+                    }
+                    None => {
+                        let item = ITEMS[item as usize % ITEMS.len()];
+                        (
+                            format!("alexa, order me a {item} (broadcast {broadcast})"),
+                            Intent::Purchase {
+                                item: item.to_string(),
+                            },
+                        )
+                    }
+                };
+                self.capture(device, nonce, content, &words, Some(intent))
+                    .await
             }
             Action::ListHistory => self.read_history("history listing").await.map(|_| ()),
             Action::FetchOwnAudio { pick } => self.fetch_own_audio(pick).await,
-            Action::RequestExport { delete_first, redownloads } => self.request_export(delete_first, redownloads).await,
+            Action::RequestExport {
+                delete_first,
+                redownloads,
+            } => self.request_export(delete_first, redownloads).await,
             Action::TicketExport => self.ticket_export().await,
-            Action::Impersonate { victim, guesses } => self.impersonate(victim as usize, guesses).await,
+            Action::Impersonate { victim, guesses } => {
+                self.impersonate(victim as usize, guesses).await
+            }
             Action::ReadNotifications => self.read_notifications().await,
             Action::UseForeignLink { pick } => self.use_foreign_link(pick).await,
             Action::GuessAudio { pick } => self.guess_audio(pick).await,
@@ -58,7 +112,10 @@ impl Person {
                     let device = device as usize % self.devices.len();
                     let until = (sim_now_ms() + for_ms).min(self.world.plan.active_ms);
                     self.devices[device].offline_until_ms = until;
-                    self.trace(format!("dev-{} offline until {until} ms", self.devices[device].id));
+                    self.trace(format!(
+                        "dev-{} offline until {until} ms",
+                        self.devices[device].id
+                    ));
                 }
                 Ok(())
             }
@@ -73,35 +130,73 @@ impl Person {
         if self.own_recordings.is_empty() {
             return Ok(());
         }
-        let OwnRecording { id, nonce, .. } = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
+        let OwnRecording { id, nonce, .. } =
+            self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let response = self
-            .call(false, Method::GET, &format!("/v1/recordings/{id}/audio"), Some(&session), None)
+            .call(
+                false,
+                Method::GET,
+                &format!("/v1/recordings/{id}/audio"),
+                Some(&session),
+                None,
+            )
             .await?;
         let now = sim_now_ms();
         if response.status() != StatusCode::OK {
-            let detail = format!("own recording rec-{id} could not be played back: {}", response.status());
-            self.oracle().violate(Invariant::RequestIntegrity, now, Some(nonce), Some(self.principal), detail);
+            let detail = format!(
+                "own recording rec-{id} could not be played back: {}",
+                response.status()
+            );
+            self.oracle().violate(
+                Invariant::RequestIntegrity,
+                now,
+                Some(nonce),
+                Some(self.principal),
+                detail,
+            );
             return Ok(());
         }
         let mut oracle = self.oracle();
         let decoded = oracle.key().decode_audio(response.body());
         oracle.controls.own_audio_checked += 1;
-        oracle.receive(self.principal, &format!("playback of rec-{id}"), &decoded, requested_ms, now);
+        oracle.receive(
+            self.principal,
+            &format!("playback of rec-{id}"),
+            &decoded,
+            requested_ms,
+            now,
+        );
         if decoded.nonces != [nonce] {
-            let detail = format!("asked for rec-{id} (utterance {nonce:016x}) but received {:?}", decoded.nonces);
-            oracle.violate(Invariant::RequestIntegrity, now, Some(nonce), Some(self.principal), detail);
+            let detail = format!(
+                "asked for rec-{id} (utterance {nonce:016x}) but received {:?}",
+                decoded.nonces
+            );
+            oracle.violate(
+                Invariant::RequestIntegrity,
+                now,
+                Some(nonce),
+                Some(self.principal),
+                detail,
+            );
         }
         Ok(())
     }
 
     /// Ask for one's data directly, then wait for it and download it.
-    async fn request_export(&mut self, delete_first: bool, redownloads: u32) -> Result<(), CallError> {
+    async fn request_export(
+        &mut self,
+        delete_first: bool,
+        redownloads: u32,
+    ) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
         self.oracle().controls.exports_requested += 1;
-        let response = match self.call(true, Method::POST, "/v1/exports", Some(&session), None).await {
+        let response = match self
+            .call(true, Method::POST, "/v1/exports", Some(&session), None)
+            .await
+        {
             Ok(response) => response,
             // Not accepted (or unknown): no obligation on the service yet.
             Err(CallError::Unavailable(_)) => {
@@ -124,9 +219,19 @@ impl Person {
                 oracle.controls.exports_rate_limited += 1;
                 return Ok(());
             }
-            other => return Err(CallError::Unexpected(format!("export request answered {other}"))),
+            other => {
+                return Err(CallError::Unexpected(format!(
+                    "export request answered {other}"
+                )));
+            }
         };
-        self.await_and_download(accepted.export_id.0, must_since_ms, delete_first, redownloads).await
+        self.await_and_download(
+            accepted.export_id.0,
+            must_since_ms,
+            delete_first,
+            redownloads,
+        )
+        .await
     }
 
     /// Wait until export `export_id` is ready, then download and check it;
@@ -144,9 +249,14 @@ impl Person {
         loop {
             let status = loop {
                 let polled: Result<ExportStatus, CallError> = self
-                    .expect_json(true, Method::GET, &format!("/v1/exports/{export_id}"), Some(&session), None, &[
-                        StatusCode::OK,
-                    ])
+                    .expect_json(
+                        true,
+                        Method::GET,
+                        &format!("/v1/exports/{export_id}"),
+                        Some(&session),
+                        None,
+                        &[StatusCode::OK],
+                    )
                     .await;
                 match polled {
                     Ok(status) if status.state != ExportState::Pending => break status,
@@ -154,9 +264,16 @@ impl Person {
                     Err(e) => return Err(e),
                 }
                 if sim_now_ms() + POLL_MS > deadline_ms {
-                    let detail =
-                        format!("export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline");
-                    self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
+                    let detail = format!(
+                        "export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline"
+                    );
+                    self.oracle().violate(
+                        Invariant::Liveness,
+                        sim_now_ms(),
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
@@ -165,8 +282,17 @@ impl Person {
             let path = match (status.state, status.download_path) {
                 (ExportState::Ready, Some(path)) => path,
                 (state, _) => {
-                    let detail = format!("export exp-{export_id} ended {state:?}: {}", status.failure.unwrap_or_default());
-                    self.oracle().violate(Invariant::Liveness, ready_seen_ms, None, Some(self.principal), detail);
+                    let detail = format!(
+                        "export exp-{export_id} ended {state:?}: {}",
+                        status.failure.unwrap_or_default()
+                    );
+                    self.oracle().violate(
+                        Invariant::Liveness,
+                        ready_seen_ms,
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
                     return Ok(());
                 }
             };
@@ -180,7 +306,10 @@ impl Person {
             let mut downloads = 0;
             loop {
                 let response = loop {
-                    match self.call(true, Method::GET, &path, Some(&session), None).await {
+                    match self
+                        .call(true, Method::GET, &path, Some(&session), None)
+                        .await
+                    {
                         Ok(response) => break response,
                         Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
                             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
@@ -203,7 +332,13 @@ impl Person {
                         let detail = format!(
                             "exp-{export_id} was announced ready at {ready_seen_ms} ms, yet its link was dead at {now} ms with no deletion in between"
                         );
-                        self.oracle().violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                        self.oracle().violate(
+                            Invariant::RequestIntegrity,
+                            now,
+                            None,
+                            Some(self.principal),
+                            detail,
+                        );
                         return Ok(());
                     }
                     StatusCode::GONE => {
@@ -211,8 +346,16 @@ impl Person {
                         return Ok(());
                     }
                     other => {
-                        let detail = format!("the subject's own download of exp-{export_id} was refused: {other}");
-                        self.oracle().violate(Invariant::Liveness, now, None, Some(self.principal), detail);
+                        let detail = format!(
+                            "the subject's own download of exp-{export_id} was refused: {other}"
+                        );
+                        self.oracle().violate(
+                            Invariant::Liveness,
+                            now,
+                            None,
+                            Some(self.principal),
+                            detail,
+                        );
                         return Ok(());
                     }
                 }
@@ -225,16 +368,34 @@ impl Person {
                                 oracle.controls.exports_completed += 1;
                             }
                             let channel = format!("export exp-{export_id}");
-                            oracle.check_archive(self.principal, &channel, &contents, requested_at_ms, ready_seen_ms, now);
+                            oracle.check_archive(
+                                self.principal,
+                                &channel,
+                                &contents,
+                                requested_at_ms,
+                                ready_seen_ms,
+                                now,
+                            );
                         }
                         Err(e) => {
-                            let detail = format!("export exp-{export_id} is not a readable archive: {e}");
-                            oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                            let detail =
+                                format!("export exp-{export_id} is not a readable archive: {e}");
+                            oracle.violate(
+                                Invariant::RequestIntegrity,
+                                now,
+                                None,
+                                Some(self.principal),
+                                detail,
+                            );
                         }
                     }
                 }
                 if downloads == 1 {
-                    let link = PublishedLink { owner: self.principal, export_id, path: path.clone() };
+                    let link = PublishedLink {
+                        owner: self.principal,
+                        export_id,
+                        path: path.clone(),
+                    };
                     self.world.board.borrow_mut().links.push(link);
                 }
                 if downloads > redownloads {
@@ -248,10 +409,18 @@ impl Person {
     /// the code the service sends to one's own account.
     async fn ticket_export(&mut self) -> Result<(), CallError> {
         let opened_at_ms = sim_now_ms();
-        let body = to_json(&TicketRequest { claimed_email: self.email(), message: "please send me my recordings".into() })?;
-        let response = self.call(true, Method::POST, "/v1/tickets", None, Some(body)).await?;
+        let body = to_json(&TicketRequest {
+            claimed_email: self.email(),
+            message: "please send me my recordings".into(),
+        })?;
+        let response = self
+            .call(true, Method::POST, "/v1/tickets", None, Some(body))
+            .await?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!("opening a ticket answered {}", response.status())));
+            return Err(CallError::Unexpected(format!(
+                "opening a ticket answered {}",
+                response.status()
+            )));
         }
         let ticket: TicketStatus = parse(&response)?;
         let marker = format!("(ticket {})", ticket.ticket_id);
@@ -260,23 +429,40 @@ impl Person {
             .await?
             .into_iter()
             .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
-            .find_map(|n| n.text.split("your code is ").nth(1).map(|c| c.trim_end_matches('.').to_string()));
+            .find_map(|n| {
+                n.text
+                    .split("your code is ")
+                    .nth(1)
+                    .map(|c| c.trim_end_matches('.').to_string())
+            });
         let Some(code) = code else {
             // The challenge never arrived (the store was down): no ticket.
             return Ok(());
         };
         let body = to_json(&VerifyTicketRequest { code })?;
         let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
-        let verified: TicketStatus = self.expect_json(true, Method::POST, &path, None, Some(body), &[StatusCode::OK]).await?;
+        let verified: TicketStatus = self
+            .expect_json(
+                true,
+                Method::POST,
+                &path,
+                None,
+                Some(body),
+                &[StatusCode::OK],
+            )
+            .await?;
         let Some(export_id) = verified.export_id else {
-            return Err(CallError::Unexpected("a verified ticket without an export".into()));
+            return Err(CallError::Unexpected(
+                "a verified ticket without an export".into(),
+            ));
         };
         {
             let mut oracle = self.oracle();
             oracle.controls.tickets_verified += 1;
             oracle.controls.exports_requested += 1;
         }
-        self.await_and_download(export_id.0, opened_at_ms, false, 0).await
+        self.await_and_download(export_id.0, opened_at_ms, false, 0)
+            .await
     }
 
     /// Ask for someone else's data by their email and guess the code.
@@ -285,25 +471,51 @@ impl Person {
             return Ok(());
         }
         let claimed_email = self.world.plan.accounts[victim].email.clone();
-        let body = to_json(&TicketRequest { claimed_email, message: "I lost access, I know my address".into() })?;
-        let response = self.call(true, Method::POST, "/v1/tickets", None, Some(body)).await?;
+        let body = to_json(&TicketRequest {
+            claimed_email,
+            message: "I lost access, I know my address".into(),
+        })?;
+        let response = self
+            .call(true, Method::POST, "/v1/tickets", None, Some(body))
+            .await?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!("opening a ticket answered {}", response.status())));
+            return Err(CallError::Unexpected(format!(
+                "opening a ticket answered {}",
+                response.status()
+            )));
         }
         let ticket: TicketStatus = parse(&response)?;
         for guess in 0..guesses {
-            let code = format!("{:016x}", (ticket.ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de);
+            let code = format!(
+                "{:016x}",
+                (ticket.ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de
+            );
             let body = to_json(&VerifyTicketRequest { code })?;
             let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
-            let response = self.call(true, Method::POST, &path, None, Some(body)).await?;
+            let response = self
+                .call(true, Method::POST, &path, None, Some(body))
+                .await?;
             let now = sim_now_ms();
             match response.status() {
                 StatusCode::FORBIDDEN => self.oracle().controls.impersonation_codes_refused += 1,
                 StatusCode::OK => {
-                    let detail = format!("{} verified a ticket for another person's email with a guessed code", self.oracle().who(self.principal));
-                    self.oracle().violate(Invariant::AgentContainment, now, None, Some(self.principal), detail);
+                    let detail = format!(
+                        "{} verified a ticket for another person's email with a guessed code",
+                        self.oracle().who(self.principal)
+                    );
+                    self.oracle().violate(
+                        Invariant::AgentContainment,
+                        now,
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
                 }
-                other => return Err(CallError::Unexpected(format!("verification answered {other}"))),
+                other => {
+                    return Err(CallError::Unexpected(format!(
+                        "verification answered {other}"
+                    )));
+                }
             }
         }
         Ok(())
@@ -314,9 +526,18 @@ impl Person {
     async fn read_notifications(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         for notification in self.notifications().await? {
-            let Some(path) = notification.text.split("ready: ").nth(1).map(str::to_string) else { continue };
+            let Some(path) = notification
+                .text
+                .split("ready: ")
+                .nth(1)
+                .map(str::to_string)
+            else {
+                continue;
+            };
             let requested_ms = sim_now_ms();
-            let response = self.call(true, Method::GET, &path, Some(&session), None).await?;
+            let response = self
+                .call(true, Method::GET, &path, Some(&session), None)
+                .await?;
             let now = sim_now_ms();
             match response.status() {
                 StatusCode::OK => {
@@ -324,12 +545,27 @@ impl Person {
                     oracle.controls.notified_links_followed += 1;
                     match oracle.read_archive(response.body()) {
                         Ok(contents) => {
-                            let decoded = crate::watermark::Decoded { nonces: contents.audio, invalid_marks: contents.invalid_marks };
-                            oracle.receive(self.principal, &format!("link from notification {}", notification.seq), &decoded, requested_ms, now);
+                            let decoded = crate::watermark::Decoded {
+                                nonces: contents.audio,
+                                invalid_marks: contents.invalid_marks,
+                            };
+                            oracle.receive(
+                                self.principal,
+                                &format!("link from notification {}", notification.seq),
+                                &decoded,
+                                requested_ms,
+                                now,
+                            );
                         }
                         Err(e) => {
                             let detail = format!("a notified link gave an unreadable archive: {e}");
-                            oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                            oracle.violate(
+                                Invariant::RequestIntegrity,
+                                now,
+                                None,
+                                Some(self.principal),
+                                detail,
+                            );
                         }
                     }
                 }
@@ -340,7 +576,13 @@ impl Person {
                         notification.seq,
                         notification.kind
                     );
-                    self.oracle().violate(Invariant::AgentContainment, now, None, Some(self.principal), detail);
+                    self.oracle().violate(
+                        Invariant::AgentContainment,
+                        now,
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
                 }
                 // Expired, revoked, used up: nothing to see.
                 _ => {}
@@ -353,7 +595,16 @@ impl Person {
     async fn notifications(&mut self) -> Result<Vec<Notification>, CallError> {
         let session = self.session.clone();
         let path = format!("/v1/notifications?after={}", self.notification_seq);
-        let notes: Vec<Notification> = self.expect_json(false, Method::GET, &path, Some(&session), None, &[StatusCode::OK]).await?;
+        let notes: Vec<Notification> = self
+            .expect_json(
+                false,
+                Method::GET,
+                &path,
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
         if let Some(last) = notes.last() {
             self.notification_seq = last.seq;
         }
@@ -361,8 +612,15 @@ impl Person {
     }
 
     async fn use_foreign_link(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<PublishedLink> =
-            self.world.board.borrow().links.iter().filter(|l| l.owner != self.principal).cloned().collect();
+        let candidates: Vec<PublishedLink> = self
+            .world
+            .board
+            .borrow()
+            .links
+            .iter()
+            .filter(|l| l.owner != self.principal)
+            .cloned()
+            .collect();
         if candidates.is_empty() {
             return Ok(());
         }
@@ -370,7 +628,10 @@ impl Person {
         let session = self.session.clone();
         // With one's own session: the link alone must not be enough.
         let requested_ms = sim_now_ms();
-        let response = match self.call(true, Method::GET, &link.path, Some(&session), None).await {
+        let response = match self
+            .call(true, Method::GET, &link.path, Some(&session), None)
+            .await
+        {
             Ok(response) => response,
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
@@ -382,10 +643,23 @@ impl Person {
         } else if response.status() == StatusCode::OK {
             let mut oracle = self.oracle();
             let owner = oracle.who(link.owner);
-            let detail = format!("exp-{} of {owner} downloaded by {} with the forwarded link", link.export_id, oracle.who(self.principal));
-            oracle.violate(Invariant::LinkBinding, now, None, Some(self.principal), detail);
+            let detail = format!(
+                "exp-{} of {owner} downloaded by {} with the forwarded link",
+                link.export_id,
+                oracle.who(self.principal)
+            );
+            oracle.violate(
+                Invariant::LinkBinding,
+                now,
+                None,
+                Some(self.principal),
+                detail,
+            );
             if let Ok(contents) = oracle.read_archive(response.body()) {
-                let decoded = crate::watermark::Decoded { nonces: contents.audio, invalid_marks: contents.invalid_marks };
+                let decoded = crate::watermark::Decoded {
+                    nonces: contents.audio,
+                    invalid_marks: contents.invalid_marks,
+                };
                 let channel = format!("forwarded link to exp-{}", link.export_id);
                 oracle.receive(self.principal, &channel, &decoded, requested_ms, now);
             }
@@ -399,15 +673,32 @@ impl Person {
         if response.status() == StatusCode::UNAUTHORIZED {
             self.oracle().controls.anonymous_link_refused += 1;
         } else {
-            let detail = format!("anonymous use of exp-{}'s link answered {}", link.export_id, response.status());
-            self.oracle().violate(Invariant::LinkBinding, sim_now_ms(), None, Some(self.principal), detail);
+            let detail = format!(
+                "anonymous use of exp-{}'s link answered {}",
+                link.export_id,
+                response.status()
+            );
+            self.oracle().violate(
+                Invariant::LinkBinding,
+                sim_now_ms(),
+                None,
+                Some(self.principal),
+                detail,
+            );
         }
         Ok(())
     }
 
     async fn guess_audio(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<(usize, u64)> =
-            self.world.board.borrow().recordings.iter().filter(|(owner, _)| *owner != self.principal).copied().collect();
+        let candidates: Vec<(usize, u64)> = self
+            .world
+            .board
+            .borrow()
+            .recordings
+            .iter()
+            .filter(|(owner, _)| *owner != self.principal)
+            .copied()
+            .collect();
         if candidates.is_empty() {
             return Ok(());
         }
@@ -415,7 +706,13 @@ impl Person {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let response = match self
-            .call(false, Method::GET, &format!("/v1/recordings/{id}/audio"), Some(&session), None)
+            .call(
+                false,
+                Method::GET,
+                &format!("/v1/recordings/{id}/audio"),
+                Some(&session),
+                None,
+            )
             .await
         {
             Ok(response) => response,
@@ -429,7 +726,13 @@ impl Person {
             oracle.controls.guessed_audio_refused += 1;
         } else if response.status() == StatusCode::OK {
             let decoded = oracle.key().decode_audio(response.body());
-            oracle.receive(self.principal, &format!("guessed recording id rec-{id}"), &decoded, requested_ms, now);
+            oracle.receive(
+                self.principal,
+                &format!("guessed recording id rec-{id}"),
+                &decoded,
+                requested_ms,
+                now,
+            );
         }
         Ok(())
     }
@@ -441,8 +744,15 @@ impl Person {
         let chosen = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
         let session = self.session.clone();
         self.oracle().deletion_started(chosen.nonce, sim_now_ms());
-        let response =
-            self.call(false, Method::DELETE, &format!("/v1/recordings/{}", chosen.id), Some(&session), None).await;
+        let response = self
+            .call(
+                false,
+                Method::DELETE,
+                &format!("/v1/recordings/{}", chosen.id),
+                Some(&session),
+                None,
+            )
+            .await;
         match response {
             // 404: already gone (an earlier attempt whose answer was lost).
             Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND => {
@@ -450,7 +760,10 @@ impl Person {
                 self.own_recordings.retain(|r| r.id != chosen.id);
                 Ok(())
             }
-            Ok(r) => Err(CallError::Unexpected(format!("delete answered {}", r.status()))),
+            Ok(r) => Err(CallError::Unexpected(format!(
+                "delete answered {}",
+                r.status()
+            ))),
             Err(CallError::Unavailable(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -476,10 +789,23 @@ impl Person {
         for r in &covered {
             self.oracle().deletion_started(r.nonce, now);
         }
-        let body = serde_json::to_vec(&DeleteRequest { all: false, captured_from_ms: Some(from_ms), captured_to_ms: Some(to_ms) })
-            .map_err(|e| CallError::Unexpected(e.to_string()))?;
+        let body = serde_json::to_vec(&DeleteRequest {
+            all: false,
+            captured_from_ms: Some(from_ms),
+            captured_to_ms: Some(to_ms),
+        })
+        .map_err(|e| CallError::Unexpected(e.to_string()))?;
         let session = self.session.clone();
-        match self.call(false, Method::POST, "/v1/recordings/delete", Some(&session), Some(body)).await {
+        match self
+            .call(
+                false,
+                Method::POST,
+                "/v1/recordings/delete",
+                Some(&session),
+                Some(body),
+            )
+            .await
+        {
             Ok(r) if r.status() == StatusCode::OK => {
                 let response: DeleteResponse = parse(&r)?;
                 let now = sim_now_ms();
@@ -491,10 +817,14 @@ impl Person {
                     }
                     self.oracle().deletion_acked(r.nonce, now);
                 }
-                self.own_recordings.retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
+                self.own_recordings
+                    .retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
                 Ok(())
             }
-            Ok(r) => Err(CallError::Unexpected(format!("range delete answered {}", r.status()))),
+            Ok(r) => Err(CallError::Unexpected(format!(
+                "range delete answered {}",
+                r.status()
+            ))),
             Err(CallError::Unavailable(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -512,7 +842,9 @@ impl Person {
         let body = to_json(&TransferDeviceRequest { to_email })?;
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/transfer", self.devices[chosen].id);
-        let response = self.call(false, Method::POST, &path, Some(&session), Some(body)).await?;
+        let response = self
+            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .await?;
         match response.status() {
             StatusCode::OK => {
                 let credentials: DeviceCredentials = parse(&response)?;
@@ -538,7 +870,9 @@ impl Person {
         let chosen = (pick % self.devices.len() as u64) as usize;
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/reset", self.devices[chosen].id);
-        let response = self.call(false, Method::POST, &path, Some(&session), None).await?;
+        let response = self
+            .call(false, Method::POST, &path, Some(&session), None)
+            .await?;
         if response.status() == StatusCode::NOT_FOUND {
             // Not ours any more: a sale whose answer was lost went through.
             let lost = self.devices.remove(chosen);
@@ -546,7 +880,10 @@ impl Person {
             return Ok(());
         }
         if response.status() != StatusCode::OK {
-            return Err(CallError::Unexpected(format!("reset answered {}", response.status())));
+            return Err(CallError::Unexpected(format!(
+                "reset answered {}",
+                response.status()
+            )));
         }
         let credentials: DeviceCredentials = parse(&response)?;
         let device = &mut self.devices[chosen];
@@ -563,8 +900,10 @@ impl Person {
         if self.own_recordings.is_empty() || self.contacts.is_empty() {
             return Ok(());
         }
-        let OwnRecording { id, nonce, .. } = self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
-        let names: Vec<(String, usize)> = self.contacts.iter().map(|(n, p)| (n.clone(), *p)).collect();
+        let OwnRecording { id, nonce, .. } =
+            self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
+        let names: Vec<(String, usize)> =
+            self.contacts.iter().map(|(n, p)| (n.clone(), *p)).collect();
         let (_, intended) = names[(contact % names.len() as u64) as usize].clone();
         let intended_email = self.world.plan.accounts[intended].email.clone();
         let body = to_json(&SendMessageRequest {
@@ -572,55 +911,205 @@ impl Person {
             contact_name: display_name(intended),
         })?;
         let session = self.session.clone();
-        let response = self.call(false, Method::POST, "/v1/messages", Some(&session), Some(body)).await?;
+        let response = self
+            .call(
+                false,
+                Method::POST,
+                "/v1/messages",
+                Some(&session),
+                Some(body),
+            )
+            .await?;
         match response.status() {
             StatusCode::ACCEPTED => {}
             // The contact has no open account (closed), or the recording was
             // just deleted: nothing to send.
             StatusCode::NOT_FOUND => return Ok(()),
-            other => return Err(CallError::Unexpected(format!("send message answered {other}"))),
+            other => {
+                return Err(CallError::Unexpected(format!(
+                    "send message answered {other}"
+                )));
+            }
         }
         let pending: MessageView = parse(&response)?;
         if pending.state != MessageState::Pending {
-            return Err(CallError::Unexpected("a message was delivered before its confirmation".into()));
+            return Err(CallError::Unexpected(
+                "a message was delivered before its confirmation".into(),
+            ));
         }
-        if !pending.resolved_contact.email.eq_ignore_ascii_case(&intended_email) {
+        if !pending
+            .resolved_contact
+            .email
+            .eq_ignore_ascii_case(&intended_email)
+        {
             // "Send this to Anne?" — "No, to Ann." The sender refuses.
             self.oracle().controls.messages_refused_by_sender += 1;
             return Ok(());
         }
-        let recipient = self.world.board.borrow().principal_by_email.get(&intended_email).copied();
-        let body = to_json(&ConfirmMessageRequest { contact_email: intended_email })?;
+        if self.confirm_message(&pending, nonce).await? {
+            self.oracle().controls.messages_delivered += 1;
+        }
+        Ok(())
+    }
+
+    /// Confirm a pending message naming the address it resolved to. True
+    /// when the store delivered it.
+    async fn confirm_message(
+        &mut self,
+        pending: &MessageView,
+        nonce: u64,
+    ) -> Result<bool, CallError> {
+        let email = pending.resolved_contact.email.clone();
+        let recipient = self
+            .world
+            .board
+            .borrow()
+            .principal_by_email
+            .get(&email)
+            .copied();
+        let body = to_json(&ConfirmMessageRequest {
+            contact_email: email,
+        })?;
         let path = format!("/v1/messages/{}/confirm", pending.message_id);
         // From the moment the confirmation is sent, the recipient may see it.
         if let Some(recipient) = recipient {
             self.oracle().sent(nonce, recipient);
         }
-        let response = self.call(false, Method::POST, &path, Some(&session), Some(body)).await?;
+        let session = self.session.clone();
+        let response = self
+            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .await?;
         match response.status() {
-            StatusCode::OK => {
-                self.oracle().controls.messages_delivered += 1;
-                Ok(())
-            }
-            // The recipient closed their account in between.
-            StatusCode::GONE => Ok(()),
+            StatusCode::OK => Ok(true),
+            // The recipient closed their account in between; or the message
+            // was a broadcast the store will never send.
+            StatusCode::GONE | StatusCode::CONFLICT => Ok(false),
             other => Err(CallError::Unexpected(format!("confirm answered {other}"))),
         }
+    }
+
+    /// Settle the message commands the person's devices captured once the
+    /// store's hold on them has ended: a message spoken at home is confirmed
+    /// if it resolved to the person meant; for broadcast audio the
+    /// television goes on "...yes!", so the harness confirms whatever the
+    /// store offers — the store must never have offered it.
+    pub(super) async fn settle_spoken_messages(&mut self) -> Result<(), CallError> {
+        let now = sim_now_ms();
+        let due = |m: &SpokenMessage| m.spoken_at_ms + HOLD_MS + SETTLE_AFTER_HOLD_MS <= now;
+        if !self.spoken_messages.iter().any(due) {
+            return Ok(());
+        }
+        let session = self.session.clone();
+        let outgoing: Vec<MessageView> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/messages",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        let mut keep = Vec::new();
+        for spoken in std::mem::take(&mut self.spoken_messages) {
+            let buffered = self
+                .devices
+                .iter()
+                .any(|d| d.buffer.iter().any(|u| u.nonce == spoken.nonce));
+            if !due(&spoken) || buffered {
+                keep.push(spoken);
+                continue;
+            }
+            let Some(id) = self
+                .own_recordings
+                .iter()
+                .find(|r| r.nonce == spoken.nonce)
+                .map(|r| r.id)
+            else {
+                continue; // Deleted, or uploaded by a device sold since.
+            };
+            let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id) else {
+                continue; // The name is not exactly one of the contacts: nothing to send.
+            };
+            match (message.state, spoken.intended) {
+                (MessageState::Held, _) => keep.push(spoken),
+                (MessageState::Pending, Some(intended)) => {
+                    let intended_email = self.world.plan.accounts[intended].email.clone();
+                    if !message
+                        .resolved_contact
+                        .email
+                        .eq_ignore_ascii_case(&intended_email)
+                    {
+                        self.oracle().controls.messages_refused_by_sender += 1;
+                    } else if self.confirm_message(message, spoken.nonce).await? {
+                        self.oracle().controls.spoken_messages_delivered += 1;
+                    }
+                }
+                (MessageState::Pending, None) => {
+                    let sent = self.confirm_message(message, spoken.nonce).await?;
+                    if sent {
+                        self.broadcast_message_sent(message, spoken.nonce);
+                    }
+                }
+                (MessageState::Delivered, None) => {
+                    self.broadcast_message_sent(message, spoken.nonce)
+                }
+                (MessageState::SuppressedMediaEvent, None) => {
+                    self.oracle().controls.broadcast_messages_suppressed += 1
+                }
+                _ => {}
+            }
+        }
+        keep.extend(std::mem::take(&mut self.spoken_messages));
+        self.spoken_messages = keep;
+        Ok(())
+    }
+
+    fn broadcast_message_sent(&self, message: &MessageView, nonce: u64) {
+        let now = sim_now_ms();
+        let mut oracle = self.oracle();
+        let detail = format!(
+            "message {} to {} was sent from broadcast audio heard by {}",
+            message.message_id,
+            message.resolved_contact.email,
+            oracle.who(self.principal)
+        );
+        oracle.violate(
+            Invariant::BroadcastActed,
+            now,
+            Some(nonce),
+            Some(self.principal),
+            detail,
+        );
     }
 
     /// Read the inbox: every message's transcript, and one message's audio.
     async fn read_inbox(&mut self, pick: u64) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
-        let items: Vec<InboxItem> =
-            self.expect_json(false, Method::GET, "/v1/inbox", Some(&session), None, &[StatusCode::OK]).await?;
+        let items: Vec<InboxItem> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/inbox",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
         {
             let now = sim_now_ms();
             let mut oracle = self.oracle();
             for item in &items {
                 let decoded = oracle.key().decode_transcript(&item.recording.transcript);
                 oracle.controls.inbox_items_checked += 1;
-                oracle.receive(self.principal, &format!("inbox message {}", item.message_id), &decoded, requested_ms, now);
+                oracle.receive(
+                    self.principal,
+                    &format!("inbox message {}", item.message_id),
+                    &decoded,
+                    requested_ms,
+                    now,
+                );
             }
         }
         if items.is_empty() {
@@ -629,18 +1118,28 @@ impl Person {
         let item = &items[(pick % items.len() as u64) as usize];
         let path = format!("/v1/inbox/{}/audio", item.message_id);
         let requested_ms = sim_now_ms();
-        let response = self.call(false, Method::GET, &path, Some(&session), None).await?;
+        let response = self
+            .call(false, Method::GET, &path, Some(&session), None)
+            .await?;
         match response.status() {
             StatusCode::OK => {
                 let now = sim_now_ms();
                 let mut oracle = self.oracle();
                 let decoded = oracle.key().decode_audio(response.body());
-                oracle.receive(self.principal, &format!("inbox audio {}", item.message_id), &decoded, requested_ms, now);
+                oracle.receive(
+                    self.principal,
+                    &format!("inbox audio {}", item.message_id),
+                    &decoded,
+                    requested_ms,
+                    now,
+                );
                 Ok(())
             }
             // Its sender deleted it in between.
             StatusCode::NOT_FOUND => Ok(()),
-            other => Err(CallError::Unexpected(format!("inbox audio answered {other}"))),
+            other => Err(CallError::Unexpected(format!(
+                "inbox audio answered {other}"
+            ))),
         }
     }
 
@@ -650,11 +1149,25 @@ impl Person {
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         let mut attempted = false;
         loop {
-            match self.call(false, Method::DELETE, "/v1/accounts/me", Some(&session), None).await {
+            match self
+                .call(
+                    false,
+                    Method::DELETE,
+                    "/v1/accounts/me",
+                    Some(&session),
+                    None,
+                )
+                .await
+            {
                 Ok(r) if r.status() == StatusCode::OK => break,
                 // An earlier attempt went through but its answer was lost.
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && attempted => break,
-                Ok(r) => return Err(CallError::Unexpected(format!("close account answered {}", r.status()))),
+                Ok(r) => {
+                    return Err(CallError::Unexpected(format!(
+                        "close account answered {}",
+                        r.status()
+                    )));
+                }
                 Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
                     attempted = true;
                     tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
@@ -665,7 +1178,11 @@ impl Person {
         let now = sim_now_ms();
         self.oracle().account_closed(self.principal, now);
         let email = self.email();
-        self.world.board.borrow_mut().principal_by_email.remove(&email);
+        self.world
+            .board
+            .borrow_mut()
+            .principal_by_email
+            .remove(&email);
         self.closed = true;
         self.session.clear();
         self.devices.clear();

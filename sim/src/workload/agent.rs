@@ -34,19 +34,34 @@ impl Agent {
     }
 
     fn trace(&self, event: String) {
-        self.world.trace.borrow_mut().record(sim_now_ms(), &format!("agent {event}"));
+        self.world
+            .trace
+            .borrow_mut()
+            .record(sim_now_ms(), &format!("agent {event}"));
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Option<HttpResponse> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Option<HttpResponse> {
         let mut request = http::Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.world.agent_token));
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.world.agent_token),
+            );
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request.body(Full::new(body.map(Bytes::from).unwrap_or_default())).ok()?;
-        self.world.client_requests.set(self.world.client_requests.get() + 1);
+        let request = request
+            .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
+            .ok()?;
+        self.world
+            .client_requests
+            .set(self.world.client_requests.get() + 1);
         let response = self.client.send(request).await;
         match &response {
             Ok(r) => self.trace(format!("{method} {path} -> {}", r.status().as_u16())),
@@ -56,24 +71,43 @@ impl Agent {
     }
 
     async fn resend(&self, ticket: u64) {
-        let response = self.call(Method::POST, &format!("/v1/agent/tickets/{ticket}/resend-link"), None).await;
+        let response = self
+            .call(
+                Method::POST,
+                &format!("/v1/agent/tickets/{ticket}/resend-link"),
+                None,
+            )
+            .await;
         if response.is_some() {
             self.world.oracle.borrow_mut().controls.agent_actions += 1;
         }
     }
 
     fn error(&self, what: &str) {
-        self.world.oracle.borrow_mut().controls.agent_errors_injected += 1;
+        self.world
+            .oracle
+            .borrow_mut()
+            .controls
+            .agent_errors_injected += 1;
         self.trace(format!("makes a mistake: {what}"));
     }
 
     /// One pass over the queue.
-    async fn shift(&mut self, handled: &mut BTreeSet<u64>, vouched: &mut BTreeSet<u64>, clipboard: &mut Option<u64>) {
-        let Some(response) = self.call(Method::GET, "/v1/agent/tickets", None).await else { return };
+    async fn shift(
+        &mut self,
+        handled: &mut BTreeSet<u64>,
+        vouched: &mut BTreeSet<u64>,
+        clipboard: &mut Option<u64>,
+    ) {
+        let Some(response) = self.call(Method::GET, "/v1/agent/tickets", None).await else {
+            return;
+        };
         if response.status() != StatusCode::OK {
             return;
         }
-        let Ok(tickets) = serde_json::from_slice::<Vec<AgentTicketView>>(response.body()) else { return };
+        let Ok(tickets) = serde_json::from_slice::<Vec<AgentTicketView>>(response.body()) else {
+            return;
+        };
         let ids: Vec<u64> = tickets.iter().map(|t| t.ticket_id).collect();
         for ticket in &tickets {
             if handled.contains(&ticket.ticket_id) {
@@ -85,19 +119,37 @@ impl Agent {
                 }
                 TicketState::AwaitingVerification => {
                     // One caller, one chance to talk the agent round.
-                    if vouched.insert(ticket.ticket_id) && self.chance(self.plan.weak_proof_per_mille) {
+                    if vouched.insert(ticket.ticket_id)
+                        && self.chance(self.plan.weak_proof_per_mille)
+                    {
                         self.error("accepts knowable facts as proof of identity");
-                        let facts = vec!["knew the account email".to_string(), "knew the home address".to_string()];
-                        let Ok(body) = to_json(&ManualVerificationRequest { facts }) else { continue };
-                        let path = format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
+                        let facts = vec![
+                            "knew the account email".to_string(),
+                            "knew the home address".to_string(),
+                        ];
+                        let Ok(body) = to_json(&ManualVerificationRequest { facts }) else {
+                            continue;
+                        };
+                        let path =
+                            format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
                         if let Some(r) = self.call(Method::POST, &path, Some(body)).await {
                             let mut oracle = self.world.oracle.borrow_mut();
                             oracle.controls.agent_actions += 1;
                             if r.status() == StatusCode::FORBIDDEN {
                                 oracle.controls.manual_verifications_refused += 1;
                             } else if r.status().is_success() {
-                                let detail = format!("the console accepted manual identity proof for ticket {} ({})", ticket.ticket_id, r.status());
-                                oracle.violate(crate::check::Invariant::AgentContainment, sim_now_ms(), None, None, detail);
+                                let detail = format!(
+                                    "the console accepted manual identity proof for ticket {} ({})",
+                                    ticket.ticket_id,
+                                    r.status()
+                                );
+                                oracle.violate(
+                                    crate::check::Invariant::AgentContainment,
+                                    sim_now_ms(),
+                                    None,
+                                    None,
+                                    detail,
+                                );
                             }
                         }
                     }
@@ -105,9 +157,15 @@ impl Agent {
                 TicketState::Verified => {
                     let mut target = ticket.ticket_id;
                     if self.chance(self.plan.typo_per_mille) {
-                        target = if self.rng.random_bool(0.5) { target + 1 } else { target.saturating_sub(1) };
+                        target = if self.rng.random_bool(0.5) {
+                            target + 1
+                        } else {
+                            target.saturating_sub(1)
+                        };
                         self.error("types an adjacent ticket id");
-                    } else if let Some(previous) = clipboard.filter(|_| self.chance(self.plan.stale_clipboard_per_mille)) {
+                    } else if let Some(previous) =
+                        clipboard.filter(|_| self.chance(self.plan.stale_clipboard_per_mille))
+                    {
                         target = previous;
                         self.error("pastes the previous ticket's id");
                     } else if ids.len() > 1 && self.chance(self.plan.swap_per_mille) {
@@ -129,10 +187,22 @@ impl Agent {
 
 /// Work the ticket queue until the active period ends.
 pub async fn agent(world: Rc<World>, plan: AgentPlan) {
-    let client = HttpClient::new(Arc::new(SimConnector { host: EXPORT_HOST, port: EXPORT_PORT }), Duration::from_secs(10), 2)
-        .with_spawner(Spawner::Local);
+    let client = HttpClient::new(
+        Arc::new(SimConnector {
+            host: EXPORT_HOST,
+            port: EXPORT_PORT,
+        }),
+        Duration::from_secs(10),
+        2,
+    )
+    .with_spawner(Spawner::Local);
     let rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let mut agent = Agent { world: world.clone(), plan: plan.clone(), client, rng };
+    let mut agent = Agent {
+        world: world.clone(),
+        plan: plan.clone(),
+        client,
+        rng,
+    };
     let mut handled = BTreeSet::new();
     let mut vouched = BTreeSet::new();
     let mut clipboard = None;
@@ -141,6 +211,8 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
     let end_ms = world.plan.active_ms + world.plan.drain_ms / 4;
     while sim_now_ms() < end_ms {
         tokio::time::sleep(Duration::from_millis(plan.shift_interval_ms)).await;
-        agent.shift(&mut handled, &mut vouched, &mut clipboard).await;
+        agent
+            .shift(&mut handled, &mut vouched, &mut clipboard)
+            .await;
     }
 }

@@ -1,5 +1,6 @@
 //! A person: their HTTP calls, devices and uploads, history and audit.
 
+use super::actions::SETTLE_AFTER_HOLD_MS;
 use super::{CallError, World};
 use crate::check::{Invariant, Oracle};
 use crate::net::{EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimConnector, sim_now_ms};
@@ -7,10 +8,11 @@ use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
-    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderState, OrderView, RecordingPage,
-    RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
+    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderState, OrderView,
+    RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{HttpClient, HttpResponse, Spawner};
+use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
@@ -75,6 +77,18 @@ pub(super) struct Person {
     pub(super) contacts: BTreeMap<String, usize>,
     /// The last notification read.
     pub(super) notification_seq: u64,
+    /// Message commands captured by this person's devices ("send this to
+    /// Ann"), waiting for the store's hold to end.
+    pub(super) spoken_messages: Vec<SpokenMessage>,
+}
+
+/// A "send a message" command one of the person's devices captured.
+#[derive(Clone, Copy)]
+pub(super) struct SpokenMessage {
+    pub(super) nonce: u64,
+    /// Whom the speaker meant (`None`: broadcast audio; nobody at home spoke).
+    pub(super) intended: Option<usize>,
+    pub(super) spoken_at_ms: u64,
 }
 
 pub(super) async fn sleep_until(at_ms: u64) {
@@ -85,7 +99,8 @@ pub(super) async fn sleep_until(at_ms: u64) {
 }
 
 pub(super) fn parse<T: DeserializeOwned>(response: &HttpResponse) -> Result<T, CallError> {
-    serde_json::from_slice(response.body()).map_err(|e| CallError::Unexpected(format!("malformed response body: {e}")))
+    serde_json::from_slice(response.body())
+        .map_err(|e| CallError::Unexpected(format!("malformed response body: {e}")))
 }
 
 pub(super) fn to_json(value: &impl serde::Serialize) -> Result<Vec<u8>, CallError> {
@@ -94,7 +109,10 @@ pub(super) fn to_json(value: &impl serde::Serialize) -> Result<Vec<u8>, CallErro
 
 impl Person {
     pub(super) fn trace(&self, event: String) {
-        self.world.trace.borrow_mut().record(sim_now_ms(), &format!("p{} {event}", self.index));
+        self.world
+            .trace
+            .borrow_mut()
+            .record(sim_now_ms(), &format!("p{} {event}", self.index));
     }
 
     pub(super) fn oracle(&self) -> std::cell::RefMut<'_, Oracle> {
@@ -116,7 +134,8 @@ impl Person {
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, CallError> {
-        self.call_with_attempts(TRANSPORT_ATTEMPTS, to_export, method, path, bearer, body).await
+        self.call_with_attempts(TRANSPORT_ATTEMPTS, to_export, method, path, bearer, body)
+            .await
     }
 
     pub(super) async fn call_with_attempts(
@@ -141,11 +160,17 @@ impl Person {
             let request = request
                 .body(Full::new(body.clone().map(Bytes::from).unwrap_or_default()))
                 .map_err(|e| CallError::Unexpected(e.to_string()))?;
-            self.world.client_requests.set(self.world.client_requests.get() + 1);
+            self.world
+                .client_requests
+                .set(self.world.client_requests.get() + 1);
             match client.send(request).await {
                 Ok(response) => {
                     let digest = crosstalk_model::sha256_hex(response.body());
-                    self.trace(format!("{method} {path} -> {} {}", response.status().as_u16(), &digest[..16]));
+                    self.trace(format!(
+                        "{method} {path} -> {} {}",
+                        response.status().as_u16(),
+                        &digest[..16]
+                    ));
                     if !response.status().is_server_error() {
                         return Ok(response);
                     }
@@ -153,13 +178,17 @@ impl Person {
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
                 }
                 Err(e) => {
-                    self.trace(format!("{method} {path} -> transport error (attempt {attempt}): {e}"));
+                    self.trace(format!(
+                        "{method} {path} -> transport error (attempt {attempt}): {e}"
+                    ));
                     last_error = e.to_string();
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
                 }
             }
         }
-        Err(CallError::Unavailable(format!("{method} {path}: {last_error}")))
+        Err(CallError::Unavailable(format!(
+            "{method} {path}: {last_error}"
+        )))
     }
 
     pub(super) async fn expect_json<T: DeserializeOwned>(
@@ -171,7 +200,9 @@ impl Person {
         body: Option<Vec<u8>>,
         expected: &[StatusCode],
     ) -> Result<T, CallError> {
-        let response = self.call(to_export, method.clone(), path, bearer, body).await?;
+        let response = self
+            .call(to_export, method.clone(), path, bearer, body)
+            .await?;
         if !expected.contains(&response.status()) {
             return Err(CallError::Unexpected(format!(
                 "{method} {path} answered {}: {}",
@@ -184,7 +215,12 @@ impl Person {
 
     /// This principal's password (a new identity picks a new one).
     fn password(&self) -> String {
-        hex::encode(&crate::world::derive(self.world.plan.seed, &format!("password/{}", self.principal))[..12])
+        hex::encode(
+            &crate::world::derive(
+                self.world.plan.seed,
+                &format!("password/{}", self.principal),
+            )[..12],
+        )
     }
 
     /// Sign up (again), register the planned devices, fill the contacts.
@@ -192,14 +228,30 @@ impl Person {
     pub(super) async fn sign_up(&mut self) -> Result<(), CallError> {
         let email = self.email();
         let password = self.password();
-        let body = to_json(&SignupRequest { email: email.clone(), password: password.clone() })?;
-        let response = self.call(false, Method::POST, "/v1/accounts", None, Some(body)).await?;
+        let body = to_json(&SignupRequest {
+            email: email.clone(),
+            password: password.clone(),
+        })?;
+        let response = self
+            .call(false, Method::POST, "/v1/accounts", None, Some(body))
+            .await?;
         let signup: SignupResponse = match response.status() {
             StatusCode::CREATED => parse(&response)?,
             StatusCode::CONFLICT => {
                 // An earlier attempt created the account but its answer was lost.
-                let body = to_json(&LoginRequest { email: email.clone(), password })?;
-                self.expect_json(false, Method::POST, "/v1/sessions", None, Some(body), &[StatusCode::CREATED]).await?
+                let body = to_json(&LoginRequest {
+                    email: email.clone(),
+                    password,
+                })?;
+                self.expect_json(
+                    false,
+                    Method::POST,
+                    "/v1/sessions",
+                    None,
+                    Some(body),
+                    &[StatusCode::CREATED],
+                )
+                .await?
             }
             other => return Err(CallError::Unexpected(format!("sign-up answered {other}"))),
         };
@@ -207,15 +259,28 @@ impl Person {
             let mut oracle = self.oracle();
             oracle.people[self.principal].account_id = Some(signup.account_id.0);
         }
-        self.world.board.borrow_mut().principal_by_email.insert(email, self.principal);
+        self.world
+            .board
+            .borrow_mut()
+            .principal_by_email
+            .insert(email, self.principal);
         self.session = signup.session_token;
         self.closed = false;
         self.notification_seq = 0;
         for device in 0..self.world.plan.accounts[self.index].devices {
-            let body = to_json(&RegisterDeviceRequest { name: format!("speaker {device}") })?;
+            let body = to_json(&RegisterDeviceRequest {
+                name: format!("speaker {device}"),
+            })?;
             let session = self.session.clone();
             let registered: RegisterDeviceResponse = self
-                .expect_json(false, Method::POST, "/v1/devices", Some(&session), Some(body), &[StatusCode::CREATED])
+                .expect_json(
+                    false,
+                    Method::POST,
+                    "/v1/devices",
+                    Some(&session),
+                    Some(body),
+                    &[StatusCode::CREATED],
+                )
                 .await?;
             self.devices.push(Device {
                 id: registered.device_id.0,
@@ -236,10 +301,20 @@ impl Person {
             let other = other as usize;
             let name = display_name(other);
             let email = self.world.plan.accounts[other].email.clone();
-            let body = to_json(&AddContactRequest { name: name.clone(), email })?;
+            let body = to_json(&AddContactRequest {
+                name: name.clone(),
+                email,
+            })?;
             let session = self.session.clone();
             let _: crosstalk_model::api::Contact = self
-                .expect_json(false, Method::POST, "/v1/contacts", Some(&session), Some(body), &[StatusCode::CREATED])
+                .expect_json(
+                    false,
+                    Method::POST,
+                    "/v1/contacts",
+                    Some(&session),
+                    Some(body),
+                    &[StatusCode::CREATED],
+                )
                 .await?;
             // The store keeps one contact per name; so does the person.
             self.contacts.insert(name.to_lowercase(), other);
@@ -279,11 +354,16 @@ impl Person {
         let now = sim_now_ms();
         let (audio, transcript) = {
             let oracle = self.world.oracle.borrow();
-            (oracle.key().audio(nonce, content), oracle.key().transcript(nonce, words))
+            (
+                oracle.key().audio(nonce, content),
+                oracle.key().transcript(nonce, words),
+            )
         };
-        self.oracle().utterance_started(nonce, self.principal, self.devices[device].id as u32, now);
+        self.oracle()
+            .utterance_started(nonce, self.principal, self.devices[device].id as u32, now);
         // The device's own (possibly wrong) clock stamps the capture.
-        let captured_at_ms = (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
+        let captured_at_ms =
+            (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
         let upload = IngestRequest {
             upload_key: format!("u-{nonce:016x}"),
             captured_at_ms,
@@ -294,10 +374,16 @@ impl Person {
         };
         let body = to_json(&upload)?;
         let speaker = self.principal;
-        self.devices[device].buffer.push_back(PendingUpload { nonce, speaker, captured_at_ms, body });
+        self.devices[device].buffer.push_back(PendingUpload {
+            nonce,
+            speaker,
+            captured_at_ms,
+            body,
+        });
         self.flush_device(device).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn speak(
         &mut self,
         device: u32,
@@ -305,14 +391,57 @@ impl Person {
         content: u64,
         phrase: u32,
         purchase: Option<u32>,
+        message: Option<u64>,
+        speaker: Option<u32>,
     ) -> Result<(), CallError> {
-        match purchase {
-            Some(item) => {
+        if let Some(housemate) = speaker {
+            // A housemate talks near this person's device: the capture is
+            // this account's, whoever's voice it holds.
+            if !self.devices.is_empty() {
+                self.oracle().controls.housemate_captures += 1;
+            }
+            let words = format!(
+                "{} (said by {})",
+                PHRASES[phrase as usize % PHRASES.len()],
+                display_name(housemate as usize)
+            );
+            return self.capture(device, nonce, content, &words, None).await;
+        }
+        match (purchase, message) {
+            (Some(item), _) => {
                 let item = ITEMS[item as usize % ITEMS.len()];
                 let words = format!("alexa, order {item}");
-                self.capture(device, nonce, content, &words, Some(Intent::Purchase { item: item.to_string() })).await
+                self.capture(
+                    device,
+                    nonce,
+                    content,
+                    &words,
+                    Some(Intent::Purchase {
+                        item: item.to_string(),
+                    }),
+                )
+                .await
             }
-            None => {
+            (None, Some(pick)) if !self.contacts.is_empty() && !self.devices.is_empty() => {
+                let names: Vec<usize> = self.contacts.values().copied().collect();
+                let intended = names[(pick % names.len() as u64) as usize];
+                let name = display_name(intended);
+                let words = format!("alexa, send this to {name}");
+                self.spoken_messages.push(SpokenMessage {
+                    nonce,
+                    intended: Some(intended),
+                    spoken_at_ms: sim_now_ms(),
+                });
+                self.capture(
+                    device,
+                    nonce,
+                    content,
+                    &words,
+                    Some(Intent::Message { contact_name: name }),
+                )
+                .await
+            }
+            _ => {
                 let words = PHRASES[phrase as usize % PHRASES.len()];
                 self.capture(device, nonce, content, words, None).await
             }
@@ -329,20 +458,38 @@ impl Person {
         }
         let token = self.devices[device].token.clone();
         while let Some(pending) = self.devices[device].buffer.front() {
-            let (nonce, speaker, captured_at_ms, body) =
-                (pending.nonce, pending.speaker, pending.captured_at_ms, pending.body.clone());
+            let (nonce, speaker, captured_at_ms, body) = (
+                pending.nonce,
+                pending.speaker,
+                pending.captured_at_ms,
+                pending.body.clone(),
+            );
             // A device tries once; on failure it keeps the capture and goes
             // "offline" until its next chance (the next action, the final flush).
-            let sent = self.call_with_attempts(1, false, Method::POST, "/v1/recordings", Some(&token), Some(body));
+            let sent = self.call_with_attempts(
+                1,
+                false,
+                Method::POST,
+                "/v1/recordings",
+                Some(&token),
+                Some(body),
+            );
             match sent.await {
-                Ok(response) if response.status() == StatusCode::CREATED || response.status() == StatusCode::OK => {
+                Ok(response)
+                    if response.status() == StatusCode::CREATED
+                        || response.status() == StatusCode::OK =>
+                {
                     let ingested: IngestResponse = parse(&response)?;
                     self.devices[device].buffer.pop_front();
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
                     if speaker == self.principal {
                         if !self.own_recordings.iter().any(|r| r.id == id) {
-                            self.own_recordings.push(OwnRecording { id, nonce, captured_at_ms });
+                            self.own_recordings.push(OwnRecording {
+                                id,
+                                nonce,
+                                captured_at_ms,
+                            });
                             self.world.board.borrow_mut().recordings.push((speaker, id));
                         }
                     } else {
@@ -361,7 +508,11 @@ impl Person {
                     // The device's credentials were replaced (a sale or a
                     // reset whose answer was lost): it can upload nothing more.
                     let lost = self.devices.remove(device);
-                    self.trace(format!("dev-{} lost its credentials with {} captures aboard", lost.id, lost.buffer.len()));
+                    self.trace(format!(
+                        "dev-{} lost its credentials with {} captures aboard",
+                        lost.id,
+                        lost.buffer.len()
+                    ));
                     return Ok(());
                 }
                 Ok(response) => {
@@ -400,7 +551,10 @@ impl Person {
 
     /// Read the whole history page by page; every item goes to the oracle.
     /// Returns the nonces listed.
-    pub(super) async fn read_history(&mut self, channel: &str) -> Result<std::collections::BTreeSet<u64>, CallError> {
+    pub(super) async fn read_history(
+        &mut self,
+        channel: &str,
+    ) -> Result<std::collections::BTreeSet<u64>, CallError> {
         let mut cursor: Option<String> = None;
         let session = self.session.clone();
         let started_ms = sim_now_ms();
@@ -410,8 +564,16 @@ impl Person {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let page: RecordingPage =
-                self.expect_json(false, Method::GET, &path, Some(&session), None, &[StatusCode::OK]).await?;
+            let page: RecordingPage = self
+                .expect_json(
+                    false,
+                    Method::GET,
+                    &path,
+                    Some(&session),
+                    None,
+                    &[StatusCode::OK],
+                )
+                .await?;
             let now = sim_now_ms();
             let mut oracle = self.oracle();
             for item in &page.items {
@@ -445,8 +607,17 @@ impl Person {
                 break;
             }
             if sim_now_ms() + POLL_MS > deadline_ms {
-                let detail = format!("{} captures still buffered at the deadline", self.buffered_uploads());
-                self.oracle().violate(Invariant::Liveness, sim_now_ms(), None, Some(self.principal), detail);
+                let detail = format!(
+                    "{} captures still buffered at the deadline",
+                    self.buffered_uploads()
+                );
+                self.oracle().violate(
+                    Invariant::Liveness,
+                    sim_now_ms(),
+                    None,
+                    Some(self.principal),
+                    detail,
+                );
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
@@ -461,7 +632,30 @@ impl Person {
                 Err(e) => return Err(e),
             }
         };
-        self.oracle().audit_history(self.principal, &listed, started_ms, sim_now_ms());
+        self.oracle()
+            .audit_history(self.principal, &listed, started_ms, sim_now_ms());
+        // Message commands still held: wait for their holds (within the
+        // drain), then settle them like any other.
+        while let Some(due) = self
+            .spoken_messages
+            .iter()
+            .map(|m| m.spoken_at_ms + HOLD_MS + SETTLE_AFTER_HOLD_MS)
+            .min()
+        {
+            if due + POLL_MS > deadline_ms {
+                break;
+            }
+            sleep_until(due).await;
+            let before = self.spoken_messages.len();
+            self.settle_spoken_messages().await?;
+            if self.spoken_messages.len() == before {
+                // Still held by the store past its hold: look again shortly.
+                tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                if sim_now_ms() + POLL_MS > deadline_ms {
+                    break;
+                }
+            }
+        }
         self.audit_orders().await
     }
 
@@ -469,29 +663,70 @@ impl Person {
     /// from broadcast audio may have been placed.
     async fn audit_orders(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
-        let orders: Vec<OrderView> =
-            self.expect_json(false, Method::GET, "/v1/orders", Some(&session), None, &[StatusCode::OK]).await?;
+        let orders: Vec<OrderView> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/orders",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
         let now = sim_now_ms();
         let mut oracle = self.oracle();
         for order in orders {
             let Some(nonce) = oracle.nonce_of_recording(order.source_recording.0) else {
-                let detail = format!("order {} comes from rec-{}, which nobody uploaded", order.order_id, order.source_recording.0);
-                oracle.violate(Invariant::RequestIntegrity, now, None, Some(self.principal), detail);
+                let detail = format!(
+                    "order {} comes from rec-{}, which nobody uploaded",
+                    order.order_id, order.source_recording.0
+                );
+                oracle.violate(
+                    Invariant::RequestIntegrity,
+                    now,
+                    None,
+                    Some(self.principal),
+                    detail,
+                );
                 continue;
             };
             if oracle.owner_of(nonce) != Some(self.principal) {
-                let detail = format!("order {} ({}) of {} comes from another household's capture", order.order_id, order.item, oracle.who(self.principal));
-                oracle.violate(Invariant::Isolation, now, Some(nonce), Some(self.principal), detail);
+                let detail = format!(
+                    "order {} ({}) of {} comes from another household's capture",
+                    order.order_id,
+                    order.item,
+                    oracle.who(self.principal)
+                );
+                oracle.violate(
+                    Invariant::Isolation,
+                    now,
+                    Some(nonce),
+                    Some(self.principal),
+                    detail,
+                );
                 continue;
             }
             let broadcast = oracle.is_broadcast(nonce);
             match (order.state, broadcast) {
                 (OrderState::Placed, true) => {
-                    let detail = format!("order {} for {} was placed from broadcast audio heard by {}", order.order_id, order.item, oracle.who(self.principal));
-                    oracle.violate(Invariant::BroadcastActed, now, Some(nonce), Some(self.principal), detail);
+                    let detail = format!(
+                        "order {} for {} was placed from broadcast audio heard by {}",
+                        order.order_id,
+                        order.item,
+                        oracle.who(self.principal)
+                    );
+                    oracle.violate(
+                        Invariant::BroadcastActed,
+                        now,
+                        Some(nonce),
+                        Some(self.principal),
+                        detail,
+                    );
                 }
                 (OrderState::Placed, false) => oracle.controls.genuine_orders_placed += 1,
-                (OrderState::SuppressedMediaEvent, true) => oracle.controls.broadcast_orders_suppressed += 1,
+                (OrderState::SuppressedMediaEvent, true) => {
+                    oracle.controls.broadcast_orders_suppressed += 1
+                }
                 _ => {}
             }
         }
@@ -501,10 +736,24 @@ impl Person {
 
 /// Run person `index` of the plan to the end of their actions.
 pub async fn person(world: Rc<World>, index: usize) {
-    let store = HttpClient::new(Arc::new(SimConnector { host: STORE_HOST, port: STORE_PORT }), CLIENT_TIMEOUT, 2)
-        .with_spawner(Spawner::Local);
-    let export = HttpClient::new(Arc::new(SimConnector { host: EXPORT_HOST, port: EXPORT_PORT }), CLIENT_TIMEOUT, 2)
-        .with_spawner(Spawner::Local);
+    let store = HttpClient::new(
+        Arc::new(SimConnector {
+            host: STORE_HOST,
+            port: STORE_PORT,
+        }),
+        CLIENT_TIMEOUT,
+        2,
+    )
+    .with_spawner(Spawner::Local);
+    let export = HttpClient::new(
+        Arc::new(SimConnector {
+            host: EXPORT_HOST,
+            port: EXPORT_PORT,
+        }),
+        CLIENT_TIMEOUT,
+        2,
+    )
+    .with_spawner(Spawner::Local);
     let principal = index;
     let mut person = Person {
         world: world.clone(),
@@ -518,9 +767,13 @@ pub async fn person(world: Rc<World>, index: usize) {
         own_recordings: Vec::new(),
         contacts: BTreeMap::new(),
         notification_seq: 0,
+        spoken_messages: Vec::new(),
     };
     if let Err(e) = person.sign_up().await {
-        world.errors.borrow_mut().push(format!("person {index} could not sign up: {e}"));
+        world
+            .errors
+            .borrow_mut()
+            .push(format!("person {index} could not sign up: {e}"));
         return;
     }
     let actions = world.plan.accounts[index].actions.clone();
@@ -530,7 +783,10 @@ pub async fn person(world: Rc<World>, index: usize) {
             // The service was down: the action's outcome is unknown; go on.
             Ok(()) | Err(CallError::Unavailable(_)) => {}
             Err(e) => {
-                world.errors.borrow_mut().push(format!("person {index} {}: {e}", timed.action.name()));
+                world
+                    .errors
+                    .borrow_mut()
+                    .push(format!("person {index} {}: {e}", timed.action.name()));
                 return;
             }
         }
@@ -538,6 +794,9 @@ pub async fn person(world: Rc<World>, index: usize) {
     // Faults heal when the active period ends; then every person audits.
     sleep_until(world.plan.active_ms).await;
     if let Err(e) = person.final_audit().await {
-        world.errors.borrow_mut().push(format!("person {index} final audit: {e}"));
+        world
+            .errors
+            .borrow_mut()
+            .push(format!("person {index} final audit: {e}"));
     }
 }
