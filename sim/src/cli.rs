@@ -921,9 +921,11 @@ pub fn main() -> i32 {
             Ok(s) => {
                 let plan = Plan::generate(&s, seed);
                 let json = match postmortem {
-                    Some(postmortem) => {
-                        serde_json::to_string_pretty(&crate::plan::Regression { postmortem, plan })
-                    }
+                    Some(postmortem) => serde_json::to_string_pretty(&crate::plan::Regression {
+                        postmortem,
+                        plan,
+                        catches: None,
+                    }),
                     None => serde_json::to_string_pretty(&plan),
                 };
                 match json {

@@ -45,6 +45,11 @@ pub struct Plan {
     pub accounts: Vec<AccountPlan>,
     /// The support agent's working pattern and mistakes (none: no agent).
     pub agent: Option<AgentPlan>,
+    /// Bugs of the planted catalogue to switch on in the services, by name
+    /// (`crosstalk hunt`); only a build with the `planted-bugs` feature can
+    /// run a plan that names any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planted: Vec<String>,
 }
 
 /// A support agent working tickets, with a seeded error model. Each error
@@ -230,6 +235,11 @@ impl Action {
 pub struct Regression {
     pub postmortem: String,
     pub plan: Plan,
+    /// The planted bug this plan catches: it must pass as it is, and fail
+    /// with that bug planted (checked by `crosstalk regressions` in a build
+    /// with the `planted-bugs` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catches: Option<String>,
 }
 
 /// Read a plan file: a bare plan (as saved under `target/crosstalk/failures/`)
@@ -796,6 +806,7 @@ impl Plan {
             store_io_errors_per_million,
             accounts,
             agent,
+            planted: Vec::new(),
         }
     }
 

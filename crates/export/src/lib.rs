@@ -122,6 +122,7 @@ pub struct ExportService {
     pub(crate) store: StoreClient,
     pub(crate) config: ExportConfig,
     faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    pub(crate) planted: crosstalk_service::Planted,
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -184,6 +185,7 @@ impl ExportService {
             store,
             config,
             faults: crosstalk_service::fault_points::none(),
+            planted: crosstalk_service::Planted::none(),
         })
     }
 
@@ -193,6 +195,13 @@ impl ExportService {
         faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     ) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Plant bugs from the catalogue (inert unless built with the
+    /// `planted-bugs` feature; see `crosstalk_service::planted`).
+    pub fn with_planted(mut self, planted: crosstalk_service::Planted) -> Self {
+        self.planted = planted;
         self
     }
 

@@ -40,6 +40,7 @@ pub struct Worker {
     store: StoreClient,
     clock: Arc<dyn Clock>,
     faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    planted: crosstalk_service::Planted,
 }
 
 /// What one attempt at a job produced.
@@ -63,6 +64,7 @@ impl Worker {
             store,
             clock,
             faults: crosstalk_service::fault_points::none(),
+            planted: crosstalk_service::Planted::none(),
         }
     }
 
@@ -72,6 +74,13 @@ impl Worker {
         faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     ) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Plant bugs from the catalogue (inert unless built with the
+    /// `planted-bugs` feature; see `crosstalk_service::planted`).
+    pub fn with_planted(mut self, planted: crosstalk_service::Planted) -> Self {
+        self.planted = planted;
         self
     }
 

@@ -15,11 +15,13 @@
 mod client;
 mod error;
 pub mod fault_points;
+pub mod planted;
 pub mod real;
 mod server;
 mod spawn;
 
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
+pub use planted::{Bug, Planted};
 pub use server::{serve, serve_with};
 pub use spawn::Spawner;

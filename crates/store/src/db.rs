@@ -141,6 +141,7 @@ pub struct Store {
     pub(crate) config: StoreConfig,
     health: Arc<crate::health::Health>,
     pub(crate) faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
+    pub(crate) planted: crosstalk_service::Planted,
 }
 
 pub(crate) fn internal(e: impl Display) -> ApiError {
@@ -246,6 +247,7 @@ impl Store {
             config,
             health,
             faults: crosstalk_service::fault_points::none(),
+            planted: crosstalk_service::Planted::none(),
         })
     }
 
@@ -256,6 +258,13 @@ impl Store {
         faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     ) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Plant bugs from the catalogue (inert unless built with the
+    /// `planted-bugs` feature; see `crosstalk_service::planted`).
+    pub fn with_planted(mut self, planted: crosstalk_service::Planted) -> Self {
+        self.planted = planted;
         self
     }
 
