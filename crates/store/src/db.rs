@@ -7,10 +7,11 @@
 //! durability, so an acknowledgement means the write is on disk.
 
 use crate::StoreConfig;
+use crate::cache::{AudioCache, PlaybackKey};
 use base64::Engine;
 use crosstalk_model::api::{RecordingPage, RecordingView};
 use crosstalk_model::{AccountId, Clock, DeviceId, Entropy, Recording, RecordingId, sha256_hex};
-use crosstalk_service::ApiError;
+use crosstalk_service::{ApiError, Bug};
 use hmac::{Hmac, Mac};
 use redb::{
     Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, WriteTransaction,
@@ -36,6 +37,9 @@ pub(crate) const BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::ne
 /// of a deleted recording's upload must not bring it back).
 pub(crate) const UPLOAD_KEYS: TableDefinition<(u64, &str), &str> =
     TableDefinition::new("upload_keys");
+/// recording -> acoustic fingerprint. Written only with the fingerprint-cache
+/// bug planted (the correct build never needs it, so it may not exist).
+pub(crate) const PRINT_OF: TableDefinition<u64, u64> = TableDefinition::new("print_of");
 
 const NEXT_ACCOUNT: &str = "next_account_id";
 const NEXT_DEVICE: &str = "next_device_id";
@@ -142,6 +146,10 @@ pub struct Store {
     health: Arc<crate::health::Health>,
     pub(crate) faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     pub(crate) planted: crosstalk_service::Planted,
+    /// Recently played audio, behind the ownership check (see `cache.rs`).
+    pub(crate) playback_cache: AudioCache<PlaybackKey>,
+    /// Recent `GET /v1/recordings/{id}/audio` responses (see `cache.rs`).
+    pub(crate) response_cache: AudioCache<String>,
 }
 
 pub(crate) fn internal(e: impl Display) -> ApiError {
@@ -164,6 +172,29 @@ pub(crate) fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, ApiE
         .ok_or_else(|| ApiError::internal("id space exhausted"))?;
     meta.insert(counter, next).map_err(internal)?;
     Ok(current)
+}
+
+/// The fingerprint the planted fingerprint-cache files a recording under;
+/// `None` when there is none (or the table was never written).
+fn print_of(txn: &redb::ReadTransaction, id: RecordingId) -> Result<Option<u64>, ApiError> {
+    match txn.open_table(PRINT_OF) {
+        Ok(prints) => Ok(prints.get(id.0).map_err(internal)?.map(|p| p.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The lowest id of a closed account (for the planted recycled-account-id).
+fn lowest_closed_account(txn: &WriteTransaction) -> Result<Option<u64>, ApiError> {
+    let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+    for entry in accounts.iter().map_err(internal)? {
+        let (id, json) = entry.map_err(internal)?;
+        let record: AccountRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        if record.closed_at_ms.is_some() {
+            return Ok(Some(id.value()));
+        }
+    }
+    Ok(None)
 }
 
 impl Store {
@@ -248,6 +279,8 @@ impl Store {
             health,
             faults: crosstalk_service::fault_points::none(),
             planted: crosstalk_service::Planted::none(),
+            playback_cache: AudioCache::new(),
+            response_cache: AudioCache::new(),
         })
     }
 
@@ -296,7 +329,16 @@ impl Store {
                     "an account with this email already exists",
                 ));
             }
-            let id = next_id(&txn, NEXT_ACCOUNT)?;
+            let recycled = if self.planted.on(Bug::RecycledAccountId) {
+                // recycled-account-id (Yahoo 2013): "reuse dormant ids".
+                lowest_closed_account(&txn)?
+            } else {
+                None
+            };
+            let id = match recycled {
+                Some(id) => id,
+                None => next_id(&txn, NEXT_ACCOUNT)?,
+            };
             emails.insert(email, id).map_err(internal)?;
             let record = AccountRecord {
                 id: AccountId(id),
@@ -461,10 +503,15 @@ impl Store {
                 "ownership_epoch is ahead of the device's",
             ));
         }
-        let owner = *device
-            .owners
-            .get(epoch as usize)
-            .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?;
+        let owner = if self.planted.on(Bug::ResaleHistory) {
+            // resale-history (Nest/Wink 2019): history follows the device, not the epoch.
+            device.owner
+        } else {
+            *device
+                .owners
+                .get(epoch as usize)
+                .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?
+        };
         let print = crate::media::fingerprint(&upload.audio);
         let txn = self.db.begin_write().map_err(internal)?;
         {
@@ -500,7 +547,12 @@ impl Store {
                 // Stored before (and possibly deleted since): never stored twice.
                 return Ok((existing.recording, true));
             }
-            let id = next_id(&txn, NEXT_RECORDING)?;
+            let id = if self.planted.on(Bug::ClockIdCollision) {
+                // clock-id-collision (broadcast burst): "ids from device time".
+                upload.captured_at_ms
+            } else {
+                next_id(&txn, NEXT_RECORDING)?
+            };
             let key_record = serde_json::to_string(&UploadKeyRecord {
                 recording: RecordingId(id),
                 content,
@@ -534,7 +586,7 @@ impl Store {
                 .map_err(internal)?
                 .insert((owner.0, id), ())
                 .map_err(internal)?;
-            Self::note_capture(&txn, &record, print, upload.intent.as_ref())?;
+            self.note_capture(&txn, &record, print, upload.intent.as_ref())?;
             id
         };
         txn.commit().map_err(internal)?;
@@ -585,6 +637,12 @@ impl Store {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<RecordingPage, ApiError> {
+        if self.planted.on(Bug::UnscopedCursor)
+            && let Some(cursor) = cursor
+        {
+            // unscoped-cursor (paging bugs): the cursor is a global offset, not bound to the account.
+            return self.list_from_offset(account, cursor, limit);
+        }
         let after = match cursor {
             Some(c) => self.decode_cursor(scope, account, c)?,
             None => 0,
@@ -619,6 +677,14 @@ impl Store {
             items.push(RecordingView::from(&record));
         }
         let next_cursor = match (more, items.last()) {
+            (true, Some(last)) if self.planted.on(Bug::UnscopedCursor) => {
+                // unscoped-cursor (paging bugs): how far into the whole index this page ended.
+                let offset = index
+                    .range(..=(account.0, last.id.0))
+                    .map_err(internal)?
+                    .count();
+                Some(offset.to_string())
+            }
             (true, Some(last)) => Some(self.encode_cursor(scope, account, last.id.0)),
             _ => None,
         };
@@ -629,14 +695,69 @@ impl Store {
         })
     }
 
+    /// The planted unscoped-cursor's continuation page: `limit` entries of
+    /// the whole owner index from a plain offset, whoever owns them.
+    fn list_from_offset(
+        &self,
+        account: AccountId,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<RecordingPage, ApiError> {
+        let offset: usize = cursor
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid cursor"))?;
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
+        let txn = self.db.begin_read().map_err(internal)?;
+        let index = txn.open_table(BY_OWNER).map_err(internal)?;
+        let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
+        let mut entries = index.iter().map_err(internal)?.skip(offset);
+        let mut items = Vec::new();
+        for entry in entries.by_ref().take(limit) {
+            let (key, _) = entry.map_err(internal)?;
+            let json = recordings
+                .get(key.value().1)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::internal("index entry without recording"))?;
+            let record: Recording = serde_json::from_str(json.value()).map_err(internal)?;
+            items.push(RecordingView::from(&record));
+        }
+        let more = match entries.next() {
+            Some(entry) => entry.map_err(internal)?.0.value().0 == account.0,
+            None => false,
+        };
+        let next_cursor = more.then(|| offset.saturating_add(items.len()).to_string());
+        Ok(RecordingPage {
+            account_id: account,
+            items,
+            next_cursor,
+        })
+    }
+
     /// The audio of recording `id` if `account` owns it. A recording that
     /// exists but belongs to someone else is reported exactly like one that
     /// does not exist.
+    ///
+    /// Served from the playback cache when it holds the recording; the
+    /// ownership check always comes first.
     pub fn audio(&self, account: AccountId, id: RecordingId) -> Result<Vec<u8>, ApiError> {
+        let generation = self.playback_cache.generation();
         let txn = self.db.begin_read().map_err(internal)?;
         let index = txn.open_table(BY_OWNER).map_err(internal)?;
         if index.get((account.0, id.0)).map_err(internal)?.is_none() {
             return Err(ApiError::not_found("no such recording"));
+        }
+        let mut key = PlaybackKey::Recording {
+            account: account.0,
+            recording: id.0,
+        };
+        if self.planted.on(Bug::FingerprintCache) {
+            // fingerprint-cache (San Diego broadcast, Wyze 2024): "perceptual dedupe", one entry per sound.
+            if let Some(print) = print_of(&txn, id)? {
+                key = PlaybackKey::Fingerprint(print);
+            }
+        }
+        if let Some(bytes) = self.playback_cache.get(&key) {
+            return Ok(bytes);
         }
         let audio = txn.open_table(AUDIO).map_err(internal)?;
         let bytes = audio
@@ -645,7 +766,17 @@ impl Store {
             .ok_or_else(|| ApiError::internal("recording without audio"))?
             .value()
             .to_vec();
+        self.playback_cache
+            .insert(generation, key, account, id, &bytes);
         Ok(bytes)
+    }
+
+    /// Drop `recordings` (and, when given, everything cached for `account`)
+    /// from both audio caches. Called after a deletion committed and before
+    /// it is acknowledged.
+    fn evict_cached(&self, recordings: &[RecordingId], account: Option<AccountId>) {
+        self.playback_cache.evict(recordings, account);
+        self.response_cache.evict(recordings, account);
     }
 
     /// Delete `selection` of `account`'s recordings from every table and
@@ -705,6 +836,7 @@ impl Store {
             deleted
         };
         txn.commit().map_err(internal)?;
+        self.evict_cached(&deleted, None);
         Ok(deleted)
     }
 
@@ -757,6 +889,8 @@ impl Store {
             }
         }
         txn.commit().map_err(internal)?;
+        // Late recordings went too: drop everything cached for the account.
+        self.evict_cached(&deleted, Some(account));
         Ok(deleted)
     }
 

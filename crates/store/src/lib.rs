@@ -36,6 +36,7 @@
 //! | GET | `/v1/service/accounts/{id}/recordings?cursor=&limit=` | service token |
 //! | GET | `/v1/service/accounts/{id}/recordings/{rid}/audio` | service token |
 
+mod cache;
 mod db;
 mod devices;
 mod health;
@@ -43,10 +44,11 @@ pub mod media;
 mod messages;
 mod notify;
 
+pub use cache::{CACHE_MAX_BYTES, CACHE_MAX_ENTRIES};
 pub use db::{DeleteSelection, DeviceRecord, ListScope, MAX_PAGE_ITEMS, NewRecording, Store};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -60,7 +62,7 @@ use crosstalk_model::api::{
 };
 use crosstalk_model::{AccountId, DeviceId, MAX_TRANSCRIPT_BYTES, RecordingId};
 pub use crosstalk_model::{Clock, Entropy};
-use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
+use crosstalk_service::{ApiError, Bug, JsonBody, bearer_token, json_errors};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -93,8 +95,36 @@ impl StoreConfig {
 /// plus transcript fits; anything larger is refused with 413).
 pub const MAX_REQUEST_BYTES: usize = crosstalk_model::MAX_AUDIO_BYTES * 4 / 3 + 64 * 1024;
 
+/// How long the `store.reply.stall` fault point holds a service request:
+/// longer than the export's per-request timeout, so its client gives up.
+pub const REPLY_STALL: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// The store's HTTP API.
 pub fn router(store: Arc<Store>) -> Router {
+    // The export service's routes, behind the `store.reply.stall` fault point.
+    let service_routes = Router::new()
+        .route("/v1/service/lookup", get(service_lookup))
+        .route(
+            "/v1/service/accounts/{account}/notifications",
+            post(service_notify),
+        )
+        .route(
+            "/v1/service/accounts/{account}/recordings/live",
+            post(service_live),
+        )
+        .route("/v1/service/introspect", post(introspect))
+        .route(
+            "/v1/service/accounts/{account}/recordings",
+            get(service_list),
+        )
+        .route(
+            "/v1/service/accounts/{account}/recordings/{id}/audio",
+            get(service_audio),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            store.clone(),
+            reply_stall,
+        ));
     Router::new()
         .route(
             "/health",
@@ -113,31 +143,29 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/inbox/{id}/audio", get(inbox_audio))
         .route("/v1/orders", get(orders))
         .route("/v1/notifications", get(notifications))
-        .route("/v1/service/lookup", get(service_lookup))
-        .route(
-            "/v1/service/accounts/{account}/notifications",
-            post(service_notify),
-        )
-        .route(
-            "/v1/service/accounts/{account}/recordings/live",
-            post(service_live),
-        )
         .route("/v1/recordings", post(ingest).get(list_own))
         .route("/v1/recordings/{id}", axum::routing::delete(delete_one))
         .route("/v1/recordings/delete", post(delete_many))
         .route("/v1/recordings/{id}/audio", get(own_audio))
-        .route("/v1/service/introspect", post(introspect))
-        .route(
-            "/v1/service/accounts/{account}/recordings",
-            get(service_list),
-        )
-        .route(
-            "/v1/service/accounts/{account}/recordings/{id}/audio",
-            get(service_audio),
-        )
+        .merge(service_routes)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(store)
+}
+
+/// Fault point `store.reply.stall`: the store sits on a service request for
+/// [`REPLY_STALL`] before handling it (a stuck disk, a long GC pause), so
+/// the export's pooled connection times out with the request in flight.
+/// Inert unless built with `fault-points` and injected.
+async fn reply_stall(
+    State(store): State<Arc<Store>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if crosstalk_service::fault_points::fires(&*store.faults, "store.reply.stall") {
+        tokio::time::sleep(REPLY_STALL).await;
+    }
+    next.run(request).await
 }
 
 fn session(store: &Store, headers: &HeaderMap) -> Result<AccountId, ApiError> {
@@ -471,13 +499,31 @@ fn wav_response(audio: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "audio/wav")], audio).into_response()
 }
 
+/// Own playback, with a response cache in front (stored audio never
+/// changes): keyed by the account and the path, so an entry is only ever
+/// one the account itself was served; deletion and closing evict it.
 async fn own_audio(
     State(store): State<Arc<Store>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
     let account = session(&store, &headers)?;
-    store.audio(account, RecordingId(id)).map(wav_response)
+    let key = if store.planted.on(Bug::CacheMissingTenant) {
+        // cache-missing-tenant (Steam 2015): keyed by path alone, checked before ownership.
+        uri.path().to_string()
+    } else {
+        format!("{}|{}", account.0, uri.path())
+    };
+    if let Some(audio) = store.response_cache.get(&key) {
+        return Ok(wav_response(audio));
+    }
+    let generation = store.response_cache.generation();
+    let audio = store.audio(account, RecordingId(id))?;
+    store
+        .response_cache
+        .insert(generation, key, account, RecordingId(id), &audio);
+    Ok(wav_response(audio))
 }
 
 async fn delete_one(

@@ -13,10 +13,10 @@
 //! the household that captured it, and to no one else.
 
 use crate::Store;
-use crate::db::{RECORDINGS, internal, next_id};
+use crate::db::{PRINT_OF, RECORDINGS, internal, next_id};
 use crosstalk_model::api::{Intent, OrderState, OrderView};
 use crosstalk_model::{AccountId, Recording, RecordingId};
-use crosstalk_service::ApiError;
+use crosstalk_service::{ApiError, Bug};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -109,6 +109,7 @@ impl Store {
     /// Record a capture's fingerprint and hold its command, inside the
     /// ingest transaction.
     pub(crate) fn note_capture(
+        &self,
         txn: &redb::WriteTransaction,
         recording: &Recording,
         print: Option<u64>,
@@ -129,9 +130,16 @@ impl Store {
                     recording.owner.0,
                 )
                 .map_err(internal)?;
+            if self.planted.on(Bug::FingerprintCache) {
+                // fingerprint-cache: the lookup the planted playback cache keys by.
+                txn.open_table(PRINT_OF)
+                    .map_err(internal)?
+                    .insert(recording.id.0, print)
+                    .map_err(internal)?;
+            }
         }
         if let Some(Intent::Message { contact_name }) = intent {
-            Self::hold_spoken_message(txn, recording, print, contact_name)?;
+            self.hold_spoken_message(txn, recording, print, contact_name)?;
         }
         if let Some(Intent::Purchase { item }) = intent {
             let id = next_id(txn, NEXT_ORDER)?;
