@@ -10,10 +10,11 @@
 //! the account verifies a ticket. Every agent action, allowed or refused, is
 //! written to the audit log.
 
+use crate::jobs::Origin;
 use crate::{ExportService, internal};
 use crosstalk_model::ExportId;
-use crosstalk_model::api::{AuditEntry, ExportState, TicketState};
-use crosstalk_service::ApiError;
+use crosstalk_model::api::{AuditEntry, ExportState, TicketState, TicketStatus};
+use crosstalk_service::{ApiError, Bug};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// seq -> JSON [`AuditEntry`].
@@ -76,6 +77,30 @@ impl ExportService {
     /// Re-send the download link of ticket `id`'s export — to the ticket's
     /// verified subject's own feed, and nowhere else.
     pub async fn agent_resend_link(&self, agent: &str, id: u64) -> Result<(), ApiError> {
+        self.agent_resend_link_with(agent, id, None).await
+    }
+
+    /// [`Self::agent_resend_link`], with the archive an agent may have
+    /// attached (`ResendLinkRequest::export_id`). The console takes no
+    /// archive: an attached one is refused (400) and audited.
+    pub async fn agent_resend_link_with(
+        &self,
+        agent: &str,
+        id: u64,
+        attached: Option<ExportId>,
+    ) -> Result<(), ApiError> {
+        // Planted agent-free-recipient (Alexa DSAR 2018): the console sends whichever archive the agent attached.
+        let free_recipient = self.planted.on(Bug::AgentFreeRecipient);
+        if let (Some(chosen), false) = (attached, free_recipient) {
+            self.audit(
+                agent,
+                "resend-link",
+                Some(id),
+                Some(chosen),
+                "refused: the console takes no archive",
+            )?;
+            return Err(ApiError::bad_request("the console takes no archive"));
+        }
         let ticket = match self.load_ticket(id)? {
             Some(ticket) => ticket,
             None => {
@@ -89,7 +114,7 @@ impl ExportService {
                 return Err(ApiError::not_found("no such ticket"));
             }
         };
-        let (TicketState::Verified, Some(subject), Some(export_id)) =
+        let (TicketState::Verified, Some(subject), Some(own_export)) =
             (ticket.state, ticket.subject, ticket.export_id)
         else {
             self.audit(
@@ -103,10 +128,23 @@ impl ExportService {
                 "the ticket's requester has not verified their identity",
             ));
         };
-        let job = self
-            .load_job(export_id)?
-            .ok_or_else(|| ApiError::internal("verified ticket without export"))?;
-        if job.subject != subject {
+        // Only a planted build gets here with an attached archive.
+        let export_id = attached.unwrap_or(own_export);
+        let job = match self.load_job(export_id)? {
+            Some(job) => job,
+            None if attached.is_some() => {
+                self.audit(
+                    agent,
+                    "resend-link",
+                    Some(id),
+                    Some(export_id),
+                    "refused: no such export",
+                )?;
+                return Err(ApiError::not_found("no such export"));
+            }
+            None => return Err(ApiError::internal("verified ticket without export")),
+        };
+        if job.subject != subject && !free_recipient {
             self.audit(
                 agent,
                 "resend-link",
@@ -156,13 +194,29 @@ impl ExportService {
     }
 
     /// An agent vouching for a requester's identity from what they know. Always
-    /// refused: knowable facts are not proof (Pavur 2019, Honan 2012).
+    /// refused: knowable facts are not proof (Pavur 2019, Honan 2012). (The
+    /// `Ok` answer, a verified ticket, exists only for the planted
+    /// weak-identity bug.)
     pub fn agent_manual_verification(
         &self,
         agent: &str,
         id: u64,
         facts: &[String],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<TicketStatus>, ApiError> {
+        // Planted weak-identity (Pavur 2019, Honan 2012): two knowable facts pass for proof.
+        if self.planted.on(Bug::WeakIdentity)
+            && facts.len() >= 2
+            && let Some(status) = self.verify_by_facts(id)?
+        {
+            self.audit(
+                agent,
+                "manual-verification",
+                Some(id),
+                status.export_id,
+                &format!("accepted: {} facts matched", facts.len()),
+            )?;
+            return Ok(Some(status));
+        }
         let outcome = format!(
             "refused: {} facts offered; identity is verified only by the challenge",
             facts.len()
@@ -171,6 +225,26 @@ impl ExportService {
         Err(ApiError::forbidden(
             "identity can only be verified by the code sent to the account",
         ))
+    }
+
+    /// Mark ticket `id` verified without its challenge and accept (or join)
+    /// its subject's export; `None` if the ticket is not awaiting
+    /// verification of an existing account. Reached only by a planted build.
+    fn verify_by_facts(&self, id: u64) -> Result<Option<TicketStatus>, ApiError> {
+        let txn = self.db.begin_write().map_err(internal)?;
+        let Some(mut ticket) = Self::read_ticket_in(&txn, id)? else {
+            return Ok(None);
+        };
+        let (TicketState::AwaitingVerification, Some(subject)) = (ticket.state, ticket.subject)
+        else {
+            return Ok(None);
+        };
+        let (job, _) = self.accept_request_in(&txn, subject, Origin::Ticket(id), false)?;
+        ticket.state = TicketState::Verified;
+        ticket.export_id = Some(job.id);
+        Self::write_ticket(&txn, &ticket)?;
+        txn.commit().map_err(internal)?;
+        Ok(Some(ticket.status()))
     }
 
     pub fn agent_extend(

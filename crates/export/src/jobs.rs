@@ -100,7 +100,7 @@ impl ExportService {
         Ok(())
     }
 
-    fn read_job_in(txn: &redb::WriteTransaction, id: ExportId) -> Result<Job, ApiError> {
+    pub(crate) fn read_job_in(txn: &redb::WriteTransaction, id: ExportId) -> Result<Job, ApiError> {
         let jobs = txn.open_table(JOBS).map_err(internal)?;
         let json = jobs
             .get(id.0)

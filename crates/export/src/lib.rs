@@ -23,7 +23,7 @@
 //! | POST | `/v1/tickets` | anyone: ask for an account's data by email |
 //! | POST | `/v1/tickets/{id}/verify` | anyone holding the code sent to the account |
 //! | GET | `/v1/agent/tickets` | agent token |
-//! | POST | `/v1/agent/tickets/{id}/resend-link` | agent token |
+//! | POST | `/v1/agent/tickets/{id}/resend-link` | agent token; no body or `{}` (an `export_id` is refused: 400) |
 //! | POST | `/v1/agent/tickets/{id}/manual-verification` | agent token (always refused) |
 //! | POST | `/v1/agent/exports/{id}/extend` | agent token |
 //! | GET | `/v1/agent/overdue`, `/v1/agent/audit?after=` | agent token |
@@ -47,11 +47,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use crosstalk_model::api::{
     AgentTicketView, AuditEntry, ClaimRequest, CompleteJobRequest, ExportState, ExportStatus,
-    ExtendRequest, FailJobRequest, FenceRequest, ManualVerificationRequest, TicketRequest,
-    TicketStatus, VerifyTicketRequest,
+    ExtendRequest, FailJobRequest, FenceRequest, ManualVerificationRequest, ResendLinkRequest,
+    TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_model::{AccountId, Clock, Entropy, ExportId, sha256_hex};
-use crosstalk_service::{ApiError, JsonBody, bearer_token, json_errors};
+use crosstalk_service::{ApiError, Bug, JsonBody, bearer_token, json_errors};
 use jobs::{ARCHIVES, Job, Origin};
 use redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use serde::Deserialize;
@@ -276,7 +276,8 @@ impl ExportService {
             return Err(ApiError::not_found("no such download"));
         }
         // A link is not a credential: the caller must be the subject.
-        if caller != job.subject {
+        // Planted unbound-link (Alexa DSAR 2018): whoever holds the link downloads.
+        if caller != job.subject && !self.planted.on(Bug::UnboundLink) {
             return Err(ApiError::forbidden(
                 "this download belongs to another account",
             ));
@@ -300,7 +301,12 @@ impl ExportService {
                 "injected: the store could not confirm the archive's recordings",
             ));
         }
-        let live = self.store.live(job.subject, &job.recording_ids).await?;
+        let live = if self.planted.on(Bug::DeleteExportRace) {
+            // Planted delete-export-race (Twitter 2019, Instagram 2020): the export's own index, which deletion never updates.
+            job.recording_ids.clone()
+        } else {
+            self.store.live(job.subject, &job.recording_ids).await?
+        };
         if live.len() != job.recording_ids.len() {
             self.revoke_and_rebuild(job.id)?;
             return Err(ApiError::gone(
@@ -489,13 +495,39 @@ async fn agent_tickets(
     ))
 }
 
+/// The resend's optional body: nothing (as clients sent before the body
+/// existed) means the default; anything else must be a JSON
+/// [`ResendLinkRequest`].
+fn resend_body(headers: &HeaderMap, body: &[u8]) -> Result<ResendLinkRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ResendLinkRequest::default());
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
 async fn agent_resend(
     State(service): Svc,
     headers: HeaderMap,
     Path(id): Path<u64>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let agent = service.agent(&headers)?;
-    service.agent_resend_link(&agent, id).await?;
+    let body = resend_body(&headers, &body)?;
+    service
+        .agent_resend_link_with(&agent, id, body.export_id)
+        .await?;
     Ok(Json(serde_json::json!({"sent_to": "the ticket's verified subject"})).into_response())
 }
 
@@ -506,8 +538,11 @@ async fn agent_manual(
     JsonBody(body): JsonBody<ManualVerificationRequest>,
 ) -> Result<Response, ApiError> {
     let agent = service.agent(&headers)?;
-    service.agent_manual_verification(&agent, id, &body.facts)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    match service.agent_manual_verification(&agent, id, &body.facts)? {
+        // Only a planted weak-identity build ever gets here.
+        Some(status) => Ok(Json(status).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 async fn agent_extend(

@@ -10,9 +10,9 @@
 
 use crate::jobs::Origin;
 use crate::{ExportService, internal};
-use crosstalk_model::AccountId;
-use crosstalk_model::api::{AgentTicketView, TicketState, TicketStatus};
-use crosstalk_service::ApiError;
+use crosstalk_model::api::{AgentTicketView, ExportState, TicketState, TicketStatus};
+use crosstalk_model::{AccountId, ExportId};
+use crosstalk_service::{ApiError, Bug};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,50 @@ impl ExportService {
         }
     }
 
-    fn write_ticket(txn: &redb::WriteTransaction, ticket: &Ticket) -> Result<(), ApiError> {
+    pub(crate) fn read_ticket_in(
+        txn: &redb::WriteTransaction,
+        id: u64,
+    ) -> Result<Option<Ticket>, ApiError> {
+        let tickets = txn.open_table(TICKETS).map_err(internal)?;
+        match tickets.get(id).map_err(internal)? {
+            Some(json) => serde_json::from_str(json.value())
+                .map(Some)
+                .map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    /// The export of a verified ticket of `subject` that is still pending or
+    /// ready (newest ticket first). Only the planted duplicate-request-bypass
+    /// asks.
+    fn verified_export_of(
+        txn: &redb::WriteTransaction,
+        subject: AccountId,
+    ) -> Result<Option<ExportId>, ApiError> {
+        let tickets = txn.open_table(TICKETS).map_err(internal)?;
+        for entry in tickets.iter().map_err(internal)?.rev() {
+            let (_, json) = entry.map_err(internal)?;
+            let ticket: Ticket = serde_json::from_str(json.value()).map_err(internal)?;
+            let (TicketState::Verified, Some(owner), Some(export_id)) =
+                (ticket.state, ticket.subject, ticket.export_id)
+            else {
+                continue;
+            };
+            if owner != subject {
+                continue;
+            }
+            let job = Self::read_job_in(txn, export_id)?;
+            if matches!(job.state, ExportState::Pending | ExportState::Ready) {
+                return Ok(Some(export_id));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn write_ticket(
+        txn: &redb::WriteTransaction,
+        ticket: &Ticket,
+    ) -> Result<(), ApiError> {
         let json = serde_json::to_string(ticket).map_err(internal)?;
         txn.open_table(TICKETS)
             .map_err(internal)?
@@ -106,7 +149,7 @@ impl ExportService {
         let mut code_bytes = [0u8; 8];
         self.entropy.fill(&mut code_bytes);
         let code = hex::encode(code_bytes);
-        let id = {
+        let (id, duplicate_of) = {
             let txn = self.db.begin_write().map_err(internal)?;
             let id = {
                 let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
@@ -118,25 +161,41 @@ impl ExportService {
                 meta.insert(NEXT_TICKET, id + 1).map_err(internal)?;
                 id
             };
+            // Planted duplicate-request-bypass (fides GHSA-qx5f-ghc2-7g5c): a duplicate joins the verified request, unchallenged.
+            let duplicate_of = match subject {
+                Some(subject) if self.planted.on(Bug::DuplicateRequestBypass) => {
+                    Self::verified_export_of(&txn, subject)?
+                }
+                _ => None,
+            };
             let ticket = Ticket {
                 id,
                 claimed_email: email,
                 message: message.to_string(),
                 created_at_ms: now,
-                state: TicketState::AwaitingVerification,
+                state: match duplicate_of {
+                    Some(_) => TicketState::Verified,
+                    None => TicketState::AwaitingVerification,
+                },
                 subject,
-                code_sha256: subject.map(|_| crosstalk_model::sha256_hex(code.as_bytes())),
+                code_sha256: match duplicate_of {
+                    Some(_) => None,
+                    None => subject.map(|_| crosstalk_model::sha256_hex(code.as_bytes())),
+                },
                 attempts: 0,
-                export_id: None,
+                export_id: duplicate_of,
             };
-            let json = serde_json::to_string(&ticket).map_err(internal)?;
-            txn.open_table(TICKETS)
-                .map_err(internal)?
-                .insert(id, json.as_str())
-                .map_err(internal)?;
+            Self::write_ticket(&txn, &ticket)?;
             txn.commit().map_err(internal)?;
-            id
+            (id, duplicate_of)
         };
+        if let Some(export_id) = duplicate_of {
+            return Ok(TicketStatus {
+                ticket_id: id,
+                state: TicketState::Verified,
+                export_id: Some(export_id),
+            });
+        }
         if let Some(subject) = subject {
             let text = format!(
                 "Someone asked for a copy of your data (ticket {id}). If it was you, your code is {code}."

@@ -6,7 +6,10 @@
 //! archive in a staging area of its own for that job, and publishes it with
 //! its fence. If it crashes, its lease lapses and another worker takes the
 //! job with a higher fence; if it was only slow or cut off, its late
-//! publication is refused. Any number of workers may run.
+//! publication is refused. Any number of workers may run, and one worker
+//! may work several jobs at once ([`Worker::with_concurrency`]): its job
+//! slots run as futures of one task, each staging into its own entry of the
+//! worker's staging area, named by the job and its fence.
 
 use crate::StoreClient;
 use crate::archive::{ArchiveItem, build_archive};
@@ -16,10 +19,14 @@ use crosstalk_model::api::{
     ClaimRequest, ClaimedJob, CompleteJobRequest, FailJobRequest, FenceRequest,
 };
 use crosstalk_model::{Clock, sha256_hex};
-use crosstalk_service::{HttpClient, HttpResponse};
+use crosstalk_service::{Bug, HttpClient, HttpResponse};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -41,7 +48,15 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     planted: crosstalk_service::Planted,
+    /// Jobs worked at once by [`Worker::run`] (at least 1).
+    concurrency: usize,
+    /// Where archives are assembled: staging path -> the items collected
+    /// under it so far. Each attempt at a job has a path of its own.
+    staging: Mutex<BTreeMap<String, Vec<ArchiveItem>>>,
 }
+
+/// A job slot's loop, as [`Worker::run`] polls it.
+type Slot<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// What one attempt at a job produced.
 pub enum Outcome {
@@ -65,7 +80,17 @@ impl Worker {
             clock,
             faults: crosstalk_service::fault_points::none(),
             planted: crosstalk_service::Planted::none(),
+            concurrency: 1,
+            staging: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Work up to `slots` jobs at once in [`Worker::run`] (at least 1). The
+    /// slots are futures of the one task that runs the worker, polled in
+    /// slot order: no task is spawned.
+    pub fn with_concurrency(mut self, slots: usize) -> Self {
+        self.concurrency = slots.max(1);
+        self
     }
 
     /// Inject fault points (simulation and fuzzing builds).
@@ -135,11 +160,55 @@ impl Worker {
         }
     }
 
-    /// Collect the subject's recordings as of now, into this job's own
-    /// staging area, and build the archive.
+    /// The staging path of one attempt at `job`: its export and its fence,
+    /// so no two attempts (here or on another slot) ever share one.
+    fn staging_path(&self, job: &ClaimedJob, snapshot_at_ms: u64) -> String {
+        if self.planted.on(Bug::SharedTempPath) {
+            // Planted shared-temp-path (givewp #5346): a minute-stamped temp name that concurrent jobs share.
+            return format!("/tmp/crosstalk-export-{}.zip", snapshot_at_ms / 60_000);
+        }
+        format!("/tmp/crosstalk-export-{}-{}", job.export_id.0, job.fence)
+    }
+
+    fn stage(&self, path: &str, item: ArchiveItem) {
+        let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        staging.entry(path.to_string()).or_default().push(item);
+    }
+
+    fn take_staged(&self, path: &str) -> Vec<ArchiveItem> {
+        let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        staging.remove(path).unwrap_or_default()
+    }
+
+    /// Collect the subject's recordings as of now, into this attempt's own
+    /// staging path, and build the archive from what was staged there.
     async fn build(&self, job: &ClaimedJob) -> Result<(u64, Vec<ArchiveItem>, Vec<u8>), String> {
         let snapshot_at_ms = self.clock.now_ms();
-        let mut staged: Vec<ArchiveItem> = Vec::new();
+        let path = self.staging_path(job, snapshot_at_ms);
+        let collected = self.collect(job, snapshot_at_ms, &path).await;
+        if let Err(reason) = collected {
+            // Clean up after a failed attempt (a planted shared path's
+            // leftovers stay, as a real temp file would).
+            if !self.planted.on(Bug::SharedTempPath) {
+                self.take_staged(&path);
+            }
+            return Err(reason);
+        }
+        // The archive (and so its manifest, which publication checks) is
+        // built from what the staging path holds.
+        let staged = self.take_staged(&path);
+        let archive = build_archive(job.subject, job.export_id, snapshot_at_ms, &staged)?;
+        Ok((snapshot_at_ms, staged, archive))
+    }
+
+    /// Page through the subject's recordings as of `snapshot_at_ms`, staging
+    /// each under `path`, renewing the lease after every page.
+    async fn collect(
+        &self,
+        job: &ClaimedJob,
+        snapshot_at_ms: u64,
+        path: &str,
+    ) -> Result<(), String> {
         let mut cursor: Option<String> = None;
         loop {
             if self.fires("worker.collect.page_fails") {
@@ -175,19 +244,20 @@ impl Worker {
                         view.id
                     ));
                 }
-                staged.push(ArchiveItem {
-                    recording: view,
-                    audio,
-                });
+                self.stage(
+                    path,
+                    ArchiveItem {
+                        recording: view,
+                        audio,
+                    },
+                );
             }
             self.renew(job).await?;
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        let archive = build_archive(job.subject, job.export_id, snapshot_at_ms, &staged)?;
-        Ok((snapshot_at_ms, staged, archive))
     }
 
     /// One attempt at a claimed job, start to finish.
@@ -233,8 +303,36 @@ impl Worker {
         }
     }
 
-    /// Claim and work jobs until the task is dropped.
+    /// Claim and work jobs until the task is dropped, in
+    /// [`Worker::with_concurrency`] slots at once.
     pub async fn run(self) {
+        let mut slots: Vec<Option<Slot<'_>>> = (0..self.concurrency)
+            .map(|_| Some(Box::pin(self.slot()) as Slot<'_>))
+            .collect();
+        // A join of the slots without a spawn: every wake-up polls each
+        // unfinished slot once, in slot order (deterministic).
+        std::future::poll_fn(|cx| {
+            let mut running = false;
+            for slot in &mut slots {
+                if let Some(future) = slot {
+                    if future.as_mut().poll(cx).is_ready() {
+                        *slot = None;
+                    } else {
+                        running = true;
+                    }
+                }
+            }
+            if running {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
+
+    /// One job slot: claim and work jobs, one at a time, forever.
+    async fn slot(&self) {
         let idle = Duration::from_millis(self.config.poll_ms.max(1));
         loop {
             match self.claim().await {

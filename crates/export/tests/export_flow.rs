@@ -2272,6 +2272,91 @@ async fn the_agent_console_sends_only_to_verified_subjects_and_audits_everything
     assert_eq!(w.audit(0).await, log);
 }
 
+/// The resend takes an optional body (`ResendLinkRequest`): nothing, `{}` or
+/// a null archive resend the ticket's own export as before; naming an archive
+/// (the "attach archive" field of real consoles) is refused with a 400 and
+/// audited, whoever's archive it is; unknown fields and bodies that are not
+/// JSON are refused.
+#[tokio::test(start_paused = true)]
+async fn the_agent_console_takes_no_archive() {
+    let w = World::new(22);
+    let alice = w.signup("alice@example.com").await;
+    let bob = w.signup("bob@example.com").await;
+    let worker = w.worker("w1");
+    let bob_export: ExportStatus = w
+        .request_export(&bob.session)
+        .await
+        .json(StatusCode::ACCEPTED);
+    w.publish_next(&worker).await;
+    let ticket: TicketStatus = w
+        .open_ticket("alice@example.com")
+        .await
+        .json(StatusCode::ACCEPTED);
+    let code = code_in(&w.feed(&alice.session).await, ticket.ticket_id);
+    let verified: TicketStatus = w.verify(ticket.ticket_id, &code).await.json(StatusCode::OK);
+    let own = verified.export_id.expect("verified");
+    w.publish_next(&worker).await;
+    let resend = format!("/v1/agent/tickets/{}/resend-link", ticket.ticket_id);
+
+    for body in [None, Some(json!({})), Some(json!({ "export_id": null }))] {
+        w.agent(AGENT_TOKEN, Method::POST, &resend, body.as_ref())
+            .await
+            .json::<Value>(StatusCode::OK);
+    }
+    for archive in [bob_export.export_id, own] {
+        let e = w
+            .agent(
+                AGENT_TOKEN,
+                Method::POST,
+                &resend,
+                Some(&json!({ "export_id": archive.0 })),
+            )
+            .await
+            .error(StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "the console takes no archive");
+    }
+    w.agent(
+        AGENT_TOKEN,
+        Method::POST,
+        &resend,
+        Some(&json!({ "recipient": "bob@example.com" })),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
+    let not_json = Request::builder()
+        .method(Method::POST)
+        .uri(&resend)
+        .header(header::AUTHORIZATION, format!("Bearer {AGENT_TOKEN}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("export 1"))
+        .expect("request builds");
+    call(&w.export, not_json)
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let links = |feed: &[Notification]| feed.iter().filter(|n| n.kind == "download-link").count();
+    assert_eq!(links(&w.feed(&alice.session).await), 3);
+    assert_eq!(links(&w.feed(&bob.session).await), 0);
+    let outcomes: Vec<(Option<ExportId>, String)> = w
+        .audit(0)
+        .await
+        .into_iter()
+        .map(|e| (e.export_id, e.outcome))
+        .collect();
+    let sent = "sent to the subject's own feed".to_string();
+    let refused = "refused: the console takes no archive".to_string();
+    assert_eq!(
+        outcomes,
+        [
+            (Some(own), sent.clone()),
+            (Some(own), sent.clone()),
+            (Some(own), sent),
+            (Some(bob_export.export_id), refused.clone()),
+            (Some(own), refused),
+        ]
+    );
+}
+
 /// A job whose workers keep dying without ever reporting (a poison job) is
 /// failed with a reason after `max_attempts` claims, instead of being handed
 /// out forever.

@@ -189,6 +189,18 @@ pub struct AgentTicketView {
     pub export_id: Option<ExportId>,
 }
 
+/// The optional body of an agent's resend (`POST
+/// /v1/agent/tickets/{id}/resend-link`). An empty body or `{}` resends the
+/// ticket's own export. The console takes no archive: naming one
+/// (`{"export_id": 7}`, the "attach archive" field real consoles have) is
+/// refused with a 400 and audited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendLinkRequest {
+    #[serde(default)]
+    pub export_id: Option<ExportId>,
+}
+
 /// What an agent offers as proof of identity (always refused: identity is
 /// proven only by the challenge sent to the account).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
