@@ -79,6 +79,40 @@ enum Command {
         #[arg(default_value = "scenarios/regressions")]
         dir: PathBuf,
     },
+    /// Plant a bug of the catalogue and run a scenario's seeds from 0 until
+    /// the oracle catches it (needs a build with the planted-bugs feature:
+    /// `cargo sim-planted hunt ...`).
+    Hunt {
+        /// The bug to plant (see --list).
+        #[arg(long, conflicts_with_all = ["all", "list"], required_unless_present_any = ["all", "list"])]
+        plant: Option<String>,
+        /// Hunt every bug of the catalogue, each in its default scenario, and
+        /// check the budget (median within --median-budget seeds, none past
+        /// --max-seeds).
+        #[arg(long)]
+        all: bool,
+        /// List the catalogue.
+        #[arg(long)]
+        list: bool,
+        /// Scenario file (default: the bug's own, see --list).
+        #[arg(long, conflicts_with = "all")]
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value_t = 200)]
+        max_seeds: u64,
+        #[arg(long, default_value_t = 20)]
+        median_budget: u64,
+        /// Go on past the first catch until this many seeds ran, to measure
+        /// the share of seeds that catch each bug.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seeds run in parallel (default: the number of cores).
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Write each caught bug's plan as a regression here
+        /// (`planted-<bug>.json`).
+        #[arg(long)]
+        save_regressions: Option<PathBuf>,
+    },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
         #[arg(
@@ -93,6 +127,10 @@ enum Command {
         /// A plan saved under target/crosstalk/failures/.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Plant this bug of the catalogue (repeatable; needs a build with
+        /// the planted-bugs feature).
+        #[arg(long)]
+        plant: Vec<String>,
     },
 }
 
@@ -148,7 +186,11 @@ pub fn banner(plan: &Plan) -> String {
         } else {
             ""
         },
-    ) + &if plan.swarm_off.is_empty() {
+    ) + &if plan.planted.is_empty() {
+        String::new()
+    } else {
+        format!("; PLANTED BUGS: {}", plan.planted.join(", "))
+    } + &if plan.swarm_off.is_empty() {
         String::new()
     } else {
         format!("; swarm off: {}", plan.swarm_off.join(", "))
@@ -340,8 +382,11 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.sut_faults_fired,
     );
     println!(
-        "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}",
-        c.agent_actions, c.agent_errors_injected, c.manual_verifications_refused,
+        "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}, archives attached to a resend refused {}",
+        c.agent_actions,
+        c.agent_errors_injected,
+        c.manual_verifications_refused,
+        c.archive_attachments_refused,
     );
     println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
@@ -685,8 +730,13 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
     EXIT_PASS
 }
 
-fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Option<PathBuf>) -> i32 {
-    let (plan, replay) = match (scenario, seed, plan_path) {
+fn replay_command(
+    scenario: Option<PathBuf>,
+    seed: Option<u64>,
+    plan_path: Option<PathBuf>,
+    plant: Vec<String>,
+) -> i32 {
+    let (mut plan, mut replay) = match (scenario, seed, plan_path) {
         (_, _, Some(path)) => {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
@@ -726,6 +776,22 @@ fn replay_command(scenario: Option<PathBuf>, seed: Option<u64>, plan_path: Optio
             return EXIT_USAGE;
         }
     };
+    for name in &plant {
+        if let Err(e) = name.parse::<crosstalk_service::Bug>() {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+        if !plan.planted.contains(name) {
+            plan.planted.push(name.clone());
+            replay.push_str(&format!(" --plant {name}"));
+        }
+    }
+    if !plan.planted.is_empty()
+        && let Err(e) = crate::hunt::require_planted_build()
+    {
+        eprintln!("error: the plan plants {}; {e}", plan.planted.join(", "));
+        return EXIT_USAGE;
+    }
     println!("crosstalk replay");
     println!("{}", banner(&plan));
     let started = wall_clock();
@@ -804,6 +870,172 @@ fn bench_command(path: &Path, seeds: &str, round_trips: u64) -> i32 {
     EXIT_PASS
 }
 
+struct HuntArgs {
+    plant: Option<String>,
+    all: bool,
+    list: bool,
+    scenario: Option<PathBuf>,
+    max_seeds: u64,
+    median_budget: u64,
+    rate: u64,
+    jobs: usize,
+    save_regressions: Option<PathBuf>,
+}
+
+fn scenario_path_for(bug: crosstalk_service::Bug) -> PathBuf {
+    PathBuf::from(format!(
+        "scenarios/{}.toml",
+        crate::hunt::default_scenario(bug)
+    ))
+}
+
+fn hunt_command(args: HuntArgs) -> i32 {
+    use crate::hunt;
+    use crosstalk_service::Bug;
+    if args.list {
+        for bug in Bug::ALL {
+            println!(
+                "{:<26} {:<32} [{}] {}",
+                bug.name(),
+                bug.incident(),
+                hunt::default_scenario(bug),
+                bug.defect()
+            );
+        }
+        return EXIT_PASS;
+    }
+    if let Err(e) = hunt::require_planted_build() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let targets: Vec<(Bug, PathBuf)> = if args.all {
+        Bug::ALL
+            .into_iter()
+            .map(|b| (b, scenario_path_for(b)))
+            .collect()
+    } else {
+        let name = args.plant.clone().unwrap_or_default();
+        match name.parse::<Bug>() {
+            Ok(bug) => vec![(
+                bug,
+                args.scenario
+                    .clone()
+                    .unwrap_or_else(|| scenario_path_for(bug)),
+            )],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    println!(
+        "crosstalk hunt: {} planted bug(s), up to {} seeds each, {} job(s)",
+        targets.len(),
+        args.max_seeds,
+        args.jobs
+    );
+    let started = wall_clock();
+    let mut hunts = Vec::new();
+    for (bug, path) in targets {
+        let found = hunt::hunt(bug, &path, args.max_seeds, args.rate, args.jobs, || {
+            started.elapsed().as_secs_f64()
+        });
+        let found = match found {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        match &found.caught {
+            Some((seed, outcome)) => {
+                println!(
+                    "caught   {:<26} in {:>3} seed(s), {:>6.1} s, by {} ({}): seed {seed}; {} of {} seeds run catch it",
+                    bug.name(),
+                    seed + 1,
+                    found.wall_seconds,
+                    found.invariant(),
+                    path.display(),
+                    found.seeds_caught,
+                    found.seeds_run
+                );
+                if let Some(v) = outcome.violations.first() {
+                    println!("         first violation: {}", v.invariant.describe());
+                    println!("         provenance: {}", v.detail);
+                }
+                if let Some(replay) = found.replay() {
+                    println!("         replay: {replay}");
+                }
+            }
+            None => println!(
+                "MISSED   {:<26} in {} seed(s), {:.1} s ({}){}",
+                bug.name(),
+                found.seeds_run,
+                found.wall_seconds,
+                path.display(),
+                if found.errors > 0 {
+                    format!("; {} seed(s) ended in infrastructure errors", found.errors)
+                } else {
+                    String::new()
+                }
+            ),
+        }
+        if let Some(dir) = &args.save_regressions
+            && let Some(regression) = hunt::regression_for(&found)
+        {
+            let file = dir.join(format!("planted-{}.json", bug.name()));
+            let written = std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| serde_json::to_string_pretty(&regression).map_err(|e| e.to_string()))
+                .and_then(|json| std::fs::write(&file, json + "\n").map_err(|e| e.to_string()));
+            match written {
+                Ok(()) => println!("         regression saved: {}", file.display()),
+                Err(e) => {
+                    eprintln!("error: writing {}: {e}", file.display());
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        hunts.push(found);
+    }
+    println!();
+    println!("{}", hunt::TABLE_HEADER);
+    for h in &hunts {
+        println!("{}", hunt::table_row(h));
+    }
+    let caught = hunts.iter().filter(|h| h.caught.is_some()).count();
+    let median = hunt::median_seeds(&hunts);
+    let worst = hunts
+        .iter()
+        .map(|h| h.seeds_to_detect().unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or(0);
+    let shown = |n: u64| {
+        if n == u64::MAX {
+            "not caught".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    println!();
+    println!(
+        "caught {caught} of {}; seeds to detect: median {}, worst {}; budget: median <= {}, none above {}; {:.1} s wall",
+        hunts.len(),
+        shown(median),
+        shown(worst),
+        args.median_budget,
+        args.max_seeds,
+        started.elapsed().as_secs_f64()
+    );
+    if caught == hunts.len() && median <= args.median_budget && worst <= args.max_seeds {
+        println!("result: PASS");
+        EXIT_PASS
+    } else {
+        println!("result: FAIL");
+        EXIT_VIOLATION
+    }
+}
+
 fn regressions_command(dir: &Path) -> i32 {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -829,8 +1061,12 @@ fn regressions_command(dir: &Path) -> i32 {
     for file in &files {
         let loaded = std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
-            .and_then(|t| crate::plan::load_plan_file(&t));
-        let (plan, postmortem) = match loaded {
+            .and_then(|t| crate::plan::load_regression_file(&t));
+        let crate::plan::Regression {
+            plan,
+            postmortem,
+            catches,
+        } = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 eprintln!("error: {}: {e}", file.display());
@@ -848,17 +1084,36 @@ fn regressions_command(dir: &Path) -> i32 {
         } else {
             "ok"
         };
-        println!(
-            "{verdict:>16}  {}  ({})",
-            file.display(),
-            postmortem.unwrap_or_default()
-        );
+        println!("{verdict:>16}  {}  ({postmortem})", file.display());
         if verdict == "FAIL" {
             report_failure(
                 &first,
                 &plan,
                 &format!("cargo sim replay --plan {}", file.display()),
             );
+        }
+        // A plan kept for a planted bug must also fail with the bug planted.
+        if let Some(bug) = catches {
+            if !crosstalk_service::Planted::AVAILABLE {
+                println!(
+                    "{:>16}  with {bug} planted: needs the planted-bugs build (cargo sim-planted regressions)",
+                    "skipped"
+                );
+                continue;
+            }
+            let mut planted = plan.clone();
+            planted.planted = vec![bug.clone()];
+            let outcome = run_plan(&planted);
+            if outcome.violations.is_empty() {
+                failed += 1;
+                println!(
+                    "{:>16}  with {bug} planted: NOT caught (the plan no longer sees the bug)",
+                    "FAIL"
+                );
+            } else {
+                let first = outcome.violations[0].invariant.short();
+                println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+            }
         }
     }
     if nondeterministic > 0 {
@@ -906,7 +1161,38 @@ pub fn main() -> i32 {
             scenario,
             seed,
             plan,
-        } => replay_command(scenario, seed, plan),
+            plant,
+        } => replay_command(scenario, seed, plan, plant),
+        Command::Hunt {
+            plant,
+            all,
+            list,
+            scenario,
+            max_seeds,
+            median_budget,
+            rate,
+            jobs,
+            save_regressions,
+        } => {
+            let jobs = jobs
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                })
+                .max(1);
+            hunt_command(HuntArgs {
+                plant,
+                all,
+                list,
+                scenario,
+                max_seeds,
+                median_budget,
+                rate,
+                jobs,
+                save_regressions,
+            })
+        }
         Command::Regressions { dir } => regressions_command(&dir),
         Command::Bench {
             scenario,

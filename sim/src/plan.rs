@@ -245,11 +245,20 @@ pub struct Regression {
 /// Read a plan file: a bare plan (as saved under `target/crosstalk/failures/`)
 /// or a regression (plan plus postmortem).
 pub fn load_plan_file(text: &str) -> Result<(Plan, Option<String>), String> {
+    load_regression_file(text).map(|r| (r.plan, Some(r.postmortem).filter(|p| !p.is_empty())))
+}
+
+/// Read a plan file as a regression (a bare plan has an empty postmortem).
+pub fn load_regression_file(text: &str) -> Result<Regression, String> {
     if let Ok(regression) = serde_json::from_str::<Regression>(text) {
-        return Ok((regression.plan, Some(regression.postmortem)));
+        return Ok(regression);
     }
     serde_json::from_str::<Plan>(text)
-        .map(|plan| (plan, None))
+        .map(|plan| Regression {
+            postmortem: String::new(),
+            plan,
+            catches: None,
+        })
         .map_err(|e| e.to_string())
 }
 
@@ -392,8 +401,12 @@ impl Plan {
         let first_action_ms = (active_ms / 20).max(1000);
         for index in 0..account_count {
             let devices = draw(&mut rng, world.devices_per_account) as u32;
+            let skew_share = scenario.faults.device_clock_skew_per_mille;
             let device_clock_skew_ms: Vec<i64> = (0..devices)
                 .map(|_| {
+                    if skew_share < 1000 && !rng.random_ratio(skew_share as u32, 1000) {
+                        return 0;
+                    }
                     let magnitude = draw(&mut rng, scenario.faults.device_clock_skew_ms) as i64;
                     if rng.random_bool(0.5) {
                         magnitude

@@ -226,6 +226,9 @@ pub struct FaultSpec {
     pub net_fault_ms: Range,
     /// How wrong each device's clock is (magnitude in ms; the sign is drawn).
     pub device_clock_skew_ms: Range,
+    /// Share of devices, per thousand, whose clock is off at all (the rest
+    /// keep network time and agree to the tick).
+    pub device_clock_skew_per_mille: u64,
     /// Chance, per thousand passes, that a fault point inside the services
     /// fires (a reply lost after a commit, a worker stalling past its lease,
     /// a failed page read, a dropped notification...).
@@ -247,6 +250,7 @@ impl Default for FaultSpec {
             latency_spike_ms: Range(200, 3_000),
             net_fault_ms: Range(1_000, 20_000),
             device_clock_skew_ms: Range(0, 0),
+            device_clock_skew_per_mille: 1000,
             sut_fault_points_per_mille: Range(0, 0),
         }
     }
@@ -463,6 +467,9 @@ impl Scenario {
             .validate("faults.sut_fault_points_per_mille")?;
         if f.sut_fault_points_per_mille.1 > 500 {
             return Err("faults.sut_fault_points_per_mille: at most 500".into());
+        }
+        if f.device_clock_skew_per_mille > 1000 {
+            return Err("faults.device_clock_skew_per_mille: at most 1000".into());
         }
         if f.device_clock_skew_ms.1 > 7 * 24 * 3_600_000 {
             return Err("faults.device_clock_skew_ms: at most a week".into());

@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use crosstalk_export::worker::{Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient};
 use crosstalk_model::SeededEntropy;
-use crosstalk_service::{HttpClient, Spawner};
+use crosstalk_service::{HttpClient, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -40,7 +40,9 @@ const ORDER_SWEEP_MS: u64 = 1_000;
 const SETTLE_MS: u64 = 1_000;
 /// How often an idle worker asks for work, and its page size.
 const WORKER_POLL_MS: u64 = 500;
-const WORKER_PAGE_ITEMS: usize = 20;
+const WORKER_PAGE_ITEMS: usize = 5;
+/// Jobs one worker builds at once.
+const WORKER_JOB_SLOTS: usize = 2;
 
 /// Everything a run produced.
 #[derive(Debug, Clone)]
@@ -66,6 +68,24 @@ impl RunOutcome {
     pub fn passed(&self) -> bool {
         self.violations.is_empty() && self.infra_errors.is_empty()
     }
+
+    /// An outcome with nothing in it (for tests of the reporting).
+    #[cfg(test)]
+    pub fn empty_for(plan: &Plan) -> RunOutcome {
+        RunOutcome {
+            seed: plan.seed,
+            trace_hash: String::new(),
+            trace_events: 0,
+            trace_lines: Vec::new(),
+            violations: Vec::new(),
+            controls: Controls::default(),
+            simulated_ms: 0,
+            sut_requests: 0,
+            infra_errors: Vec::new(),
+            store_disk: DiskStats::default(),
+            export_disk: DiskStats::default(),
+        }
+    }
 }
 
 /// A secret derived from the seed for one purpose.
@@ -89,6 +109,22 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
 /// Execute `plan` and judge it.
 pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
+    // Bugs of the planted catalogue the services run with (none normally).
+    let mut plant_errors = Vec::new();
+    let mut bugs = Vec::new();
+    for name in &plan.planted {
+        match name.parse::<crosstalk_service::Bug>() {
+            Ok(bug) => bugs.push(bug),
+            Err(e) => plant_errors.push(e),
+        }
+    }
+    if !bugs.is_empty() && !Planted::AVAILABLE {
+        plant_errors.push(format!(
+            "the plan plants {} but this build has no planted bugs (build with --features planted-bugs)",
+            plan.planted.join(", ")
+        ));
+    }
+    let planted = Planted::of(bugs);
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let agent_token = hex::encode(derive(seed, "agent-token"));
     let world = World::new(
@@ -146,7 +182,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let opened =
                     Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token, password_iterations: 1 });
                 let store = match opened {
-                    Ok(store) => store.with_fault_points(points),
+                    Ok(store) => store.with_fault_points(points).with_planted(planted),
                     Err(e) => {
                         // The process exits; the world's supervisor restarts it.
                         world.trace.borrow_mut().record(crate::net::sim_now_ms(), &format!("store: exiting: {e}"));
@@ -200,7 +236,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             let handle = disk.open();
             let points = fault_points(format!("export/{}", restarts.get()));
             async move {
-                let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
+                let store = StoreClient::new(store_client(Duration::from_secs(10), planted), token);
                 let opened = ExportService::open(
                     handle,
                     Arc::new(SimClock),
@@ -209,7 +245,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     config,
                 );
                 let service = match opened {
-                    Ok(service) => Arc::new(service.with_fault_points(points)),
+                    Ok(service) => {
+                        Arc::new(service.with_fault_points(points).with_planted(planted))
+                    }
                     Err(e) => {
                         world
                             .trace
@@ -260,10 +298,13 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     Duration::from_secs(10),
                     2,
                 )
-                .with_spawner(Spawner::Local);
-                let store = StoreClient::new(store_client(Duration::from_secs(10)), token);
+                .with_spawner(Spawner::Local)
+                .with_planted(planted);
+                let store = StoreClient::new(store_client(Duration::from_secs(10), planted), token);
                 Worker::new(config, export, store, Arc::new(SimClock))
                     .with_fault_points(points)
+                    .with_planted(planted)
+                    .with_concurrency(WORKER_JOB_SLOTS)
                     .run()
                     .await;
                 Ok(())
@@ -370,6 +411,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     drop(sim);
 
     let mut infra_errors = world.errors.borrow().clone();
+    infra_errors.extend(plant_errors);
     {
         let mut oracle = world.oracle.borrow_mut();
         if let Err(e) = result {
@@ -555,7 +597,10 @@ fn export_config() -> ExportConfig {
     }
 }
 
-fn store_client(timeout: Duration) -> HttpClient {
+/// A service's pooled client to the store (the services' own pools carry
+/// the planted bugs; the people's clients are the harness's instruments and
+/// never do).
+fn store_client(timeout: Duration, planted: Planted) -> HttpClient {
     HttpClient::new(
         Arc::new(SimConnector {
             host: STORE_HOST,
@@ -565,4 +610,5 @@ fn store_client(timeout: Duration) -> HttpClient {
         4,
     )
     .with_spawner(Spawner::Local)
+    .with_planted(planted)
 }

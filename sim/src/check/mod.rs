@@ -36,6 +36,21 @@ pub enum Invariant {
 }
 
 impl Invariant {
+    /// The invariant's short name, as in reports and tables.
+    pub fn short(self) -> &'static str {
+        match self {
+            Invariant::Isolation => "isolation",
+            Invariant::Exactness => "exactness",
+            Invariant::Erasure => "erasure",
+            Invariant::LinkBinding => "link binding",
+            Invariant::RequestIntegrity => "request integrity",
+            Invariant::Durability => "durability",
+            Invariant::Liveness => "liveness",
+            Invariant::BroadcastActed => "broadcast never acts",
+            Invariant::AgentContainment => "agent containment",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Invariant::Isolation => {
@@ -147,6 +162,8 @@ pub struct Controls {
     pub agent_actions: u64,
     pub agent_errors_injected: u64,
     pub manual_verifications_refused: u64,
+    /// Agent resends that "attached" an archive, refused by the console.
+    pub archive_attachments_refused: u64,
 }
 
 impl Controls {
@@ -198,6 +215,7 @@ impl Controls {
         self.agent_actions += other.agent_actions;
         self.agent_errors_injected += other.agent_errors_injected;
         self.manual_verifications_refused += other.manual_verifications_refused;
+        self.archive_attachments_refused += other.archive_attachments_refused;
     }
 }
 
@@ -532,6 +550,10 @@ impl Oracle {
     /// Recordings acknowledged before the export was requested must be in it;
     /// recordings whose upload began after the client saw the export ready
     /// must not; anything in between raced the snapshot and may go either way.
+    /// Erasure is judged at `download_requested_ms`: a deletion acknowledged
+    /// before the download was asked for must not be in what it delivers,
+    /// whenever the archive was built.
+    #[allow(clippy::too_many_arguments)]
     pub fn check_archive(
         &mut self,
         subject: usize,
@@ -539,13 +561,14 @@ impl Oracle {
         contents: &ArchiveContents,
         requested_at_ms: u64,
         ready_seen_ms: u64,
+        download_requested_ms: u64,
         at_ms: u64,
     ) {
         let decoded = Decoded {
             nonces: contents.audio.clone(),
             invalid_marks: contents.invalid_marks,
         };
-        let own_audio = self.receive(subject, channel, &decoded, ready_seen_ms, at_ms);
+        let own_audio = self.receive(subject, channel, &decoded, download_requested_ms, at_ms);
         self.controls.archive_recordings_checked += contents.audio.len() as u64;
         // Transcripts in the manifest are deliveries too.
         let text = Decoded {
@@ -556,7 +579,7 @@ impl Oracle {
             subject,
             &format!("{channel} (manifest)"),
             &text,
-            ready_seen_ms,
+            download_requested_ms,
             at_ms,
         );
 

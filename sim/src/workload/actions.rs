@@ -12,7 +12,9 @@ use crosstalk_model::api::{
     ExportStatus, InboxItem, Intent, MessageState, MessageView, SendMessageRequest,
     TransferDeviceRequest,
 };
-use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
+use crosstalk_model::api::{
+    Notification, TicketRequest, TicketState, TicketStatus, VerifyTicketRequest,
+};
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -305,6 +307,7 @@ impl Person {
             }
             let mut downloads = 0;
             loop {
+                let download_requested_ms = sim_now_ms();
                 let response = loop {
                     match self
                         .call(true, Method::GET, &path, Some(&session), None)
@@ -374,6 +377,7 @@ impl Person {
                                 &contents,
                                 requested_at_ms,
                                 ready_seen_ms,
+                                download_requested_ms,
                                 now,
                             );
                         }
@@ -424,9 +428,12 @@ impl Person {
         }
         let ticket: TicketStatus = parse(&response)?;
         let marker = format!("(ticket {})", ticket.ticket_id);
-        let code = self
-            .notifications()
-            .await?
+        // Look for the code without marking the feed read: the links in it
+        // are still to be followed by the next notification read.
+        let seen = self.notification_seq;
+        let notes = self.notifications().await;
+        self.notification_seq = seen;
+        let code = notes?
             .into_iter()
             .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
             .find_map(|n| {
@@ -485,6 +492,24 @@ impl Person {
             )));
         }
         let ticket: TicketStatus = parse(&response)?;
+        if ticket.state != TicketState::AwaitingVerification || ticket.export_id.is_some() {
+            // Knowing an address must never be enough: whatever the victim
+            // asked for before, a new ticket starts unverified.
+            let detail = format!(
+                "{} opened a ticket for another person's email and it came back {:?} with export {:?}, before any proof",
+                self.oracle().who(self.principal),
+                ticket.state,
+                ticket.export_id
+            );
+            self.oracle().violate(
+                Invariant::AgentContainment,
+                sim_now_ms(),
+                None,
+                Some(self.principal),
+                detail,
+            );
+            return Ok(());
+        }
         for guess in 0..guesses {
             let code = format!(
                 "{:016x}",
@@ -523,7 +548,7 @@ impl Person {
 
     /// Read one's notifications and follow every download link in them:
     /// each must lead to one's own data.
-    async fn read_notifications(&mut self) -> Result<(), CallError> {
+    pub(super) async fn read_notifications(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         for notification in self.notifications().await? {
             let Some(path) = notification
@@ -1084,7 +1109,7 @@ impl Person {
     }
 
     /// Read the inbox: every message's transcript, and one message's audio.
-    async fn read_inbox(&mut self, pick: u64) -> Result<(), CallError> {
+    pub(super) async fn read_inbox(&mut self, pick: u64) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let items: Vec<InboxItem> = self

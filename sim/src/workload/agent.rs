@@ -10,7 +10,10 @@ use super::person::to_json;
 use crate::net::{EXPORT_HOST, EXPORT_PORT, SimConnector, sim_now_ms};
 use crate::plan::AgentPlan;
 use bytes::Bytes;
-use crosstalk_model::api::{AgentTicketView, ManualVerificationRequest, TicketState};
+use crosstalk_model::ExportId;
+use crosstalk_model::api::{
+    AgentTicketView, ManualVerificationRequest, ResendLinkRequest, TicketState,
+};
 use crosstalk_service::{HttpClient, HttpResponse, Spawner};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
@@ -70,16 +73,29 @@ impl Agent {
         response.ok()
     }
 
-    async fn resend(&self, ticket: u64) {
+    /// Resend a ticket's link; with `attach`, the agent also "attaches" an
+    /// archive it has on screen (someone else's, by mistake). The console
+    /// must refuse to take an archive at all.
+    async fn resend(&self, ticket: u64, attach: Option<ExportId>) {
+        let body = attach.and_then(|export_id| {
+            to_json(&ResendLinkRequest {
+                export_id: Some(export_id),
+            })
+            .ok()
+        });
         let response = self
             .call(
                 Method::POST,
                 &format!("/v1/agent/tickets/{ticket}/resend-link"),
-                None,
+                body,
             )
             .await;
-        if response.is_some() {
-            self.world.oracle.borrow_mut().controls.agent_actions += 1;
+        if let Some(response) = response {
+            let mut oracle = self.world.oracle.borrow_mut();
+            oracle.controls.agent_actions += 1;
+            if attach.is_some() && response.status() == StatusCode::BAD_REQUEST {
+                oracle.controls.archive_attachments_refused += 1;
+            }
         }
     }
 
@@ -97,7 +113,7 @@ impl Agent {
         &mut self,
         handled: &mut BTreeSet<u64>,
         vouched: &mut BTreeSet<u64>,
-        clipboard: &mut Option<u64>,
+        clipboard: &mut Option<(u64, Option<ExportId>)>,
     ) {
         let Some(response) = self.call(Method::GET, "/v1/agent/tickets", None).await else {
             return;
@@ -156,6 +172,7 @@ impl Agent {
                 }
                 TicketState::Verified => {
                     let mut target = ticket.ticket_id;
+                    let mut attach = None;
                     if self.chance(self.plan.typo_per_mille) {
                         target = if self.rng.random_bool(0.5) {
                             target + 1
@@ -163,21 +180,32 @@ impl Agent {
                             target.saturating_sub(1)
                         };
                         self.error("types an adjacent ticket id");
-                    } else if let Some(previous) =
+                    } else if let Some((previous, previous_export)) =
                         clipboard.filter(|_| self.chance(self.plan.stale_clipboard_per_mille))
                     {
-                        target = previous;
-                        self.error("pastes the previous ticket's id");
+                        if previous_export.is_some() && self.rng.random_bool(0.5) {
+                            attach = previous_export;
+                            self.error("attaches the previous ticket's archive");
+                        } else {
+                            target = previous;
+                            self.error("pastes the previous ticket's id");
+                        }
                     } else if ids.len() > 1 && self.chance(self.plan.swap_per_mille) {
-                        target = ids[self.rng.random_range(0..ids.len())];
-                        self.error("swaps two tickets worked at once");
+                        let other = &tickets[self.rng.random_range(0..tickets.len())];
+                        if other.export_id.is_some() && self.rng.random_bool(0.5) {
+                            attach = other.export_id;
+                            self.error("attaches the archive of another ticket worked at once");
+                        } else {
+                            target = other.ticket_id;
+                            self.error("swaps two tickets worked at once");
+                        }
                     }
-                    self.resend(target).await;
+                    self.resend(target, attach).await;
                     if self.chance(self.plan.duplicate_per_mille) {
                         self.error("sends it twice");
-                        self.resend(target).await;
+                        self.resend(target, attach).await;
                     }
-                    *clipboard = Some(ticket.ticket_id);
+                    *clipboard = Some((ticket.ticket_id, ticket.export_id));
                     handled.insert(ticket.ticket_id);
                 }
             }

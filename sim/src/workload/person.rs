@@ -25,7 +25,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const TRANSPORT_ATTEMPTS: u32 = 5;
 const RETRY_BACKOFF_MS: u64 = 250;
 pub(super) const POLL_MS: u64 = 2_000;
-const HISTORY_PAGE_ITEMS: usize = 20;
+const HISTORY_PAGE_ITEMS: usize = 5;
 
 /// A capture waiting in a device's buffer until the store acknowledges it.
 pub(crate) struct PendingUpload {
@@ -656,7 +656,11 @@ impl Person {
                 }
             }
         }
-        self.audit_orders().await
+        self.audit_orders().await?;
+        // Whatever reached the account's feed and inbox by the end is
+        // judged too.
+        self.read_notifications().await?;
+        self.read_inbox(0).await
     }
 
     /// Every order must come from this principal's own capture, and none
@@ -783,20 +787,54 @@ pub async fn person(world: Rc<World>, index: usize) {
             // The service was down: the action's outcome is unknown; go on.
             Ok(()) | Err(CallError::Unavailable(_)) => {}
             Err(e) => {
-                world
-                    .errors
-                    .borrow_mut()
-                    .push(format!("person {index} {}: {e}", timed.action.name()));
+                // An answer outside the API's contract (a 404 for one's own
+                // export, a reply that is not what was asked): the services
+                // misbehaved. The person stops; the run fails.
+                let detail = format!(
+                    "{} {}: the service answered outside its contract: {e}",
+                    person.oracle().who(person.principal),
+                    timed.action.name()
+                );
+                person.oracle().violate(
+                    Invariant::RequestIntegrity,
+                    sim_now_ms(),
+                    None,
+                    Some(person.principal),
+                    detail,
+                );
                 return;
             }
         }
     }
     // Faults heal when the active period ends; then every person audits.
     sleep_until(world.plan.active_ms).await;
-    if let Err(e) = person.final_audit().await {
-        world
-            .errors
-            .borrow_mut()
-            .push(format!("person {index} final audit: {e}"));
+    match person.final_audit().await {
+        Ok(()) => {}
+        Err(CallError::Unavailable(e)) => {
+            let detail = format!(
+                "{}'s final audit: the services still failed after every fault healed: {e}",
+                person.oracle().who(person.principal)
+            );
+            person.oracle().violate(
+                Invariant::Liveness,
+                sim_now_ms(),
+                None,
+                Some(person.principal),
+                detail,
+            );
+        }
+        Err(e) => {
+            let detail = format!(
+                "{}'s final audit: the service answered outside its contract: {e}",
+                person.oracle().who(person.principal)
+            );
+            person.oracle().violate(
+                Invariant::RequestIntegrity,
+                sim_now_ms(),
+                None,
+                Some(person.principal),
+                detail,
+            );
+        }
     }
 }
