@@ -117,16 +117,21 @@ enum Command {
     Replay {
         #[arg(
             long,
-            required_unless_present = "plan",
-            conflicts_with = "plan",
+            required_unless_present_any = ["plan", "fuzz_artifact"],
+            conflicts_with_all = ["plan", "fuzz_artifact"],
             requires = "seed"
         )]
         scenario: Option<PathBuf>,
         #[arg(long)]
         seed: Option<u64>,
         /// A plan saved under target/crosstalk/failures/.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fuzz_artifact")]
         plan: Option<PathBuf>,
+        /// A crashing input of the `plan` fuzz target (fuzz/artifacts/plan/…):
+        /// it is turned into its plan, saved under target/crosstalk/failures/,
+        /// and replayed.
+        #[arg(long)]
+        fuzz_artifact: Option<PathBuf>,
         /// Plant this bug of the catalogue (repeatable; needs a build with
         /// the planted-bugs feature).
         #[arg(long)]
@@ -210,8 +215,12 @@ pub fn banner(plan: &Plan) -> String {
 }
 
 fn save_plan(plan: &Plan) -> Result<PathBuf, String> {
+    save_plan_as(plan, &format!("{}-{}.json", plan.scenario, plan.seed))
+}
+
+fn save_plan_as(plan: &Plan, name: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(FAILURES_DIR).map_err(|e| format!("creating {FAILURES_DIR}: {e}"))?;
-    let path = Path::new(FAILURES_DIR).join(format!("{}-{}.json", plan.scenario, plan.seed));
+    let path = Path::new(FAILURES_DIR).join(name);
     let json = serde_json::to_string_pretty(plan).map_err(|e| e.to_string())?;
     std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(path)
@@ -730,6 +739,58 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
     EXIT_PASS
 }
 
+/// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
+/// save the plan, and replay it like any saved plan.
+fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>) -> i32 {
+    let bytes = match std::fs::read(artifact) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: reading {}: {e}", artifact.display());
+            return EXIT_USAGE;
+        }
+    };
+    let plan = match crate::fuzzing::plan::plan_from_bytes(
+        &bytes,
+        crosstalk_service::Planted::AVAILABLE,
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if !crosstalk_service::Planted::AVAILABLE {
+        println!(
+            "note: this build has no planted bugs; an artifact of the planted fuzz build \
+             (cargo fuzz run --features planted-bugs plan) replays with `cargo sim-planted replay --fuzz-artifact`"
+        );
+    }
+    let name = artifact
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let saved = match save_plan_as(&plan, &format!("fuzz-{name}.json")) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    println!(
+        "fuzz artifact {} is plan {} seed {}{}; saved as {}",
+        artifact.display(),
+        plan.scenario,
+        plan.seed,
+        if plan.planted.is_empty() {
+            String::new()
+        } else {
+            format!(" with {} planted", plan.planted.join(", "))
+        },
+        saved.display()
+    );
+    replay_command(None, None, Some(saved), plant)
+}
+
 fn replay_command(
     scenario: Option<PathBuf>,
     seed: Option<u64>,
@@ -1161,7 +1222,17 @@ pub fn main() -> i32 {
             scenario,
             seed,
             plan,
+            fuzz_artifact: Some(artifact),
             plant,
+        } if scenario.is_none() && seed.is_none() && plan.is_none() => {
+            fuzz_artifact_command(&artifact, plant)
+        }
+        Command::Replay {
+            scenario,
+            seed,
+            plan,
+            plant,
+            ..
         } => replay_command(scenario, seed, plan, plant),
         Command::Hunt {
             plant,

@@ -16,6 +16,7 @@ pub mod canary;
 pub mod check;
 pub mod cli;
 pub mod faults;
+pub mod fuzzing;
 pub mod hunt;
 pub mod net;
 pub mod plan;

@@ -72,3 +72,137 @@ pub fn archive_bytes(data: &[u8]) {
         }
     }
 }
+
+/// The packager, end to end: arbitrary recordings of several accounts and
+/// an export request (subject, snapshot time) → the worker's selection of
+/// the subject's listing → [`build_archive`](crate::archive::build_archive)
+/// → [`read_archive`](crate::archive::read_archive) → exactly the model's set
+/// for that subject: every one of its recordings received by the snapshot,
+/// byte for byte with its transcript, and nothing else. Packaging is
+/// deterministic and does not depend on the order items arrive in; an item
+/// whose audio does not match its digest, or a repeated id, is refused.
+///
+/// Input layout: byte 0 the subject (of 4 accounts), bytes 1..3 the
+/// snapshot time; then records of `owner, id, received (2 bytes), length,
+/// audio bytes, transcript length, transcript bytes`, until the input ends.
+pub fn archive(data: &[u8]) {
+    use crate::archive::{ArchiveItem, build_archive, read_archive};
+    use crate::worker::in_snapshot;
+    use crosstalk_model::api::RecordingView;
+    use crosstalk_model::{DeviceId, RecordingId};
+    use std::collections::BTreeMap;
+
+    let mut at = 0usize;
+    let mut next = |n: usize| -> Option<&[u8]> {
+        let slice = data.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(slice)
+    };
+    let Some(head) = next(3) else { return };
+    let subject = AccountId(u64::from(head[0] % 4));
+    let snapshot_at_ms = u64::from(u16::from_be_bytes([head[1], head[2]]));
+    // The store: recordings of every account, ids unique (a later record
+    // with the same id is another upload, so it is skipped like the store's
+    // counter would never produce it).
+    let mut store: BTreeMap<u64, (AccountId, ArchiveItem)> = BTreeMap::new();
+    while let Some(record) = next(5) {
+        let owner = AccountId(u64::from(record[0] % 4));
+        let id = u64::from(record[1]);
+        let received_at_ms = u64::from(u16::from_be_bytes([record[2], record[3]]));
+        let audio = next(usize::from(record[4] % 64))
+            .unwrap_or_default()
+            .to_vec();
+        let text_len = next(1).map(|b| usize::from(b[0] % 48)).unwrap_or(0);
+        let transcript = String::from_utf8_lossy(next(text_len).unwrap_or_default()).into_owned();
+        let recording = RecordingView {
+            id: RecordingId(id),
+            device: DeviceId(owner.0 * 10),
+            captured_at_ms: received_at_ms.saturating_sub(u64::from(record[4])),
+            received_at_ms,
+            transcript,
+            audio_sha256: crosstalk_model::sha256_hex(&audio),
+            audio_len: audio.len() as u64,
+        };
+        store
+            .entry(id)
+            .or_insert((owner, ArchiveItem { recording, audio }));
+    }
+    // The model's set for the subject, decided here from ground truth.
+    let expected: BTreeMap<u64, &ArchiveItem> = store
+        .iter()
+        .filter(|(_, (owner, item))| {
+            *owner == subject && item.recording.received_at_ms <= snapshot_at_ms
+        })
+        .map(|(id, (_, item))| (*id, item))
+        .collect();
+    // What the worker stages: the subject's listing (the store scopes it),
+    // filtered by the worker's snapshot rule.
+    let staged: Vec<ArchiveItem> = store
+        .values()
+        .filter(|(owner, _)| *owner == subject)
+        .map(|(_, item)| item.clone())
+        .filter(|item| in_snapshot(&item.recording, snapshot_at_ms))
+        .collect();
+    let export_id = ExportId(7);
+    let bytes = match build_archive(subject, export_id, snapshot_at_ms, &staged) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("a consistent selection was refused by the packager: {e}"),
+    };
+    let (manifest, files) = match read_archive(&bytes) {
+        Ok(parsed) => parsed,
+        Err(e) => panic!("the packager's own archive does not parse: {e}"),
+    };
+    assert_eq!(
+        (
+            manifest.subject,
+            manifest.export_id,
+            manifest.snapshot_at_ms
+        ),
+        (subject, export_id, snapshot_at_ms)
+    );
+    let got: Vec<u64> = manifest.recordings.iter().map(|e| e.id.0).collect();
+    let want: Vec<u64> = expected.keys().copied().collect();
+    assert_eq!(
+        got, want,
+        "the archive is not exactly the subject's recordings at the snapshot"
+    );
+    for entry in &manifest.recordings {
+        let item = expected[&entry.id.0];
+        assert_eq!(
+            entry.transcript, item.recording.transcript,
+            "a transcript changed in the archive"
+        );
+        assert_eq!(
+            files.get(&entry.audio_path),
+            Some(&item.audio),
+            "audio changed in the archive"
+        );
+    }
+    assert_eq!(
+        files.len(),
+        expected.len(),
+        "the archive holds files outside its manifest"
+    );
+    // Deterministic, and independent of the order items were staged in.
+    let mut reversed = staged.clone();
+    reversed.reverse();
+    assert_eq!(
+        build_archive(subject, export_id, snapshot_at_ms, &reversed).ok(),
+        Some(bytes)
+    );
+    // Refusals: a repeated item, or audio that is not what the listing said.
+    if let Some(first) = staged.first() {
+        let mut twice = staged.clone();
+        twice.push(first.clone());
+        assert!(
+            build_archive(subject, export_id, snapshot_at_ms, &twice).is_err(),
+            "a repeated id was packaged"
+        );
+        let mut tampered = staged.clone();
+        tampered[0].audio.push(0x5a);
+        assert!(
+            build_archive(subject, export_id, snapshot_at_ms, &tampered).is_err(),
+            "audio off its digest was packaged"
+        );
+    }
+}

@@ -41,6 +41,13 @@ pub struct WorkerConfig {
     pub page_items: usize,
 }
 
+/// Whether a listed recording belongs in an export snapshotted at
+/// `snapshot_at_ms`: it reached the store by then (later uploads wait for
+/// the next export).
+pub fn in_snapshot(view: &crosstalk_model::api::RecordingView, snapshot_at_ms: u64) -> bool {
+    view.received_at_ms <= snapshot_at_ms
+}
+
 pub struct Worker {
     config: WorkerConfig,
     export: HttpClient,
@@ -227,7 +234,7 @@ impl Worker {
                 ));
             }
             for view in page.items {
-                if view.received_at_ms > snapshot_at_ms {
+                if !in_snapshot(&view, snapshot_at_ms) {
                     continue;
                 }
                 let Some(audio) = self

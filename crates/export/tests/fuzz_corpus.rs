@@ -28,6 +28,11 @@ fn link_token_corpus() {
 }
 
 #[test]
+fn archive_corpus() {
+    replay("archive", crosstalk_export::fuzzing::archive);
+}
+
+#[test]
 fn archive_bytes_corpus() {
     replay("archive_bytes", crosstalk_export::fuzzing::archive_bytes);
 }
