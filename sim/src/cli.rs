@@ -132,6 +132,9 @@ enum Command {
         /// and replayed.
         #[arg(long)]
         fuzz_artifact: Option<PathBuf>,
+        /// Write the whole trace (every event, one per line) to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
         /// Plant this bug of the catalogue (repeatable; needs a build with
         /// the planted-bugs feature).
         #[arg(long)]
@@ -741,7 +744,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
 
 /// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
 /// save the plan, and replay it like any saved plan.
-fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>) -> i32 {
+fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>, trace: Option<PathBuf>) -> i32 {
     let bytes = match std::fs::read(artifact) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -788,7 +791,7 @@ fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>) -> i32 {
         },
         saved.display()
     );
-    replay_command(None, None, Some(saved), plant)
+    replay_command(None, None, Some(saved), plant, trace)
 }
 
 fn replay_command(
@@ -796,6 +799,7 @@ fn replay_command(
     seed: Option<u64>,
     plan_path: Option<PathBuf>,
     plant: Vec<String>,
+    trace: Option<PathBuf>,
 ) -> i32 {
     let (mut plan, mut replay) = match (scenario, seed, plan_path) {
         (_, _, Some(path)) => {
@@ -857,6 +861,21 @@ fn replay_command(
     println!("{}", banner(&plan));
     let started = wall_clock();
     let outcome = run_plan(&plan);
+    if let Some(path) = &trace {
+        let text: String = outcome
+            .trace_lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        match std::fs::write(path, text) {
+            Ok(()) => println!(
+                "trace written: {} ({} events)",
+                path.display(),
+                outcome.trace_lines.len()
+            ),
+            Err(e) => eprintln!("error: writing {}: {e}", path.display()),
+        }
+    }
     let mut totals = Totals::default();
     totals.record(&outcome);
     totals.evidence(&outcome);
@@ -1224,16 +1243,18 @@ pub fn main() -> i32 {
             plan,
             fuzz_artifact: Some(artifact),
             plant,
+            trace,
         } if scenario.is_none() && seed.is_none() && plan.is_none() => {
-            fuzz_artifact_command(&artifact, plant)
+            fuzz_artifact_command(&artifact, plant, trace)
         }
         Command::Replay {
             scenario,
             seed,
             plan,
             plant,
+            trace,
             ..
-        } => replay_command(scenario, seed, plan, plant),
+        } => replay_command(scenario, seed, plan, plant, trace),
         Command::Hunt {
             plant,
             all,

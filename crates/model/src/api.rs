@@ -389,6 +389,9 @@ pub struct MessageView {
     pub state: MessageState,
     pub recording_id: RecordingId,
     pub resolved_contact: Contact,
+    /// Spoken ("Alexa, send this to Ann"), as opposed to sent from the app.
+    #[serde(default)]
+    pub spoken: bool,
 }
 
 /// A delivered message as its recipient sees it.

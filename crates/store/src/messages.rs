@@ -53,6 +53,8 @@ struct MessageRecord {
     fingerprint: Option<u64>,
     #[serde(default)]
     captured_at_ms: u64,
+    #[serde(default)]
+    spoken: bool,
 }
 
 /// A sound-alike key, for the planted contact-fuzzy-match only: the first
@@ -78,6 +80,7 @@ fn view(m: &MessageRecord) -> MessageView {
         state: m.state,
         recording_id: m.recording,
         resolved_contact: m.contact.clone(),
+        spoken: m.spoken,
     }
 }
 
@@ -226,6 +229,7 @@ impl Store {
                 created_at_ms: now,
                 fingerprint: None,
                 captured_at_ms: 0,
+                spoken: false,
             };
             let json = serde_json::to_string(&message).map_err(internal)?;
             txn.open_table(MESSAGES)
@@ -355,6 +359,7 @@ impl Store {
             created_at_ms: recording.received_at_ms,
             fingerprint: print,
             captured_at_ms: recording.captured_at_ms,
+            spoken: true,
         };
         let json = serde_json::to_string(&message).map_err(internal)?;
         txn.open_table(MESSAGES)

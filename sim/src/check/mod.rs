@@ -247,6 +247,8 @@ pub struct Oracle {
     key: WatermarkKey,
     pub people: Vec<Person>,
     utterances: BTreeMap<u64, Utterance>,
+    /// Recording id -> when the store acknowledged deleting it.
+    deleted_recordings: BTreeMap<u64, u64>,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -274,6 +276,7 @@ impl Oracle {
             key,
             people,
             utterances: BTreeMap::new(),
+            deleted_recordings: BTreeMap::new(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -431,6 +434,28 @@ impl Oracle {
             u.recording_id = Some(recording_id);
             self.controls.utterances_uploaded += 1;
         }
+        // An upload whose first answer was lost, covered by a deletion
+        // before its retry was answered (the store keeps the upload key and
+        // answers the retry with the deleted recording's id).
+        if let Some(&deleted_at) = self.deleted_recordings.get(&recording_id) {
+            self.deletion_acked(nonce, deleted_at);
+        }
+    }
+
+    /// The store acknowledged deleting these recordings (by id, as its
+    /// answer listed them), whoever's uploads they turn out to be.
+    pub fn recordings_deleted(&mut self, ids: impl IntoIterator<Item = u64>, at_ms: u64) {
+        for id in ids {
+            self.deleted_recordings.entry(id).or_insert(at_ms);
+            if let Some(nonce) = self.nonce_of_recording(id) {
+                self.deletion_acked(nonce, at_ms);
+            }
+        }
+    }
+
+    /// Whether an acknowledged deletion already covered recording `id`.
+    pub fn recording_deleted(&self, id: u64) -> bool {
+        self.deleted_recordings.contains_key(&id)
     }
 
     fn provenance(&self, nonce: u64, u: &Utterance) -> String {

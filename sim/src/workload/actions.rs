@@ -834,6 +834,8 @@ impl Person {
             Ok(r) if r.status() == StatusCode::OK => {
                 let response: DeleteResponse = parse(&r)?;
                 let now = sim_now_ms();
+                self.oracle()
+                    .recordings_deleted(response.deleted.iter().map(|id| id.0), now);
                 for r in &covered {
                     if !response.deleted.iter().any(|id| id.0 == r.id) {
                         // The store says it deleted less than the range holds;
@@ -1053,7 +1055,9 @@ impl Person {
             else {
                 continue; // Deleted, or uploaded by a device sold since.
             };
-            let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id) else {
+            // The message the command created (the same recording may also
+            // have been sent from the app: that one is not spoken).
+            let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken) else {
                 continue; // The name is not exactly one of the contacts: nothing to send.
             };
             match (message.state, spoken.intended) {
@@ -1169,6 +1173,19 @@ impl Person {
     }
 
     /// "Delete my account": retried until the store acknowledges it.
+    /// Whether the store refuses this person's own email and password
+    /// (their account is closed).
+    async fn login_refused(&mut self) -> Result<bool, CallError> {
+        let body = to_json(&crosstalk_model::api::LoginRequest {
+            email: self.email(),
+            password: self.password(),
+        })?;
+        let response = self
+            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .await?;
+        Ok(response.status() == StatusCode::UNAUTHORIZED)
+    }
+
     async fn close_account(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
@@ -1187,6 +1204,11 @@ impl Person {
                 Ok(r) if r.status() == StatusCode::OK => break,
                 // An earlier attempt went through but its answer was lost.
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && attempted => break,
+                // The call's own retry after a lost answer: the account is
+                // closed if even the right password no longer logs in.
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && self.login_refused().await? => {
+                    break;
+                }
                 Ok(r) => {
                     return Err(CallError::Unexpected(format!(
                         "close account answered {}",

@@ -214,7 +214,7 @@ impl Person {
     }
 
     /// This principal's password (a new identity picks a new one).
-    fn password(&self) -> String {
+    pub(super) fn password(&self) -> String {
         hex::encode(
             &crate::world::derive(
                 self.world.plan.seed,
@@ -483,8 +483,9 @@ impl Person {
                     self.devices[device].buffer.pop_front();
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
+                    let deleted = self.oracle().recording_deleted(id);
                     if speaker == self.principal {
-                        if !self.own_recordings.iter().any(|r| r.id == id) {
+                        if !deleted && !self.own_recordings.iter().any(|r| r.id == id) {
                             self.own_recordings.push(OwnRecording {
                                 id,
                                 nonce,
