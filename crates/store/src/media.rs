@@ -5,10 +5,11 @@
 //! never acts on a spoken command at once: a purchase is *held* for
 //! [`HOLD_MS`]. Each capture gets an acoustic fingerprint of its leading
 //! audio; when captures with the same fingerprint arrive from at least
-//! [`MEDIA_EVENT_HOUSEHOLDS`] different accounts within [`MEDIA_WINDOW_MS`]
-//! of each other — by the devices' capture times (which survive late
-//! uploads) or by the store's own receive times (which survive wrong device
-//! clocks) — they are a *media event*, and none of their held commands is
+//! [`MEDIA_EVENT_HOUSEHOLDS`] different accounts — within [`MEDIA_WINDOW_MS`]
+//! of each other by the devices' capture times (which survive late
+//! uploads), or within the hold of each other by the store's own receive
+//! times (which survive wrong device clocks, and wait for devices that were
+//! offline when the broadcast aired) — they are a *media event*, and none of their held commands is
 //! ever carried out. Each capture still belongs to
 //! the household that captured it, and to no one else.
 
@@ -177,9 +178,10 @@ impl Store {
         table: &impl ReadableTable<(u64, u64, u64), u64>,
         print: u64,
         at_ms: u64,
+        window_ms: u64,
     ) -> Result<bool, ApiError> {
-        let from = at_ms.saturating_sub(MEDIA_WINDOW_MS);
-        let to = at_ms.saturating_add(MEDIA_WINDOW_MS);
+        let from = at_ms.saturating_sub(window_ms);
+        let to = at_ms.saturating_add(window_ms);
         let mut households = BTreeSet::new();
         for entry in table
             .range((print, from, 0)..=(print, to, u64::MAX))
@@ -224,8 +226,17 @@ impl Store {
                 order.state = if recordings.get(order.source.0).map_err(internal)?.is_none() {
                     OrderState::Cancelled
                 } else if let Some(print) = order.fingerprint
-                    && (Self::is_media_event(&prints, print, order.captured_at_ms)?
-                        || Self::is_media_event(&received_prints, print, order.received_at_ms)?)
+                    && (Self::is_media_event(
+                        &prints,
+                        print,
+                        order.captured_at_ms,
+                        MEDIA_WINDOW_MS,
+                    )? || Self::is_media_event(
+                        &received_prints,
+                        print,
+                        order.received_at_ms,
+                        HOLD_MS,
+                    )?)
                 {
                     OrderState::SuppressedMediaEvent
                 } else {
@@ -244,8 +255,10 @@ impl Store {
             let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
             let received_prints = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
             Self::sweep_held_messages(&txn, now, HOLD_MS, |print, captured, received| {
-                Ok(Self::is_media_event(&prints, print, captured)?
-                    || Self::is_media_event(&received_prints, print, received)?)
+                Ok(
+                    Self::is_media_event(&prints, print, captured, MEDIA_WINDOW_MS)?
+                        || Self::is_media_event(&received_prints, print, received, HOLD_MS)?,
+                )
             })?
         };
         txn.commit().map_err(internal)?;
