@@ -6,7 +6,10 @@
 
 use crate::check::Controls;
 use crate::plan::Plan;
+use crate::report::{RunReport, SeedRecord, Tally, result_line};
+use crate::runner::{self, Flow, Progress};
 use crate::scenario::{Scenario, scenario_files};
+use crate::seeds::{Selection, Shard, parse_duration};
 use crate::world::{RunOutcome, run_plan};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -40,6 +43,23 @@ enum Command {
         /// Seeds to run: `A..B` (B excluded) or a single seed.
         #[arg(long, default_value = "0..10")]
         seeds: String,
+        /// Instead of a range, run fresh seeds from --seed-base until this
+        /// much wall time is spent (`30s`, `10m`, `8h`, `1h30m`); every
+        /// scenario runs each seed.
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "seeds")]
+        budget: Option<String>,
+        /// The first seed of a --for run.
+        #[arg(long, default_value_t = 0, requires = "budget")]
+        seed_base: u64,
+        /// Run only shard I of N: the seeds s with s % N == I.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Write the machine-readable result here (see `report merge`).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write JUnit XML here (a test case per scenario and seed).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         /// Run every seed twice and compare the trace hashes.
         #[arg(long)]
         check_determinism: bool,
@@ -50,6 +70,11 @@ enum Command {
         /// reported in seed order whatever finishes first.
         #[arg(long, short)]
         jobs: Option<usize>,
+    },
+    /// Work with the results `run --json` wrote.
+    Report {
+        #[command(subcommand)]
+        action: ReportCommand,
     },
     /// Measure speed: a scenario's seeds on one thread beside the raw turmoil
     /// HTTP round-trip rate, in one process, as ratios.
@@ -78,6 +103,9 @@ enum Command {
     Regressions {
         #[arg(default_value = "scenarios/regressions")]
         dir: PathBuf,
+        /// Regressions replayed in parallel (default: the number of cores).
+        #[arg(long, short)]
+        jobs: Option<usize>,
     },
     /// Plant a bug of the catalogue and run a scenario's seeds from 0 until
     /// the oracle catches it (needs a build with the planted-bugs feature:
@@ -142,10 +170,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// Merge the `--json` results of shards into one summary, judged like a
+    /// run (per-scenario vacuity, the same exit codes).
+    Merge {
+        /// The shards' result files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the merged result here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the merged JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+}
+
 /// The wall clock, read only to report speed (seeds per second and the
 /// like); nothing it returns ever reaches a simulation.
 #[allow(clippy::disallowed_methods)]
-fn wall_clock() -> Instant {
+pub(crate) fn wall_clock() -> Instant {
     Instant::now()
 }
 
@@ -412,215 +457,67 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
     );
 }
 
-/// Controls that a scenario exercising the action must have seen.
-fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str> {
-    let c = &totals.controls;
-    let mut missing = Vec::new();
-    let any = |f: fn(&Scenario) -> bool| scenarios.iter().any(f);
-    if c.recordings_delivered == 0 {
-        missing.push("recordings delivered");
-    }
-    if totals.seeds >= 20 {
-        if any(|s| s.actions.exports.1 > 0) && c.exports_completed == 0 {
-            missing.push("exports completed");
-        }
-        if any(|s| s.actions.foreign_link_uses.1 > 0 && s.actions.exports.1 > 0)
-            && c.foreign_link_refused == 0
-        {
-            missing.push("foreign links refused");
-        }
-        if any(|s| s.actions.guessed_audio_fetches.1 > 0) && c.guessed_audio_refused == 0 {
-            missing.push("guessed recording ids refused");
-        }
-        if any(|s| s.faults.store_crashes.1 > 0) && c.store_crashes == 0 {
-            missing.push("store crashes");
-        }
-        if any(|s| s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0)
-            && c.deletions_verified == 0
-        {
-            missing.push("deletions verified");
-        }
-        if c.audits_completed == 0 || c.recordings_verified_durable == 0 {
-            missing.push("final audits");
-        }
-        if any(|s| s.actions.device_transfers.1 > 0)
-            && (c.devices_transferred == 0 || c.pre_transfer_uploads == 0)
-        {
-            missing.push("device transfers with captures uploaded after the sale");
-        }
-        if any(|s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0)
-            && (c.messages_delivered == 0 || c.inbox_items_checked == 0)
-        {
-            missing.push("messages delivered and read");
-        }
-        if any(|s| s.broadcasts.count.1 > 0) && c.broadcast_orders_suppressed == 0 {
-            missing.push("broadcast orders suppressed");
-        }
-        if any(|s| s.broadcasts.count.1 > 0 && s.broadcasts.message_per_mille > 0)
-            && c.broadcast_messages_suppressed == 0
-        {
-            missing.push("broadcast messages suppressed");
-        }
-        if any(|s| s.actions.spoken_message_per_mille > 0 && s.actions.contacts.1 > 0)
-            && c.spoken_messages_delivered == 0
-        {
-            missing.push("spoken messages delivered");
-        }
-        if any(|s| s.world.household_size.1 > 1 && s.actions.housemate_speech_per_mille > 0)
-            && c.housemate_captures == 0
-        {
-            missing.push("housemates' voices captured");
-        }
-        if any(|s| s.actions.purchase_per_mille > 0) && c.genuine_orders_placed == 0 {
-            missing.push("genuine orders placed");
-        }
-        if any(|s| s.actions.close_account_per_mille > 0)
-            && (c.accounts_closed == 0 || c.accounts_recycled == 0)
-        {
-            missing.push("accounts closed and recycled");
-        }
-        if any(|s| s.actions.ticket_exports.1 > 0) && c.tickets_verified == 0 {
-            missing.push("tickets verified");
-        }
-        if any(|s| s.actions.impersonations.1 > 0) && c.impersonation_codes_refused == 0 {
-            missing.push("impersonations refused");
-        }
-        if any(|s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0)
-            && c.archives_revoked == 0
-        {
-            missing.push("archives revoked after a deletion");
-        }
-        if any(|s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0)
-            && c.download_limit_refusals == 0
-        {
-            missing.push("downloads refused past the limit");
-        }
-        if any(|s| s.agent.enabled && s.actions.ticket_exports.1 > 0)
-            && (c.agent_errors_injected == 0 || c.notified_links_followed == 0)
-        {
-            missing.push("agent mistakes injected and notified links followed");
-        }
-        if any(|s| s.faults.worker_crashes.1 > 0) && c.worker_crashes == 0 {
-            missing.push("worker crashes");
-        }
-        if any(|s| s.faults.sut_fault_points_per_mille.1 > 0) && c.sut_faults_fired == 0 {
-            missing.push("fault points fired");
-        }
-        if any(|s| s.faults.partitions.1 > 0 || s.faults.latency_spikes.1 > 0) && c.net_faults == 0
-        {
-            missing.push("network faults");
-        }
-        if any(|s| s.faults.export_crashes.1 > 0) && c.export_crashes == 0 {
-            missing.push("export crashes");
-        }
-    }
-    missing
-}
-
-/// One seed's result: its plan, its run, and its second run when checking
-/// determinism.
-struct SeedResult {
-    file: usize,
-    plan: Plan,
-    outcome: RunOutcome,
-    again: Option<RunOutcome>,
-}
-
-/// Run every (scenario, seed) on `jobs` threads, handing each result to
-/// `report` in order. Each simulation is single-threaded and owns all its
-/// state, so seeds are independent; results are re-ordered so the output is
-/// the same whatever the thread scheduling.
-fn run_parallel(
-    work: Vec<(usize, Plan)>,
-    jobs: usize,
+/// What `run` was asked for.
+struct RunArgs {
+    path: PathBuf,
+    seeds: String,
+    budget: Option<String>,
+    seed_base: u64,
+    shard: Option<String>,
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
     check_determinism: bool,
-    mut report: impl FnMut(SeedResult),
-) {
-    let total = work.len();
-    let progress = indicatif::ProgressBar::new(total as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = &work;
-    let (sender, receiver) = std::sync::mpsc::channel::<(usize, SeedResult)>();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(total.max(1)) {
-            let sender = sender.clone();
-            let next = &next;
-            scope.spawn(move || {
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((file, plan)) = work.get(index) else {
-                        break;
-                    };
-                    let outcome = run_plan(plan);
-                    let again = check_determinism.then(|| run_plan(plan));
-                    let result = SeedResult {
-                        file: *file,
-                        plan: plan.clone(),
-                        outcome,
-                        again,
-                    };
-                    if sender.send((index, result)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        let mut waiting = std::collections::BTreeMap::new();
-        let mut expected = 0;
-        for (index, result) in receiver {
-            progress.inc(1);
-            waiting.insert(index, result);
-            while let Some(result) = waiting.remove(&expected) {
-                progress.suspend(|| report(result));
-                expected += 1;
-            }
-        }
-    });
-    progress.finish_and_clear();
+    quiet: bool,
+    jobs: usize,
 }
 
-fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, jobs: usize) -> i32 {
-    let seeds = match parse_seeds(seeds) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+/// The run's scenario files, their scenarios and the seeds to run.
+fn prepare_run(args: &RunArgs) -> Result<(Vec<PathBuf>, Vec<Scenario>, Selection), String> {
+    let shard = match &args.shard {
+        Some(text) => Shard::parse(text)?,
+        None => Shard::ALL,
     };
-    let files = match scenario_files(path) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut scenarios = Vec::new();
-    for file in &files {
-        match Scenario::load(file) {
-            Ok(s) => scenarios.push(s),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
+    let files = scenario_files(&args.path)?;
+    let scenarios = files
+        .iter()
+        .map(|f| Scenario::load(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, s) in scenarios.iter().enumerate() {
+        if scenarios[..i].iter().any(|t| t.name == s.name) {
+            return Err(format!("two scenario files are named {:?}", s.name));
         }
     }
+    let selection = match &args.budget {
+        Some(text) => Selection::Budget {
+            budget: parse_duration(text)?,
+            text: text.clone(),
+            base: args.seed_base,
+            shard,
+            scenarios: scenarios.len(),
+        },
+        None => Selection::range(parse_seeds(&args.seeds)?, shard, scenarios.len()),
+    };
+    Ok((files, scenarios, selection))
+}
+
+fn run_command(args: RunArgs) -> i32 {
+    let (files, scenarios, selection) = match prepare_run(&args) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (check_determinism, quiet, jobs) = (args.check_determinism, args.quiet, args.jobs);
     println!(
-        "crosstalk run: {} scenario(s) [{}], seeds {}..{}, determinism check {}, {jobs} job(s)",
+        "crosstalk run: {} scenario(s) [{}], {}, determinism check {}, {jobs} job(s)",
         files.len(),
         files
             .iter()
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        seeds.start,
-        seeds.end,
+        selection.describe(),
         if check_determinism {
             "on (every seed runs twice)"
         } else {
@@ -628,23 +525,26 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
         },
     );
     let mut totals = Totals::default();
+    let (mut tally, mut records) = (Tally::default(), Vec::new());
+    let keep_records = args.json.is_some() || args.junit.is_some();
     let started = wall_clock();
-    let mut work = Vec::new();
-    for (index, scenario) in scenarios.iter().enumerate() {
-        for seed in seeds.clone() {
-            work.push((index, Plan::generate(scenario, seed)));
-        }
-    }
-    run_parallel(
-        work,
+    let progress = match &selection {
+        Selection::Range { pairs, .. } => Progress::Bounded(pairs.len() as u64),
+        Selection::Budget { .. } => Progress::Open,
+    };
+    let budget = selection.budget();
+    runner::run_ordered(
         jobs,
-        check_determinism,
-        |SeedResult {
-             file,
-             plan,
-             outcome,
-             again,
-         }| {
+        progress,
+        |index| selection.pair(index),
+        || budget.is_none_or(|b| started.elapsed() < b),
+        |&(file, seed)| {
+            let plan = Plan::generate(&scenarios[file], seed);
+            let outcome = run_plan(&plan);
+            let again = check_determinism.then(|| run_plan(&plan));
+            (plan, outcome, again)
+        },
+        |_, (file, _), (plan, outcome, again)| {
             let seed = plan.seed;
             if !quiet {
                 println!("{}", banner(&plan));
@@ -656,7 +556,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
                 files[file].display()
             );
             let mut nondeterministic = false;
-            if let Some(again) = again {
+            if let Some(again) = &again {
                 totals.record(&again);
                 if again.trace_hash != outcome.trace_hash {
                     nondeterministic = true;
@@ -706,40 +606,51 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
                 }
                 report_failure(&outcome, &plan, &replay);
             }
+            let record = SeedRecord::of(&plan.scenario, &outcome, again.as_ref(), replay);
+            tally.add(&record);
+            let failed = record.verdict != "pass";
+            if keep_records {
+                records.push(record);
+            }
+            Flow::Continue { failed }
         },
     );
     print_summary(&totals, started.elapsed().as_secs_f64());
-    let vacuous = vacuous_controls(&totals, &scenarios);
-    if totals.nondeterministic > 0 {
-        println!(
-            "result: NONDETERMINISM in {} seed(s)",
-            totals.nondeterministic
-        );
-        return EXIT_NONDETERMINISM;
+    let shards = match selection.shard() {
+        Shard::ALL => Vec::new(),
+        shard => vec![shard.describe()],
+    };
+    let result = RunReport::from_tally(&scenarios, &tally, records, shards);
+    finish_run(&result, args.json.as_deref(), args.junit.as_deref())
+}
+
+/// Print the vacuity note and the result line, write the result files, and
+/// return the exit code (a file that cannot be written is an error).
+pub(crate) fn finish_run(result: &RunReport, json: Option<&Path>, junit: Option<&Path>) -> i32 {
+    let vacuity = result.vacuity();
+    if let Some(note) = vacuity.note() {
+        println!("{note}");
     }
-    if totals.failed > totals.infra {
-        println!(
-            "result: FAIL, invariant violated in {} seed(s)",
-            totals.failed - totals.infra
-        );
-        return EXIT_VIOLATION;
+    let mut code = result.exit_code;
+    for (path, write) in [
+        (
+            json,
+            RunReport::write_json as fn(&RunReport, &Path) -> Result<(), String>,
+        ),
+        (junit, crate::report::write_junit),
+    ] {
+        if let Some(path) = path {
+            match write(result, path) {
+                Ok(()) => println!("written: {}", path.display()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    code = code.max(EXIT_USAGE);
+                }
+            }
+        }
     }
-    if totals.infra > 0 {
-        println!(
-            "result: ERROR, {} seed(s) could not run as planned",
-            totals.infra
-        );
-        return EXIT_USAGE;
-    }
-    if !vacuous.is_empty() {
-        println!(
-            "result: FAIL, vacuous run: no positive control for {}",
-            vacuous.join(", ")
-        );
-        return EXIT_VIOLATION;
-    }
-    println!("result: PASS");
-    EXIT_PASS
+    println!("{}", result_line(&result.counts, &vacuity));
+    code
 }
 
 /// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
@@ -1116,86 +1027,115 @@ fn hunt_command(args: HuntArgs) -> i32 {
     }
 }
 
-fn regressions_command(dir: &Path) -> i32 {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect(),
+/// Every saved regression of `dir`, in name order, read and parsed.
+fn load_regressions(dir: &Path) -> Result<Vec<(PathBuf, crate::plan::Regression)>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{} holds no regression (*.json)", dir.display()));
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            std::fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| crate::plan::load_regression_file(&t))
+                .map(|r| (file.clone(), r))
+                .map_err(|e| format!("{}: {e}", file.display()))
+        })
+        .collect()
+}
+
+/// A regression's runs: twice as saved, and once with its bug planted (when
+/// it names one and this build can plant it).
+fn replay_regression(
+    regression: &crate::plan::Regression,
+) -> (RunOutcome, RunOutcome, Option<RunOutcome>) {
+    let first = run_plan(&regression.plan);
+    let second = run_plan(&regression.plan);
+    let planted = regression
+        .catches
+        .as_ref()
+        .filter(|_| crosstalk_service::Planted::AVAILABLE)
+        .map(|bug| {
+            let mut planted = regression.plan.clone();
+            planted.planted = vec![bug.clone()];
+            run_plan(&planted)
+        });
+    (first, second, planted)
+}
+
+fn regressions_command(dir: &Path, jobs: usize) -> i32 {
+    let regressions = match load_regressions(dir) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("error: reading {}: {e}", dir.display());
+            eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    files.sort();
-    if files.is_empty() {
-        eprintln!("error: {} holds no regression (*.json)", dir.display());
-        return EXIT_USAGE;
-    }
     println!(
         "crosstalk regressions: {} saved failure(s) in {}",
-        files.len(),
+        regressions.len(),
         dir.display()
     );
     let (mut failed, mut nondeterministic) = (0, 0);
-    for file in &files {
-        let loaded = std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|t| crate::plan::load_regression_file(&t));
-        let crate::plan::Regression {
-            plan,
-            postmortem,
-            catches,
-        } = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                eprintln!("error: {}: {e}", file.display());
-                return EXIT_USAGE;
-            }
-        };
-        let first = run_plan(&plan);
-        let second = run_plan(&plan);
-        let verdict = if first.trace_hash != second.trace_hash {
-            nondeterministic += 1;
-            "NONDETERMINISTIC"
-        } else if !first.passed() {
-            failed += 1;
-            "FAIL"
-        } else {
-            "ok"
-        };
-        println!("{verdict:>16}  {}  ({postmortem})", file.display());
-        if verdict == "FAIL" {
-            report_failure(
-                &first,
-                &plan,
-                &format!("cargo sim replay --plan {}", file.display()),
-            );
-        }
-        // A plan kept for a planted bug must also fail with the bug planted.
-        if let Some(bug) = catches {
-            if !crosstalk_service::Planted::AVAILABLE {
-                println!(
-                    "{:>16}  with {bug} planted: needs the planted-bugs build (cargo sim-planted regressions)",
-                    "skipped"
-                );
-                continue;
-            }
-            let mut planted = plan.clone();
-            planted.planted = vec![bug.clone()];
-            let outcome = run_plan(&planted);
-            if outcome.violations.is_empty() {
+    runner::run_ordered(
+        jobs,
+        Progress::Hidden,
+        |i| regressions.get(usize::try_from(i).ok()?),
+        || true,
+        |(_, regression)| replay_regression(regression),
+        |_, (file, regression), (first, second, planted)| {
+            let verdict = if first.trace_hash != second.trace_hash {
+                nondeterministic += 1;
+                "NONDETERMINISTIC"
+            } else if !first.passed() {
                 failed += 1;
-                println!(
-                    "{:>16}  with {bug} planted: NOT caught (the plan no longer sees the bug)",
-                    "FAIL"
-                );
+                "FAIL"
             } else {
-                let first = outcome.violations[0].invariant.short();
-                println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                "ok"
+            };
+            println!(
+                "{verdict:>16}  {}  ({})",
+                file.display(),
+                regression.postmortem
+            );
+            if verdict == "FAIL" {
+                report_failure(
+                    &first,
+                    &regression.plan,
+                    &format!("cargo sim replay --plan {}", file.display()),
+                );
             }
-        }
-    }
+            // A plan kept for a planted bug must also fail with the bug planted.
+            if let Some(bug) = &regression.catches {
+                match planted {
+                    None => println!(
+                        "{:>16}  with {bug} planted: needs the planted-bugs build (cargo sim-planted regressions)",
+                        "skipped"
+                    ),
+                    Some(outcome) if outcome.violations.is_empty() => {
+                        failed += 1;
+                        println!(
+                            "{:>16}  with {bug} planted: NOT caught (the plan no longer sees the bug)",
+                            "FAIL"
+                        );
+                    }
+                    Some(outcome) => {
+                        let first = outcome.violations[0].invariant.short();
+                        println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                    }
+                }
+            }
+            Flow::Continue {
+                failed: verdict != "ok",
+            }
+        },
+    );
     if nondeterministic > 0 {
         EXIT_NONDETERMINISM
     } else if failed > 0 {
@@ -1224,19 +1164,29 @@ pub fn main() -> i32 {
         Command::Run {
             path,
             seeds,
+            budget,
+            seed_base,
+            shard,
+            json,
+            junit,
             check_determinism,
             quiet,
             jobs,
-        } => {
-            let jobs = jobs
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
-                })
-                .max(1);
-            run_command(&path, &seeds, check_determinism, quiet, jobs)
-        }
+        } => run_command(RunArgs {
+            path,
+            seeds,
+            budget,
+            seed_base,
+            shard,
+            json,
+            junit,
+            check_determinism,
+            quiet,
+            jobs: runner::default_jobs(jobs),
+        }),
+        Command::Report {
+            action: ReportCommand::Merge { files, json, junit },
+        } => crate::report::merge_command(&files, json.as_deref(), junit.as_deref()),
         Command::Replay {
             scenario,
             seed,
@@ -1266,13 +1216,7 @@ pub fn main() -> i32 {
             jobs,
             save_regressions,
         } => {
-            let jobs = jobs
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
-                })
-                .max(1);
+            let jobs = runner::default_jobs(jobs);
             hunt_command(HuntArgs {
                 plant,
                 all,
@@ -1285,7 +1229,7 @@ pub fn main() -> i32 {
                 save_regressions,
             })
         }
-        Command::Regressions { dir } => regressions_command(&dir),
+        Command::Regressions { dir, jobs } => regressions_command(&dir, runner::default_jobs(jobs)),
         Command::Bench {
             scenario,
             seeds,

@@ -4,10 +4,12 @@
 //! much wall time that took. `--all` does it for the whole catalogue and
 //! checks the budget: the median bug caught within 20 seeds, none above 200.
 //!
-//! Seeds run in parallel batches, but the bug counts as caught at the
-//! *lowest* violating seed, so the numbers do not depend on scheduling.
+//! Seeds run in parallel on the shared [`crate::runner`], which reports them
+//! in seed order, so the bug counts as caught at the *lowest* violating seed
+//! and the numbers do not depend on scheduling.
 
 use crate::plan::{Plan, Regression};
+use crate::runner::{Flow, Progress};
 use crate::scenario::Scenario;
 use crate::world::{RunOutcome, run_plan};
 use crosstalk_service::{Bug, Planted};
@@ -111,18 +113,17 @@ pub fn hunt(
         errors: 0,
         seeds_caught: 0,
     };
-    let mut next = 0u64;
     let mut first_seconds = None;
-    while next < max_seeds && (hunt.caught.is_none() || next < rate_seeds) {
-        let batch: Vec<u64> = (next..(next + jobs.max(1) as u64).min(max_seeds)).collect();
-        next += batch.len() as u64;
-        let outcomes = run_batch(&scenario, &batch, bug);
-        for (seed, outcome) in batch.into_iter().zip(outcomes) {
-            if hunt.caught.is_some() && seed >= rate_seeds {
-                break;
-            }
+    crate::runner::run_ordered(
+        jobs,
+        Progress::Hidden,
+        |seed| (seed < max_seeds).then_some(seed),
+        || true,
+        |&seed| run_plan(&planted_plan(&scenario, seed, bug)),
+        |_, seed, outcome| {
             hunt.seeds_run += 1;
-            if !outcome.violations.is_empty() {
+            let caught = !outcome.violations.is_empty();
+            if caught {
                 hunt.seeds_caught += 1;
                 if hunt.caught.is_none() {
                     hunt.caught = Some((seed, outcome));
@@ -131,32 +132,18 @@ pub fn hunt(
             } else if !outcome.infra_errors.is_empty() {
                 hunt.errors += 1;
             }
-        }
-    }
+            // Once caught, go on only to measure the rate over `rate_seeds`.
+            if hunt.caught.is_some() && seed + 1 >= rate_seeds {
+                Flow::Stop
+            } else {
+                Flow::Continue { failed: caught }
+            }
+        },
+    );
     // Seconds to the first detection (what a user waits for), not to the
     // end of the rate measurement.
     hunt.wall_seconds = first_seconds.unwrap_or_else(|| wall() - started);
     Ok(hunt)
-}
-
-/// Run `seeds` on one thread each; outcomes in seed order.
-fn run_batch(scenario: &Scenario, seeds: &[u64], bug: Bug) -> Vec<RunOutcome> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = seeds
-            .iter()
-            .map(|&seed| {
-                let plan = planted_plan(scenario, seed, bug);
-                scope.spawn(move || run_plan(&plan))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
 }
 
 /// The regression file for a caught bug: the plan as generated (nothing

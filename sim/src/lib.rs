@@ -9,7 +9,9 @@
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
-//! - [`cli`]: the `crosstalk` command.
+//! - [`cli`]: the `crosstalk` command; [`runner`] runs its seeds in parallel,
+//!   [`seeds`] picks them (ranges, budgets, shards), [`vacuity`] judges each
+//!   scenario's positive controls, [`report`] writes and merges results.
 
 pub mod bench;
 pub mod canary;
@@ -20,8 +22,12 @@ pub mod fuzzing;
 pub mod hunt;
 pub mod net;
 pub mod plan;
+pub mod report;
+pub mod runner;
 pub mod scenario;
+pub mod seeds;
 pub mod trace;
+pub mod vacuity;
 pub mod watermark;
 pub mod workload;
 pub mod world;
