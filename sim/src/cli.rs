@@ -557,7 +557,7 @@ fn run_command(args: RunArgs) -> i32 {
             );
             let mut nondeterministic = false;
             if let Some(again) = &again {
-                totals.record(&again);
+                totals.record(again);
                 if again.trace_hash != outcome.trace_hash {
                     nondeterministic = true;
                     println!(

@@ -321,7 +321,7 @@ fn a_scenario_whose_feature_never_happened_is_vacuous_though_another_saw_it() {
     let mut few = one.seeds[0].clone();
     few.scenario = chaos.name.clone();
     few.controls.insert("store_crashes".into(), 0);
-    let report = RunReport::build(&[chaos.clone()], vec![few], vec![]);
+    let report = RunReport::build(std::slice::from_ref(&chaos), vec![few], vec![]);
     report.write_json(&cwd.join("few.json")).unwrap();
     let (code, out) = crosstalk(&cwd, &["report", "merge", "few.json"]);
     assert_eq!(code, 0, "{out}");
