@@ -331,3 +331,38 @@ fn a_scenario_whose_feature_never_happened_is_vacuous_though_another_saw_it() {
     );
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn the_sharded_gate_workflow_the_indexed_job_and_ci_use_flags_that_exist() {
+    let read =
+        |p: &str| std::fs::read_to_string(repo_path(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let workflow = read(".github/workflows/scenarios.yml");
+    assert!(
+        workflow.contains("--shard ${{ matrix.shard }}/"),
+        "the gate runs as a matrix of shards"
+    );
+    assert!(
+        workflow.contains("--seeds 0..200 --check-determinism"),
+        "the shards run the gate"
+    );
+    assert!(
+        workflow.contains("crosstalk report merge"),
+        "a job merges the shards"
+    );
+    let job = read("deploy/k8s-indexed-job.yaml");
+    assert!(job.contains("completionMode: Indexed"));
+    assert!(job.contains("--shard \"${JOB_COMPLETION_INDEX}/${SHARDS}\""));
+    let ci = read(".ci/run");
+    assert!(
+        ci.contains("--json target/crosstalk/ci/") && ci.contains("--junit target/crosstalk/ci/")
+    );
+    let cwd = scratch("help");
+    let (code, help) = crosstalk(&cwd, &["run", "--help"]);
+    assert_eq!(code, 0, "{help}");
+    for flag in ["--shard", "--json", "--junit", "--for", "--seed-base"] {
+        assert!(help.contains(flag), "run has {flag}: {help}");
+    }
+    let (code, help) = crosstalk(&cwd, &["report", "merge", "--help"]);
+    assert_eq!(code, 0, "{help}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
