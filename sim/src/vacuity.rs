@@ -79,9 +79,17 @@ const RULES: &[Rule] = &[
         &["audits_completed", "recordings_verified_durable"],
     ),
     rule(
-        "device transfers with captures uploaded after the sale",
+        "device transfers",
         |s| s.actions.device_transfers.1 > 0,
-        &["devices_transferred", "pre_transfer_uploads"],
+        &["devices_transferred"],
+    ),
+    // A device changes hands loaded with the seller's captures routinely
+    // only where every device also goes offline (chaos, whose outages are
+    // optional, saw one such sale in 20 seeds).
+    rule(
+        "captures uploaded after their device's sale",
+        |s| s.actions.device_transfers.1 > 0 && s.actions.device_outages.0 > 0,
+        &["pre_transfer_uploads"],
     ),
     rule(
         "messages delivered and read",
