@@ -7,14 +7,20 @@
 //! the next download, the way a shared staging path or a mixed-up cache
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
+//!
+//! Two more wrappers break the API contract for the harness's tests: one
+//! makes the first history listing panic inside its handler (on the wire, a
+//! connection reset), the other answers it 500 with a JSON error body — each
+//! with no fault injected anywhere. The oracle must fail both runs.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use crosstalk_service::bearer_token;
 use std::io::{Cursor, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -80,4 +86,41 @@ fn rewrite(
         output.write_all(extra)?;
     }
     Ok((output.finish()?.into_inner(), first_audio))
+}
+
+/// How a contract canary breaks the first history listing it sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContractBreak {
+    /// The handler panics.
+    Panic,
+    /// The handler answers 500 with a JSON error body.
+    ServerError,
+}
+
+/// Break the first `GET /v1/recordings` (a history listing) the store gets,
+/// once per run (`done` is shared by the store's incarnations).
+pub fn break_contract(router: Router, how: ContractBreak, done: Arc<AtomicBool>) -> Router {
+    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let done = done.clone();
+        async move {
+            let listing = request.method() == http::Method::GET
+                && request.uri().path() == "/v1/recordings";
+            if listing && !done.swap(true, Ordering::Relaxed) {
+                match how {
+                    ContractBreak::Panic => panic_as_a_service("index and row disagree"),
+                    ContractBreak::ServerError => {
+                        return crosstalk_service::ApiError::internal("index and row disagree")
+                            .into_response();
+                    }
+                }
+            }
+            next.run(request).await
+        }
+    }))
+}
+
+/// Panic the way a service would (located here, which the panic collector
+/// counts as a service, not as the harness).
+pub fn panic_as_a_service(message: &str) -> ! {
+    panic!("{message}")
 }

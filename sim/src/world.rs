@@ -6,6 +6,7 @@
 //! people as tasks. Turmoil's seed, epoch, tick, latency and duration all
 //! come from the plan, so the plan alone determines the run.
 
+use crate::check::contract::FiredPoints;
 use crate::check::{Controls, Invariant, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
@@ -125,6 +126,8 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         ));
     }
     let planted = Planted::of(bugs);
+    // Panics inside the services become violations of this run.
+    let collecting_panics = crate::check::panics::collect();
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let agent_token = hex::encode(derive(seed, "agent-token"));
     let world = World::new(
@@ -134,13 +137,17 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     );
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
+    let fired_points = FiredPoints::default();
     let fault_points = |name: String| -> Arc<dyn crosstalk_service::fault_points::FaultPoints> {
-        Arc::new(SeededFaultPoints::new(
-            derive(seed, &format!("fault-points/{name}")),
-            plan.sut_fault_points_per_mille,
-            plan.active_ms,
-            faults_fired.clone(),
-        ))
+        Arc::new(
+            SeededFaultPoints::new(
+                derive(seed, &format!("fault-points/{name}")),
+                plan.sut_fault_points_per_mille,
+                plan.active_ms,
+                faults_fired.clone(),
+            )
+            .logging_into(name, fired_points.clone()),
+        )
     };
     let service_token = hex::encode(derive(seed, "service-token"));
     let worker_token = hex::encode(derive(seed, "worker-token"));
@@ -164,7 +171,14 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             .unwrap_or_default(),
     );
     let store_disk = SimDisk::new(disk_seed, 0, 1);
+    let contract_break = match (plan.canary_panic_in_handler, plan.canary_server_error) {
+        (true, _) => Some(crate::canary::ContractBreak::Panic),
+        (false, true) => Some(crate::canary::ContractBreak::ServerError),
+        (false, false) => None,
+    };
+    let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
+        let contract_broken = contract_broken.clone();
         let token = service_token.clone();
         let counter = sut_requests.clone();
         let restarts = Cell::new(0u64);
@@ -172,6 +186,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let world = world.clone();
         sim.host(STORE_HOST, move || {
             let world = world.clone();
+            let contract_broken = contract_broken.clone();
             let token = token.clone();
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
@@ -192,7 +207,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let store = Arc::new(store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let router = count_requests(crosstalk_store::router(store.clone()), counter);
+                let mut router = crosstalk_store::router(store.clone());
+                if let Some(how) = contract_break {
+                    router = crate::canary::break_contract(router, how, contract_broken);
+                }
+                let router = count_requests(router, counter);
                 tokio::select! {
                     biased;
                     _ = store.until_storage_fails() => {
@@ -374,6 +393,15 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     fault.kind, fault.a, fault.b, fault.duration_ms
                 ),
             );
+            let heals_ms = (fault.at_ms + fault.duration_ms)
+                .min(plan.active_ms)
+                .max(now_ms);
+            world.fault_log.borrow_mut().push(
+                format!("{:?} {} -> {}", fault.kind, fault.a, fault.b),
+                &[fault.a.as_str(), fault.b.as_str()],
+                now_ms,
+                heals_ms,
+            );
             net_active.push((fault.at_ms + fault.duration_ms, fault));
         }
         let (over, still): (Vec<_>, Vec<_>) = net_active
@@ -394,6 +422,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         {
             store_disk.set_io_error_rate(plan.store_io_errors_per_million, 1_000_000);
             io_errors_on = true;
+            world.fault_log.borrow_mut().push(
+                "disk I/O errors".to_string(),
+                &[STORE_HOST],
+                now_ms,
+                plan.active_ms,
+            );
         }
         for host in &mut hosts {
             host.tick(&mut sim, &world, now_ms, plan.active_ms);
@@ -426,6 +460,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         }
     }
     world.oracle.borrow_mut().controls.sut_faults_fired = faults_fired.load(Ordering::Relaxed);
+    world.fault_log.borrow_mut().add_fired_points(&fired_points);
+    world
+        .oracle
+        .borrow_mut()
+        .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {
@@ -479,6 +518,12 @@ impl Crashable {
     ) {
         sim.crash(self.name.as_str());
         self.restart_at_ms = Some(now_ms + downtime_ms);
+        world.fault_log.borrow_mut().push(
+            format!("{} {how}", self.name),
+            &[self.name.as_str()],
+            now_ms,
+            now_ms + downtime_ms,
+        );
         let mut oracle = world.oracle.borrow_mut();
         match self.name.as_str() {
             STORE_HOST => oracle.controls.store_crashes += 1,
@@ -513,6 +558,12 @@ impl Crashable {
             // The process exited by itself (it could not open its database,
             // or its disk failed); a supervisor starts it again shortly.
             self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
+            world.fault_log.borrow_mut().push(
+                format!("{} exited by itself", self.name),
+                &[self.name.as_str()],
+                now_ms,
+                now_ms + SUPERVISOR_RESTART_MS,
+            );
             world.trace.borrow_mut().record(
                 now_ms,
                 &format!("supervisor: {} exited, restarting", self.name),

@@ -4,7 +4,7 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink};
-use crate::check::Invariant;
+use crate::check::{DeletionScope, Invariant};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
 use crosstalk_model::api::{
@@ -833,17 +833,13 @@ impl Person {
         {
             Ok(r) if r.status() == StatusCode::OK => {
                 let response: DeleteResponse = parse(&r)?;
-                let now = sim_now_ms();
+                // The answer's word is judged, not taken: only own
+                // recordings in the range may be named, and every own
+                // acknowledged one in it counts as deleted from now on.
+                let named: Vec<u64> = response.deleted.iter().map(|id| id.0).collect();
+                let scope = DeletionScope::Range { from_ms, to_ms };
                 self.oracle()
-                    .recordings_deleted(response.deleted.iter().map(|id| id.0), now);
-                for r in &covered {
-                    if !response.deleted.iter().any(|id| id.0 == r.id) {
-                        // The store says it deleted less than the range holds;
-                        // the final audit will show whether it is still there.
-                        continue;
-                    }
-                    self.oracle().deletion_acked(r.nonce, now);
-                }
+                    .judge_deletion(self.principal, scope, &named, now, sim_now_ms());
                 self.own_recordings
                     .retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
                 Ok(())
@@ -1191,6 +1187,7 @@ impl Person {
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         let mut attempted = false;
         loop {
+            let sent_ms = sim_now_ms();
             match self
                 .call(
                     false,
@@ -1201,7 +1198,15 @@ impl Person {
                 )
                 .await
             {
-                Ok(r) if r.status() == StatusCode::OK => break,
+                Ok(r) if r.status() == StatusCode::OK => {
+                    // The answer names what it deleted: only own recordings.
+                    let response: DeleteResponse = parse(&r)?;
+                    let named: Vec<u64> = response.deleted.iter().map(|id| id.0).collect();
+                    let (principal, now) = (self.principal, sim_now_ms());
+                    self.oracle()
+                        .judge_deletion(principal, DeletionScope::All, &named, sent_ms, now);
+                    break;
+                }
                 // An earlier attempt went through but its answer was lost.
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && attempted => break,
                 // The call's own retry after a lost answer: the account is
