@@ -610,7 +610,23 @@ impl Person {
                     );
                 }
                 // Expired, revoked, used up: nothing to see.
-                _ => {}
+                StatusCode::GONE => {}
+                other => {
+                    let detail = format!(
+                        "{}'s own notified link (notification {}: {}) answered {other}: {}",
+                        self.oracle().who(self.principal),
+                        notification.seq,
+                        notification.kind,
+                        String::from_utf8_lossy(response.body())
+                    );
+                    self.oracle().violate(
+                        Invariant::RequestIntegrity,
+                        now,
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
+                }
             }
         }
         Ok(())
@@ -663,9 +679,33 @@ impl Person {
         };
         let now = sim_now_ms();
         self.oracle().controls.foreign_link_attempts += 1;
-        if response.status().is_client_error() {
+        self.oracle().controls.foreign_statuses_judged += 1;
+        // Exactly "not yours" (403) or "no such download" (404): the
+        // ownership check comes first, so nothing about the link's state
+        // (expired, revoked, used up) may show to someone else.
+        if matches!(
+            response.status(),
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+        ) {
             self.oracle().controls.foreign_link_refused += 1;
-        } else if response.status() == StatusCode::OK {
+        } else if response.status() != StatusCode::OK {
+            let mut oracle = self.oracle();
+            let detail = format!(
+                "{} used the forwarded link of exp-{} (of {}) and it answered {} instead of 403 or 404: {}",
+                oracle.who(self.principal),
+                link.export_id,
+                oracle.who(link.owner),
+                response.status(),
+                String::from_utf8_lossy(response.body())
+            );
+            oracle.violate(
+                Invariant::LinkBinding,
+                now,
+                None,
+                Some(self.principal),
+                detail,
+            );
+        } else {
             let mut oracle = self.oracle();
             let owner = oracle.who(link.owner);
             let detail = format!(
@@ -695,6 +735,7 @@ impl Person {
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
+        self.oracle().controls.foreign_statuses_judged += 1;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.oracle().controls.anonymous_link_refused += 1;
         } else {
@@ -730,11 +771,37 @@ impl Person {
         let (_, id) = candidates[(pick % candidates.len() as u64) as usize];
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
+        let guessed = format!("/v1/recordings/{id}/audio");
         let response = match self
+            .call(false, Method::GET, &guessed, Some(&session), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let now = sim_now_ms();
+        if response.status() == StatusCode::OK {
+            let mut oracle = self.oracle();
+            oracle.controls.guessed_audio_attempts += 1;
+            let decoded = oracle.key().decode_audio(response.body());
+            oracle.receive(
+                self.principal,
+                &format!("guessed recording id rec-{id}"),
+                &decoded,
+                requested_ms,
+                now,
+            );
+            return Ok(());
+        }
+        // Someone else's recording must be indistinguishable from one that
+        // never existed: the same status and the same body as the answer
+        // for an id nobody will ever have.
+        let nonexistent = match self
             .call(
                 false,
                 Method::GET,
-                &format!("/v1/recordings/{id}/audio"),
+                &format!("/v1/recordings/{}/audio", u64::MAX),
                 Some(&session),
                 None,
             )
@@ -744,19 +811,29 @@ impl Person {
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let now = sim_now_ms();
         let mut oracle = self.oracle();
         oracle.controls.guessed_audio_attempts += 1;
-        if response.status() == StatusCode::NOT_FOUND {
+        oracle.controls.foreign_statuses_judged += 1;
+        if response.status() == StatusCode::NOT_FOUND
+            && response.status() == nonexistent.status()
+            && response.body() == nonexistent.body()
+        {
             oracle.controls.guessed_audio_refused += 1;
-        } else if response.status() == StatusCode::OK {
-            let decoded = oracle.key().decode_audio(response.body());
-            oracle.receive(
-                self.principal,
-                &format!("guessed recording id rec-{id}"),
-                &decoded,
-                requested_ms,
+        } else {
+            let detail = format!(
+                "{} guessed rec-{id} (someone else's) and it answered {} {}, distinguishable from a nonexistent id ({} {})",
+                oracle.who(self.principal),
+                response.status(),
+                String::from_utf8_lossy(response.body()),
+                nonexistent.status(),
+                String::from_utf8_lossy(nonexistent.body())
+            );
+            oracle.violate(
+                Invariant::Isolation,
                 now,
+                None,
+                Some(self.principal),
+                detail,
             );
         }
         Ok(())
