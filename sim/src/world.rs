@@ -26,8 +26,9 @@ use crosstalk_model::SeededEntropy;
 use crosstalk_service::{HttpClient, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
-use std::cell::Cell;
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -177,7 +178,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         (false, false) => None,
     };
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The services' latest incarnations, whose state is digested at the end.
+    // (Weak: a crashed incarnation must still be dropped with its host.)
+    let last_store: Rc<RefCell<Weak<Store>>> = Rc::default();
+    let last_export: Rc<RefCell<Weak<ExportService>>> = Rc::default();
     {
+        let last_store = last_store.clone();
         let contract_broken = contract_broken.clone();
         let token = service_token.clone();
         let counter = sut_requests.clone();
@@ -186,6 +192,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let world = world.clone();
         sim.host(STORE_HOST, move || {
             let world = world.clone();
+            let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
             let token = token.clone();
             let counter = counter.clone();
@@ -205,6 +212,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     }
                 };
                 let store = Arc::new(store);
+                *last_store.borrow_mut() = Arc::downgrade(&store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
                 let mut router = crosstalk_store::router(store.clone());
@@ -240,8 +248,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
+        let last_export = last_export.clone();
         sim.host(EXPORT_HOST, move || {
             let world = world.clone();
+            let last_export = last_export.clone();
             let token = token.clone();
             let config = ExportConfig {
                 worker_token: worker_token.clone(),
@@ -275,6 +285,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                         return Ok(());
                     }
                 };
+                *last_export.borrow_mut() = Arc::downgrade(&service);
                 let listener = SimListener::bind(EXPORT_PORT).await?;
                 let mut router = crosstalk_export::router(service);
                 if canary {
@@ -442,6 +453,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         }
     };
     let simulated_ms = sim.elapsed().as_millis() as u64;
+    record_state_digests(&world, simulated_ms, &last_store, &last_export);
     drop(sim);
 
     let mut infra_errors = world.errors.borrow().clone();
@@ -479,6 +491,32 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         infra_errors,
         store_disk: store_disk.stats(),
         export_disk: export_disk.stats(),
+    }
+}
+
+/// Fold each service's final state digest (every table of its database,
+/// in key order) into the trace, so that the determinism check sees a
+/// divergence inside a service that no reply showed.
+fn record_state_digests(
+    world: &World,
+    at_ms: u64,
+    store: &RefCell<Weak<Store>>,
+    export: &RefCell<Weak<ExportService>>,
+) {
+    let digests = [
+        ("store", store.borrow().upgrade().map(|s| s.state_digest())),
+        ("export", export.borrow().upgrade().map(|e| e.state_digest())),
+    ];
+    for (service, digest) in digests {
+        let line = match digest {
+            Some(Ok(digest)) => {
+                world.oracle.borrow_mut().controls.state_digests_taken += 1;
+                format!("state digest: {service} {digest}")
+            }
+            Some(Err(e)) => format!("state digest: {service} unreadable: {e}"),
+            None => format!("state digest: {service} not running at the end"),
+        };
+        world.trace.borrow_mut().record(at_ms, &line);
     }
 }
 
