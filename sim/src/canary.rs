@@ -8,10 +8,12 @@
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
 //!
-//! Two more wrappers break the API contract for the harness's tests: one
-//! makes the first history listing panic inside its handler (on the wire, a
-//! connection reset), the other answers it 500 with a JSON error body — each
-//! with no fault injected anywhere. The oracle must fail both runs.
+//! [`break_store`] breaks the store for the harness's tests in one of four
+//! ways, with no fault injected anywhere: the first history listing panics
+//! inside its handler (on the wire, a connection reset), or is answered 500
+//! with a JSON error body, or every range deletion's answer names a
+//! recording that is not the requester's, or someone else's recording is
+//! refused 403 instead of looking nonexistent. The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -88,35 +90,98 @@ fn rewrite(
     Ok((output.finish()?.into_inner(), first_audio))
 }
 
-/// How a contract canary breaks the first history listing it sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ContractBreak {
-    /// The handler panics.
-    Panic,
-    /// The handler answers 500 with a JSON error body.
+/// How a test-only wrapper in front of the store breaks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CanaryBreak {
+    /// The first history listing's handler panics.
+    PanicInHandler,
+    /// The first history listing is answered 500 with a JSON error body.
     ServerError,
+    /// Every range deletion's answer also names the recording the store
+    /// acknowledged last (most often someone else's).
+    ForeignDeletion,
+    /// Someone else's recording is refused 403 ("not yours") instead of
+    /// 404: its existence shows.
+    ExistenceLeak,
 }
 
-/// Break the first `GET /v1/recordings` (a history listing) the store gets,
-/// once per run (`done` is shared by the store's incarnations).
-pub fn break_contract(router: Router, how: ContractBreak, done: Arc<AtomicBool>) -> Router {
+/// Break the store as `how` says; `done` is shared by the store's
+/// incarnations so that a once-per-run break stays once per run.
+pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
+    let last_ingested = Arc::new(Mutex::new(None::<u64>));
     router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
         let done = done.clone();
+        let last_ingested = last_ingested.clone();
         async move {
-            let listing = request.method() == http::Method::GET
-                && request.uri().path() == "/v1/recordings";
-            if listing && !done.swap(true, Ordering::Relaxed) {
-                match how {
-                    ContractBreak::Panic => panic_as_a_service("index and row disagree"),
-                    ContractBreak::ServerError => {
-                        return crosstalk_service::ApiError::internal("index and row disagree")
-                            .into_response();
-                    }
+            let (method, path) = (request.method().clone(), request.uri().path().to_string());
+            let listing = method == http::Method::GET && path == "/v1/recordings";
+            if listing && how != CanaryBreak::ForeignDeletion && !done.swap(true, Ordering::Relaxed) {
+                if how == CanaryBreak::PanicInHandler {
+                    panic_as_a_service("index and row disagree");
                 }
+                return crosstalk_service::ApiError::internal("index and row disagree")
+                    .into_response();
             }
-            next.run(request).await
+            let response = next.run(request).await;
+            if how == CanaryBreak::ExistenceLeak {
+                return reveal_existence(&path, response);
+            }
+            if how != CanaryBreak::ForeignDeletion
+                || method != http::Method::POST
+                || !response.status().is_success()
+            {
+                return response;
+            }
+            match path.as_str() {
+                "/v1/recordings" => remember_ingested(response, &last_ingested).await,
+                "/v1/recordings/delete" => name_foreign(response, &last_ingested).await,
+                _ => response,
+            }
         }
     }))
+}
+
+/// A 404 for a recording id below the highest one anybody was given turns
+/// into a 403 (the service "knows" it exists, just not for you).
+fn reveal_existence(path: &str, response: Response) -> Response {
+    let audio_of_id = path
+        .strip_prefix("/v1/recordings/")
+        .and_then(|rest| rest.strip_suffix("/audio"))
+        .and_then(|id| id.parse::<u64>().ok());
+    match audio_of_id {
+        Some(id) if id != u64::MAX && response.status() == http::StatusCode::NOT_FOUND => {
+            crosstalk_service::ApiError::forbidden("this recording belongs to another account")
+                .into_response()
+        }
+        _ => response,
+    }
+}
+
+async fn remember_ingested(response: Response, last: &Mutex<Option<u64>>) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if let Ok(ingested) = serde_json::from_slice::<crosstalk_model::api::IngestResponse>(&bytes) {
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(ingested.recording_id.0);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn name_foreign(response: Response, last: &Mutex<Option<u64>>) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let extra = *last.lock().unwrap_or_else(|p| p.into_inner());
+    let rewritten = serde_json::from_slice::<crosstalk_model::api::DeleteResponse>(&bytes)
+        .ok()
+        .and_then(|mut answer| {
+            let id = crosstalk_model::RecordingId(extra?);
+            if !answer.deleted.contains(&id) {
+                answer.deleted.push(id);
+            }
+            serde_json::to_vec(&answer).ok()
+        });
+    Response::from_parts(parts, Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())))
 }
 
 /// Panic the way a service would (located here, which the panic collector

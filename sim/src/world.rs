@@ -172,11 +172,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             .unwrap_or_default(),
     );
     let store_disk = SimDisk::new(disk_seed, 0, 1);
-    let contract_break = match (plan.canary_panic_in_handler, plan.canary_server_error) {
-        (true, _) => Some(crate::canary::ContractBreak::Panic),
-        (false, true) => Some(crate::canary::ContractBreak::ServerError),
-        (false, false) => None,
-    };
+    let contract_break = plan.canary_break;
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The services' latest incarnations, whose state is digested at the end.
     // (Weak: a crashed incarnation must still be dropped with its host.)
@@ -217,7 +213,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let listener = SimListener::bind(STORE_PORT).await?;
                 let mut router = crosstalk_store::router(store.clone());
                 if let Some(how) = contract_break {
-                    router = crate::canary::break_contract(router, how, contract_broken);
+                    router = crate::canary::break_store(router, how, contract_broken);
                 }
                 let router = count_requests(router, counter);
                 tokio::select! {

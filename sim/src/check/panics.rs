@@ -128,12 +128,10 @@ mod tests {
     #[test]
     fn a_panic_outside_the_harness_is_collected_and_the_harness_own_is_not() {
         let collecting = collect();
-        // A panic in a dependency (the standard library's `unwrap`) stands
-        // for a service's: it is collected.
-        let caught = std::panic::catch_unwind(|| {
-            let none: Option<u8> = None;
-            none.expect("index and row disagree")
-        });
+        // A panic located outside the harness (here: the canary, which
+        // stands for a service) is collected.
+        let caught =
+            std::panic::catch_unwind(|| crate::canary::panic_as_a_service("index and row disagree"));
         assert!(caught.is_err());
         // The harness's own panic surfaces (is forwarded, not collected).
         let own = std::panic::catch_unwind(|| panic!("harness bug"));
