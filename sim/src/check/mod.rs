@@ -938,3 +938,64 @@ fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oracle_with_two_uploads() -> Oracle {
+        let mut oracle = Oracle::new(
+            WatermarkKey::for_seed(1),
+            vec!["a@example.com".into(), "b@example.com".into()],
+        );
+        // Person 0's recording rec-10, person 1's rec-11, both captured at
+        // 100 ms by their devices' clocks and acknowledged early.
+        for (nonce, owner, id) in [(1, 0, 10), (2, 1, 11)] {
+            oracle.utterance_started(nonce, owner, 0, 1);
+            oracle.utterance_captured_at(nonce, 100);
+            oracle.utterance_acked(nonce, id, 5);
+        }
+        oracle
+    }
+
+    #[test]
+    fn a_deletion_answer_naming_a_foreign_recording_is_judged_not_believed() {
+        let mut oracle = oracle_with_two_uploads();
+        let scope = DeletionScope::Range {
+            from_ms: 0,
+            to_ms: 200,
+        };
+        oracle.judge_deletion(0, scope, &[10, 11], 10, 12);
+        assert_eq!(oracle.violations.len(), 1, "{:?}", oracle.violations);
+        assert_eq!(oracle.violations[0].invariant, Invariant::Isolation);
+        assert_eq!(oracle.violations[0].nonce, Some(2));
+        // The victim's recording is not counted deleted: had the store
+        // really deleted it, the victim's audit reports it lost.
+        oracle.audit_history(1, &BTreeSet::new(), 20, 20);
+        assert_eq!(oracle.violations[1].invariant, Invariant::Durability);
+        // The requester's own recording is deleted from now on.
+        oracle.audit_history(0, &BTreeSet::new(), 20, 20);
+        assert_eq!(oracle.violations.len(), 2);
+        assert_eq!(oracle.controls.deletions_verified, 1);
+    }
+
+    #[test]
+    fn own_recordings_outside_the_range_and_unresolved_foreign_ids_are_violations() {
+        let mut oracle = oracle_with_two_uploads();
+        let scope = DeletionScope::Range {
+            from_ms: 150,
+            to_ms: 200,
+        };
+        // rec-10 is the requester's, but captured before the range; rec-12
+        // is nobody's yet (its acknowledgement still in flight).
+        oracle.judge_deletion(0, scope, &[10, 12], 10, 12);
+        assert_eq!(oracle.violations[0].invariant, Invariant::RequestIntegrity);
+        assert_eq!(oracle.controls.deleted_ids_unknown_owner, 1);
+        // rec-12 turns out to be person 1's upload: judged then.
+        oracle.utterance_started(3, 1, 0, 8);
+        oracle.utterance_captured_at(3, 160);
+        oracle.utterance_acked(3, 12, 30);
+        assert_eq!(oracle.violations.len(), 2, "{:?}", oracle.violations);
+        assert_eq!(oracle.violations[1].invariant, Invariant::Isolation);
+    }
+}
