@@ -1159,6 +1159,25 @@ impl Person {
                 (MessageState::SuppressedMediaEvent, None) => {
                     self.oracle().controls.broadcast_messages_suppressed += 1
                 }
+                (MessageState::Delivered, Some(_)) => {
+                    // The store's word that it delivered is checked against
+                    // what the sender did: this command was never confirmed.
+                    let now = sim_now_ms();
+                    let mut oracle = self.oracle();
+                    let detail = format!(
+                        "message {} spoken by {} was delivered to {} without its sender's confirmation",
+                        message.message_id,
+                        oracle.who(self.principal),
+                        message.resolved_contact.email
+                    );
+                    oracle.violate(
+                        Invariant::RequestIntegrity,
+                        now,
+                        Some(spoken.nonce),
+                        Some(self.principal),
+                        detail,
+                    );
+                }
                 _ => {}
             }
         }
