@@ -110,36 +110,41 @@ pub enum CanaryBreak {
 /// incarnations so that a once-per-run break stays once per run.
 pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
     let last_ingested = Arc::new(Mutex::new(None::<u64>));
-    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-        let done = done.clone();
-        let last_ingested = last_ingested.clone();
-        async move {
-            let (method, path) = (request.method().clone(), request.uri().path().to_string());
-            let listing = method == http::Method::GET && path == "/v1/recordings";
-            if listing && how != CanaryBreak::ForeignDeletion && !done.swap(true, Ordering::Relaxed) {
-                if how == CanaryBreak::PanicInHandler {
-                    panic_as_a_service("index and row disagree");
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let done = done.clone();
+            let last_ingested = last_ingested.clone();
+            async move {
+                let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                let listing = method == http::Method::GET && path == "/v1/recordings";
+                if listing
+                    && how != CanaryBreak::ForeignDeletion
+                    && !done.swap(true, Ordering::Relaxed)
+                {
+                    if how == CanaryBreak::PanicInHandler {
+                        panic_as_a_service("index and row disagree");
+                    }
+                    return crosstalk_service::ApiError::internal("index and row disagree")
+                        .into_response();
                 }
-                return crosstalk_service::ApiError::internal("index and row disagree")
-                    .into_response();
+                let response = next.run(request).await;
+                if how == CanaryBreak::ExistenceLeak {
+                    return reveal_existence(&path, response);
+                }
+                if how != CanaryBreak::ForeignDeletion
+                    || method != http::Method::POST
+                    || !response.status().is_success()
+                {
+                    return response;
+                }
+                match path.as_str() {
+                    "/v1/recordings" => remember_ingested(response, &last_ingested).await,
+                    "/v1/recordings/delete" => name_foreign(response, &last_ingested).await,
+                    _ => response,
+                }
             }
-            let response = next.run(request).await;
-            if how == CanaryBreak::ExistenceLeak {
-                return reveal_existence(&path, response);
-            }
-            if how != CanaryBreak::ForeignDeletion
-                || method != http::Method::POST
-                || !response.status().is_success()
-            {
-                return response;
-            }
-            match path.as_str() {
-                "/v1/recordings" => remember_ingested(response, &last_ingested).await,
-                "/v1/recordings/delete" => name_foreign(response, &last_ingested).await,
-                _ => response,
-            }
-        }
-    }))
+        },
+    ))
 }
 
 /// A 404 for a recording id below the highest one anybody was given turns
@@ -160,7 +165,9 @@ fn reveal_existence(path: &str, response: Response) -> Response {
 
 async fn remember_ingested(response: Response, last: &Mutex<Option<u64>>) -> Response {
     let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     if let Ok(ingested) = serde_json::from_slice::<crosstalk_model::api::IngestResponse>(&bytes) {
         *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(ingested.recording_id.0);
     }
@@ -170,7 +177,9 @@ async fn remember_ingested(response: Response, last: &Mutex<Option<u64>>) -> Res
 async fn name_foreign(response: Response, last: &Mutex<Option<u64>>) -> Response {
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let extra = *last.lock().unwrap_or_else(|p| p.into_inner());
     let rewritten = serde_json::from_slice::<crosstalk_model::api::DeleteResponse>(&bytes)
         .ok()
@@ -181,7 +190,10 @@ async fn name_foreign(response: Response, last: &Mutex<Option<u64>>) -> Response
             }
             serde_json::to_vec(&answer).ok()
         });
-    Response::from_parts(parts, Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())))
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
 }
 
 /// Panic the way a service would (located here, which the panic collector

@@ -28,8 +28,8 @@ use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Simulated time allowed past `active + drain` before turmoil gives up.
@@ -501,7 +501,10 @@ fn record_state_digests(
 ) {
     let digests = [
         ("store", store.borrow().upgrade().map(|s| s.state_digest())),
-        ("export", export.borrow().upgrade().map(|e| e.state_digest())),
+        (
+            "export",
+            export.borrow().upgrade().map(|e| e.state_digest()),
+        ),
     ];
     for (service, digest) in digests {
         let line = match digest {

@@ -65,9 +65,10 @@ fn a_deletion_answer_naming_a_foreign_recording_fails_the_run() {
     let scenario = scenario("deletion-vs-export.toml");
     for seed in 0..10 {
         let outcome = broken(&scenario, seed, CanaryBreak::ForeignDeletion);
-        let foreign = outcome.violations.iter().find(|v| {
-            v.invariant == Invariant::Isolation && v.detail.contains("named as deleted")
-        });
+        let foreign = outcome
+            .violations
+            .iter()
+            .find(|v| v.invariant == Invariant::Isolation && v.detail.contains("named as deleted"));
         if let Some(v) = foreign {
             assert_ne!(v.true_owner, v.receiver, "{v:?}");
             return;
@@ -87,7 +88,10 @@ fn the_correct_build_passes_and_counts_every_new_control() {
         assert!(c.api_replies_judged > 0);
         assert_eq!(c.panic_hooks_installed, 1);
         assert_eq!(c.state_digests_taken, 2);
-        assert!(c.foreign_statuses_judged > 0 || c.guessed_audio_attempts + c.foreign_link_attempts == 0);
+        assert!(
+            c.foreign_statuses_judged > 0
+                || c.guessed_audio_attempts + c.foreign_link_attempts == 0
+        );
         deletions_judged += c.deletion_answers_judged;
     }
     assert!(deletions_judged > 0, "no deletion answer was judged");
@@ -111,7 +115,10 @@ fn the_services_final_state_is_in_the_trace_and_equal_for_one_seed() {
     );
     let (da, db) = (digests(&a), digests(&b));
     assert_eq!(da.len(), 2, "{da:?}");
-    assert!(da[0].contains("store") && da[1].contains("export"), "{da:?}");
+    assert!(
+        da[0].contains("store") && da[1].contains("export"),
+        "{da:?}"
+    );
     assert_eq!(da, db);
     assert_eq!(a.trace_hash, b.trace_hash);
     let other = run_plan(&Plan::generate(&scenario, 3));

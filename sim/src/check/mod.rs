@@ -522,7 +522,12 @@ impl Oracle {
         // answers the retry with the deleted recording's id): judge the
         // deletion now that the recording's owner is known.
         if let Some(pending) = self.unresolved_deletions.remove(&recording_id) {
-            self.judge_deleted_id(pending.requester, pending.scope, recording_id, pending.at_ms);
+            self.judge_deleted_id(
+                pending.requester,
+                pending.scope,
+                recording_id,
+                pending.at_ms,
+            );
         }
         if let Some(&deleted_at) = self.deleted_recordings.get(&recording_id) {
             self.deletion_acked(nonce, deleted_at);
@@ -569,7 +574,8 @@ impl Oracle {
             .filter(|(_, u)| {
                 u.owner == requester
                     && u.acked_ms.is_some_and(|ack| ack <= sent_ms)
-                    && u.recording_id.is_some_and(|id| scope.covers(id, u.captured_at_ms))
+                    && u.recording_id
+                        .is_some_and(|id| scope.covers(id, u.captured_at_ms))
             })
             .map(|(n, _)| *n)
             .collect();
@@ -592,14 +598,26 @@ impl Oracle {
                 self.provenance(nonce, &u),
                 self.who(requester)
             );
-            self.violate(Invariant::Isolation, at_ms, Some(nonce), Some(requester), detail);
+            self.violate(
+                Invariant::Isolation,
+                at_ms,
+                Some(nonce),
+                Some(requester),
+                detail,
+            );
         } else if !scope.covers(id, u.captured_at_ms) {
             let detail = format!(
                 "{}; captured at {:?} ms (device clock), named as deleted in the answer to a {scope:?} deletion",
                 self.provenance(nonce, &u),
                 u.captured_at_ms
             );
-            self.violate(Invariant::RequestIntegrity, at_ms, Some(nonce), Some(requester), detail);
+            self.violate(
+                Invariant::RequestIntegrity,
+                at_ms,
+                Some(nonce),
+                Some(requester),
+                detail,
+            );
         } else {
             self.deleted_recordings.entry(id).or_insert(at_ms);
             self.deletion_acked(nonce, at_ms);
@@ -634,7 +652,10 @@ impl Oracle {
                 self.controls.server_errors_excused += 1;
                 continue;
             }
-            if log.near(error.service, error.sent_ms, error.at_ms).is_some() {
+            if log
+                .near(error.service, error.sent_ms, error.at_ms)
+                .is_some()
+            {
                 self.controls.server_errors_excused += 1;
                 continue;
             }
@@ -645,7 +666,13 @@ impl Oracle {
                 "{} to the {} service, sent at {} ms, {status} at {} ms with no fault injected near it: {}",
                 error.request, error.service, error.sent_ms, error.at_ms, error.body
             );
-            self.violate(Invariant::ApiContract, error.at_ms, None, error.principal, detail);
+            self.violate(
+                Invariant::ApiContract,
+                error.at_ms,
+                None,
+                error.principal,
+                detail,
+            );
         }
     }
 

@@ -130,8 +130,9 @@ mod tests {
         let collecting = collect();
         // A panic located outside the harness (here: the canary, which
         // stands for a service) is collected.
-        let caught =
-            std::panic::catch_unwind(|| crate::canary::panic_as_a_service("index and row disagree"));
+        let caught = std::panic::catch_unwind(|| {
+            crate::canary::panic_as_a_service("index and row disagree")
+        });
         assert!(caught.is_err());
         // The harness's own panic surfaces (is forwarded, not collected).
         let own = std::panic::catch_unwind(|| panic!("harness bug"));

@@ -1299,8 +1299,13 @@ impl Person {
                     let response: DeleteResponse = parse(&r)?;
                     let named: Vec<u64> = response.deleted.iter().map(|id| id.0).collect();
                     let (principal, now) = (self.principal, sim_now_ms());
-                    self.oracle()
-                        .judge_deletion(principal, DeletionScope::All, &named, sent_ms, now);
+                    self.oracle().judge_deletion(
+                        principal,
+                        DeletionScope::All,
+                        &named,
+                        sent_ms,
+                        now,
+                    );
                     break;
                 }
                 // An earlier attempt went through but its answer was lost.
