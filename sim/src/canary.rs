@@ -8,12 +8,13 @@
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
 //!
-//! [`break_store`] breaks the store for the harness's tests in one of four
+//! [`break_store`] breaks the store for the harness's tests in one of five
 //! ways, with no fault injected anywhere: the first history listing panics
 //! inside its handler (on the wire, a connection reset), or is answered 500
 //! with a JSON error body, or every range deletion's answer names a
 //! recording that is not the requester's, or someone else's recording is
-//! refused 403 instead of looking nonexistent. The oracle must fail each run.
+//! refused 403 instead of looking nonexistent, or a spoken message awaiting
+//! its sender's confirmation is listed as delivered. The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -104,6 +105,9 @@ pub enum CanaryBreak {
     /// Someone else's recording is refused 403 ("not yours") instead of
     /// 404: its existence shows.
     ExistenceLeak,
+    /// The sender's list of outgoing messages shows every spoken message
+    /// still awaiting its sender's confirmation as delivered.
+    DeliveredUnconfirmed,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -130,6 +134,12 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 let response = next.run(request).await;
                 if how == CanaryBreak::ExistenceLeak {
                     return reveal_existence(&path, response);
+                }
+                if how == CanaryBreak::DeliveredUnconfirmed
+                    && method == http::Method::GET
+                    && path == "/v1/messages"
+                {
+                    return claim_delivered(response).await;
                 }
                 if how != CanaryBreak::ForeignDeletion
                     || method != http::Method::POST
@@ -161,6 +171,29 @@ fn reveal_existence(path: &str, response: Response) -> Response {
         }
         _ => response,
     }
+}
+
+async fn claim_delivered(response: Response) -> Response {
+    use crosstalk_model::api::{MessageState, MessageView};
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let rewritten = serde_json::from_slice::<Vec<MessageView>>(&bytes)
+        .ok()
+        .and_then(|mut messages| {
+            for m in messages.iter_mut().filter(|m| m.spoken) {
+                if m.state == MessageState::Pending {
+                    m.state = MessageState::Delivered;
+                }
+            }
+            serde_json::to_vec(&messages).ok()
+        });
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
 }
 
 async fn remember_ingested(response: Response, last: &Mutex<Option<u64>>) -> Response {

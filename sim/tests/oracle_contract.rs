@@ -139,3 +139,18 @@ fn a_guessed_id_refused_as_not_yours_rather_than_nonexistent_fails_the_run() {
     }
     panic!("a 403 for someone else's recording went unnoticed for 10 seeds");
 }
+
+#[test]
+fn a_message_listed_as_delivered_before_its_sender_confirmed_fails_the_run() {
+    let scenario = scenario("portland-message.toml");
+    for seed in 0..10 {
+        let outcome = broken(&scenario, seed, CanaryBreak::DeliveredUnconfirmed);
+        if outcome.violations.iter().any(|v| {
+            v.invariant == Invariant::RequestIntegrity
+                && v.detail.contains("without its sender's confirmation")
+        }) {
+            return;
+        }
+    }
+    panic!("a message delivered without confirmation went unnoticed for 10 seeds");
+}
