@@ -7,14 +7,23 @@
 //! the next download, the way a shared staging path or a mixed-up cache
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
+//!
+//! [`break_store`] breaks the store for the harness's tests in one of five
+//! ways, with no fault injected anywhere: the first history listing panics
+//! inside its handler (on the wire, a connection reset), or is answered 500
+//! with a JSON error body, or every range deletion's answer names a
+//! recording that is not the requester's, or someone else's recording is
+//! refused 403 instead of looking nonexistent, or a spoken message awaiting
+//! its sender's confirmation is listed as delivered. The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use crosstalk_service::bearer_token;
 use std::io::{Cursor, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -80,4 +89,148 @@ fn rewrite(
         output.write_all(extra)?;
     }
     Ok((output.finish()?.into_inner(), first_audio))
+}
+
+/// How a test-only wrapper in front of the store breaks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CanaryBreak {
+    /// The first history listing's handler panics.
+    PanicInHandler,
+    /// The first history listing is answered 500 with a JSON error body.
+    ServerError,
+    /// Every range deletion's answer also names the recording the store
+    /// acknowledged last (most often someone else's).
+    ForeignDeletion,
+    /// Someone else's recording is refused 403 ("not yours") instead of
+    /// 404: its existence shows.
+    ExistenceLeak,
+    /// The sender's list of outgoing messages shows every spoken message
+    /// still awaiting its sender's confirmation as delivered.
+    DeliveredUnconfirmed,
+}
+
+/// Break the store as `how` says; `done` is shared by the store's
+/// incarnations so that a once-per-run break stays once per run.
+pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
+    let last_ingested = Arc::new(Mutex::new(None::<u64>));
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let done = done.clone();
+            let last_ingested = last_ingested.clone();
+            async move {
+                let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                let listing = method == http::Method::GET && path == "/v1/recordings";
+                if listing
+                    && how != CanaryBreak::ForeignDeletion
+                    && !done.swap(true, Ordering::Relaxed)
+                {
+                    if how == CanaryBreak::PanicInHandler {
+                        panic_as_a_service("index and row disagree");
+                    }
+                    return crosstalk_service::ApiError::internal("index and row disagree")
+                        .into_response();
+                }
+                let response = next.run(request).await;
+                if how == CanaryBreak::ExistenceLeak {
+                    return reveal_existence(&path, response);
+                }
+                if how == CanaryBreak::DeliveredUnconfirmed
+                    && method == http::Method::GET
+                    && path == "/v1/messages"
+                {
+                    return claim_delivered(response).await;
+                }
+                if how != CanaryBreak::ForeignDeletion
+                    || method != http::Method::POST
+                    || !response.status().is_success()
+                {
+                    return response;
+                }
+                match path.as_str() {
+                    "/v1/recordings" => remember_ingested(response, &last_ingested).await,
+                    "/v1/recordings/delete" => name_foreign(response, &last_ingested).await,
+                    _ => response,
+                }
+            }
+        },
+    ))
+}
+
+/// A 404 for a recording id below the highest one anybody was given turns
+/// into a 403 (the service "knows" it exists, just not for you).
+fn reveal_existence(path: &str, response: Response) -> Response {
+    let audio_of_id = path
+        .strip_prefix("/v1/recordings/")
+        .and_then(|rest| rest.strip_suffix("/audio"))
+        .and_then(|id| id.parse::<u64>().ok());
+    match audio_of_id {
+        Some(id) if id != u64::MAX && response.status() == http::StatusCode::NOT_FOUND => {
+            crosstalk_service::ApiError::forbidden("this recording belongs to another account")
+                .into_response()
+        }
+        _ => response,
+    }
+}
+
+async fn claim_delivered(response: Response) -> Response {
+    use crosstalk_model::api::{MessageState, MessageView};
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let rewritten = serde_json::from_slice::<Vec<MessageView>>(&bytes)
+        .ok()
+        .and_then(|mut messages| {
+            for m in messages.iter_mut().filter(|m| m.spoken) {
+                if m.state == MessageState::Pending {
+                    m.state = MessageState::Delivered;
+                }
+            }
+            serde_json::to_vec(&messages).ok()
+        });
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
+}
+
+async fn remember_ingested(response: Response, last: &Mutex<Option<u64>>) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if let Ok(ingested) = serde_json::from_slice::<crosstalk_model::api::IngestResponse>(&bytes) {
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(ingested.recording_id.0);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn name_foreign(response: Response, last: &Mutex<Option<u64>>) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let extra = *last.lock().unwrap_or_else(|p| p.into_inner());
+    let rewritten = serde_json::from_slice::<crosstalk_model::api::DeleteResponse>(&bytes)
+        .ok()
+        .and_then(|mut answer| {
+            let id = crosstalk_model::RecordingId(extra?);
+            if !answer.deleted.contains(&id) {
+                answer.deleted.push(id);
+            }
+            serde_json::to_vec(&answer).ok()
+        });
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
+}
+
+/// Panic the way a service would (located here, which the panic collector
+/// counts as a service, not as the harness).
+pub fn panic_as_a_service(message: &str) -> ! {
+    panic!("{message}")
 }

@@ -439,6 +439,16 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.sut_faults_fired,
     );
     println!(
+        "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
+        c.api_replies_judged,
+        c.server_errors_excused,
+        c.panic_hooks_installed,
+        c.deletion_answers_judged,
+        c.deleted_ids_unknown_owner,
+        c.foreign_statuses_judged,
+        c.state_digests_taken,
+    );
+    println!(
         "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}, archives attached to a resend refused {}",
         c.agent_actions,
         c.agent_errors_injected,

@@ -25,6 +25,10 @@ pub struct Plan {
     pub active_ms: u64,
     pub drain_ms: u64,
     pub canary_leak_into_archives: bool,
+    /// Harness self-tests only: a wrapper in front of the store breaks it
+    /// one way (see [`crate::canary::CanaryBreak`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_break: Option<crate::canary::CanaryBreak>,
     /// Export worker hosts (stateless; they claim jobs with leases).
     pub worker_hosts: u64,
     /// Host crashes (store, export, worker-N), in time order per host; each
@@ -811,6 +815,7 @@ impl Plan {
             active_ms,
             drain_ms: world.drain_seconds * 1000,
             canary_leak_into_archives: scenario.canary.leak_into_archives,
+            canary_break: None,
             worker_hosts: world.worker_hosts,
             crashes_from_ms: crash_window_start,
             sut_fault_points_per_mille: draw(&mut rng, faults.sut_fault_points_per_mille) as u32,

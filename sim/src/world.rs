@@ -6,6 +6,7 @@
 //! people as tasks. Turmoil's seed, epoch, tick, latency and duration all
 //! come from the plan, so the plan alone determines the run.
 
+use crate::check::contract::FiredPoints;
 use crate::check::{Controls, Invariant, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
@@ -25,9 +26,10 @@ use crosstalk_model::SeededEntropy;
 use crosstalk_service::{HttpClient, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
-use std::cell::Cell;
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Simulated time allowed past `active + drain` before turmoil gives up.
@@ -125,6 +127,8 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         ));
     }
     let planted = Planted::of(bugs);
+    // Panics inside the services become violations of this run.
+    let collecting_panics = crate::check::panics::collect();
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let agent_token = hex::encode(derive(seed, "agent-token"));
     let world = World::new(
@@ -134,13 +138,17 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     );
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
+    let fired_points = FiredPoints::default();
     let fault_points = |name: String| -> Arc<dyn crosstalk_service::fault_points::FaultPoints> {
-        Arc::new(SeededFaultPoints::new(
-            derive(seed, &format!("fault-points/{name}")),
-            plan.sut_fault_points_per_mille,
-            plan.active_ms,
-            faults_fired.clone(),
-        ))
+        Arc::new(
+            SeededFaultPoints::new(
+                derive(seed, &format!("fault-points/{name}")),
+                plan.sut_fault_points_per_mille,
+                plan.active_ms,
+                faults_fired.clone(),
+            )
+            .logging_into(name, fired_points.clone()),
+        )
     };
     let service_token = hex::encode(derive(seed, "service-token"));
     let worker_token = hex::encode(derive(seed, "worker-token"));
@@ -164,7 +172,15 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             .unwrap_or_default(),
     );
     let store_disk = SimDisk::new(disk_seed, 0, 1);
+    let contract_break = plan.canary_break;
+    let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The services' latest incarnations, whose state is digested at the end.
+    // (Weak: a crashed incarnation must still be dropped with its host.)
+    let last_store: Rc<RefCell<Weak<Store>>> = Rc::default();
+    let last_export: Rc<RefCell<Weak<ExportService>>> = Rc::default();
     {
+        let last_store = last_store.clone();
+        let contract_broken = contract_broken.clone();
         let token = service_token.clone();
         let counter = sut_requests.clone();
         let restarts = Cell::new(0u64);
@@ -172,6 +188,8 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let world = world.clone();
         sim.host(STORE_HOST, move || {
             let world = world.clone();
+            let last_store = last_store.clone();
+            let contract_broken = contract_broken.clone();
             let token = token.clone();
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
@@ -190,9 +208,14 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     }
                 };
                 let store = Arc::new(store);
+                *last_store.borrow_mut() = Arc::downgrade(&store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let router = count_requests(crosstalk_store::router(store.clone()), counter);
+                let mut router = crosstalk_store::router(store.clone());
+                if let Some(how) = contract_break {
+                    router = crate::canary::break_store(router, how, contract_broken);
+                }
+                let router = count_requests(router, counter);
                 tokio::select! {
                     biased;
                     _ = store.until_storage_fails() => {
@@ -221,8 +244,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
+        let last_export = last_export.clone();
         sim.host(EXPORT_HOST, move || {
             let world = world.clone();
+            let last_export = last_export.clone();
             let token = token.clone();
             let config = ExportConfig {
                 worker_token: worker_token.clone(),
@@ -256,6 +281,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                         return Ok(());
                     }
                 };
+                *last_export.borrow_mut() = Arc::downgrade(&service);
                 let listener = SimListener::bind(EXPORT_PORT).await?;
                 let mut router = crosstalk_export::router(service);
                 if canary {
@@ -374,6 +400,15 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                     fault.kind, fault.a, fault.b, fault.duration_ms
                 ),
             );
+            let heals_ms = (fault.at_ms + fault.duration_ms)
+                .min(plan.active_ms)
+                .max(now_ms);
+            world.fault_log.borrow_mut().push(
+                format!("{:?} {} -> {}", fault.kind, fault.a, fault.b),
+                &[fault.a.as_str(), fault.b.as_str()],
+                now_ms,
+                heals_ms,
+            );
             net_active.push((fault.at_ms + fault.duration_ms, fault));
         }
         let (over, still): (Vec<_>, Vec<_>) = net_active
@@ -394,6 +429,12 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         {
             store_disk.set_io_error_rate(plan.store_io_errors_per_million, 1_000_000);
             io_errors_on = true;
+            world.fault_log.borrow_mut().push(
+                "disk I/O errors".to_string(),
+                &[STORE_HOST],
+                now_ms,
+                plan.active_ms,
+            );
         }
         for host in &mut hosts {
             host.tick(&mut sim, &world, now_ms, plan.active_ms);
@@ -408,6 +449,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         }
     };
     let simulated_ms = sim.elapsed().as_millis() as u64;
+    record_state_digests(&world, simulated_ms, &last_store, &last_export);
     drop(sim);
 
     let mut infra_errors = world.errors.borrow().clone();
@@ -426,6 +468,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         }
     }
     world.oracle.borrow_mut().controls.sut_faults_fired = faults_fired.load(Ordering::Relaxed);
+    world.fault_log.borrow_mut().add_fired_points(&fired_points);
+    world
+        .oracle
+        .borrow_mut()
+        .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {
@@ -440,6 +487,35 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         infra_errors,
         store_disk: store_disk.stats(),
         export_disk: export_disk.stats(),
+    }
+}
+
+/// Fold each service's final state digest (every table of its database,
+/// in key order) into the trace, so that the determinism check sees a
+/// divergence inside a service that no reply showed.
+fn record_state_digests(
+    world: &World,
+    at_ms: u64,
+    store: &RefCell<Weak<Store>>,
+    export: &RefCell<Weak<ExportService>>,
+) {
+    let digests = [
+        ("store", store.borrow().upgrade().map(|s| s.state_digest())),
+        (
+            "export",
+            export.borrow().upgrade().map(|e| e.state_digest()),
+        ),
+    ];
+    for (service, digest) in digests {
+        let line = match digest {
+            Some(Ok(digest)) => {
+                world.oracle.borrow_mut().controls.state_digests_taken += 1;
+                format!("state digest: {service} {digest}")
+            }
+            Some(Err(e)) => format!("state digest: {service} unreadable: {e}"),
+            None => format!("state digest: {service} not running at the end"),
+        };
+        world.trace.borrow_mut().record(at_ms, &line);
     }
 }
 
@@ -479,6 +555,12 @@ impl Crashable {
     ) {
         sim.crash(self.name.as_str());
         self.restart_at_ms = Some(now_ms + downtime_ms);
+        world.fault_log.borrow_mut().push(
+            format!("{} {how}", self.name),
+            &[self.name.as_str()],
+            now_ms,
+            now_ms + downtime_ms,
+        );
         let mut oracle = world.oracle.borrow_mut();
         match self.name.as_str() {
             STORE_HOST => oracle.controls.store_crashes += 1,
@@ -513,6 +595,12 @@ impl Crashable {
             // The process exited by itself (it could not open its database,
             // or its disk failed); a supervisor starts it again shortly.
             self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
+            world.fault_log.borrow_mut().push(
+                format!("{} exited by itself", self.name),
+                &[self.name.as_str()],
+                now_ms,
+                now_ms + SUPERVISOR_RESTART_MS,
+            );
             world.trace.borrow_mut().record(
                 now_ms,
                 &format!("supervisor: {} exited, restarting", self.name),

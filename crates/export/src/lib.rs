@@ -134,6 +134,24 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 impl ExportService {
+    /// SHA-256 over every table of the export database, each in key order
+    /// (see [`crosstalk_service::digest`]): equal for equal state, with no
+    /// clock read. The simulator folds it into its trace hash.
+    pub fn state_digest(&self) -> Result<String, ApiError> {
+        let txn = redb::ReadableDatabase::begin_read(&self.db).map_err(internal)?;
+        crosstalk_service::digest::StateDigest::new(&txn)
+            .table(jobs::META)
+            .and_then(|d| d.table(jobs::JOBS))
+            .and_then(|d| d.table(jobs::PENDING))
+            .and_then(|d| d.table(jobs::ARCHIVES))
+            .and_then(|d| d.table(jobs::REQUESTS))
+            .and_then(|d| d.table(agent::AUDIT))
+            .and_then(|d| d.table(SECRETS))
+            .and_then(|d| d.table(tickets::TICKETS))
+            .and_then(|d| d.finish())
+            .map_err(internal)
+    }
+
     /// Open (or create) the service's database on `backend`; `store` reaches
     /// the recording store's service API.
     pub fn open(

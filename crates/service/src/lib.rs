@@ -13,6 +13,7 @@
 //!   (timeout, cancellation) is dropped, never returned to the pool.
 
 mod client;
+pub mod digest;
 mod error;
 pub mod fault_points;
 pub mod planted;

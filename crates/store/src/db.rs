@@ -198,6 +198,40 @@ fn lowest_closed_account(txn: &WriteTransaction) -> Result<Option<u64>, ApiError
 }
 
 impl Store {
+    /// SHA-256 over every table of the store's database, each in key
+    /// order (see [`crosstalk_service::digest`]): equal for equal state,
+    /// with no clock read. The simulator folds it into its trace hash.
+    pub fn state_digest(&self) -> Result<String, ApiError> {
+        use crate::{media, messages, notify};
+        let txn = self.db.begin_read().map_err(internal)?;
+        crosstalk_service::digest::StateDigest::new(&txn)
+            .table(META)
+            .and_then(|d| d.table(SECRETS))
+            .and_then(|d| d.table(ACCOUNTS))
+            .and_then(|d| d.table(EMAILS))
+            .and_then(|d| d.table(SESSIONS))
+            .and_then(|d| d.table(DEVICES))
+            .and_then(|d| d.table(DEVICE_TOKENS))
+            .and_then(|d| d.table(RECORDINGS))
+            .and_then(|d| d.table(AUDIO))
+            .and_then(|d| d.table(BY_OWNER))
+            .and_then(|d| d.table(UPLOAD_KEYS))
+            .and_then(|d| d.table(PRINT_OF))
+            .and_then(|d| d.table(messages::CONTACTS))
+            .and_then(|d| d.table(messages::MESSAGES))
+            .and_then(|d| d.table(messages::INBOX))
+            .and_then(|d| d.table(messages::SENT))
+            .and_then(|d| d.table(messages::HELD_MESSAGES))
+            .and_then(|d| d.table(media::FINGERPRINTS))
+            .and_then(|d| d.table(media::FINGERPRINTS_RECEIVED))
+            .and_then(|d| d.table(media::ORDERS))
+            .and_then(|d| d.table(media::ORDERS_BY_ACCOUNT))
+            .and_then(|d| d.table(media::HELD_ORDERS))
+            .and_then(|d| d.table(notify::NOTIFICATIONS))
+            .and_then(|d| d.finish())
+            .map_err(internal)
+    }
+
     /// Open (or create) the store on `backend`. Recovers whatever the backend
     /// holds; creates the tables and the cursor key on first open.
     pub fn open(

@@ -6,7 +6,12 @@
 //! the SUT's ids, owners or manifests. Each check also counts its positive
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
+pub mod contract;
+pub mod panics;
+
 use crate::watermark::{Decoded, WatermarkKey};
+use contract::{FaultLog, ServerError};
+use panics::ServicePanic;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read};
@@ -33,6 +38,8 @@ pub enum Invariant {
     BroadcastActed,
     /// 10: every support-agent error and impersonation is blocked or harmless.
     AgentContainment,
+    /// 11: a service answers 5xx only near an injected fault, and never panics.
+    ApiContract,
 }
 
 impl Invariant {
@@ -48,6 +55,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::BroadcastActed => "broadcast never acts",
             Invariant::AgentContainment => "agent containment",
+            Invariant::ApiContract => "api contract",
         }
     }
 
@@ -79,6 +87,9 @@ impl Invariant {
             }
             Invariant::BroadcastActed => {
                 "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message"
+            }
+            Invariant::ApiContract => {
+                "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it"
             }
         }
     }
@@ -164,6 +175,21 @@ pub struct Controls {
     pub manual_verifications_refused: u64,
     /// Agent resends that "attached" an archive, refused by the console.
     pub archive_attachments_refused: u64,
+    /// Replies from the services whose status the API contract judged.
+    pub api_replies_judged: u64,
+    /// Server errors (and unanswered sign-ups) excused by a fault near them.
+    pub server_errors_excused: u64,
+    /// Runs whose service panics were collected by the panic hook.
+    pub panic_hooks_installed: u64,
+    /// Deletion answers judged against what the request had to delete.
+    pub deletion_answers_judged: u64,
+    /// Ids a deletion answer named whose owner was not yet known (an
+    /// upload whose acknowledgement was still in flight), judged later.
+    pub deleted_ids_unknown_owner: u64,
+    /// Statuses of foreign-access attempts judged against the exact set.
+    pub foreign_statuses_judged: u64,
+    /// Service state digests folded into the trace hash.
+    pub state_digests_taken: u64,
 }
 
 impl Controls {
@@ -216,6 +242,13 @@ impl Controls {
         self.agent_errors_injected += other.agent_errors_injected;
         self.manual_verifications_refused += other.manual_verifications_refused;
         self.archive_attachments_refused += other.archive_attachments_refused;
+        self.api_replies_judged += other.api_replies_judged;
+        self.server_errors_excused += other.server_errors_excused;
+        self.panic_hooks_installed += other.panic_hooks_installed;
+        self.deletion_answers_judged += other.deletion_answers_judged;
+        self.deleted_ids_unknown_owner += other.deleted_ids_unknown_owner;
+        self.foreign_statuses_judged += other.foreign_statuses_judged;
+        self.state_digests_taken += other.state_digests_taken;
     }
 }
 
@@ -234,6 +267,42 @@ pub struct Utterance {
     pub sent_to: BTreeSet<usize>,
     /// Captured from broadcast audio, not spoken by anyone in the home.
     pub broadcast: bool,
+    /// The capture time as the device sent it (its clock, skew and all):
+    /// what a range deletion selects by.
+    pub captured_at_ms: Option<u64>,
+}
+
+/// What a deletion request asked the store to delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionScope {
+    /// One recording, by id.
+    One(u64),
+    /// Every own recording whose capture time (as the device sent it) is
+    /// in `from_ms..=to_ms`.
+    Range { from_ms: u64, to_ms: u64 },
+    /// Everything the account holds (closing it).
+    All,
+}
+
+impl DeletionScope {
+    fn covers(self, recording_id: u64, captured_at_ms: Option<u64>) -> bool {
+        match self {
+            DeletionScope::One(id) => id == recording_id,
+            DeletionScope::Range { from_ms, to_ms } => {
+                captured_at_ms.is_some_and(|at| (from_ms..=to_ms).contains(&at))
+            }
+            DeletionScope::All => true,
+        }
+    }
+}
+
+/// A recording id a deletion answer named before anyone knew whose upload
+/// it was (its acknowledgement still in flight): judged when it is known.
+#[derive(Clone, Copy, Debug)]
+struct UnresolvedDeletion {
+    requester: usize,
+    scope: DeletionScope,
+    at_ms: u64,
 }
 
 /// What the oracle knows about one person.
@@ -249,6 +318,10 @@ pub struct Oracle {
     utterances: BTreeMap<u64, Utterance>,
     /// Recording id -> when the store acknowledged deleting it.
     deleted_recordings: BTreeMap<u64, u64>,
+    /// Ids deletion answers named, not yet known to be anyone's upload.
+    unresolved_deletions: BTreeMap<u64, UnresolvedDeletion>,
+    /// Server errors received, judged at the end against the fault log.
+    server_errors: Vec<ServerError>,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -277,6 +350,8 @@ impl Oracle {
             people,
             utterances: BTreeMap::new(),
             deleted_recordings: BTreeMap::new(),
+            unresolved_deletions: BTreeMap::new(),
+            server_errors: Vec::new(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -311,7 +386,15 @@ impl Oracle {
             deletion_acked_ms: None,
             sent_to: BTreeSet::new(),
             broadcast: false,
+            captured_at_ms: None,
         });
+    }
+
+    /// The device stamped `nonce`'s capture with `captured_at_ms`.
+    pub fn utterance_captured_at(&mut self, nonce: u64, captured_at_ms: u64) {
+        if let Some(u) = self.utterances.get_mut(&nonce) {
+            u.captured_at_ms.get_or_insert(captured_at_ms);
+        }
     }
 
     /// `nonce` was captured from broadcast audio.
@@ -434,22 +517,162 @@ impl Oracle {
             u.recording_id = Some(recording_id);
             self.controls.utterances_uploaded += 1;
         }
-        // An upload whose first answer was lost, covered by a deletion
+        // An upload whose first answer was lost, named by a deletion answer
         // before its retry was answered (the store keeps the upload key and
-        // answers the retry with the deleted recording's id).
+        // answers the retry with the deleted recording's id): judge the
+        // deletion now that the recording's owner is known.
+        if let Some(pending) = self.unresolved_deletions.remove(&recording_id) {
+            self.judge_deleted_id(
+                pending.requester,
+                pending.scope,
+                recording_id,
+                pending.at_ms,
+            );
+        }
         if let Some(&deleted_at) = self.deleted_recordings.get(&recording_id) {
             self.deletion_acked(nonce, deleted_at);
         }
     }
 
-    /// The store acknowledged deleting these recordings (by id, as its
-    /// answer listed them), whoever's uploads they turn out to be.
-    pub fn recordings_deleted(&mut self, ids: impl IntoIterator<Item = u64>, at_ms: u64) {
-        for id in ids {
-            self.deleted_recordings.entry(id).or_insert(at_ms);
-            if let Some(nonce) = self.nonce_of_recording(id) {
-                self.deletion_acked(nonce, at_ms);
+    /// Judge the store's answer to a deletion `requester` sent at
+    /// `sent_ms` for `scope`, naming `named` as deleted. Only the
+    /// requester's own recordings the scope covers may be named: a foreign
+    /// recording is an isolation violation (and it is *not* marked deleted,
+    /// so its owner's final audit reports it lost), an own one outside the
+    /// scope a request-integrity violation. Every own recording whose upload
+    /// was acknowledged before the request was sent and that the scope
+    /// covers is deleted from now on, named or not (the final audit and the
+    /// erasure probes catch survivors); uploads still in flight go either
+    /// way, as the answer says.
+    pub fn judge_deletion(
+        &mut self,
+        requester: usize,
+        scope: DeletionScope,
+        named: &[u64],
+        sent_ms: u64,
+        at_ms: u64,
+    ) {
+        self.controls.deletion_answers_judged += 1;
+        for &id in named {
+            if self.nonce_of_recording(id).is_some() {
+                self.judge_deleted_id(requester, scope, id, at_ms);
+            } else {
+                self.controls.deleted_ids_unknown_owner += 1;
+                self.unresolved_deletions.insert(
+                    id,
+                    UnresolvedDeletion {
+                        requester,
+                        scope,
+                        at_ms,
+                    },
+                );
             }
+        }
+        let covered: Vec<u64> = self
+            .utterances
+            .iter()
+            .filter(|(_, u)| {
+                u.owner == requester
+                    && u.acked_ms.is_some_and(|ack| ack <= sent_ms)
+                    && u.recording_id
+                        .is_some_and(|id| scope.covers(id, u.captured_at_ms))
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for nonce in covered {
+            self.deletion_acked(nonce, at_ms);
+        }
+    }
+
+    /// One id a deletion answer named, its owner known.
+    fn judge_deleted_id(&mut self, requester: usize, scope: DeletionScope, id: u64, at_ms: u64) {
+        let Some(nonce) = self.nonce_of_recording(id) else {
+            return;
+        };
+        let Some(u) = self.utterances.get(&nonce).cloned() else {
+            return;
+        };
+        if u.owner != requester {
+            let detail = format!(
+                "{}; named as deleted in the answer to a {scope:?} deletion by {}",
+                self.provenance(nonce, &u),
+                self.who(requester)
+            );
+            self.violate(
+                Invariant::Isolation,
+                at_ms,
+                Some(nonce),
+                Some(requester),
+                detail,
+            );
+        } else if !scope.covers(id, u.captured_at_ms) {
+            let detail = format!(
+                "{}; captured at {:?} ms (device clock), named as deleted in the answer to a {scope:?} deletion",
+                self.provenance(nonce, &u),
+                u.captured_at_ms
+            );
+            self.violate(
+                Invariant::RequestIntegrity,
+                at_ms,
+                Some(nonce),
+                Some(requester),
+                detail,
+            );
+        } else {
+            self.deleted_recordings.entry(id).or_insert(at_ms);
+            self.deletion_acked(nonce, at_ms);
+        }
+    }
+
+    /// A service answered; its status is judged by the API contract.
+    pub fn reply_judged(&mut self) {
+        self.controls.api_replies_judged += 1;
+    }
+
+    /// A service answered 5xx (or a sign-up got no answer at all): judged
+    /// at the end of the run, when every fault window is known.
+    pub fn server_error(&mut self, error: ServerError) {
+        self.server_errors.push(error);
+    }
+
+    /// The API contract, judged once the run is over: every server error
+    /// with no fault near it, and every panic inside a service, is a
+    /// violation.
+    pub fn judge_contract(&mut self, log: &FaultLog, panics: Vec<ServicePanic>) {
+        self.controls.panic_hooks_installed += 1;
+        for panic in panics {
+            let detail = format!(
+                "a service panicked at {}: {} (the connection was reset, the request's outcome lost)",
+                panic.location, panic.message
+            );
+            self.violate(Invariant::ApiContract, panic.at_ms, None, None, detail);
+        }
+        for error in std::mem::take(&mut self.server_errors) {
+            if error.is_load_shedding() {
+                self.controls.server_errors_excused += 1;
+                continue;
+            }
+            if log
+                .near(error.service, error.sent_ms, error.at_ms)
+                .is_some()
+            {
+                self.controls.server_errors_excused += 1;
+                continue;
+            }
+            let status = error
+                .status
+                .map_or("no answer".to_string(), |s| format!("answered {s}"));
+            let detail = format!(
+                "{} to the {} service, sent at {} ms, {status} at {} ms with no fault injected near it: {}",
+                error.request, error.service, error.sent_ms, error.at_ms, error.body
+            );
+            self.violate(
+                Invariant::ApiContract,
+                error.at_ms,
+                None,
+                error.principal,
+                detail,
+            );
         }
     }
 
@@ -740,5 +963,66 @@ fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oracle_with_two_uploads() -> Oracle {
+        let mut oracle = Oracle::new(
+            WatermarkKey::for_seed(1),
+            vec!["a@example.com".into(), "b@example.com".into()],
+        );
+        // Person 0's recording rec-10, person 1's rec-11, both captured at
+        // 100 ms by their devices' clocks and acknowledged early.
+        for (nonce, owner, id) in [(1, 0, 10), (2, 1, 11)] {
+            oracle.utterance_started(nonce, owner, 0, 1);
+            oracle.utterance_captured_at(nonce, 100);
+            oracle.utterance_acked(nonce, id, 5);
+        }
+        oracle
+    }
+
+    #[test]
+    fn a_deletion_answer_naming_a_foreign_recording_is_judged_not_believed() {
+        let mut oracle = oracle_with_two_uploads();
+        let scope = DeletionScope::Range {
+            from_ms: 0,
+            to_ms: 200,
+        };
+        oracle.judge_deletion(0, scope, &[10, 11], 10, 12);
+        assert_eq!(oracle.violations.len(), 1, "{:?}", oracle.violations);
+        assert_eq!(oracle.violations[0].invariant, Invariant::Isolation);
+        assert_eq!(oracle.violations[0].nonce, Some(2));
+        // The victim's recording is not counted deleted: had the store
+        // really deleted it, the victim's audit reports it lost.
+        oracle.audit_history(1, &BTreeSet::new(), 20, 20);
+        assert_eq!(oracle.violations[1].invariant, Invariant::Durability);
+        // The requester's own recording is deleted from now on.
+        oracle.audit_history(0, &BTreeSet::new(), 20, 20);
+        assert_eq!(oracle.violations.len(), 2);
+        assert_eq!(oracle.controls.deletions_verified, 1);
+    }
+
+    #[test]
+    fn own_recordings_outside_the_range_and_unresolved_foreign_ids_are_violations() {
+        let mut oracle = oracle_with_two_uploads();
+        let scope = DeletionScope::Range {
+            from_ms: 150,
+            to_ms: 200,
+        };
+        // rec-10 is the requester's, but captured before the range; rec-12
+        // is nobody's yet (its acknowledgement still in flight).
+        oracle.judge_deletion(0, scope, &[10, 12], 10, 12);
+        assert_eq!(oracle.violations[0].invariant, Invariant::RequestIntegrity);
+        assert_eq!(oracle.controls.deleted_ids_unknown_owner, 1);
+        // rec-12 turns out to be person 1's upload: judged then.
+        oracle.utterance_started(3, 1, 0, 8);
+        oracle.utterance_captured_at(3, 160);
+        oracle.utterance_acked(3, 12, 30);
+        assert_eq!(oracle.violations.len(), 2, "{:?}", oracle.violations);
+        assert_eq!(oracle.violations[1].invariant, Invariant::Isolation);
     }
 }

@@ -4,6 +4,7 @@
 //! host's incarnation. The simulation is single threaded, so the order of
 //! draws — and so every firing — is fixed by the seed.
 
+use crate::check::contract::FiredPoints;
 use crosstalk_service::fault_points::FaultPoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +17,9 @@ pub struct SeededFaultPoints {
     /// Faults heal with the active period: nothing fires from then on.
     until_ms: u64,
     fired: Arc<AtomicU64>,
+    /// Where each firing is logged (the host incarnation's name and the
+    /// simulated ms), for the oracle's fault windows.
+    log: Option<(String, FiredPoints)>,
 }
 
 impl SeededFaultPoints {
@@ -25,7 +29,14 @@ impl SeededFaultPoints {
             per_mille: per_mille.min(1000),
             until_ms,
             fired,
+            log: None,
         }
+    }
+
+    /// Log every firing under `name` (`host/incarnation`) into `log`.
+    pub fn logging_into(mut self, name: String, log: FiredPoints) -> Self {
+        self.log = Some((name, log));
+        self
     }
 }
 
@@ -38,6 +49,10 @@ impl FaultPoints for SeededFaultPoints {
         let fires = rng.random_ratio(self.per_mille, 1000);
         if fires {
             self.fired.fetch_add(1, Ordering::Relaxed);
+            if let Some((name, log)) = &self.log {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push((name.clone(), crate::net::sim_now_ms()));
+            }
         }
         fires
     }

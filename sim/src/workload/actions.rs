@@ -4,7 +4,7 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink};
-use crate::check::Invariant;
+use crate::check::{DeletionScope, Invariant};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
 use crosstalk_model::api::{
@@ -610,7 +610,23 @@ impl Person {
                     );
                 }
                 // Expired, revoked, used up: nothing to see.
-                _ => {}
+                StatusCode::GONE => {}
+                other => {
+                    let detail = format!(
+                        "{}'s own notified link (notification {}: {}) answered {other}: {}",
+                        self.oracle().who(self.principal),
+                        notification.seq,
+                        notification.kind,
+                        String::from_utf8_lossy(response.body())
+                    );
+                    self.oracle().violate(
+                        Invariant::RequestIntegrity,
+                        now,
+                        None,
+                        Some(self.principal),
+                        detail,
+                    );
+                }
             }
         }
         Ok(())
@@ -663,9 +679,33 @@ impl Person {
         };
         let now = sim_now_ms();
         self.oracle().controls.foreign_link_attempts += 1;
-        if response.status().is_client_error() {
+        self.oracle().controls.foreign_statuses_judged += 1;
+        // Exactly "not yours" (403) or "no such download" (404): the
+        // ownership check comes first, so nothing about the link's state
+        // (expired, revoked, used up) may show to someone else.
+        if matches!(
+            response.status(),
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+        ) {
             self.oracle().controls.foreign_link_refused += 1;
-        } else if response.status() == StatusCode::OK {
+        } else if response.status() != StatusCode::OK {
+            let mut oracle = self.oracle();
+            let detail = format!(
+                "{} used the forwarded link of exp-{} (of {}) and it answered {} instead of 403 or 404: {}",
+                oracle.who(self.principal),
+                link.export_id,
+                oracle.who(link.owner),
+                response.status(),
+                String::from_utf8_lossy(response.body())
+            );
+            oracle.violate(
+                Invariant::LinkBinding,
+                now,
+                None,
+                Some(self.principal),
+                detail,
+            );
+        } else {
             let mut oracle = self.oracle();
             let owner = oracle.who(link.owner);
             let detail = format!(
@@ -695,6 +735,7 @@ impl Person {
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
+        self.oracle().controls.foreign_statuses_judged += 1;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.oracle().controls.anonymous_link_refused += 1;
         } else {
@@ -730,11 +771,37 @@ impl Person {
         let (_, id) = candidates[(pick % candidates.len() as u64) as usize];
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
+        let guessed = format!("/v1/recordings/{id}/audio");
         let response = match self
+            .call(false, Method::GET, &guessed, Some(&session), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let now = sim_now_ms();
+        if response.status() == StatusCode::OK {
+            let mut oracle = self.oracle();
+            oracle.controls.guessed_audio_attempts += 1;
+            let decoded = oracle.key().decode_audio(response.body());
+            oracle.receive(
+                self.principal,
+                &format!("guessed recording id rec-{id}"),
+                &decoded,
+                requested_ms,
+                now,
+            );
+            return Ok(());
+        }
+        // Someone else's recording must be indistinguishable from one that
+        // never existed: the same status and the same body as the answer
+        // for an id nobody will ever have.
+        let nonexistent = match self
             .call(
                 false,
                 Method::GET,
-                &format!("/v1/recordings/{id}/audio"),
+                &format!("/v1/recordings/{}/audio", u64::MAX),
                 Some(&session),
                 None,
             )
@@ -744,19 +811,29 @@ impl Person {
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let now = sim_now_ms();
         let mut oracle = self.oracle();
         oracle.controls.guessed_audio_attempts += 1;
-        if response.status() == StatusCode::NOT_FOUND {
+        oracle.controls.foreign_statuses_judged += 1;
+        if response.status() == StatusCode::NOT_FOUND
+            && response.status() == nonexistent.status()
+            && response.body() == nonexistent.body()
+        {
             oracle.controls.guessed_audio_refused += 1;
-        } else if response.status() == StatusCode::OK {
-            let decoded = oracle.key().decode_audio(response.body());
-            oracle.receive(
-                self.principal,
-                &format!("guessed recording id rec-{id}"),
-                &decoded,
-                requested_ms,
+        } else {
+            let detail = format!(
+                "{} guessed rec-{id} (someone else's) and it answered {} {}, distinguishable from a nonexistent id ({} {})",
+                oracle.who(self.principal),
+                response.status(),
+                String::from_utf8_lossy(response.body()),
+                nonexistent.status(),
+                String::from_utf8_lossy(nonexistent.body())
+            );
+            oracle.violate(
+                Invariant::Isolation,
                 now,
+                None,
+                Some(self.principal),
+                detail,
             );
         }
         Ok(())
@@ -833,17 +910,13 @@ impl Person {
         {
             Ok(r) if r.status() == StatusCode::OK => {
                 let response: DeleteResponse = parse(&r)?;
-                let now = sim_now_ms();
+                // The answer's word is judged, not taken: only own
+                // recordings in the range may be named, and every own
+                // acknowledged one in it counts as deleted from now on.
+                let named: Vec<u64> = response.deleted.iter().map(|id| id.0).collect();
+                let scope = DeletionScope::Range { from_ms, to_ms };
                 self.oracle()
-                    .recordings_deleted(response.deleted.iter().map(|id| id.0), now);
-                for r in &covered {
-                    if !response.deleted.iter().any(|id| id.0 == r.id) {
-                        // The store says it deleted less than the range holds;
-                        // the final audit will show whether it is still there.
-                        continue;
-                    }
-                    self.oracle().deletion_acked(r.nonce, now);
-                }
+                    .judge_deletion(self.principal, scope, &named, now, sim_now_ms());
                 self.own_recordings
                     .retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
                 Ok(())
@@ -1086,6 +1159,25 @@ impl Person {
                 (MessageState::SuppressedMediaEvent, None) => {
                     self.oracle().controls.broadcast_messages_suppressed += 1
                 }
+                (MessageState::Delivered, Some(_)) => {
+                    // The store's word that it delivered is checked against
+                    // what the sender did: this command was never confirmed.
+                    let now = sim_now_ms();
+                    let mut oracle = self.oracle();
+                    let detail = format!(
+                        "message {} spoken by {} was delivered to {} without its sender's confirmation",
+                        message.message_id,
+                        oracle.who(self.principal),
+                        message.resolved_contact.email
+                    );
+                    oracle.violate(
+                        Invariant::RequestIntegrity,
+                        now,
+                        Some(spoken.nonce),
+                        Some(self.principal),
+                        detail,
+                    );
+                }
                 _ => {}
             }
         }
@@ -1191,6 +1283,7 @@ impl Person {
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         let mut attempted = false;
         loop {
+            let sent_ms = sim_now_ms();
             match self
                 .call(
                     false,
@@ -1201,7 +1294,20 @@ impl Person {
                 )
                 .await
             {
-                Ok(r) if r.status() == StatusCode::OK => break,
+                Ok(r) if r.status() == StatusCode::OK => {
+                    // The answer names what it deleted: only own recordings.
+                    let response: DeleteResponse = parse(&r)?;
+                    let named: Vec<u64> = response.deleted.iter().map(|id| id.0).collect();
+                    let (principal, now) = (self.principal, sim_now_ms());
+                    self.oracle().judge_deletion(
+                        principal,
+                        DeletionScope::All,
+                        &named,
+                        sent_ms,
+                        now,
+                    );
+                    break;
+                }
                 // An earlier attempt went through but its answer was lost.
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && attempted => break,
                 // The call's own retry after a lost answer: the account is

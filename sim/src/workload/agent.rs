@@ -65,9 +65,25 @@ impl Agent {
         self.world
             .client_requests
             .set(self.world.client_requests.get() + 1);
+        let sent_ms = sim_now_ms();
         let response = self.client.send(request).await;
         match &response {
-            Ok(r) => self.trace(format!("{method} {path} -> {}", r.status().as_u16())),
+            Ok(r) => {
+                self.trace(format!("{method} {path} -> {}", r.status().as_u16()));
+                let mut oracle = self.world.oracle.borrow_mut();
+                oracle.reply_judged();
+                if r.status().is_server_error() {
+                    oracle.server_error(crate::check::contract::ServerError {
+                        service: crate::net::EXPORT_HOST,
+                        request: format!("agent {method} {path}"),
+                        status: Some(r.status().as_u16()),
+                        body: String::from_utf8_lossy(r.body()).into_owned(),
+                        principal: None,
+                        sent_ms,
+                        at_ms: sim_now_ms(),
+                    });
+                }
+            }
             Err(e) => self.trace(format!("{method} {path} -> transport error: {e}")),
         }
         response.ok()

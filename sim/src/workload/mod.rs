@@ -18,6 +18,7 @@ mod agent;
 mod person;
 
 use crate::check::Oracle;
+use crate::check::contract::FaultLog;
 use crate::plan::Plan;
 use crate::trace::Trace;
 use std::cell::{Cell, RefCell};
@@ -61,6 +62,8 @@ pub struct World {
     pub errors: RefCell<Vec<String>>,
     /// The support agent's bearer token for the export service's console.
     pub agent_token: String,
+    /// Every fault the world injected, as windows for the API contract.
+    pub fault_log: RefCell<FaultLog>,
 }
 
 /// Why a call did not give the answer its caller expected.
@@ -92,6 +95,7 @@ impl World {
             client_requests: Cell::new(0),
             errors: RefCell::new(Vec::new()),
             agent_token,
+            fault_log: RefCell::new(FaultLog::default()),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use super::actions::SETTLE_AFTER_HOLD_MS;
 use super::{CallError, World};
+use crate::check::contract::ServerError;
 use crate::check::{Invariant, Oracle};
 use crate::net::{EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimConnector, sim_now_ms};
 use crate::plan::{ITEMS, PHRASES, display_name};
@@ -163,6 +164,7 @@ impl Person {
             self.world
                 .client_requests
                 .set(self.world.client_requests.get() + 1);
+            let sent_ms = sim_now_ms();
             match client.send(request).await {
                 Ok(response) => {
                     let digest = crosstalk_model::sha256_hex(response.body());
@@ -171,9 +173,19 @@ impl Person {
                         response.status().as_u16(),
                         &digest[..16]
                     ));
+                    self.oracle().reply_judged();
                     if !response.status().is_server_error() {
                         return Ok(response);
                     }
+                    self.oracle().server_error(ServerError {
+                        service: if to_export { EXPORT_HOST } else { STORE_HOST },
+                        request: format!("{method} {path}"),
+                        status: Some(response.status().as_u16()),
+                        body: String::from_utf8_lossy(response.body()).into_owned(),
+                        principal: Some(self.principal),
+                        sent_ms,
+                        at_ms: sim_now_ms(),
+                    });
                     last_error = format!("answered {}", response.status());
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
                 }
@@ -364,6 +376,7 @@ impl Person {
         // The device's own (possibly wrong) clock stamps the capture.
         let captured_at_ms =
             (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
+        self.oracle().utterance_captured_at(nonce, captured_at_ms);
         let upload = IngestRequest {
             upload_key: format!("u-{nonce:016x}"),
             captured_at_ms,
@@ -774,12 +787,37 @@ pub async fn person(world: Rc<World>, index: usize) {
         notification_seq: 0,
         spoken_messages: Vec::new(),
     };
-    if let Err(e) = person.sign_up().await {
-        world
-            .errors
-            .borrow_mut()
-            .push(format!("person {index} could not sign up: {e}"));
-        return;
+    let signup_sent_ms = sim_now_ms();
+    match person.sign_up().await {
+        Ok(()) => {}
+        Err(CallError::Unavailable(e)) => {
+            // Judged like a server error: a violation of the API contract
+            // unless a fault was near it; either way the person stops.
+            person.oracle().server_error(ServerError {
+                service: STORE_HOST,
+                request: format!("{}'s sign-up", person.email()),
+                status: None,
+                body: e,
+                principal: Some(person.principal),
+                sent_ms: signup_sent_ms,
+                at_ms: sim_now_ms(),
+            });
+            return;
+        }
+        Err(e) => {
+            let detail = format!(
+                "{}'s sign-up: the service answered outside its contract: {e}",
+                person.email()
+            );
+            person.oracle().violate(
+                Invariant::RequestIntegrity,
+                sim_now_ms(),
+                None,
+                Some(person.principal),
+                detail,
+            );
+            return;
+        }
     }
     let actions = world.plan.accounts[index].actions.clone();
     for timed in &actions {
