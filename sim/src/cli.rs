@@ -50,6 +50,8 @@ enum Command {
         /// reported in seed order whatever finishes first.
         #[arg(long, short)]
         jobs: Option<usize>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
     },
     /// Measure speed: a scenario's seeds on one thread beside the raw turmoil
     /// HTTP round-trip rate, in one process, as ratios.
@@ -112,6 +114,8 @@ enum Command {
         /// (`planted-<bug>.json`).
         #[arg(long)]
         save_regressions: Option<PathBuf>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
     },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
@@ -139,6 +143,25 @@ enum Command {
         /// the planted-bugs feature).
         #[arg(long)]
         plant: Vec<String>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
+    },
+    /// Shrink a failing plan (a saved plan or a regression) to a minimal one
+    /// that still fails with the same invariant; saved beside it as
+    /// `<name>-shrunk.json`.
+    Shrink {
+        #[arg(long)]
+        plan: PathBuf,
+        /// Plant this bug of the catalogue (repeatable; a regression's
+        /// `catches` bug is planted without asking).
+        #[arg(long)]
+        plant: Vec<String>,
+        /// Replays the shrink may use.
+        #[arg(long, default_value_t = crate::shrink::DEFAULT_MAX_REPLAYS)]
+        max_replays: u32,
+        /// Write the HTML reports of the original and the shrunk run here.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
 }
 
@@ -231,7 +254,12 @@ fn save_plan_as(plan: &Plan, name: &str) -> Result<PathBuf, String> {
 
 /// Print a failed run: the invariant, the leaked item's provenance, the
 /// seed and the exact replay commands.
-fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
+fn report_failure(
+    outcome: &RunOutcome,
+    plan: &Plan,
+    replay: &str,
+    failure: &crate::failure::FailureOptions,
+) {
     println!("FAIL seed {} [{}]", outcome.seed, plan.scenario);
     for (i, v) in outcome.violations.iter().enumerate().take(5) {
         println!("  violation {}: {}", i + 1, v.invariant.describe());
@@ -261,7 +289,8 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
         println!("    {line}");
     }
     println!("  replay: {replay}");
-    match save_plan(plan) {
+    let saved = save_plan(plan);
+    match &saved {
         Ok(path) => println!(
             "  plan saved: {} (replay: cargo sim replay --plan {})",
             path.display(),
@@ -269,6 +298,7 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
         ),
         Err(e) => println!("  could not save the plan: {e}"),
     }
+    crate::failure::after_failure(failure, plan, outcome, saved.as_deref().ok());
 }
 
 #[derive(Default)]
@@ -586,7 +616,14 @@ fn run_parallel(
     progress.finish_and_clear();
 }
 
-fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, jobs: usize) -> i32 {
+fn run_command(
+    path: &Path,
+    seeds: &str,
+    check_determinism: bool,
+    quiet: bool,
+    jobs: usize,
+    failure: &crate::failure::FailureOptions,
+) -> i32 {
     let seeds = match parse_seeds(seeds) {
         Ok(s) => s,
         Err(e) => {
@@ -704,7 +741,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
                 if quiet {
                     println!("{}", banner(&plan));
                 }
-                report_failure(&outcome, &plan, &replay);
+                report_failure(&outcome, &plan, &replay, failure);
             }
         },
     );
@@ -744,7 +781,12 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
 
 /// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
 /// save the plan, and replay it like any saved plan.
-fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>, trace: Option<PathBuf>) -> i32 {
+fn fuzz_artifact_command(
+    artifact: &Path,
+    plant: Vec<String>,
+    trace: Option<PathBuf>,
+    failure: &crate::failure::FailureOptions,
+) -> i32 {
     let bytes = match std::fs::read(artifact) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -791,7 +833,7 @@ fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>, trace: Option<Path
         },
         saved.display()
     );
-    replay_command(None, None, Some(saved), plant, trace)
+    replay_command(None, None, Some(saved), plant, trace, failure)
 }
 
 fn replay_command(
@@ -800,6 +842,7 @@ fn replay_command(
     plan_path: Option<PathBuf>,
     plant: Vec<String>,
     trace: Option<PathBuf>,
+    failure: &crate::failure::FailureOptions,
 ) -> i32 {
     let (mut plan, mut replay) = match (scenario, seed, plan_path) {
         (_, _, Some(path)) => {
@@ -890,7 +933,7 @@ fn replay_command(
         EXIT_PASS
     } else {
         totals.failed = 1;
-        report_failure(&outcome, &plan, &replay);
+        report_failure(&outcome, &plan, &replay, failure);
         print_summary(&totals, started.elapsed().as_secs_f64());
         if outcome.violations.is_empty() {
             println!("result: ERROR");
@@ -960,6 +1003,7 @@ struct HuntArgs {
     rate: u64,
     jobs: usize,
     save_regressions: Option<PathBuf>,
+    failure: crate::failure::FailureOptions,
 }
 
 fn scenario_path_for(bug: crosstalk_service::Bug) -> PathBuf {
@@ -1046,6 +1090,7 @@ fn hunt_command(args: HuntArgs) -> i32 {
                 if let Some(replay) = found.replay() {
                     println!("         replay: {replay}");
                 }
+                hunt_after_failure(&args.failure, &path, bug, *seed, outcome);
             }
             None => println!(
                 "MISSED   {:<26} in {} seed(s), {:.1} s ({}){}",
@@ -1116,6 +1161,29 @@ fn hunt_command(args: HuntArgs) -> i32 {
     }
 }
 
+/// `hunt --shrink/--report`: save the caught plan (bug planted) under
+/// target/crosstalk/failures/ and hand it on.
+fn hunt_after_failure(
+    failure: &crate::failure::FailureOptions,
+    scenario: &Path,
+    bug: crosstalk_service::Bug,
+    seed: u64,
+    outcome: &RunOutcome,
+) {
+    if !failure.shrink && failure.report.is_none() {
+        return;
+    }
+    let plan = match Scenario::load(scenario) {
+        Ok(s) => crate::hunt::planted_plan(&s, seed, bug),
+        Err(e) => return println!("         could not load {}: {e}", scenario.display()),
+    };
+    let saved = save_plan_as(&plan, &format!("planted-{}-{seed}.json", bug.name()));
+    if let Ok(path) = &saved {
+        println!("         plan saved: {}", path.display());
+    }
+    crate::failure::after_failure(failure, &plan, outcome, saved.as_deref().ok());
+}
+
 fn regressions_command(dir: &Path) -> i32 {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -1170,6 +1238,7 @@ fn regressions_command(dir: &Path) -> i32 {
                 &first,
                 &plan,
                 &format!("cargo sim replay --plan {}", file.display()),
+                &crate::failure::FailureOptions::default(),
             );
         }
         // A plan kept for a planted bug must also fail with the bug planted.
@@ -1227,6 +1296,7 @@ pub fn main() -> i32 {
             check_determinism,
             quiet,
             jobs,
+            failure,
         } => {
             let jobs = jobs
                 .unwrap_or_else(|| {
@@ -1235,7 +1305,7 @@ pub fn main() -> i32 {
                         .unwrap_or(1)
                 })
                 .max(1);
-            run_command(&path, &seeds, check_determinism, quiet, jobs)
+            run_command(&path, &seeds, check_determinism, quiet, jobs, &failure)
         }
         Command::Replay {
             scenario,
@@ -1244,8 +1314,9 @@ pub fn main() -> i32 {
             fuzz_artifact: Some(artifact),
             plant,
             trace,
+            failure,
         } if scenario.is_none() && seed.is_none() && plan.is_none() => {
-            fuzz_artifact_command(&artifact, plant, trace)
+            fuzz_artifact_command(&artifact, plant, trace, &failure)
         }
         Command::Replay {
             scenario,
@@ -1253,8 +1324,15 @@ pub fn main() -> i32 {
             plan,
             plant,
             trace,
+            failure,
             ..
-        } => replay_command(scenario, seed, plan, plant, trace),
+        } => replay_command(scenario, seed, plan, plant, trace, &failure),
+        Command::Shrink {
+            plan,
+            plant,
+            max_replays,
+            report,
+        } => crate::failure::shrink_command(&plan, &plant, max_replays, report.as_deref()),
         Command::Hunt {
             plant,
             all,
@@ -1265,6 +1343,7 @@ pub fn main() -> i32 {
             rate,
             jobs,
             save_regressions,
+            failure,
         } => {
             let jobs = jobs
                 .unwrap_or_else(|| {
@@ -1283,6 +1362,7 @@ pub fn main() -> i32 {
                 rate,
                 jobs,
                 save_regressions,
+                failure,
             })
         }
         Command::Regressions { dir } => regressions_command(&dir),

@@ -9,18 +9,24 @@
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
+//! - [`shrink`]: a failing plan made minimal, same invariant, by replay.
+//! - [`report_html`]: a failing run as one self-contained HTML page.
+//! - [`failure`]: `--shrink`, `--report` and the `shrink` command.
 //! - [`cli`]: the `crosstalk` command.
 
 pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod cli;
+pub mod failure;
 pub mod faults;
 pub mod fuzzing;
 pub mod hunt;
 pub mod net;
 pub mod plan;
+pub mod report_html;
 pub mod scenario;
+pub mod shrink;
 pub mod trace;
 pub mod watermark;
 pub mod workload;
