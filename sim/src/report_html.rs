@@ -116,7 +116,7 @@ fn report_data(plan: &Plan, outcome: &RunOutcome) -> Value {
                 "true_owner": v.true_owner,
                 "receiver": v.receiver,
                 "detail": v.detail,
-                "chain": provenance_chain(plan, v),
+                "chain": provenance_chain(plan, v, &events),
             })
         })
         .collect();
@@ -186,7 +186,7 @@ fn mentions(text: &str, host: &str) -> bool {
 /// commas and semicolons, each step placed on the lane of the person (by
 /// email) or host it names and at the time it gives ("at N ms"), else on
 /// the previous step's; the receiver at the violation's time closes it.
-fn provenance_chain(plan: &Plan, v: &crate::check::Violation) -> Vec<Value> {
+fn provenance_chain(plan: &Plan, v: &crate::check::Violation, events: &[Value]) -> Vec<Value> {
     let person_lane = |text: &str| {
         plan.accounts
             .iter()
@@ -217,8 +217,10 @@ fn provenance_chain(plan: &Plan, v: &crate::check::Violation) -> Vec<Value> {
         if let Some(next) = person_lane(part).or(via_host) {
             lane = next;
         }
-        if let Some(ms) = time_in(part) {
-            t = ms;
+        match time_in(part).or_else(|| time_of_id(part, &lane, events)) {
+            Some(ms) => t = ms,
+            None if steps.is_empty() => t = first_time_on(&lane, events),
+            None => {}
         }
         steps.push(json!({"lane": lane, "t": t, "label": part}));
     }
@@ -232,6 +234,40 @@ fn provenance_chain(plan: &Plan, v: &crate::check::Violation) -> Vec<Value> {
         steps.push(json!({"lane": receiver, "t": v.at_ms, "label": label}));
     }
     steps
+}
+
+/// When a step that names an export, recording or ticket by id (`exp-3`)
+/// without a time happened: the first event on its lane that asks for that
+/// object (`/exports/3`).
+fn time_of_id(text: &str, lane: &str, events: &[Value]) -> Option<u64> {
+    let paths = [("exp-", "/exports/"), ("rec-", "/recordings/"), ("ticket-", "/tickets/")];
+    let needle = text.split_whitespace().find_map(|word| {
+        paths.iter().find_map(|(prefix, path)| {
+            let id = word.strip_prefix(prefix)?;
+            id.chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| format!("{path}{id}"))
+        })
+    })?;
+    events
+        .iter()
+        .filter(|e| e["lane"] == lane)
+        .find(|e| {
+            e["text"].as_str().is_some_and(|t| {
+                t.match_indices(needle.as_str())
+                    .any(|(at, _)| !t[at + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+        .and_then(|e| e["t"].as_u64())
+}
+
+/// The time of the first event on `lane` (0 if it has none).
+fn first_time_on(lane: &str, events: &[Value]) -> u64 {
+    events
+        .iter()
+        .find(|e| e["lane"] == lane)
+        .and_then(|e| e["t"].as_u64())
+        .unwrap_or(0)
 }
 
 /// The first "N ms" time in `text`.
@@ -279,5 +315,11 @@ mod tests {
     fn times_are_read_from_provenance_steps() {
         assert_eq!(time_in("acknowledged at 11380 ms"), Some(11380));
         assert_eq!(time_in("stored on host store as rec-5"), None);
+        let events = vec![
+            json!({"t": 5, "lane": "p0", "text": "p0 GET /v1/exports/12 -> 200 aa"}),
+            json!({"t": 9, "lane": "p0", "text": "p0 GET /v1/exports/1 -> 200 bb"}),
+        ];
+        assert_eq!(time_of_id("exp-1 of someone", "p0", &events), Some(9));
+        assert_eq!(time_of_id("exp-1 of someone", "p1", &events), None);
     }
 }
