@@ -183,9 +183,12 @@ fn mentions(text: &str, host: &str) -> bool {
 }
 
 /// The violation's provenance as steps on lanes: the detail split at its
-/// commas and semicolons, each step placed on the lane of the person (by
-/// email) or host it names and at the time it gives ("at N ms"), else on
-/// the previous step's; the receiver at the violation's time closes it.
+/// commas and semicolons, each step placed on a lane — the export
+/// service's for a step "via" an export, ticket or link, else the host it
+/// was stored on, else the person (by email) or host it names, else the
+/// previous step's — and at the time it gives ("at N ms"), else at the
+/// first request for the object it names by id, else at the previous
+/// step's; the receiver at the violation's time closes it.
 fn provenance_chain(plan: &Plan, v: &crate::check::Violation, events: &[Value]) -> Vec<Value> {
     let person_lane = |text: &str| {
         plan.accounts
@@ -203,21 +206,24 @@ fn provenance_chain(plan: &Plan, v: &crate::check::Violation, events: &[Value]) 
         if part.is_empty() {
             continue;
         }
-        let via_host = part
+        // An export job, ticket or link carries it to the receiver: that
+        // step is the export service's.
+        let via_export = ["via export", "via ticket", "via link", "job "]
+            .iter()
+            .any(|w| part.contains(w))
+            .then(|| "export".to_string());
+        let stored_on = part
             .strip_prefix("stored on host ")
             .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-            .or_else(|| {
-                ["via export", "via ticket", "via link", "job"]
-                    .iter()
-                    .any(|w| part.contains(w))
-                    .then(|| "export".to_string())
-            })
+            .map(str::to_string);
+        let next = via_export
+            .or(stored_on)
+            .or_else(|| person_lane(part))
             .or_else(|| hosts.iter().find(|h| mentions(part, h)).cloned());
-        if let Some(next) = person_lane(part).or(via_host) {
+        if let Some(next) = next {
             lane = next;
         }
-        match time_in(part).or_else(|| time_of_id(part, &lane, events)) {
+        match time_in(part).or_else(|| time_of_id(part, events)) {
             Some(ms) => t = ms,
             None if steps.is_empty() => t = first_time_on(&lane, events),
             None => {}
@@ -237,9 +243,9 @@ fn provenance_chain(plan: &Plan, v: &crate::check::Violation, events: &[Value]) 
 }
 
 /// When a step that names an export, recording or ticket by id (`exp-3`)
-/// without a time happened: the first event on its lane that asks for that
-/// object (`/exports/3`).
-fn time_of_id(text: &str, lane: &str, events: &[Value]) -> Option<u64> {
+/// without a time happened: the first event that asks for that object
+/// (`/exports/3`).
+fn time_of_id(text: &str, events: &[Value]) -> Option<u64> {
     let paths = [("exp-", "/exports/"), ("rec-", "/recordings/"), ("ticket-", "/tickets/")];
     let needle = text.split_whitespace().find_map(|word| {
         paths.iter().find_map(|(prefix, path)| {
@@ -251,7 +257,6 @@ fn time_of_id(text: &str, lane: &str, events: &[Value]) -> Option<u64> {
     })?;
     events
         .iter()
-        .filter(|e| e["lane"] == lane)
         .find(|e| {
             e["text"].as_str().is_some_and(|t| {
                 t.match_indices(needle.as_str())
@@ -319,7 +324,7 @@ mod tests {
             json!({"t": 5, "lane": "p0", "text": "p0 GET /v1/exports/12 -> 200 aa"}),
             json!({"t": 9, "lane": "p0", "text": "p0 GET /v1/exports/1 -> 200 bb"}),
         ];
-        assert_eq!(time_of_id("exp-1 of someone", "p0", &events), Some(9));
-        assert_eq!(time_of_id("exp-1 of someone", "p1", &events), None);
+        assert_eq!(time_of_id("exp-1 of someone", &events), Some(9));
+        assert_eq!(time_of_id("exp-7 of someone", &events), None);
     }
 }
