@@ -443,11 +443,10 @@ impl Shrinker<'_> {
     /// a time from back to front.
     fn simpler_actions(&mut self) {
         let mut all = self.best.clone();
-        let changed = all
-            .accounts
-            .iter_mut()
-            .flat_map(|a| a.actions.iter_mut())
-            .fold(false, |changed, t| simplify(&mut t.action) || changed);
+        let mut changed = false;
+        for timed in all.accounts.iter_mut().flat_map(|a| a.actions.iter_mut()) {
+            changed |= simplify(&mut timed.action);
+        }
         if !changed || self.attempt(all) {
             return;
         }
