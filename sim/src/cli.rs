@@ -1214,6 +1214,7 @@ fn regressions_command(dir: &Path) -> i32 {
             plan,
             postmortem,
             catches,
+            caught_by,
         } = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -1261,7 +1262,16 @@ fn regressions_command(dir: &Path) -> i32 {
                 );
             } else {
                 let first = outcome.violations[0].invariant.short();
-                println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                if caught_by.as_deref().is_some_and(|pinned| pinned != first) {
+                    failed += 1;
+                    println!(
+                        "{:>16}  with {bug} planted: caught by {first}, not by {} as the file pins",
+                        "FAIL",
+                        caught_by.as_deref().unwrap_or_default()
+                    );
+                } else {
+                    println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                }
             }
         }
     }
@@ -1383,6 +1393,7 @@ pub fn main() -> i32 {
                         postmortem,
                         plan,
                         catches: None,
+                        caught_by: None,
                     }),
                     None => serde_json::to_string_pretty(&plan),
                 };

@@ -191,6 +191,10 @@ fn shrunk_regression(original: &Regression, shrunk: &Shrunk, from: &Path) -> Reg
         ),
         plan,
         catches: original.catches.clone(),
+        caught_by: original
+            .catches
+            .as_ref()
+            .map(|_| shrunk.invariant.short().to_string()),
     }
 }
 
