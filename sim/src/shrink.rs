@@ -134,11 +134,7 @@ pub fn shrink(
         progress,
     };
     shrinker.report();
-    // Rounds until one (after the coarse first) changes nothing.
-    let mut round = 1;
-    while (shrinker.round(round) || round == 1) && shrinker.budget_left() {
-        round += 1;
-    }
+    while shrinker.round() && shrinker.budget_left() {}
     let after = Size::of(&shrinker.best, &shrinker.outcome);
     Ok(Shrunk {
         invariant: shrinker.invariant,
@@ -204,24 +200,15 @@ impl Shrinker<'_> {
     }
 
     /// One round of every pass, in order; whether anything got smaller.
-    /// The first round removes actions in chunks of at least 1/32 of them,
-    /// so that a failure that many small changes disturb (a timing bug)
-    /// still leaves budget for removing people; later rounds go down to
-    /// single actions.
-    fn round(&mut self, round: u32) -> bool {
+    fn round(&mut self) -> bool {
         let start = self.best.clone();
         self.trailing_actions();
         self.shorter_active_period();
-        let smallest_chunk = if round == 1 {
-            (action_count(&self.best) / 32).max(1)
-        } else {
-            1
-        };
-        self.chunks(smallest_chunk, action_count, |plan, range| {
+        self.chunks(action_count, |plan, range| {
             let doomed: BTreeSet<usize> = range.collect();
             keep_actions(plan, |global| !doomed.contains(&global))
         });
-        self.chunks(1, |plan| plan.accounts.len(), remove_people);
+        self.chunks(|plan| plan.accounts.len(), remove_people);
         self.fewer_devices();
         self.fewer_broadcasts();
         self.fewer_faults();
@@ -278,12 +265,11 @@ impl Shrinker<'_> {
     }
 
     /// Remove items in chunks from back to front, halving the chunk size
-    /// down to `smallest` (delta debugging). `count` numbers the items;
-    /// `remove` takes a range of them out. Removing items must leave the
-    /// numbers of the items before them unchanged.
+    /// down to one (delta debugging). `count` numbers the items; `remove`
+    /// takes a range of them out. Removing items must leave the numbers of
+    /// the items before them unchanged.
     fn chunks(
         &mut self,
-        smallest: usize,
         count: impl Fn(&Plan) -> usize,
         remove: impl Fn(&Plan, std::ops::Range<usize>) -> Plan,
     ) {
@@ -295,7 +281,7 @@ impl Shrinker<'_> {
                 self.attempt(remove(&self.best, start..end));
                 end = start;
             }
-            if chunk <= smallest || !self.budget_left() {
+            if chunk == 1 || !self.budget_left() {
                 return;
             }
             chunk = chunk.div_ceil(2);
