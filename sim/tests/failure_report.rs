@@ -183,3 +183,63 @@ fn a_planted_regression_shrinks_and_still_fails_with_its_invariant() {
     clean.planted.clear();
     assert!(run_plan(&clean).passed());
 }
+
+fn crosstalk(cwd: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_crosstalk"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the crosstalk binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crosstalk-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn the_shrink_command_saves_a_smaller_plan_and_both_reports() {
+    let cwd = scratch("shrink-command");
+    let (plan, _) = canary_failure();
+    let saved = cwd.join("canary.json");
+    std::fs::write(&saved, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+    let (code, output) = crosstalk(
+        &cwd,
+        &["shrink", "--plan", "canary.json", "--max-replays", "40", "--report", "pages"],
+    );
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("still fails with isolation first"), "{output}");
+    assert!(output.contains("before: ") && output.contains("after:  "), "{output}");
+    let shrunk = std::fs::read_to_string(cwd.join("canary-shrunk.json")).expect("saved beside");
+    let (shrunk, _) = crosstalk_sim::plan::load_plan_file(&shrunk).expect("a plan");
+    assert!(shrunk.accounts.len() < plan.accounts.len());
+    assert!(cwd.join("pages/canary.html").is_file() && cwd.join("pages/canary-shrunk.html").is_file());
+    let _ = std::fs::remove_dir_all(&cwd);
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn regressions_refuse_a_plan_caught_by_another_invariant_than_it_pins() {
+    let cwd = scratch("pinned-invariant");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/regressions/planted-unbound-link-shrunk.json");
+    let text = std::fs::read_to_string(source).expect("the shrunk regression");
+    let dir = cwd.join("regressions");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pinned.json"), &text).unwrap();
+    let (code, output) = crosstalk(&cwd, &["regressions", "regressions"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("caught (link binding)"), "{output}");
+    let mut wrong: serde_json::Value = serde_json::from_str(&text).unwrap();
+    wrong["caught_by"] = "isolation".into();
+    std::fs::write(dir.join("pinned.json"), wrong.to_string()).unwrap();
+    let (code, output) = crosstalk(&cwd, &["regressions", "regressions"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("not by isolation as the file pins"), "{output}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
