@@ -58,7 +58,10 @@ pub fn after_failure(
     });
     let name = stem(&saved);
     if let Some(dir) = &options.report {
-        print_written("report", crate::report_html::write_report(dir, &name, plan, outcome));
+        print_written(
+            "report",
+            crate::report_html::write_report(dir, &name, plan, outcome),
+        );
     }
     if !options.shrink || outcome.violations.is_empty() {
         return;
@@ -69,7 +72,10 @@ pub fn after_failure(
             finish_progress();
             print_sizes(&shrunk, started.elapsed().as_secs_f64());
             let path = shrunk_path(&saved);
-            print_written("shrunk plan", write_json(&path, &shrunk.plan).map(|()| path));
+            print_written(
+                "shrunk plan",
+                write_json(&path, &shrunk.plan).map(|()| path),
+            );
             if let Some(dir) = &options.report {
                 let report = crate::report_html::write_report(
                     dir,

@@ -246,7 +246,11 @@ fn provenance_chain(plan: &Plan, v: &crate::check::Violation, events: &[Value]) 
 /// without a time happened: the first event that asks for that object
 /// (`/exports/3`).
 fn time_of_id(text: &str, events: &[Value]) -> Option<u64> {
-    let paths = [("exp-", "/exports/"), ("rec-", "/recordings/"), ("ticket-", "/tickets/")];
+    let paths = [
+        ("exp-", "/exports/"),
+        ("rec-", "/recordings/"),
+        ("ticket-", "/tickets/"),
+    ];
     let needle = text.split_whitespace().find_map(|word| {
         paths.iter().find_map(|(prefix, path)| {
             let id = word.strip_prefix(prefix)?;
@@ -259,8 +263,9 @@ fn time_of_id(text: &str, events: &[Value]) -> Option<u64> {
         .iter()
         .find(|e| {
             e["text"].as_str().is_some_and(|t| {
-                t.match_indices(needle.as_str())
-                    .any(|(at, _)| !t[at + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+                t.match_indices(needle.as_str()).any(|(at, _)| {
+                    !t[at + needle.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
             })
         })
         .and_then(|e| e["t"].as_u64())
@@ -305,7 +310,11 @@ mod tests {
 
     #[test]
     fn trace_lines_become_lane_events() {
-        let hosts = vec!["store".to_string(), "export".to_string(), "worker-1".to_string()];
+        let hosts = vec![
+            "store".to_string(),
+            "export".to_string(),
+            "worker-1".to_string(),
+        ];
         let e = trace_event("    30 ms  p12 POST /v1/accounts -> 201 791827a7", &hosts).unwrap();
         assert_eq!(e["lane"], "p12");
         assert_eq!(e["status"], "201");

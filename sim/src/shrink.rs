@@ -260,7 +260,9 @@ impl Shrinker<'_> {
         let mut candidate = self.best.clone();
         candidate.active_ms = ((last_action / 1000 + 2) * 1000).min(candidate.active_ms);
         candidate.crashes.retain(|c| c.at_ms < candidate.active_ms);
-        candidate.net_faults.retain(|f| f.at_ms < candidate.active_ms);
+        candidate
+            .net_faults
+            .retain(|f| f.at_ms < candidate.active_ms);
         self.attempt(candidate);
     }
 
@@ -614,7 +616,8 @@ mod tests {
             assert!(account.contacts.iter().all(|&c| within(c)));
             for t in &account.actions {
                 match t.action {
-                    Action::Impersonate { victim: w, .. } | Action::TransferDevice { to: w, .. } => {
+                    Action::Impersonate { victim: w, .. }
+                    | Action::TransferDevice { to: w, .. } => {
                         assert!(within(w))
                     }
                     Action::Speak {

@@ -62,7 +62,9 @@ fn a_passing_plan_has_nothing_to_shrink() {
     let scenario = Scenario::load(&path).expect("smoke loads");
     let full = Plan::generate(&scenario, 0);
     let plan = crosstalk_sim::shrink::remove_people(&full, 2..full.accounts.len());
-    let error = shrink(&plan, 10, &mut |_| {}).err().expect("nothing to shrink");
+    let error = shrink(&plan, 10, &mut |_| {})
+        .err()
+        .expect("nothing to shrink");
     assert!(error.contains("passes"), "{error}");
 }
 
@@ -133,10 +135,16 @@ fn the_canary_report_renders_its_violation_and_provenance_in_chromium() {
     assert!(dom.contains("data-rendered=\"yes\""), "the script ran");
     assert!(dom.contains("Violation: isolation"), "violation rendered");
     assert!(dom.contains("id=\"violation-line\""), "violation marked");
-    assert!(dom.matches("class=\"prov-step\"").count() >= 3, "provenance steps");
+    assert!(
+        dom.matches("class=\"prov-step\"").count() >= 3,
+        "provenance steps"
+    );
     assert!(dom.contains("class=\"chain-arrow\""), "provenance drawn");
     assert!(dom.contains("captured by"), "the capture step");
-    assert!(dom.contains(&format!("received by {receiver}")), "the receiver step");
+    assert!(
+        dom.contains(&format!("received by {receiver}")),
+        "the receiver step"
+    );
     assert!(dom.contains("class=\"band") || plan.crashes.is_empty() && plan.net_faults.is_empty());
 
     let shot = dir.join("report.png");
@@ -150,7 +158,10 @@ fn the_canary_report_renders_its_violation_and_provenance_in_chromium() {
         &page,
     );
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot"
+    );
 }
 
 #[test]
@@ -161,21 +172,29 @@ fn report_text_is_escaped() {
     let html = crosstalk_sim::report_html::render(&plan, &outcome);
     assert!(!html.contains("<script>alert(1)"));
     assert!(!html.contains("<img src=x"));
-    assert_eq!(html.matches("</script>").count(), 2, "only the page's own scripts close");
+    assert_eq!(
+        html.matches("</script>").count(),
+        2,
+        "only the page's own scripts close"
+    );
 }
 
 #[cfg(feature = "planted-bugs")]
 #[test]
 fn a_planted_regression_shrinks_and_still_fails_with_its_invariant() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/regressions/planted-unbound-link.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/regressions/planted-unbound-link.json");
     let text = std::fs::read_to_string(&path).expect("regression readable");
     let regression = crosstalk_sim::plan::load_regression_file(&text).expect("a regression");
     let mut plan = regression.plan;
     plan.planted = vec![regression.catches.expect("catches a bug")];
     let shrunk = shrink(&plan, 500, &mut |_| {}).expect("shrinks");
     assert_eq!(shrunk.invariant, Invariant::LinkBinding);
-    assert!(shrunk.after.people <= 4 && shrunk.after.actions <= 25, "{}", shrunk.after);
+    assert!(
+        shrunk.after.people <= 4 && shrunk.after.actions <= 25,
+        "{}",
+        shrunk.after
+    );
     let again = run_plan(&shrunk.plan);
     assert_eq!(again.violations[0].invariant, Invariant::LinkBinding);
     // Without the bug the shrunk plan passes: it is a regression.
@@ -210,15 +229,31 @@ fn the_shrink_command_saves_a_smaller_plan_and_both_reports() {
     std::fs::write(&saved, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
     let (code, output) = crosstalk(
         &cwd,
-        &["shrink", "--plan", "canary.json", "--max-replays", "40", "--report", "pages"],
+        &[
+            "shrink",
+            "--plan",
+            "canary.json",
+            "--max-replays",
+            "40",
+            "--report",
+            "pages",
+        ],
     );
     assert_eq!(code, 0, "{output}");
-    assert!(output.contains("still fails with isolation first"), "{output}");
-    assert!(output.contains("before: ") && output.contains("after:  "), "{output}");
+    assert!(
+        output.contains("still fails with isolation first"),
+        "{output}"
+    );
+    assert!(
+        output.contains("before: ") && output.contains("after:  "),
+        "{output}"
+    );
     let shrunk = std::fs::read_to_string(cwd.join("canary-shrunk.json")).expect("saved beside");
     let (shrunk, _) = crosstalk_sim::plan::load_plan_file(&shrunk).expect("a plan");
     assert!(shrunk.accounts.len() < plan.accounts.len());
-    assert!(cwd.join("pages/canary.html").is_file() && cwd.join("pages/canary-shrunk.html").is_file());
+    assert!(
+        cwd.join("pages/canary.html").is_file() && cwd.join("pages/canary-shrunk.html").is_file()
+    );
     let _ = std::fs::remove_dir_all(&cwd);
 }
 
@@ -240,6 +275,9 @@ fn regressions_refuse_a_plan_caught_by_another_invariant_than_it_pins() {
     std::fs::write(dir.join("pinned.json"), wrong.to_string()).unwrap();
     let (code, output) = crosstalk(&cwd, &["regressions", "regressions"]);
     assert_eq!(code, 1, "{output}");
-    assert!(output.contains("not by isolation as the file pins"), "{output}");
+    assert!(
+        output.contains("not by isolation as the file pins"),
+        "{output}"
+    );
     let _ = std::fs::remove_dir_all(&cwd);
 }
