@@ -70,6 +70,8 @@ enum Command {
         /// reported in seed order whatever finishes first.
         #[arg(long, short)]
         jobs: Option<usize>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
     },
     /// Work with the results `run --json` wrote.
     Report {
@@ -140,6 +142,8 @@ enum Command {
         /// (`planted-<bug>.json`).
         #[arg(long)]
         save_regressions: Option<PathBuf>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
     },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
@@ -167,6 +171,25 @@ enum Command {
         /// the planted-bugs feature).
         #[arg(long)]
         plant: Vec<String>,
+        #[command(flatten)]
+        failure: crate::failure::FailureOptions,
+    },
+    /// Shrink a failing plan (a saved plan or a regression) to a minimal one
+    /// that still fails with the same invariant; saved beside it as
+    /// `<name>-shrunk.json`.
+    Shrink {
+        #[arg(long)]
+        plan: PathBuf,
+        /// Plant this bug of the catalogue (repeatable; a regression's
+        /// `catches` bug is planted without asking).
+        #[arg(long)]
+        plant: Vec<String>,
+        /// Replays the shrink may use.
+        #[arg(long, default_value_t = crate::shrink::DEFAULT_MAX_REPLAYS)]
+        max_replays: u32,
+        /// Write the HTML reports of the original and the shrunk run here.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
 }
 
@@ -276,7 +299,12 @@ fn save_plan_as(plan: &Plan, name: &str) -> Result<PathBuf, String> {
 
 /// Print a failed run: the invariant, the leaked item's provenance, the
 /// seed and the exact replay commands.
-fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
+fn report_failure(
+    outcome: &RunOutcome,
+    plan: &Plan,
+    replay: &str,
+    failure: &crate::failure::FailureOptions,
+) {
     println!("FAIL seed {} [{}]", outcome.seed, plan.scenario);
     for (i, v) in outcome.violations.iter().enumerate().take(5) {
         println!("  violation {}: {}", i + 1, v.invariant.describe());
@@ -306,7 +334,8 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
         println!("    {line}");
     }
     println!("  replay: {replay}");
-    match save_plan(plan) {
+    let saved = save_plan(plan);
+    match &saved {
         Ok(path) => println!(
             "  plan saved: {} (replay: cargo sim replay --plan {})",
             path.display(),
@@ -314,6 +343,7 @@ fn report_failure(outcome: &RunOutcome, plan: &Plan, replay: &str) {
         ),
         Err(e) => println!("  could not save the plan: {e}"),
     }
+    crate::failure::after_failure(failure, plan, outcome, saved.as_deref().ok());
 }
 
 #[derive(Default)]
@@ -479,6 +509,7 @@ struct RunArgs {
     check_determinism: bool,
     quiet: bool,
     jobs: usize,
+    failure: crate::failure::FailureOptions,
 }
 
 /// The run's scenario files, their scenarios and the seeds to run.
@@ -614,7 +645,7 @@ fn run_command(args: RunArgs) -> i32 {
                 if quiet {
                     println!("{}", banner(&plan));
                 }
-                report_failure(&outcome, &plan, &replay);
+                report_failure(&outcome, &plan, &replay, &args.failure);
             }
             let record = SeedRecord::of(&plan.scenario, &outcome, again.as_ref(), replay);
             tally.add(&record);
@@ -665,7 +696,12 @@ pub(crate) fn finish_run(result: &RunReport, json: Option<&Path>, junit: Option<
 
 /// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
 /// save the plan, and replay it like any saved plan.
-fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>, trace: Option<PathBuf>) -> i32 {
+fn fuzz_artifact_command(
+    artifact: &Path,
+    plant: Vec<String>,
+    trace: Option<PathBuf>,
+    failure: &crate::failure::FailureOptions,
+) -> i32 {
     let bytes = match std::fs::read(artifact) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -712,7 +748,7 @@ fn fuzz_artifact_command(artifact: &Path, plant: Vec<String>, trace: Option<Path
         },
         saved.display()
     );
-    replay_command(None, None, Some(saved), plant, trace)
+    replay_command(None, None, Some(saved), plant, trace, failure)
 }
 
 fn replay_command(
@@ -721,6 +757,7 @@ fn replay_command(
     plan_path: Option<PathBuf>,
     plant: Vec<String>,
     trace: Option<PathBuf>,
+    failure: &crate::failure::FailureOptions,
 ) -> i32 {
     let (mut plan, mut replay) = match (scenario, seed, plan_path) {
         (_, _, Some(path)) => {
@@ -811,7 +848,7 @@ fn replay_command(
         EXIT_PASS
     } else {
         totals.failed = 1;
-        report_failure(&outcome, &plan, &replay);
+        report_failure(&outcome, &plan, &replay, failure);
         print_summary(&totals, started.elapsed().as_secs_f64());
         if outcome.violations.is_empty() {
             println!("result: ERROR");
@@ -881,6 +918,7 @@ struct HuntArgs {
     rate: u64,
     jobs: usize,
     save_regressions: Option<PathBuf>,
+    failure: crate::failure::FailureOptions,
 }
 
 fn scenario_path_for(bug: crosstalk_service::Bug) -> PathBuf {
@@ -967,6 +1005,7 @@ fn hunt_command(args: HuntArgs) -> i32 {
                 if let Some(replay) = found.replay() {
                     println!("         replay: {replay}");
                 }
+                hunt_after_failure(&args.failure, &path, bug, *seed, outcome);
             }
             None => println!(
                 "MISSED   {:<26} in {} seed(s), {:.1} s ({}){}",
@@ -1035,6 +1074,29 @@ fn hunt_command(args: HuntArgs) -> i32 {
         println!("result: FAIL");
         EXIT_VIOLATION
     }
+}
+
+/// `hunt --shrink/--report`: save the caught plan (bug planted) under
+/// target/crosstalk/failures/ and hand it on.
+fn hunt_after_failure(
+    failure: &crate::failure::FailureOptions,
+    scenario: &Path,
+    bug: crosstalk_service::Bug,
+    seed: u64,
+    outcome: &RunOutcome,
+) {
+    if !failure.shrink && failure.report.is_none() {
+        return;
+    }
+    let plan = match Scenario::load(scenario) {
+        Ok(s) => crate::hunt::planted_plan(&s, seed, bug),
+        Err(e) => return println!("         could not load {}: {e}", scenario.display()),
+    };
+    let saved = save_plan_as(&plan, &format!("planted-{}-{seed}.json", bug.name()));
+    if let Ok(path) = &saved {
+        println!("         plan saved: {}", path.display());
+    }
+    crate::failure::after_failure(failure, &plan, outcome, saved.as_deref().ok());
 }
 
 /// Every saved regression of `dir`, in name order, read and parsed.
@@ -1119,6 +1181,7 @@ fn regressions_command(dir: &Path, jobs: usize) -> i32 {
                     &first,
                     &regression.plan,
                     &format!("cargo sim replay --plan {}", file.display()),
+                    &crate::failure::FailureOptions::default(),
                 );
             }
             // A plan kept for a planted bug must also fail with the bug planted.
@@ -1137,7 +1200,17 @@ fn regressions_command(dir: &Path, jobs: usize) -> i32 {
                     }
                     Some(outcome) => {
                         let first = outcome.violations[0].invariant.short();
-                        println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                        let pinned = regression.caught_by.as_deref();
+                        if pinned.is_some_and(|pinned| pinned != first) {
+                            failed += 1;
+                            println!(
+                                "{:>16}  with {bug} planted: caught by {first}, not by {} as the file pins",
+                                "FAIL",
+                                pinned.unwrap_or_default()
+                            );
+                        } else {
+                            println!("{:>16}  with {bug} planted: caught ({first})", "ok");
+                        }
                     }
                 }
             }
@@ -1182,6 +1255,7 @@ pub fn main() -> i32 {
             check_determinism,
             quiet,
             jobs,
+            failure,
         } => run_command(RunArgs {
             path,
             seeds,
@@ -1193,6 +1267,7 @@ pub fn main() -> i32 {
             check_determinism,
             quiet,
             jobs: runner::default_jobs(jobs),
+            failure,
         }),
         Command::Report {
             action: ReportCommand::Merge { files, json, junit },
@@ -1204,8 +1279,9 @@ pub fn main() -> i32 {
             fuzz_artifact: Some(artifact),
             plant,
             trace,
+            failure,
         } if scenario.is_none() && seed.is_none() && plan.is_none() => {
-            fuzz_artifact_command(&artifact, plant, trace)
+            fuzz_artifact_command(&artifact, plant, trace, &failure)
         }
         Command::Replay {
             scenario,
@@ -1213,8 +1289,15 @@ pub fn main() -> i32 {
             plan,
             plant,
             trace,
+            failure,
             ..
-        } => replay_command(scenario, seed, plan, plant, trace),
+        } => replay_command(scenario, seed, plan, plant, trace, &failure),
+        Command::Shrink {
+            plan,
+            plant,
+            max_replays,
+            report,
+        } => crate::failure::shrink_command(&plan, &plant, max_replays, report.as_deref()),
         Command::Hunt {
             plant,
             all,
@@ -1225,6 +1308,7 @@ pub fn main() -> i32 {
             rate,
             jobs,
             save_regressions,
+            failure,
         } => {
             let jobs = runner::default_jobs(jobs);
             hunt_command(HuntArgs {
@@ -1237,6 +1321,7 @@ pub fn main() -> i32 {
                 rate,
                 jobs,
                 save_regressions,
+                failure,
             })
         }
         Command::Regressions { dir, jobs } => regressions_command(&dir, runner::default_jobs(jobs)),
@@ -1257,6 +1342,7 @@ pub fn main() -> i32 {
                         postmortem,
                         plan,
                         catches: None,
+                        caught_by: None,
                     }),
                     None => serde_json::to_string_pretty(&plan),
                 };

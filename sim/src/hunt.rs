@@ -167,6 +167,7 @@ pub fn regression_for(hunt: &Hunt) -> Option<Regression> {
         ),
         plan,
         catches: Some(hunt.bug.name().to_string()),
+        caught_by: None,
     })
 }
 

@@ -9,6 +9,9 @@
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
+//! - [`shrink`]: a failing plan made minimal, same invariant, by replay.
+//! - [`report_html`]: a failing run as one self-contained HTML page.
+//! - [`failure`]: `--shrink`, `--report` and the `shrink` command.
 //! - [`cli`]: the `crosstalk` command; [`runner`] runs its seeds in parallel,
 //!   [`seeds`] picks them (ranges, budgets, shards), [`vacuity`] judges each
 //!   scenario's positive controls, [`report`] writes and merges results.
@@ -17,15 +20,18 @@ pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod cli;
+pub mod failure;
 pub mod faults;
 pub mod fuzzing;
 pub mod hunt;
 pub mod net;
 pub mod plan;
 pub mod report;
+pub mod report_html;
 pub mod runner;
 pub mod scenario;
 pub mod seeds;
+pub mod shrink;
 pub mod trace;
 pub mod vacuity;
 pub mod watermark;

@@ -244,6 +244,10 @@ pub struct Regression {
     /// with the `planted-bugs` feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catches: Option<String>,
+    /// The invariant (short name) that must fail first with the `catches`
+    /// bug planted, when the file pins it (shrunk regressions do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_by: Option<String>,
 }
 
 /// Read a plan file: a bare plan (as saved under `target/crosstalk/failures/`)
@@ -262,6 +266,7 @@ pub fn load_regression_file(text: &str) -> Result<Regression, String> {
             postmortem: String::new(),
             plan,
             catches: None,
+            caught_by: None,
         })
         .map_err(|e| e.to_string())
 }
