@@ -535,7 +535,8 @@ fn run_parallel(
     jobs: usize,
     check_determinism: bool,
     mut report: impl FnMut(SeedResult),
-) {
+) -> Vec<crate::guard::HarnessFailure> {
+    let failures = std::sync::Mutex::new(Vec::new());
     let total = work.len();
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
@@ -551,14 +552,30 @@ fn run_parallel(
         for _ in 0..jobs.min(total.max(1)) {
             let sender = sender.clone();
             let next = &next;
+            let failures = &failures;
             scope.spawn(move || {
                 loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some((file, plan)) = work.get(index) else {
                         break;
                     };
-                    let outcome = run_plan(plan);
-                    let again = check_determinism.then(|| run_plan(plan));
+                    let runs = crate::guard::run_guarded(plan).and_then(|outcome| {
+                        let again = check_determinism
+                            .then(|| crate::guard::run_guarded(plan))
+                            .transpose()?;
+                        Ok((outcome, again))
+                    });
+                    let (outcome, again) = match runs {
+                        Ok(runs) => runs,
+                        Err(failure) => {
+                            // The harness itself failed: stop handing out seeds.
+                            next.store(work.len(), std::sync::atomic::Ordering::SeqCst);
+                            if let Ok(mut failures) = failures.lock() {
+                                failures.push(failure);
+                            }
+                            break;
+                        }
+                    };
                     let result = SeedResult {
                         file: *file,
                         plan: plan.clone(),
@@ -584,6 +601,7 @@ fn run_parallel(
         }
     });
     progress.finish_and_clear();
+    failures.into_inner().unwrap_or_default()
 }
 
 fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, jobs: usize) -> i32 {
@@ -635,7 +653,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             work.push((index, Plan::generate(scenario, seed)));
         }
     }
-    run_parallel(
+    let harness_failures = run_parallel(
         work,
         jobs,
         check_determinism,
@@ -708,6 +726,12 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             }
         },
     );
+    if !harness_failures.is_empty() {
+        for failure in harness_failures {
+            eprintln!("{failure}");
+        }
+        return EXIT_USAGE;
+    }
     print_summary(&totals, started.elapsed().as_secs_f64());
     let vacuous = vacuous_controls(&totals, &scenarios);
     if totals.nondeterministic > 0 {
@@ -860,7 +884,13 @@ fn replay_command(
     println!("crosstalk replay");
     println!("{}", banner(&plan));
     let started = wall_clock();
-    let outcome = run_plan(&plan);
+    let outcome = match crate::guard::run_guarded(&plan) {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            eprintln!("{failure}");
+            return EXIT_USAGE;
+        }
+    };
     if let Some(path) = &trace {
         let text: String = outcome
             .trace_lines

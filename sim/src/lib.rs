@@ -9,7 +9,8 @@
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
-//! - [`cli`]: the `crosstalk` command.
+//! - [`cli`]: the `crosstalk` command; [`guard`]: a harness failure as one
+//!   line (exit 2), never a backtrace.
 
 pub mod bench;
 pub mod canary;
@@ -17,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod faults;
 pub mod fuzzing;
+pub mod guard;
 pub mod hunt;
 pub mod net;
 pub mod plan;

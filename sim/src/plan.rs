@@ -21,6 +21,10 @@ pub struct Plan {
     pub tick_ms: u64,
     pub latency_ms_min: u64,
     pub latency_ms_max: u64,
+    /// The scenario's override of turmoil's socket capacity (normally
+    /// derived from the world's size, see [`crate::world::tcp_capacity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_capacity: Option<u64>,
     pub client_hosts: u64,
     pub active_ms: u64,
     pub drain_ms: u64,
@@ -807,6 +811,7 @@ impl Plan {
             tick_ms: scenario.network.tick_ms,
             latency_ms_min: scenario.network.latency_ms.0,
             latency_ms_max: scenario.network.latency_ms.1,
+            tcp_capacity: scenario.network.tcp_capacity,
             client_hosts: world.client_hosts,
             active_ms,
             drain_ms: world.drain_seconds * 1000,

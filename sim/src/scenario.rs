@@ -97,6 +97,11 @@ pub struct NetworkSpec {
     pub tick_ms: u64,
     /// Per-message latency drawn by turmoil between these bounds.
     pub latency_ms: Range,
+    /// Turmoil's per-socket capacity (accept backlog, stream buffers). By
+    /// default it is derived from the world's size; a scenario sets it only
+    /// to test the harness's own limits (a world too crowded for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_capacity: Option<u64>,
 }
 
 impl Default for NetworkSpec {
@@ -104,6 +109,7 @@ impl Default for NetworkSpec {
         Self {
             tick_ms: 10,
             latency_ms: Range(1, 20),
+            tcp_capacity: None,
         }
     }
 }
@@ -363,6 +369,9 @@ impl Scenario {
         n.latency_ms.validate("network.latency_ms")?;
         if n.tick_ms == 0 || n.tick_ms > 1000 {
             return Err("network.tick_ms: between 1 and 1000".into());
+        }
+        if n.tcp_capacity.is_some_and(|c| c == 0 || c > 1 << 20) {
+            return Err("network.tcp_capacity: between 1 and 1048576".into());
         }
         let a = &self.actions;
         for (name, range) in [

@@ -87,6 +87,8 @@ pub struct ExportConfig {
     /// Direct requests per subject within the window.
     pub rate_limit_max: u32,
     pub rate_limit_window_ms: u64,
+    /// Requests handled at once before the service answers 503 `overloaded`.
+    pub limits: crosstalk_service::ServeLimits,
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -106,6 +108,7 @@ impl Default for ExportConfig {
             max_extension_ms: 60 * DAY_MS,
             rate_limit_max: 5,
             rate_limit_window_ms: DAY_MS,
+            limits: crosstalk_service::ServeLimits::DEFAULT,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! - [`serve`]: accept connections from any [`axum::serve::Listener`] (a real
 //!   `tokio::net::TcpListener`, or a simulated one) and serve a router over
 //!   HTTP/1 with hyper's automatic `Date` header turned off, because that
-//!   header reads the OS clock.
+//!   header reads the OS clock. [`serve_limited`] bounds the requests in
+//!   flight ([`ServeLimits`]); one past the bound is answered 503 with
+//!   `Retry-After` and the JSON error `overloaded`.
 //! - [`ApiError`] and [`json_errors`]: every 4xx/5xx leaves as a JSON
 //!   [`ErrorBody`](crosstalk_model::api::ErrorBody), including the rejections
 //!   axum produces on its own (unknown route, bad path, body too large).
@@ -23,5 +25,5 @@ mod spawn;
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
 pub use planted::{Bug, Planted};
-pub use server::{serve, serve_with};
+pub use server::{OVERLOADED, ServeLimits, limit_in_flight, overloaded, serve, serve_limited, serve_with};
 pub use spawn::Spawner;

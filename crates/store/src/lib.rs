@@ -76,6 +76,8 @@ pub struct StoreConfig {
     /// [`PRODUCTION_PASSWORD_ITERATIONS`]; a simulation may use 1 (the
     /// mechanism is the same, only the work factor differs).
     pub password_iterations: u32,
+    /// Requests handled at once before the store answers 503 `overloaded`.
+    pub limits: crosstalk_service::ServeLimits,
 }
 
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
@@ -87,6 +89,7 @@ impl StoreConfig {
         Self {
             service_token: service_token.into(),
             password_iterations: PRODUCTION_PASSWORD_ITERATIONS,
+            limits: crosstalk_service::ServeLimits::DEFAULT,
         }
     }
 }

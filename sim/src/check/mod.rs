@@ -164,6 +164,9 @@ pub struct Controls {
     pub manual_verifications_refused: u64,
     /// Agent resends that "attached" an archive, refused by the console.
     pub archive_attachments_refused: u64,
+    /// Requests a service refused as overloaded (503 `overloaded`) that the
+    /// client retried after the service's `Retry-After`.
+    pub overloaded_retries: u64,
 }
 
 impl Controls {
@@ -206,6 +209,7 @@ impl Controls {
         self.accounts_closed += other.accounts_closed;
         self.accounts_recycled += other.accounts_recycled;
         self.duplicate_requests_joined += other.duplicate_requests_joined;
+        self.overloaded_retries += other.overloaded_retries;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
