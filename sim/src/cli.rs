@@ -646,6 +646,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
         },
     );
     let mut totals = Totals::default();
+    let mut probe_tally = crate::probe_gate::ProbeTally::default();
     let started = wall_clock();
     let mut work = Vec::new();
     for (index, scenario) in scenarios.iter().enumerate() {
@@ -669,6 +670,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             }
             totals.record(&outcome);
             totals.evidence(&outcome);
+            probe_tally.record(&plan.scenario, &outcome.probes);
             let replay = format!(
                 "cargo sim replay --scenario {} --seed {seed}",
                 files[file].display()
@@ -733,6 +735,7 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
         return EXIT_USAGE;
     }
     print_summary(&totals, started.elapsed().as_secs_f64());
+    let probes = crate::probe_gate::finish_run(path, &probe_tally);
     let vacuous = vacuous_controls(&totals, &scenarios);
     if totals.nondeterministic > 0 {
         println!(
@@ -760,6 +763,10 @@ fn run_command(path: &Path, seeds: &str, check_determinism: bool, quiet: bool, j
             "result: FAIL, vacuous run: no positive control for {}",
             vacuous.join(", ")
         );
+        return EXIT_VIOLATION;
+    }
+    if let Err(failure) = probes {
+        println!("result: {failure}");
         return EXIT_VIOLATION;
     }
     println!("result: PASS");

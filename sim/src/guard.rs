@@ -54,7 +54,11 @@ fn describe(info: &PanicHookInfo<'_>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string());
     let message = message.replace('\n', " ");
     match info.location() {
-        Some(at) => format!("panicked at {}:{}: {message}", short_path(at.file()), at.line()),
+        Some(at) => format!(
+            "panicked at {}:{}: {message}",
+            short_path(at.file()),
+            at.line()
+        ),
         None => format!("panicked: {message}"),
     }
 }
@@ -111,8 +115,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_a_guarded_run_becomes_one_line() {
-        let scenario =
-            crate::scenario::Scenario::parse(include_str!("../../scenarios/smoke.toml"));
+        let scenario = crate::scenario::Scenario::parse(include_str!("../../scenarios/smoke.toml"));
         let Ok(scenario) = scenario else {
             panic!("smoke parses");
         };

@@ -8,6 +8,7 @@
 //! - [`check`]: the oracle; [`watermark`]: the ground truth it reads.
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
+//! - [`probe_gate`]: the services' code probes that no seed reached.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
 //! - [`cli`]: the `crosstalk` command; [`guard`]: a harness failure as one
 //!   line (exit 2), never a backtrace.
@@ -22,6 +23,7 @@ pub mod guard;
 pub mod hunt;
 pub mod net;
 pub mod plan;
+pub mod probe_gate;
 pub mod scenario;
 pub mod trace;
 pub mod watermark;

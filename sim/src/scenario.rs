@@ -498,6 +498,11 @@ pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, String> {
             .map_err(|e| format!("reading {}: {e}", path.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            // The probe allow-list lives beside the scenarios; it is none.
+            .filter(|p| {
+                p.file_name()
+                    .is_none_or(|n| n != crate::probe_gate::ALLOW_LIST_FILE)
+            })
             .collect();
         files.sort();
         if files.is_empty() {

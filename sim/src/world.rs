@@ -62,6 +62,9 @@ pub struct RunOutcome {
     /// What the store's and the export service's simulated disks went through.
     pub store_disk: DiskStats,
     pub export_disk: DiskStats,
+    /// How often each code probe inside the services was reached, by name
+    /// (probes never reached are absent).
+    pub probes: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunOutcome {
@@ -84,6 +87,7 @@ impl RunOutcome {
             infra_errors: Vec::new(),
             store_disk: DiskStats::default(),
             export_disk: DiskStats::default(),
+            probes: Default::default(),
         }
     }
 }
@@ -136,13 +140,19 @@ pub fn tcp_capacity(plan: &Plan) -> usize {
     let people = plan.accounts.len();
     let devices: usize = plan.accounts.iter().map(|a| a.devices as usize).sum();
     let workers = plan.worker_hosts as usize;
-    (CONNECTIONS_PER_PERSON * people + devices + CONNECTIONS_PER_WORKER * workers + CONNECTIONS_FIXED)
+    (CONNECTIONS_PER_PERSON * people
+        + devices
+        + CONNECTIONS_PER_WORKER * workers
+        + CONNECTIONS_FIXED)
         .max(TCP_CAPACITY_MIN)
 }
 
 /// Execute `plan` and judge it.
 pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
+    // The services count their code probes on this thread, where the whole
+    // simulation runs.
+    crosstalk_service::probes::reset();
     // Bugs of the planted catalogue the services run with (none normally).
     let mut plant_errors = Vec::new();
     let mut bugs = Vec::new();
@@ -446,6 +456,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     };
     let simulated_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
+    let probes = crosstalk_service::probes::take()
+        .into_iter()
+        .map(|(name, hits)| (name.to_string(), hits))
+        .collect();
 
     let mut infra_errors = world.errors.borrow().clone();
     infra_errors.extend(plant_errors);
@@ -477,6 +491,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         infra_errors,
         store_disk: store_disk.stats(),
         export_disk: export_disk.stats(),
+        probes,
     }
 }
 

@@ -20,10 +20,16 @@ fn crowded_smoke(name: &str, accounts: u32, tcp_capacity: Option<u32>) -> PathBu
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let smoke = std::fs::read_to_string(repo_path("scenarios/smoke.toml")).expect("smoke");
     let mut text = smoke
-        .replace("accounts = [20, 40]", &format!("accounts = [{accounts}, {accounts}]"))
+        .replace(
+            "accounts = [20, 40]",
+            &format!("accounts = [{accounts}, {accounts}]"),
+        )
         .replace("name = \"smoke\"", &format!("name = \"{name}\""));
     if let Some(capacity) = tcp_capacity {
-        text = text.replace("[network]\n", &format!("[network]\ntcp_capacity = {capacity}\n"));
+        text = text.replace(
+            "[network]\n",
+            &format!("[network]\ntcp_capacity = {capacity}\n"),
+        );
     }
     assert!(text.contains(&format!("accounts = [{accounts}, {accounts}]")));
     let path = dir.join(format!("{name}.toml"));
@@ -58,12 +64,16 @@ fn a_world_past_the_networks_limits_is_one_line_and_exit_2() {
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: exactly one line: {stderr}");
         assert!(
-            lines[0].starts_with("harness failure: scenario overcrowded seed 4: panicked at turmoil"),
+            lines[0]
+                .starts_with("harness failure: scenario overcrowded seed 4: panicked at turmoil"),
             "{args:?}: {stderr}"
         );
         assert!(lines[0].contains("server socket buffer full"), "{stderr}");
         for noise in ["stack backtrace", "RUST_BACKTRACE", "thread '"] {
-            assert!(!stdout.contains(noise) && !stderr.contains(noise), "{noise}: {stdout}{stderr}");
+            assert!(
+                !stdout.contains(noise) && !stderr.contains(noise),
+                "{noise}: {stdout}{stderr}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(path.parent().expect("scratch"));

@@ -10,6 +10,8 @@
 //!   [`ErrorBody`](crosstalk_model::api::ErrorBody), including the rejections
 //!   axum produces on its own (unknown route, bad path, body too large).
 //! - [`JsonBody`]: a JSON extractor whose failures are [`ApiError`]s.
+//! - [`probe!`]: code probes, counted per thread in simulation builds
+//!   (the `probes` feature), free otherwise.
 //! - [`HttpClient`]: a pooled HTTP/1 client over an injected [`Connect`]or,
 //!   with a per-request timeout. A connection whose request did not finish
 //!   (timeout, cancellation) is dropped, never returned to the pool.
@@ -18,6 +20,7 @@ mod client;
 mod error;
 pub mod fault_points;
 pub mod planted;
+pub mod probes;
 pub mod real;
 mod server;
 mod spawn;
@@ -25,5 +28,7 @@ mod spawn;
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
 pub use planted::{Bug, Planted};
-pub use server::{OVERLOADED, ServeLimits, limit_in_flight, overloaded, serve, serve_limited, serve_with};
+pub use server::{
+    OVERLOADED, ServeLimits, limit_in_flight, overloaded, serve, serve_limited, serve_with,
+};
 pub use spawn::Spawner;

@@ -146,13 +146,19 @@ mod tests {
             retry_after_s: 3,
         };
         let router = limit_in_flight(router, limits);
-        let request = || Request::builder().uri("/slow").body(axum::body::Body::empty());
+        let request = || {
+            Request::builder()
+                .uri("/slow")
+                .body(axum::body::Body::empty())
+        };
         let first = tokio::spawn(router.clone().oneshot(request().unwrap()));
         tokio::task::yield_now().await;
         let second = router.clone().oneshot(request().unwrap()).await.unwrap();
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(second.headers()[header::RETRY_AFTER], "3");
-        let body = axum::body::to_bytes(second.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(second.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"], OVERLOADED);
         release.send(true).unwrap();

@@ -51,10 +51,10 @@ fn main() {
         let config = StoreConfig::new(service_token);
         let limits = config.limits;
         let store = Store::open(backend, Arc::new(SystemClock), Arc::new(entropy), config)
-        .unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            std::process::exit(2)
-        });
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            });
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .unwrap_or_else(|e| {

@@ -76,7 +76,9 @@ impl Agent {
             }
             // An overloaded console: come back when it says (a person would).
             let wait = match &response {
-                Ok(r) if waits < u64::from(MAX_OVERLOAD_WAITS) => overload_wait(r, waits * 53 % 500),
+                Ok(r) if waits < u64::from(MAX_OVERLOAD_WAITS) => {
+                    overload_wait(r, waits * 53 % 500)
+                }
                 _ => None,
             };
             let Some(wait) = wait else {

@@ -4,8 +4,8 @@ use super::actions::SETTLE_AFTER_HOLD_MS;
 use super::{CallError, World};
 use crate::check::{Invariant, Oracle};
 use crate::net::{
-    EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, STORE_HOST, STORE_PORT, SimConnector, overload_wait,
-    sim_now_ms,
+    EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, STORE_HOST, STORE_PORT, SimConnector,
+    overload_wait, sim_now_ms,
 };
 use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
@@ -153,7 +153,10 @@ impl Person {
         let client = if to_export { &self.export } else { &self.store };
         let mut last_error = String::new();
         for attempt in 0..attempts {
-            match self.send_patiently(client, &method, path, bearer, &body).await? {
+            match self
+                .send_patiently(client, &method, path, bearer, &body)
+                .await?
+            {
                 Ok(response) => {
                     let digest = crosstalk_model::sha256_hex(response.body());
                     self.trace(format!(
@@ -220,7 +223,10 @@ impl Person {
             };
             waits += 1;
             self.oracle().controls.overloaded_retries += 1;
-            self.trace(format!("{method} {path} -> 503 overloaded, retrying in {} ms", wait.as_millis()));
+            self.trace(format!(
+                "{method} {path} -> 503 overloaded, retrying in {} ms",
+                wait.as_millis()
+            ));
             tokio::time::sleep(wait).await;
         }
     }
