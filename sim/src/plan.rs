@@ -170,6 +170,9 @@ pub enum Action {
     RequestExport {
         delete_first: bool,
         redownloads: u32,
+        /// Requests sent again at once after the first was accepted.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        repeats: u32,
     },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
@@ -197,7 +200,13 @@ pub enum Action {
     DeviceOutage { device: u32, for_ms: u64 },
     /// Send one of one's recordings to contact `contact` (an index into the
     /// person's contacts), confirming only if it resolved to the intended person.
-    SendMessage { pick: u64, contact: u64 },
+    SendMessage {
+        pick: u64,
+        contact: u64,
+        /// The device hears another contact's name than the one meant.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        misheard: bool,
+    },
     /// Read the inbox and play one message.
     ReadInbox { pick: u64 },
     /// Close the account ("delete my account").
@@ -288,6 +297,10 @@ pub fn display_name(index: usize) -> String {
         0 => base.to_string(),
         round => format!("{base} {round}"),
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What people say to their devices. The watermark, not the words, carries
@@ -472,11 +485,21 @@ impl Plan {
                 let delete_first =
                     rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
                 let redownloads = draw(&mut rng, a.redownloads) as u32;
+                // Drawn only when the scenario asks for it, so that other
+                // scenarios' plans stay as they were.
+                let repeats = if a.impatient_export_per_mille > 0
+                    && rng.random_ratio(a.impatient_export_per_mille.min(1000) as u32, 1000)
+                {
+                    rng.random_range(1..=2)
+                } else {
+                    0
+                };
                 push(
                     &mut rng,
                     Action::RequestExport {
                         delete_first,
                         redownloads,
+                        repeats,
                     },
                 );
             }
@@ -515,7 +538,16 @@ impl Plan {
             }
             for _ in 0..draw(&mut rng, a.messages) {
                 let (pick, contact) = (rng.random(), rng.random());
-                push(&mut rng, Action::SendMessage { pick, contact });
+                let misheard = a.misheard_contact_per_mille > 0
+                    && rng.random_ratio(a.misheard_contact_per_mille.min(1000) as u32, 1000);
+                push(
+                    &mut rng,
+                    Action::SendMessage {
+                        pick,
+                        contact,
+                        misheard,
+                    },
+                );
             }
             for _ in 0..draw(&mut rng, a.inbox_reads) {
                 let pick = rng.random();

@@ -164,6 +164,14 @@ pub struct ActionSpec {
     /// Chance, per thousand exports, of deleting a recording between the
     /// export becoming ready and its download (the archive must be revoked).
     pub delete_before_download_per_mille: u64,
+    /// Chance, per thousand direct exports, that the person asks again at
+    /// once, once or twice (an impatient double tap): the repeats must be
+    /// joined to the pending request, never start a second export.
+    pub impatient_export_per_mille: u64,
+    /// Chance, per thousand voice messages, that the name the device hears
+    /// is another contact's (a sound-alike): the store resolves it to the
+    /// wrong person, and the sender refuses to confirm.
+    pub misheard_contact_per_mille: u64,
     /// Extra downloads of the same archive (past the limit: refused).
     pub redownloads: Range,
     /// Exports asked for through a support ticket.
@@ -198,6 +206,8 @@ impl Default for ActionSpec {
             inbox_reads: Range(0, 0),
             close_account_per_mille: 0,
             delete_before_download_per_mille: 0,
+            impatient_export_per_mille: 0,
+            misheard_contact_per_mille: 0,
             redownloads: Range(0, 0),
             ticket_exports: Range(0, 0),
             impersonations: Range(0, 0),
@@ -423,6 +433,8 @@ impl Scenario {
             a.purchase_per_mille,
             a.close_account_per_mille,
             a.delete_before_download_per_mille,
+            a.impatient_export_per_mille,
+            a.misheard_contact_per_mille,
             a.spoken_message_per_mille,
             a.housemate_speech_per_mille,
             a.overheard_per_mille,

@@ -632,7 +632,8 @@ fn apply_net_fault(sim: &turmoil::Sim<'_>, fault: &NetFault, on: bool, plan: &Pl
 }
 
 /// The export service's settings, scaled to simulated time: a "month" to
-/// answer is ten simulated minutes, links live for an hour.
+/// answer is ten simulated minutes, links live for an hour, three direct
+/// requests an hour per subject (so that persistent askers meet the limit).
 fn export_config() -> ExportConfig {
     ExportConfig {
         link_ttl_ms: 3_600_000,
@@ -643,7 +644,7 @@ fn export_config() -> ExportConfig {
         max_backoff_ms: 8_000,
         deadline_ms: 600_000,
         max_extension_ms: 1_200_000,
-        rate_limit_max: 20,
+        rate_limit_max: 3,
         rate_limit_window_ms: 3_600_000,
         limits: SERVE_LIMITS,
         ..ExportConfig::default()
