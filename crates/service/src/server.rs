@@ -128,7 +128,7 @@ mod tests {
     use axum::routing::get;
     use tower::ServiceExt;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_request_past_the_limit_is_refused_with_retry_after() {
         let (release, wait) = tokio::sync::watch::channel(false);
         let router = Router::new().route(
@@ -151,8 +151,11 @@ mod tests {
                 .uri("/slow")
                 .body(axum::body::Body::empty())
         };
-        let first = tokio::spawn(router.clone().oneshot(request().unwrap()));
-        tokio::task::yield_now().await;
+        // The first request enters the handler and waits there.
+        let first = router.clone().oneshot(request().unwrap());
+        tokio::pin!(first);
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), &mut first).await;
+        assert!(waiting.is_err(), "the first request is in flight");
         let second = router.clone().oneshot(request().unwrap()).await.unwrap();
         assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(second.headers()[header::RETRY_AFTER], "3");
@@ -162,7 +165,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"], OVERLOADED);
         release.send(true).unwrap();
-        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
         // The slot is free again.
         release.send(true).unwrap();
         let third = router.oneshot(request().unwrap()).await.unwrap();
