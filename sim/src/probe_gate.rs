@@ -155,6 +155,11 @@ pub fn print(verdict: &ProbeVerdict, tally: &ProbeTally, allow: &AllowList) {
         let why = allow.allowed.get(name).map_or("", String::as_str);
         println!("  allowed unhit: {name} ({why})");
     }
+    for name in allow.allowed.keys() {
+        if tally.hits.get(name).is_some_and(|&n| n > 0) {
+            println!("  {ALLOW_LIST_FILE} allows {name}, which was hit: remove the entry");
+        }
+    }
     for name in &verdict.unknown_allowed {
         println!("  {ALLOW_LIST_FILE} names {name}, which is no probe of the services");
     }
