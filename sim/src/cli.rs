@@ -566,6 +566,8 @@ fn run_command(args: RunArgs) -> i32 {
         },
     );
     let mut totals = Totals::default();
+    let mut probe_tally = crate::probe_gate::ProbeTally::default();
+    let mut harness_failures = Vec::new();
     let (mut tally, mut records) = (Tally::default(), Vec::new());
     let keep_records = args.json.is_some() || args.junit.is_some();
     let started = wall_clock();
@@ -581,17 +583,30 @@ fn run_command(args: RunArgs) -> i32 {
         || budget.is_none_or(|b| started.elapsed() < b),
         |&(file, seed)| {
             let plan = Plan::generate(&scenarios[file], seed);
-            let outcome = run_plan(&plan);
-            let again = check_determinism.then(|| run_plan(&plan));
-            (plan, outcome, again)
+            let runs = crate::guard::run_guarded(&plan).and_then(|outcome| {
+                let again = check_determinism
+                    .then(|| crate::guard::run_guarded(&plan))
+                    .transpose()?;
+                Ok((outcome, again))
+            });
+            (plan, runs)
         },
-        |_, (file, _), (plan, outcome, again)| {
+        |_, (file, _), (plan, runs)| {
+            let (outcome, again) = match runs {
+                Ok(runs) => runs,
+                Err(failure) => {
+                    // The harness itself failed: stop taking seeds.
+                    harness_failures.push(failure);
+                    return Flow::Stop;
+                }
+            };
             let seed = plan.seed;
             if !quiet {
                 println!("{}", banner(&plan));
             }
             totals.record(&outcome);
             totals.evidence(&outcome);
+            probe_tally.record(&plan.scenario, &outcome.probes);
             let replay = format!(
                 "cargo sim replay --scenario {} --seed {seed}",
                 files[file].display()
@@ -656,18 +671,37 @@ fn run_command(args: RunArgs) -> i32 {
             Flow::Continue { failed }
         },
     );
+    if !harness_failures.is_empty() {
+        for failure in harness_failures {
+            eprintln!("{failure}");
+        }
+        return EXIT_USAGE;
+    }
     print_summary(&totals, started.elapsed().as_secs_f64());
+    let probes = crate::probe_gate::finish_run(&args.path, &probe_tally);
     let shards = match selection.shard() {
         Shard::ALL => Vec::new(),
         shard => vec![shard.describe()],
     };
     let result = RunReport::from_tally(&scenarios, &tally, records, shards);
-    finish_run(&result, args.json.as_deref(), args.junit.as_deref())
+    finish_run(
+        &result,
+        args.json.as_deref(),
+        args.junit.as_deref(),
+        probes.err(),
+    )
 }
 
 /// Print the vacuity note and the result line, write the result files, and
 /// return the exit code (a file that cannot be written is an error).
-pub(crate) fn finish_run(result: &RunReport, json: Option<&Path>, junit: Option<&Path>) -> i32 {
+/// `probe_failure`: the code-probe gate's verdict when it failed (a run that
+/// otherwise passed then fails with it).
+pub(crate) fn finish_run(
+    result: &RunReport,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+    probe_failure: Option<String>,
+) -> i32 {
     let vacuity = result.vacuity();
     if let Some(note) = vacuity.note() {
         println!("{note}");
@@ -690,8 +724,16 @@ pub(crate) fn finish_run(result: &RunReport, json: Option<&Path>, junit: Option<
             }
         }
     }
-    println!("{}", result_line(&result.counts, &vacuity));
-    code
+    match probe_failure {
+        Some(failure) if code == EXIT_PASS => {
+            println!("result: {failure}");
+            EXIT_VIOLATION
+        }
+        _ => {
+            println!("{}", result_line(&result.counts, &vacuity));
+            code
+        }
+    }
 }
 
 /// `replay --fuzz-artifact`: decode a `plan` fuzz input into its plan,
@@ -818,7 +860,13 @@ fn replay_command(
     println!("crosstalk replay");
     println!("{}", banner(&plan));
     let started = wall_clock();
-    let outcome = run_plan(&plan);
+    let outcome = match crate::guard::run_guarded(&plan) {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            eprintln!("{failure}");
+            return EXIT_USAGE;
+        }
+    };
     if let Some(path) = &trace {
         let text: String = outcome
             .trace_lines

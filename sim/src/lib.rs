@@ -8,13 +8,16 @@
 //! - [`check`]: the oracle; [`watermark`]: the ground truth it reads.
 //! - [`trace`]: the hashed event trace that proves determinism.
 //! - [`canary`]: a deliberately leaky wrapper for the harness's self-tests.
+//! - [`probe_gate`]: the services' code probes that no seed reached.
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
 //! - [`shrink`]: a failing plan made minimal, same invariant, by replay.
 //! - [`report_html`]: a failing run as one self-contained HTML page.
 //! - [`failure`]: `--shrink`, `--report` and the `shrink` command.
 //! - [`cli`]: the `crosstalk` command; [`runner`] runs its seeds in parallel,
 //!   [`seeds`] picks them (ranges, budgets, shards), [`vacuity`] judges each
-//!   scenario's positive controls, [`report`] writes and merges results.
+//!   scenario's positive controls, [`report`] writes and merges results;
+//!   [`guard`]: a harness failure as one line (exit 2), never a backtrace;
+//!   [`probe_gate`]: the code probes no seed hit.
 
 pub mod bench;
 pub mod canary;
@@ -23,9 +26,11 @@ pub mod cli;
 pub mod failure;
 pub mod faults;
 pub mod fuzzing;
+pub mod guard;
 pub mod hunt;
 pub mod net;
 pub mod plan;
+pub mod probe_gate;
 pub mod report;
 pub mod report_html;
 pub mod runner;

@@ -20,6 +20,34 @@ pub const EXPORT_HOST: &str = "export";
 pub const STORE_PORT: u16 = 7400;
 pub const EXPORT_PORT: u16 = 7401;
 
+/// How many times a client waits out a service's overload for one request
+/// before it treats the service as unavailable.
+pub const MAX_OVERLOAD_WAITS: u32 = 30;
+
+/// If `response` is a service refusing a request because it is overloaded
+/// (503 with the JSON error `overloaded`), how long it asks the client to
+/// wait (its `Retry-After` seconds, one second if absent or unreadable),
+/// plus `jitter_ms` so that a crowd does not come back all at once.
+pub fn overload_wait(
+    response: &crosstalk_service::HttpResponse,
+    jitter_ms: u64,
+) -> Option<Duration> {
+    if response.status() != http::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let body: crosstalk_model::api::ErrorBody = serde_json::from_slice(response.body()).ok()?;
+    if body.error != crosstalk_service::OVERLOADED {
+        return None;
+    }
+    let seconds = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Some(Duration::from_millis(seconds * 1000 + jitter_ms))
+}
+
 /// Simulated milliseconds since the start of the run.
 pub fn sim_now_ms() -> u64 {
     turmoil::sim_elapsed()

@@ -21,6 +21,10 @@ pub struct Plan {
     pub tick_ms: u64,
     pub latency_ms_min: u64,
     pub latency_ms_max: u64,
+    /// The scenario's override of turmoil's socket capacity (normally
+    /// derived from the world's size, see [`crate::world::tcp_capacity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_capacity: Option<u64>,
     pub client_hosts: u64,
     pub active_ms: u64,
     pub drain_ms: u64,
@@ -170,6 +174,9 @@ pub enum Action {
     RequestExport {
         delete_first: bool,
         redownloads: u32,
+        /// Requests sent again at once after the first was accepted.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        repeats: u32,
     },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
@@ -197,7 +204,13 @@ pub enum Action {
     DeviceOutage { device: u32, for_ms: u64 },
     /// Send one of one's recordings to contact `contact` (an index into the
     /// person's contacts), confirming only if it resolved to the intended person.
-    SendMessage { pick: u64, contact: u64 },
+    SendMessage {
+        pick: u64,
+        contact: u64,
+        /// The device hears another contact's name than the one meant.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        misheard: bool,
+    },
     /// Read the inbox and play one message.
     ReadInbox { pick: u64 },
     /// Close the account ("delete my account").
@@ -293,6 +306,10 @@ pub fn display_name(index: usize) -> String {
         0 => base.to_string(),
         round => format!("{base} {round}"),
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What people say to their devices. The watermark, not the words, carries
@@ -477,11 +494,21 @@ impl Plan {
                 let delete_first =
                     rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
                 let redownloads = draw(&mut rng, a.redownloads) as u32;
+                // Drawn only when the scenario asks for it, so that other
+                // scenarios' plans stay as they were.
+                let repeats = if a.impatient_export_per_mille > 0
+                    && rng.random_ratio(a.impatient_export_per_mille.min(1000) as u32, 1000)
+                {
+                    rng.random_range(1..=2)
+                } else {
+                    0
+                };
                 push(
                     &mut rng,
                     Action::RequestExport {
                         delete_first,
                         redownloads,
+                        repeats,
                     },
                 );
             }
@@ -520,7 +547,16 @@ impl Plan {
             }
             for _ in 0..draw(&mut rng, a.messages) {
                 let (pick, contact) = (rng.random(), rng.random());
-                push(&mut rng, Action::SendMessage { pick, contact });
+                let misheard = a.misheard_contact_per_mille > 0
+                    && rng.random_ratio(a.misheard_contact_per_mille.min(1000) as u32, 1000);
+                push(
+                    &mut rng,
+                    Action::SendMessage {
+                        pick,
+                        contact,
+                        misheard,
+                    },
+                );
             }
             for _ in 0..draw(&mut rng, a.inbox_reads) {
                 let pick = rng.random();
@@ -816,6 +852,7 @@ impl Plan {
             tick_ms: scenario.network.tick_ms,
             latency_ms_min: scenario.network.latency_ms.0,
             latency_ms_max: scenario.network.latency_ms.1,
+            tcp_capacity: scenario.network.tcp_capacity,
             client_hosts: world.client_hosts,
             active_ms,
             drain_ms: world.drain_seconds * 1000,

@@ -593,7 +593,7 @@ pub fn merge_command(
     if let Some(missing) = &missing {
         println!("error: incomplete merge: {missing}");
     }
-    let code = crate::cli::finish_run(&merged, json, junit);
+    let code = crate::cli::finish_run(&merged, json, junit, None);
     if missing.is_some() {
         return code.max(crate::cli::EXIT_USAGE);
     }

@@ -97,6 +97,11 @@ pub struct NetworkSpec {
     pub tick_ms: u64,
     /// Per-message latency drawn by turmoil between these bounds.
     pub latency_ms: Range,
+    /// Turmoil's per-socket capacity (accept backlog, stream buffers). By
+    /// default it is derived from the world's size; a scenario sets it only
+    /// to test the harness's own limits (a world too crowded for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_capacity: Option<u64>,
 }
 
 impl Default for NetworkSpec {
@@ -104,6 +109,7 @@ impl Default for NetworkSpec {
         Self {
             tick_ms: 10,
             latency_ms: Range(1, 20),
+            tcp_capacity: None,
         }
     }
 }
@@ -158,6 +164,14 @@ pub struct ActionSpec {
     /// Chance, per thousand exports, of deleting a recording between the
     /// export becoming ready and its download (the archive must be revoked).
     pub delete_before_download_per_mille: u64,
+    /// Chance, per thousand direct exports, that the person asks again at
+    /// once, once or twice (an impatient double tap): the repeats must be
+    /// joined to the pending request, never start a second export.
+    pub impatient_export_per_mille: u64,
+    /// Chance, per thousand voice messages, that the name the device hears
+    /// is another contact's (a sound-alike): the store resolves it to the
+    /// wrong person, and the sender refuses to confirm.
+    pub misheard_contact_per_mille: u64,
     /// Extra downloads of the same archive (past the limit: refused).
     pub redownloads: Range,
     /// Exports asked for through a support ticket.
@@ -192,6 +206,8 @@ impl Default for ActionSpec {
             inbox_reads: Range(0, 0),
             close_account_per_mille: 0,
             delete_before_download_per_mille: 0,
+            impatient_export_per_mille: 0,
+            misheard_contact_per_mille: 0,
             redownloads: Range(0, 0),
             ticket_exports: Range(0, 0),
             impersonations: Range(0, 0),
@@ -364,6 +380,9 @@ impl Scenario {
         if n.tick_ms == 0 || n.tick_ms > 1000 {
             return Err("network.tick_ms: between 1 and 1000".into());
         }
+        if n.tcp_capacity.is_some_and(|c| c == 0 || c > 1 << 20) {
+            return Err("network.tcp_capacity: between 1 and 1048576".into());
+        }
         let a = &self.actions;
         for (name, range) in [
             ("actions.utterances", a.utterances),
@@ -414,6 +433,8 @@ impl Scenario {
             a.purchase_per_mille,
             a.close_account_per_mille,
             a.delete_before_download_per_mille,
+            a.impatient_export_per_mille,
+            a.misheard_contact_per_mille,
             a.spoken_message_per_mille,
             a.housemate_speech_per_mille,
             a.overheard_per_mille,
@@ -489,6 +510,11 @@ pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, String> {
             .map_err(|e| format!("reading {}: {e}", path.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            // The probe allow-list lives beside the scenarios; it is none.
+            .filter(|p| {
+                p.file_name()
+                    .is_none_or(|n| n != crate::probe_gate::ALLOW_LIST_FILE)
+            })
             .collect();
         files.sort();
         if files.is_empty() {

@@ -468,9 +468,11 @@ fn simplify(action: &mut Action) -> bool {
         Action::RequestExport {
             delete_first,
             redownloads,
+            repeats,
         } => {
             *delete_first = false;
             *redownloads = 0;
+            *repeats = 0;
         }
         Action::Impersonate { guesses, .. } => *guesses = 1,
         Action::DeviceOutage { for_ms, .. } => *for_ms = (*for_ms / 2).max(1_000),

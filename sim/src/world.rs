@@ -64,6 +64,9 @@ pub struct RunOutcome {
     /// What the store's and the export service's simulated disks went through.
     pub store_disk: DiskStats,
     pub export_disk: DiskStats,
+    /// How often each code probe inside the services was reached, by name
+    /// (probes never reached are absent).
+    pub probes: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunOutcome {
@@ -86,6 +89,7 @@ impl RunOutcome {
             infra_errors: Vec::new(),
             store_disk: DiskStats::default(),
             export_disk: DiskStats::default(),
+            probes: Default::default(),
         }
     }
 }
@@ -108,9 +112,49 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
     ))
 }
 
+/// Connections a client host may hold open per person (a pool of two to
+/// each service).
+const CONNECTIONS_PER_PERSON: usize = 4;
+/// Connections each worker and the export service's store client may hold,
+/// plus the agent's: a fixed allowance on top of the people's.
+const CONNECTIONS_PER_WORKER: usize = 6;
+const CONNECTIONS_FIXED: usize = 16;
+/// Requests each service handles at once before it answers 503
+/// `overloaded` (the clients back off and retry).
+const SERVE_LIMITS: crosstalk_service::ServeLimits = crosstalk_service::ServeLimits {
+    max_in_flight: 256,
+    retry_after_s: 1,
+};
+/// Turmoil's default socket capacity, kept as the floor.
+const TCP_CAPACITY_MIN: usize = 64;
+
+/// Turmoil's per-socket capacity (its accept backlog and stream buffers),
+/// sized from the world: every connection the world's clients may open at
+/// the same instant — each person's pools, one per device for good
+/// measure, the workers' and the services' own — fits in a server's
+/// backlog, so a crowd connecting at once (sign-up, a reconnect storm)
+/// waits to be accepted instead of overflowing it. A scenario may set it
+/// (to test the harness's own limits).
+pub fn tcp_capacity(plan: &Plan) -> usize {
+    if let Some(capacity) = plan.tcp_capacity {
+        return capacity as usize;
+    }
+    let people = plan.accounts.len();
+    let devices: usize = plan.accounts.iter().map(|a| a.devices as usize).sum();
+    let workers = plan.worker_hosts as usize;
+    (CONNECTIONS_PER_PERSON * people
+        + devices
+        + CONNECTIONS_PER_WORKER * workers
+        + CONNECTIONS_FIXED)
+        .max(TCP_CAPACITY_MIN)
+}
+
 /// Execute `plan` and judge it.
 pub fn run_plan(plan: &Plan) -> RunOutcome {
     let seed = plan.seed;
+    // The services count their code probes on this thread, where the whole
+    // simulation runs.
+    crosstalk_service::probes::reset();
     // Bugs of the planted catalogue the services run with (none normally).
     let mut plant_errors = Vec::new();
     let mut bugs = Vec::new();
@@ -162,6 +206,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         .min_message_latency(Duration::from_millis(plan.latency_ms_min))
         .max_message_latency(Duration::from_millis(plan.latency_ms_max))
         .enable_random_order()
+        .tcp_capacity(tcp_capacity(plan))
         .build();
 
     // The store's disk outlives the store's process: it is what a restart
@@ -198,7 +243,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
             let points = fault_points(format!("store/{}", restarts.get()));
             async move {
                 let opened =
-                    Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token, password_iterations: 1 });
+                    Store::open(handle, Arc::new(SimClock), Arc::new(entropy), StoreConfig { service_token: token, password_iterations: 1, limits: SERVE_LIMITS });
                 let store = match opened {
                     Ok(store) => store.with_fault_points(points).with_planted(planted),
                     Err(e) => {
@@ -222,7 +267,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                         // The process exits; the world's supervisor restarts it.
                         world.trace.borrow_mut().record(crate::net::sim_now_ms(), "store: disk failed, exiting");
                     }
-                    _ = crosstalk_service::serve_with(listener, router, Spawner::Local) => {}
+                    _ = crosstalk_service::serve_limited(listener, router, Spawner::Local, SERVE_LIMITS) => {}
                 }
                 Ok(())
             }
@@ -254,6 +299,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 agent_tokens: vec![("agent".to_string(), agent_token.clone())],
                 ..export_config()
             };
+            let limits = config.limits;
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
             let entropy =
@@ -287,10 +333,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 if canary {
                     router = crate::canary::wrap(router);
                 }
-                crosstalk_service::serve_with(
+                crosstalk_service::serve_limited(
                     listener,
                     count_requests(router, counter),
                     Spawner::Local,
+                    limits,
                 )
                 .await;
                 Ok(())
@@ -451,6 +498,10 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     let simulated_ms = sim.elapsed().as_millis() as u64;
     record_state_digests(&world, simulated_ms, &last_store, &last_export);
     drop(sim);
+    let probes = crosstalk_service::probes::take()
+        .into_iter()
+        .map(|(name, hits)| (name.to_string(), hits))
+        .collect();
 
     let mut infra_errors = world.errors.borrow().clone();
     infra_errors.extend(plant_errors);
@@ -487,6 +538,7 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         infra_errors,
         store_disk: store_disk.stats(),
         export_disk: export_disk.stats(),
+        probes,
     }
 }
 
@@ -668,7 +720,8 @@ fn apply_net_fault(sim: &turmoil::Sim<'_>, fault: &NetFault, on: bool, plan: &Pl
 }
 
 /// The export service's settings, scaled to simulated time: a "month" to
-/// answer is ten simulated minutes, links live for an hour.
+/// answer is ten simulated minutes, links live for an hour, three direct
+/// requests an hour per subject (so that persistent askers meet the limit).
 fn export_config() -> ExportConfig {
     ExportConfig {
         link_ttl_ms: 3_600_000,
@@ -679,8 +732,9 @@ fn export_config() -> ExportConfig {
         max_backoff_ms: 8_000,
         deadline_ms: 600_000,
         max_extension_ms: 1_200_000,
-        rate_limit_max: 20,
+        rate_limit_max: 3,
         rate_limit_window_ms: 3_600_000,
+        limits: SERVE_LIMITS,
         ..ExportConfig::default()
     }
 }

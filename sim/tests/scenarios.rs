@@ -19,7 +19,11 @@ fn all_toml(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
             all_toml(&path, out);
-        } else if path.extension().is_some_and(|x| x == "toml") {
+        } else if path.extension().is_some_and(|x| x == "toml")
+            && path
+                .file_name()
+                .is_none_or(|n| n != crosstalk_sim::probe_gate::ALLOW_LIST_FILE)
+        {
             out.push(path);
         }
     }

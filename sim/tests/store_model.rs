@@ -534,6 +534,7 @@ fn open_store(
         StoreConfig {
             service_token: "service-token".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
 }

@@ -99,6 +99,7 @@ impl ExportService {
                 Some(chosen),
                 "refused: the console takes no archive",
             )?;
+            crosstalk_service::probe!("export.agent.archive_attachment_refused");
             return Err(ApiError::bad_request("the console takes no archive"));
         }
         let ticket = match self.load_ticket(id)? {
@@ -111,6 +112,7 @@ impl ExportService {
                     None,
                     "refused: no such ticket",
                 )?;
+                crosstalk_service::probe!("export.agent.no_such_ticket");
                 return Err(ApiError::not_found("no such ticket"));
             }
         };
@@ -124,6 +126,7 @@ impl ExportService {
                 ticket.export_id,
                 "refused: ticket not verified",
             )?;
+            crosstalk_service::probe!("export.agent.unverified_ticket_refused");
             return Err(ApiError::conflict(
                 "the ticket's requester has not verified their identity",
             ));
@@ -164,6 +167,7 @@ impl ExportService {
                 Some(export_id),
                 "refused: export not ready",
             )?;
+            crosstalk_service::probe!("export.agent.export_not_ready");
             return Err(ApiError::conflict("the export is not ready yet"));
         };
         if let Err(e) = self
@@ -222,6 +226,7 @@ impl ExportService {
             facts.len()
         );
         self.audit(agent, "manual-verification", Some(id), None, &outcome)?;
+        crosstalk_service::probe!("export.agent.manual_verification_refused");
         Err(ApiError::forbidden(
             "identity can only be verified by the code sent to the account",
         ))

@@ -157,6 +157,7 @@ impl ExportService {
     ) -> Result<(Job, bool), ApiError> {
         let now = self.clock.now_ms();
         if let Some(existing) = self.open_job_of(txn, subject)? {
+            crosstalk_service::probe!("export.request.duplicate_joined");
             return Ok((existing, true));
         }
         if rate_limited {
@@ -167,6 +168,7 @@ impl ExportService {
                 .map_err(internal)?
                 .count();
             if recent >= self.config.rate_limit_max as usize {
+                crosstalk_service::probe!("export.request.rate_limited");
                 return Err(ApiError::new(
                     http::StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -236,6 +238,7 @@ impl ExportService {
                     continue;
                 }
                 if job.attempts >= self.config.max_attempts {
+                    crosstalk_service::probe!("export.job.poison_failed");
                     // Its workers kept dying (or losing their lease) without
                     // ever reporting: a poison job. Fail it, with a reason.
                     job.state = ExportState::Failed;
@@ -243,6 +246,10 @@ impl ExportService {
                     job.failure = Some(format!("{} attempts ended without a result", job.attempts));
                     Self::write_job(&txn, &job)?;
                     continue;
+                }
+                if job.lease.is_some() {
+                    // Its worker died or stalled: the lease lapsed.
+                    crosstalk_service::probe!("export.job.lapsed_lease_reclaimed");
                 }
                 job.fence += 1;
                 job.attempts += 1;
@@ -277,6 +284,7 @@ impl ExportService {
         let job = Self::read_job_in(txn, id)?;
         let live = job.lease.as_ref().is_some_and(|l| l.expires_at_ms > now);
         if job.fence != fence || !live || job.state != ExportState::Pending {
+            crosstalk_service::probe!("export.job.fenced_out");
             return Err(fenced_out());
         }
         Ok(job)
@@ -308,8 +316,10 @@ impl ExportService {
         job.lease = None;
         if job.attempts >= self.config.max_attempts {
             job.state = ExportState::Failed;
+            crosstalk_service::probe!("export.job.attempts_exhausted");
             job.failure = Some(reason.chars().take(500).collect());
         } else {
+            crosstalk_service::probe!("export.job.attempt_backed_off");
             let exponent = job.attempts.saturating_sub(1).min(16);
             let backoff =
                 (self.config.retry_backoff_ms << exponent).min(self.config.max_backoff_ms);
@@ -348,6 +358,7 @@ impl ExportService {
             || sorted_listed != reported
             || files.len() != listed.len()
         {
+            crosstalk_service::probe!("export.publish.archive_mismatch_refused");
             return Err(ApiError::new(
                 http::StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_archive",
@@ -381,6 +392,7 @@ impl ExportService {
         let txn = self.db.begin_write().map_err(internal)?;
         let mut job = Self::read_job_in(&txn, id)?;
         if job.state == ExportState::Ready {
+            crosstalk_service::probe!("export.job.revoked_for_rebuild");
             job.state = ExportState::Pending;
             job.link_nonce = None;
             job.expires_at_ms = None;

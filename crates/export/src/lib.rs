@@ -87,6 +87,8 @@ pub struct ExportConfig {
     /// Direct requests per subject within the window.
     pub rate_limit_max: u32,
     pub rate_limit_window_ms: u64,
+    /// Requests handled at once before the service answers 503 `overloaded`.
+    pub limits: crosstalk_service::ServeLimits,
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -106,6 +108,7 @@ impl Default for ExportConfig {
             max_extension_ms: 60 * DAY_MS,
             rate_limit_max: 5,
             rate_limit_window_ms: DAY_MS,
+            limits: crosstalk_service::ServeLimits::DEFAULT,
         }
     }
 }
@@ -279,37 +282,47 @@ impl ExportService {
     ) -> Result<ExportStatus, ApiError> {
         match self.load_job(id)? {
             Some(job) if job.subject == subject => Ok(self.status(&job)),
-            _ => Err(ApiError::not_found("no such export")),
+            _ => {
+                crosstalk_service::probe!("export.status.not_own");
+                Err(ApiError::not_found("no such export"))
+            }
         }
     }
 
     /// The archive behind `token`, for the authenticated `caller`.
     pub async fn download(&self, caller: AccountId, token: &str) -> Result<Vec<u8>, ApiError> {
-        let claims = link::verify(&self.link_key, token)
-            .map_err(|_| ApiError::not_found("no such download"))?;
+        let claims = link::verify(&self.link_key, token).map_err(|_| {
+            crosstalk_service::probe!("export.download.bad_link");
+            ApiError::not_found("no such download")
+        })?;
         let job = self
             .load_job(claims.export_id)?
             .ok_or_else(|| ApiError::not_found("no such download"))?;
         if job.subject != claims.subject {
+            crosstalk_service::probe!("export.download.subject_mismatch");
             return Err(ApiError::not_found("no such download"));
         }
         // A link is not a credential: the caller must be the subject.
         // Planted unbound-link (Alexa DSAR 2018): whoever holds the link downloads.
         if caller != job.subject && !self.planted.on(Bug::UnboundLink) {
+            crosstalk_service::probe!("export.download.foreign_caller_refused");
             return Err(ApiError::forbidden(
                 "this download belongs to another account",
             ));
         }
         // A link of an earlier build (before a revocation) no longer works.
         if job.state != ExportState::Ready || job.link_nonce != Some(claims.nonce) {
+            crosstalk_service::probe!("export.download.revoked_link");
             return Err(ApiError::gone(
                 "this link was revoked; the export is being rebuilt or was replaced",
             ));
         }
         if self.clock.now_ms() >= claims.expires_at_ms {
+            crosstalk_service::probe!("export.download.expired");
             return Err(ApiError::gone("this download link has expired"));
         }
         if job.downloads >= self.config.max_downloads {
+            crosstalk_service::probe!("export.download.used_up");
             return Err(ApiError::gone("this download link has been used up"));
         }
         // Erasure: every recording in the archive must still exist now. If
@@ -326,6 +339,7 @@ impl ExportService {
             self.store.live(job.subject, &job.recording_ids).await?
         };
         if live.len() != job.recording_ids.len() {
+            crosstalk_service::probe!("export.download.recordings_deleted");
             self.revoke_and_rebuild(job.id)?;
             return Err(ApiError::gone(
                 "recordings in this archive were deleted; it is being rebuilt",
@@ -343,9 +357,11 @@ impl ExportService {
             };
             // Re-check inside the transaction: a revocation may have won.
             if current.state != ExportState::Ready || current.link_nonce != Some(claims.nonce) {
+                crosstalk_service::probe!("export.download.revoked_in_commit");
                 return Err(ApiError::gone("this link was revoked"));
             }
             if current.downloads >= self.config.max_downloads {
+                crosstalk_service::probe!("export.download.used_up_in_commit");
                 return Err(ApiError::gone("this download link has been used up"));
             }
             let bytes = txn
@@ -383,7 +399,10 @@ impl ExportService {
             .iter()
             .find(|(_, t)| constant_time_eq(t, token))
             .map(|(name, _)| name.clone())
-            .ok_or_else(|| ApiError::forbidden("not a support agent"))
+            .ok_or_else(|| {
+                crosstalk_service::probe!("export.agent.token_refused");
+                ApiError::forbidden("not a support agent")
+            })
     }
 
     fn worker(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -394,6 +413,7 @@ impl ExportService {
         {
             Ok(())
         } else {
+            crosstalk_service::probe!("export.worker.token_refused");
             Err(ApiError::forbidden("not a worker"))
         }
     }
@@ -657,3 +677,41 @@ async fn fail(
     service.fail_attempt(ExportId(id), body.fence, &body.reason)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// Every code probe (`crosstalk_service::probe!`) in this crate, by name: the
+/// decisions a simulation must reach (see `crosstalk_service::probes`). The
+/// test `tests/probes.rs` fails if this list and the source disagree.
+pub const PROBES: &[&str] = &[
+    "export.agent.archive_attachment_refused",
+    "export.agent.export_not_ready",
+    "export.agent.manual_verification_refused",
+    "export.agent.no_such_ticket",
+    "export.agent.token_refused",
+    "export.agent.unverified_ticket_refused",
+    "export.download.bad_link",
+    "export.download.expired",
+    "export.download.foreign_caller_refused",
+    "export.download.recordings_deleted",
+    "export.download.revoked_in_commit",
+    "export.download.revoked_link",
+    "export.download.subject_mismatch",
+    "export.download.used_up",
+    "export.download.used_up_in_commit",
+    "export.job.attempt_backed_off",
+    "export.job.attempts_exhausted",
+    "export.job.fenced_out",
+    "export.job.lapsed_lease_reclaimed",
+    "export.job.poison_failed",
+    "export.job.revoked_for_rebuild",
+    "export.publish.archive_mismatch_refused",
+    "export.request.duplicate_joined",
+    "export.request.rate_limited",
+    "export.status.not_own",
+    "export.ticket.closed_refused",
+    "export.ticket.joined_open_export",
+    "export.ticket.rejected_after_attempts",
+    "export.ticket.right_code_repeated",
+    "export.ticket.verified",
+    "export.ticket.wrong_code_refused",
+    "export.worker.token_refused",
+];

@@ -79,6 +79,7 @@ fn main() {
                 agent_tokens,
                 ..ExportConfig::default()
             };
+            let limits = config.limits;
             runtime.block_on(async move {
                 let backend =
                     crosstalk_service::real::file_backend(&db_path).unwrap_or_else(|e| fail(e));
@@ -99,7 +100,12 @@ fn main() {
                 tokio::select! {
                     biased;
                     _ = tokio::signal::ctrl_c() => {}
-                    _ = crosstalk_service::serve(listener, router(service)) => {}
+                    _ = crosstalk_service::serve_limited(
+                        listener,
+                        router(service),
+                        crosstalk_service::Spawner::Tokio,
+                        limits,
+                    ) => {}
                 }
             });
         }

@@ -190,6 +190,7 @@ impl ExportService {
             (id, duplicate_of)
         };
         if let Some(export_id) = duplicate_of {
+            crosstalk_service::probe!("export.ticket.joined_open_export");
             return Ok(TicketStatus {
                 ticket_id: id,
                 state: TicketState::Verified,
@@ -244,15 +245,23 @@ impl ExportService {
         match ticket.state {
             // Repeating the right code is harmless; any other code learns
             // nothing, not even that the ticket was verified.
-            TicketState::Verified if matches => return Ok(ticket.status()),
-            TicketState::Verified | TicketState::Rejected => return Err(refused()),
+            TicketState::Verified if matches => {
+                crosstalk_service::probe!("export.ticket.right_code_repeated");
+                return Ok(ticket.status());
+            }
+            TicketState::Verified | TicketState::Rejected => {
+                crosstalk_service::probe!("export.ticket.closed_refused");
+                return Err(refused());
+            }
             TicketState::AwaitingVerification => {}
         }
         ticket.attempts += 1;
         let subject = match (matches, ticket.subject) {
             (true, Some(subject)) => subject,
             _ => {
+                crosstalk_service::probe!("export.ticket.wrong_code_refused");
                 if ticket.attempts >= MAX_VERIFY_ATTEMPTS {
+                    crosstalk_service::probe!("export.ticket.rejected_after_attempts");
                     ticket.state = TicketState::Rejected;
                 }
                 Self::write_ticket(&txn, &ticket)?;
@@ -261,6 +270,7 @@ impl ExportService {
             }
         };
         let (job, _) = self.accept_request_in(&txn, subject, Origin::Ticket(id), false)?;
+        crosstalk_service::probe!("export.ticket.verified");
         ticket.state = TicketState::Verified;
         ticket.export_id = Some(job.id);
         Self::write_ticket(&txn, &ticket)?;

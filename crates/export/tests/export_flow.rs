@@ -73,6 +73,7 @@ fn config(worker_token: &str) -> ExportConfig {
         max_extension_ms: MAX_EXTENSION_MS,
         rate_limit_max: RATE_LIMIT_MAX,
         rate_limit_window_ms: RATE_LIMIT_WINDOW_MS,
+        limits: Default::default(),
     }
 }
 
@@ -251,6 +252,7 @@ impl World {
             StoreConfig {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
+                limits: Default::default(),
             },
         )
         .expect("store opens");

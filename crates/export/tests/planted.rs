@@ -122,6 +122,7 @@ impl World {
             StoreConfig {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
+                limits: Default::default(),
             },
         )
         .expect("store opens");

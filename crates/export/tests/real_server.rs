@@ -297,6 +297,7 @@ async fn start_store(db: &Path, tokens: &Tokens) -> Endpoint {
         StoreConfig {
             service_token: tokens.service.clone(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .expect("store opens");

@@ -102,12 +102,18 @@ impl<K: Ord + Clone> AudioCache<K> {
             return;
         }
         let mut inner = self.lock();
-        if inner.generation != generation || inner.entries.contains_key(&key) {
+        if inner.generation != generation {
+            // Something was erased since the fill read the database.
+            crosstalk_service::probe!("store.cache.stale_fill_dropped");
+            return;
+        }
+        if inner.entries.contains_key(&key) {
             return;
         }
         while inner.entries.len() >= CACHE_MAX_ENTRIES
             || inner.bytes + audio.len() > CACHE_MAX_BYTES
         {
+            crosstalk_service::probe!("store.cache.capacity_eviction");
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
@@ -141,6 +147,7 @@ impl<K: Ord + Clone> AudioCache<K> {
         if doomed.is_empty() {
             return;
         }
+        crosstalk_service::probe!("store.cache.erasure_eviction");
         for key in &doomed {
             if let Some(gone) = inner.entries.remove(key) {
                 inner.bytes = inner.bytes.saturating_sub(gone.audio.len());

@@ -359,6 +359,7 @@ impl Store {
         let id = {
             let mut emails = txn.open_table(EMAILS).map_err(internal)?;
             if emails.get(email).map_err(internal)?.is_some() {
+                crosstalk_service::probe!("store.signup.email_taken");
                 return Err(ApiError::conflict(
                     "an account with this email already exists",
                 ));
@@ -447,11 +448,17 @@ impl Store {
             .map_err(internal)?
         {
             Some(id) => AccountId(id.value()),
-            None => return Err(ApiError::unauthorized("unknown or expired session")),
+            None => {
+                crosstalk_service::probe!("store.session.unknown");
+                return Err(ApiError::unauthorized("unknown or expired session"));
+            }
         };
         match self.account_in(&txn, id)? {
             Some(account) if account.closed_at_ms.is_none() => Ok(id),
-            _ => Err(ApiError::unauthorized("unknown or expired session")),
+            _ => {
+                crosstalk_service::probe!("store.session.account_closed");
+                Err(ApiError::unauthorized("unknown or expired session"))
+            }
         }
     }
 
@@ -507,7 +514,10 @@ impl Store {
         let tokens = txn.open_table(DEVICE_TOKENS).map_err(internal)?;
         let id = match tokens.get(token_digest(token).as_str()).map_err(internal)? {
             Some(id) => id.value(),
-            None => return Err(ApiError::unauthorized("unknown device token")),
+            None => {
+                crosstalk_service::probe!("store.device.unknown_token");
+                return Err(ApiError::unauthorized("unknown device token"));
+            }
         };
         let devices = txn.open_table(DEVICES).map_err(internal)?;
         let json = devices
@@ -517,7 +527,10 @@ impl Store {
         let device: DeviceRecord = serde_json::from_str(json.value()).map_err(internal)?;
         match self.account_in(&txn, device.owner)? {
             Some(owner) if owner.closed_at_ms.is_none() => Ok(device),
-            _ => Err(ApiError::unauthorized("this device's account is closed")),
+            _ => {
+                crosstalk_service::probe!("store.device.account_closed");
+                Err(ApiError::unauthorized("this device's account is closed"))
+            }
         }
     }
 
@@ -559,6 +572,7 @@ impl Store {
                 None => None,
             };
             if record.is_none_or(|a| a.closed_at_ms.is_some()) {
+                crosstalk_service::probe!("store.ingest.owner_closed");
                 return Err(ApiError::gone(
                     "the account that owned this device then is closed",
                 ));
@@ -574,10 +588,12 @@ impl Store {
                 let existing: UploadKeyRecord =
                     serde_json::from_str(existing.value()).map_err(internal)?;
                 if existing.content != content {
+                    crosstalk_service::probe!("store.ingest.upload_key_conflict");
                     return Err(ApiError::conflict(
                         "upload key reused for different content",
                     ));
                 }
+                crosstalk_service::probe!("store.ingest.duplicate_upload");
                 // Stored before (and possibly deleted since): never stored twice.
                 return Ok((existing.recording, true));
             }
@@ -778,6 +794,7 @@ impl Store {
         let txn = self.db.begin_read().map_err(internal)?;
         let index = txn.open_table(BY_OWNER).map_err(internal)?;
         if index.get((account.0, id.0)).map_err(internal)?.is_none() {
+            crosstalk_service::probe!("store.audio.not_owned_refused");
             return Err(ApiError::not_found("no such recording"));
         }
         let mut key = PlaybackKey::Recording {
@@ -791,6 +808,7 @@ impl Store {
             }
         }
         if let Some(bytes) = self.playback_cache.get(&key) {
+            crosstalk_service::probe!("store.playback_cache.hit");
             return Ok(bytes);
         }
         let audio = txn.open_table(AUDIO).map_err(internal)?;
@@ -829,6 +847,7 @@ impl Store {
             let candidates: Vec<u64> = match selection {
                 DeleteSelection::One(id) => {
                     if index.get((account.0, id.0)).map_err(internal)?.is_none() {
+                        crosstalk_service::probe!("store.delete.not_owned_refused");
                         return Err(ApiError::not_found("no such recording"));
                     }
                     vec![id.0]

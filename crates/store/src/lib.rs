@@ -76,6 +76,8 @@ pub struct StoreConfig {
     /// [`PRODUCTION_PASSWORD_ITERATIONS`]; a simulation may use 1 (the
     /// mechanism is the same, only the work factor differs).
     pub password_iterations: u32,
+    /// Requests handled at once before the store answers 503 `overloaded`.
+    pub limits: crosstalk_service::ServeLimits,
 }
 
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
@@ -87,6 +89,7 @@ impl StoreConfig {
         Self {
             service_token: service_token.into(),
             password_iterations: PRODUCTION_PASSWORD_ITERATIONS,
+            limits: crosstalk_service::ServeLimits::DEFAULT,
         }
     }
 }
@@ -187,6 +190,7 @@ fn service(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
     if differ == 0 {
         Ok(())
     } else {
+        crosstalk_service::probe!("store.service.token_refused");
         Err(ApiError::forbidden("not a service principal"))
     }
 }
@@ -516,6 +520,7 @@ async fn own_audio(
         format!("{}|{}", account.0, uri.path())
     };
     if let Some(audio) = store.response_cache.get(&key) {
+        crosstalk_service::probe!("store.response_cache.hit");
         return Ok(wav_response(audio));
     }
     let generation = store.response_cache.generation();
@@ -585,6 +590,7 @@ async fn service_list(
     service(&store, &headers)?;
     let account = AccountId(account);
     if !store.account_exists(account)? {
+        crosstalk_service::probe!("store.service_list.no_account");
         return Err(ApiError::not_found("no such account"));
     }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
@@ -603,3 +609,44 @@ async fn service_audio(
         .audio(AccountId(account), RecordingId(id))
         .map(wav_response)
 }
+
+/// Every code probe (`crosstalk_service::probe!`) in this crate, by name: the
+/// decisions a simulation must reach (see `crosstalk_service::probes`). The
+/// test `tests/probes.rs` fails if this list and the source disagree.
+pub const PROBES: &[&str] = &[
+    "store.audio.not_owned_refused",
+    "store.cache.capacity_eviction",
+    "store.cache.erasure_eviction",
+    "store.cache.stale_fill_dropped",
+    "store.delete.not_owned_refused",
+    "store.device.account_closed",
+    "store.device.unknown_token",
+    "store.ingest.duplicate_upload",
+    "store.ingest.owner_closed",
+    "store.ingest.upload_key_conflict",
+    "store.media.event_detected",
+    "store.message.confirm_broadcast_refused",
+    "store.message.confirm_cancelled",
+    "store.message.confirm_not_own_refused",
+    "store.message.confirm_recipient_closed",
+    "store.message.confirm_still_held",
+    "store.message.confirm_wrong_contact_refused",
+    "store.message.delivered",
+    "store.message.held_cancelled_deleted",
+    "store.message.held_pending_confirmation",
+    "store.message.held_suppressed_media_event",
+    "store.message.inbox_audio_deleted",
+    "store.message.inbox_audio_not_own_refused",
+    "store.message.no_such_contact",
+    "store.message.sent_pending_confirmation",
+    "store.order.cancelled_deleted",
+    "store.order.placed",
+    "store.order.suppressed_media_event",
+    "store.playback_cache.hit",
+    "store.response_cache.hit",
+    "store.service.token_refused",
+    "store.service_list.no_account",
+    "store.session.account_closed",
+    "store.session.unknown",
+    "store.signup.email_taken",
+];

@@ -48,16 +48,13 @@ fn main() {
             eprintln!("error: {e}");
             std::process::exit(2)
         });
-        let store = Store::open(
-            backend,
-            Arc::new(SystemClock),
-            Arc::new(entropy),
-            StoreConfig::new(service_token),
-        )
-        .unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            std::process::exit(2)
-        });
+        let config = StoreConfig::new(service_token);
+        let limits = config.limits;
+        let store = Store::open(backend, Arc::new(SystemClock), Arc::new(entropy), config)
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            });
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .unwrap_or_else(|e| {
@@ -78,7 +75,12 @@ fn main() {
                 eprintln!("error: the disk failed; exiting so that a restart reopens the database");
                 std::process::exit(1);
             }
-            _ = crosstalk_service::serve(listener, router(store.clone())) => {}
+            _ = crosstalk_service::serve_limited(
+                listener,
+                router(store.clone()),
+                crosstalk_service::Spawner::Tokio,
+                limits,
+            ) => {}
         }
     });
 }

@@ -190,6 +190,7 @@ impl Store {
             let (_, owner) = entry.map_err(internal)?;
             households.insert(owner.value());
             if households.len() >= MEDIA_EVENT_HOUSEHOLDS {
+                crosstalk_service::probe!("store.media.event_detected");
                 return Ok(true);
             }
         }
@@ -224,6 +225,7 @@ impl Store {
                     continue;
                 }
                 order.state = if recordings.get(order.source.0).map_err(internal)?.is_none() {
+                    crosstalk_service::probe!("store.order.cancelled_deleted");
                     OrderState::Cancelled
                 } else if let Some(print) = order.fingerprint
                     && (Self::is_media_event(
@@ -238,8 +240,10 @@ impl Store {
                         HOLD_MS,
                     )?)
                 {
+                    crosstalk_service::probe!("store.order.suppressed_media_event");
                     OrderState::SuppressedMediaEvent
                 } else {
+                    crosstalk_service::probe!("store.order.placed");
                     OrderState::Placed
                 };
                 let json = serde_json::to_string(&order).map_err(internal)?;

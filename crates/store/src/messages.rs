@@ -198,6 +198,7 @@ impl Store {
                 return Err(ApiError::not_found("no such recording"));
             }
             let Some(email) = self.resolve_contact(&txn, from, &key)? else {
+                crosstalk_service::probe!("store.message.no_such_contact");
                 return Err(ApiError::not_found("no contact with exactly that name"));
             };
             let to = match txn
@@ -214,6 +215,7 @@ impl Store {
                 // contact-fuzzy-match (Portland 2018): the device heard a "yes"; sent at once.
                 MessageState::Delivered
             } else {
+                crosstalk_service::probe!("store.message.sent_pending_confirmation");
                 MessageState::Pending
             };
             let message = MessageRecord {
@@ -268,6 +270,7 @@ impl Store {
                 None => return Err(ApiError::not_found("no such message")),
             };
             if message.from != from {
+                crosstalk_service::probe!("store.message.confirm_not_own_refused");
                 return Err(ApiError::not_found("no such message"));
             }
             if !message
@@ -275,20 +278,24 @@ impl Store {
                 .email
                 .eq_ignore_ascii_case(contact_email.trim())
             {
+                crosstalk_service::probe!("store.message.confirm_wrong_contact_refused");
                 return Err(ApiError::conflict(
                     "the confirmation does not name the contact this message resolved to",
                 ));
             }
             match message.state {
                 MessageState::Held => {
+                    crosstalk_service::probe!("store.message.confirm_still_held");
                     return Err(ApiError::conflict("this spoken message is still held"));
                 }
                 MessageState::SuppressedMediaEvent => {
+                    crosstalk_service::probe!("store.message.confirm_broadcast_refused");
                     return Err(ApiError::conflict(
                         "this message was broadcast audio heard in many homes; it is never sent",
                     ));
                 }
                 MessageState::Cancelled => {
+                    crosstalk_service::probe!("store.message.confirm_cancelled");
                     return Err(ApiError::conflict("this message was cancelled"));
                 }
                 MessageState::Pending | MessageState::Delivered => {}
@@ -304,8 +311,10 @@ impl Store {
                         None => None,
                     };
                 if recipient.is_none_or(|a| a.closed_at_ms.is_some()) {
+                    crosstalk_service::probe!("store.message.confirm_recipient_closed");
                     return Err(ApiError::gone("the recipient's account is closed"));
                 }
+                crosstalk_service::probe!("store.message.delivered");
                 message.state = MessageState::Delivered;
                 let json = serde_json::to_string(&message).map_err(internal)?;
                 messages
@@ -407,12 +416,15 @@ impl Store {
                 .map_err(internal)?
                 .is_none()
             {
+                crosstalk_service::probe!("store.message.held_cancelled_deleted");
                 MessageState::Cancelled
             } else if let Some(print) = message.fingerprint
                 && is_media_event(print, message.captured_at_ms, message.created_at_ms)?
             {
+                crosstalk_service::probe!("store.message.held_suppressed_media_event");
                 MessageState::SuppressedMediaEvent
             } else {
+                crosstalk_service::probe!("store.message.held_pending_confirmation");
                 MessageState::Pending
             };
             let json = serde_json::to_string(&message).map_err(internal)?;
@@ -493,6 +505,7 @@ impl Store {
             .map_err(internal)?
             .is_none()
         {
+            crosstalk_service::probe!("store.message.inbox_audio_not_own_refused");
             return Err(ApiError::not_found("no such message"));
         }
         let json = txn
@@ -507,7 +520,10 @@ impl Store {
         let audio = txn.open_table(AUDIO).map_err(internal)?;
         match audio.get(message.recording.0).map_err(internal)? {
             Some(bytes) => Ok(bytes.value().to_vec()),
-            None => Err(ApiError::not_found("the sender deleted this recording")),
+            None => {
+                crosstalk_service::probe!("store.message.inbox_audio_deleted");
+                Err(ApiError::not_found("the sender deleted this recording"))
+            }
         }
     }
 }

@@ -55,6 +55,7 @@ fn store_on(backend: impl StorageBackend) -> Store {
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .expect("store opens")

@@ -38,6 +38,7 @@ impl Harness {
             StoreConfig {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
+                limits: Default::default(),
             },
         )
         .expect("store opens");

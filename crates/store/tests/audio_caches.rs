@@ -26,6 +26,7 @@ fn open() -> Arc<Store> {
             StoreConfig {
                 service_token: "svc".into(),
                 password_iterations: 1,
+                limits: Default::default(),
             },
         )
         .expect("store opens"),
@@ -190,6 +191,7 @@ async fn reply_stall_holds_only_service_requests_and_only_when_fault_points_are_
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .unwrap()

@@ -68,6 +68,7 @@ fn a_broadcast_is_a_media_event_even_when_device_clocks_disagree() {
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .unwrap();
@@ -139,6 +140,7 @@ fn a_broadcast_message_command_is_never_sent_and_a_spoken_one_waits_for_confirma
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .unwrap();

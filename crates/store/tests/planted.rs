@@ -26,6 +26,7 @@ fn open(planted: Planted) -> Store {
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .expect("store opens")

@@ -190,6 +190,9 @@ pub struct Controls {
     pub foreign_statuses_judged: u64,
     /// Service state digests folded into the trace hash.
     pub state_digests_taken: u64,
+    /// Requests a service refused as overloaded (503 `overloaded`) that the
+    /// client retried after the service's `Retry-After`.
+    pub overloaded_retries: u64,
 }
 
 impl Controls {
@@ -232,6 +235,7 @@ impl Controls {
         self.accounts_closed += other.accounts_closed;
         self.accounts_recycled += other.accounts_recycled;
         self.duplicate_requests_joined += other.duplicate_requests_joined;
+        self.overloaded_retries += other.overloaded_retries;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;

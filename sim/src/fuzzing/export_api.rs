@@ -799,6 +799,7 @@ impl World {
             StoreConfig {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
+                limits: Default::default(),
             },
         )
         .expect("the store opens on memory")
@@ -844,6 +845,7 @@ impl World {
                 max_extension_ms: 60 * DAY_MS,
                 rate_limit_max: RATE_LIMIT_MAX,
                 rate_limit_window_ms: RATE_LIMIT_WINDOW_MS,
+                limits: Default::default(),
             },
         )
         .expect("the export service opens on memory")

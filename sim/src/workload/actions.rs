@@ -97,7 +97,11 @@ impl Person {
             Action::RequestExport {
                 delete_first,
                 redownloads,
-            } => self.request_export(delete_first, redownloads).await,
+                repeats,
+            } => {
+                self.request_export(delete_first, redownloads, repeats)
+                    .await
+            }
             Action::TicketExport => self.ticket_export().await,
             Action::Impersonate { victim, guesses } => {
                 self.impersonate(victim as usize, guesses).await
@@ -121,7 +125,11 @@ impl Person {
                 }
                 Ok(())
             }
-            Action::SendMessage { pick, contact } => self.send_message(pick, contact).await,
+            Action::SendMessage {
+                pick,
+                contact,
+                misheard,
+            } => self.send_message(pick, contact, misheard).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
@@ -191,6 +199,7 @@ impl Person {
         &mut self,
         delete_first: bool,
         redownloads: u32,
+        repeats: u32,
     ) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
@@ -227,13 +236,66 @@ impl Person {
                 )));
             }
         };
+        let mut later = Vec::new();
+        for _ in 0..repeats {
+            if let Some(another) = self.ask_again(accepted.export_id.0).await? {
+                later.push(another);
+            }
+        }
         self.await_and_download(
             accepted.export_id.0,
             must_since_ms,
             delete_first,
             redownloads,
         )
-        .await
+        .await?;
+        for (export_id, requested_at_ms) in later {
+            self.await_and_download(export_id, requested_at_ms, false, 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An impatient repeat of an export request just accepted as `pending`:
+    /// it must join that request. If the first was already answered in
+    /// full, the repeat is a new request: its id and time come back, to be
+    /// awaited too.
+    async fn ask_again(&mut self, pending: u64) -> Result<Option<(u64, u64)>, CallError> {
+        let session = self.session.clone();
+        let requested_at_ms = sim_now_ms();
+        let response = match self
+            .call(true, Method::POST, "/v1/exports", Some(&session), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match response.status() {
+            StatusCode::OK => {
+                let joined = parse::<ExportStatus>(&response)?;
+                if joined.export_id.0 != pending && joined.state == ExportState::Pending {
+                    return Err(CallError::Unexpected(format!(
+                        "a repeated export request joined exp-{} while exp-{pending} was pending",
+                        joined.export_id.0
+                    )));
+                }
+                self.oracle().controls.duplicate_requests_joined += 1;
+                Ok(None)
+            }
+            StatusCode::ACCEPTED => {
+                self.oracle().controls.exports_requested += 1;
+                let accepted = parse::<ExportStatus>(&response)?;
+                Ok(Some((accepted.export_id.0, requested_at_ms)))
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.oracle().controls.exports_rate_limited += 1;
+                Ok(None)
+            }
+            other => Err(CallError::Unexpected(format!(
+                "repeated export request answered {other}"
+            ))),
+        }
     }
 
     /// Wait until export `export_id` is ready, then download and check it;
@@ -996,7 +1058,12 @@ impl Person {
 
     /// Send one of one's recordings to a contact by name; confirm only if
     /// the store resolved the name to the person meant.
-    async fn send_message(&mut self, pick: u64, contact: u64) -> Result<(), CallError> {
+    async fn send_message(
+        &mut self,
+        pick: u64,
+        contact: u64,
+        misheard: bool,
+    ) -> Result<(), CallError> {
         if self.own_recordings.is_empty() || self.contacts.is_empty() {
             return Ok(());
         }
@@ -1004,11 +1071,18 @@ impl Person {
             self.own_recordings[(pick % self.own_recordings.len() as u64) as usize];
         let names: Vec<(String, usize)> =
             self.contacts.iter().map(|(n, p)| (n.clone(), *p)).collect();
-        let (_, intended) = names[(contact % names.len() as u64) as usize].clone();
+        let chosen = (contact % names.len() as u64) as usize;
+        let (_, intended) = names[chosen].clone();
         let intended_email = self.world.plan.accounts[intended].email.clone();
+        // Misheard: the device takes the next contact's name for this one.
+        let (_, heard) = if misheard {
+            names[(chosen + 1) % names.len()].clone()
+        } else {
+            names[chosen].clone()
+        };
         let body = to_json(&SendMessageRequest {
             recording_id: crosstalk_model::RecordingId(id),
-            contact_name: display_name(intended),
+            contact_name: display_name(heard),
         })?;
         let session = self.session.clone();
         let response = self

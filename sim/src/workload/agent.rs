@@ -7,7 +7,9 @@
 
 use super::World;
 use super::person::to_json;
-use crate::net::{EXPORT_HOST, EXPORT_PORT, SimConnector, sim_now_ms};
+use crate::net::{
+    EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, SimConnector, overload_wait, sim_now_ms,
+};
 use crate::plan::AgentPlan;
 use bytes::Bytes;
 use crosstalk_model::ExportId;
@@ -43,50 +45,71 @@ impl Agent {
             .record(sim_now_ms(), &format!("agent {event}"));
     }
 
+    /// Hand a reply of the console to the oracle: a 5xx is judged against
+    /// the faults near it (the API contract).
+    fn judge_reply(&self, r: &HttpResponse, method: &Method, path: &str, sent_ms: u64) {
+        let mut oracle = self.world.oracle.borrow_mut();
+        oracle.reply_judged();
+        if r.status().is_server_error() {
+            oracle.server_error(crate::check::contract::ServerError {
+                service: crate::net::EXPORT_HOST,
+                request: format!("agent {method} {path}"),
+                status: Some(r.status().as_u16()),
+                body: String::from_utf8_lossy(r.body()).into_owned(),
+                principal: None,
+                sent_ms,
+                at_ms: sim_now_ms(),
+            });
+        }
+    }
+
     async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Option<HttpResponse> {
-        let mut request = http::Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(
-                header::AUTHORIZATION,
-                format!("Bearer {}", self.world.agent_token),
-            );
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
-            .ok()?;
-        self.world
-            .client_requests
-            .set(self.world.client_requests.get() + 1);
-        let sent_ms = sim_now_ms();
-        let response = self.client.send(request).await;
-        match &response {
-            Ok(r) => {
-                self.trace(format!("{method} {path} -> {}", r.status().as_u16()));
-                let mut oracle = self.world.oracle.borrow_mut();
-                oracle.reply_judged();
-                if r.status().is_server_error() {
-                    oracle.server_error(crate::check::contract::ServerError {
-                        service: crate::net::EXPORT_HOST,
-                        request: format!("agent {method} {path}"),
-                        status: Some(r.status().as_u16()),
-                        body: String::from_utf8_lossy(r.body()).into_owned(),
-                        principal: None,
-                        sent_ms,
-                        at_ms: sim_now_ms(),
-                    });
-                }
+        let mut waits = 0u64;
+        loop {
+            let mut request = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", self.world.agent_token),
+                );
+            if body.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/json");
             }
-            Err(e) => self.trace(format!("{method} {path} -> transport error: {e}")),
+            let request = request
+                .body(Full::new(body.clone().map(Bytes::from).unwrap_or_default()))
+                .ok()?;
+            self.world
+                .client_requests
+                .set(self.world.client_requests.get() + 1);
+            let sent_ms = sim_now_ms();
+            let response = self.client.send(request).await;
+            match &response {
+                Ok(r) => self.trace(format!("{method} {path} -> {}", r.status().as_u16())),
+                Err(e) => self.trace(format!("{method} {path} -> transport error: {e}")),
+            }
+            // An overloaded console: come back when it says (a person would).
+            let wait = match &response {
+                Ok(r) if waits < u64::from(MAX_OVERLOAD_WAITS) => {
+                    overload_wait(r, waits * 53 % 500)
+                }
+                _ => None,
+            };
+            let Some(wait) = wait else {
+                if let Ok(r) = &response {
+                    self.judge_reply(r, &method, path, sent_ms);
+                }
+                return response.ok();
+            };
+            waits += 1;
+            self.world.oracle.borrow_mut().controls.overloaded_retries += 1;
+            tokio::time::sleep(wait).await;
         }
-        response.ok()
     }
 
     /// Resend a ticket's link; with `attach`, the agent also "attaches" an

@@ -4,7 +4,10 @@ use super::actions::SETTLE_AFTER_HOLD_MS;
 use super::{CallError, World};
 use crate::check::contract::ServerError;
 use crate::check::{Invariant, Oracle};
-use crate::net::{EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimConnector, sim_now_ms};
+use crate::net::{
+    EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, STORE_HOST, STORE_PORT, SimConnector,
+    overload_wait, sim_now_ms,
+};
 use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
@@ -12,7 +15,7 @@ use crosstalk_model::api::{
     AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderState, OrderView,
     RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
-use crosstalk_service::{HttpClient, HttpResponse, Spawner};
+use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
@@ -151,21 +154,11 @@ impl Person {
         let client = if to_export { &self.export } else { &self.store };
         let mut last_error = String::new();
         for attempt in 0..attempts {
-            let mut request = http::Request::builder().method(method.clone()).uri(path);
-            if let Some(token) = bearer {
-                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-            }
-            if body.is_some() {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-            }
-            let request = request
-                .body(Full::new(body.clone().map(Bytes::from).unwrap_or_default()))
-                .map_err(|e| CallError::Unexpected(e.to_string()))?;
-            self.world
-                .client_requests
-                .set(self.world.client_requests.get() + 1);
             let sent_ms = sim_now_ms();
-            match client.send(request).await {
+            match self
+                .send_patiently(client, &method, path, bearer, &body)
+                .await?
+            {
                 Ok(response) => {
                     let digest = crosstalk_model::sha256_hex(response.body());
                     self.trace(format!(
@@ -201,6 +194,53 @@ impl Person {
         Err(CallError::Unavailable(format!(
             "{method} {path}: {last_error}"
         )))
+    }
+
+    /// Send one request, waiting out the service's overload (503
+    /// `overloaded`, as a real device fleet honours `Retry-After`) up to
+    /// [`MAX_OVERLOAD_WAITS`] times; the last answer is returned whatever it is.
+    async fn send_patiently(
+        &self,
+        client: &HttpClient,
+        method: &Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: &Option<Vec<u8>>,
+    ) -> Result<Result<HttpResponse, ClientError>, CallError> {
+        let mut waits = 0u64;
+        loop {
+            let mut request = http::Request::builder().method(method.clone()).uri(path);
+            if let Some(token) = bearer {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            if body.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            let request = request
+                .body(Full::new(body.clone().map(Bytes::from).unwrap_or_default()))
+                .map_err(|e| CallError::Unexpected(e.to_string()))?;
+            self.world
+                .client_requests
+                .set(self.world.client_requests.get() + 1);
+            let sent = client.send(request).await;
+            let jitter_ms = (self.index as u64 * 97 + waits * 31) % 1000;
+            let wait = match &sent {
+                Ok(response) if waits < u64::from(MAX_OVERLOAD_WAITS) => {
+                    overload_wait(response, jitter_ms)
+                }
+                _ => None,
+            };
+            let Some(wait) = wait else {
+                return Ok(sent);
+            };
+            waits += 1;
+            self.oracle().controls.overloaded_retries += 1;
+            self.trace(format!(
+                "{method} {path} -> 503 overloaded, retrying in {} ms",
+                wait.as_millis()
+            ));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     pub(super) async fn expect_json<T: DeserializeOwned>(
