@@ -400,6 +400,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.manual_verifications_refused,
         c.archive_attachments_refused,
     );
+    println!("{}", c.probe_summary());
     println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
         totals.runs,
@@ -478,6 +479,15 @@ fn vacuous_controls(totals: &Totals, scenarios: &[Scenario]) -> Vec<&'static str
             && (c.accounts_closed == 0 || c.accounts_recycled == 0)
         {
             missing.push("accounts closed and recycled");
+        }
+        if any(|s| s.actions.curious_probes.1 > 0) {
+            let with_exports = any(|s| s.actions.curious_probes.1 > 0 && s.actions.exports.1 > 0);
+            missing.extend(c.vacuous_probes(with_exports));
+        }
+        if any(|s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0)
+            && c.messages_verified_delivered == 0
+        {
+            missing.push("confirmed messages found in their recipient's inbox");
         }
         if any(|s| s.actions.ticket_exports.1 > 0) && c.tickets_verified == 0 {
             missing.push("tickets verified");

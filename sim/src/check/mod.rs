@@ -6,6 +6,8 @@
 //! the SUT's ids, owners or manifests. Each check also counts its positive
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
+mod adversary;
+
 use crate::watermark::{Decoded, WatermarkKey};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,9 @@ pub enum Invariant {
     BroadcastActed,
     /// 10: every support-agent error and impersonation is blocked or harmless.
     AgentContainment,
+    /// Another account's id, a tampered token or a wrong credential was
+    /// not refused exactly as if the thing did not exist.
+    AccessControl,
 }
 
 impl Invariant {
@@ -48,6 +53,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::BroadcastActed => "broadcast never acts",
             Invariant::AgentContainment => "agent containment",
+            Invariant::AccessControl => "access control",
         }
     }
 
@@ -80,6 +86,9 @@ impl Invariant {
             Invariant::BroadcastActed => {
                 "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message"
             }
+            Invariant::AccessControl => {
+                "access control: someone else's id, a tampered token or a wrong credential was not refused as if it did not exist"
+            }
         }
     }
 }
@@ -96,9 +105,22 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// How often one kind of adversarial attempt (or probe) was made, and how
+/// often the answer was the refusal (or the forgetting) the contract demands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Attempts {
+    pub attempted: u64,
+    pub refused: u64,
+}
+
 /// Positive controls: evidence that each check had something to check.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Controls {
+    /// The curious user's attempts and the probes of acknowledged claims,
+    /// per kind (see `workload/adversary.rs`).
+    pub probes: BTreeMap<&'static str, Attempts>,
+    /// Confirmed messages found in their intended recipient's inbox.
+    pub messages_verified_delivered: u64,
     pub utterances_uploaded: u64,
     pub history_items_checked: u64,
     pub own_audio_checked: u64,
@@ -168,6 +190,12 @@ pub struct Controls {
 
 impl Controls {
     pub fn add(&mut self, other: &Controls) {
+        for (kind, a) in &other.probes {
+            let mine = self.probes.entry(kind).or_default();
+            mine.attempted += a.attempted;
+            mine.refused += a.refused;
+        }
+        self.messages_verified_delivered += other.messages_verified_delivered;
         self.utterances_uploaded += other.utterances_uploaded;
         self.history_items_checked += other.history_items_checked;
         self.own_audio_checked += other.own_audio_checked;
@@ -249,6 +277,9 @@ pub struct Oracle {
     utterances: BTreeMap<u64, Utterance>,
     /// Recording id -> when the store acknowledged deleting it.
     deleted_recordings: BTreeMap<u64, u64>,
+    /// Confirmed messages: (nonce, recipient principal) -> when the store
+    /// acknowledged the confirmation.
+    confirmed_messages: BTreeMap<(u64, usize), u64>,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -277,6 +308,7 @@ impl Oracle {
             people,
             utterances: BTreeMap::new(),
             deleted_recordings: BTreeMap::new(),
+            confirmed_messages: BTreeMap::new(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -622,6 +654,12 @@ impl Oracle {
         }
         let audio_set: BTreeSet<u64> = own_audio.iter().copied().collect();
         let text_set: BTreeSet<u64> = own_text.iter().copied().collect();
+        self.owner_listed(
+            "after deletion: archive",
+            subject,
+            &audio_set,
+            download_requested_ms,
+        );
         if audio_set != text_set {
             let differ: Vec<String> = audio_set
                 .symmetric_difference(&text_set)

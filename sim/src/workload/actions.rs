@@ -26,8 +26,9 @@ pub(super) const SETTLE_AFTER_HOLD_MS: u64 = 5_000;
 impl Person {
     pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
         if self.closed {
-            return match action {
+            return match *action {
                 Action::SignUpAgain => self.sign_up_again().await,
+                Action::Probe { pick, nonce } => self.probe_as_closed(pick, nonce).await,
                 _ => Ok(()),
             };
         }
@@ -123,12 +124,13 @@ impl Person {
             }
             Action::SendMessage { pick, contact } => self.send_message(pick, contact).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
+            Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
     }
 
-    async fn fetch_own_audio(&mut self, pick: u64) -> Result<(), CallError> {
+    pub(super) async fn fetch_own_audio(&mut self, pick: u64) -> Result<(), CallError> {
         if self.own_recordings.is_empty() {
             return Ok(());
         }
@@ -227,6 +229,11 @@ impl Person {
                 )));
             }
         };
+        self.world
+            .board
+            .borrow_mut()
+            .exports
+            .push((self.principal, accepted.export_id.0));
         self.await_and_download(
             accepted.export_id.0,
             must_since_ms,
@@ -395,6 +402,7 @@ impl Person {
                     }
                 }
                 if downloads == 1 {
+                    self.kept.links.push((path.clone(), download_requested_ms));
                     let link = PublishedLink {
                         owner: self.principal,
                         export_id,
@@ -467,6 +475,11 @@ impl Person {
             let mut oracle = self.oracle();
             oracle.controls.tickets_verified += 1;
             oracle.controls.exports_requested += 1;
+        }
+        {
+            let mut board = self.world.board.borrow_mut();
+            board.tickets.push((self.principal, ticket.ticket_id));
+            board.exports.push((self.principal, export_id.0));
         }
         self.await_and_download(export_id.0, opened_at_ms, false, 0)
             .await
@@ -782,6 +795,7 @@ impl Person {
             // 404: already gone (an earlier attempt whose answer was lost).
             Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND => {
                 self.oracle().deletion_acked(chosen.nonce, sim_now_ms());
+                self.kept.deletion_acked(chosen.id, chosen.nonce, sim_now_ms());
                 self.own_recordings.retain(|r| r.id != chosen.id);
                 Ok(())
             }
@@ -843,6 +857,7 @@ impl Person {
                         continue;
                     }
                     self.oracle().deletion_acked(r.nonce, now);
+                    self.kept.deletion_acked(r.id, r.nonce, now);
                 }
                 self.own_recordings
                     .retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
@@ -869,6 +884,11 @@ impl Person {
         let body = to_json(&TransferDeviceRequest { to_email })?;
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/transfer", self.devices[chosen].id);
+        self.world
+            .board
+            .borrow_mut()
+            .devices_changing_hands
+            .insert(self.devices[chosen].id);
         let response = self
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
@@ -876,6 +896,8 @@ impl Person {
             StatusCode::OK => {
                 let credentials: DeviceCredentials = parse(&response)?;
                 let mut device: Device = self.devices.remove(chosen);
+                self.kept.retired_tokens.push(device.token.clone());
+                device.last_upload = None;
                 device.token = credentials.device_token;
                 device.epoch = credentials.ownership_epoch;
                 self.oracle().controls.devices_transferred += 1;
@@ -914,6 +936,7 @@ impl Person {
         }
         let credentials: DeviceCredentials = parse(&response)?;
         let device = &mut self.devices[chosen];
+        self.kept.retired_tokens.push(device.token.clone());
         device.token = credentials.device_token;
         device.epoch = credentials.ownership_epoch;
         device.buffer.clear();
@@ -959,6 +982,11 @@ impl Person {
             }
         }
         let pending: MessageView = parse(&response)?;
+        self.world.board.borrow_mut().messages.push((
+            self.principal,
+            pending.message_id,
+            pending.resolved_contact.email.clone(),
+        ));
         if pending.state != MessageState::Pending {
             return Err(CallError::Unexpected(
                 "a message was delivered before its confirmation".into(),
@@ -1007,7 +1035,13 @@ impl Person {
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
         match response.status() {
-            StatusCode::OK => Ok(true),
+            StatusCode::OK => {
+                if let Some(recipient) = recipient {
+                    self.oracle()
+                        .message_confirmed(nonce, recipient, sim_now_ms());
+                }
+                Ok(true)
+            }
             // The recipient closed their account in between; or the message
             // was a broadcast the store will never send.
             StatusCode::GONE | StatusCode::CONFLICT => Ok(false),
@@ -1129,9 +1163,11 @@ impl Person {
         {
             let now = sim_now_ms();
             let mut oracle = self.oracle();
+            let mut listed = std::collections::BTreeSet::new();
             for item in &items {
                 let decoded = oracle.key().decode_transcript(&item.recording.transcript);
                 oracle.controls.inbox_items_checked += 1;
+                listed.extend(decoded.nonces.iter().copied());
                 oracle.receive(
                     self.principal,
                     &format!("inbox message {}", item.message_id),
@@ -1140,6 +1176,7 @@ impl Person {
                     now,
                 );
             }
+            oracle.inbox_listed(self.principal, &listed, requested_ms, now);
         }
         if items.is_empty() {
             return Ok(());
@@ -1231,7 +1268,9 @@ impl Person {
             .principal_by_email
             .remove(&email);
         self.closed = true;
-        self.session.clear();
+        self.kept.old_session = Some(std::mem::take(&mut self.session));
+        let tokens: Vec<String> = self.devices.iter().map(|d| d.token.clone()).collect();
+        self.kept.retired_tokens.extend(tokens);
         self.devices.clear();
         self.own_recordings.clear();
         Ok(())
