@@ -1282,6 +1282,9 @@ impl Person {
         let email = self.email();
         let principal = self.oracle().add_principal(email);
         self.principal = principal;
+        // The old identity's links and deletions are not the new one's.
+        self.kept.links.clear();
+        self.kept.deleted.clear();
         self.oracle().controls.accounts_recycled += 1;
         match self.sign_up().await {
             Ok(()) => Ok(()),
