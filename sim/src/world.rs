@@ -26,6 +26,7 @@ use crosstalk_service::{HttpClient, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
@@ -106,8 +107,22 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
     ))
 }
 
+/// Layers put in front of the services' routers, for the harness's own
+/// tests only: each plants a small defect (see `sim/tests/adversary.rs`), as
+/// the canary does, to prove that a check sees it. Empty in every real run.
+#[derive(Clone, Default)]
+pub struct Wrappers {
+    pub store: Option<Rc<dyn Fn(Router) -> Router>>,
+    pub export: Option<Rc<dyn Fn(Router) -> Router>>,
+}
+
 /// Execute `plan` and judge it.
 pub fn run_plan(plan: &Plan) -> RunOutcome {
+    run_plan_with(plan, &Wrappers::default())
+}
+
+/// Execute `plan` with `wrappers` in front of the services, and judge it.
+pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let seed = plan.seed;
     // Bugs of the planted catalogue the services run with (none normally).
     let mut plant_errors = Vec::new();
@@ -170,7 +185,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let restarts = Cell::new(0u64);
         let disk = store_disk.clone();
         let world = world.clone();
+        let wrap = wrappers.store.clone();
         sim.host(STORE_HOST, move || {
+            let wrap = wrap.clone();
             let world = world.clone();
             let token = token.clone();
             let counter = counter.clone();
@@ -192,7 +209,11 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let store = Arc::new(store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let router = count_requests(crosstalk_store::router(store.clone()), counter);
+                let mut router = crosstalk_store::router(store.clone());
+                if let Some(wrap) = wrap {
+                    router = wrap(router);
+                }
+                let router = count_requests(router, counter);
                 tokio::select! {
                     biased;
                     _ = store.until_storage_fails() => {
@@ -221,7 +242,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
+        let wrap = wrappers.export.clone();
         sim.host(EXPORT_HOST, move || {
+            let wrap = wrap.clone();
             let world = world.clone();
             let token = token.clone();
             let config = ExportConfig {
@@ -260,6 +283,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let mut router = crosstalk_export::router(service);
                 if canary {
                     router = crate::canary::wrap(router);
+                }
+                if let Some(wrap) = wrap {
+                    router = wrap(router);
                 }
                 crosstalk_service::serve_with(
                     listener,
