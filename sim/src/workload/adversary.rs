@@ -36,6 +36,10 @@ use crosstalk_service::HttpResponse;
 use http::{Method, StatusCode};
 use std::collections::BTreeSet;
 
+/// A door: the kind of attempt, whether it is the export's, the method,
+/// the path, the body, and the real token.
+type Door<'a> = (&'static str, bool, Method, String, Option<Vec<u8>>, &'a String);
+
 /// What a person keeps to try again later.
 #[derive(Default)]
 pub(crate) struct Kept {
@@ -861,7 +865,7 @@ impl Person {
             return Ok(());
         };
         let account = self.account_of(victim);
-        let doors: [(&'static str, bool, Method, String, Option<Vec<u8>>, &String); 4] = [
+        let doors: [Door; 4] = [
             (
                 "service API with a wrong token",
                 false,
