@@ -775,7 +775,7 @@ impl Person {
         Ok(())
     }
 
-    async fn delete_one(&mut self, pick: u64) -> Result<(), CallError> {
+    pub(super) async fn delete_one(&mut self, pick: u64) -> Result<(), CallError> {
         if self.own_recordings.is_empty() {
             return Ok(());
         }

@@ -38,7 +38,14 @@ use std::collections::BTreeSet;
 
 /// A door: the kind of attempt, whether it is the export's, the method,
 /// the path, the body, and the real token.
-type Door<'a> = (&'static str, bool, Method, String, Option<Vec<u8>>, &'a String);
+type Door<'a> = (
+    &'static str,
+    bool,
+    Method,
+    String,
+    Option<Vec<u8>>,
+    &'a String,
+);
 
 /// What a person keeps to try again later.
 #[derive(Default)]
@@ -87,7 +94,7 @@ impl Person {
         self.knock_with_wrong_tokens(pick).await?;
         self.old_session_and_devices(nonce).await?;
         self.replay_own_upload(pick).await?;
-        self.probe_claims().await
+        self.probe_claims(pick).await
     }
 
     /// A round after the account was closed: only the old credentials.
@@ -1037,7 +1044,39 @@ impl Person {
     /// Look again at acknowledged claims: deleted recordings must not play
     /// back, an archive link older than a deletion must not serve it, and
     /// the latest upload must play back.
-    async fn probe_claims(&mut self) -> Result<(), CallError> {
+    async fn probe_claims(&mut self, pick: u64) -> Result<(), CallError> {
+        let latest = self.play_latest_upload().await?;
+        // "Listened to it, and deleted it": now and then, when plenty is left.
+        if let Some(index) = latest
+            && pick & 0x30 == 0
+            && self.own_recordings.len() >= 3
+        {
+            self.delete_one(index as u64).await?;
+        }
+        self.play_deleted().await?;
+        self.old_link_after_deletion().await
+    }
+
+    /// Play back the latest own upload no deletion covers; its index.
+    async fn play_latest_upload(&mut self) -> Result<Option<usize>, CallError> {
+        let latest = {
+            let oracle = self.world.oracle.borrow();
+            self.own_recordings
+                .iter()
+                .rposition(|r| !oracle.deletion_sent(r.nonce))
+        };
+        if let Some(index) = latest {
+            let before = self.world.oracle.borrow().violations.len();
+            self.fetch_own_audio(index as u64).await?;
+            if self.world.oracle.borrow().violations.len() == before {
+                self.oracle().claim_kept("acknowledged upload: playback");
+            }
+        }
+        Ok(latest)
+    }
+
+    /// Play back the last two recordings whose deletion was acknowledged.
+    async fn play_deleted(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         let recent: Vec<(u64, u64)> = self.kept.deleted.iter().rev().take(2).copied().collect();
         for (id, _) in recent {
@@ -1057,20 +1096,6 @@ impl Person {
                     &what,
                 );
                 self.judge_audio(&r, &format!("playback of deleted rec-{id}"), requested);
-            }
-        }
-        self.old_link_after_deletion().await?;
-        let latest = {
-            let oracle = self.world.oracle.borrow();
-            self.own_recordings
-                .iter()
-                .rposition(|r| !oracle.deletion_sent(r.nonce))
-        };
-        if let Some(index) = latest {
-            let before = self.world.oracle.borrow().violations.len();
-            self.fetch_own_audio(index as u64).await?;
-            if self.world.oracle.borrow().violations.len() == before {
-                self.oracle().claim_kept("acknowledged upload: playback");
             }
         }
         Ok(())
