@@ -3,9 +3,10 @@
 //! that takes any password, a deletion that ignores the owner, a download
 //! that ignores what its token says, a playback cache that outlives a
 //! deletion, a service door that takes a prefix of its token, an inbox that
-//! shows nothing, a device door that takes a replaced token. Each must make
-//! the run fail with the right invariant and the right kind of attempt; the
-//! correct build passes with every kind of attempt made and refused.
+//! shows nothing, a device door that takes a replaced token, spoken commands
+//! never decided. Each must make the run fail with the right invariant and
+//! the right kind of attempt; the correct build passes with every kind of
+//! attempt made and refused.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -482,4 +483,34 @@ fn the_correct_build_refuses_every_attempt() {
             "no {kind} refused"
         );
     }
+}
+
+// --- Defect: spoken commands that are never decided. ----------------------
+
+fn never_decided(State(_): State<()>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let outgoing = request.method() == Method::GET && request.uri().path() == "/v1/messages";
+        let response = next.run(request).await;
+        if !outgoing || !response.status().is_success() {
+            return response;
+        }
+        let (parts, body) = response_bytes(response).await;
+        let mut messages = json(&body);
+        if let Some(items) = messages.as_array_mut() {
+            for item in items.iter_mut().filter(|m| m["spoken"] == true) {
+                item["state"] = serde_json::json!("held");
+            }
+        }
+        let bytes = serde_json::to_vec(&messages).unwrap_or_default();
+        Response::from_parts(parts, Body::from(bytes))
+    })
+}
+
+#[test]
+fn spoken_commands_never_decided_are_caught() {
+    let outcome = first_failure(&scenario("portland-message"), 5, |_| Wrappers {
+        store: Some(Rc::new(|inner| layered(inner, (), never_decided))),
+        export: None,
+    });
+    assert_caught(&outcome, Invariant::Liveness, "still held");
 }

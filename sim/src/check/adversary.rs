@@ -204,3 +204,10 @@ impl super::Controls {
         missing
     }
 }
+
+impl Oracle {
+    /// When the store acknowledged the upload of `nonce`, if it did.
+    pub fn acked_at(&self, nonce: u64) -> Option<u64> {
+        self.utterances.get(&nonce).and_then(|u| u.acked_ms)
+    }
+}

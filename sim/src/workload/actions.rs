@@ -23,6 +23,10 @@ use std::time::Duration;
 /// store's sweeper decides held commands every second or so).
 pub(super) const SETTLE_AFTER_HOLD_MS: u64 = 5_000;
 
+/// How long past its hold a spoken command may stay held on a store that
+/// never restarted (its sweeper runs every second).
+const HELD_SLACK_MS: u64 = 10_000;
+
 impl Person {
     pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
         if self.closed {
@@ -795,7 +799,8 @@ impl Person {
             // 404: already gone (an earlier attempt whose answer was lost).
             Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND => {
                 self.oracle().deletion_acked(chosen.nonce, sim_now_ms());
-                self.kept.deletion_acked(chosen.id, chosen.nonce, sim_now_ms());
+                self.kept
+                    .deletion_acked(chosen.id, chosen.nonce, sim_now_ms());
                 self.own_recordings.retain(|r| r.id != chosen.id);
                 Ok(())
             }
@@ -1094,6 +1099,12 @@ impl Person {
             let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken) else {
                 continue; // The name is not exactly one of the contacts: nothing to send.
             };
+            if message.state != MessageState::Held {
+                self.oracle()
+                    .claim_kept("held command decided within its hold");
+            } else if self.held_past_its_hold(&spoken, message.message_id) {
+                continue; // Reported once; not looked at again.
+            }
             match (message.state, spoken.intended) {
                 (MessageState::Held, _) => keep.push(spoken),
                 (MessageState::Pending, Some(intended)) => {
@@ -1126,6 +1137,31 @@ impl Person {
         keep.extend(std::mem::take(&mut self.spoken_messages));
         self.spoken_messages = keep;
         Ok(())
+    }
+
+    /// A spoken command still held well after its hold ended, on a store
+    /// that never restarted (no crash, no disk error: its sweeper ran all
+    /// along) is a liveness violation. True when reported.
+    fn held_past_its_hold(&self, spoken: &SpokenMessage, message_id: u64) -> bool {
+        let plan = &self.world.plan;
+        let steady =
+            plan.store_io_errors_per_million == 0 && plan.crashes.iter().all(|c| c.host != "store");
+        let acked = self.world.oracle.borrow().acked_at(spoken.nonce);
+        let now = sim_now_ms();
+        let Some(acked) = acked.filter(|at| steady && now > at + HOLD_MS + HELD_SLACK_MS) else {
+            return false;
+        };
+        let detail = format!(
+            "message {message_id} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {HOLD_MS} ms hold"
+        );
+        self.oracle().violate(
+            Invariant::Liveness,
+            now,
+            Some(spoken.nonce),
+            Some(self.principal),
+            detail,
+        );
+        true
     }
 
     fn broadcast_message_sent(&self, message: &MessageView, nonce: u64) {

@@ -613,7 +613,10 @@ impl Person {
             drop(oracle);
             match page.next_cursor {
                 Some(next) => {
-                    self.world.board.borrow_mut().keep_cursor(self.principal, &next);
+                    self.world
+                        .board
+                        .borrow_mut()
+                        .keep_cursor(self.principal, &next);
                     cursor = Some(next)
                 }
                 None => {
