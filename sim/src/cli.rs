@@ -485,6 +485,7 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.manual_verifications_refused,
         c.archive_attachments_refused,
     );
+    println!("{}", c.probe_summary());
     println!(
         "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
         totals.runs,

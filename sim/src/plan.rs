@@ -213,6 +213,12 @@ pub enum Action {
     },
     /// Read the inbox and play one message.
     ReadInbox { pick: u64 },
+    /// The curious user's round (`workload/adversary.rs`): with their own
+    /// session, try other people's ids, cursors and links in every place,
+    /// tamper with their own link token, knock on every door with wrong
+    /// credentials, and look again at what they were told is gone or kept.
+    /// `nonce` marks the capture a retired device token tries to upload.
+    Probe { pick: u64, nonce: u64 },
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.
@@ -239,6 +245,7 @@ impl Action {
             Action::DeviceOutage { .. } => "device_outage",
             Action::SendMessage { .. } => "send_message",
             Action::ReadInbox { .. } => "read_inbox",
+            Action::Probe { .. } => "probe",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
         }
@@ -363,6 +370,7 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
         ("ticket_exports", &mut a.ticket_exports),
         ("impersonations", &mut a.impersonations),
         ("notification_reads", &mut a.notification_reads),
+        ("curious_probes", &mut a.curious_probes),
     ] {
         if toggle(name, range.1 > 0, rng) {
             *range = zero;
@@ -561,6 +569,19 @@ impl Plan {
             for _ in 0..draw(&mut rng, a.inbox_reads) {
                 let pick = rng.random();
                 push(&mut rng, Action::ReadInbox { pick });
+            }
+            // Drawn only when enabled, so that other scenarios' plans stay as they were.
+            if a.curious_probes.1 > 0 {
+                for _ in 0..draw(&mut rng, a.curious_probes) {
+                    let pick = rng.random();
+                    let nonce = loop {
+                        let candidate: u64 = rng.random();
+                        if nonces.insert(candidate) {
+                            break candidate;
+                        }
+                    };
+                    push(&mut rng, Action::Probe { pick, nonce });
+                }
             }
             for _ in 0..draw(&mut rng, a.deletions) {
                 let pick = rng.random();

@@ -180,6 +180,10 @@ pub struct ActionSpec {
     pub impersonations: Range,
     /// Times one reads one's notifications and follows their links.
     pub notification_reads: Range,
+    /// Rounds of the curious user (`workload/adversary.rs`): other people's
+    /// ids in every place, one's own link token tampered with, wrong
+    /// credentials at every door, acknowledged claims probed again.
+    pub curious_probes: Range,
 }
 
 impl Default for ActionSpec {
@@ -212,6 +216,7 @@ impl Default for ActionSpec {
             ticket_exports: Range(0, 0),
             impersonations: Range(0, 0),
             notification_reads: Range(0, 0),
+            curious_probes: Range(0, 0),
         }
     }
 }
@@ -403,6 +408,7 @@ impl Scenario {
             ("actions.ticket_exports", a.ticket_exports),
             ("actions.impersonations", a.impersonations),
             ("actions.notification_reads", a.notification_reads),
+            ("actions.curious_probes", a.curious_probes),
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {

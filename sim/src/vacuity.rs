@@ -171,19 +171,82 @@ const RULES: &[Rule] = &[
         |s| s.faults.export_crashes.1 > 0,
         &["export_crashes"],
     ),
+    rule(
+        "confirmed messages found in their recipient's inbox",
+        |s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0,
+        &["messages_verified_delivered"],
+    ),
+    rule(
+        "curious user: others' recordings played, deleted, sent, range-deleted",
+        curious,
+        &[
+            "refused: foreign recording: playback",
+            "refused: foreign recording: delete",
+            "refused: foreign recording: message",
+            "refused: foreign range deletion",
+        ],
+    ),
+    rule(
+        "curious user: others' devices reset and transferred, undocumented parameters",
+        curious,
+        &[
+            "refused: foreign device: reset",
+            "refused: foreign device: transfer",
+            "refused: undocumented parameter",
+        ],
+    ),
+    rule(
+        "curious user: wrong credentials at every door",
+        curious,
+        &[
+            "refused: sign-in as a neighbour",
+            "refused: service API with a wrong token",
+            "refused: worker API with a wrong token",
+            "refused: agent console with a wrong token",
+        ],
+    ),
+    rule(
+        "curious user: tampered link tokens",
+        |s| curious(s) && s.actions.exports.1 > 0,
+        &["refused: tampered link token"],
+    ),
 ];
 
-/// The numeric fields of `controls`, by name.
+/// The numeric fields of `controls`, by name; the curious user's attempts
+/// (`probes`, by kind) as `refused: <kind>` (every core kind present, zero
+/// when never refused).
 pub fn control_counts(controls: &Controls) -> ControlCounts {
     let mut counts = ControlCounts::new();
+    for kind in crate::check::adversary::CORE_ATTEMPTS
+        .iter()
+        .chain(&[TAMPERED_LINK])
+    {
+        counts.insert(format!("refused: {kind}"), 0);
+    }
     if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(controls) {
         for (name, value) in fields {
             if let Some(n) = value.as_u64() {
                 counts.insert(name, n);
+            } else if name == "probes"
+                && let serde_json::Value::Object(kinds) = value
+            {
+                for (kind, attempts) in kinds {
+                    let refused = attempts.get("refused").and_then(|r| r.as_u64());
+                    counts.insert(format!("refused: {kind}"), refused.unwrap_or(0));
+                }
             }
         }
     }
     counts
+}
+
+/// The attempt kind that needs exports to happen.
+const TAMPERED_LINK: &str = "tampered link token";
+
+/// Rules for the curious user: each core kind of attempt refused at least
+/// once wherever the actor is on (and the tampered link where exports are).
+fn curious(s: &Scenario) -> bool {
+    s.actions.curious_probes.1 > 0
 }
 
 /// Add `more` into `sum`, field by field.

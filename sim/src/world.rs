@@ -149,8 +149,22 @@ pub fn tcp_capacity(plan: &Plan) -> usize {
         .max(TCP_CAPACITY_MIN)
 }
 
+/// Layers put in front of the services' routers, for the harness's own
+/// tests only: each plants a small defect (see `sim/tests/adversary.rs`), as
+/// the canary does, to prove that a check sees it. Empty in every real run.
+#[derive(Clone, Default)]
+pub struct Wrappers {
+    pub store: Option<Rc<dyn Fn(Router) -> Router>>,
+    pub export: Option<Rc<dyn Fn(Router) -> Router>>,
+}
+
 /// Execute `plan` and judge it.
 pub fn run_plan(plan: &Plan) -> RunOutcome {
+    run_plan_with(plan, &Wrappers::default())
+}
+
+/// Execute `plan` with `wrappers` in front of the services, and judge it.
+pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let seed = plan.seed;
     // The services count their code probes on this thread, where the whole
     // simulation runs.
@@ -231,7 +245,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let restarts = Cell::new(0u64);
         let disk = store_disk.clone();
         let world = world.clone();
+        let wrap = wrappers.store.clone();
         sim.host(STORE_HOST, move || {
+            let wrap = wrap.clone();
             let world = world.clone();
             let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
@@ -259,6 +275,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let mut router = crosstalk_store::router(store.clone());
                 if let Some(how) = contract_break {
                     router = crate::canary::break_store(router, how, contract_broken);
+                }
+                if let Some(wrap) = wrap {
+                    router = wrap(router);
                 }
                 let router = count_requests(router, counter);
                 tokio::select! {
@@ -290,7 +309,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
         let disk = export_disk.clone();
         let world = world.clone();
         let last_export = last_export.clone();
+        let wrap = wrappers.export.clone();
         sim.host(EXPORT_HOST, move || {
+            let wrap = wrap.clone();
             let world = world.clone();
             let last_export = last_export.clone();
             let token = token.clone();
@@ -332,6 +353,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
                 let mut router = crosstalk_export::router(service);
                 if canary {
                     router = crate::canary::wrap(router);
+                }
+                if let Some(wrap) = wrap {
+                    router = wrap(router);
                 }
                 crosstalk_service::serve_limited(
                     listener,

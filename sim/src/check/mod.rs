@@ -7,6 +7,7 @@
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
 pub mod contract;
+pub mod adversary;
 pub mod panics;
 
 use crate::watermark::{Decoded, WatermarkKey};
@@ -40,6 +41,9 @@ pub enum Invariant {
     AgentContainment,
     /// 11: a service answers 5xx only near an injected fault, and never panics.
     ApiContract,
+    /// Another account's id, a tampered token or a wrong credential was
+    /// not refused exactly as if the thing did not exist.
+    AccessControl,
 }
 
 impl Invariant {
@@ -56,6 +60,7 @@ impl Invariant {
             Invariant::BroadcastActed => "broadcast never acts",
             Invariant::AgentContainment => "agent containment",
             Invariant::ApiContract => "api contract",
+            Invariant::AccessControl => "access control",
         }
     }
 
@@ -91,6 +96,9 @@ impl Invariant {
             Invariant::ApiContract => {
                 "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it"
             }
+            Invariant::AccessControl => {
+                "access control (invariant 12): someone else's id, a tampered token or a wrong credential was not refused as if it did not exist"
+            }
         }
     }
 }
@@ -107,9 +115,22 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// How often one kind of adversarial attempt (or probe) was made, and how
+/// often the answer was the refusal (or the forgetting) the contract demands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Attempts {
+    pub attempted: u64,
+    pub refused: u64,
+}
+
 /// Positive controls: evidence that each check had something to check.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Controls {
+    /// The curious user's attempts and the probes of acknowledged claims,
+    /// per kind (see `workload/adversary.rs`).
+    pub probes: BTreeMap<&'static str, Attempts>,
+    /// Confirmed messages found in their intended recipient's inbox.
+    pub messages_verified_delivered: u64,
     pub utterances_uploaded: u64,
     pub history_items_checked: u64,
     pub own_audio_checked: u64,
@@ -197,6 +218,12 @@ pub struct Controls {
 
 impl Controls {
     pub fn add(&mut self, other: &Controls) {
+        for (kind, a) in &other.probes {
+            let mine = self.probes.entry(kind).or_default();
+            mine.attempted += a.attempted;
+            mine.refused += a.refused;
+        }
+        self.messages_verified_delivered += other.messages_verified_delivered;
         self.utterances_uploaded += other.utterances_uploaded;
         self.history_items_checked += other.history_items_checked;
         self.own_audio_checked += other.own_audio_checked;
@@ -326,6 +353,9 @@ pub struct Oracle {
     unresolved_deletions: BTreeMap<u64, UnresolvedDeletion>,
     /// Server errors received, judged at the end against the fault log.
     server_errors: Vec<ServerError>,
+    /// Confirmed messages: (nonce, recipient principal) -> when the store
+    /// acknowledged the confirmation.
+    confirmed_messages: BTreeMap<(u64, usize), u64>,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -356,6 +386,7 @@ impl Oracle {
             deleted_recordings: BTreeMap::new(),
             unresolved_deletions: BTreeMap::new(),
             server_errors: Vec::new(),
+            confirmed_messages: BTreeMap::new(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -849,6 +880,12 @@ impl Oracle {
         }
         let audio_set: BTreeSet<u64> = own_audio.iter().copied().collect();
         let text_set: BTreeSet<u64> = own_text.iter().copied().collect();
+        self.owner_listed(
+            "after deletion: archive",
+            subject,
+            &audio_set,
+            download_requested_ms,
+        );
         if audio_set != text_set {
             let differ: Vec<String> = audio_set
                 .symmetric_difference(&text_set)

@@ -23,11 +23,16 @@ use std::time::Duration;
 /// store's sweeper decides held commands every second or so).
 pub(super) const SETTLE_AFTER_HOLD_MS: u64 = 5_000;
 
+/// How long past its hold a spoken command may stay held on a store that
+/// never restarted (its sweeper runs every second).
+const HELD_SLACK_MS: u64 = 10_000;
+
 impl Person {
     pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
         if self.closed {
-            return match action {
+            return match *action {
                 Action::SignUpAgain => self.sign_up_again().await,
+                Action::Probe { pick, nonce } => self.probe_as_closed(pick, nonce).await,
                 _ => Ok(()),
             };
         }
@@ -131,12 +136,13 @@ impl Person {
                 misheard,
             } => self.send_message(pick, contact, misheard).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
+            Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
     }
 
-    async fn fetch_own_audio(&mut self, pick: u64) -> Result<(), CallError> {
+    pub(super) async fn fetch_own_audio(&mut self, pick: u64) -> Result<(), CallError> {
         if self.own_recordings.is_empty() {
             return Ok(());
         }
@@ -236,6 +242,11 @@ impl Person {
                 )));
             }
         };
+        self.world
+            .board
+            .borrow_mut()
+            .exports
+            .push((self.principal, accepted.export_id.0));
         let mut later = Vec::new();
         for _ in 0..repeats {
             if let Some(another) = self.ask_again(accepted.export_id.0).await? {
@@ -457,6 +468,7 @@ impl Person {
                     }
                 }
                 if downloads == 1 {
+                    self.kept.links.push((path.clone(), download_requested_ms));
                     let link = PublishedLink {
                         owner: self.principal,
                         export_id,
@@ -529,6 +541,11 @@ impl Person {
             let mut oracle = self.oracle();
             oracle.controls.tickets_verified += 1;
             oracle.controls.exports_requested += 1;
+        }
+        {
+            let mut board = self.world.board.borrow_mut();
+            board.tickets.push((self.principal, ticket.ticket_id));
+            board.exports.push((self.principal, export_id.0));
         }
         self.await_and_download(export_id.0, opened_at_ms, false, 0)
             .await
@@ -901,7 +918,7 @@ impl Person {
         Ok(())
     }
 
-    async fn delete_one(&mut self, pick: u64) -> Result<(), CallError> {
+    pub(super) async fn delete_one(&mut self, pick: u64) -> Result<(), CallError> {
         if self.own_recordings.is_empty() {
             return Ok(());
         }
@@ -921,6 +938,8 @@ impl Person {
             // 404: already gone (an earlier attempt whose answer was lost).
             Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND => {
                 self.oracle().deletion_acked(chosen.nonce, sim_now_ms());
+                self.kept
+                    .deletion_acked(chosen.id, chosen.nonce, sim_now_ms());
                 self.own_recordings.retain(|r| r.id != chosen.id);
                 Ok(())
             }
@@ -979,6 +998,9 @@ impl Person {
                 let scope = DeletionScope::Range { from_ms, to_ms };
                 self.oracle()
                     .judge_deletion(self.principal, scope, &named, now, sim_now_ms());
+                for r in &covered {
+                    self.kept.deletion_acked(r.id, r.nonce, now);
+                }
                 self.own_recordings
                     .retain(|r| !(from_ms..=to_ms).contains(&r.captured_at_ms));
                 Ok(())
@@ -1004,6 +1026,11 @@ impl Person {
         let body = to_json(&TransferDeviceRequest { to_email })?;
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/transfer", self.devices[chosen].id);
+        self.world
+            .board
+            .borrow_mut()
+            .devices_changing_hands
+            .insert(self.devices[chosen].id);
         let response = self
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
@@ -1011,6 +1038,8 @@ impl Person {
             StatusCode::OK => {
                 let credentials: DeviceCredentials = parse(&response)?;
                 let mut device: Device = self.devices.remove(chosen);
+                self.kept.retired_tokens.push(device.token.clone());
+                device.last_upload = None;
                 device.token = credentials.device_token;
                 device.epoch = credentials.ownership_epoch;
                 self.oracle().controls.devices_transferred += 1;
@@ -1049,6 +1078,7 @@ impl Person {
         }
         let credentials: DeviceCredentials = parse(&response)?;
         let device = &mut self.devices[chosen];
+        self.kept.retired_tokens.push(device.token.clone());
         device.token = credentials.device_token;
         device.epoch = credentials.ownership_epoch;
         device.buffer.clear();
@@ -1106,6 +1136,11 @@ impl Person {
             }
         }
         let pending: MessageView = parse(&response)?;
+        self.world.board.borrow_mut().messages.push((
+            self.principal,
+            pending.message_id,
+            pending.resolved_contact.email.clone(),
+        ));
         if pending.state != MessageState::Pending {
             return Err(CallError::Unexpected(
                 "a message was delivered before its confirmation".into(),
@@ -1154,7 +1189,13 @@ impl Person {
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
         match response.status() {
-            StatusCode::OK => Ok(true),
+            StatusCode::OK => {
+                if let Some(recipient) = recipient {
+                    self.oracle()
+                        .message_confirmed(nonce, recipient, sim_now_ms());
+                }
+                Ok(true)
+            }
             // The recipient closed their account in between; or the message
             // was a broadcast the store will never send.
             StatusCode::GONE | StatusCode::CONFLICT => Ok(false),
@@ -1207,6 +1248,12 @@ impl Person {
             let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken) else {
                 continue; // The name is not exactly one of the contacts: nothing to send.
             };
+            if message.state != MessageState::Held {
+                self.oracle()
+                    .claim_kept("held command decided within its hold");
+            } else if self.held_past_its_hold(&spoken, message.message_id) {
+                continue; // Reported once; not looked at again.
+            }
             match (message.state, spoken.intended) {
                 (MessageState::Held, _) => keep.push(spoken),
                 (MessageState::Pending, Some(intended)) => {
@@ -1260,6 +1307,31 @@ impl Person {
         Ok(())
     }
 
+    /// A spoken command still held well after its hold ended, on a store
+    /// that never restarted (no crash, no disk error: its sweeper ran all
+    /// along) is a liveness violation. True when reported.
+    fn held_past_its_hold(&self, spoken: &SpokenMessage, message_id: u64) -> bool {
+        let plan = &self.world.plan;
+        let steady =
+            plan.store_io_errors_per_million == 0 && plan.crashes.iter().all(|c| c.host != "store");
+        let acked = self.world.oracle.borrow().acked_at(spoken.nonce);
+        let now = sim_now_ms();
+        let Some(acked) = acked.filter(|at| steady && now > at + HOLD_MS + HELD_SLACK_MS) else {
+            return false;
+        };
+        let detail = format!(
+            "message {message_id} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {HOLD_MS} ms hold"
+        );
+        self.oracle().violate(
+            Invariant::Liveness,
+            now,
+            Some(spoken.nonce),
+            Some(self.principal),
+            detail,
+        );
+        true
+    }
+
     fn broadcast_message_sent(&self, message: &MessageView, nonce: u64) {
         let now = sim_now_ms();
         let mut oracle = self.oracle();
@@ -1295,9 +1367,11 @@ impl Person {
         {
             let now = sim_now_ms();
             let mut oracle = self.oracle();
+            let mut listed = std::collections::BTreeSet::new();
             for item in &items {
                 let decoded = oracle.key().decode_transcript(&item.recording.transcript);
                 oracle.controls.inbox_items_checked += 1;
+                listed.extend(decoded.nonces.iter().copied());
                 oracle.receive(
                     self.principal,
                     &format!("inbox message {}", item.message_id),
@@ -1306,6 +1380,7 @@ impl Person {
                     now,
                 );
             }
+            oracle.inbox_listed(self.principal, &listed, requested_ms, now);
         }
         if items.is_empty() {
             return Ok(());
@@ -1411,7 +1486,9 @@ impl Person {
             .principal_by_email
             .remove(&email);
         self.closed = true;
-        self.session.clear();
+        self.kept.old_session = Some(std::mem::take(&mut self.session));
+        let tokens: Vec<String> = self.devices.iter().map(|d| d.token.clone()).collect();
+        self.kept.retired_tokens.extend(tokens);
         self.devices.clear();
         self.own_recordings.clear();
         Ok(())
@@ -1423,6 +1500,9 @@ impl Person {
         let email = self.email();
         let principal = self.oracle().add_principal(email);
         self.principal = principal;
+        // The old identity's links and deletions are not the new one's.
+        self.kept.links.clear();
+        self.kept.deleted.clear();
         self.oracle().controls.accounts_recycled += 1;
         match self.sign_up().await {
             Ok(()) => Ok(()),

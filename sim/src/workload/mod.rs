@@ -14,6 +14,7 @@
 //! - `actions.rs`: everything else a person does.
 
 mod actions;
+mod adversary;
 mod agent;
 mod person;
 
@@ -48,6 +49,33 @@ pub struct Board {
     pub principal_by_email: BTreeMap<String, usize>,
     /// Devices sold and not yet picked up: (buyer's person index, device).
     pub(crate) handoffs: Vec<(usize, person::Device)>,
+    /// Device id -> the principal who registered it.
+    pub devices: BTreeMap<u64, usize>,
+    /// Devices someone set out to sell or reset (they may be anyone's now).
+    pub devices_changing_hands: std::collections::BTreeSet<u64>,
+    /// Recording id -> its capture time (ms) as its device stamped it.
+    pub captured: BTreeMap<u64, u64>,
+    /// Messages people sent: (sender principal, message id, resolved email).
+    pub messages: Vec<(usize, u64, String)>,
+    /// Exports people asked for: (subject principal, export id).
+    pub exports: Vec<(usize, u64)>,
+    /// Support tickets their subjects verified: (principal, ticket id).
+    pub tickets: Vec<(usize, u64)>,
+    /// History cursors people were given: (principal, cursor).
+    pub cursors: Vec<(usize, String)>,
+}
+
+/// How many cursors the board keeps (the most recent ones).
+const BOARD_CURSORS: usize = 64;
+
+impl Board {
+    /// Remember a cursor `principal` was given, as a proxy's log would.
+    pub fn keep_cursor(&mut self, principal: usize, cursor: &str) {
+        if self.cursors.len() >= BOARD_CURSORS {
+            self.cursors.remove(0);
+        }
+        self.cursors.push((principal, cursor.to_string()));
+    }
 }
 
 /// Everything the actors of one run share. The simulation is single

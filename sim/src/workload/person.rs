@@ -51,6 +51,13 @@ pub(crate) struct Device {
     pub(super) offline_until_ms: u64,
     /// How wrong the device's clock is: captures carry this error.
     pub(super) clock_skew_ms: i64,
+    /// The next upload key: a plain per-device counter ("1", "2", ...), the
+    /// weakest key the store's contract (unique per device) allows, so that
+    /// devices of different accounts send the same keys.
+    pub(super) next_upload_key: u64,
+    /// The last upload of the holder's own the store acknowledged (body,
+    /// recording id): the curious user sends it again with the same key.
+    pub(super) last_upload: Option<(Vec<u8>, u64)>,
 }
 
 /// One of the person's own recordings as the store acknowledged it.
@@ -84,6 +91,8 @@ pub(super) struct Person {
     /// Message commands captured by this person's devices ("send this to
     /// Ann"), waiting for the store's hold to end.
     pub(super) spoken_messages: Vec<SpokenMessage>,
+    /// What the curious user keeps to try again later (`adversary.rs`).
+    pub(super) kept: super::adversary::Kept,
 }
 
 /// A "send a message" command one of the person's devices captured.
@@ -345,7 +354,14 @@ impl Person {
                     .get(device as usize)
                     .copied()
                     .unwrap_or(0),
+                next_upload_key: 1,
+                last_upload: None,
             });
+            self.world
+                .board
+                .borrow_mut()
+                .devices
+                .insert(registered.device_id.0, self.principal);
         }
         self.contacts.clear();
         let contact_people = self.world.plan.accounts[self.index].contacts.clone();
@@ -417,8 +433,10 @@ impl Person {
         let captured_at_ms =
             (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
         self.oracle().utterance_captured_at(nonce, captured_at_ms);
+        let upload_key = self.devices[device].next_upload_key.to_string();
+        self.devices[device].next_upload_key += 1;
         let upload = IngestRequest {
-            upload_key: format!("u-{nonce:016x}"),
+            upload_key,
             captured_at_ms,
             transcript,
             audio_base64: base64::engine::general_purpose::STANDARD.encode(audio),
@@ -533,11 +551,21 @@ impl Person {
                         || response.status() == StatusCode::OK =>
                 {
                     let ingested: IngestResponse = parse(&response)?;
-                    self.devices[device].buffer.pop_front();
+                    if let Some(sent) = self.devices[device].buffer.pop_front()
+                        && speaker == self.principal
+                    {
+                        self.devices[device].last_upload =
+                            Some((sent.body, ingested.recording_id.0));
+                    }
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
                     let deleted = self.oracle().recording_deleted(id);
                     if speaker == self.principal {
+                        self.world
+                            .board
+                            .borrow_mut()
+                            .captured
+                            .insert(id, captured_at_ms);
                         if !deleted && !self.own_recordings.iter().any(|r| r.id == id) {
                             self.own_recordings.push(OwnRecording {
                                 id,
@@ -637,8 +665,22 @@ impl Person {
             }
             drop(oracle);
             match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(listed),
+                Some(next) => {
+                    self.world
+                        .board
+                        .borrow_mut()
+                        .keep_cursor(self.principal, &next);
+                    cursor = Some(next)
+                }
+                None => {
+                    self.oracle().owner_listed(
+                        "after deletion: history",
+                        self.principal,
+                        &listed,
+                        started_ms,
+                    );
+                    return Ok(listed);
+                }
             }
         }
     }
@@ -826,6 +868,7 @@ pub async fn person(world: Rc<World>, index: usize) {
         contacts: BTreeMap::new(),
         notification_seq: 0,
         spoken_messages: Vec::new(),
+        kept: Default::default(),
     };
     let signup_sent_ms = sim_now_ms();
     match person.sign_up().await {
