@@ -20,7 +20,7 @@ use std::sync::Once;
 thread_local! {
     /// Whether this thread is inside a guarded run.
     static GUARDED: Cell<bool> = const { Cell::new(false) };
-    /// The first panic of the current guarded run: message and location.
+    /// The last panic of the current guarded run: message and location.
     static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
@@ -78,8 +78,11 @@ fn install_hook() {
         std::panic::set_hook(Box::new(move |info| {
             if GUARDED.with(Cell::get) {
                 let line = describe(info);
+                // The last panic is the one that unwound out of the run
+                // (earlier ones were caught inside it, e.g. a service's
+                // task, which the oracle reports).
                 CAUGHT.with(|c| {
-                    c.borrow_mut().get_or_insert(line);
+                    c.borrow_mut().replace(line);
                 });
             } else {
                 previous(info);

@@ -14,6 +14,7 @@ fn store() -> Store {
         StoreConfig {
             service_token: "svc".into(),
             password_iterations: 1,
+            limits: Default::default(),
         },
     )
     .expect("store opens")

@@ -5,9 +5,9 @@
 //! workload would retry. To turn it into a reported violation, a panic hook
 //! is installed once per process (hooks are process-global, and runs execute
 //! on threads in parallel, so installing and restoring one per run would
-//! race). It forwards every panic to the hook that was there before, except
-//! one that happens on a thread whose run is collecting and whose location
-//! is not the harness's own source: that one is recorded (message, location,
+//! race). It forwards every panic to the hook that was there before; one
+//! that happens on a thread whose run is collecting and whose location is
+//! not the harness's own source is also recorded (message, location,
 //! simulated time) for the oracle of that run. A run starts collecting with
 //! [`collect`] and takes the list with [`Collecting::finish`]; dropping the
 //! guard restores whatever the thread collected before. The harness's own
@@ -79,9 +79,11 @@ fn install() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !record(info) {
-                previous(info);
-            }
+            // Recorded for the run's oracle, and still handed on: a hook
+            // installed before (the CLI's guard, which turns a panic that
+            // unwinds out of the run into one line) must see every panic.
+            record(info);
+            previous(info);
         }));
     });
 }
