@@ -37,42 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run scenario files over a range of seeds.
-    Run {
-        /// A scenario file, or a directory whose *.toml files are all run.
-        path: PathBuf,
-        /// Seeds to run: `A..B` (B excluded) or a single seed.
-        #[arg(long, default_value = "0..10")]
-        seeds: String,
-        /// Instead of a range, run fresh seeds from --seed-base until this
-        /// much wall time is spent (`30s`, `10m`, `8h`, `1h30m`); every
-        /// scenario runs each seed.
-        #[arg(long = "for", value_name = "DURATION", conflicts_with = "seeds")]
-        budget: Option<String>,
-        /// The first seed of a --for run.
-        #[arg(long, default_value_t = 0, requires = "budget")]
-        seed_base: u64,
-        /// Run only shard I of N: the seeds s with s % N == I.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<String>,
-        /// Write the machine-readable result here (see `report merge`).
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Write JUnit XML here (a test case per scenario and seed).
-        #[arg(long, value_name = "FILE")]
-        junit: Option<PathBuf>,
-        /// Run every seed twice and compare the trace hashes.
-        #[arg(long)]
-        check_determinism: bool,
-        /// Print only failures and the summary.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Seeds run in parallel (default: the number of cores). Results are
-        /// reported in seed order whatever finishes first.
-        #[arg(long, short)]
-        jobs: Option<usize>,
-        #[command(flatten)]
-        failure: crate::failure::FailureOptions,
-    },
+    Run(RunArgs),
     /// Work with the results `run --json` wrote.
     Report {
         #[command(subcommand)]
@@ -499,17 +464,41 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
 }
 
 /// What `run` was asked for.
+#[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// A scenario file, or a directory whose *.toml files are all run.
     path: PathBuf,
+    /// Seeds to run: `A..B` (B excluded) or a single seed.
+    #[arg(long, default_value = "0..10")]
     seeds: String,
+    /// Instead of a range, run fresh seeds from --seed-base until this
+    /// much wall time is spent (`30s`, `10m`, `8h`, `1h30m`); every
+    /// scenario runs each seed.
+    #[arg(long = "for", value_name = "DURATION", conflicts_with = "seeds")]
     budget: Option<String>,
+    /// The first seed of a --for run.
+    #[arg(long, default_value_t = 0, requires = "budget")]
     seed_base: u64,
+    /// Run only shard I of N: the seeds s with s % N == I.
+    #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Write the machine-readable result here (see `report merge`).
+    #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write JUnit XML here (a test case per scenario and seed).
+    #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Run every seed twice and compare the trace hashes.
+    #[arg(long)]
     check_determinism: bool,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
     quiet: bool,
-    jobs: usize,
+    /// Seeds run in parallel (default: the number of cores). Results are
+    /// reported in seed order whatever finishes first.
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    #[command(flatten)]
     failure: crate::failure::FailureOptions,
 }
 
@@ -550,7 +539,8 @@ fn run_command(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let (check_determinism, quiet, jobs) = (args.check_determinism, args.quiet, args.jobs);
+    let (check_determinism, quiet) = (args.check_determinism, args.quiet);
+    let jobs = runner::default_jobs(args.jobs);
     println!(
         "crosstalk run: {} scenario(s) [{}], {}, determinism check {}, {jobs} job(s)",
         files.len(),
@@ -1293,31 +1283,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run {
-            path,
-            seeds,
-            budget,
-            seed_base,
-            shard,
-            json,
-            junit,
-            check_determinism,
-            quiet,
-            jobs,
-            failure,
-        } => run_command(RunArgs {
-            path,
-            seeds,
-            budget,
-            seed_base,
-            shard,
-            json,
-            junit,
-            check_determinism,
-            quiet,
-            jobs: runner::default_jobs(jobs),
-            failure,
-        }),
+        Command::Run(args) => run_command(args),
         Command::Report {
             action: ReportCommand::Merge { files, json, junit },
         } => crate::report::merge_command(&files, json.as_deref(), junit.as_deref()),
