@@ -77,6 +77,33 @@ pub fn names_in_source(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// Check a crate's `PROBES` list against the `probe!` sites under its
+/// source folder `src`: each name marks exactly one site, and the list and
+/// the sites are the same set. `Err` says what differs.
+pub fn check_list(src: &Path, listed: &[&str]) -> Result<(), String> {
+    let mut in_source =
+        names_in_source(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    let sites = in_source.len();
+    in_source.sort();
+    in_source.dedup();
+    if sites != in_source.len() {
+        return Err(format!(
+            "{} probe! sites but {} names: each probe name must mark exactly one site",
+            sites,
+            in_source.len()
+        ));
+    }
+    let mut listed: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    if listed.is_empty() || listed != in_source {
+        return Err(format!(
+            "the PROBES list and the probe! sites in {} differ: listed {listed:?}, in the source {in_source:?}",
+            src.display()
+        ));
+    }
+    Ok(())
+}
+
 fn collect_rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -117,6 +144,23 @@ mod tests {
     fn sites_are_found_in_source_text_and_comments_are_not() {
         let text = "fn f() {\n    crate::probe!(\"a.b\");\n    // probe!(\"not.this\")\n    if x { probe!(\"c\"); probe!(\"d\") }\n}";
         assert_eq!(names_in_text(text), ["a.b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_list_must_match_the_sites_exactly() {
+        let dir = std::env::temp_dir().join(format!("crosstalk-probes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let write = |text: &str| std::fs::write(dir.join("lib.rs"), text).expect("write");
+        write("probe!(\"a\"); probe!(\"b\");");
+        assert_eq!(check_list(&dir, &["b", "a"]), Ok(()));
+        assert!(check_list(&dir, &["a"]).is_err(), "a site missing from the list");
+        assert!(check_list(&dir, &["a", "b", "c"]).is_err(), "a listed name without a site");
+        write("probe!(\"a\"); probe!(\"a\");");
+        assert!(check_list(&dir, &["a"]).is_err(), "one name marking two sites");
+        write("");
+        assert!(check_list(&dir, &[]).is_err(), "an empty list proves nothing");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
