@@ -7,7 +7,7 @@
 //! come from the plan, so the plan alone determines the run.
 
 use crate::check::contract::FiredPoints;
-use crate::check::{Controls, Invariant, Oracle, Violation};
+use crate::check::{Controls, Event, Oracle, Violation};
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
 use crate::net::{
@@ -463,7 +463,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 break;
             };
             apply_net_fault(&sim, &fault, true, plan);
-            world.oracle.borrow_mut().controls.net_faults += 1;
+            world.oracle.borrow_mut().on(Event::NetFault);
             world.trace.borrow_mut().record(
                 now_ms,
                 &format!(
@@ -529,20 +529,15 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
 
     let mut infra_errors = world.errors.borrow().clone();
     infra_errors.extend(plant_errors);
-    {
+    if let Err(e) = result {
         let mut oracle = world.oracle.borrow_mut();
-        if let Err(e) = result {
-            let message = e.to_string();
-            if message.contains("Ran for duration") {
-                let detail =
-                    format!("the world was still busy after {duration_ms} simulated ms: {message}");
-                oracle.violate(Invariant::Liveness, simulated_ms, None, None, detail);
-            } else {
-                infra_errors.push(format!("simulation error: {message}"));
-            }
-        }
+        let error = oracle.on_simulation_error(e.to_string(), duration_ms, simulated_ms);
+        infra_errors.extend(error);
     }
-    world.oracle.borrow_mut().controls.sut_faults_fired = faults_fired.load(Ordering::Relaxed);
+    world
+        .oracle
+        .borrow_mut()
+        .on_sut_faults_fired(faults_fired.load(Ordering::Relaxed));
     world.fault_log.borrow_mut().add_fired_points(&fired_points);
     world
         .oracle
@@ -555,8 +550,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         trace_hash: trace.hash(),
         trace_events: trace.events(),
         trace_lines: trace.lines().to_vec(),
-        violations: oracle.violations.clone(),
-        controls: oracle.controls.clone(),
+        violations: oracle.violations().to_vec(),
+        controls: oracle.controls().clone(),
         simulated_ms,
         sut_requests: sut_requests.load(Ordering::Relaxed),
         infra_errors,
@@ -585,7 +580,7 @@ fn record_state_digests(
     for (service, digest) in digests {
         let line = match digest {
             Some(Ok(digest)) => {
-                world.oracle.borrow_mut().controls.state_digests_taken += 1;
+                world.oracle.borrow_mut().on(Event::StateDigestTaken);
                 format!("state digest: {service} {digest}")
             }
             Some(Err(e)) => format!("state digest: {service} unreadable: {e}"),
@@ -637,13 +632,7 @@ impl Crashable {
             now_ms,
             now_ms + downtime_ms,
         );
-        let mut oracle = world.oracle.borrow_mut();
-        match self.name.as_str() {
-            STORE_HOST => oracle.controls.store_crashes += 1,
-            EXPORT_HOST => oracle.controls.export_crashes += 1,
-            _ => oracle.controls.worker_crashes += 1,
-        }
-        drop(oracle);
+        world.oracle.borrow_mut().on_crash(&self.name);
         world.trace.borrow_mut().record(
             now_ms,
             &format!("fault: {} {how}, down for {downtime_ms} ms", self.name),

@@ -6,12 +6,19 @@
 //! the SUT's ids, owners or manifests. Each check also counts its positive
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
-pub mod contract;
 pub mod adversary;
+pub mod contract;
+mod events;
+mod household;
+mod observations;
 pub mod panics;
+mod steps;
 
 use crate::watermark::{Decoded, WatermarkKey};
 use contract::{FaultLog, ServerError};
+pub use events::Event;
+pub use household::SpokenListing;
+pub use observations::{DownloadNext, SpokenNext, StepFailure};
 use panics::ServicePanic;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -356,8 +363,10 @@ pub struct Oracle {
     /// Confirmed messages: (nonce, recipient principal) -> when the store
     /// acknowledged the confirmation.
     confirmed_messages: BTreeMap<(u64, usize), u64>,
-    pub violations: Vec<Violation>,
-    pub controls: Controls,
+    /// Only the oracle records a verdict (see ARCHITECTURE.md).
+    violations: Vec<Violation>,
+    /// Only the oracle counts; everyone else reads [`Oracle::controls`].
+    controls: Controls,
 }
 
 /// What one archive held, read by the oracle itself.
@@ -394,6 +403,48 @@ impl Oracle {
 
     pub fn key(&self) -> &WatermarkKey {
         &self.key
+    }
+
+    /// The positive controls so far, read-only: only the oracle counts.
+    /// The workload reports observations (`on_*`, [`Oracle::on`]) and the
+    /// oracle decides what they prove, so a counter cannot be bumped from
+    /// outside `check/`:
+    ///
+    /// ```compile_fail
+    /// fn bump(oracle: &mut crosstalk_sim::check::Oracle) {
+    ///     oracle.controls.exports_requested += 1;
+    /// }
+    /// ```
+    ///
+    /// while reading them is fine:
+    ///
+    /// ```
+    /// fn read(oracle: &crosstalk_sim::check::Oracle) -> u64 {
+    ///     oracle.controls().exports_requested
+    /// }
+    /// ```
+    pub fn controls(&self) -> &Controls {
+        &self.controls
+    }
+
+    /// The violations recorded so far, read-only: a verdict is the
+    /// oracle's alone, so nothing outside `check/` can record one:
+    ///
+    /// ```compile_fail
+    /// fn accuse(oracle: &mut crosstalk_sim::check::Oracle) {
+    ///     let detail = String::from("the workload decided");
+    ///     let liveness = crosstalk_sim::check::Invariant::Liveness;
+    ///     oracle.violate(liveness, 0, None, None, detail);
+    /// }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// fn accuse(oracle: &mut crosstalk_sim::check::Oracle) {
+    ///     oracle.violations.clear();
+    /// }
+    /// ```
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
     }
 
     pub fn who(&self, person: usize) -> String {
@@ -738,7 +789,7 @@ impl Oracle {
         )
     }
 
-    pub fn violate(
+    fn violate(
         &mut self,
         invariant: Invariant,
         at_ms: u64,

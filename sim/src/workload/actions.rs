@@ -4,7 +4,7 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink};
-use crate::check::{DeletionScope, Invariant};
+use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
 use crosstalk_model::api::{
@@ -12,9 +12,7 @@ use crosstalk_model::api::{
     ExportStatus, InboxItem, Intent, MessageState, MessageView, SendMessageRequest,
     TransferDeviceRequest,
 };
-use crosstalk_model::api::{
-    Notification, TicketRequest, TicketState, TicketStatus, VerifyTicketRequest,
-};
+use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -22,10 +20,6 @@ use std::time::Duration;
 /// How long after a spoken command's hold the person looks at it (the
 /// store's sweeper decides held commands every second or so).
 pub(super) const SETTLE_AFTER_HOLD_MS: u64 = 5_000;
-
-/// How long past its hold a spoken command may stay held on a store that
-/// never restarted (its sweeper runs every second).
-const HELD_SLACK_MS: u64 = 10_000;
 
 impl Person {
     pub(super) async fn perform(&mut self, action: &Action) -> Result<(), CallError> {
@@ -160,43 +154,15 @@ impl Person {
             )
             .await?;
         let now = sim_now_ms();
-        if response.status() != StatusCode::OK {
-            let detail = format!(
-                "own recording rec-{id} could not be played back: {}",
-                response.status()
-            );
-            self.oracle().violate(
-                Invariant::RequestIntegrity,
-                now,
-                Some(nonce),
-                Some(self.principal),
-                detail,
-            );
-            return Ok(());
-        }
-        let mut oracle = self.oracle();
-        let decoded = oracle.key().decode_audio(response.body());
-        oracle.controls.own_audio_checked += 1;
-        oracle.receive(
+        self.oracle().on_own_audio(
             self.principal,
-            &format!("playback of rec-{id}"),
-            &decoded,
+            id,
+            nonce,
+            response.status(),
+            response.body(),
             requested_ms,
             now,
         );
-        if decoded.nonces != [nonce] {
-            let detail = format!(
-                "asked for rec-{id} (utterance {nonce:016x}) but received {:?}",
-                decoded.nonces
-            );
-            oracle.violate(
-                Invariant::RequestIntegrity,
-                now,
-                Some(nonce),
-                Some(self.principal),
-                detail,
-            );
-        }
         Ok(())
     }
 
@@ -209,32 +175,30 @@ impl Person {
     ) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
-        self.oracle().controls.exports_requested += 1;
         let response = match self
             .call(true, Method::POST, "/v1/exports", Some(&session), None)
             .await
         {
             Ok(response) => response,
             // Not accepted (or unknown): no obligation on the service yet.
-            Err(CallError::Unavailable(_)) => {
-                self.oracle().controls.exports_requested -= 1;
-                return Ok(());
+            Err(CallError::Unavailable(_)) => return Ok(()),
+            Err(e) => {
+                self.oracle().on(Event::ExportRequested);
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            self.oracle().on(Event::ExportRateLimited);
+            return Ok(());
+        }
+        self.oracle().on(Event::ExportRequested);
         let (accepted, must_since_ms) = match response.status() {
             StatusCode::ACCEPTED => (parse::<ExportStatus>(&response)?, requested_at_ms),
             // A duplicate of an earlier request of ours whose answer was
             // lost: judge isolation fully, exactness only for what is sure.
             StatusCode::OK => {
-                self.oracle().controls.duplicate_requests_joined += 1;
+                self.oracle().on(Event::ExportJoined);
                 (parse::<ExportStatus>(&response)?, 0)
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                let mut oracle = self.oracle();
-                oracle.controls.exports_requested -= 1;
-                oracle.controls.exports_rate_limited += 1;
-                return Ok(());
             }
             other => {
                 return Err(CallError::Unexpected(format!(
@@ -291,16 +255,16 @@ impl Person {
                         joined.export_id.0
                     )));
                 }
-                self.oracle().controls.duplicate_requests_joined += 1;
+                self.oracle().on(Event::ExportJoined);
                 Ok(None)
             }
             StatusCode::ACCEPTED => {
-                self.oracle().controls.exports_requested += 1;
+                self.oracle().on(Event::ExportRequested);
                 let accepted = parse::<ExportStatus>(&response)?;
                 Ok(Some((accepted.export_id.0, requested_at_ms)))
             }
             StatusCode::TOO_MANY_REQUESTS => {
-                self.oracle().controls.exports_rate_limited += 1;
+                self.oracle().on(Event::ExportRateLimited);
                 Ok(None)
             }
             other => Err(CallError::Unexpected(format!(
@@ -339,37 +303,26 @@ impl Person {
                     Err(e) => return Err(e),
                 }
                 if sim_now_ms() + POLL_MS > deadline_ms {
-                    let detail = format!(
-                        "export exp-{export_id} requested at {requested_at_ms} ms still pending at the deadline"
-                    );
-                    self.oracle().violate(
-                        Invariant::Liveness,
+                    self.oracle().on_export_pending_at_deadline(
+                        self.principal,
+                        export_id,
+                        requested_at_ms,
                         sim_now_ms(),
-                        None,
-                        Some(self.principal),
-                        detail,
                     );
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
             };
             let ready_seen_ms = sim_now_ms();
-            let path = match (status.state, status.download_path) {
-                (ExportState::Ready, Some(path)) => path,
-                (state, _) => {
-                    let detail = format!(
-                        "export exp-{export_id} ended {state:?}: {}",
-                        status.failure.unwrap_or_default()
-                    );
-                    self.oracle().violate(
-                        Invariant::Liveness,
-                        ready_seen_ms,
-                        None,
-                        Some(self.principal),
-                        detail,
-                    );
-                    return Ok(());
-                }
+            let Some(path) = self.oracle().on_export_finished(
+                self.principal,
+                export_id,
+                status.state,
+                status.download_path,
+                status.failure,
+                ready_seen_ms,
+            ) else {
+                return Ok(());
             };
             let mut deleted_since_ready = false;
             if delete_first && !self.own_recordings.is_empty() {
@@ -394,79 +347,31 @@ impl Person {
                     }
                 };
                 let now = sim_now_ms();
-                match response.status() {
-                    StatusCode::OK => {}
-                    StatusCode::GONE if downloads == 0 && deleted_since_ready => {
-                        // Revoked (a recording in it was deleted): rebuilt soon.
-                        self.oracle().controls.archives_revoked += 1;
-                        break;
-                    }
-                    StatusCode::GONE if downloads == 0 => {
-                        // Nobody deleted anything: the archive the service
-                        // announced was replaced behind the subject's back
-                        // (published twice?). Exactly once means once.
-                        let detail = format!(
-                            "exp-{export_id} was announced ready at {ready_seen_ms} ms, yet its link was dead at {now} ms with no deletion in between"
-                        );
-                        self.oracle().violate(
-                            Invariant::RequestIntegrity,
-                            now,
-                            None,
-                            Some(self.principal),
-                            detail,
-                        );
-                        return Ok(());
-                    }
-                    StatusCode::GONE => {
-                        self.oracle().controls.download_limit_refusals += 1;
-                        return Ok(());
-                    }
-                    other => {
-                        let detail = format!(
-                            "the subject's own download of exp-{export_id} was refused: {other}"
-                        );
-                        self.oracle().violate(
-                            Invariant::Liveness,
-                            now,
-                            None,
-                            Some(self.principal),
-                            detail,
-                        );
-                        return Ok(());
-                    }
+                let next = self.oracle().on_download_answer(
+                    self.principal,
+                    export_id,
+                    response.status(),
+                    downloads,
+                    deleted_since_ready,
+                    ready_seen_ms,
+                    now,
+                );
+                match next {
+                    DownloadNext::Judge => {}
+                    DownloadNext::AwaitRebuild => break,
+                    DownloadNext::Stop => return Ok(()),
                 }
                 downloads += 1;
-                {
-                    let mut oracle = self.oracle();
-                    match oracle.read_archive(response.body()) {
-                        Ok(contents) => {
-                            if downloads == 1 {
-                                oracle.controls.exports_completed += 1;
-                            }
-                            let channel = format!("export exp-{export_id}");
-                            oracle.check_archive(
-                                self.principal,
-                                &channel,
-                                &contents,
-                                requested_at_ms,
-                                ready_seen_ms,
-                                download_requested_ms,
-                                now,
-                            );
-                        }
-                        Err(e) => {
-                            let detail =
-                                format!("export exp-{export_id} is not a readable archive: {e}");
-                            oracle.violate(
-                                Invariant::RequestIntegrity,
-                                now,
-                                None,
-                                Some(self.principal),
-                                detail,
-                            );
-                        }
-                    }
-                }
+                self.oracle().on_archive_downloaded(
+                    self.principal,
+                    export_id,
+                    response.body(),
+                    downloads == 1,
+                    requested_at_ms,
+                    ready_seen_ms,
+                    download_requested_ms,
+                    now,
+                );
                 if downloads == 1 {
                     self.kept.links.push((path.clone(), download_requested_ms));
                     let link = PublishedLink {
@@ -537,11 +442,7 @@ impl Person {
                 "a verified ticket without an export".into(),
             ));
         };
-        {
-            let mut oracle = self.oracle();
-            oracle.controls.tickets_verified += 1;
-            oracle.controls.exports_requested += 1;
-        }
+        self.oracle().on(Event::TicketVerified);
         {
             let mut board = self.world.board.borrow_mut();
             board.tickets.push((self.principal, ticket.ticket_id));
@@ -571,22 +472,15 @@ impl Person {
             )));
         }
         let ticket: TicketStatus = parse(&response)?;
-        if ticket.state != TicketState::AwaitingVerification || ticket.export_id.is_some() {
-            // Knowing an address must never be enough: whatever the victim
-            // asked for before, a new ticket starts unverified.
-            let detail = format!(
-                "{} opened a ticket for another person's email and it came back {:?} with export {:?}, before any proof",
-                self.oracle().who(self.principal),
-                ticket.state,
-                ticket.export_id
-            );
-            self.oracle().violate(
-                Invariant::AgentContainment,
-                sim_now_ms(),
-                None,
-                Some(self.principal),
-                detail,
-            );
+        // Knowing an address must never be enough: whatever the victim
+        // asked for before, a new ticket starts unverified.
+        let unverified = self.oracle().on_impersonation_ticket(
+            self.principal,
+            ticket.state,
+            ticket.export_id,
+            sim_now_ms(),
+        );
+        if !unverified {
             return Ok(());
         }
         for guess in 0..guesses {
@@ -600,26 +494,14 @@ impl Person {
                 .call(true, Method::POST, &path, None, Some(body))
                 .await?;
             let now = sim_now_ms();
-            match response.status() {
-                StatusCode::FORBIDDEN => self.oracle().controls.impersonation_codes_refused += 1,
-                StatusCode::OK => {
-                    let detail = format!(
-                        "{} verified a ticket for another person's email with a guessed code",
-                        self.oracle().who(self.principal)
-                    );
-                    self.oracle().violate(
-                        Invariant::AgentContainment,
-                        now,
-                        None,
-                        Some(self.principal),
-                        detail,
-                    );
-                }
-                other => {
-                    return Err(CallError::Unexpected(format!(
-                        "verification answered {other}"
-                    )));
-                }
+            let status = response.status();
+            if !self
+                .oracle()
+                .on_impersonation_guess(self.principal, status, now)
+            {
+                return Err(CallError::Unexpected(format!(
+                    "verification answered {status}"
+                )));
             }
         }
         Ok(())
@@ -643,70 +525,15 @@ impl Person {
                 .call(true, Method::GET, &path, Some(&session), None)
                 .await?;
             let now = sim_now_ms();
-            match response.status() {
-                StatusCode::OK => {
-                    let mut oracle = self.oracle();
-                    oracle.controls.notified_links_followed += 1;
-                    match oracle.read_archive(response.body()) {
-                        Ok(contents) => {
-                            let decoded = crate::watermark::Decoded {
-                                nonces: contents.audio,
-                                invalid_marks: contents.invalid_marks,
-                            };
-                            oracle.receive(
-                                self.principal,
-                                &format!("link from notification {}", notification.seq),
-                                &decoded,
-                                requested_ms,
-                                now,
-                            );
-                        }
-                        Err(e) => {
-                            let detail = format!("a notified link gave an unreadable archive: {e}");
-                            oracle.violate(
-                                Invariant::RequestIntegrity,
-                                now,
-                                None,
-                                Some(self.principal),
-                                detail,
-                            );
-                        }
-                    }
-                }
-                StatusCode::FORBIDDEN => {
-                    let detail = format!(
-                        "{} was sent a download link to someone else's export (notification {}: {})",
-                        self.oracle().who(self.principal),
-                        notification.seq,
-                        notification.kind
-                    );
-                    self.oracle().violate(
-                        Invariant::AgentContainment,
-                        now,
-                        None,
-                        Some(self.principal),
-                        detail,
-                    );
-                }
-                // Expired, revoked, used up: nothing to see.
-                StatusCode::GONE => {}
-                other => {
-                    let detail = format!(
-                        "{}'s own notified link (notification {}: {}) answered {other}: {}",
-                        self.oracle().who(self.principal),
-                        notification.seq,
-                        notification.kind,
-                        String::from_utf8_lossy(response.body())
-                    );
-                    self.oracle().violate(
-                        Invariant::RequestIntegrity,
-                        now,
-                        None,
-                        Some(self.principal),
-                        detail,
-                    );
-                }
-            }
+            self.oracle().on_notified_link(
+                self.principal,
+                notification.seq,
+                &notification.kind,
+                response.status(),
+                response.body(),
+                requested_ms,
+                now,
+            );
         }
         Ok(())
     }
@@ -757,80 +584,27 @@ impl Person {
             Err(e) => return Err(e),
         };
         let now = sim_now_ms();
-        self.oracle().controls.foreign_link_attempts += 1;
-        self.oracle().controls.foreign_statuses_judged += 1;
-        // Exactly "not yours" (403) or "no such download" (404): the
-        // ownership check comes first, so nothing about the link's state
-        // (expired, revoked, used up) may show to someone else.
-        if matches!(
+        self.oracle().on_foreign_link(
+            self.principal,
+            link.owner,
+            link.export_id,
             response.status(),
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-        ) {
-            self.oracle().controls.foreign_link_refused += 1;
-        } else if response.status() != StatusCode::OK {
-            let mut oracle = self.oracle();
-            let detail = format!(
-                "{} used the forwarded link of exp-{} (of {}) and it answered {} instead of 403 or 404: {}",
-                oracle.who(self.principal),
-                link.export_id,
-                oracle.who(link.owner),
-                response.status(),
-                String::from_utf8_lossy(response.body())
-            );
-            oracle.violate(
-                Invariant::LinkBinding,
-                now,
-                None,
-                Some(self.principal),
-                detail,
-            );
-        } else {
-            let mut oracle = self.oracle();
-            let owner = oracle.who(link.owner);
-            let detail = format!(
-                "exp-{} of {owner} downloaded by {} with the forwarded link",
-                link.export_id,
-                oracle.who(self.principal)
-            );
-            oracle.violate(
-                Invariant::LinkBinding,
-                now,
-                None,
-                Some(self.principal),
-                detail,
-            );
-            if let Ok(contents) = oracle.read_archive(response.body()) {
-                let decoded = crate::watermark::Decoded {
-                    nonces: contents.audio,
-                    invalid_marks: contents.invalid_marks,
-                };
-                let channel = format!("forwarded link to exp-{}", link.export_id);
-                oracle.receive(self.principal, &channel, &decoded, requested_ms, now);
-            }
-        }
+            response.body(),
+            requested_ms,
+            now,
+        );
         // Without any session: must be refused as unauthenticated.
         let response = match self.call(true, Method::GET, &link.path, None, None).await {
             Ok(response) => response,
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.oracle().controls.foreign_statuses_judged += 1;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.oracle().controls.anonymous_link_refused += 1;
-        } else {
-            let detail = format!(
-                "anonymous use of exp-{}'s link answered {}",
-                link.export_id,
-                response.status()
-            );
-            self.oracle().violate(
-                Invariant::LinkBinding,
-                sim_now_ms(),
-                None,
-                Some(self.principal),
-                detail,
-            );
-        }
+        self.oracle().on_anonymous_link(
+            self.principal,
+            link.export_id,
+            response.status(),
+            sim_now_ms(),
+        );
         Ok(())
     }
 
@@ -861,13 +635,10 @@ impl Person {
         };
         let now = sim_now_ms();
         if response.status() == StatusCode::OK {
-            let mut oracle = self.oracle();
-            oracle.controls.guessed_audio_attempts += 1;
-            let decoded = oracle.key().decode_audio(response.body());
-            oracle.receive(
+            self.oracle().on_guessed_audio_delivered(
                 self.principal,
-                &format!("guessed recording id rec-{id}"),
-                &decoded,
+                id,
+                response.body(),
                 requested_ms,
                 now,
             );
@@ -890,31 +661,13 @@ impl Person {
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut oracle = self.oracle();
-        oracle.controls.guessed_audio_attempts += 1;
-        oracle.controls.foreign_statuses_judged += 1;
-        if response.status() == StatusCode::NOT_FOUND
-            && response.status() == nonexistent.status()
-            && response.body() == nonexistent.body()
-        {
-            oracle.controls.guessed_audio_refused += 1;
-        } else {
-            let detail = format!(
-                "{} guessed rec-{id} (someone else's) and it answered {} {}, distinguishable from a nonexistent id ({} {})",
-                oracle.who(self.principal),
-                response.status(),
-                String::from_utf8_lossy(response.body()),
-                nonexistent.status(),
-                String::from_utf8_lossy(nonexistent.body())
-            );
-            oracle.violate(
-                Invariant::Isolation,
-                now,
-                None,
-                Some(self.principal),
-                detail,
-            );
-        }
+        self.oracle().on_guessed_audio_refused(
+            self.principal,
+            id,
+            (response.status(), response.body()),
+            (nonexistent.status(), nonexistent.body()),
+            now,
+        );
         Ok(())
     }
 
@@ -1042,7 +795,7 @@ impl Person {
                 device.last_upload = None;
                 device.token = credentials.device_token;
                 device.epoch = credentials.ownership_epoch;
-                self.oracle().controls.devices_transferred += 1;
+                self.oracle().on(Event::DeviceTransferred);
                 self.trace(format!("sold dev-{} to p{to}", device.id));
                 self.world.board.borrow_mut().handoffs.push((to, device));
                 Ok(())
@@ -1082,7 +835,7 @@ impl Person {
         device.token = credentials.device_token;
         device.epoch = credentials.ownership_epoch;
         device.buffer.clear();
-        self.oracle().controls.device_resets += 1;
+        self.oracle().on(Event::DeviceReset);
         Ok(())
     }
 
@@ -1152,11 +905,11 @@ impl Person {
             .eq_ignore_ascii_case(&intended_email)
         {
             // "Send this to Anne?" — "No, to Ann." The sender refuses.
-            self.oracle().controls.messages_refused_by_sender += 1;
+            self.oracle().on(Event::MessageRefusedBySender);
             return Ok(());
         }
         if self.confirm_message(&pending, nonce).await? {
-            self.oracle().controls.messages_delivered += 1;
+            self.oracle().on(Event::MessageDelivered);
         }
         Ok(())
     }
@@ -1248,58 +1001,34 @@ impl Person {
             let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken) else {
                 continue; // The name is not exactly one of the contacts: nothing to send.
             };
-            if message.state != MessageState::Held {
-                self.oracle()
-                    .claim_kept("held command decided within its hold");
-            } else if self.held_past_its_hold(&spoken, message.message_id) {
-                continue; // Reported once; not looked at again.
-            }
-            match (message.state, spoken.intended) {
-                (MessageState::Held, _) => keep.push(spoken),
-                (MessageState::Pending, Some(intended)) => {
-                    let intended_email = self.world.plan.accounts[intended].email.clone();
-                    if !message
-                        .resolved_contact
-                        .email
-                        .eq_ignore_ascii_case(&intended_email)
-                    {
-                        self.oracle().controls.messages_refused_by_sender += 1;
-                    } else if self.confirm_message(message, spoken.nonce).await? {
-                        self.oracle().controls.spoken_messages_delivered += 1;
+            let intended_email = spoken
+                .intended
+                .map(|intended| self.world.plan.accounts[intended].email.clone());
+            let listing = SpokenListing {
+                sender: self.principal,
+                nonce: spoken.nonce,
+                message_id: message.message_id,
+                state: message.state,
+                resolved_email: &message.resolved_contact.email,
+                intended_email: intended_email.as_deref(),
+                store_steady: self.store_steady(),
+            };
+            let next = self
+                .oracle()
+                .on_spoken_message_listed(listing, sim_now_ms());
+            match next {
+                SpokenNext::Hold => keep.push(spoken),
+                SpokenNext::Drop => {}
+                SpokenNext::ConfirmIntended => {
+                    if self.confirm_message(message, spoken.nonce).await? {
+                        self.oracle().on(Event::SpokenMessageDelivered);
                     }
                 }
-                (MessageState::Pending, None) => {
+                SpokenNext::ConfirmBroadcast => {
                     let sent = self.confirm_message(message, spoken.nonce).await?;
-                    if sent {
-                        self.broadcast_message_sent(message, spoken.nonce);
-                    }
+                    self.oracle()
+                        .on_broadcast_confirmed(&listing, sent, sim_now_ms());
                 }
-                (MessageState::Delivered, None) => {
-                    self.broadcast_message_sent(message, spoken.nonce)
-                }
-                (MessageState::SuppressedMediaEvent, None) => {
-                    self.oracle().controls.broadcast_messages_suppressed += 1
-                }
-                (MessageState::Delivered, Some(_)) => {
-                    // The store's word that it delivered is checked against
-                    // what the sender did: this command was never confirmed.
-                    let now = sim_now_ms();
-                    let mut oracle = self.oracle();
-                    let detail = format!(
-                        "message {} spoken by {} was delivered to {} without its sender's confirmation",
-                        message.message_id,
-                        oracle.who(self.principal),
-                        message.resolved_contact.email
-                    );
-                    oracle.violate(
-                        Invariant::RequestIntegrity,
-                        now,
-                        Some(spoken.nonce),
-                        Some(self.principal),
-                        detail,
-                    );
-                }
-                _ => {}
             }
         }
         keep.extend(std::mem::take(&mut self.spoken_messages));
@@ -1307,47 +1036,11 @@ impl Person {
         Ok(())
     }
 
-    /// A spoken command still held well after its hold ended, on a store
-    /// that never restarted (no crash, no disk error: its sweeper ran all
-    /// along) is a liveness violation. True when reported.
-    fn held_past_its_hold(&self, spoken: &SpokenMessage, message_id: u64) -> bool {
+    /// The store never restarted in this run (no crash, no disk error): its
+    /// sweeper ran all along.
+    fn store_steady(&self) -> bool {
         let plan = &self.world.plan;
-        let steady =
-            plan.store_io_errors_per_million == 0 && plan.crashes.iter().all(|c| c.host != "store");
-        let acked = self.world.oracle.borrow().acked_at(spoken.nonce);
-        let now = sim_now_ms();
-        let Some(acked) = acked.filter(|at| steady && now > at + HOLD_MS + HELD_SLACK_MS) else {
-            return false;
-        };
-        let detail = format!(
-            "message {message_id} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {HOLD_MS} ms hold"
-        );
-        self.oracle().violate(
-            Invariant::Liveness,
-            now,
-            Some(spoken.nonce),
-            Some(self.principal),
-            detail,
-        );
-        true
-    }
-
-    fn broadcast_message_sent(&self, message: &MessageView, nonce: u64) {
-        let now = sim_now_ms();
-        let mut oracle = self.oracle();
-        let detail = format!(
-            "message {} to {} was sent from broadcast audio heard by {}",
-            message.message_id,
-            message.resolved_contact.email,
-            oracle.who(self.principal)
-        );
-        oracle.violate(
-            Invariant::BroadcastActed,
-            now,
-            Some(nonce),
-            Some(self.principal),
-            detail,
-        );
+        plan.store_io_errors_per_million == 0 && plan.crashes.iter().all(|c| c.host != "store")
     }
 
     /// Read the inbox: every message's transcript, and one message's audio.
@@ -1370,7 +1063,7 @@ impl Person {
             let mut listed = std::collections::BTreeSet::new();
             for item in &items {
                 let decoded = oracle.key().decode_transcript(&item.recording.transcript);
-                oracle.controls.inbox_items_checked += 1;
+                oracle.on(Event::InboxItemChecked);
                 listed.extend(decoded.nonces.iter().copied());
                 oracle.receive(
                     self.principal,
@@ -1503,7 +1196,7 @@ impl Person {
         // The old identity's links and deletions are not the new one's.
         self.kept.links.clear();
         self.kept.deleted.clear();
-        self.oracle().controls.accounts_recycled += 1;
+        self.oracle().on(Event::AccountRecycled);
         match self.sign_up().await {
             Ok(()) => Ok(()),
             Err(CallError::Unavailable(e)) => {

@@ -1081,9 +1081,9 @@ impl Person {
                 .rposition(|r| !oracle.deletion_sent(r.nonce))
         };
         if let Some(index) = latest {
-            let before = self.world.oracle.borrow().violations.len();
+            let before = self.world.oracle.borrow().violations().len();
             self.fetch_own_audio(index as u64).await?;
-            if self.world.oracle.borrow().violations.len() == before {
+            if self.world.oracle.borrow().violations().len() == before {
                 self.oracle().claim_kept("acknowledged upload: playback");
             }
         }

@@ -7,6 +7,7 @@
 
 use super::World;
 use super::person::to_json;
+use crate::check::Event;
 use crate::net::{
     EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, SimConnector, overload_wait, sim_now_ms,
 };
@@ -107,7 +108,7 @@ impl Agent {
                 return response.ok();
             };
             waits += 1;
-            self.world.oracle.borrow_mut().controls.overloaded_retries += 1;
+            self.world.oracle.borrow_mut().on(Event::OverloadedRetry);
             tokio::time::sleep(wait).await;
         }
     }
@@ -130,20 +131,15 @@ impl Agent {
             )
             .await;
         if let Some(response) = response {
-            let mut oracle = self.world.oracle.borrow_mut();
-            oracle.controls.agent_actions += 1;
-            if attach.is_some() && response.status() == StatusCode::BAD_REQUEST {
-                oracle.controls.archive_attachments_refused += 1;
-            }
+            self.world
+                .oracle
+                .borrow_mut()
+                .on_link_resent(attach.is_some(), response.status());
         }
     }
 
     fn error(&self, what: &str) {
-        self.world
-            .oracle
-            .borrow_mut()
-            .controls
-            .agent_errors_injected += 1;
+        self.world.oracle.borrow_mut().on(Event::AgentMistake);
         self.trace(format!("makes a mistake: {what}"));
     }
 
@@ -188,24 +184,11 @@ impl Agent {
                         let path =
                             format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
                         if let Some(r) = self.call(Method::POST, &path, Some(body)).await {
-                            let mut oracle = self.world.oracle.borrow_mut();
-                            oracle.controls.agent_actions += 1;
-                            if r.status() == StatusCode::FORBIDDEN {
-                                oracle.controls.manual_verifications_refused += 1;
-                            } else if r.status().is_success() {
-                                let detail = format!(
-                                    "the console accepted manual identity proof for ticket {} ({})",
-                                    ticket.ticket_id,
-                                    r.status()
-                                );
-                                oracle.violate(
-                                    crate::check::Invariant::AgentContainment,
-                                    sim_now_ms(),
-                                    None,
-                                    None,
-                                    detail,
-                                );
-                            }
+                            self.world.oracle.borrow_mut().on_manual_verification(
+                                ticket.ticket_id,
+                                r.status(),
+                                sim_now_ms(),
+                            );
                         }
                     }
                 }

@@ -18,8 +18,8 @@ mod adversary;
 mod agent;
 mod person;
 
-use crate::check::Oracle;
 use crate::check::contract::FaultLog;
+use crate::check::{Oracle, StepFailure};
 use crate::plan::Plan;
 use crate::trace::Trace;
 use std::cell::{Cell, RefCell};
@@ -109,6 +109,16 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Unavailable(e) => write!(f, "unavailable: {e}"),
             CallError::Unexpected(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl CallError {
+    /// What the client observed, for the oracle to judge.
+    pub(crate) fn observed(self) -> StepFailure {
+        match self {
+            CallError::Unavailable(e) => StepFailure::Unavailable(e),
+            CallError::Unexpected(e) => StepFailure::OutsideContract(e),
         }
     }
 }

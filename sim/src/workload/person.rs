@@ -3,7 +3,7 @@
 use super::actions::SETTLE_AFTER_HOLD_MS;
 use super::{CallError, World};
 use crate::check::contract::ServerError;
-use crate::check::{Invariant, Oracle};
+use crate::check::{Event, Oracle};
 use crate::net::{
     EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, STORE_HOST, STORE_PORT, SimConnector,
     overload_wait, sim_now_ms,
@@ -12,7 +12,7 @@ use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
-    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderState, OrderView,
+    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderView,
     RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
@@ -243,7 +243,7 @@ impl Person {
                 return Ok(sent);
             };
             waits += 1;
-            self.oracle().controls.overloaded_retries += 1;
+            self.oracle().on(Event::OverloadedRetry);
             self.trace(format!(
                 "{method} {path} -> 503 overloaded, retrying in {} ms",
                 wait.as_millis()
@@ -469,7 +469,7 @@ impl Person {
             // A housemate talks near this person's device: the capture is
             // this account's, whoever's voice it holds.
             if !self.devices.is_empty() {
-                self.oracle().controls.housemate_captures += 1;
+                self.oracle().on(Event::HousemateCapture);
             }
             let words = format!(
                 "{} (said by {})",
@@ -577,7 +577,7 @@ impl Person {
                     } else {
                         // Captured before the device changed hands: the
                         // store must file it under the previous owner.
-                        self.oracle().controls.pre_transfer_uploads += 1;
+                        self.oracle().on(Event::PreTransferUpload);
                         self.world.board.borrow_mut().recordings.push((speaker, id));
                     }
                 }
@@ -605,7 +605,7 @@ impl Person {
                     )));
                 }
                 Err(CallError::Unavailable(_)) => {
-                    self.oracle().controls.uploads_buffered += 1;
+                    self.oracle().on(Event::UploadBuffered);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -660,7 +660,7 @@ impl Person {
             let mut oracle = self.oracle();
             for item in &page.items {
                 let decoded = oracle.key().decode_transcript(&item.transcript);
-                oracle.controls.history_items_checked += 1;
+                oracle.on(Event::HistoryItemChecked);
                 listed.extend(oracle.receive(self.principal, channel, &decoded, started_ms, now));
             }
             drop(oracle);
@@ -703,17 +703,9 @@ impl Person {
                 break;
             }
             if sim_now_ms() + POLL_MS > deadline_ms {
-                let detail = format!(
-                    "{} captures still buffered at the deadline",
-                    self.buffered_uploads()
-                );
-                self.oracle().violate(
-                    Invariant::Liveness,
-                    sim_now_ms(),
-                    None,
-                    Some(self.principal),
-                    detail,
-                );
+                let buffered = self.buffered_uploads();
+                self.oracle()
+                    .on_uploads_stuck_at_deadline(self.principal, buffered, sim_now_ms());
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
@@ -773,63 +765,8 @@ impl Person {
                 &[StatusCode::OK],
             )
             .await?;
-        let now = sim_now_ms();
-        let mut oracle = self.oracle();
-        for order in orders {
-            let Some(nonce) = oracle.nonce_of_recording(order.source_recording.0) else {
-                let detail = format!(
-                    "order {} comes from rec-{}, which nobody uploaded",
-                    order.order_id, order.source_recording.0
-                );
-                oracle.violate(
-                    Invariant::RequestIntegrity,
-                    now,
-                    None,
-                    Some(self.principal),
-                    detail,
-                );
-                continue;
-            };
-            if oracle.owner_of(nonce) != Some(self.principal) {
-                let detail = format!(
-                    "order {} ({}) of {} comes from another household's capture",
-                    order.order_id,
-                    order.item,
-                    oracle.who(self.principal)
-                );
-                oracle.violate(
-                    Invariant::Isolation,
-                    now,
-                    Some(nonce),
-                    Some(self.principal),
-                    detail,
-                );
-                continue;
-            }
-            let broadcast = oracle.is_broadcast(nonce);
-            match (order.state, broadcast) {
-                (OrderState::Placed, true) => {
-                    let detail = format!(
-                        "order {} for {} was placed from broadcast audio heard by {}",
-                        order.order_id,
-                        order.item,
-                        oracle.who(self.principal)
-                    );
-                    oracle.violate(
-                        Invariant::BroadcastActed,
-                        now,
-                        Some(nonce),
-                        Some(self.principal),
-                        detail,
-                    );
-                }
-                (OrderState::Placed, false) => oracle.controls.genuine_orders_placed += 1,
-                (OrderState::SuppressedMediaEvent, true) => {
-                    oracle.controls.broadcast_orders_suppressed += 1
-                }
-                _ => {}
-            }
-        }
+        self.oracle()
+            .on_orders_listed(self.principal, &orders, sim_now_ms());
         Ok(())
     }
 }
@@ -871,92 +808,40 @@ pub async fn person(world: Rc<World>, index: usize) {
         kept: Default::default(),
     };
     let signup_sent_ms = sim_now_ms();
-    match person.sign_up().await {
-        Ok(()) => {}
-        Err(CallError::Unavailable(e)) => {
-            // Judged like a server error: a violation of the API contract
-            // unless a fault was near it; either way the person stops.
-            person.oracle().server_error(ServerError {
-                service: STORE_HOST,
-                request: format!("{}'s sign-up", person.email()),
-                status: None,
-                body: e,
-                principal: Some(person.principal),
-                sent_ms: signup_sent_ms,
-                at_ms: sim_now_ms(),
-            });
-            return;
-        }
-        Err(e) => {
-            let detail = format!(
-                "{}'s sign-up: the service answered outside its contract: {e}",
-                person.email()
-            );
-            person.oracle().violate(
-                Invariant::RequestIntegrity,
-                sim_now_ms(),
-                None,
-                Some(person.principal),
-                detail,
-            );
-            return;
-        }
+    if let Err(e) = person.sign_up().await {
+        // The person stops; the oracle judges how the sign-up failed.
+        let email = person.email();
+        person.oracle().on_sign_up_failed(
+            person.principal,
+            &email,
+            e.observed(),
+            signup_sent_ms,
+            sim_now_ms(),
+        );
+        return;
     }
     let actions = world.plan.accounts[index].actions.clone();
     for timed in &actions {
         sleep_until(timed.at_ms).await;
-        match person.perform(&timed.action).await {
-            // The service was down: the action's outcome is unknown; go on.
-            Ok(()) | Err(CallError::Unavailable(_)) => {}
-            Err(e) => {
-                // An answer outside the API's contract (a 404 for one's own
-                // export, a reply that is not what was asked): the services
-                // misbehaved. The person stops; the run fails.
-                let detail = format!(
-                    "{} {}: the service answered outside its contract: {e}",
-                    person.oracle().who(person.principal),
-                    timed.action.name()
-                );
-                person.oracle().violate(
-                    Invariant::RequestIntegrity,
-                    sim_now_ms(),
-                    None,
-                    Some(person.principal),
-                    detail,
-                );
-                return;
-            }
+        let outcome = person
+            .perform(&timed.action)
+            .await
+            .map_err(CallError::observed);
+        let principal = person.principal;
+        let go_on =
+            person
+                .oracle()
+                .on_action_ended(principal, timed.action.name(), outcome, sim_now_ms());
+        if !go_on {
+            return;
         }
     }
     // Faults heal when the active period ends; then every person audits.
     sleep_until(world.plan.active_ms).await;
-    match person.final_audit().await {
-        Ok(()) => {}
-        Err(CallError::Unavailable(e)) => {
-            let detail = format!(
-                "{}'s final audit: the services still failed after every fault healed: {e}",
-                person.oracle().who(person.principal)
-            );
-            person.oracle().violate(
-                Invariant::Liveness,
-                sim_now_ms(),
-                None,
-                Some(person.principal),
-                detail,
-            );
-        }
-        Err(e) => {
-            let detail = format!(
-                "{}'s final audit: the service answered outside its contract: {e}",
-                person.oracle().who(person.principal)
-            );
-            person.oracle().violate(
-                Invariant::RequestIntegrity,
-                sim_now_ms(),
-                None,
-                Some(person.principal),
-                detail,
-            );
-        }
+    if let Err(e) = person.final_audit().await {
+        let principal = person.principal;
+        person
+            .oracle()
+            .on_final_audit_failed(principal, e.observed(), sim_now_ms());
     }
 }

@@ -1,0 +1,98 @@
+//! Things the workload and the world saw happen that carry no verdict of
+//! their own but prove a check had something to check.
+//!
+//! The workload names what happened ([`Event`]); the oracle alone decides
+//! which positive controls that feeds, so the counters stay private to
+//! `check/` (see [`Oracle::controls`]).
+
+use super::Oracle;
+use crate::net::{EXPORT_HOST, STORE_HOST};
+
+/// One observation without a verdict, reported with [`Oracle::on`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A partition or latency spike began.
+    NetFault,
+    /// A service's state digest was folded into the trace.
+    StateDigestTaken,
+    /// A request refused as overloaded was retried after `Retry-After`.
+    OverloadedRetry,
+    /// A capture of a housemate's voice was made on a person's device.
+    HousemateCapture,
+    /// A capture made before its device was sold was uploaded after.
+    PreTransferUpload,
+    /// An upload's outcome was unknown (the store was down); it stays buffered.
+    UploadBuffered,
+    /// The store answered a sale of a device with new credentials.
+    DeviceTransferred,
+    /// The store answered a factory reset with new credentials.
+    DeviceReset,
+    /// A person signed up again with the email of their closed account.
+    AccountRecycled,
+    /// A person's export request was taken on by the service.
+    ExportRequested,
+    /// A repeated export request joined the one already under way.
+    ExportJoined,
+    /// An export request was refused as too frequent (429).
+    ExportRateLimited,
+    /// A support ticket was verified with the code sent to the subject and
+    /// came back with an export.
+    TicketVerified,
+    /// An item of a person's history was decoded and judged.
+    HistoryItemChecked,
+    /// A message in a person's inbox was decoded and judged.
+    InboxItemChecked,
+    /// A message resolved to someone other than meant; the sender refused it.
+    MessageRefusedBySender,
+    /// A message sent from the app was confirmed and delivered.
+    MessageDelivered,
+    /// A message spoken at home was confirmed and delivered.
+    SpokenMessageDelivered,
+    /// A support agent was made to make a mistake.
+    AgentMistake,
+}
+
+impl Oracle {
+    /// Record that `event` happened.
+    pub fn on(&mut self, event: Event) {
+        let c = &mut self.controls;
+        match event {
+            Event::NetFault => c.net_faults += 1,
+            Event::StateDigestTaken => c.state_digests_taken += 1,
+            Event::OverloadedRetry => c.overloaded_retries += 1,
+            Event::HousemateCapture => c.housemate_captures += 1,
+            Event::PreTransferUpload => c.pre_transfer_uploads += 1,
+            Event::UploadBuffered => c.uploads_buffered += 1,
+            Event::DeviceTransferred => c.devices_transferred += 1,
+            Event::DeviceReset => c.device_resets += 1,
+            Event::AccountRecycled => c.accounts_recycled += 1,
+            Event::ExportRequested => c.exports_requested += 1,
+            Event::ExportJoined => c.duplicate_requests_joined += 1,
+            Event::ExportRateLimited => c.exports_rate_limited += 1,
+            Event::TicketVerified => {
+                c.tickets_verified += 1;
+                c.exports_requested += 1;
+            }
+            Event::HistoryItemChecked => c.history_items_checked += 1,
+            Event::InboxItemChecked => c.inbox_items_checked += 1,
+            Event::MessageRefusedBySender => c.messages_refused_by_sender += 1,
+            Event::MessageDelivered => c.messages_delivered += 1,
+            Event::SpokenMessageDelivered => c.spoken_messages_delivered += 1,
+            Event::AgentMistake => c.agent_errors_injected += 1,
+        }
+    }
+
+    /// The world crashed `host` (the store, the export service or a worker).
+    pub fn on_crash(&mut self, host: &str) {
+        match host {
+            STORE_HOST => self.controls.store_crashes += 1,
+            EXPORT_HOST => self.controls.export_crashes += 1,
+            _ => self.controls.worker_crashes += 1,
+        }
+    }
+
+    /// By the end of the run, `fired` fault points inside the services fired.
+    pub fn on_sut_faults_fired(&mut self, fired: u64) {
+        self.controls.sut_faults_fired = fired;
+    }
+}

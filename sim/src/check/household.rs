@@ -1,0 +1,172 @@
+//! Verdicts on what a household's voice commands became: the messages a
+//! device captured ("send this to Ann"), and the orders on the account.
+//!
+//! The store's word on a message's state or an order's source is checked
+//! against what the simulator knows: whose capture it was, whether it was
+//! broadcast audio, and whether its sender confirmed it.
+
+use super::{Invariant, Oracle, SpokenNext};
+use crosstalk_model::api::{MessageState, OrderState, OrderView};
+use crosstalk_store::media::HOLD_MS;
+
+/// How long past its hold a spoken command may stay held on a store that
+/// never restarted (its sweeper runs every second).
+const HELD_SLACK_MS: u64 = 10_000;
+
+/// One message command as its sender saw it listed once its hold ended.
+#[derive(Clone, Copy, Debug)]
+pub struct SpokenListing<'a> {
+    pub sender: usize,
+    pub nonce: u64,
+    pub message_id: u64,
+    pub state: MessageState,
+    /// The address the store resolved the spoken name to.
+    pub resolved_email: &'a str,
+    /// The address of the person meant; `None` for broadcast audio.
+    pub intended_email: Option<&'a str>,
+    /// The store never restarted (no crash, no disk error) in this run.
+    pub store_steady: bool,
+}
+
+impl Oracle {
+    /// The sender saw `listing` at `now`: judge the store's word on it and
+    /// say what the sender does next.
+    pub fn on_spoken_message_listed(&mut self, listing: SpokenListing<'_>, now: u64) -> SpokenNext {
+        if listing.state != MessageState::Held {
+            self.claim_kept("held command decided within its hold");
+        } else if self.held_past_its_hold(&listing, now) {
+            return SpokenNext::Drop; // Reported once; not looked at again.
+        }
+        match (listing.state, listing.intended_email) {
+            (MessageState::Held, _) => SpokenNext::Hold,
+            (MessageState::Pending, Some(intended)) => {
+                if listing.resolved_email.eq_ignore_ascii_case(intended) {
+                    SpokenNext::ConfirmIntended
+                } else {
+                    self.controls.messages_refused_by_sender += 1;
+                    SpokenNext::Drop
+                }
+            }
+            (MessageState::Pending, None) => SpokenNext::ConfirmBroadcast,
+            (MessageState::Delivered, None) => {
+                self.on_broadcast_confirmed(&listing, true, now);
+                SpokenNext::Drop
+            }
+            (MessageState::SuppressedMediaEvent, None) => {
+                self.controls.broadcast_messages_suppressed += 1;
+                SpokenNext::Drop
+            }
+            (MessageState::Delivered, Some(_)) => {
+                // The store's word that it delivered is checked against
+                // what the sender did: this command was never confirmed.
+                let detail = format!(
+                    "message {} spoken by {} was delivered to {} without its sender's confirmation",
+                    listing.message_id,
+                    self.who(listing.sender),
+                    listing.resolved_email
+                );
+                let (nonce, sender) = (Some(listing.nonce), Some(listing.sender));
+                self.violate(Invariant::RequestIntegrity, now, nonce, sender, detail);
+                SpokenNext::Drop
+            }
+            _ => SpokenNext::Drop,
+        }
+    }
+
+    /// The harness confirmed (for the television) a message from broadcast
+    /// audio; `sent` when the store delivered it, which it never may.
+    pub fn on_broadcast_confirmed(&mut self, listing: &SpokenListing<'_>, sent: bool, now: u64) {
+        if !sent {
+            return;
+        }
+        let detail = format!(
+            "message {} to {} was sent from broadcast audio heard by {}",
+            listing.message_id,
+            listing.resolved_email,
+            self.who(listing.sender)
+        );
+        let (nonce, sender) = (Some(listing.nonce), Some(listing.sender));
+        self.violate(Invariant::BroadcastActed, now, nonce, sender, detail);
+    }
+
+    /// A spoken command still held well after its hold ended, on a store
+    /// that never restarted (its sweeper ran all along), is a liveness
+    /// violation. True when reported.
+    fn held_past_its_hold(&mut self, listing: &SpokenListing<'_>, now: u64) -> bool {
+        let acked = self.acked_at(listing.nonce);
+        let steady = listing.store_steady;
+        let Some(acked) = acked.filter(|at| steady && now > at + HOLD_MS + HELD_SLACK_MS) else {
+            return false;
+        };
+        let detail = format!(
+            "message {} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {HOLD_MS} ms hold",
+            listing.message_id
+        );
+        let (nonce, sender) = (Some(listing.nonce), Some(listing.sender));
+        self.violate(Invariant::Liveness, now, nonce, sender, detail);
+        true
+    }
+
+    /// `principal` listed their orders at `now`: every one must come from
+    /// their own capture, and none from broadcast audio may be placed.
+    pub fn on_orders_listed(&mut self, principal: usize, orders: &[OrderView], now: u64) {
+        for order in orders {
+            let Some(nonce) = self.nonce_of_recording(order.source_recording.0) else {
+                let detail = format!(
+                    "order {} comes from rec-{}, which nobody uploaded",
+                    order.order_id, order.source_recording.0
+                );
+                self.violate(
+                    Invariant::RequestIntegrity,
+                    now,
+                    None,
+                    Some(principal),
+                    detail,
+                );
+                continue;
+            };
+            if self.owner_of(nonce) != Some(principal) {
+                let detail = format!(
+                    "order {} ({}) of {} comes from another household's capture",
+                    order.order_id,
+                    order.item,
+                    self.who(principal)
+                );
+                self.violate(
+                    Invariant::Isolation,
+                    now,
+                    Some(nonce),
+                    Some(principal),
+                    detail,
+                );
+                continue;
+            }
+            self.judge_order_state(principal, order, nonce, now);
+        }
+    }
+
+    fn judge_order_state(&mut self, principal: usize, order: &OrderView, nonce: u64, now: u64) {
+        match (order.state, self.is_broadcast(nonce)) {
+            (OrderState::Placed, true) => {
+                let detail = format!(
+                    "order {} for {} was placed from broadcast audio heard by {}",
+                    order.order_id,
+                    order.item,
+                    self.who(principal)
+                );
+                self.violate(
+                    Invariant::BroadcastActed,
+                    now,
+                    Some(nonce),
+                    Some(principal),
+                    detail,
+                );
+            }
+            (OrderState::Placed, false) => self.controls.genuine_orders_placed += 1,
+            (OrderState::SuppressedMediaEvent, true) => {
+                self.controls.broadcast_orders_suppressed += 1
+            }
+            _ => {}
+        }
+    }
+}
