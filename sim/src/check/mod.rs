@@ -13,6 +13,8 @@ mod household;
 mod observations;
 pub mod panics;
 mod steps;
+#[cfg(test)]
+mod verdict_tests;
 
 use crate::watermark::{Decoded, WatermarkKey};
 use contract::{FaultLog, ServerError};
