@@ -412,7 +412,7 @@ impl Oracle {
     /// oracle decides what they prove, so a counter cannot be bumped from
     /// outside `check/`:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0616
     /// fn bump(oracle: &mut crosstalk_sim::check::Oracle) {
     ///     oracle.controls.exports_requested += 1;
     /// }
@@ -432,7 +432,7 @@ impl Oracle {
     /// The violations recorded so far, read-only: a verdict is the
     /// oracle's alone, so nothing outside `check/` can record one:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0624
     /// fn accuse(oracle: &mut crosstalk_sim::check::Oracle) {
     ///     let detail = String::from("the workload decided");
     ///     let liveness = crosstalk_sim::check::Invariant::Liveness;
@@ -440,7 +440,7 @@ impl Oracle {
     /// }
     /// ```
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0616
     /// fn accuse(oracle: &mut crosstalk_sim::check::Oracle) {
     ///     oracle.violations.clear();
     /// }
