@@ -723,6 +723,13 @@ impl Plan {
                     hearers.push(extra);
                 }
             }
+            let boundary = scenario.broadcasts.boundary_per_mille.min(1000) as u32;
+            if boundary > 0 && rng.random_ratio(boundary, 1000) {
+                // Heard by exactly the fewest homes that make it media.
+                while hearers.len() > least {
+                    hearers.swap_remove(rng.random_range(0..hearers.len()));
+                }
+            }
             hearers.sort_unstable();
             for index in hearers {
                 let account = &mut accounts[index];

@@ -290,6 +290,10 @@ pub struct BroadcastSpec {
     /// Share of broadcasts, per thousand, whose command is "send a message
     /// to <name>" rather than a purchase.
     pub message_per_mille: u64,
+    /// Share of broadcasts, per thousand, heard by exactly the fewest homes
+    /// that make a media event (three): the detector's boundary, where an
+    /// off-by-one places the order.
+    pub boundary_per_mille: u64,
 }
 
 impl Default for BroadcastSpec {
@@ -298,6 +302,7 @@ impl Default for BroadcastSpec {
             count: Range(0, 0),
             heard_per_mille: 400,
             message_per_mille: 0,
+            boundary_per_mille: 0,
         }
     }
 }
@@ -458,8 +463,9 @@ impl Scenario {
         if self.broadcasts.count.1 > 100
             || self.broadcasts.heard_per_mille > 1000
             || self.broadcasts.message_per_mille > 1000
+            || self.broadcasts.boundary_per_mille > 1000
         {
-            return Err("broadcasts: at most 100 per seed, heard_per_mille and message_per_mille at most 1000".into());
+            return Err("broadcasts: at most 100 per seed, heard_per_mille, message_per_mille and boundary_per_mille at most 1000".into());
         }
         let f = &self.faults;
         for (name, range) in [

@@ -228,3 +228,47 @@ fn bench_baseline_completes_every_round_trip() {
     // Correctness only: speed is reported by `crosstalk bench`, never asserted.
     assert_eq!(crosstalk_sim::bench::baseline_round_trips(200), 200);
 }
+
+/// How many homes heard each broadcast of `plan`, by broadcast number.
+fn homes_per_broadcast(plan: &Plan) -> std::collections::BTreeMap<u32, usize> {
+    let mut homes = std::collections::BTreeMap::new();
+    for account in &plan.accounts {
+        let mut heard = std::collections::BTreeSet::new();
+        for timed in &account.actions {
+            if let crosstalk_sim::plan::Action::HearBroadcast { broadcast, .. } = timed.action {
+                heard.insert(broadcast);
+            }
+        }
+        for broadcast in heard {
+            *homes.entry(broadcast).or_insert(0) += 1;
+        }
+    }
+    homes
+}
+
+#[test]
+fn boundary_broadcasts_reach_exactly_the_fewest_homes_of_a_media_event_and_pass() {
+    let fewest = crosstalk_store::media::MEDIA_EVENT_HOUSEHOLDS;
+    let mut scenario = Scenario::load(&repo_path("scenarios/broadcast-dollhouse.toml"))
+        .expect("broadcast-dollhouse loads");
+    let ordinary: Vec<usize> = (0..5)
+        .flat_map(|seed| homes_per_broadcast(&Plan::generate(&scenario, seed)).into_values())
+        .collect();
+    assert!(
+        ordinary.iter().any(|&homes| homes > fewest),
+        "without the boundary knob broadcasts reach more homes: {ordinary:?}"
+    );
+    scenario.broadcasts.boundary_per_mille = 1000;
+    let mut seen = 0;
+    for seed in 0..5 {
+        let plan = Plan::generate(&scenario, seed);
+        let homes = homes_per_broadcast(&plan);
+        assert!(homes.values().all(|&n| n == fewest), "seed {seed}: {homes:?}");
+        seen += homes.len();
+        if !homes.is_empty() && seen < 4 {
+            let outcome = run_plan(&plan);
+            assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+        }
+    }
+    assert!(seen > 0, "some seed has broadcasts");
+}

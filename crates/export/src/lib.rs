@@ -215,6 +215,7 @@ impl ExportService {
         mut self,
         faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     ) -> Self {
+        self.store = self.store.with_fault_points(faults.clone());
         self.faults = faults;
         self
     }
@@ -327,16 +328,17 @@ impl ExportService {
         }
         // Erasure: every recording in the archive must still exist now. If
         // the store cannot say, refuse rather than risk it.
-        if self.fires("export.download.store_unreachable") {
-            return Err(ApiError::unavailable(
-                "injected: the store could not confirm the archive's recordings",
-            ));
-        }
         let live = if self.planted.on(Bug::DeleteExportRace) {
             // Planted delete-export-race (Twitter 2019, Instagram 2020): the export's own index, which deletion never updates.
             job.recording_ids.clone()
         } else {
-            self.store.live(job.subject, &job.recording_ids).await?
+            match self.store.live(job.subject, &job.recording_ids).await {
+                Ok(live) => live,
+                Err(e) => {
+                    crosstalk_service::probe!("export.download.live_check_failed");
+                    return Err(e);
+                }
+            }
         };
         if live.len() != job.recording_ids.len() {
             crosstalk_service::probe!("export.download.recordings_deleted");
@@ -691,6 +693,7 @@ pub const PROBES: &[&str] = &[
     "export.download.bad_link",
     "export.download.expired",
     "export.download.foreign_caller_refused",
+    "export.download.live_check_failed",
     "export.download.recordings_deleted",
     "export.download.revoked_in_commit",
     "export.download.revoked_link",

@@ -13,11 +13,17 @@ use crosstalk_model::{AccountId, RecordingId};
 use crosstalk_service::{ApiError, HttpClient, HttpResponse};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
+use crosstalk_service::fault_points::FaultPoints;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 pub struct StoreClient {
     http: HttpClient,
     token: String,
+    /// The `export.store_call.fails` fault point: a call fails as an
+    /// unreachable store would, so the caller's own handling of that error
+    /// (fail closed) is what runs.
+    faults: Arc<dyn FaultPoints>,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -29,7 +35,14 @@ impl StoreClient {
         Self {
             http,
             token: service_token.into(),
+            faults: crosstalk_service::fault_points::none(),
         }
+    }
+
+    /// Fault points (inert unless built with the `fault-points` feature).
+    pub fn with_fault_points(mut self, faults: Arc<dyn FaultPoints>) -> Self {
+        self.faults = faults;
+        self
     }
 
     async fn send(
@@ -38,6 +51,9 @@ impl StoreClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, ApiError> {
+        if crosstalk_service::fault_points::fires(&*self.faults, "export.store_call.fails") {
+            return Err(unavailable(path, "injected: the store did not answer"));
+        }
         let mut request = http::Request::builder()
             .method(method)
             .uri(path)

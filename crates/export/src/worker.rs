@@ -105,6 +105,7 @@ impl Worker {
         mut self,
         faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
     ) -> Self {
+        self.store = self.store.with_fault_points(faults.clone());
         self.faults = faults;
         self
     }

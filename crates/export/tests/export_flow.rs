@@ -24,6 +24,7 @@ use crosstalk_model::api::{
 use crosstalk_model::{
     AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex,
 };
+use crosstalk_service::fault_points::{self, FaultPoints};
 use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient};
 use crosstalk_store::{Store, StoreConfig};
 use http_body_util::BodyExt;
@@ -32,7 +33,7 @@ use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -244,6 +245,16 @@ impl World {
     /// `store_token` is what the export service presents to the store;
     /// `store_pool` its idle connections (0: every call connects anew).
     fn build(seed: u64, store_token: &str, store_pool: usize) -> Self {
+        Self::build_with_faults(seed, store_token, store_pool, fault_points::none())
+    }
+
+    /// [`World::build`] with the export service's fault points.
+    fn build_with_faults(
+        seed: u64,
+        store_token: &str,
+        store_pool: usize,
+        faults: Arc<dyn FaultPoints>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let store = Store::open(
             redb::backends::InMemoryBackend::new(),
@@ -269,7 +280,8 @@ impl World {
             store_client,
             config(WORKER_TOKEN),
         )
-        .expect("export service opens");
+        .expect("export service opens")
+        .with_fault_points(faults);
         let export = router(Arc::new(service));
         Self {
             clock,
@@ -2391,4 +2403,63 @@ async fn a_job_whose_workers_keep_dying_fails_after_max_attempts() {
     assert_eq!(status.state, ExportState::Failed);
     let reason = status.failure.expect("a failed job says why");
     assert!(reason.contains("attempts"), "{reason}");
+}
+
+/// Fails the `nth` store call the export service makes after it is armed.
+struct FailNthStoreCall {
+    armed: AtomicBool,
+    calls: AtomicU64,
+    nth: u64,
+}
+
+impl FaultPoints for FailNthStoreCall {
+    fn fire(&self, point: &'static str) -> bool {
+        point == "export.store_call.fails"
+            && self.armed.load(Ordering::SeqCst)
+            && self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.nth
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_download_whose_erasure_check_cannot_reach_the_store_fails_closed() {
+    // The download authenticates its caller (store call 1), then asks the
+    // store which of the archive's recordings still exist (call 2): that
+    // call fails, as it would if the store were unreachable.
+    let faults = Arc::new(FailNthStoreCall {
+        armed: AtomicBool::new(false),
+        calls: AtomicU64::new(0),
+        nth: 2,
+    });
+    let w = World::build_with_faults(21, SERVICE_TOKEN, 4, faults.clone());
+    let a = w.signup("alice@example.com").await;
+    let d = w.device(&a.session).await;
+    w.ingest(&d, "a0", "alice 0", audio("a", 0)).await;
+    let gone = w.ingest(&d, "a1", "alice 1", audio("a", 1)).await;
+    let requested: ExportStatus = w
+        .request_export(&a.session)
+        .await
+        .json(StatusCode::ACCEPTED);
+    let worker = w.worker("w1");
+    w.publish_next(&worker).await;
+    let ready = w.status(&a.session, requested.export_id).await;
+    let path = ready.download_path.expect("ready");
+    w.delete_recording(&a.session, gone.id).await;
+
+    faults.armed.store(true, Ordering::SeqCst);
+    let r = w.download(&path, Some(&a.session)).await;
+    faults.armed.store(false, Ordering::SeqCst);
+    // Without the `fault-points` feature nothing fires, whatever is injected.
+    if faults.calls.load(Ordering::SeqCst) >= 2 {
+        assert_eq!(
+            r.error(StatusCode::SERVICE_UNAVAILABLE).error,
+            "unavailable",
+            "the erasure check could not ask the store: refuse, never serve"
+        );
+    } else {
+        assert_eq!(r.error(StatusCode::GONE).error, "gone");
+    }
+    // Once the store answers, the archive holding the deleted recording is
+    // revoked, never served.
+    let again = w.download(&path, Some(&a.session)).await;
+    assert_eq!(again.error(StatusCode::GONE).error, "gone");
 }
