@@ -9,6 +9,7 @@
 pub mod contract;
 pub mod adversary;
 pub mod panics;
+pub mod replies;
 
 use crate::watermark::{Decoded, WatermarkKey};
 use contract::{FaultLog, ServerError};
@@ -214,6 +215,13 @@ pub struct Controls {
     /// Requests a service refused as overloaded (503 `overloaded`) that the
     /// client retried after the service's `Retry-After`.
     pub overloaded_retries: u64,
+    /// Error answers whose JSON `{"error", "message"}` body was checked.
+    pub error_bodies_judged: u64,
+    /// Error answers without one (each also a violation).
+    pub error_bodies_malformed: u64,
+    /// Download links found in what a principal received, judged by whose
+    /// account they name.
+    pub links_delivered_judged: u64,
 }
 
 impl Controls {
@@ -280,6 +288,9 @@ impl Controls {
         self.deleted_ids_unknown_owner += other.deleted_ids_unknown_owner;
         self.foreign_statuses_judged += other.foreign_statuses_judged;
         self.state_digests_taken += other.state_digests_taken;
+        self.error_bodies_judged += other.error_bodies_judged;
+        self.error_bodies_malformed += other.error_bodies_malformed;
+        self.links_delivered_judged += other.links_delivered_judged;
     }
 }
 
