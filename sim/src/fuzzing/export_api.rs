@@ -14,9 +14,10 @@
 //! (`claim`, then `work`), so exports complete deterministically. To
 //! abandon a request while the export service is waiting for the store,
 //! the store holds the export side's calls until the harness has seen one
-//! arrive. Every harness request first moves the clock by 1 ms, so every
-//! request has its own send time: the times the oracle judges by are the
-//! ones the client saw.
+//! arrive. The oracle judges by the times the client saw: each request's
+//! send and answer get their own observation time (the service clock's
+//! millisecond, refined by the order of observations within it, so that
+//! requests sharing a millisecond, as in production, stay ordered).
 //!
 //! The input derives [`arbitrary::Arbitrary`]: a planted-bug byte, a
 //! configuration byte, then up to [`MAX_OPS`] operations ([`Op`]) of
@@ -159,6 +160,9 @@ const WORDS: [&str; 5] = [
 /// nothing, so anything of anyone's delivered to them is an isolation
 /// violation.
 const ANONYMOUS: usize = 0;
+/// Observations per millisecond of the service clock in the oracle's
+/// times (see `Harness::observed_ms`); far more than one input makes.
+const OBSERVATIONS_PER_MS: u64 = 1_000;
 const AGENT: usize = 1;
 
 // ---------------------------------------------------------------------------
@@ -791,6 +795,8 @@ struct Harness<'a> {
     stats: Stats,
     trace: Sha256,
     op_index: usize,
+    /// The last observation's service-clock millisecond and its order in it.
+    observed: (u64, u64),
 }
 
 impl<'a> Harness<'a> {
@@ -823,6 +829,7 @@ impl<'a> Harness<'a> {
             },
             trace: Sha256::new(),
             op_index: 0,
+            observed: (0, 0),
         }
     }
 
@@ -876,11 +883,26 @@ impl<'a> Harness<'a> {
     /// Report what only this driver saw to the oracle as a violation of
     /// `invariant`, and stop.
     fn violate(&mut self, invariant: Invariant, detail: impl fmt::Display) -> ! {
-        let now = self.world.now_ms();
+        let now = self.observed_ms();
         self.oracle
             .violate(invariant, now, None, None, detail.to_string());
         self.report_violations();
         unreachable!("a violation was just reported")
+    }
+
+    /// The time of an observation, for the oracle: the service clock's
+    /// millisecond times 1,000 plus the observation's order within that
+    /// millisecond. Many requests share a millisecond of the manual clock
+    /// (as they would in production: two uploads in one millisecond is a
+    /// case the store must handle), yet the oracle must know which came
+    /// first, so every observation gets its own, later time.
+    fn observed_ms(&mut self) -> u64 {
+        let ms = self.world.now_ms();
+        if ms != self.observed.0 {
+            self.observed = (ms, 0);
+        }
+        self.observed.1 = (self.observed.1 + 1).min(OBSERVATIONS_PER_MS - 1);
+        ms * OBSERVATIONS_PER_MS + self.observed.1
     }
 
     /// The oracle's index of whoever receives an answer.
@@ -976,8 +998,7 @@ impl<'a> Harness<'a> {
         token: Option<&str>,
         body: Body,
     ) -> Reply {
-        self.world.clock.advance(1);
-        let sent_ms = self.world.now_ms();
+        let sent_ms = self.observed_ms();
         let request = self.request(&method, path, token, body);
         let response = self.world.router(server).oneshot(request).await;
         let Ok(response) = response;
@@ -1052,7 +1073,7 @@ impl<'a> Harness<'a> {
             content_type,
             body,
             sent_ms,
-            at_ms: self.world.now_ms(),
+            at_ms: self.observed_ms(),
         }
     }
 
@@ -1242,7 +1263,7 @@ impl<'a> Harness<'a> {
                     .await
             }
             Op::StoreDown { down } => {
-                let now = self.world.now_ms();
+                let now = self.observed_ms();
                 match (down & 1 == 1, self.store_down_since) {
                     (true, None) => self.store_down_since = Some(now),
                     (false, Some(since)) => {
@@ -1455,8 +1476,9 @@ impl<'a> Harness<'a> {
         let now = self.world.now_ms();
         let captured_at_ms = now - u64::from(captured_ago_s % 4) * 1_000;
         let owner_id = self.model.principals[owner].oracle_id;
+        let started = self.observed_ms();
         self.oracle
-            .utterance_started(nonce, owner_id, index as u32, now);
+            .utterance_started(nonce, owner_id, index as u32, started);
         self.oracle.utterance_captured_at(nonce, captured_at_ms);
         let key = self.oracle.key();
         let request = IngestRequest {
@@ -2208,8 +2230,7 @@ impl<'a> Harness<'a> {
             },
             _ => (Method::POST, "/v1/exports".to_string()),
         };
-        self.world.clock.advance(1);
-        let sent_ms = self.world.now_ms();
+        let sent_ms = self.observed_ms();
         let request = self.request(&method, &path, token.as_deref(), Body::Empty);
         let arrivals = self.world.service_arrivals.clone();
         let before = arrivals.load(Ordering::SeqCst);
