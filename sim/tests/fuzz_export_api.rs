@@ -711,17 +711,38 @@ fn corpus_replays_and_reaches_the_accepting_paths() {
     let probe = |kind: &str| c.probes.get(kind).map_or(0, |a| a.refused);
     let controls = [
         ("exports completed", c.exports_completed),
-        ("recordings checked in archives", c.archive_recordings_checked),
-        ("racy recordings allowed in archives", c.racy_recordings_allowed),
+        (
+            "recordings checked in archives",
+            c.archive_recordings_checked,
+        ),
+        (
+            "racy recordings allowed in archives",
+            c.racy_recordings_allowed,
+        ),
         ("foreign links refused", c.foreign_link_refused),
-        ("links without a session refused", probe("link without a session")),
+        (
+            "links without a session refused",
+            probe("link without a session"),
+        ),
         ("archives revoked", c.archives_revoked),
         ("own audio served", c.own_audio_checked),
-        ("foreign playback refused", probe("foreign recording: playback")),
-        ("foreign deletion refused", probe("foreign recording: delete")),
+        (
+            "foreign playback refused",
+            probe("foreign recording: playback"),
+        ),
+        (
+            "foreign deletion refused",
+            probe("foreign recording: delete"),
+        ),
         ("complete listings audited", c.audits_completed),
-        ("recordings found in complete listings", c.recordings_verified_durable),
-        ("deletions confirmed by complete listings", c.deletions_verified),
+        (
+            "recordings found in complete listings",
+            c.recordings_verified_durable,
+        ),
+        (
+            "deletions confirmed by complete listings",
+            c.deletions_verified,
+        ),
         ("deletion answers judged", c.deletion_answers_judged),
         ("deletions acknowledged", c.deletions_acknowledged),
         ("accounts closed", c.accounts_closed),
@@ -730,12 +751,18 @@ fn corpus_replays_and_reaches_the_accepting_paths() {
         ("device transfers", c.devices_transferred),
         ("late workers fenced out", probe("stale worker fenced out")),
         ("tickets verified", c.tickets_verified),
-        ("manual verifications refused", c.manual_verifications_refused),
+        (
+            "manual verifications refused",
+            c.manual_verifications_refused,
+        ),
         ("archive attachments refused", c.archive_attachments_refused),
         ("recordings delivered and judged", c.recordings_delivered),
         ("error bodies judged", c.error_bodies_judged),
         ("links delivered and judged", c.links_delivered_judged),
-        ("server errors excused by the store outage", c.server_errors_excused),
+        (
+            "server errors excused by the store outage",
+            c.server_errors_excused,
+        ),
         ("answers judged by the API contract", c.api_replies_judged),
     ];
     let missing: Vec<&str> = controls

@@ -109,13 +109,7 @@ impl Oracle {
                 "{} was handed a download link of acct-{subject_account} via {channel}",
                 self.who(receiver)
             );
-            self.violate(
-                Invariant::LinkBinding,
-                at_ms,
-                None,
-                Some(receiver),
-                detail,
-            );
+            self.violate(Invariant::LinkBinding, at_ms, None, Some(receiver), detail);
         }
     }
 }
@@ -149,20 +143,32 @@ mod tests {
     #[test]
     fn an_error_without_a_json_error_body_is_a_contract_violation() {
         let mut o = oracle();
-        o.answer_received(&answer(404, "application/json", br#"{"error":"not_found","message":"no"}"#));
+        o.answer_received(&answer(
+            404,
+            "application/json",
+            br#"{"error":"not_found","message":"no"}"#,
+        ));
         assert!(o.violations.is_empty());
         assert_eq!(o.controls.error_bodies_judged, 1);
         o.answer_received(&answer(404, "text/plain", b"no"));
         o.answer_received(&answer(400, "application/json", br#"{"error":"x"}"#));
         assert_eq!(o.violations.len(), 2);
-        assert!(o.violations.iter().all(|v| v.invariant == Invariant::ApiContract));
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::ApiContract)
+        );
         assert_eq!(o.controls.error_bodies_malformed, 2);
     }
 
     #[test]
     fn a_server_error_is_kept_for_the_fault_log_verdict() {
         let mut o = oracle();
-        o.answer_received(&answer(500, "application/json", br#"{"error":"internal","message":"x"}"#));
+        o.answer_received(&answer(
+            500,
+            "application/json",
+            br#"{"error":"internal","message":"x"}"#,
+        ));
         assert!(o.violations.is_empty());
         o.judge_contract(&Default::default(), Vec::new());
         assert_eq!(o.violations.len(), 1);

@@ -836,7 +836,10 @@ impl<'a> Harness<'a> {
     /// The oracle, with the pseudo-principals of callers without an account.
     fn oracle() -> Oracle {
         let mut oracle = Oracle::new(WatermarkKey::for_seed(WATERMARK_SEED), Vec::new());
-        assert_eq!(oracle.add_principal("an anonymous caller".into()), ANONYMOUS);
+        assert_eq!(
+            oracle.add_principal("an anonymous caller".into()),
+            ANONYMOUS
+        );
         assert_eq!(oracle.add_principal("a support agent".into()), AGENT);
         oracle
     }
@@ -845,8 +848,12 @@ impl<'a> Harness<'a> {
     /// the panics collected inside the services.
     fn finish(mut self, panics: Vec<crate::check::panics::ServicePanic>) -> Stats {
         if let Some(since) = self.store_down_since.take() {
-            self.faults
-                .push("export side cut off from the store".into(), &[EXPORT_HOST], since, u64::MAX);
+            self.faults.push(
+                "export side cut off from the store".into(),
+                &[EXPORT_HOST],
+                since,
+                u64::MAX,
+            );
         }
         self.oracle.judge_contract(&self.faults, panics);
         self.report_violations();
@@ -948,7 +955,12 @@ impl<'a> Harness<'a> {
     }
 
     fn describe_mark_of(&self, recording: RecordingId) -> String {
-        match self.model.marks.iter().find(|(_, m)| m.recording == recording) {
+        match self
+            .model
+            .marks
+            .iter()
+            .find(|(_, m)| m.recording == recording)
+        {
             Some((nonce, _)) => self.describe_mark(*nonce),
             None => format!("{recording}"),
         }
@@ -1034,7 +1046,9 @@ impl<'a> Harness<'a> {
         };
         builder
             .body(axum::body::Body::from(bytes))
-            .unwrap_or_else(|e| unreachable!("the harness builds valid requests: {method} {path}: {e}"))
+            .unwrap_or_else(|e| {
+                unreachable!("the harness builds valid requests: {method} {path}: {e}")
+            })
     }
 
     /// Read an answer in full and fold it into the trace.
@@ -1348,7 +1362,8 @@ impl<'a> Harness<'a> {
         }
         let signed: SignupResponse = self.expect_json(&reply);
         if let Some(holder) = self.model.people[person].current {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!(
                     "{reply}: the email of open {} signed up again as {}",
                     self.describe_principal(holder),
@@ -1431,7 +1446,8 @@ impl<'a> Harness<'a> {
         }
         let registered: RegisterDeviceResponse = self.expect_json(&reply);
         let Receiver::Principal(owner) = receiver else {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!("{reply}: a device registered without a session"),
             );
         };
@@ -1567,7 +1583,8 @@ impl<'a> Harness<'a> {
         let ingested: IngestResponse = self.expect_json(&reply);
         self.oracle.claim_kept("upload retry answered");
         match stored {
-            Some(first) if ingested.recording_id != first || !ingested.duplicate => self.violate(Invariant::RequestIntegrity,
+            Some(first) if ingested.recording_id != first || !ingested.duplicate => self.violate(
+                Invariant::RequestIntegrity,
                 format!(
                     "{reply}: the retry of an upload stored as {first} answered {} (duplicate: {})",
                     ingested.recording_id, ingested.duplicate
@@ -1584,8 +1601,8 @@ impl<'a> Harness<'a> {
                     .find(|d| d.token == token)
                     .and_then(|d| d.owners.last().copied());
                 let registered = self.oracle.owner_of(nonce);
-                let same_owner = owner
-                    .is_some_and(|o| Some(self.model.principals[o].oracle_id) == registered);
+                let same_owner =
+                    owner.is_some_and(|o| Some(self.model.principals[o].oracle_id) == registered);
                 if let (Some(owner), false, true) = (owner, ingested.duplicate, same_owner) {
                     self.model.marks.insert(
                         nonce,
@@ -1706,7 +1723,7 @@ impl<'a> Harness<'a> {
         } else if let Receiver::Principal(p) = receiver
             && p != owner
             && !self.model.principals[p].closed
-            && credential % 4 == 0
+            && credential.is_multiple_of(4)
         {
             // Someone else's id with one's own valid session: refused
             // exactly as if it did not exist.
@@ -1739,7 +1756,10 @@ impl<'a> Harness<'a> {
         let candidates = self.model.marks_of_person(owner);
         let (recording, target_owner) =
             match candidates.get(usize::from(pick) % candidates.len().max(1)) {
-                Some(nonce) => (self.model.marks[nonce].recording, Some(self.model.marks[nonce].owner)),
+                Some(nonce) => (
+                    self.model.marks[nonce].recording,
+                    Some(self.model.marks[nonce].owner),
+                ),
                 None => (RecordingId(u64::from(pick) + 1), None),
             };
         let path = format!("/v1/recordings/{}", recording.0);
@@ -1773,7 +1793,10 @@ impl<'a> Harness<'a> {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate(Invariant::RequestIntegrity, format!("{reply} without a session"));
+            self.violate(
+                Invariant::RequestIntegrity,
+                format!("{reply} without a session"),
+            );
         };
         self.deletion_answered(&reply, principal, DeletionScope::One(recording.0));
     }
@@ -1789,7 +1812,10 @@ impl<'a> Harness<'a> {
                 json!({ "captured_from_ms": from_ms, "captured_to_ms": to_ms }),
                 DeletionScope::Range { from_ms, to_ms },
             ),
-            _ => (json!({ "all": true, "captured_from_ms": from_ms }), DeletionScope::All),
+            _ => (
+                json!({ "all": true, "captured_from_ms": from_ms }),
+                DeletionScope::All,
+            ),
         };
         let reply = self
             .call(
@@ -1805,10 +1831,14 @@ impl<'a> Harness<'a> {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate(Invariant::RequestIntegrity, format!("{reply} without a session"));
+            self.violate(
+                Invariant::RequestIntegrity,
+                format!("{reply} without a session"),
+            );
         };
         if mode % 3 == 2 {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!("{reply}: a malformed deletion was accepted"),
             );
         }
@@ -1831,7 +1861,10 @@ impl<'a> Harness<'a> {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate(Invariant::RequestIntegrity, format!("{reply} without a session"));
+            self.violate(
+                Invariant::RequestIntegrity,
+                format!("{reply} without a session"),
+            );
         };
         self.deletion_answered(&reply, principal, DeletionScope::All);
         let who = self.model.principals[principal].oracle_id;
@@ -1847,7 +1880,8 @@ impl<'a> Harness<'a> {
     /// Note an export a principal asked for (directly or by a ticket).
     fn note_export(&mut self, reply: &Reply, id: ExportId, principal: usize, requested_ms: u64) {
         match self.model.export_index(id) {
-            Some(known) if self.model.exports[known].principal != principal => self.violate(Invariant::Isolation,
+            Some(known) if self.model.exports[known].principal != principal => self.violate(
+                Invariant::Isolation,
                 format!(
                     "{reply}: {} joined {id}, the export of {}",
                     self.describe_principal(principal),
@@ -1891,7 +1925,8 @@ impl<'a> Harness<'a> {
         }
         let status: ExportStatus = self.expect_json(&reply);
         let Receiver::Principal(principal) = receiver else {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!(
                     "{reply}: an export accepted for {}",
                     self.describe_receiver(receiver)
@@ -1997,7 +2032,8 @@ impl<'a> Harness<'a> {
         if let Some(i) = known {
             let principal = self.model.exports[i].principal;
             if receiver != Receiver::Principal(principal) || status.export_id != id {
-                self.violate(Invariant::Isolation,
+                self.violate(
+                    Invariant::Isolation,
                     format!(
                         "{reply}: {} read the status of {id}, the export of {}",
                         self.describe_receiver(receiver),
@@ -2030,11 +2066,11 @@ impl<'a> Harness<'a> {
             .filter(|(_, e)| self.model.principals[e.principal].person == owner)
             .flat_map(|(i, e)| e.links.iter().map(move |(l, seen)| (i, l.clone(), *seen)))
             .collect();
-        let (export, path, ready_seen_ms) =
-            match links.get(usize::from(pick) % links.len().max(1)) {
-                Some((i, path, seen)) => (Some(*i), path.clone(), *seen),
-                None => (None, format!("/v1/downloads/not-a-link-{pick}"), 0),
-            };
+        let (export, path, ready_seen_ms) = match links.get(usize::from(pick) % links.len().max(1))
+        {
+            Some((i, path, seen)) => (Some(*i), path.clone(), *seen),
+            None => (None, format!("/v1/downloads/not-a-link-{pick}"), 0),
+        };
         let reply = self
             .call(
                 Server::Export,
@@ -2133,7 +2169,8 @@ impl<'a> Harness<'a> {
         }
         let feed: Vec<Notification> = self.expect_json(&reply);
         let Receiver::Principal(principal) = receiver else {
-            self.violate(Invariant::Isolation,
+            self.violate(
+                Invariant::Isolation,
                 format!(
                     "{reply}: a feed served to {}",
                     self.describe_receiver(receiver)
@@ -2185,7 +2222,8 @@ impl<'a> Harness<'a> {
         }
         let credentials: DeviceCredentials = self.expect_json(&reply);
         let Some(recipient) = self.model.people[to].current.filter(|_| to != from) else {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!("{reply}: a device went to person {to}, who has no other open account"),
             );
         };
@@ -2193,7 +2231,8 @@ impl<'a> Harness<'a> {
         device.token = credentials.device_token;
         device.owners.push(recipient);
         if credentials.ownership_epoch as usize != device.owners.len() - 1 {
-            self.violate(Invariant::RequestIntegrity,
+            self.violate(
+                Invariant::RequestIntegrity,
                 format!(
                     "{reply}: ownership epoch {} after {} owners",
                     credentials.ownership_epoch,
@@ -2339,7 +2378,8 @@ impl<'a> Harness<'a> {
                 }
                 let status: TicketStatus = self.expect_json(&reply);
                 if !with_code {
-                    self.violate(Invariant::AgentContainment,
+                    self.violate(
+                        Invariant::AgentContainment,
                         format!("{reply}: ticket {ticket_id} verified with a guessed code"),
                     );
                 }
@@ -2363,7 +2403,8 @@ impl<'a> Harness<'a> {
                     .await;
                 self.judge(&reply, Receiver::Agent, true);
                 if reply.status.is_success() {
-                    self.violate(Invariant::AgentContainment,
+                    self.violate(
+                        Invariant::AgentContainment,
                         format!("{reply}: an agent's say-so verified ticket {ticket_id}"),
                     );
                 }
@@ -2384,7 +2425,8 @@ impl<'a> Harness<'a> {
                 self.judge(&reply, Receiver::Agent, true);
                 if let Some(id) = attached {
                     if reply.status != StatusCode::BAD_REQUEST {
-                        self.violate(Invariant::AgentContainment,
+                        self.violate(
+                            Invariant::AgentContainment,
                             format!(
                                 "{reply}: the console took archive {id} for ticket {ticket_id}"
                             ),

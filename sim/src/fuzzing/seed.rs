@@ -29,7 +29,7 @@ pub fn seed_bytes(input: &Input) -> Vec<u8> {
 
 /// The `u32` that `arbitrary` maps to variant `index` of `count`.
 fn variant_tag(index: u32, count: u32) -> u32 {
-    let tag = ((u64::from(index) << 32) + u64::from(count) - 1) / u64::from(count);
+    let tag = (u64::from(index) << 32).div_ceil(u64::from(count));
     u32::try_from(tag).unwrap_or(u32::MAX)
 }
 
@@ -86,8 +86,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self, Unsupported> {
-        self.out
-            .extend(variant_tag(index, OP_KINDS).to_le_bytes());
+        self.out.extend(variant_tag(index, OP_KINDS).to_le_bytes());
         Ok(self)
     }
 
