@@ -7,11 +7,18 @@
 //! target can see.
 //!
 //! The hand-made seeds are written here as operations and committed as
-//! bytes under `fuzz/corpus/export_api/`; `seeds_are_committed` checks the
-//! two agree. After changing a seed or the input format, rewrite them with
-//! `UPDATE_FUZZ_SEEDS=1 cargo test -p crosstalk-sim --test fuzz_export_api`.
+//! named files under `fuzz/corpus/export_api/`, encoded by
+//! `crosstalk_sim::fuzzing::seed::seed_bytes` into the bytes `Arbitrary`
+//! decodes back to the same operations; `seeds_are_committed` checks the
+//! round trip and that the files agree. To add a seed, add a named
+//! operation list to `seeds()` and run
+//! `UPDATE_FUZZ_SEEDS=1 cargo test --release -p crosstalk-sim --test fuzz_export_api seeds_are_committed`
+//! (it also rewrites `fuzz/dict/export_api.dict`, one token per kind of
+//! operation the seeds use).
 
-use crosstalk_sim::fuzzing::export_api::{Input, Op, Stats, run_with_stats};
+use crosstalk_sim::fuzzing::export_api::{
+    Input, MAX_RAW_BODY_BYTES, Op, Stats, run_with_stats, seed_bytes,
+};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -127,6 +134,9 @@ fn raw(
     content_type: u8,
     body: &[u8],
 ) -> Op {
+    let mut padded = [0; MAX_RAW_BODY_BYTES];
+    let len = body.len().min(MAX_RAW_BODY_BYTES);
+    padded[..len].copy_from_slice(&body[..len]);
     Op::Raw {
         router,
         method,
@@ -135,7 +145,8 @@ fn raw(
         credential,
         person,
         content_type,
-        body: body.to_vec(),
+        body_len: len as u8,
+        body: padded,
     }
 }
 
@@ -576,7 +587,7 @@ fn seeds_are_committed() {
     let dir = corpus_dir();
     let update = std::env::var_os("UPDATE_FUZZ_SEEDS").is_some();
     for (name, input) in seeds() {
-        let bytes = input.encode();
+        let bytes = seed_bytes(&input);
         assert_eq!(Input::decode(&bytes), input, "{name} round-trips");
         let path = dir.join(name);
         if update {
@@ -591,14 +602,50 @@ fn seeds_are_committed() {
             path.display()
         );
     }
+    if update {
+        std::fs::write(dictionary_path(), dictionary()).expect("the dictionary writes");
+    }
 }
 
-/// Every token of `fuzz/dict/export_api.dict` is whole operations: it
-/// decodes and encodes back to itself.
+fn dictionary_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/dict/export_api.dict")
+}
+
+/// One token per kind of operation the seeds use (its first use): the
+/// bytes of that one operation, "one more" byte included.
+fn dictionary() -> String {
+    let mut text = String::from(
+        "# export_api: one whole operation per token, as `Arbitrary` reads it\n\
+         # (written by sim/tests/fuzz_export_api.rs with UPDATE_FUZZ_SEEDS=1).\n",
+    );
+    let mut kinds = std::collections::BTreeSet::new();
+    for (_, input) in seeds() {
+        for op in input.ops {
+            let kind = format!("{op:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if !kinds.insert(kind.clone()) {
+                continue;
+            }
+            let bytes = seed_bytes(&Input {
+                plant: 0,
+                config: 0,
+                ops: vec![op],
+            });
+            let escaped: String = bytes[2..].iter().map(|b| format!("\\x{b:02x}")).collect();
+            text.push_str(&format!("{}=\"{escaped}\"\n", kind.to_lowercase()));
+        }
+    }
+    text
+}
+
+/// Every token of `fuzz/dict/export_api.dict` is one whole operation: it
+/// decodes to one operation whose bytes are the token.
 #[test]
 fn the_dictionary_holds_whole_operations() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/dict/export_api.dict");
-    let text = std::fs::read_to_string(&path).expect("the dictionary reads");
+    let text = std::fs::read_to_string(dictionary_path()).expect("the dictionary reads");
     let mut tokens = 0;
     for line in text
         .lines()
@@ -613,7 +660,9 @@ fn the_dictionary_holds_whole_operations() {
             .collect();
         let mut bytes = vec![0, 0];
         bytes.extend_from_slice(&token);
-        assert_eq!(Input::decode(&bytes).encode(), bytes, "{name}");
+        let input = Input::decode(&bytes);
+        assert_eq!(input.ops.len(), 1, "{name}");
+        assert_eq!(seed_bytes(&input), bytes, "{name}");
         tokens += 1;
     }
     assert!(tokens >= 10, "the dictionary holds {tokens} tokens");
@@ -621,44 +670,9 @@ fn the_dictionary_holds_whole_operations() {
 
 /// Add up what the runs did.
 fn add(total: &mut Stats, one: &Stats) {
-    macro_rules! sum {
-        ($($field:ident),* $(,)?) => { $( total.$field += one.$field; )* };
-    }
-    sum!(
-        ops,
-        requests,
-        signups,
-        recycled_emails,
-        devices,
-        uploads,
-        upload_retries_answered,
-        full_listings_checked,
-        foreign_cursors_refused,
-        own_audio_served,
-        foreign_audio_refused,
-        recordings_deleted,
-        accounts_closed,
-        stale_sessions_refused,
-        exports_requested,
-        exports_published,
-        concurrent_jobs,
-        fenced_out,
-        archives_downloaded,
-        archived_recordings_checked,
-        foreign_downloads_refused,
-        anonymous_downloads_refused,
-        downloads_gone,
-        links_seen,
-        transfers,
-        tickets_opened,
-        tickets_verified,
-        agent_refusals,
-        requests_abandoned,
-        raw_requests,
-        raw_requests_judged,
-        unavailable_while_down,
-        invalid_marks,
-    );
+    total.ops += one.ops;
+    total.requests += one.requests;
+    total.controls.add(&one.controls);
 }
 
 /// Every committed input passes against the correct build (whatever its
@@ -693,43 +707,63 @@ fn corpus_replays_and_reaches_the_accepting_paths() {
         total.requests,
         elapsed / corpus.len() as u32
     );
+    let c = &total.controls;
+    let probe = |kind: &str| c.probes.get(kind).map_or(0, |a| a.refused);
     let controls = [
-        ("exports published", total.exports_published),
-        ("archives downloaded", total.archives_downloaded),
+        ("exports completed", c.exports_completed),
         (
             "recordings checked in archives",
-            total.archived_recordings_checked,
-        ),
-        ("foreign downloads refused", total.foreign_downloads_refused),
-        (
-            "anonymous downloads refused",
-            total.anonymous_downloads_refused,
+            c.archive_recordings_checked,
         ),
         (
-            "downloads gone (revoked, expired, used up)",
-            total.downloads_gone,
+            "racy recordings allowed in archives",
+            c.racy_recordings_allowed,
         ),
-        ("own audio served", total.own_audio_served),
-        ("foreign audio refused", total.foreign_audio_refused),
-        ("complete listings checked", total.full_listings_checked),
-        ("foreign cursors refused", total.foreign_cursors_refused),
-        ("recordings deleted", total.recordings_deleted),
-        ("accounts closed", total.accounts_closed),
-        ("recycled emails", total.recycled_emails),
-        ("stale sessions refused", total.stale_sessions_refused),
-        ("upload retries answered", total.upload_retries_answered),
-        ("device transfers", total.transfers),
-        ("two jobs at once", total.concurrent_jobs),
-        ("late workers fenced out", total.fenced_out),
-        ("tickets verified", total.tickets_verified),
-        ("agent actions refused", total.agent_refusals),
-        ("requests abandoned in flight", total.requests_abandoned),
-        ("raw requests", total.raw_requests),
-        ("raw answers judged", total.raw_requests_judged),
+        ("foreign links refused", c.foreign_link_refused),
         (
-            "503s while the store was cut off",
-            total.unavailable_while_down,
+            "links without a session refused",
+            probe("link without a session"),
         ),
+        ("archives revoked", c.archives_revoked),
+        ("own audio served", c.own_audio_checked),
+        (
+            "foreign playback refused",
+            probe("foreign recording: playback"),
+        ),
+        (
+            "foreign deletion refused",
+            probe("foreign recording: delete"),
+        ),
+        ("complete listings audited", c.audits_completed),
+        (
+            "recordings found in complete listings",
+            c.recordings_verified_durable,
+        ),
+        (
+            "deletions confirmed by complete listings",
+            c.deletions_verified,
+        ),
+        ("deletion answers judged", c.deletion_answers_judged),
+        ("deletions acknowledged", c.deletions_acknowledged),
+        ("accounts closed", c.accounts_closed),
+        ("recycled emails", c.accounts_recycled),
+        ("upload retries answered", probe("upload retry answered")),
+        ("device transfers", c.devices_transferred),
+        ("late workers fenced out", probe("stale worker fenced out")),
+        ("tickets verified", c.tickets_verified),
+        (
+            "manual verifications refused",
+            c.manual_verifications_refused,
+        ),
+        ("archive attachments refused", c.archive_attachments_refused),
+        ("recordings delivered and judged", c.recordings_delivered),
+        ("error bodies judged", c.error_bodies_judged),
+        ("links delivered and judged", c.links_delivered_judged),
+        (
+            "server errors excused by the store outage",
+            c.server_errors_excused,
+        ),
+        ("answers judged by the API contract", c.api_replies_judged),
     ];
     let missing: Vec<&str> = controls
         .iter()
@@ -770,8 +804,9 @@ fn mutated_inputs_raise_no_false_alarm() {
             // small arguments (people, picks and choices that exist).
             let ops = (0..rng.random_range(1..=64))
                 .map(|_| {
-                    let mut op = vec![0, 0, rng.random_range(0..32)];
-                    op.extend((0..8).map(|_| rng.random_range(0..6u8)));
+                    let mut op = vec![0, 0, 1];
+                    op.extend(rng.random::<u32>().to_le_bytes());
+                    op.extend((0..24).map(|_| rng.random_range(0..6u8)));
                     Input::decode(&op).ops.remove(0)
                 })
                 .collect();
@@ -780,7 +815,7 @@ fn mutated_inputs_raise_no_false_alarm() {
                 config: rng.random(),
                 ops,
             };
-            let bytes = input.encode();
+            let bytes = seed_bytes(&input);
             let outcome = std::panic::catch_unwind(|| run_with_stats(&bytes));
             assert!(
                 outcome.is_ok(),

@@ -263,11 +263,18 @@ fn boundary_broadcasts_reach_exactly_the_fewest_homes_of_a_media_event_and_pass(
     for seed in 0..5 {
         let plan = Plan::generate(&scenario, seed);
         let homes = homes_per_broadcast(&plan);
-        assert!(homes.values().all(|&n| n == fewest), "seed {seed}: {homes:?}");
+        assert!(
+            homes.values().all(|&n| n == fewest),
+            "seed {seed}: {homes:?}"
+        );
         seen += homes.len();
         if !homes.is_empty() && seen < 4 {
             let outcome = run_plan(&plan);
-            assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+            assert!(
+                outcome.violations.is_empty(),
+                "seed {seed}: {:?}",
+                outcome.violations
+            );
         }
     }
     assert!(seen > 0, "some seed has broadcasts");

@@ -10,10 +10,10 @@ use crosstalk_model::api::{
     LookupResponse, NotifyRequest, RecordingPage,
 };
 use crosstalk_model::{AccountId, RecordingId};
+use crosstalk_service::fault_points::FaultPoints;
 use crosstalk_service::{ApiError, HttpClient, HttpResponse};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
-use crosstalk_service::fault_points::FaultPoints;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 

@@ -154,12 +154,24 @@ mod tests {
         let write = |text: &str| std::fs::write(dir.join("lib.rs"), text).expect("write");
         write("probe!(\"a\"); probe!(\"b\");");
         assert_eq!(check_list(&dir, &["b", "a"]), Ok(()));
-        assert!(check_list(&dir, &["a"]).is_err(), "a site missing from the list");
-        assert!(check_list(&dir, &["a", "b", "c"]).is_err(), "a listed name without a site");
+        assert!(
+            check_list(&dir, &["a"]).is_err(),
+            "a site missing from the list"
+        );
+        assert!(
+            check_list(&dir, &["a", "b", "c"]).is_err(),
+            "a listed name without a site"
+        );
         write("probe!(\"a\"); probe!(\"a\");");
-        assert!(check_list(&dir, &["a"]).is_err(), "one name marking two sites");
+        assert!(
+            check_list(&dir, &["a"]).is_err(),
+            "one name marking two sites"
+        );
         write("");
-        assert!(check_list(&dir, &[]).is_err(), "an empty list proves nothing");
+        assert!(
+            check_list(&dir, &[]).is_err(),
+            "an empty list proves nothing"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

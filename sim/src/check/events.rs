@@ -50,6 +50,20 @@ pub enum Event {
     SpokenMessageDelivered,
     /// A support agent was made to make a mistake.
     AgentMistake,
+    /// A person's own live recording was played back and judged.
+    OwnAudioChecked,
+    /// An export was published (a fuzz driver runs the worker itself).
+    ExportCompleted,
+    /// Someone else's download link was tried.
+    ForeignLinkAttempted,
+    /// Someone else's download link was refused.
+    ForeignLinkRefused,
+    /// A ready archive was revoked (a recording in it was deleted).
+    ArchiveRevoked,
+    /// The agent console refused an agent's say-so as proof of identity.
+    ManualVerificationRefused,
+    /// The agent console refused an archive attached to a resend.
+    ArchiveAttachmentRefused,
 }
 
 impl Oracle {
@@ -78,6 +92,13 @@ impl Oracle {
             Event::MessageRefusedBySender => c.messages_refused_by_sender += 1,
             Event::MessageDelivered => c.messages_delivered += 1,
             Event::SpokenMessageDelivered => c.spoken_messages_delivered += 1,
+            Event::OwnAudioChecked => c.own_audio_checked += 1,
+            Event::ExportCompleted => c.exports_completed += 1,
+            Event::ForeignLinkAttempted => c.foreign_link_attempts += 1,
+            Event::ForeignLinkRefused => c.foreign_link_refused += 1,
+            Event::ArchiveRevoked => c.archives_revoked += 1,
+            Event::ManualVerificationRefused => c.manual_verifications_refused += 1,
+            Event::ArchiveAttachmentRefused => c.archive_attachments_refused += 1,
             Event::AgentMistake => c.agent_errors_injected += 1,
         }
     }

@@ -50,8 +50,12 @@ fn archive_of(oracle: &Oracle, nonces: &[u64]) -> Vec<u8> {
         .map(|&nonce| oracle.key().transcript(nonce, "play some jazz"))
         .collect();
     let manifest = serde_json::json!({ "items": transcripts });
-    writer.start_file("manifest.json", options).expect("start manifest");
-    writer.write_all(manifest.to_string().as_bytes()).expect("write manifest");
+    writer
+        .start_file("manifest.json", options)
+        .expect("start manifest");
+    writer
+        .write_all(manifest.to_string().as_bytes())
+        .expect("write manifest");
     writer.finish().expect("finish").into_inner()
 }
 

@@ -1,23 +1,26 @@
-//! The `export_api` fuzz target: arbitrary request sequences against the
+//! The `export_api` fuzz target: arbitrary operation sequences against the
 //! real recording store and the real export service, in process, across a
-//! few people, judged by the watermark.
+//! few people, judged by the simulator's one oracle ([`crate::check`]).
 //!
 //! One input is one small world. A current-thread tokio runtime with paused
 //! time runs, on its `LocalSet`, a [`crosstalk_store::Store`] and a
 //! [`crosstalk_export::ExportService`], each on redb's `InMemoryBackend`
-//! with a [`ManualClock`] and [`SeededEntropy`], each served by
-//! `crosstalk_service::serve_with` over `tokio::io::duplex` pipes (no
-//! network, no sockets). The export service reaches the store, and a
-//! [`Worker`] reaches both, through `HttpClient`s over the same pipes. The
-//! harness talks to both services over HTTP too (the production serving
-//! path, hyper included, rather than calling the routers as tower services)
-//! and steps the worker by hand (`claim`, then `work`), so exports complete
-//! deterministically. To abandon a request while the export service is
-//! waiting for the store, the store holds the export side's calls until the
-//! harness has seen one arrive (one scheduler turn would otherwise carry
-//! the whole exchange).
+//! with a [`ManualClock`] and [`SeededEntropy`]. The harness calls both
+//! axum routers in process (`tower::ServiceExt::oneshot`, no transport);
+//! the export service reaches the store, and a [`Worker`] reaches both,
+//! through their real `HttpClient`s over `tokio::io::duplex` pipes served
+//! by `crosstalk_service::serve_with` (so the services' own client code,
+//! hyper included, stays under test). The harness steps the worker by hand
+//! (`claim`, then `work`), so exports complete deterministically. To
+//! abandon a request while the export service is waiting for the store,
+//! the store holds the export side's calls until the harness has seen one
+//! arrive. The oracle judges by the times the client saw: each request's
+//! send and answer get their own observation time (the service clock's
+//! millisecond, refined by the order of observations within it, so that
+//! requests sharing a millisecond, as in production, stay ordered).
 //!
-//! The input bytes decode into up to [`MAX_OPS`] operations ([`Op`]) of
+//! The input derives [`arbitrary::Arbitrary`]: a planted-bug byte, a
+//! configuration byte, then up to [`MAX_OPS`] operations ([`Op`]) of
 //! [`PEOPLE`] people: sign up (again, after closing: a recycled email is a
 //! new principal), log in, register devices, upload watermarked recordings
 //! (optionally as captured in an earlier ownership epoch of a resold
@@ -30,65 +33,48 @@
 //! or a stale one, read one's feed, resell a device, support tickets and the
 //! agent console, advance the clock, cut the export side off the store,
 //! abandon a request in flight, and raw requests with arbitrary method,
-//! path, credential and body to either service.
+//! path, credential and body to either service. Seed inputs are named files
+//! in `fuzz/corpus/export_api/`, written from operation lists by
+//! `sim/tests/fuzz_export_api.rs` with [`seed_bytes`] (see there to add one).
 //!
-//! Input layout (missing bytes read as zero, so every input is valid):
-//!
-//! | bytes | meaning |
-//! |---|---|
-//! | 0 | planted bug: 0 none, `n` → `Bug::ALL[(n - 1) % 14]` (only in a `planted-bugs` build) |
-//! | 1 | configuration: worker page size (bits 0-1), the export's store pool off (bit 2) |
-//! | 2.. | operations: an opcode byte (modulo the number of operations), then its argument bytes ([`Op::encode`]) |
-//!
-//! The oracle (`Harness::judge`) keeps its own model — which watermark
-//! nonce belongs to which principal, which deletions were acknowledged,
-//! which exports and links belong to whom — and panics (the fuzzer's crash)
-//! when:
-//! - **isolation**: a response to a principal carries a recording of
-//!   another principal (decoded from the bytes: transcripts in JSON, audio
-//!   samples in WAV, every entry of a zip archive read with our own reader,
-//!   and the raw bytes at both sample alignments), or a download link or an
-//!   archive of another account; anonymous callers and agents get none;
-//! - **erasure**: anything carries a recording after its deletion was
-//!   acknowledged;
-//! - **exactness**: a complete listing, a deletion's answer or a downloaded
-//!   archive is not exactly the principal's live recordings (for an
-//!   archive: those received before its snapshot; ones received in the
-//!   snapshot's millisecond may go either way); one's own live recording is
-//!   not served;
-//! - **contract**: an answer the API rules out — a 5xx when no fault is
-//!   injected (the only fault is the export side cut off from the store,
-//!   which excuses a 503 from the export service), a 4xx/5xx without a JSON
-//!   `{"error", "message"}` body, a server that answers nothing, a login to
-//!   a closed account, an upload retry stored twice, a ticket that starts
-//!   verified, an agent's say-so accepted as identity, an attached archive
-//!   accepted by the console, a worker failing with the store reachable;
-//! - and anything panicking inside the services.
+//! There is no judge here: the harness tells the [`Oracle`] what truly
+//! happened (who captured which watermarked utterance, when each request
+//! was sent and answered, which deletions and exports were asked for, when
+//! the export side was cut off) and hands it everything every caller
+//! received; the oracle decides, with the same checks the simulator uses
+//! (isolation, erasure, exactness of listings and archives by the client's
+//! times, deletion answers, link binding, access control of foreign ids,
+//! the API contract: 5xx only near a fault, JSON error bodies, no panics).
+//! A few protocol facts only this driver sees (a login to a closed
+//! account, a retry stored twice, a ticket verified by a guess) are
+//! reported to the oracle as violations of the invariant they break. The
+//! first violation panics (the fuzzer's crash) with the oracle's report and
+//! the operations up to it.
 //!
 //! What is deliberately out of scope: voice messages and contacts (a
-//! message deliberately sent is a legitimate delivery the model does not
-//! track), so raw requests never reach them. Raw requests never reach
-//! the routes the model must see to stay exact (sign-up, upload, deletion,
-//! closing, device transfer and reset, messages, contacts); those have
-//! their own operations. Raw responses are judged only when successful and
-//! from routes that never echo what a caller wrote (an error message may
-//! quote a fuzz-chosen string, which could imitate a watermark).
+//! message deliberately sent is a legitimate delivery this driver does not
+//! track), so raw requests never reach them. Raw requests never reach the
+//! routes the driver must see to report ground truth (sign-up, upload,
+//! deletion, closing, device transfer and reset, messages, contacts);
+//! those have their own operations. Raw responses are judged only when
+//! successful and from routes that never echo what a caller wrote (an
+//! error message may quote a fuzz-chosen string, which could imitate a
+//! watermark).
 //!
 //! Everything is deterministic: a fixed seed for every entropy source and
 //! the watermark key, a manual clock, paused tokio time, one thread.
-//! [`run_with_stats`] returns [`Stats`] (positive controls and a digest of
-//! every answer) so tests can prove the corpus reaches the accepting paths
-//! and that a run replays identically.
-//!
-//! A crash reports the invariant, the evidence (whose recording, uploaded
-//! in which operation, delivered by which request to whom) and the
-//! operations up to it. Reproduce it with `cargo fuzz run export_api
-//! ARTIFACT` (with `--features planted-bugs` if byte 0 plants a bug); once
-//! fixed, commit the input under `fuzz/corpus/export_api/` with a name that
-//! says what it caught, and `sim/tests/fuzz_export_api.rs` replays it on
-//! every test run.
+//! [`run_with_stats`] returns [`Stats`] (the oracle's positive controls and
+//! a digest of every answer) so tests can prove the corpus reaches the
+//! accepting paths and that a run replays identically. Reproduce a crash
+//! with `cargo fuzz run export_api ARTIFACT` (with `--features
+//! planted-bugs` if the plant byte plants a bug).
 
-use crate::watermark::WatermarkKey;
+use crate::check::contract::FaultLog;
+use crate::check::driver::BrokenPromise;
+use crate::check::{ArchiveContents, DeletionScope, Event, Invariant, Oracle};
+use crate::net::{EXPORT_HOST, STORE_HOST};
+use crate::watermark::{Decoded, WatermarkKey};
+use arbitrary::{Arbitrary, Unstructured};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -102,12 +88,12 @@ use crosstalk_model::{AccountId, DeviceId, ExportId, ManualClock, RecordingId, S
 use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use http::{Method, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::BodyExt;
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::io::{Cursor, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,6 +101,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
+
+pub use super::seed::seed_bytes;
 
 /// Most operations one input runs (the rest of a longer input is ignored).
 pub const MAX_OPS: usize = 64;
@@ -122,7 +111,7 @@ pub const MAX_OPS: usize = 64;
 /// again gives the same person a new principal.
 pub const PEOPLE: usize = 3;
 /// Longest raw request body, in bytes.
-pub const MAX_RAW_BODY_BYTES: usize = 64;
+pub const MAX_RAW_BODY_BYTES: usize = 16;
 
 const SERVICE_TOKEN: &str = "fuzz-store-service-token";
 const WORKER_TOKEN: &str = "fuzz-worker-token-0123456789abcdef";
@@ -145,8 +134,8 @@ const MAX_ATTEMPTS: u32 = 3;
 const RATE_LIMIT_MAX: u32 = 3;
 const RATE_LIMIT_WINDOW_MS: u64 = 600_000;
 const DAY_MS: u64 = 24 * 3_600_000;
-/// The per-request timeout of every client (never reached in a correct
-/// run: paused time only jumps forward when something hangs).
+/// The per-request timeout of the services' clients (never reached in a
+/// correct run: paused time only jumps forward when something hangs).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How far [`Op::Advance`] moves the clock, by its argument.
 const ADVANCE_MS: [u64; 6] = [
@@ -168,20 +157,28 @@ const WORDS: [&str; 5] = [
     "set a timer",
     "turn off the lights",
 ];
+/// The oracle's pseudo-principals for callers without an account: they own
+/// nothing, so anything of anyone's delivered to them is an isolation
+/// violation.
+const ANONYMOUS: usize = 0;
+/// Observations per millisecond of the service clock in the oracle's
+/// times (see `Harness::observed_ms`); far more than one input makes.
+const OBSERVATIONS_PER_MS: u64 = 1_000;
+const AGENT: usize = 1;
 
 // ---------------------------------------------------------------------------
-// The input: operations, and their byte encoding.
+// The input: operations, derived from bytes by `Arbitrary`.
 // ---------------------------------------------------------------------------
 
-/// One operation. Every field is a raw input byte; each operation says how
-/// it reads them (a person is `byte % PEOPLE`, a pick indexes a list modulo
+/// One operation. Every field is a small index; each operation says how it
+/// reads them (a person is `byte % PEOPLE`, a pick indexes a list modulo
 /// its length, a credential is one of a few choices modulo their number).
 ///
 /// A credential (`credential`) chooses what the caller presents: 0 the
 /// person's current session, 1 nothing, 2 a stale session (one of a closed
 /// principal of the same person if there is one), 3 a guessed token. Raw
 /// requests add 4 a device token the person holds and 5 the agent token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Arbitrary, Serialize)]
 pub enum Op {
     /// `POST /v1/accounts` with the person's email.
     Signup { person: u8 },
@@ -279,7 +276,8 @@ pub enum Op {
     },
     /// A raw request: `router` (even store, odd export), `method % 7`,
     /// path `template` (with `id` filled in; the free-form template takes
-    /// its path from the body), `credential % 6`, `content_type % 3`.
+    /// its path from the body), `credential % 6`, `content_type % 3`, the
+    /// first `body_len % 17` bytes of `body`.
     Raw {
         router: u8,
         method: u8,
@@ -288,271 +286,36 @@ pub enum Op {
         credential: u8,
         person: u8,
         content_type: u8,
-        body: Vec<u8>,
+        body_len: u8,
+        body: [u8; MAX_RAW_BODY_BYTES],
     },
 }
 
-/// How many operations there are (opcodes are taken modulo this).
-const OPCODES: u8 = 21;
+/// How many kinds of operation there are (the seed writer needs it to
+/// encode a variant the way `Arbitrary` decodes it).
+pub const OP_KINDS: u32 = 21;
 
 /// One decoded input.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Arbitrary, Serialize)]
 pub struct Input {
-    /// Byte 0: which planted bug to plant (0: none).
+    /// Which planted bug to plant (0: none).
     pub plant: u8,
-    /// Byte 1: the world's configuration.
+    /// The world's configuration: worker page size (bits 0-1), the export
+    /// service's store pool off (bit 2).
     pub config: u8,
     pub ops: Vec<Op>,
 }
 
-/// Reads bytes; past the end, zeros.
-struct Reader<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> u8 {
-        let byte = self.data.get(self.at).copied().unwrap_or(0);
-        self.at = self.at.saturating_add(1);
-        byte
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let start = self.at.min(self.data.len());
-        let end = self.at.saturating_add(len).min(self.data.len());
-        self.at = self.at.saturating_add(len);
-        self.data[start..end].to_vec()
-    }
-
-    fn done(&self) -> bool {
-        self.at >= self.data.len()
-    }
-}
-
-impl Op {
-    fn decode(r: &mut Reader<'_>) -> Op {
-        match r.byte() % OPCODES {
-            0 => Op::Signup { person: r.byte() },
-            1 => Op::Login { person: r.byte() },
-            2 => Op::RegisterDevice { person: r.byte() },
-            3 => Op::Upload {
-                person: r.byte(),
-                device: r.byte(),
-                content: r.byte(),
-                captured_ago_s: r.byte(),
-                epochs_back: r.byte(),
-            },
-            4 => Op::RetryUpload { person: r.byte() },
-            5 => Op::List {
-                viewer: r.byte(),
-                credential: r.byte(),
-                limit: r.byte(),
-                cursor: r.byte(),
-            },
-            6 => Op::FetchAudio {
-                viewer: r.byte(),
-                credential: r.byte(),
-                owner: r.byte(),
-                pick: r.byte(),
-            },
-            7 => Op::DeleteOne {
-                person: r.byte(),
-                owner: r.byte(),
-                pick: r.byte(),
-            },
-            8 => Op::DeleteMany {
-                person: r.byte(),
-                mode: r.byte(),
-                from_s: r.byte(),
-                to_s: r.byte(),
-            },
-            9 => Op::CloseAccount { person: r.byte() },
-            10 => Op::RequestExport {
-                person: r.byte(),
-                credential: r.byte(),
-            },
-            11 => Op::Work { mode: r.byte() },
-            12 => Op::Status {
-                viewer: r.byte(),
-                credential: r.byte(),
-                owner: r.byte(),
-                pick: r.byte(),
-            },
-            13 => Op::Download {
-                viewer: r.byte(),
-                credential: r.byte(),
-                owner: r.byte(),
-                pick: r.byte(),
-            },
-            14 => Op::Feed {
-                person: r.byte(),
-                credential: r.byte(),
-            },
-            15 => Op::Advance { step: r.byte() },
-            16 => Op::Transfer {
-                from: r.byte(),
-                device: r.byte(),
-                to: r.byte(),
-            },
-            17 => Op::StoreDown { down: r.byte() },
-            18 => Op::Abandon {
-                viewer: r.byte(),
-                kind: r.byte(),
-                extra_yields: r.byte(),
-            },
-            19 => Op::Ticket {
-                requester: r.byte(),
-                target: r.byte(),
-                action: r.byte(),
-                pick: r.byte(),
-            },
-            _ => {
-                let router = r.byte();
-                let method = r.byte();
-                let template = r.byte();
-                let id = r.byte();
-                let credential = r.byte();
-                let person = r.byte();
-                let content_type = r.byte();
-                let len = usize::from(r.byte()) % (MAX_RAW_BODY_BYTES + 1);
-                Op::Raw {
-                    router,
-                    method,
-                    template,
-                    id,
-                    credential,
-                    person,
-                    content_type,
-                    body: r.bytes(len),
-                }
-            }
-        }
-    }
-
-    /// Append this operation's bytes (the inverse of decoding).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let (code, args): (u8, Vec<u8>) = match self {
-            Op::Signup { person } => (0, vec![*person]),
-            Op::Login { person } => (1, vec![*person]),
-            Op::RegisterDevice { person } => (2, vec![*person]),
-            Op::Upload {
-                person,
-                device,
-                content,
-                captured_ago_s,
-                epochs_back,
-            } => (
-                3,
-                vec![*person, *device, *content, *captured_ago_s, *epochs_back],
-            ),
-            Op::RetryUpload { person } => (4, vec![*person]),
-            Op::List {
-                viewer,
-                credential,
-                limit,
-                cursor,
-            } => (5, vec![*viewer, *credential, *limit, *cursor]),
-            Op::FetchAudio {
-                viewer,
-                credential,
-                owner,
-                pick,
-            } => (6, vec![*viewer, *credential, *owner, *pick]),
-            Op::DeleteOne {
-                person,
-                owner,
-                pick,
-            } => (7, vec![*person, *owner, *pick]),
-            Op::DeleteMany {
-                person,
-                mode,
-                from_s,
-                to_s,
-            } => (8, vec![*person, *mode, *from_s, *to_s]),
-            Op::CloseAccount { person } => (9, vec![*person]),
-            Op::RequestExport { person, credential } => (10, vec![*person, *credential]),
-            Op::Work { mode } => (11, vec![*mode]),
-            Op::Status {
-                viewer,
-                credential,
-                owner,
-                pick,
-            } => (12, vec![*viewer, *credential, *owner, *pick]),
-            Op::Download {
-                viewer,
-                credential,
-                owner,
-                pick,
-            } => (13, vec![*viewer, *credential, *owner, *pick]),
-            Op::Feed { person, credential } => (14, vec![*person, *credential]),
-            Op::Advance { step } => (15, vec![*step]),
-            Op::Transfer { from, device, to } => (16, vec![*from, *device, *to]),
-            Op::StoreDown { down } => (17, vec![*down]),
-            Op::Abandon {
-                viewer,
-                kind,
-                extra_yields,
-            } => (18, vec![*viewer, *kind, *extra_yields]),
-            Op::Ticket {
-                requester,
-                target,
-                action,
-                pick,
-            } => (19, vec![*requester, *target, *action, *pick]),
-            Op::Raw {
-                router,
-                method,
-                template,
-                id,
-                credential,
-                person,
-                content_type,
-                body,
-            } => {
-                let body = &body[..body.len().min(MAX_RAW_BODY_BYTES)];
-                let mut args = vec![
-                    *router,
-                    *method,
-                    *template,
-                    *id,
-                    *credential,
-                    *person,
-                    *content_type,
-                    body.len() as u8,
-                ];
-                args.extend_from_slice(body);
-                (20, args)
-            }
-        };
-        out.push(code);
-        out.extend(args);
-    }
-}
-
 impl Input {
-    /// Decode `data` (every byte string is a valid input).
+    /// Decode `data` (every byte string is a valid input; operations past
+    /// [`MAX_OPS`] are ignored).
     pub fn decode(data: &[u8]) -> Input {
-        let mut r = Reader { data, at: 0 };
-        let plant = r.byte();
-        let config = r.byte();
-        let mut ops = Vec::new();
-        while !r.done() && ops.len() < MAX_OPS {
-            ops.push(Op::decode(&mut r));
-        }
-        Input { plant, config, ops }
+        let mut input = Input::arbitrary_take_rest(Unstructured::new(data)).unwrap_or_default();
+        input.ops.truncate(MAX_OPS);
+        input
     }
 
-    /// The bytes that decode to this input.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.plant, self.config];
-        for op in &self.ops {
-            op.encode(&mut out);
-        }
-        out
-    }
-
-    /// The bug byte 0 asks for, if this build can plant bugs at all.
+    /// The bug the plant byte asks for, if this build can plant bugs at all.
     pub fn planted_bug(&self) -> Option<Bug> {
         match self.plant {
             0 => None,
@@ -562,7 +325,7 @@ impl Input {
     }
 }
 
-/// The byte 0 that plants `bug` (see [`Input::planted_bug`]).
+/// The plant byte that plants `bug` (see [`Input::planted_bug`]).
 pub fn plant_byte(bug: Bug) -> u8 {
     let index = Bug::ALL
         .iter()
@@ -575,50 +338,15 @@ pub fn plant_byte(bug: Bug) -> u8 {
 // Entry points.
 // ---------------------------------------------------------------------------
 
-/// What one run did: positive controls (a run where nothing was delivered
-/// must not pass as "no leak") and a digest of every answer, for the
-/// determinism check.
+/// What one run did: the oracle's positive controls (a run where nothing
+/// was delivered must not pass as "no leak") and a digest of every answer,
+/// for the determinism check.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub planted: Option<Bug>,
     pub ops: usize,
     pub requests: usize,
-    pub signups: usize,
-    /// Sign-ups with an email whose earlier account was closed.
-    pub recycled_emails: usize,
-    pub devices: usize,
-    pub uploads: usize,
-    pub upload_retries_answered: usize,
-    pub full_listings_checked: usize,
-    pub foreign_cursors_refused: usize,
-    pub own_audio_served: usize,
-    pub foreign_audio_refused: usize,
-    pub recordings_deleted: usize,
-    pub accounts_closed: usize,
-    pub stale_sessions_refused: usize,
-    pub exports_requested: usize,
-    pub exports_published: usize,
-    /// Two jobs worked at once by the one worker.
-    pub concurrent_jobs: usize,
-    pub fenced_out: usize,
-    pub archives_downloaded: usize,
-    pub archived_recordings_checked: usize,
-    pub foreign_downloads_refused: usize,
-    pub anonymous_downloads_refused: usize,
-    /// Downloads refused with 410: revoked (a deletion), expired, used up.
-    pub downloads_gone: usize,
-    pub links_seen: usize,
-    pub transfers: usize,
-    pub tickets_opened: usize,
-    pub tickets_verified: usize,
-    pub agent_refusals: usize,
-    pub requests_abandoned: usize,
-    pub raw_requests: usize,
-    pub raw_requests_judged: usize,
-    pub unavailable_while_down: usize,
-    /// Watermark-like marks whose keyed tag did not verify (forged or
-    /// corrupted; never trusted, only counted).
-    pub invalid_marks: usize,
+    pub controls: crate::check::Controls,
     /// SHA-256 over every status and body, in order.
     pub trace_sha256: String,
 }
@@ -640,14 +368,16 @@ pub fn run_with_stats(data: &[u8]) -> Stats {
         .build()
         .expect("a current-thread runtime builds");
     let local = tokio::task::LocalSet::new();
+    let panics = crate::check::panics::collect();
     local.block_on(&runtime, async {
         let mut harness = Harness::new(&input);
         for (index, op) in input.ops.iter().enumerate() {
             harness.op_index = index;
             harness.step(op).await;
             harness.stats.ops += 1;
+            harness.report_violations();
         }
-        harness.finish()
+        harness.finish(panics.finish())
     })
 }
 
@@ -776,9 +506,10 @@ fn client(
 
 struct World {
     clock: Arc<ManualClock>,
-    /// The harness's own clients (never planted: they are its instruments).
-    store_http: HttpClient,
-    export_http: HttpClient,
+    /// The routers the harness calls in process (its instruments never
+    /// go through a planted client).
+    store_router: axum::Router,
+    export_router: axum::Router,
     worker: Worker,
     /// While set, the export service and the worker cannot reach the store.
     store_down: Arc<AtomicBool>,
@@ -819,7 +550,6 @@ impl World {
                 }
             },
         ));
-        let store_for_harness = serve(store_router);
         let store_for_services = serve(counted_store_router);
         let store_down = Arc::new(AtomicBool::new(false));
         let service_pool = if config & 4 == 0 { 2 } else { 0 };
@@ -850,7 +580,8 @@ impl World {
         )
         .expect("the export service opens on memory")
         .with_planted(planted);
-        let export_server = serve(crosstalk_export::router(Arc::new(service)));
+        let export_router = crosstalk_export::router(Arc::new(service));
+        let export_server = serve(export_router.clone());
 
         let worker = Worker::new(
             WorkerConfig {
@@ -870,8 +601,8 @@ impl World {
 
         World {
             clock,
-            store_http: client(&store_for_harness, None, 1),
-            export_http: client(&export_server, None, 1),
+            store_router,
+            export_router,
             worker,
             store_down,
             service_arrivals,
@@ -882,10 +613,18 @@ impl World {
     fn now_ms(&self) -> u64 {
         crosstalk_model::Clock::now_ms(&*self.clock)
     }
+
+    fn router(&self, server: Server) -> axum::Router {
+        match server {
+            Server::Store => self.store_router.clone(),
+            Server::Export => self.export_router.clone(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
-// The model: ground truth the services never see.
+// What the driver knows exists (to pick ids from); ground truth is the
+// oracle's.
 // ---------------------------------------------------------------------------
 
 /// An account as one holder had it: a new sign-up with the same email is
@@ -894,6 +633,8 @@ struct Principal {
     person: usize,
     account: AccountId,
     closed: bool,
+    /// The principal's index in the oracle.
+    oracle_id: usize,
 }
 
 struct Person {
@@ -928,17 +669,17 @@ struct Device {
 struct Mark {
     owner: usize,
     recording: RecordingId,
-    captured_at_ms: u64,
-    received_at_ms: u64,
-    uploaded_in_op: usize,
-    /// The operation whose answer acknowledged its deletion.
-    deleted_in_op: Option<usize>,
 }
 
 struct Export {
     id: ExportId,
     principal: usize,
-    links: Vec<String>,
+    /// Download paths its principal learnt, each with when it was first
+    /// seen (the export seen ready, as far as that link is concerned).
+    links: Vec<(String, u64)>,
+    /// When its principal first asked for it (0: learnt of otherwise, so
+    /// no recording is required in it).
+    requested_ms: u64,
 }
 
 struct Ticket {
@@ -952,7 +693,7 @@ struct Model {
     people: Vec<Person>,
     devices: Vec<Device>,
     /// nonce -> mark.
-    marks: BTreeMap<u64, Mark>,
+    marks: std::collections::BTreeMap<u64, Mark>,
     next_nonce: u64,
     exports: Vec<Export>,
     tickets: Vec<Ticket>,
@@ -961,14 +702,6 @@ struct Model {
 }
 
 impl Model {
-    fn live_marks_of(&self, principal: usize) -> BTreeSet<u64> {
-        self.marks
-            .iter()
-            .filter(|(_, m)| m.owner == principal && m.deleted_in_op.is_none())
-            .map(|(n, _)| *n)
-            .collect()
-    }
-
     /// Marks of any principal `person` ever was, in nonce order.
     fn marks_of_person(&self, person: usize) -> Vec<u64> {
         self.marks
@@ -1016,6 +749,9 @@ struct Reply {
     status: StatusCode,
     content_type: String,
     body: Bytes,
+    /// When the request was sent and the answer read (the client's times).
+    sent_ms: u64,
+    at_ms: u64,
 }
 
 impl Reply {
@@ -1052,11 +788,16 @@ struct Harness<'a> {
     input: &'a Input,
     world: World,
     model: Model,
-    key: WatermarkKey,
+    oracle: Oracle,
+    /// When the export side was cut off from the store, while it is.
+    store_down_since: Option<u64>,
+    /// Every store outage, for the oracle's API-contract verdict.
+    faults: FaultLog,
     stats: Stats,
     trace: Sha256,
     op_index: usize,
-    store_down: bool,
+    /// The last observation's service-clock millisecond and its order in it.
+    observed: (u64, u64),
 }
 
 impl<'a> Harness<'a> {
@@ -1080,24 +821,54 @@ impl<'a> Harness<'a> {
                 people,
                 ..Model::default()
             },
-            key: WatermarkKey::for_seed(WATERMARK_SEED),
+            oracle: Harness::oracle(),
+            store_down_since: None,
+            faults: FaultLog::default(),
             stats: Stats {
                 planted: bug,
                 ..Stats::default()
             },
             trace: Sha256::new(),
             op_index: 0,
-            store_down: false,
+            observed: (0, 0),
         }
     }
 
-    fn finish(mut self) -> Stats {
+    /// The oracle, with the pseudo-principals of callers without an account.
+    fn oracle() -> Oracle {
+        let mut oracle = Oracle::new(WatermarkKey::for_seed(WATERMARK_SEED), Vec::new());
+        assert_eq!(
+            oracle.add_principal("an anonymous caller".into()),
+            ANONYMOUS
+        );
+        assert_eq!(oracle.add_principal("a support agent".into()), AGENT);
+        oracle
+    }
+
+    /// The end of the run: the API contract against every outage, with
+    /// the panics collected inside the services.
+    fn finish(mut self, panics: Vec<crate::check::panics::ServicePanic>) -> Stats {
+        if let Some(since) = self.store_down_since.take() {
+            self.faults.push(
+                "export side cut off from the store".into(),
+                &[EXPORT_HOST],
+                since,
+                u64::MAX,
+            );
+        }
+        self.oracle.judge_contract(&self.faults, panics);
+        self.report_violations();
+        self.stats.controls = self.oracle.controls().clone();
         self.stats.trace_sha256 = hex::encode(self.trace.finalize());
         self.stats
     }
 
-    /// Report a defect: the invariant, what was seen, and the way here.
-    fn violate(&self, invariant: &str, detail: impl fmt::Display) -> ! {
+    /// Panic (the fuzzer's crash) with the oracle's first violation, if
+    /// any, and the operations up to it.
+    fn report_violations(&self) {
+        let Some(first) = self.oracle.violations().first() else {
+            return;
+        };
         let mut ops = String::new();
         for (i, op) in self.input.ops.iter().enumerate().take(self.op_index + 1) {
             ops.push_str(&format!("\n  {i:>2}: {op:?}"));
@@ -1107,9 +878,48 @@ impl<'a> Harness<'a> {
             None => "no planted bug".to_string(),
         };
         panic!(
-            "export_api: {invariant} violated at operation {} ({planted}, config {:#04x}):\n  {detail}\noperations:{ops}",
-            self.op_index, self.input.config
+            "export_api: {} at operation {} ({planted}, config {:#04x}), {} ms, to {}:\n  {}\noperations:{ops}",
+            first.invariant.describe(),
+            self.op_index,
+            self.input.config,
+            first.at_ms,
+            first.receiver.as_deref().unwrap_or("-"),
+            first.detail,
         );
+    }
+
+    /// Tell the oracle which promise of the API an answer broke (it judges
+    /// which invariant that is), and stop.
+    fn broken(&mut self, promise: BrokenPromise, detail: impl fmt::Display) -> ! {
+        let now = self.observed_ms();
+        self.oracle
+            .on_broken_promise(promise, now, detail.to_string());
+        self.report_violations();
+        unreachable!("a violation was just reported")
+    }
+
+    /// The time of an observation, for the oracle: the service clock's
+    /// millisecond times 1,000 plus the observation's order within that
+    /// millisecond. Many requests share a millisecond of the manual clock
+    /// (as they would in production: two uploads in one millisecond is a
+    /// case the store must handle), yet the oracle must know which came
+    /// first, so every observation gets its own, later time.
+    fn observed_ms(&mut self) -> u64 {
+        let ms = self.world.now_ms();
+        if ms != self.observed.0 {
+            self.observed = (ms, 0);
+        }
+        self.observed.1 = (self.observed.1 + 1).min(OBSERVATIONS_PER_MS - 1);
+        ms * OBSERVATIONS_PER_MS + self.observed.1
+    }
+
+    /// The oracle's index of whoever receives an answer.
+    fn oracle_id(&self, receiver: Receiver) -> usize {
+        match receiver {
+            Receiver::Anonymous => ANONYMOUS,
+            Receiver::Agent => AGENT,
+            Receiver::Principal(p) => self.model.principals[p].oracle_id,
+        }
     }
 
     fn person(&self, byte: u8) -> usize {
@@ -1137,18 +947,23 @@ impl<'a> Harness<'a> {
     fn describe_mark(&self, nonce: u64) -> String {
         match self.model.marks.get(&nonce) {
             Some(m) => format!(
-                "recording {} (watermark {nonce}) of {}, captured at {} ms, received at {} ms, uploaded in operation {}{}",
+                "recording {} (watermark {nonce:016x}) of {}",
                 m.recording,
-                self.describe_principal(m.owner),
-                m.captured_at_ms,
-                m.received_at_ms,
-                m.uploaded_in_op,
-                match m.deleted_in_op {
-                    Some(op) => format!(", deletion acknowledged in operation {op}"),
-                    None => String::new(),
-                }
+                self.describe_principal(m.owner)
             ),
-            None => format!("watermark {nonce} (never acknowledged)"),
+            None => format!("watermark {nonce:016x} (never acknowledged)"),
+        }
+    }
+
+    fn describe_mark_of(&self, recording: RecordingId) -> String {
+        match self
+            .model
+            .marks
+            .iter()
+            .find(|(_, m)| m.recording == recording)
+        {
+            Some((nonce, _)) => self.describe_mark(*nonce),
+            None => format!("{recording}"),
         }
     }
 
@@ -1187,6 +1002,7 @@ impl<'a> Harness<'a> {
 
     // -- requests -------------------------------------------------------
 
+    /// Call a router in process, one millisecond after the last call.
     async fn call(
         &mut self,
         server: Server,
@@ -1195,20 +1011,11 @@ impl<'a> Harness<'a> {
         token: Option<&str>,
         body: Body,
     ) -> Reply {
+        let sent_ms = self.observed_ms();
         let request = self.request(&method, path, token, body);
-        let client = match server {
-            Server::Store => &self.world.store_http,
-            Server::Export => &self.world.export_http,
-        };
-        match client.send(request).await {
-            Ok(response) => self.reply(server, method, path, response),
-            Err(e) => self.violate(
-                "contract",
-                format!(
-                    "{server:?} {method} {path} got no answer ({e}): a server task died or hung"
-                ),
-            ),
-        }
+        let response = self.world.router(server).oneshot(request).await;
+        let Ok(response) = response;
+        self.reply(server, method, path, sent_ms, response).await
     }
 
     fn request(
@@ -1217,7 +1024,7 @@ impl<'a> Harness<'a> {
         path: &str,
         token: Option<&str>,
         body: Body,
-    ) -> http::Request<Full<Bytes>> {
+    ) -> http::Request<axum::body::Body> {
         let mut builder = http::Request::builder().method(method.clone()).uri(path);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -1239,16 +1046,20 @@ impl<'a> Harness<'a> {
             }
         };
         builder
-            .body(Full::new(Bytes::from(bytes)))
-            .unwrap_or_else(|e| self.violate("harness", format!("{method} {path}: {e}")))
+            .body(axum::body::Body::from(bytes))
+            .unwrap_or_else(|e| {
+                unreachable!("the harness builds valid requests: {method} {path}: {e}")
+            })
     }
 
-    fn reply(
+    /// Read an answer in full and fold it into the trace.
+    async fn reply(
         &mut self,
         server: Server,
         method: Method,
         path: &str,
-        response: crosstalk_service::HttpResponse,
+        sent_ms: u64,
+        response: axum::response::Response,
     ) -> Reply {
         let content_type = response
             .headers()
@@ -1257,7 +1068,13 @@ impl<'a> Harness<'a> {
             .unwrap_or("")
             .to_string();
         let status = response.status();
-        let body = response.into_body();
+        let body = match response.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => self.broken(
+                BrokenPromise::BodyBrokeOff,
+                format!("{server:?} {method} {path}: the body of a {status} answer broke off: {e}"),
+            ),
+        };
         self.stats.requests += 1;
         self.trace.update((self.op_index as u64).to_be_bytes());
         self.trace.update(status.as_u16().to_be_bytes());
@@ -1270,121 +1087,83 @@ impl<'a> Harness<'a> {
             status,
             content_type,
             body,
+            sent_ms,
+            at_ms: self.observed_ms(),
         }
     }
 
-    // -- the oracle -----------------------------------------------------
+    // -- observations, for the oracle -------------------------------------
 
-    /// Judge one answer to `receiver`: the API contract (JSON errors, no
-    /// 5xx without a fault) always; the content (recordings, links) when
-    /// `content` is set. Returns the watermarks it carried.
+    /// Hand one answer to `receiver` to the oracle: its status and error
+    /// body to the API contract always; what it carried (recordings, links)
+    /// when `content` is set. Returns the watermarks it carried.
     fn judge(&mut self, reply: &Reply, receiver: Receiver, content: bool) -> BTreeSet<u64> {
-        let status = reply.status;
-        if (status.is_client_error() || status.is_server_error())
-            && reply.method != Method::HEAD
-            && let Err(why) = error_body(reply)
-        {
-            self.violate("contract", format!("{reply}: {why}: {}", reply.text()));
-        }
-        if status.is_server_error() {
-            let excused = reply.server == Server::Export
-                && self.store_down
-                && status == StatusCode::SERVICE_UNAVAILABLE;
-            if !excused {
-                self.violate(
-                    "contract",
-                    format!("{reply} with no fault injected: {}", reply.text()),
-                );
-            }
-            self.stats.unavailable_while_down += 1;
-        }
-        if status == StatusCode::UNAUTHORIZED
-            && matches!(receiver, Receiver::Principal(p) if self.model.principals[p].closed)
-        {
-            self.stats.stale_sessions_refused += 1;
-        }
+        let who = self.oracle_id(receiver);
+        let answer = crate::check::replies::Answer {
+            service: match reply.server {
+                Server::Store => STORE_HOST,
+                Server::Export => EXPORT_HOST,
+            },
+            request: format!("{} {}", reply.method, reply.path),
+            status: reply.status.as_u16(),
+            content_type: &reply.content_type,
+            body: &reply.body,
+            has_body: reply.method != Method::HEAD,
+            principal: Some(who),
+            sent_ms: reply.sent_ms,
+            at_ms: reply.at_ms,
+        };
+        self.oracle.answer_received(&answer);
         if !content {
             return BTreeSet::new();
         }
+        let channel = format!("{reply}");
         let marks = self.marks_in(&reply.body);
-        for nonce in &marks {
-            let Some(mark) = self.model.marks.get(nonce) else {
-                continue; // Never acknowledged: nothing to judge it by.
-            };
-            if Receiver::Principal(mark.owner) != receiver {
-                self.violate(
-                    "isolation",
-                    format!(
-                        "{reply} delivered to {}: {}",
-                        self.describe_receiver(receiver),
-                        self.describe_mark(*nonce)
-                    ),
-                );
-            }
-            if mark.deleted_in_op.is_some() {
-                self.violate(
-                    "erasure",
-                    format!(
-                        "{reply} delivered to {}: {}",
-                        self.describe_receiver(receiver),
-                        self.describe_mark(*nonce)
-                    ),
-                );
-            }
+        self.oracle
+            .receive(who, &channel, &marks, reply.sent_ms, reply.at_ms);
+        for (_, subject) in links_in(&reply.body) {
+            self.oracle
+                .link_delivered(who, subject.0, &channel, reply.at_ms);
         }
-        for (export_id, subject) in links_in(&reply.body) {
-            self.stats.links_seen += 1;
-            let owner_account = match receiver {
-                Receiver::Principal(p) => Some(self.model.principals[p].account),
-                _ => None,
-            };
-            if owner_account != Some(subject) {
-                self.violate(
-                    "link binding",
-                    format!(
-                        "{reply} gave {} a download link to {export_id} of {subject}",
-                        self.describe_receiver(receiver)
-                    ),
-                );
-            }
-        }
-        marks
+        marks.nonces.into_iter().collect()
     }
 
-    /// Every watermark in `bytes`: transcripts in the text, audio in a WAV
-    /// or in the raw bytes at both sample alignments, and every entry of a
-    /// zip archive (read with our own reader, not the service's).
-    fn marks_in(&mut self, bytes: &[u8]) -> BTreeSet<u64> {
-        let mut marks = BTreeSet::new();
-        let mut invalid = 0;
-        let mut take = |d: crate::watermark::Decoded| {
-            marks.extend(d.nonces);
-            invalid += d.invalid_marks;
+    /// Every watermark in `bytes`, once: transcripts in the text, audio in
+    /// a WAV or in the raw bytes at both sample alignments, and every entry
+    /// of a zip archive (read by the oracle, not the service).
+    fn marks_in(&self, bytes: &[u8]) -> Decoded {
+        let key = self.oracle.key();
+        let mut nonces = BTreeSet::new();
+        let mut invalid_marks = 0;
+        let mut take = |d: Decoded| {
+            nonces.extend(d.nonces);
+            invalid_marks += d.invalid_marks;
         };
-        take(self.key.decode_transcript(&String::from_utf8_lossy(bytes)));
-        take(self.key.decode_audio(bytes));
+        take(key.decode_transcript(&String::from_utf8_lossy(bytes)));
+        take(key.decode_audio(bytes));
         if bytes.len() > 1 {
-            take(self.key.decode_audio(&bytes[1..]));
+            take(key.decode_audio(&bytes[1..]));
         }
         if bytes.starts_with(b"PK")
-            && let Ok(entries) = zip_entries(bytes)
+            && let Ok(contents) = self.oracle.read_archive(bytes)
         {
-            for (_, data) in entries {
-                take(self.key.decode_audio(&data));
-                take(self.key.decode_transcript(&String::from_utf8_lossy(&data)));
-            }
+            nonces.extend(contents.audio.iter().chain(&contents.text));
+            invalid_marks += contents.invalid_marks;
         }
-        self.stats.invalid_marks += invalid;
-        marks
+        Decoded {
+            nonces: nonces.into_iter().collect(),
+            invalid_marks,
+        }
     }
 
-    fn expect_json<T: serde::de::DeserializeOwned>(&self, reply: &Reply) -> T {
-        serde_json::from_slice(&reply.body).unwrap_or_else(|e| {
-            self.violate(
-                "contract",
+    fn expect_json<T: serde::de::DeserializeOwned>(&mut self, reply: &Reply) -> T {
+        match serde_json::from_slice(&reply.body) {
+            Ok(value) => value,
+            Err(e) => self.broken(
+                BrokenPromise::NotDocumentedJson,
                 format!("{reply} is not the documented JSON ({e}): {}", reply.text()),
-            )
-        })
+            ),
+        }
     }
 
     // -- operations -----------------------------------------------------
@@ -1499,10 +1278,23 @@ impl<'a> Harness<'a> {
                     .await
             }
             Op::StoreDown { down } => {
-                self.store_down = down & 1 == 1;
+                let now = self.observed_ms();
+                match (down & 1 == 1, self.store_down_since) {
+                    (true, None) => self.store_down_since = Some(now),
+                    (false, Some(since)) => {
+                        self.store_down_since = None;
+                        self.faults.push(
+                            "export side cut off from the store".into(),
+                            &[EXPORT_HOST],
+                            since,
+                            now,
+                        );
+                    }
+                    _ => {}
+                }
                 self.world
                     .store_down
-                    .store(self.store_down, Ordering::SeqCst);
+                    .store(self.store_down_since.is_some(), Ordering::SeqCst);
             }
             Op::Abandon {
                 viewer,
@@ -1534,8 +1326,10 @@ impl<'a> Harness<'a> {
                 credential,
                 person,
                 content_type,
+                body_len,
                 body,
             } => {
+                let len = usize::from(*body_len) % (MAX_RAW_BODY_BYTES + 1);
                 self.raw(
                     *router,
                     *method,
@@ -1544,7 +1338,7 @@ impl<'a> Harness<'a> {
                     *credential,
                     self.person(*person),
                     *content_type,
-                    body,
+                    &body[..len],
                 )
                 .await
             }
@@ -1569,8 +1363,8 @@ impl<'a> Harness<'a> {
         }
         let signed: SignupResponse = self.expect_json(&reply);
         if let Some(holder) = self.model.people[person].current {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::SignUpOfHeldEmail,
                 format!(
                     "{reply}: the email of open {} signed up again as {}",
                     self.describe_principal(holder),
@@ -1580,18 +1374,20 @@ impl<'a> Harness<'a> {
         }
         let recycled = !self.model.people[person].sessions.is_empty();
         let principal = self.model.principals.len();
+        let oracle_id = self.oracle.add_principal(email);
+        self.oracle.people[oracle_id].account_id = Some(signed.account_id.0);
         self.model.principals.push(Principal {
             person,
             account: signed.account_id,
             closed: false,
+            oracle_id,
         });
         let state = &mut self.model.people[person];
         state.current = Some(principal);
         state.sessions.push((principal, signed.session_token));
         state.cursor = None;
-        self.stats.signups += 1;
         if recycled {
-            self.stats.recycled_emails += 1;
+            self.oracle.on(Event::AccountRecycled);
         }
     }
 
@@ -1619,8 +1415,7 @@ impl<'a> Harness<'a> {
                     .sessions
                     .push((principal, logged.session_token));
             }
-            _ => self.violate(
-                "contract",
+            _ => self.broken(BrokenPromise::SignInOpenedAnother,
                 format!(
                     "{reply}: a login to person {person}'s email opened {} while the email belongs to {}",
                     logged.account_id,
@@ -1652,8 +1447,8 @@ impl<'a> Harness<'a> {
         }
         let registered: RegisterDeviceResponse = self.expect_json(&reply);
         let Receiver::Principal(owner) = receiver else {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::DeviceWithoutSession,
                 format!("{reply}: a device registered without a session"),
             );
         };
@@ -1664,7 +1459,6 @@ impl<'a> Harness<'a> {
             owners: vec![owner],
         });
         self.model.people[person].devices.push(index);
-        self.stats.devices += 1;
         Some(index)
     }
 
@@ -1698,11 +1492,17 @@ impl<'a> Harness<'a> {
         let content = u64::from(content) % WORDS.len() as u64;
         let now = self.world.now_ms();
         let captured_at_ms = now - u64::from(captured_ago_s % 4) * 1_000;
+        let owner_id = self.model.principals[owner].oracle_id;
+        let started = self.observed_ms();
+        self.oracle
+            .utterance_started(nonce, owner_id, index as u32, started);
+        self.oracle.utterance_captured_at(nonce, captured_at_ms);
+        let key = self.oracle.key();
         let request = IngestRequest {
             upload_key: format!("capture-{nonce}"),
             captured_at_ms,
-            transcript: self.key.transcript(nonce, WORDS[content as usize]),
-            audio_base64: STANDARD.encode(self.key.audio(nonce, content)),
+            transcript: key.transcript(nonce, WORDS[content as usize]),
+            audio_base64: STANDARD.encode(key.audio(nonce, content)),
             ownership_epoch: (epoch != current_epoch).then_some(epoch as u32),
             intent: None,
         };
@@ -1728,14 +1528,11 @@ impl<'a> Harness<'a> {
                 Mark {
                     owner,
                     recording: ingested.recording_id,
-                    captured_at_ms,
-                    received_at_ms: now,
-                    uploaded_in_op: self.op_index,
-                    deleted_in_op: None,
                 },
             );
+            self.oracle
+                .utterance_acked(nonce, ingested.recording_id.0, reply.at_ms);
             stored = Some(ingested.recording_id);
-            self.stats.uploads += 1;
         }
         self.model.people[person].last_upload = Some(LastUpload {
             token: device_token,
@@ -1755,6 +1552,19 @@ impl<'a> Harness<'a> {
             last.nonce,
             last.stored,
         );
+        // A retry of a refused upload is filed under the device's owner as
+        // of the retry; the oracle knows the capture's owner as of the
+        // first attempt. Only retry where the two agree.
+        let current_owner = self
+            .model
+            .devices
+            .iter()
+            .find(|d| d.token == token)
+            .and_then(|d| d.owners.last())
+            .map(|&o| self.model.principals[o].oracle_id);
+        if stored.is_none() && current_owner != self.oracle.owner_of(nonce) {
+            return;
+        }
         let reply = self
             .call(
                 Server::Store,
@@ -1772,10 +1582,10 @@ impl<'a> Harness<'a> {
             return;
         }
         let ingested: IngestResponse = self.expect_json(&reply);
-        self.stats.upload_retries_answered += 1;
+        self.oracle.claim_kept("upload retry answered");
         match stored {
-            Some(first) if ingested.recording_id != first || !ingested.duplicate => self.violate(
-                "contract",
+            Some(first) if ingested.recording_id != first || !ingested.duplicate => self.broken(
+                BrokenPromise::RetryAnsweredAnother,
                 format!(
                     "{reply}: the retry of an upload stored as {first} answered {} (duplicate: {})",
                     ingested.recording_id, ingested.duplicate
@@ -1791,18 +1601,19 @@ impl<'a> Harness<'a> {
                     .iter()
                     .find(|d| d.token == token)
                     .and_then(|d| d.owners.last().copied());
-                if let (Some(owner), false) = (owner, ingested.duplicate) {
+                let registered = self.oracle.owner_of(nonce);
+                let same_owner =
+                    owner.is_some_and(|o| Some(self.model.principals[o].oracle_id) == registered);
+                if let (Some(owner), false, true) = (owner, ingested.duplicate, same_owner) {
                     self.model.marks.insert(
                         nonce,
                         Mark {
                             owner,
                             recording: ingested.recording_id,
-                            captured_at_ms: self.world.now_ms(),
-                            received_at_ms: self.world.now_ms(),
-                            uploaded_in_op: self.op_index,
-                            deleted_in_op: None,
                         },
                     );
+                    self.oracle
+                        .utterance_acked(nonce, ingested.recording_id.0, reply.at_ms);
                     if let Some(last) = self.model.people[person].last_upload.as_mut() {
                         last.stored = Some(ingested.recording_id);
                     }
@@ -1819,20 +1630,13 @@ impl<'a> Harness<'a> {
             5 => Some(100),
             _ => Some(0),
         };
-        let (cursor, foreign_cursor) = match cursor % 4 {
-            0 => (None, false),
-            1 => (self.model.people[viewer].cursor.clone(), false),
-            2 => {
-                let other = (1..PEOPLE)
-                    .map(|k| (viewer + k) % PEOPLE)
-                    .find_map(|p| self.model.people[p].cursor.clone());
-                let foreign = other.is_some();
-                (other, foreign)
-            }
-            _ => (
-                Some("1.00112233445566778899aabbccddeeff".to_string()),
-                false,
-            ),
+        let cursor = match cursor % 4 {
+            0 => None,
+            1 => self.model.people[viewer].cursor.clone(),
+            2 => (1..PEOPLE)
+                .map(|k| (viewer + k) % PEOPLE)
+                .find_map(|p| self.model.people[p].cursor.clone()),
+            _ => Some("1.00112233445566778899aabbccddeeff".to_string()),
         };
         let mut query = Vec::new();
         if let Some(limit) = limit {
@@ -1856,46 +1660,26 @@ impl<'a> Harness<'a> {
             )
             .await;
         let marks = self.judge(&reply, receiver, true);
-        if foreign_cursor && reply.status == StatusCode::BAD_REQUEST {
-            self.stats.foreign_cursors_refused += 1;
-        }
         if reply.status != StatusCode::OK {
             return;
         }
         let page: RecordingPage = self.expect_json(&reply);
         let Receiver::Principal(principal) = receiver else {
-            self.violate(
-                "isolation",
+            self.broken(
+                BrokenPromise::ListingWithoutSession,
                 format!(
                     "{reply}: a listing served to {}",
                     self.describe_receiver(receiver)
                 ),
             );
         };
-        let account = self.model.principals[principal].account;
-        if page.account_id != account {
-            self.violate(
-                "isolation",
-                format!(
-                    "{reply}: {} got the listing of {}",
-                    self.describe_principal(principal),
-                    page.account_id
-                ),
-            );
-        }
         self.model.people[viewer].cursor = page.next_cursor.clone();
         if cursor.is_none() && page.next_cursor.is_none() {
-            let live = self.model.live_marks_of(principal);
-            if marks != live {
-                self.violate(
-                    "exactness",
-                    format!(
-                        "{reply}: the complete listing of {} holds watermarks {marks:?}, its live recordings are {live:?}",
-                        self.describe_principal(principal)
-                    ),
-                );
-            }
-            self.stats.full_listings_checked += 1;
+            // A complete listing: every acknowledged, undeleted recording
+            // of the principal must be in it, no deleted one.
+            let who = self.model.principals[principal].oracle_id;
+            self.oracle
+                .audit_history(who, &marks, reply.sent_ms, reply.at_ms);
         }
     }
 
@@ -1921,13 +1705,14 @@ impl<'a> Harness<'a> {
             return;
         };
         let mark = &self.model.marks[&nonce];
-        let own_and_live = Receiver::Principal(mark.owner) == receiver
-            && mark.deleted_in_op.is_none()
-            && !self.model.principals[mark.owner].closed;
+        let owner = mark.owner;
+        let own_and_live = Receiver::Principal(owner) == receiver
+            && !self.oracle.deletion_sent(nonce)
+            && !self.model.principals[owner].closed;
         if own_and_live {
             if reply.status != StatusCode::OK || !marks.contains(&nonce) {
-                self.violate(
-                    "exactness",
+                self.broken(
+                    BrokenPromise::OwnRecordingNotServed,
                     format!(
                         "{reply}: {} asked for its own {} and got watermarks {marks:?}",
                         self.describe_receiver(receiver),
@@ -1935,55 +1720,49 @@ impl<'a> Harness<'a> {
                     ),
                 );
             }
-            self.stats.own_audio_served += 1;
-        } else if reply.status == StatusCode::NOT_FOUND
-            && matches!(receiver, Receiver::Principal(p) if p != mark.owner)
+            self.oracle.on(Event::OwnAudioChecked);
+        } else if let Receiver::Principal(p) = receiver
+            && p != owner
+            && !self.model.principals[p].closed
+            && credential.is_multiple_of(4)
         {
-            self.stats.foreign_audio_refused += 1;
+            // Someone else's id with one's own valid session: refused
+            // exactly as if it did not exist.
+            let who = self.model.principals[p].oracle_id;
+            let what = format!("fetched the audio of {}", self.describe_mark(nonce));
+            self.oracle.attempt(
+                "foreign recording: playback",
+                who,
+                reply.status.as_u16(),
+                &[404],
+                Invariant::AccessControl,
+                reply.at_ms,
+                &what,
+            );
         }
     }
 
-    /// Judge a deletion's answer: the ids it names must be exactly
-    /// `expected` (the receiver's live recordings it selected); they are
-    /// deleted from now on.
-    fn acknowledge_deletion(&mut self, reply: &Reply, principal: usize, expected: &BTreeSet<u64>) {
+    /// Hand a deletion's answer to the oracle: only the requester's own
+    /// recordings the scope covers may be named; they are deleted from now on.
+    fn deletion_answered(&mut self, reply: &Reply, principal: usize, scope: DeletionScope) {
         let answer: DeleteResponse = self.expect_json(reply);
-        let named: BTreeSet<RecordingId> = answer.deleted.iter().copied().collect();
-        let expected_ids: BTreeSet<RecordingId> = expected
-            .iter()
-            .map(|n| self.model.marks[n].recording)
-            .collect();
-        if named != expected_ids {
-            let foreign: Vec<String> = self
-                .model
-                .marks
-                .iter()
-                .filter(|(_, m)| m.owner != principal && named.contains(&m.recording))
-                .map(|(n, _)| self.describe_mark(*n))
-                .collect();
-            self.violate(
-                "exactness",
-                format!(
-                    "{reply}: {} deleted {named:?}, its selected live recordings are {expected_ids:?} (others' recordings among them: {foreign:?})",
-                    self.describe_principal(principal)
-                ),
-            );
-        }
-        for nonce in expected {
-            if let Some(mark) = self.model.marks.get_mut(nonce) {
-                mark.deleted_in_op = Some(self.op_index);
-            }
-        }
-        self.stats.recordings_deleted += expected.len();
+        let named: Vec<u64> = answer.deleted.iter().map(|id| id.0).collect();
+        let who = self.model.principals[principal].oracle_id;
+        self.oracle
+            .judge_deletion(who, scope, &named, reply.sent_ms, reply.at_ms);
     }
 
     async fn delete_one(&mut self, person: usize, owner: usize, pick: u8) {
         let (token, receiver) = self.credential(person, 0);
         let candidates = self.model.marks_of_person(owner);
-        let recording = match candidates.get(usize::from(pick) % candidates.len().max(1)) {
-            Some(nonce) => self.model.marks[nonce].recording,
-            None => RecordingId(u64::from(pick) + 1),
-        };
+        let (recording, target_owner) =
+            match candidates.get(usize::from(pick) % candidates.len().max(1)) {
+                Some(nonce) => (
+                    self.model.marks[nonce].recording,
+                    Some(self.model.marks[nonce].owner),
+                ),
+                None => (RecordingId(u64::from(pick) + 1), None),
+            };
         let path = format!("/v1/recordings/{}", recording.0);
         let reply = self
             .call(
@@ -1995,19 +1774,32 @@ impl<'a> Harness<'a> {
             )
             .await;
         self.judge(&reply, receiver, true);
+        if let (Receiver::Principal(p), Some(target)) = (receiver, target_owner)
+            && p != target
+            && !self.model.principals[p].closed
+        {
+            let who = self.model.principals[p].oracle_id;
+            let what = format!("deleted {}", self.describe_mark_of(recording));
+            self.oracle.attempt(
+                "foreign recording: delete",
+                who,
+                reply.status.as_u16(),
+                &[404],
+                Invariant::AccessControl,
+                reply.at_ms,
+                &what,
+            );
+        }
         if reply.status != StatusCode::OK {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate("contract", format!("{reply} without a session"));
+            self.broken(
+                BrokenPromise::DeletionWithoutSession,
+                format!("{reply} without a session"),
+            );
         };
-        let expected: BTreeSet<u64> = self
-            .model
-            .live_marks_of(principal)
-            .into_iter()
-            .filter(|n| self.model.marks[n].recording == recording)
-            .collect();
-        self.acknowledge_deletion(&reply, principal, &expected);
+        self.deletion_answered(&reply, principal, DeletionScope::One(recording.0));
     }
 
     async fn delete_many(&mut self, person: usize, mode: u8, from_s: u8, to_s: u8) {
@@ -2015,13 +1807,16 @@ impl<'a> Harness<'a> {
         let now = self.world.now_ms();
         let from_ms = now - u64::from(from_s % 8) * 1_000;
         let to_ms = from_ms + u64::from(to_s % 8) * 1_000;
-        let (body, range) = match mode % 3 {
-            0 => (json!({ "all": true }), None),
+        let (body, scope) = match mode % 3 {
+            0 => (json!({ "all": true }), DeletionScope::All),
             1 => (
                 json!({ "captured_from_ms": from_ms, "captured_to_ms": to_ms }),
-                Some((from_ms, to_ms)),
+                DeletionScope::Range { from_ms, to_ms },
             ),
-            _ => (json!({ "all": true, "captured_from_ms": from_ms }), None),
+            _ => (
+                json!({ "all": true, "captured_from_ms": from_ms }),
+                DeletionScope::All,
+            ),
         };
         let reply = self
             .call(
@@ -2037,25 +1832,18 @@ impl<'a> Harness<'a> {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate("contract", format!("{reply} without a session"));
+            self.broken(
+                BrokenPromise::DeletionWithoutSession,
+                format!("{reply} without a session"),
+            );
         };
         if mode % 3 == 2 {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::MalformedDeletionAccepted,
                 format!("{reply}: a malformed deletion was accepted"),
             );
         }
-        let expected: BTreeSet<u64> = self
-            .model
-            .live_marks_of(principal)
-            .into_iter()
-            .filter(|n| {
-                range.is_none_or(|(from, to)| {
-                    (from..=to).contains(&self.model.marks[n].captured_at_ms)
-                })
-            })
-            .collect();
-        self.acknowledge_deletion(&reply, principal, &expected);
+        self.deletion_answered(&reply, principal, scope);
     }
 
     async fn close(&mut self, person: usize) {
@@ -2074,24 +1862,27 @@ impl<'a> Harness<'a> {
             return;
         }
         let Receiver::Principal(principal) = receiver else {
-            self.violate("contract", format!("{reply} without a session"));
+            self.broken(
+                BrokenPromise::DeletionWithoutSession,
+                format!("{reply} without a session"),
+            );
         };
-        let expected = self.model.live_marks_of(principal);
-        self.acknowledge_deletion(&reply, principal, &expected);
+        self.deletion_answered(&reply, principal, DeletionScope::All);
+        let who = self.model.principals[principal].oracle_id;
+        self.oracle.account_closed(who, reply.at_ms);
         self.model.principals[principal].closed = true;
         let owner = self.model.principals[principal].person;
         if self.model.people[owner].current == Some(principal) {
             self.model.people[owner].current = None;
             self.model.people[owner].cursor = None;
         }
-        self.stats.accounts_closed += 1;
     }
 
     /// Note an export a principal asked for (directly or by a ticket).
-    fn note_export(&mut self, reply: &Reply, id: ExportId, principal: usize) {
+    fn note_export(&mut self, reply: &Reply, id: ExportId, principal: usize, requested_ms: u64) {
         match self.model.export_index(id) {
-            Some(known) if self.model.exports[known].principal != principal => self.violate(
-                "isolation",
+            Some(known) if self.model.exports[known].principal != principal => self.broken(
+                BrokenPromise::JoinedAnothersExport,
                 format!(
                     "{reply}: {} joined {id}, the export of {}",
                     self.describe_principal(principal),
@@ -2103,16 +1894,17 @@ impl<'a> Harness<'a> {
                 id,
                 principal,
                 links: Vec::new(),
+                requested_ms,
             }),
         }
     }
 
     /// Remember a download path of export `id` learnt by its principal.
-    fn note_link(&mut self, id: ExportId, path: &str) {
+    fn note_link(&mut self, id: ExportId, path: &str, seen_ms: u64) {
         if let Some(index) = self.model.export_index(id) {
             let links = &mut self.model.exports[index].links;
-            if !links.iter().any(|l| l == path) {
-                links.push(path.to_string());
+            if !links.iter().any(|(l, _)| l == path) {
+                links.push((path.to_string(), seen_ms));
             }
         }
     }
@@ -2134,19 +1926,19 @@ impl<'a> Harness<'a> {
         }
         let status: ExportStatus = self.expect_json(&reply);
         let Receiver::Principal(principal) = receiver else {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::ExportWithoutSession,
                 format!(
                     "{reply}: an export accepted for {}",
                     self.describe_receiver(receiver)
                 ),
             );
         };
-        self.note_export(&reply, status.export_id, principal);
+        self.note_export(&reply, status.export_id, principal, reply.sent_ms);
         if let Some(path) = &status.download_path {
-            self.note_link(status.export_id, path);
+            self.note_link(status.export_id, path, reply.at_ms);
         }
-        self.stats.exports_requested += 1;
+        self.oracle.on(Event::ExportRequested);
     }
 
     async fn work(&mut self, mode: u8) {
@@ -2168,7 +1960,6 @@ impl<'a> Harness<'a> {
                     Some(second) => {
                         let worker = &self.world.worker;
                         let (a, b) = tokio::join!(worker.work(&first), worker.work(&second));
-                        self.stats.concurrent_jobs += 1;
                         self.judge_outcome(&first, a);
                         self.judge_outcome(&second, b);
                     }
@@ -2196,10 +1987,10 @@ impl<'a> Harness<'a> {
 
     fn judge_outcome(&mut self, job: &ClaimedJob, outcome: Outcome) {
         match outcome {
-            Outcome::Published => self.stats.exports_published += 1,
-            Outcome::FencedOut => self.stats.fenced_out += 1,
-            Outcome::Failed(reason) if !self.store_down => self.violate(
-                "contract",
+            Outcome::Published => self.oracle.on(Event::ExportCompleted),
+            Outcome::FencedOut => self.oracle.claim_kept("stale worker fenced out"),
+            Outcome::Failed(reason) if self.store_down_since.is_none() => self.broken(
+                BrokenPromise::WorkerFailedWithStoreUp,
                 format!(
                     "the worker failed {} of {} with the store reachable: {reason}",
                     job.export_id, job.subject
@@ -2242,8 +2033,8 @@ impl<'a> Harness<'a> {
         if let Some(i) = known {
             let principal = self.model.exports[i].principal;
             if receiver != Receiver::Principal(principal) || status.export_id != id {
-                self.violate(
-                    "isolation",
+                self.broken(
+                    BrokenPromise::AnothersExportStatus,
                     format!(
                         "{reply}: {} read the status of {id}, the export of {}",
                         self.describe_receiver(receiver),
@@ -2252,7 +2043,7 @@ impl<'a> Harness<'a> {
                 );
             }
             if let Some(path) = &status.download_path {
-                self.note_link(id, path);
+                self.note_link(id, path, reply.at_ms);
             }
         }
     }
@@ -2268,16 +2059,18 @@ impl<'a> Harness<'a> {
             self.status(owner, 0, owner, latest).await;
         }
         let (token, receiver) = self.credential(viewer, credential);
-        let links: Vec<(ExportId, String)> = self
+        let links: Vec<(usize, String, u64)> = self
             .model
             .exports
             .iter()
-            .filter(|e| self.model.principals[e.principal].person == owner)
-            .flat_map(|e| e.links.iter().map(move |l| (e.id, l.clone())))
+            .enumerate()
+            .filter(|(_, e)| self.model.principals[e.principal].person == owner)
+            .flat_map(|(i, e)| e.links.iter().map(move |(l, seen)| (i, l.clone(), *seen)))
             .collect();
-        let (export, path) = match links.get(usize::from(pick) % links.len().max(1)) {
-            Some((id, path)) => (Some(*id), path.clone()),
-            None => (None, format!("/v1/downloads/not-a-link-{pick}")),
+        let (export, path, ready_seen_ms) = match links.get(usize::from(pick) % links.len().max(1))
+        {
+            Some((i, path, seen)) => (Some(*i), path.clone(), *seen),
+            None => (None, format!("/v1/downloads/not-a-link-{pick}"), 0),
         };
         let reply = self
             .call(
@@ -2288,101 +2081,75 @@ impl<'a> Harness<'a> {
                 Body::Empty,
             )
             .await;
-        let marks = self.judge(&reply, receiver, true);
+        let subject = export.map(|i| self.model.exports[i].principal);
+        let own = subject.is_some_and(|s| receiver == Receiver::Principal(s));
+        // One's own archive is judged whole below; anything else any
+        // caller received is judged here.
+        self.judge(&reply, receiver, !(own && reply.status == StatusCode::OK));
         let Some(export) = export else {
             return;
         };
-        let principal = self.model.exports[self.model.export_index(export).unwrap_or(0)].principal;
-        match reply.status {
-            StatusCode::OK => {}
-            StatusCode::GONE => {
-                self.stats.downloads_gone += 1;
-                return;
+        let what = format!("used a download link of {}", self.model.exports[export].id);
+        match receiver {
+            Receiver::Anonymous => {
+                self.oracle.attempt(
+                    "link without a session",
+                    ANONYMOUS,
+                    reply.status.as_u16(),
+                    &[401],
+                    Invariant::LinkBinding,
+                    reply.at_ms,
+                    &what,
+                );
             }
-            status if status.is_client_error() => {
-                match receiver {
-                    Receiver::Principal(p) if p != principal => {
-                        self.stats.foreign_downloads_refused += 1;
-                    }
-                    Receiver::Anonymous => self.stats.anonymous_downloads_refused += 1,
-                    _ => {}
+            Receiver::Principal(p) if !own && !self.model.principals[p].closed => {
+                let who = self.model.principals[p].oracle_id;
+                self.oracle.on(Event::ForeignLinkAttempted);
+                if self.oracle.attempt(
+                    "foreign link",
+                    who,
+                    reply.status.as_u16(),
+                    &[403, 404],
+                    Invariant::LinkBinding,
+                    reply.at_ms,
+                    &what,
+                ) {
+                    self.oracle.on(Event::ForeignLinkRefused);
                 }
-                return;
             }
-            _ => return,
+            _ => {}
         }
-        self.check_archive(&reply, receiver, export, principal, &marks);
+        if own && reply.status == StatusCode::OK {
+            self.archive_downloaded(&reply, export, ready_seen_ms);
+        } else if own && reply.status == StatusCode::GONE {
+            self.oracle.on(Event::ArchiveRevoked);
+        }
     }
 
-    /// A downloaded archive must be the receiver's own export, holding
-    /// exactly the receiver's live recordings received before its snapshot.
-    fn check_archive(
-        &mut self,
-        reply: &Reply,
-        receiver: Receiver,
-        export: ExportId,
-        principal: usize,
-        marks: &BTreeSet<u64>,
-    ) {
-        let manifest = zip_entries(&reply.body).and_then(|entries| {
-            let (_, json) = entries
-                .iter()
-                .find(|(name, _)| name == "manifest.json")
-                .ok_or("no manifest.json")?;
-            let value: serde_json::Value =
-                serde_json::from_slice(json).map_err(|e| format!("manifest: {e}"))?;
-            let field = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
-            match (
-                field("subject"),
-                field("export_id"),
-                field("snapshot_at_ms"),
-            ) {
-                (Some(subject), Some(id), Some(snapshot)) => Ok((subject, id, snapshot)),
-                _ => Err("manifest without subject, export_id or snapshot_at_ms".to_string()),
-            }
-        });
-        let (subject, id, snapshot_at_ms) = manifest.unwrap_or_else(|why| {
-            self.violate(
-                "contract",
+    /// One's own archive, judged whole by the oracle: isolation and erasure
+    /// of every entry, exactness by the client's times (when the export was
+    /// asked for, when this link was seen, when the download was sent).
+    fn archive_downloaded(&mut self, reply: &Reply, export: usize, ready_seen_ms: u64) {
+        let contents: ArchiveContents = match self.oracle.read_archive(&reply.body) {
+            Ok(contents) => contents,
+            Err(why) => self.broken(
+                BrokenPromise::UnreadableArchive,
                 format!("{reply} is not a readable archive: {why}"),
-            )
-        });
-        if receiver != Receiver::Principal(principal)
-            || AccountId(subject) != self.model.principals[principal].account
-            || ExportId(id) != export
-        {
-            self.violate(
-                "isolation",
-                format!(
-                    "{reply}: {} downloaded the archive of {} for export {} (the link is to {export} of {})",
-                    self.describe_receiver(receiver),
-                    AccountId(subject),
-                    ExportId(id),
-                    self.describe_principal(principal)
-                ),
-            );
-        }
-        let live = self.model.live_marks_of(principal);
-        let required: BTreeSet<u64> = live
-            .iter()
-            .copied()
-            .filter(|n| self.model.marks[n].received_at_ms < snapshot_at_ms)
-            .collect();
-        let allowed: BTreeSet<u64> = live
-            .iter()
-            .copied()
-            .filter(|n| self.model.marks[n].received_at_ms <= snapshot_at_ms)
-            .collect();
-        if !required.is_subset(marks) || !marks.is_subset(&allowed) {
-            self.violate(
-                "exactness",
-                format!(
-                    "{reply}: the archive of {export} (snapshot at {snapshot_at_ms} ms) holds watermarks {marks:?}; it must hold {required:?} (and may hold {allowed:?})"
-                ),
-            );
-        }
-        self.stats.archives_downloaded += 1;
-        self.stats.archived_recordings_checked += marks.len();
+            ),
+        };
+        let export = &self.model.exports[export];
+        let (subject, requested_ms) = (export.principal, export.requested_ms);
+        let who = self.model.principals[subject].oracle_id;
+        let channel = format!("{reply}");
+        self.oracle.check_archive(
+            who,
+            &channel,
+            &contents,
+            requested_ms,
+            ready_seen_ms,
+            reply.sent_ms,
+            reply.at_ms,
+        );
     }
 
     /// Read the person's feed; returns the notifications, if it was served.
@@ -2403,8 +2170,8 @@ impl<'a> Harness<'a> {
         }
         let feed: Vec<Notification> = self.expect_json(&reply);
         let Receiver::Principal(principal) = receiver else {
-            self.violate(
-                "isolation",
+            self.broken(
+                BrokenPromise::FeedWithoutSession,
                 format!(
                     "{reply}: a feed served to {}",
                     self.describe_receiver(receiver)
@@ -2420,10 +2187,11 @@ impl<'a> Harness<'a> {
                         id,
                         principal,
                         links: Vec::new(),
+                        requested_ms: 0,
                     });
                 }
                 if let Some(path) = link_path_in(&note.text) {
-                    self.note_link(id, &path);
+                    self.note_link(id, &path, reply.at_ms);
                 }
             }
         }
@@ -2455,8 +2223,8 @@ impl<'a> Harness<'a> {
         }
         let credentials: DeviceCredentials = self.expect_json(&reply);
         let Some(recipient) = self.model.people[to].current.filter(|_| to != from) else {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::DeviceToNobody,
                 format!("{reply}: a device went to person {to}, who has no other open account"),
             );
         };
@@ -2464,8 +2232,8 @@ impl<'a> Harness<'a> {
         device.token = credentials.device_token;
         device.owners.push(recipient);
         if credentials.ownership_epoch as usize != device.owners.len() - 1 {
-            self.violate(
-                "contract",
+            self.broken(
+                BrokenPromise::WrongOwnershipEpoch,
                 format!(
                     "{reply}: ownership epoch {} after {} owners",
                     credentials.ownership_epoch,
@@ -2475,7 +2243,7 @@ impl<'a> Harness<'a> {
         }
         self.model.people[from].devices.remove(slot);
         self.model.people[to].devices.push(index);
-        self.stats.transfers += 1;
+        self.oracle.on(Event::DeviceTransferred);
     }
 
     /// Start an export request and drop it once the export service's own
@@ -2497,11 +2265,12 @@ impl<'a> Harness<'a> {
                 format!("/v1/exports/{}", own.last().map_or(1, |e| e.id.0)),
             ),
             1 => match own.iter().rev().find_map(|e| e.links.last()) {
-                Some(link) => (Method::GET, link.clone()),
+                Some((link, _)) => (Method::GET, link.clone()),
                 None => (Method::POST, "/v1/exports".to_string()),
             },
             _ => (Method::POST, "/v1/exports".to_string()),
         };
+        let sent_ms = self.observed_ms();
         let request = self.request(&method, &path, token.as_deref(), Body::Empty);
         let arrivals = self.world.service_arrivals.clone();
         let before = arrivals.load(Ordering::SeqCst);
@@ -2510,7 +2279,7 @@ impl<'a> Harness<'a> {
         // that call arrived, `extra_yields` turns after releasing it.
         self.world.hold_service_requests.send_replace(true);
         let answered = {
-            let send = self.world.export_http.send(request);
+            let send = self.world.router(Server::Export).oneshot(request);
             tokio::pin!(send);
             let mut answered = None;
             let mut turns = 0u32;
@@ -2535,16 +2304,11 @@ impl<'a> Harness<'a> {
             }
             answered
         };
-        match answered {
-            Some(Ok(response)) => {
-                let reply = self.reply(Server::Export, method, &path, response);
-                self.judge(&reply, receiver, true);
-            }
-            Some(Err(e)) => self.violate(
-                "contract",
-                format!("Export {method} {path} got no answer ({e})"),
-            ),
-            None => self.stats.requests_abandoned += 1,
+        if let Some(Ok(response)) = answered {
+            let reply = self
+                .reply(Server::Export, method, &path, sent_ms, response)
+                .await;
+            self.judge(&reply, receiver, true);
         }
     }
 
@@ -2576,8 +2340,7 @@ impl<'a> Harness<'a> {
                 }
                 let status: TicketStatus = self.expect_json(&reply);
                 if status.state != TicketState::AwaitingVerification || status.export_id.is_some() {
-                    self.violate(
-                        "agent containment",
+                    self.broken(BrokenPromise::NewTicketNotAwaiting,
                         format!(
                             "{reply}: a new ticket for person {target}'s email started {:?} with {:?}",
                             status.state, status.export_id
@@ -2588,7 +2351,6 @@ impl<'a> Harness<'a> {
                     id: status.ticket_id,
                     target,
                 });
-                self.stats.tickets_opened += 1;
             }
             1 => {
                 // Only the target can read the code, in their own feed.
@@ -2617,16 +2379,16 @@ impl<'a> Harness<'a> {
                 }
                 let status: TicketStatus = self.expect_json(&reply);
                 if !with_code {
-                    self.violate(
-                        "agent containment",
+                    self.broken(
+                        BrokenPromise::TicketVerifiedWithGuess,
                         format!("{reply}: ticket {ticket_id} verified with a guessed code"),
                     );
                 }
                 let subject = ticket_target.and_then(|t| self.model.people[t].current);
                 if let (Some(export_id), Some(subject)) = (status.export_id, subject) {
-                    self.note_export(&reply, export_id, subject);
+                    self.note_export(&reply, export_id, subject, reply.sent_ms);
                 }
-                self.stats.tickets_verified += 1;
+                self.oracle.on(Event::TicketVerified);
             }
             2 => {
                 let path = format!("/v1/agent/tickets/{ticket_id}/manual-verification");
@@ -2642,12 +2404,12 @@ impl<'a> Harness<'a> {
                     .await;
                 self.judge(&reply, Receiver::Agent, true);
                 if reply.status.is_success() {
-                    self.violate(
-                        "agent containment",
+                    self.broken(
+                        BrokenPromise::AgentSaySoVerified,
                         format!("{reply}: an agent's say-so verified ticket {ticket_id}"),
                     );
                 }
-                self.stats.agent_refusals += 1;
+                self.oracle.on(Event::ManualVerificationRefused);
             }
             _ => {
                 let path = format!("/v1/agent/tickets/{ticket_id}/resend-link");
@@ -2664,14 +2426,14 @@ impl<'a> Harness<'a> {
                 self.judge(&reply, Receiver::Agent, true);
                 if let Some(id) = attached {
                     if reply.status != StatusCode::BAD_REQUEST {
-                        self.violate(
-                            "agent containment",
+                        self.broken(
+                            BrokenPromise::ConsoleTookArchive,
                             format!(
                                 "{reply}: the console took archive {id} for ticket {ticket_id}"
                             ),
                         );
                     }
-                    self.stats.agent_refusals += 1;
+                    self.oracle.on(Event::ArchiveAttachmentRefused);
                 }
             }
         }
@@ -2731,12 +2493,8 @@ impl<'a> Harness<'a> {
                 },
             )
             .await;
-        self.stats.raw_requests += 1;
         let judged =
             reply.status.is_success() && RAW_JUDGED_PREFIXES.iter().any(|p| path.starts_with(p));
-        if judged {
-            self.stats.raw_requests_judged += 1;
-        }
         self.judge(&reply, receiver, judged);
     }
 }
@@ -2858,41 +2616,6 @@ fn raw_path(template: u8, id: u8, body: &[u8]) -> (String, Vec<u8>) {
 // Reading answers.
 // ---------------------------------------------------------------------------
 
-/// Why an error answer is not a JSON `{"error", "message"}` body.
-fn error_body(reply: &Reply) -> Result<(), String> {
-    if !reply.content_type.starts_with("application/json") {
-        return Err(format!("error with content type {:?}", reply.content_type));
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(&reply.body).map_err(|e| format!("error body is not JSON: {e}"))?;
-    for field in ["error", "message"] {
-        match value.get(field).and_then(serde_json::Value::as_str) {
-            Some(text) if !text.is_empty() => {}
-            _ => return Err(format!("error body without a non-empty {field:?}")),
-        }
-    }
-    Ok(())
-}
-
-/// Every entry of a zip archive, read with the `zip` crate directly (the
-/// oracle shares no archive code with the export service).
-fn zip_entries(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut zip =
-        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a zip archive: {e}"))?;
-    let mut entries = Vec::new();
-    for index in 0..zip.len() {
-        let mut file = zip
-            .by_index(index)
-            .map_err(|e| format!("entry {index}: {e}"))?;
-        let name = file.name().map(|n| n.to_string()).unwrap_or_default();
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)
-            .map_err(|e| format!("reading {name}: {e}"))?;
-        entries.push((name, data));
-    }
-    Ok(entries)
-}
-
 const DOWNLOAD_PREFIX: &str = "/v1/downloads/";
 
 /// Every download link in `bytes`: (export, subject) read from the token
@@ -2949,15 +2672,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_byte_string_decodes_and_encoding_round_trips() {
+    fn every_byte_string_decodes_and_seed_bytes_round_trip() {
         for data in [
             &b""[..],
             &[0u8],
-            &[7, 3, 20, 1, 2, 3, 4, 5, 6, 7, 200, 9],
-            &[0, 0, 3, 1, 2, 3, 4, 5, 13, 0, 0, 0, 0],
+            &[7, 3, 1, 20, 1, 2, 3, 4, 5, 6, 7, 200, 9],
+            &[0, 0, 1, 0, 0, 0, 128, 1, 2, 3, 4, 5, 13, 0, 0, 0, 0],
         ] {
             let input = Input::decode(data);
-            assert_eq!(Input::decode(&input.encode()), input);
+            assert_eq!(Input::decode(&seed_bytes(&input)), input);
         }
     }
 

@@ -1,0 +1,188 @@
+//! Verdicts on every answer a service gave, whoever drove the request (the
+//! simulator's workload or the `export_api` fuzz target).
+//!
+//! A driver hands each answer over as an [`Answer`]: which service, the
+//! request, the status, the body, who asked and the client's times. The
+//! oracle judges the error contract at once (every 4xx or 5xx carries a
+//! JSON `{"error", "message"}` body with both strings non-empty) and keeps
+//! every 5xx for the end-of-run verdict against the fault log
+//! ([`super::Oracle::judge_contract`]). Download links found in what a
+//! principal received are judged by [`super::Oracle::link_delivered`]: a
+//! link is only ever handed to its own subject.
+
+use super::contract::ServerError;
+use super::{Invariant, Oracle};
+
+/// One answer of a service, as its client saw it.
+#[derive(Clone, Debug)]
+pub struct Answer<'a> {
+    /// The service's host name (`crate::net::STORE_HOST` or `EXPORT_HOST`).
+    pub service: &'static str,
+    /// Method and path, for the report.
+    pub request: String,
+    pub status: u16,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// False for answers that carry no body by definition (`HEAD`).
+    pub has_body: bool,
+    pub principal: Option<usize>,
+    pub sent_ms: u64,
+    pub at_ms: u64,
+}
+
+/// Why an error answer is not a JSON `{"error", "message"}` body.
+pub fn error_body_fault(content_type: &str, body: &[u8]) -> Option<String> {
+    if !content_type.starts_with("application/json") {
+        return Some(format!("an error with content type {content_type:?}"));
+    }
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => return Some(format!("an error body that is not JSON: {e}")),
+    };
+    ["error", "message"].into_iter().find_map(|field| {
+        match value.get(field).and_then(serde_json::Value::as_str) {
+            Some(text) if !text.is_empty() => None,
+            _ => Some(format!("an error body without a non-empty {field:?}")),
+        }
+    })
+}
+
+impl Oracle {
+    /// Judge one answer's status and error body; keep a 5xx for the
+    /// end-of-run verdict against the faults injected.
+    pub fn answer_received(&mut self, answer: &Answer<'_>) {
+        self.reply_judged();
+        let error = answer.status >= 400;
+        if error
+            && answer.has_body
+            && let Some(fault) = error_body_fault(answer.content_type, answer.body)
+        {
+            self.controls.error_bodies_malformed += 1;
+            let detail = format!(
+                "{} to the {} service answered {} with {fault}: {}",
+                answer.request,
+                answer.service,
+                answer.status,
+                String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
+            );
+            self.violate(
+                Invariant::ApiContract,
+                answer.at_ms,
+                None,
+                answer.principal,
+                detail,
+            );
+        } else if error && answer.has_body {
+            self.controls.error_bodies_judged += 1;
+        }
+        if answer.status >= 500 {
+            self.server_error(ServerError {
+                service: answer.service,
+                request: answer.request.clone(),
+                status: Some(answer.status),
+                body: String::from_utf8_lossy(answer.body).into_owned(),
+                principal: answer.principal,
+                sent_ms: answer.sent_ms,
+                at_ms: answer.at_ms,
+            });
+        }
+    }
+
+    /// `receiver` was handed a download link whose token names the account
+    /// `subject_account` (read from the link's claims): it must be their
+    /// own account's.
+    pub fn link_delivered(
+        &mut self,
+        receiver: usize,
+        subject_account: u64,
+        channel: &str,
+        at_ms: u64,
+    ) {
+        self.controls.links_delivered_judged += 1;
+        let own = self
+            .people
+            .get(receiver)
+            .and_then(|p| p.account_id)
+            .is_some_and(|account| account == subject_account);
+        if !own {
+            let detail = format!(
+                "{} was handed a download link of acct-{subject_account} via {channel}",
+                self.who(receiver)
+            );
+            self.violate(Invariant::LinkBinding, at_ms, None, Some(receiver), detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::WatermarkKey;
+
+    fn oracle() -> Oracle {
+        let mut oracle = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into(), "b@x".into()]);
+        oracle.people[0].account_id = Some(10);
+        oracle.people[1].account_id = Some(11);
+        oracle
+    }
+
+    fn answer<'a>(status: u16, content_type: &'a str, body: &'a [u8]) -> Answer<'a> {
+        Answer {
+            service: crate::net::STORE_HOST,
+            request: "GET /v1/recordings".into(),
+            status,
+            content_type,
+            body,
+            has_body: true,
+            principal: Some(0),
+            sent_ms: 5,
+            at_ms: 6,
+        }
+    }
+
+    #[test]
+    fn an_error_without_a_json_error_body_is_a_contract_violation() {
+        let mut o = oracle();
+        o.answer_received(&answer(
+            404,
+            "application/json",
+            br#"{"error":"not_found","message":"no"}"#,
+        ));
+        assert!(o.violations.is_empty());
+        assert_eq!(o.controls.error_bodies_judged, 1);
+        o.answer_received(&answer(404, "text/plain", b"no"));
+        o.answer_received(&answer(400, "application/json", br#"{"error":"x"}"#));
+        assert_eq!(o.violations.len(), 2);
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::ApiContract)
+        );
+        assert_eq!(o.controls.error_bodies_malformed, 2);
+    }
+
+    #[test]
+    fn a_server_error_is_kept_for_the_fault_log_verdict() {
+        let mut o = oracle();
+        o.answer_received(&answer(
+            500,
+            "application/json",
+            br#"{"error":"internal","message":"x"}"#,
+        ));
+        assert!(o.violations.is_empty());
+        o.judge_contract(&Default::default(), Vec::new());
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::ApiContract);
+    }
+
+    #[test]
+    fn a_link_is_judged_by_whose_account_it_names() {
+        let mut o = oracle();
+        o.link_delivered(0, 10, "feed", 1);
+        assert!(o.violations.is_empty());
+        o.link_delivered(1, 10, "feed", 2);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::LinkBinding);
+        assert_eq!(o.controls.links_delivered_judged, 2);
+    }
+}
