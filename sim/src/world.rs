@@ -197,10 +197,16 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
     let fired_points = FiredPoints::default();
+    let hot_key = u64::from_le_bytes(
+        derive(seed, "hot-fault-points")[..8]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("a 32-byte digest has 8 bytes")),
+    );
     let fault_points = |name: String| -> Arc<dyn crosstalk_service::fault_points::FaultPoints> {
         Arc::new(
             SeededFaultPoints::new(
                 derive(seed, &format!("fault-points/{name}")),
+                hot_key,
                 plan.sut_fault_points_per_mille,
                 plan.active_ms,
                 faults_fired.clone(),
