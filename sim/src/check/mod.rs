@@ -7,6 +7,8 @@
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
 pub mod contract;
+pub mod entries;
+pub mod limits;
 pub mod adversary;
 pub mod panics;
 
@@ -214,6 +216,18 @@ pub struct Controls {
     /// Requests a service refused as overloaded (503 `overloaded`) that the
     /// client retried after the service's `Retry-After`.
     pub overloaded_retries: u64,
+    /// Successful downloads judged against the link's limits (count and
+    /// lifetime, by client-observed times; `check/limits.rs`).
+    pub downloads_judged_against_limits: u64,
+    /// 410 answers to a link's subject judged for a cause.
+    pub gone_answers_judged: u64,
+    /// Refusals of a link its subject had already used up, and of a link
+    /// tried after it must have expired.
+    pub downloads_refused_past_limit: u64,
+    pub downloads_refused_after_expiry: u64,
+    /// Archive entries whose audio, transcript, manifest fields and digest
+    /// were found to be of one utterance.
+    pub archive_entries_judged_whole: u64,
 }
 
 impl Controls {
@@ -263,6 +277,11 @@ impl Controls {
         self.accounts_recycled += other.accounts_recycled;
         self.duplicate_requests_joined += other.duplicate_requests_joined;
         self.overloaded_retries += other.overloaded_retries;
+        self.downloads_judged_against_limits += other.downloads_judged_against_limits;
+        self.gone_answers_judged += other.gone_answers_judged;
+        self.downloads_refused_past_limit += other.downloads_refused_past_limit;
+        self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
+        self.archive_entries_judged_whole += other.archive_entries_judged_whole;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -356,6 +375,8 @@ pub struct Oracle {
     /// Confirmed messages: (nonce, recipient principal) -> when the store
     /// acknowledged the confirmation.
     confirmed_messages: BTreeMap<(u64, usize), u64>,
+    /// The export contract's limits and what clients saw of every link.
+    pub limits: limits::LimitsLedger,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -368,6 +389,12 @@ pub struct ArchiveContents {
     /// Nonces decoded from any text in JSON entries (the manifest).
     pub text: Vec<u64>,
     pub invalid_marks: usize,
+    /// Each manifest entry as read from the bytes (empty when there is no
+    /// manifest in the contract's format), and files no entry names.
+    pub entries: Vec<entries::EntryView>,
+    pub unnamed_files: Vec<String>,
+    /// The archive has no `manifest.json` in the contract's format.
+    pub manifest_missing: bool,
 }
 
 impl Oracle {
@@ -387,6 +414,7 @@ impl Oracle {
             unresolved_deletions: BTreeMap::new(),
             server_errors: Vec::new(),
             confirmed_messages: BTreeMap::new(),
+            limits: limits::LimitsLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -866,6 +894,7 @@ impl Oracle {
             at_ms,
         );
 
+        self.judge_entries_whole(subject, channel, contents, at_ms);
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
             if !seen.insert(nonce) {
@@ -957,6 +986,8 @@ impl Oracle {
         let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| format!("not a zip archive: {e}"))?;
         let mut contents = ArchiveContents::default();
+        let mut files = BTreeMap::new();
+        let mut manifest = None;
         for index in 0..zip.len() {
             let mut file = zip
                 .by_index(index)
@@ -968,6 +999,9 @@ impl Oracle {
             if name.ends_with(".json") {
                 let value: serde_json::Value = serde_json::from_slice(&data)
                     .map_err(|e| format!("{name} is not JSON: {e}"))?;
+                if name == "manifest.json" {
+                    manifest = serde_json::from_value::<crosstalk_model::api::Manifest>(value.clone()).ok();
+                }
                 let mut strings = Vec::new();
                 collect_strings(&value, &mut strings);
                 for s in strings {
@@ -979,6 +1013,16 @@ impl Oracle {
                 let d = self.key.decode_audio(&data);
                 contents.audio.extend(d.nonces);
                 contents.invalid_marks += d.invalid_marks;
+                files.insert(name, data);
+            }
+        }
+        match manifest {
+            Some(manifest) => {
+                (contents.entries, contents.unnamed_files) =
+                    entries::entry_views(self, &manifest, &files);
+            }
+            None => {
+                contents.manifest_missing = true;
             }
         }
         Ok(contents)

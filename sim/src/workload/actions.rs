@@ -137,6 +137,7 @@ impl Person {
             } => self.send_message(pick, contact, misheard).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
+            Action::ProbeLinkLimits { past_expiry } => self.probe_link_limits(past_expiry).await,
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
@@ -402,19 +403,9 @@ impl Person {
                         break;
                     }
                     StatusCode::GONE if downloads == 0 => {
-                        // Nobody deleted anything: the archive the service
-                        // announced was replaced behind the subject's back
-                        // (published twice?). Exactly once means once.
-                        let detail = format!(
-                            "exp-{export_id} was announced ready at {ready_seen_ms} ms, yet its link was dead at {now} ms with no deletion in between"
-                        );
-                        self.oracle().violate(
-                            Invariant::RequestIntegrity,
-                            now,
-                            None,
-                            Some(self.principal),
-                            detail,
-                        );
+                        // Refused before the subject ever got it: the oracle
+                        // judges whether anything could cause it (the limit,
+                        // the expiry, a deletion; `check/limits.rs`).
                         return Ok(());
                     }
                     StatusCode::GONE => {
@@ -649,14 +640,11 @@ impl Person {
                     oracle.controls.notified_links_followed += 1;
                     match oracle.read_archive(response.body()) {
                         Ok(contents) => {
-                            let decoded = crate::watermark::Decoded {
-                                nonces: contents.audio,
-                                invalid_marks: contents.invalid_marks,
-                            };
-                            oracle.receive(
+                            let channel = format!("link from notification {}", notification.seq);
+                            oracle.judge_archive_delivery(
                                 self.principal,
-                                &format!("link from notification {}", notification.seq),
-                                &decoded,
+                                &channel,
+                                &contents,
                                 requested_ms,
                                 now,
                             );
