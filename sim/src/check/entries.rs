@@ -73,11 +73,13 @@ impl Oracle {
         at_ms: u64,
     ) {
         if contents.manifest_missing {
-            let detail = format!("{channel}: the archive has no manifest.json in the contract's format");
+            let detail =
+                format!("{channel}: the archive has no manifest.json in the contract's format");
             self.violate(Invariant::Exactness, at_ms, None, Some(subject), detail);
         }
         for name in &contents.unnamed_files {
-            let detail = format!("{channel}: file {name} is in the archive but not in its manifest");
+            let detail =
+                format!("{channel}: file {name} is in the archive but not in its manifest");
             self.violate(Invariant::Exactness, at_ms, None, Some(subject), detail);
         }
         for entry in &contents.entries {
@@ -100,7 +102,10 @@ impl Oracle {
             return Some((None, "its audio file is missing".into()));
         };
         if !entry.digest_matches {
-            return Some((None, "its digest does not match its audio file's bytes".into()));
+            return Some((
+                None,
+                "its digest does not match its audio file's bytes".into(),
+            ));
         }
         let (&[audio_nonce], &[text_nonce]) = (audio.as_slice(), entry.transcript_marks.as_slice())
         else {
@@ -120,7 +125,8 @@ impl Oracle {
         let truth = self.utterances.get(&audio_nonce)?;
         match truth.recording_id {
             Some(id) if id != entry.recording_id => {
-                let fault = format!("its bytes are utterance {audio_nonce:016x}, stored as rec-{id}");
+                let fault =
+                    format!("its bytes are utterance {audio_nonce:016x}, stored as rec-{id}");
                 return Some((Some(audio_nonce), fault));
             }
             None => {
@@ -166,7 +172,13 @@ impl Oracle {
             nonces: contents.text.clone(),
             invalid_marks: 0,
         };
-        self.receive(subject, &format!("{channel} (manifest)"), &text, requested_ms, at_ms);
+        self.receive(
+            subject,
+            &format!("{channel} (manifest)"),
+            &text,
+            requested_ms,
+            at_ms,
+        );
         self.judge_entries_whole(subject, channel, contents, at_ms);
     }
 }

@@ -123,9 +123,18 @@ fn may_revoke(method: &http::Method, path: &str) -> bool {
 
 impl Oracle {
     /// A request of `principal` to the store is about to be sent.
-    pub fn store_request_sent(&mut self, principal: usize, method: &http::Method, path: &str, sent_ms: u64) {
+    pub fn store_request_sent(
+        &mut self,
+        principal: usize,
+        method: &http::Method,
+        path: &str,
+        sent_ms: u64,
+    ) {
         if may_revoke(method, path) {
-            self.limits.revoking_sent_ms.entry(principal).or_insert(sent_ms);
+            self.limits
+                .revoking_sent_ms
+                .entry(principal)
+                .or_insert(sent_ms);
         }
     }
 
@@ -198,7 +207,10 @@ impl Oracle {
         let successes = *counts.0;
         self.controls.downloads_judged_against_limits += 1;
         let link = self.limits.links.get(path).cloned();
-        let export = link.as_ref().map(|l| format!("exp-{}", l.export_id)).unwrap_or_else(|| "an export".into());
+        let export = link
+            .as_ref()
+            .map(|l| format!("exp-{}", l.export_id))
+            .unwrap_or_else(|| "an export".into());
         if successes > limits.max_downloads {
             let detail = format!(
                 "download limit: {export}'s link served its download number {successes} (at least; sent at {sent_ms} ms) to {}, past the limit of {} per archive",
@@ -230,7 +242,8 @@ impl Oracle {
                 continue;
             };
             self.controls.gone_answers_judged += 1;
-            let expired_for_sure = g.sent_ms >= link.first_seen_ms.saturating_add(limits.link_ttl_ms);
+            let expired_for_sure =
+                g.sent_ms >= link.first_seen_ms.saturating_add(limits.link_ttl_ms);
             let used_up = link.successes >= limits.max_downloads;
             if expired_for_sure {
                 self.controls.downloads_refused_after_expiry += 1;
@@ -261,7 +274,13 @@ impl Oracle {
                 link.successes,
                 limits.max_downloads
             );
-            self.violate(Invariant::LinkBinding, g.at_ms, None, Some(link.owner), detail);
+            self.violate(
+                Invariant::LinkBinding,
+                g.at_ms,
+                None,
+                Some(link.owner),
+                detail,
+            );
         }
     }
 }
@@ -298,8 +317,24 @@ mod tests {
             .unwrap()
         };
         let get = http::Method::GET;
-        oracle.export_reply(0, &get, "/v1/exports/7", pending_sent, Some(200), &status(ExportState::Pending, None), pending_sent + 5);
-        oracle.export_reply(0, &get, "/v1/exports/7", seen - 5, Some(200), &status(ExportState::Ready, Some("/v1/downloads/t")), seen);
+        oracle.export_reply(
+            0,
+            &get,
+            "/v1/exports/7",
+            pending_sent,
+            Some(200),
+            &status(ExportState::Pending, None),
+            pending_sent + 5,
+        );
+        oracle.export_reply(
+            0,
+            &get,
+            "/v1/exports/7",
+            seen - 5,
+            Some(200),
+            &status(ExportState::Ready, Some("/v1/downloads/t")),
+            seen,
+        );
     }
 
     #[test]

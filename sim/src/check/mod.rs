@@ -6,10 +6,10 @@
 //! the SUT's ids, owners or manifests. Each check also counts its positive
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
+pub mod adversary;
 pub mod contract;
 pub mod entries;
 pub mod limits;
-pub mod adversary;
 pub mod panics;
 
 use crate::watermark::{Decoded, WatermarkKey};
@@ -29,7 +29,7 @@ pub enum Invariant {
     Exactness,
     /// 3: a recording whose deletion was acknowledged is never delivered again.
     Erasure,
-    /// 4: a download link works only for its subject.
+    /// 4: a download link works only for its subject, within its limits.
     LinkBinding,
     /// 6: a reply carries what was asked for, intact and attributable.
     RequestIntegrity,
@@ -81,7 +81,7 @@ impl Invariant {
                 "durability (invariant 7): an acknowledged recording was lost without being deleted"
             }
             Invariant::LinkBinding => {
-                "link binding (invariant 4): a download link worked for someone other than its subject"
+                "link binding (invariant 4): a download link worked for someone other than its subject, past its download limit or after its expiry, or died before any of these"
             }
             Invariant::RequestIntegrity => {
                 "request integrity (invariant 6): a reply did not carry what was asked for"
@@ -1000,7 +1000,9 @@ impl Oracle {
                 let value: serde_json::Value = serde_json::from_slice(&data)
                     .map_err(|e| format!("{name} is not JSON: {e}"))?;
                 if name == "manifest.json" {
-                    manifest = serde_json::from_value::<crosstalk_model::api::Manifest>(value.clone()).ok();
+                    manifest =
+                        serde_json::from_value::<crosstalk_model::api::Manifest>(value.clone())
+                            .ok();
                 }
                 let mut strings = Vec::new();
                 collect_strings(&value, &mut strings);

@@ -47,7 +47,10 @@ impl Person {
     async fn download_again(&mut self, path: &str) -> Result<Option<StatusCode>, CallError> {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
-        let response = match self.call(true, Method::GET, path, Some(&session), None).await {
+        let response = match self
+            .call(true, Method::GET, path, Some(&session), None)
+            .await
+        {
             Ok(response) => response,
             Err(CallError::Unavailable(_)) => return Ok(None),
             Err(e) => return Err(e),
@@ -57,13 +60,23 @@ impl Person {
             let now = sim_now_ms();
             let channel = format!("{path} downloaded again");
             match oracle.read_archive(response.body()) {
-                Ok(contents) => {
-                    oracle.judge_archive_delivery(self.principal, &channel, &contents, requested_ms, now)
-                }
+                Ok(contents) => oracle.judge_archive_delivery(
+                    self.principal,
+                    &channel,
+                    &contents,
+                    requested_ms,
+                    now,
+                ),
                 Err(e) => {
                     let detail = format!("{channel}: not a readable archive: {e}");
                     let who = Some(self.principal);
-                    oracle.violate(crate::check::Invariant::RequestIntegrity, now, None, who, detail);
+                    oracle.violate(
+                        crate::check::Invariant::RequestIntegrity,
+                        now,
+                        None,
+                        who,
+                        detail,
+                    );
                 }
             }
         }
