@@ -130,6 +130,7 @@ impl Oracle {
         path: &str,
         sent_ms: u64,
     ) {
+        self.note_sale(principal, method, path);
         if may_revoke(method, path) {
             self.limits
                 .revoking_sent_ms

@@ -7,6 +7,7 @@
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
 pub mod adversary;
+pub mod claims;
 pub mod contract;
 pub mod entries;
 pub mod limits;
@@ -228,6 +229,9 @@ pub struct Controls {
     /// Archive entries whose audio, transcript, manifest fields and digest
     /// were found to be of one utterance.
     pub archive_entries_judged_whole: u64,
+    /// Refusals ("no such thing") of one's own things judged against what
+    /// the simulator did (`check/claims.rs`).
+    pub refusals_of_own_things_judged: u64,
 }
 
 impl Controls {
@@ -282,6 +286,7 @@ impl Controls {
         self.downloads_refused_past_limit += other.downloads_refused_past_limit;
         self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
         self.archive_entries_judged_whole += other.archive_entries_judged_whole;
+        self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -377,6 +382,7 @@ pub struct Oracle {
     confirmed_messages: BTreeMap<(u64, usize), u64>,
     /// The export contract's limits and what clients saw of every link.
     pub limits: limits::LimitsLedger,
+    claims: claims::ClaimsLedger,
     pub violations: Vec<Violation>,
     pub controls: Controls,
 }
@@ -415,6 +421,7 @@ impl Oracle {
             server_errors: Vec::new(),
             confirmed_messages: BTreeMap::new(),
             limits: limits::LimitsLedger::default(),
+            claims: claims::ClaimsLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
