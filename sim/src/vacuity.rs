@@ -218,7 +218,10 @@ const RULES: &[Rule] = &[
     rule(
         "archive entries judged whole, downloads judged against the limits",
         exports,
-        &["archive_entries_judged_whole", "downloads_judged_against_limits"],
+        &[
+            "archive_entries_judged_whole",
+            "downloads_judged_against_limits",
+        ],
     ),
     rule(
         "curious user: tampered link tokens",

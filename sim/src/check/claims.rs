@@ -42,7 +42,13 @@ impl Oracle {
             "{} reset their own dev-{device}, never offered for sale, and the store answered 404 (no such device)",
             self.who(principal)
         );
-        self.violate(Invariant::RequestIntegrity, at_ms, None, Some(principal), detail);
+        self.violate(
+            Invariant::RequestIntegrity,
+            at_ms,
+            None,
+            Some(principal),
+            detail,
+        );
     }
 }
 

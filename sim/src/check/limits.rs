@@ -152,8 +152,8 @@ impl Oracle {
         body: &[u8],
         at_ms: u64,
     ) {
-        if let Some(token_path) = path.strip_prefix("/v1/downloads/").map(|_| path) {
-            self.download_answered(principal, token_path, sent_ms, status, at_ms);
+        if path.starts_with("/v1/downloads/") {
+            self.download_answered(principal, path, sent_ms, status, at_ms);
             return;
         }
         let is_status = *method == http::Method::GET
@@ -161,10 +161,10 @@ impl Oracle {
                 .strip_prefix("/v1/exports/")
                 .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
         let is_request = *method == http::Method::POST && path == "/v1/exports";
-        if (is_status && status == Some(200)) || (is_request && matches!(status, Some(200 | 202))) {
-            if let Ok(export) = serde_json::from_slice::<ExportStatus>(body) {
-                self.limits.status_seen(principal, &export, sent_ms, at_ms);
-            }
+        let answered =
+            (is_status && status == Some(200)) || (is_request && matches!(status, Some(200 | 202)));
+        if answered && let Ok(export) = serde_json::from_slice::<ExportStatus>(body) {
+            self.limits.status_seen(principal, &export, sent_ms, at_ms);
         }
     }
 

@@ -1056,7 +1056,8 @@ impl Person {
             // Not ours any more: a sale whose answer was lost went through
             // (the oracle checks that one was sent).
             let (device, now) = (self.devices[chosen].id, sim_now_ms());
-            let registered = self.world.board.borrow().devices.get(&device) == Some(&self.principal);
+            let registered =
+                self.world.board.borrow().devices.get(&device) == Some(&self.principal);
             if registered {
                 self.oracle()
                     .own_device_reset_not_found(self.principal, device, now);
