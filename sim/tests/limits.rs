@@ -250,3 +250,45 @@ fn the_correct_build_passes_with_every_refusal_seen() {
         "{past_limit} {past_expiry}"
     );
 }
+
+// --- Defect: a reset of one's own device answered "no such device". -------
+
+fn reset_not_found(State(_): State<()>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let path = request.uri().path();
+        if request.method() == Method::POST
+            && path.starts_with("/v1/devices/")
+            && path.ends_with("/reset")
+        {
+            let body = r#"{"error":"not_found","message":"no such device"}"#;
+            return (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        next.run(request).await
+    })
+}
+
+#[test]
+fn a_reset_of_ones_own_device_answered_not_found_is_caught() {
+    let scenario = scenario("device-resale");
+    for seed in 0..5 {
+        let wrappers = Wrappers {
+            store: Some(Rc::new(|inner| layered(inner, (), reset_not_found))),
+            export: None,
+        };
+        let outcome = run_plan_with(&Plan::generate(&scenario, seed), &wrappers);
+        if !outcome.violations.is_empty() {
+            assert_caught(
+                &outcome,
+                Invariant::RequestIntegrity,
+                "never offered for sale",
+            );
+            return;
+        }
+    }
+    panic!("a reset answered 404 went unnoticed for 5 seeds");
+}
