@@ -434,6 +434,15 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.sut_faults_fired,
     );
     println!(
+        "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}",
+        c.downloads_judged_against_limits,
+        c.gone_answers_judged,
+        c.downloads_refused_past_limit,
+        c.downloads_refused_after_expiry,
+        c.archive_entries_judged_whole,
+        c.refusals_of_own_things_judged,
+    );
+    println!(
         "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
         c.api_replies_judged,
         c.server_errors_excused,

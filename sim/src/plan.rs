@@ -11,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+mod limits;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: String,
@@ -58,6 +60,22 @@ pub struct Plan {
     /// run a plan that names any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planted: Vec<String>,
+    /// The export contract's limits this run's export service is
+    /// configured with, and the oracle judges by: how long a link lives
+    /// after its archive is published, and downloads allowed per archive.
+    /// (Plans saved before they were plan data had an hour and three.)
+    #[serde(default = "default_link_ttl_ms")]
+    pub link_ttl_ms: u64,
+    #[serde(default = "default_max_downloads")]
+    pub max_downloads: u32,
+}
+
+fn default_link_ttl_ms() -> u64 {
+    3_600_000
+}
+
+fn default_max_downloads() -> u32 {
+    3
 }
 
 /// A support agent working tickets, with a seeded error model. Each error
@@ -219,6 +237,10 @@ pub enum Action {
     /// credentials, and look again at what they were told is gone or kept.
     /// `nonce` marks the capture a retired device token tries to upload.
     Probe { pick: u64, nonce: u64 },
+    /// Try one's latest download link past the contract's limits
+    /// (`workload/limits.rs`): download it until the service refuses, or
+    /// (`past_expiry`) wait until it must have expired and try it again.
+    ProbeLinkLimits { past_expiry: bool },
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.
@@ -246,6 +268,7 @@ impl Action {
             Action::SendMessage { .. } => "send_message",
             Action::ReadInbox { .. } => "read_inbox",
             Action::Probe { .. } => "probe",
+            Action::ProbeLinkLimits { .. } => "probe_link_limits",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
         }
@@ -873,6 +896,11 @@ impl Plan {
             duplicate_per_mille: scenario.agent.duplicate_per_mille,
             seed: rng.random(),
         });
+        let (link_ttl_ms, max_downloads) = limits::draw_limits(scenario, seed);
+        let mut swarm_off = swarm_off;
+        if limits::schedule_probes(scenario, seed, active_ms, &mut accounts) {
+            swarm_off.push(limits::SWARM_NAME.to_string());
+        }
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -895,6 +923,8 @@ impl Plan {
             accounts,
             agent,
             planted: Vec::new(),
+            link_ttl_ms,
+            max_downloads,
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Scenario {
     pub broadcasts: BroadcastSpec,
     #[serde(default)]
     pub agent: AgentSpec,
+    /// The export contract's limits (link lifetime, downloads per link) and
+    /// how often people try past them.
+    #[serde(default)]
+    pub limits: LimitsSpec,
     /// Harness self-tests only: see [`CanarySpec`].
     #[serde(default)]
     pub canary: CanarySpec,
@@ -335,6 +339,36 @@ impl Default for AgentSpec {
     }
 }
 
+/// The export contract's limits, drawn per seed, and the people who try
+/// past them (`workload/limits.rs`). The oracle learns the drawn limits
+/// from the plan (`check/limits.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSpec {
+    /// How long a download link lives after its archive is published, in
+    /// simulated seconds (short enough that some links expire within a run).
+    pub link_ttl_seconds: Range,
+    /// Successful downloads allowed per published archive.
+    pub max_downloads: Range,
+    /// Chance, per thousand accounts, that the person keeps downloading
+    /// their latest archive until the service refuses (past the limit).
+    pub past_limit_per_mille: u64,
+    /// Chance, per thousand accounts, that the person waits until their
+    /// latest link has expired and tries it once more.
+    pub past_expiry_per_mille: u64,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            link_ttl_seconds: Range(30, 600),
+            max_downloads: Range(1, 5),
+            past_limit_per_mille: 0,
+            past_expiry_per_mille: 0,
+        }
+    }
+}
+
 /// A deliberately broken world, used only by the harness's own tests to
 /// prove the oracle sees: when `leak_into_archives` is on, a wrapper in
 /// front of the export service slips one recording from another account's
@@ -384,6 +418,18 @@ impl Scenario {
         }
         if w.active_seconds == 0 || w.active_seconds > 24 * 3600 {
             return Err("world.active_seconds: between 1 and 86400".into());
+        }
+        let l = &self.limits;
+        l.link_ttl_seconds.validate("limits.link_ttl_seconds")?;
+        l.max_downloads.validate("limits.max_downloads")?;
+        if l.link_ttl_seconds.0 < 1 || l.link_ttl_seconds.1 > 30 * 24 * 3600 {
+            return Err("limits.link_ttl_seconds: between 1 and 2592000".into());
+        }
+        if l.max_downloads.0 < 1 || l.max_downloads.1 > 100 {
+            return Err("limits.max_downloads: between 1 and 100".into());
+        }
+        if l.past_limit_per_mille > 1000 || l.past_expiry_per_mille > 1000 {
+            return Err("limits.past_*_per_mille: at most 1000".into());
         }
         let n = &self.network;
         n.latency_ms.validate("network.latency_ms")?;

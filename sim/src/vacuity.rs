@@ -206,6 +206,24 @@ const RULES: &[Rule] = &[
         ],
     ),
     rule(
+        "downloads refused past limit (people who download again until refused)",
+        |s| s.limits.past_limit_per_mille > 0 && exports(s),
+        &["downloads_refused_past_limit"],
+    ),
+    rule(
+        "downloads refused after expiry (people who wait past their link's lifetime)",
+        |s| s.limits.past_expiry_per_mille > 0 && exports(s),
+        &["downloads_refused_after_expiry"],
+    ),
+    rule(
+        "archive entries judged whole, downloads judged against the limits",
+        exports,
+        &[
+            "archive_entries_judged_whole",
+            "downloads_judged_against_limits",
+        ],
+    ),
+    rule(
         "curious user: tampered link tokens",
         |s| curious(s) && s.actions.exports.1 > 0,
         &["refused: tampered link token"],
@@ -247,6 +265,11 @@ const TAMPERED_LINK: &str = "tampered link token";
 /// once wherever the actor is on (and the tampered link where exports are).
 fn curious(s: &Scenario) -> bool {
     s.actions.curious_probes.1 > 0
+}
+
+/// Whether people ask for exports at all (directly or by ticket).
+fn exports(s: &Scenario) -> bool {
+    s.actions.exports.1 > 0 || s.actions.ticket_exports.1 > 0
 }
 
 /// Add `more` into `sum`, field by field.

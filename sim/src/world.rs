@@ -189,11 +189,12 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let collecting_panics = crate::check::panics::collect();
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let agent_token = hex::encode(derive(seed, "agent-token"));
-    let world = World::new(
-        plan.clone(),
-        Oracle::new(WatermarkKey::for_seed(seed), emails),
-        agent_token.clone(),
-    );
+    let mut oracle = Oracle::new(WatermarkKey::for_seed(seed), emails);
+    oracle.learn_limits(crate::check::limits::ExportLimits {
+        link_ttl_ms: plan.link_ttl_ms,
+        max_downloads: plan.max_downloads,
+    });
+    let world = World::new(plan.clone(), oracle, agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
     let fired_points = FiredPoints::default();
@@ -311,6 +312,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let agent_token = agent_token.clone();
         let counter = sut_requests.clone();
         let canary = plan.canary_leak_into_archives;
+        let export_base = export_config(plan);
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
@@ -324,7 +326,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             let config = ExportConfig {
                 worker_token: worker_token.clone(),
                 agent_tokens: vec![("agent".to_string(), agent_token.clone())],
-                ..export_config()
+                ..export_base.clone()
             };
             let limits = config.limits;
             let counter = counter.clone();
@@ -549,6 +551,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .oracle
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
+    world.oracle.borrow_mut().judge_limits();
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {
@@ -739,12 +742,13 @@ fn apply_net_fault(sim: &turmoil::Sim<'_>, fault: &NetFault, on: bool, plan: &Pl
 }
 
 /// The export service's settings, scaled to simulated time: a "month" to
-/// answer is ten simulated minutes, links live for an hour, three direct
-/// requests an hour per subject (so that persistent askers meet the limit).
-fn export_config() -> ExportConfig {
+/// answer is ten simulated minutes, three direct requests an hour per
+/// subject (so that persistent askers meet the limit); a link's lifetime
+/// and its downloads are the plan's (the oracle judges by the same).
+fn export_config(plan: &Plan) -> ExportConfig {
     ExportConfig {
-        link_ttl_ms: 3_600_000,
-        max_downloads: 3,
+        link_ttl_ms: plan.link_ttl_ms,
+        max_downloads: plan.max_downloads,
         lease_ms: 8_000,
         max_attempts: 40,
         retry_backoff_ms: 500,

@@ -7,10 +7,13 @@
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
 pub mod adversary;
+pub mod claims;
 pub mod contract;
 pub mod driver;
+pub mod entries;
 mod events;
 mod household;
+pub mod limits;
 mod observations;
 pub mod panics;
 pub mod replies;
@@ -38,7 +41,7 @@ pub enum Invariant {
     Exactness,
     /// 3: a recording whose deletion was acknowledged is never delivered again.
     Erasure,
-    /// 4: a download link works only for its subject.
+    /// 4: a download link works only for its subject, within its limits.
     LinkBinding,
     /// 6: a reply carries what was asked for, intact and attributable.
     RequestIntegrity,
@@ -90,7 +93,7 @@ impl Invariant {
                 "durability (invariant 7): an acknowledged recording was lost without being deleted"
             }
             Invariant::LinkBinding => {
-                "link binding (invariant 4): a download link worked for someone other than its subject"
+                "link binding (invariant 4): a download link worked for someone other than its subject, past its download limit or after its expiry, or died before any of these"
             }
             Invariant::RequestIntegrity => {
                 "request integrity (invariant 6): a reply did not carry what was asked for"
@@ -237,6 +240,21 @@ pub struct Controls {
     /// account they name.
     #[serde(skip_serializing_if = "is_zero")]
     pub links_delivered_judged: u64,
+    /// Successful downloads judged against the link's limits (count and
+    /// lifetime, by client-observed times; `check/limits.rs`).
+    pub downloads_judged_against_limits: u64,
+    /// 410 answers to a link's subject judged for a cause.
+    pub gone_answers_judged: u64,
+    /// Refusals of a link its subject had already used up, and of a link
+    /// tried after it must have expired.
+    pub downloads_refused_past_limit: u64,
+    pub downloads_refused_after_expiry: u64,
+    /// Archive entries whose audio, transcript, manifest fields and digest
+    /// were found to be of one utterance.
+    pub archive_entries_judged_whole: u64,
+    /// Refusals ("no such thing") of one's own things judged against what
+    /// the simulator did (`check/claims.rs`).
+    pub refusals_of_own_things_judged: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -290,6 +308,12 @@ impl Controls {
         self.accounts_recycled += other.accounts_recycled;
         self.duplicate_requests_joined += other.duplicate_requests_joined;
         self.overloaded_retries += other.overloaded_retries;
+        self.downloads_judged_against_limits += other.downloads_judged_against_limits;
+        self.gone_answers_judged += other.gone_answers_judged;
+        self.downloads_refused_past_limit += other.downloads_refused_past_limit;
+        self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
+        self.archive_entries_judged_whole += other.archive_entries_judged_whole;
+        self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -386,6 +410,9 @@ pub struct Oracle {
     /// Confirmed messages: (nonce, recipient principal) -> when the store
     /// acknowledged the confirmation.
     confirmed_messages: BTreeMap<(u64, usize), u64>,
+    /// The export contract's limits and what clients saw of every link.
+    limits: limits::LimitsLedger,
+    claims: claims::ClaimsLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -400,6 +427,12 @@ pub struct ArchiveContents {
     /// Nonces decoded from any text in JSON entries (the manifest).
     pub text: Vec<u64>,
     pub invalid_marks: usize,
+    /// Each manifest entry as read from the bytes (empty when there is no
+    /// manifest in the contract's format), and files no entry names.
+    pub entries: Vec<entries::EntryView>,
+    pub unnamed_files: Vec<String>,
+    /// The archive has no `manifest.json` in the contract's format.
+    pub manifest_missing: bool,
 }
 
 impl Oracle {
@@ -419,6 +452,8 @@ impl Oracle {
             unresolved_deletions: BTreeMap::new(),
             server_errors: Vec::new(),
             confirmed_messages: BTreeMap::new(),
+            limits: limits::LimitsLedger::default(),
+            claims: claims::ClaimsLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -940,6 +975,7 @@ impl Oracle {
             at_ms,
         );
 
+        self.judge_entries_whole(subject, channel, contents, at_ms);
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
             if !seen.insert(nonce) {
@@ -1031,6 +1067,8 @@ impl Oracle {
         let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| format!("not a zip archive: {e}"))?;
         let mut contents = ArchiveContents::default();
+        let mut files = BTreeMap::new();
+        let mut manifest = None;
         for index in 0..zip.len() {
             let mut file = zip
                 .by_index(index)
@@ -1042,6 +1080,11 @@ impl Oracle {
             if name.ends_with(".json") {
                 let value: serde_json::Value = serde_json::from_slice(&data)
                     .map_err(|e| format!("{name} is not JSON: {e}"))?;
+                if name == "manifest.json" {
+                    manifest =
+                        serde_json::from_value::<crosstalk_model::api::Manifest>(value.clone())
+                            .ok();
+                }
                 let mut strings = Vec::new();
                 collect_strings(&value, &mut strings);
                 for s in strings {
@@ -1053,6 +1096,16 @@ impl Oracle {
                 let d = self.key.decode_audio(&data);
                 contents.audio.extend(d.nonces);
                 contents.invalid_marks += d.invalid_marks;
+                files.insert(name, data);
+            }
+        }
+        match manifest {
+            Some(manifest) => {
+                (contents.entries, contents.unnamed_files) =
+                    entries::entry_views(self, &manifest, &files);
+            }
+            None => {
+                contents.manifest_missing = true;
             }
         }
         Ok(contents)

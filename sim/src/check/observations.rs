@@ -148,7 +148,7 @@ impl Oracle {
         status: StatusCode,
         downloads: u32,
         deleted_since_ready: bool,
-        ready_seen_ms: u64,
+        _ready_seen_ms: u64,
         now: u64,
     ) -> DownloadNext {
         match status {
@@ -159,19 +159,9 @@ impl Oracle {
                 DownloadNext::AwaitRebuild
             }
             StatusCode::GONE if downloads == 0 => {
-                // Nobody deleted anything: the archive the service
-                // announced was replaced behind the subject's back
-                // (published twice?). Exactly once means once.
-                let detail = format!(
-                    "exp-{export_id} was announced ready at {ready_seen_ms} ms, yet its link was dead at {now} ms with no deletion in between"
-                );
-                self.violate(
-                    Invariant::RequestIntegrity,
-                    now,
-                    None,
-                    Some(principal),
-                    detail,
-                );
+                // Refused before the subject ever got it: whether anything
+                // could cause it (the limit, the expiry, a deletion) is
+                // judged at the end of the run (`check/limits.rs`).
                 DownloadNext::Stop
             }
             StatusCode::GONE => {
@@ -306,12 +296,14 @@ impl Oracle {
                 self.controls.notified_links_followed += 1;
                 match self.read_archive(body) {
                     Ok(contents) => {
-                        let decoded = crate::watermark::Decoded {
-                            nonces: contents.audio,
-                            invalid_marks: contents.invalid_marks,
-                        };
                         let channel = format!("link from notification {seq}");
-                        self.receive(principal, &channel, &decoded, requested_ms, now);
+                        self.judge_archive_delivery(
+                            principal,
+                            &channel,
+                            &contents,
+                            requested_ms,
+                            now,
+                        );
                         return;
                     }
                     Err(e) => (

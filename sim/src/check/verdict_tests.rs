@@ -8,7 +8,6 @@ use crosstalk_model::api::{ExportState, MessageState, OrderState, OrderView, Tic
 use crosstalk_model::{ExportId, RecordingId};
 use crosstalk_store::media::HOLD_MS;
 use http::StatusCode;
-use std::io::Write;
 
 const A: usize = 0;
 const B: usize = 1;
@@ -33,30 +32,32 @@ fn flagged(oracle: &Oracle) -> Vec<Invariant> {
     oracle.violations().iter().map(|v| v.invariant).collect()
 }
 
-/// A zip holding the audio of `nonces` and a manifest of their
-/// transcripts, as the export service packs it.
+/// An archive of `nonces` (utterances 1 and 2 of [`oracle`]) packed by
+/// the export service's own writer, so every entry is whole.
 fn archive_of(oracle: &Oracle, nonces: &[u64]) -> Vec<u8> {
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for &nonce in nonces {
-        let name = format!("audio/{nonce}.wav");
-        writer.start_file(name, options).expect("start entry");
-        let audio = oracle.key().audio(nonce, 7);
-        writer.write_all(&audio).expect("write entry");
-    }
-    let transcripts: Vec<String> = nonces
+    let items: Vec<crosstalk_export::archive::ArchiveItem> = nonces
         .iter()
-        .map(|&nonce| oracle.key().transcript(nonce, "play some jazz"))
+        .map(|&nonce| {
+            let audio = oracle.key().audio(nonce, 7);
+            let recording = crosstalk_model::api::RecordingView {
+                id: crosstalk_model::RecordingId(9 + nonce),
+                device: crosstalk_model::DeviceId(1),
+                captured_at_ms: 100,
+                received_at_ms: 5,
+                transcript: oracle.key().transcript(nonce, "play some jazz"),
+                audio_sha256: crosstalk_model::sha256_hex(&audio),
+                audio_len: audio.len() as u64,
+            };
+            crosstalk_export::archive::ArchiveItem { recording, audio }
+        })
         .collect();
-    let manifest = serde_json::json!({ "items": transcripts });
-    writer
-        .start_file("manifest.json", options)
-        .expect("start manifest");
-    writer
-        .write_all(manifest.to_string().as_bytes())
-        .expect("write manifest");
-    writer.finish().expect("finish").into_inner()
+    crosstalk_export::archive::build_archive(
+        crosstalk_model::AccountId(1),
+        crosstalk_model::ExportId(3),
+        6,
+        &items,
+    )
+    .expect("an archive")
 }
 
 #[test]
@@ -104,14 +105,17 @@ fn a_download_is_refused_only_when_revoked_or_used_up() {
     assert!(flagged(&oracle).is_empty());
     assert_eq!(oracle.controls().archives_revoked, 1);
     assert_eq!(oracle.controls().download_limit_refusals, 1);
-    // Dead with no deletion since it was announced; refused outright.
+    // Dead with no deletion since it was announced: no verdict here; the
+    // limits ledger judges whether anything could cause it at the end of
+    // the run (`check/limits.rs`, with its own tests).
     assert_eq!(
         answer(&mut oracle, StatusCode::GONE, 0, false),
         DownloadNext::Stop
     );
+    assert!(flagged(&oracle).is_empty());
     let refused = answer(&mut oracle, StatusCode::FORBIDDEN, 0, false);
     assert_eq!(refused, DownloadNext::Stop);
-    let expected = [Invariant::RequestIntegrity, Invariant::Liveness];
+    let expected = [Invariant::Liveness];
     assert_eq!(flagged(&oracle), expected);
 }
 
@@ -160,9 +164,14 @@ fn a_notified_link_leads_to_ones_own_archive() {
         Invariant::AgentContainment,
         Invariant::RequestIntegrity,
         Invariant::RequestIntegrity,
-        Invariant::Isolation,
     ];
-    assert_eq!(flagged(&oracle), expected);
+    let flagged = flagged(&oracle);
+    assert_eq!(flagged[..3], expected);
+    // The foreign archive: its audio and its transcript each leak.
+    assert!(
+        flagged.len() > 3 && flagged[3..].iter().all(|i| *i == Invariant::Isolation),
+        "{flagged:?}"
+    );
 }
 
 #[test]

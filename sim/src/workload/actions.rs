@@ -131,6 +131,7 @@ impl Person {
             } => self.send_message(pick, contact, misheard).await,
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
+            Action::ProbeLinkLimits { past_expiry } => self.probe_link_limits(past_expiry).await,
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
@@ -818,7 +819,15 @@ impl Person {
             .call(false, Method::POST, &path, Some(&session), None)
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            // Not ours any more: a sale whose answer was lost went through.
+            // Not ours any more: a sale whose answer was lost went through
+            // (the oracle checks that one was sent).
+            let (device, now) = (self.devices[chosen].id, sim_now_ms());
+            let registered =
+                self.world.board.borrow().devices.get(&device) == Some(&self.principal);
+            if registered {
+                self.oracle()
+                    .own_device_reset_not_found(self.principal, device, now);
+            }
             let lost = self.devices.remove(chosen);
             self.trace(format!("dev-{} turned out to be sold already", lost.id));
             return Ok(());

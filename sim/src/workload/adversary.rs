@@ -218,6 +218,7 @@ impl Person {
             requested_ms,
             sim_now_ms(),
         );
+        oracle.judge_entries_whole(self.principal, channel, &contents, sim_now_ms());
         contents.audio
     }
 

@@ -12,10 +12,13 @@
 //!
 //! - `person.rs`: a person's HTTP calls, devices and uploads, history, audit.
 //! - `actions.rs`: everything else a person does.
+//! - `adversary.rs`: the curious user; `limits.rs`: people who try past
+//!   the export contract's limits.
 
 mod actions;
 mod adversary;
 mod agent;
+mod limits;
 mod person;
 
 use crate::check::contract::FaultLog;

@@ -164,10 +164,29 @@ impl Person {
         let mut last_error = String::new();
         for attempt in 0..attempts {
             let sent_ms = sim_now_ms();
-            match self
+            if !to_export {
+                self.oracle()
+                    .store_request_sent(self.principal, &method, path, sent_ms);
+            }
+            let sent = self
                 .send_patiently(client, &method, path, bearer, &body)
-                .await?
-            {
+                .await?;
+            if to_export {
+                let (status, reply) = match &sent {
+                    Ok(r) => (Some(r.status().as_u16()), r.body().as_ref()),
+                    Err(_) => (None, &[][..]),
+                };
+                self.oracle().export_reply(
+                    self.principal,
+                    &method,
+                    path,
+                    sent_ms,
+                    status,
+                    reply,
+                    sim_now_ms(),
+                );
+            }
+            match sent {
                 Ok(response) => {
                     let digest = crosstalk_model::sha256_hex(response.body());
                     self.trace(format!(
