@@ -11,6 +11,47 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+/// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
+/// unusual but legitimate requests that reach the services' refusals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quirks {
+    /// Per person: right after signing up, the app sends the sign-up again
+    /// and calls with a session token from another install.
+    pub confused_app_per_mille: u32,
+    /// Per message sent from the app: the device first hears a name that is
+    /// in no contact list.
+    pub unknown_contact_per_mille: u32,
+    /// Per message resolved to the wrong contact: the sender confirms the
+    /// contact they meant ("no, to Ann") instead of only refusing.
+    pub corrected_confirmation_per_mille: u32,
+    /// Per spoken message: the speaker confirms it during its hold.
+    pub early_confirmation_per_mille: u32,
+    /// Per verified ticket: the requester sends the right code again.
+    pub repeated_verification_per_mille: u32,
+}
+
+impl Quirks {
+    /// Whether no quirk is on (plans then serialise as before).
+    pub fn is_none(&self) -> bool {
+        *self == Quirks::default()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [
+            self.confused_app_per_mille,
+            self.unknown_contact_per_mille,
+            self.corrected_confirmation_per_mille,
+            self.early_confirmation_per_mille,
+            self.repeated_verification_per_mille,
+        ];
+        if all.iter().any(|p| *p > 1000) {
+            return Err("quirks.*_per_mille: at most 1000".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: String,
@@ -58,6 +99,9 @@ pub struct Plan {
     /// run a plan that names any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planted: Vec<String>,
+    /// Clients' quirks (none in plans saved before they existed).
+    #[serde(default, skip_serializing_if = "Quirks::is_none")]
+    pub quirks: Quirks,
 }
 
 /// A support agent working tickets, with a seeded error model. Each error
@@ -525,7 +569,8 @@ impl Plan {
             }
             for _ in 0..draw(&mut rng, a.impersonations) {
                 let victim = rng.random_range(0..account_count as u32);
-                let guesses = rng.random_range(1..=3);
+                let (low, high) = (a.impersonation_guesses.0, a.impersonation_guesses.1);
+                let guesses = rng.random_range(low as u32..=high as u32);
                 push(&mut rng, Action::Impersonate { victim, guesses });
             }
             for _ in 0..draw(&mut rng, a.notification_reads) {
@@ -888,6 +933,7 @@ impl Plan {
             accounts,
             agent,
             planted: Vec::new(),
+            quirks: scenario.quirks.clone(),
         }
     }
 

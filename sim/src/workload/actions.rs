@@ -56,7 +56,17 @@ impl Person {
                 speaker,
             } => {
                 self.speak(device, nonce, content, phrase, purchase, message, speaker)
-                    .await
+                    .await?;
+                match self.spoken_messages.last().copied() {
+                    Some(spoken) if spoken.nonce == nonce => {
+                        let Some(intended) = spoken.intended else {
+                            return Ok(());
+                        };
+                        self.confirm_during_hold(nonce, spoken.spoken_at_ms, intended)
+                            .await
+                    }
+                    _ => Ok(()),
+                }
             }
             Action::HearBroadcast {
                 broadcast,
@@ -520,7 +530,7 @@ impl Person {
             // The challenge never arrived (the store was down): no ticket.
             return Ok(());
         };
-        let body = to_json(&VerifyTicketRequest { code })?;
+        let body = to_json(&VerifyTicketRequest { code: code.clone() })?;
         let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
         let verified: TicketStatus = self
             .expect_json(
@@ -547,6 +557,8 @@ impl Person {
             board.tickets.push((self.principal, ticket.ticket_id));
             board.exports.push((self.principal, export_id.0));
         }
+        self.verify_ticket_again(ticket.ticket_id, &code, export_id.0)
+            .await?;
         self.await_and_download(export_id.0, opened_at_ms, false, 0)
             .await
     }
@@ -1104,6 +1116,7 @@ impl Person {
         let chosen = (contact % names.len() as u64) as usize;
         let (_, intended) = names[chosen].clone();
         let intended_email = self.world.plan.accounts[intended].email.clone();
+        self.message_nobody(id, pick).await?;
         // Misheard: the device takes the next contact's name for this one.
         let (_, heard) = if misheard {
             names[(chosen + 1) % names.len()].clone()
@@ -1152,6 +1165,8 @@ impl Person {
             .eq_ignore_ascii_case(&intended_email)
         {
             // "Send this to Anne?" — "No, to Ann." The sender refuses.
+            self.confirm_contact_meant(&pending, &intended_email)
+                .await?;
             self.oracle().controls.messages_refused_by_sender += 1;
             return Ok(());
         }
@@ -1278,6 +1293,7 @@ impl Person {
                     self.broadcast_message_sent(message, spoken.nonce)
                 }
                 (MessageState::SuppressedMediaEvent, None) => {
+                    self.confirm_suppressed(message).await?;
                     self.oracle().controls.broadcast_messages_suppressed += 1
                 }
                 (MessageState::Delivered, Some(_)) => {

@@ -12,11 +12,14 @@
 //!
 //! - `person.rs`: a person's HTTP calls, devices and uploads, history, audit.
 //! - `actions.rs`: everything else a person does.
+//! - `quirks.rs`: unusual but legitimate requests (a sign-up sent twice, a
+//!   confirmation during a hold) that reach the services' refusals.
 
 mod actions;
 mod adversary;
 mod agent;
 mod person;
+mod quirks;
 
 use crate::check::Oracle;
 use crate::check::contract::FaultLog;
