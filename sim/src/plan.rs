@@ -27,6 +27,9 @@ pub struct Quirks {
     pub corrected_confirmation_per_mille: u32,
     /// Per spoken message: the speaker confirms it during its hold.
     pub early_confirmation_per_mille: u32,
+    /// Per spoken message whose recording was deleted: the speaker then
+    /// confirms the message that deletion cancelled.
+    pub cancelled_confirmation_per_mille: u32,
     /// Per verified ticket: the requester sends the right code again.
     pub repeated_verification_per_mille: u32,
 }
@@ -43,6 +46,7 @@ impl Quirks {
             self.unknown_contact_per_mille,
             self.corrected_confirmation_per_mille,
             self.early_confirmation_per_mille,
+            self.cancelled_confirmation_per_mille,
             self.repeated_verification_per_mille,
         ];
         if all.iter().any(|p| *p > 1000) {

@@ -1256,7 +1256,9 @@ impl Person {
                 .find(|r| r.nonce == spoken.nonce)
                 .map(|r| r.id)
             else {
-                continue; // Deleted, or uploaded by a device sold since.
+                // Deleted, or uploaded by a device sold since.
+                self.confirm_cancelled(spoken.nonce, &outgoing).await?;
+                continue;
             };
             // The message the command created (the same recording may also
             // have been sent from the app: that one is not spoken).

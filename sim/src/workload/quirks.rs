@@ -6,7 +6,7 @@
 //! another install; a device that hears a name nobody has in their
 //! contacts; a sender who answers "no, to Ann" by confirming the contact
 //! they meant; an impatient speaker who confirms a spoken message during
-//! its hold; a television whose "...yes!" confirms a broadcast message the
+//! its hold, or one whose recording they deleted; a television whose "...yes!" confirms a broadcast message the
 //! store suppressed; a requester who sends the right ticket code twice. Each
 //! quirk is a chance per thousand (the plan's `quirks`, from the scenario's
 //! `[actions]`), decided from the plan's seed; each answer is judged by the
@@ -37,6 +37,8 @@ pub(crate) const CONFIRM_OTHER_CONTACT: &str =
     "quirk: a confirmation naming the contact meant, not the one resolved";
 pub(crate) const CONFIRM_DURING_HOLD: &str = "quirk: a spoken message confirmed during its hold";
 pub(crate) const CONFIRM_SUPPRESSED: &str = "quirk: a suppressed broadcast message confirmed";
+pub(crate) const CONFIRM_CANCELLED: &str =
+    "quirk: a spoken message confirmed after its deletion cancelled it";
 pub(crate) const TICKET_CODE_TWICE: &str = "quirk: the right ticket code sent twice";
 
 impl Person {
@@ -290,6 +292,44 @@ impl Person {
                 what,
             );
         }
+        Ok(())
+    }
+
+    /// A sender who deleted a spoken message's recording while it was held
+    /// may still tap "send" on it: a message its deletion cancelled must
+    /// stay unsent (409). `nonce` is the spoken message just found deleted.
+    pub(super) async fn confirm_cancelled(
+        &mut self,
+        nonce: u64,
+        outgoing: &[MessageView],
+    ) -> Result<(), CallError> {
+        let per_mille = self.world.plan.quirks.cancelled_confirmation_per_mille;
+        if !self.quirk(per_mille, "cancelled-confirmation", nonce) {
+            return Ok(());
+        }
+        let Some(message) = outgoing
+            .iter()
+            .rev()
+            .find(|m| m.spoken && m.state == MessageState::Cancelled)
+        else {
+            return Ok(());
+        };
+        let body = to_json(&ConfirmMessageRequest {
+            contact_email: message.resolved_contact.email.clone(),
+        })?;
+        let path = format!("/v1/messages/{}/confirm", message.message_id);
+        let session = self.session.clone();
+        let response = self
+            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .await?;
+        let what = "confirmed a spoken message cancelled by its recording's deletion";
+        self.judge_quirk(
+            CONFIRM_CANCELLED,
+            response.status(),
+            &[409],
+            Invariant::Erasure,
+            what,
+        );
         Ok(())
     }
 
