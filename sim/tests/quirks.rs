@@ -49,6 +49,7 @@ fn the_correct_build_refuses_every_quirk_and_counts_it() {
     for kind in [
         "quirk: sign-up with one's own open account's email",
         "quirk: a session the store never issued",
+        "quirk: signing in again with one's own password",
     ] {
         let (attempted, refused) = counted(&smoke, 4, kind);
         assert!(attempted > 0, "{kind}: never attempted");

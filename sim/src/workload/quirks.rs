@@ -19,8 +19,8 @@ use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{
-    ConfirmMessageRequest, MessageState, MessageView, SendMessageRequest, SignupRequest,
-    TicketStatus, VerifyTicketRequest,
+    ConfirmMessageRequest, LoginRequest, MessageState, MessageView, SendMessageRequest,
+    SignupRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
@@ -32,6 +32,7 @@ const EARLY_MARGIN_MS: u64 = 30_000;
 /// The oracle's name for each quirk's attempt (the summary's counters).
 pub(crate) const SIGNUP_TWICE: &str = "quirk: sign-up with one's own open account's email";
 pub(crate) const SESSION_NEVER_ISSUED: &str = "quirk: a session the store never issued";
+pub(crate) const SIGN_IN_AGAIN: &str = "quirk: signing in again with one's own password";
 pub(crate) const NAME_IN_NO_CONTACTS: &str = "quirk: a message to a name in no contact list";
 pub(crate) const CONFIRM_OTHER_CONTACT: &str =
     "quirk: a confirmation naming the contact meant, not the one resolved";
@@ -76,8 +77,8 @@ impl Person {
     }
 
     /// Right after signing up, a confused app submits the sign-up again
-    /// (the email is taken: 409) and calls with a session token from another
-    /// install (never issued: 401).
+    /// (the email is taken: 409), calls with a session token from another
+    /// install (never issued: 401), then signs in (201).
     pub(super) async fn confused_app(&mut self) -> Result<(), CallError> {
         let per_mille = self.world.plan.quirks.confused_app_per_mille;
         if !self.quirk(per_mille, "confused-app", 0) {
@@ -111,6 +112,23 @@ impl Person {
             SESSION_NEVER_ISSUED,
             response.status(),
             &[401],
+            Invariant::AccessControl,
+            what,
+        );
+        // The app gives up on its stale session and signs in: the right
+        // password opens a second session of one's own account.
+        let body = to_json(&LoginRequest {
+            email: self.email(),
+            password: self.password(),
+        })?;
+        let response = self
+            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .await?;
+        let what = "signed in with their own email and password";
+        self.judge_quirk(
+            SIGN_IN_AGAIN,
+            response.status(),
+            &[201],
             Invariant::AccessControl,
             what,
         );
