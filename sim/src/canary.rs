@@ -8,13 +8,15 @@
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
 //!
-//! [`break_store`] breaks the store for the harness's tests in one of five
+//! [`break_store`] breaks the store for the harness's tests in one of six
 //! ways, with no fault injected anywhere: the first history listing panics
 //! inside its handler (on the wire, a connection reset), or is answered 500
 //! with a JSON error body, or every range deletion's answer names a
 //! recording that is not the requester's, or someone else's recording is
 //! refused 403 instead of looking nonexistent, or a spoken message awaiting
-//! its sender's confirmation is listed as delivered. The oracle must fail each run.
+//! its sender's confirmation is listed as delivered, or a sign-up or message
+//! confirmation the store refused (409) is answered as accepted. The oracle
+//! must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -108,6 +110,9 @@ pub enum CanaryBreak {
     /// The sender's list of outgoing messages shows every spoken message
     /// still awaiting its sender's confirmation as delivered.
     DeliveredUnconfirmed,
+    /// A sign-up or a message confirmation the store refused with 409 is
+    /// answered 200, as if accepted (the clients' quirks must notice).
+    RefusalsAccepted,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -134,6 +139,9 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 let response = next.run(request).await;
                 if how == CanaryBreak::ExistenceLeak {
                     return reveal_existence(&path, response);
+                }
+                if how == CanaryBreak::RefusalsAccepted && method == http::Method::POST {
+                    return accept_conflicts(&path, response);
                 }
                 if how == CanaryBreak::DeliveredUnconfirmed
                     && method == http::Method::GET
@@ -171,6 +179,17 @@ fn reveal_existence(path: &str, response: Response) -> Response {
         }
         _ => response,
     }
+}
+
+/// A 409 to a sign-up or to a message confirmation turns into a 200.
+fn accept_conflicts(path: &str, response: Response) -> Response {
+    let refusable = path == "/v1/accounts" || path.ends_with("/confirm");
+    if !refusable || response.status() != http::StatusCode::CONFLICT {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    parts.status = http::StatusCode::OK;
+    Response::from_parts(parts, body)
 }
 
 async fn claim_delivered(response: Response) -> Response {

@@ -13,6 +13,51 @@ use std::collections::BTreeSet;
 
 mod limits;
 
+/// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
+/// unusual but legitimate requests that reach the services' refusals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quirks {
+    /// Per person: right after signing up, the app sends the sign-up again
+    /// and calls with a session token from another install.
+    pub confused_app_per_mille: u32,
+    /// Per message sent from the app: the device first hears a name that is
+    /// in no contact list.
+    pub unknown_contact_per_mille: u32,
+    /// Per message resolved to the wrong contact: the sender confirms the
+    /// contact they meant ("no, to Ann") instead of only refusing.
+    pub corrected_confirmation_per_mille: u32,
+    /// Per spoken message: the speaker confirms it during its hold.
+    pub early_confirmation_per_mille: u32,
+    /// Per spoken message whose recording was deleted: the speaker then
+    /// confirms the message that deletion cancelled.
+    pub cancelled_confirmation_per_mille: u32,
+    /// Per verified ticket: the requester sends the right code again.
+    pub repeated_verification_per_mille: u32,
+}
+
+impl Quirks {
+    /// Whether no quirk is on (plans then serialise as before).
+    pub fn is_none(&self) -> bool {
+        *self == Quirks::default()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [
+            self.confused_app_per_mille,
+            self.unknown_contact_per_mille,
+            self.corrected_confirmation_per_mille,
+            self.early_confirmation_per_mille,
+            self.cancelled_confirmation_per_mille,
+            self.repeated_verification_per_mille,
+        ];
+        if all.iter().any(|p| *p > 1000) {
+            return Err("quirks.*_per_mille: at most 1000".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: String,
@@ -68,6 +113,9 @@ pub struct Plan {
     pub link_ttl_ms: u64,
     #[serde(default = "default_max_downloads")]
     pub max_downloads: u32,
+    /// Clients' quirks (none in plans saved before they existed).
+    #[serde(default, skip_serializing_if = "Quirks::is_none")]
+    pub quirks: Quirks,
 }
 
 fn default_link_ttl_ms() -> u64 {
@@ -548,7 +596,8 @@ impl Plan {
             }
             for _ in 0..draw(&mut rng, a.impersonations) {
                 let victim = rng.random_range(0..account_count as u32);
-                let guesses = rng.random_range(1..=3);
+                let (low, high) = (a.impersonation_guesses.0, a.impersonation_guesses.1);
+                let guesses = rng.random_range(low as u32..=high as u32);
                 push(&mut rng, Action::Impersonate { victim, guesses });
             }
             for _ in 0..draw(&mut rng, a.notification_reads) {
@@ -925,6 +974,7 @@ impl Plan {
             planted: Vec::new(),
             link_ttl_ms,
             max_downloads,
+            quirks: scenario.quirks.clone(),
         }
     }
 

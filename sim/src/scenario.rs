@@ -55,6 +55,9 @@ pub struct Scenario {
     /// Harness self-tests only: see [`CanarySpec`].
     #[serde(default)]
     pub canary: CanarySpec,
+    /// Clients' quirks (`workload/quirks.rs`), chances per thousand.
+    #[serde(default)]
+    pub quirks: crate::plan::Quirks,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +185,9 @@ pub struct ActionSpec {
     pub ticket_exports: Range,
     /// Tickets opened for someone else's email, with guessed codes.
     pub impersonations: Range,
+    /// Codes an impersonator guesses on one ticket (from 5 wrong codes on,
+    /// the ticket is rejected).
+    pub impersonation_guesses: Range,
     /// Times one reads one's notifications and follows their links.
     pub notification_reads: Range,
     /// Rounds of the curious user (`workload/adversary.rs`): other people's
@@ -219,6 +225,7 @@ impl Default for ActionSpec {
             redownloads: Range(0, 0),
             ticket_exports: Range(0, 0),
             impersonations: Range(0, 0),
+            impersonation_guesses: Range(1, 3),
             notification_reads: Range(0, 0),
             curious_probes: Range(0, 0),
         }
@@ -467,6 +474,12 @@ impl Scenario {
             }
         }
         a.device_outage_ms.validate("actions.device_outage_ms")?;
+        a.impersonation_guesses
+            .validate("actions.impersonation_guesses")?;
+        if a.impersonation_guesses.0 == 0 || a.impersonation_guesses.1 > 20 {
+            return Err("actions.impersonation_guesses: between 1 and 20".into());
+        }
+        self.quirks.validate()?;
         if a.device_outage_ms.1 > 3_600_000 {
             return Err("actions.device_outage_ms: at most an hour".into());
         }

@@ -54,7 +54,7 @@ impl Oracle {
             }
             (MessageState::SuppressedMediaEvent, None) => {
                 self.controls.broadcast_messages_suppressed += 1;
-                SpokenNext::Drop
+                SpokenNext::Suppressed
             }
             (MessageState::Delivered, Some(_)) => {
                 // The store's word that it delivered is checked against

@@ -46,6 +46,9 @@ pub enum SpokenNext {
     ConfirmIntended,
     /// Broadcast audio offered for confirmation: the television says "yes".
     ConfirmBroadcast,
+    /// Broadcast audio the store suppressed: the television may still say
+    /// "yes" (a quirk, `workload/quirks.rs`).
+    Suppressed,
 }
 
 impl Oracle {
@@ -440,5 +443,31 @@ impl Oracle {
             String::from_utf8_lossy(nonexistent.1)
         );
         self.violate(Invariant::Isolation, now, None, Some(principal), detail);
+    }
+
+    /// `principal` sent the right code of verified ticket `ticket_id` again
+    /// at `now` and the answer named export `answered`; the ticket's export
+    /// is `export_id`. Repeating the right code must give the same export.
+    pub fn on_ticket_verified_again(
+        &mut self,
+        principal: usize,
+        ticket_id: u64,
+        answered: Option<u64>,
+        export_id: u64,
+        now: u64,
+    ) {
+        if answered != Some(export_id) {
+            let detail = format!(
+                "{} sent the right code of verified ticket {ticket_id} again and got export {answered:?}, not its export {export_id}",
+                self.who(principal)
+            );
+            self.violate(
+                Invariant::RequestIntegrity,
+                now,
+                None,
+                Some(principal),
+                detail,
+            );
+        }
     }
 }

@@ -50,7 +50,17 @@ impl Person {
                 speaker,
             } => {
                 self.speak(device, nonce, content, phrase, purchase, message, speaker)
-                    .await
+                    .await?;
+                match self.spoken_messages.last().copied() {
+                    Some(spoken) if spoken.nonce == nonce => {
+                        let Some(intended) = spoken.intended else {
+                            return Ok(());
+                        };
+                        self.confirm_during_hold(nonce, spoken.spoken_at_ms, intended)
+                            .await
+                    }
+                    _ => Ok(()),
+                }
             }
             Action::HearBroadcast {
                 broadcast,
@@ -426,7 +436,7 @@ impl Person {
             // The challenge never arrived (the store was down): no ticket.
             return Ok(());
         };
-        let body = to_json(&VerifyTicketRequest { code })?;
+        let body = to_json(&VerifyTicketRequest { code: code.clone() })?;
         let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
         let verified: TicketStatus = self
             .expect_json(
@@ -449,6 +459,8 @@ impl Person {
             board.tickets.push((self.principal, ticket.ticket_id));
             board.exports.push((self.principal, export_id.0));
         }
+        self.verify_ticket_again(ticket.ticket_id, &code, export_id.0)
+            .await?;
         self.await_and_download(export_id.0, opened_at_ms, false, 0)
             .await
     }
@@ -866,6 +878,7 @@ impl Person {
         let chosen = (contact % names.len() as u64) as usize;
         let (_, intended) = names[chosen].clone();
         let intended_email = self.world.plan.accounts[intended].email.clone();
+        self.message_nobody(id, pick).await?;
         // Misheard: the device takes the next contact's name for this one.
         let (_, heard) = if misheard {
             names[(chosen + 1) % names.len()].clone()
@@ -914,6 +927,8 @@ impl Person {
             .eq_ignore_ascii_case(&intended_email)
         {
             // "Send this to Anne?" — "No, to Ann." The sender refuses.
+            self.confirm_contact_meant(&pending, &intended_email)
+                .await?;
             self.oracle().on(Event::MessageRefusedBySender);
             return Ok(());
         }
@@ -1003,7 +1018,9 @@ impl Person {
                 .find(|r| r.nonce == spoken.nonce)
                 .map(|r| r.id)
             else {
-                continue; // Deleted, or uploaded by a device sold since.
+                // Deleted, or uploaded by a device sold since.
+                self.confirm_cancelled(spoken.nonce, &outgoing).await?;
+                continue;
             };
             // The message the command created (the same recording may also
             // have been sent from the app: that one is not spoken).
@@ -1038,6 +1055,7 @@ impl Person {
                     self.oracle()
                         .on_broadcast_confirmed(&listing, sent, sim_now_ms());
                 }
+                SpokenNext::Suppressed => self.confirm_suppressed(message).await?,
             }
         }
         keep.extend(std::mem::take(&mut self.spoken_messages));

@@ -14,12 +14,15 @@
 //! - `actions.rs`: everything else a person does.
 //! - `adversary.rs`: the curious user; `limits.rs`: people who try past
 //!   the export contract's limits.
+//! - `quirks.rs`: unusual but legitimate requests (a sign-up sent twice, a
+//!   confirmation during a hold) that reach the services' refusals.
 
 mod actions;
 mod adversary;
 mod agent;
 mod limits;
 mod person;
+mod quirks;
 
 use crate::check::contract::FaultLog;
 use crate::check::{Oracle, StepFailure};

@@ -839,6 +839,10 @@ pub async fn person(world: Rc<World>, index: usize) {
         );
         return;
     }
+    if let Err(e) = person.confused_app().await {
+        // The store was unavailable: the quirk's outcome is unknown.
+        person.trace(format!("confused app: {e}"));
+    }
     let actions = world.plan.accounts[index].actions.clone();
     for timed in &actions {
         sleep_until(timed.at_ms).await;
