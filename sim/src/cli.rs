@@ -53,6 +53,20 @@ enum Command {
         /// Baseline round trips to time.
         #[arg(long, default_value_t = 20_000)]
         round_trips: u64,
+        /// Instead: how cost grows with the world. One seed of a copy of the
+        /// scenario per size in --accounts, each in its own process (a clean
+        /// peak memory), as a table of per-account costs.
+        #[arg(long)]
+        scale: bool,
+        /// The sizes for --scale, smallest first.
+        #[arg(long, default_value = "100,1000,5000", requires = "scale")]
+        accounts: String,
+        /// The seed each size of --scale runs.
+        #[arg(long, default_value_t = 1, requires = "scale")]
+        seed: u64,
+        /// Run the sizes of --scale in this process (used by each child).
+        #[arg(long, hide = true, requires = "scale")]
+        in_process: bool,
     },
     /// Print the plan a scenario and seed generate (JSON), e.g. to keep it as
     /// a regression or to edit it by hand before `replay --plan`.
@@ -1341,9 +1355,18 @@ pub fn main() -> i32 {
         }
         Command::Regressions { dir, jobs } => regressions_command(&dir, runner::default_jobs(jobs)),
         Command::Bench {
+            scale: true,
+            scenario,
+            accounts,
+            seed,
+            in_process,
+            ..
+        } => crate::bench::scale_command(&scenario, &accounts, seed, in_process),
+        Command::Bench {
             scenario,
             seeds,
             round_trips,
+            ..
         } => bench_command(&scenario, &seeds, round_trips),
         Command::Plan {
             scenario,
