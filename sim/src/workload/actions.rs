@@ -3,7 +3,7 @@
 //! and try what belongs to others.
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
-use super::{CallError, PublishedLink};
+use super::{CallError, PublishedLink, pick_where};
 use crate::check::{DeletionScope, Invariant};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
@@ -732,19 +732,13 @@ impl Person {
     }
 
     async fn use_foreign_link(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<PublishedLink> = self
-            .world
-            .board
-            .borrow()
-            .links
-            .iter()
-            .filter(|l| l.owner != self.principal)
-            .cloned()
-            .collect();
-        if candidates.is_empty() {
+        let candidate = pick_where(&self.world.board.borrow().links, pick, |l| {
+            l.owner != self.principal
+        })
+        .cloned();
+        let Some(link) = candidate else {
             return Ok(());
-        }
-        let link = candidates[(pick % candidates.len() as u64) as usize].clone();
+        };
         let session = self.session.clone();
         // With one's own session: the link alone must not be enough.
         let requested_ms = sim_now_ms();
@@ -835,19 +829,13 @@ impl Person {
     }
 
     async fn guess_audio(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<(usize, u64)> = self
-            .world
-            .board
-            .borrow()
-            .recordings
-            .iter()
-            .filter(|(owner, _)| *owner != self.principal)
-            .copied()
-            .collect();
-        if candidates.is_empty() {
+        let candidate = pick_where(&self.world.board.borrow().recordings, pick, |(owner, _)| {
+            *owner != self.principal
+        })
+        .copied();
+        let Some((_, id)) = candidate else {
             return Ok(());
-        }
-        let (_, id) = candidates[(pick % candidates.len() as u64) as usize];
+        };
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let guessed = format!("/v1/recordings/{id}/audio");
