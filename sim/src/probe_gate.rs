@@ -50,6 +50,15 @@ impl ProbeTally {
         }
     }
 
+    /// Count probe hits of a seed whose scenario runs only a few capped seeds
+    /// (`max_seeds`): its hits count, its seeds are not held against
+    /// [`MIN_SEEDS_PER_SCENARIO`].
+    pub fn record_hits(&mut self, probes: &BTreeMap<String, u64>) {
+        for (name, hits) in probes {
+            *self.hits.entry(name.clone()).or_default() += hits;
+        }
+    }
+
     /// Whether every scenario ran enough seeds for the gate to judge.
     pub fn enough_seeds(&self, min_seeds: u64) -> bool {
         !self.seeds_by_scenario.is_empty()

@@ -265,7 +265,7 @@ pub fn missing_controls(
 ) -> Vec<&'static str> {
     RULES
         .iter()
-        .filter(|r| seeds >= r.min_seeds && (r.enabled)(scenario))
+        .filter(|r| seeds >= r.min_seeds.min(full_check_seeds(scenario)) && (r.enabled)(scenario))
         .filter(|r| {
             r.controls
                 .iter()
@@ -273,6 +273,13 @@ pub fn missing_controls(
         })
         .map(|r| r.label)
         .collect()
+}
+
+/// Seeds of `scenario` after which every rule applies: [`MIN_SEEDS`], or
+/// all of a capped world's seeds (`max_seeds`; each of them is big enough
+/// for every feature to happen).
+fn full_check_seeds(scenario: &Scenario) -> u64 {
+    MIN_SEEDS.min(scenario.max_seeds.unwrap_or(MIN_SEEDS).max(1))
 }
 
 /// The verdict over every scenario of a run: what each one missed, and
@@ -292,7 +299,7 @@ impl Vacuity {
     ) -> Vacuity {
         let mut vacuity = Vacuity::default();
         for (scenario, seeds, counts) in per_scenario {
-            if seeds < MIN_SEEDS {
+            if seeds < full_check_seeds(scenario) {
                 vacuity.too_few_seeds.push((scenario.name.clone(), seeds));
             }
             let missing = missing_controls(scenario, seeds, counts);
