@@ -237,6 +237,17 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_worlds_hits_count_without_holding_the_gate_back() {
+        let mut tally = tally_of(MIN_SEEDS_PER_SCENARIO);
+        let city: BTreeMap<String, u64> = [("test.never_reached".to_string(), 2)].into();
+        tally.record_hits(&city);
+        assert!(tally.enough_seeds(MIN_SEEDS_PER_SCENARIO));
+        let verdict = judge(TEST_PROBES, &tally, &AllowList::default(), MIN_SEEDS_PER_SCENARIO);
+        assert!(verdict.unhit.is_empty(), "{verdict:?}");
+        assert!(!verdict.fails());
+    }
+
+    #[test]
     fn the_test_service_probes_are_in_its_source() {
         let names = crosstalk_service::probes::names_in_text(include_str!("probe_gate.rs"));
         for probe in TEST_PROBES {

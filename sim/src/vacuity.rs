@@ -384,4 +384,23 @@ mod tests {
         assert_eq!(vacuity.too_few_seeds, vec![(chaos.name.clone(), 5)]);
         assert!(vacuity.note().is_some_and(|n| n.contains("chaos (5)")));
     }
+
+    #[test]
+    fn a_capped_world_is_judged_in_full_on_its_few_seeds() {
+        let city = scenario("city");
+        let cap = city.max_seeds.expect("the city caps its seeds");
+        assert!(cap < MIN_SEEDS);
+        let mut no_broadcast_orders = control_counts(&Controls::default());
+        for n in no_broadcast_orders.values_mut() {
+            *n = 1;
+        }
+        no_broadcast_orders.insert("broadcast_orders_suppressed".into(), 0);
+        let vacuity = Vacuity::judge([(&city, cap, &no_broadcast_orders)]);
+        assert!(vacuity.too_few_seeds.is_empty(), "{vacuity:?}");
+        assert_eq!(vacuity.missing.len(), 1, "{vacuity:?}");
+        assert!(vacuity.missing[0].1.contains(&"broadcast orders suppressed"));
+        // Fewer than its cap: only the always-expected controls.
+        let vacuity = Vacuity::judge([(&city, cap - 1, &no_broadcast_orders)]);
+        assert!(vacuity.missing.is_empty(), "{vacuity:?}");
+    }
 }
