@@ -197,68 +197,25 @@ pub fn scale_table(rows: &[ScaleRow]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_scale_row_survives_its_line() {
-        let row = ScaleRow {
-            accounts: 1000,
-            devices: 2500,
-            wall_s: 12.5,
-            cpu_s: 11.0,
-            simulated_ms: 780_000,
-            sut_requests: 91_000,
-            peak_kib: 204_800,
-            passed: true,
-        };
-        assert_eq!(ScaleRow::parse(&row.line()), Some(row));
-        assert_eq!(ScaleRow::parse("something else"), None);
-    }
-
-    #[test]
-    fn the_table_states_per_account_cost_relative_to_the_smallest_size() {
-        let row = |accounts, cpu_s, peak_kib| ScaleRow {
-            accounts,
-            devices: accounts * 2,
-            wall_s: cpu_s * 1.5,
-            cpu_s,
-            simulated_ms: 100_000,
-            sut_requests: 1000,
-            peak_kib,
-            passed: true,
-        };
-        let table = scale_table(&[row(100, 1.0, 10_240), row(1000, 20.0, 51_200)]);
-        let last = table.lines().last().unwrap();
-        // 20 s for 10x the accounts is 2x the time per account; 50 MiB for
-        // 10x the accounts is half the memory per account.
-        assert!(last.contains("2.00x"), "{table}");
-        assert!(last.contains("0.50x"), "{table}");
-    }
-
-    #[test]
-    fn a_scaled_copy_has_exactly_the_asked_accounts() {
-        let smoke = crate::scenario::Scenario::parse("name = \"s\"").unwrap();
-        let big = scaled(&smoke, 321);
-        assert_eq!(big.world.accounts, crate::scenario::Range(321, 321));
-        let plan = crate::plan::Plan::generate(&big, 1);
-        assert_eq!(plan.accounts.len(), 321);
-    }
-}
-
 /// `crosstalk bench --scale`: each size in `accounts` (comma-separated) runs
 /// one seed of a copy of the scenario, in a child process of its own unless
 /// `in_process` (then here, one after the other, printing each row's line).
 /// Returns the exit code.
 pub fn scale_command(path: &std::path::Path, accounts: &str, seed: u64, in_process: bool) -> i32 {
-    let sizes: Result<Vec<u64>, _> = accounts.split(',').map(|a| a.trim().parse::<u64>()).collect();
+    let sizes: Result<Vec<u64>, _> = accounts
+        .split(',')
+        .map(|a| a.trim().parse::<u64>())
+        .collect();
     let (sizes, scenario) = match (sizes, crate::scenario::Scenario::load(path)) {
-        (Ok(sizes), Ok(scenario)) if sizes.iter().all(|&n| (2..=MAX_SCALE_ACCOUNTS).contains(&n)) => {
+        (Ok(sizes), Ok(scenario))
+            if sizes.iter().all(|&n| (2..=MAX_SCALE_ACCOUNTS).contains(&n)) =>
+        {
             (sizes, scenario)
         }
         (Err(_), _) | (Ok(_), Ok(_)) => {
-            eprintln!("error: --accounts {accounts:?}: expected sizes 2..={MAX_SCALE_ACCOUNTS}, comma-separated");
+            eprintln!(
+                "error: --accounts {accounts:?}: expected sizes 2..={MAX_SCALE_ACCOUNTS}, comma-separated"
+            );
             return crate::cli::EXIT_USAGE;
         }
         (_, Err(e)) => {
@@ -334,13 +291,22 @@ fn run_scale_row(
 }
 
 /// Run one size in a child process of this same executable and read its row.
-fn scale_row_in_child(path: &std::path::Path, accounts: u64, seed: u64) -> Result<ScaleRow, String> {
+fn scale_row_in_child(
+    path: &std::path::Path,
+    accounts: u64,
+    seed: u64,
+) -> Result<ScaleRow, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
     let output = std::process::Command::new(exe)
         .arg("bench")
         .arg("--scenario")
         .arg(path)
-        .args(["--scale", "--in-process", "--accounts", &accounts.to_string()])
+        .args([
+            "--scale",
+            "--in-process",
+            "--accounts",
+            &accounts.to_string(),
+        ])
         .args(["--seed", &seed.to_string()])
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -350,4 +316,54 @@ fn scale_row_in_child(path: &std::path::Path, accounts: u64, seed: u64) -> Resul
         .lines()
         .find_map(ScaleRow::parse)
         .ok_or_else(|| format!("the child printed no row ({})", output.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scale_row_survives_its_line() {
+        let row = ScaleRow {
+            accounts: 1000,
+            devices: 2500,
+            wall_s: 12.5,
+            cpu_s: 11.0,
+            simulated_ms: 780_000,
+            sut_requests: 91_000,
+            peak_kib: 204_800,
+            passed: true,
+        };
+        assert_eq!(ScaleRow::parse(&row.line()), Some(row));
+        assert_eq!(ScaleRow::parse("something else"), None);
+    }
+
+    #[test]
+    fn the_table_states_per_account_cost_relative_to_the_smallest_size() {
+        let row = |accounts, cpu_s, peak_kib| ScaleRow {
+            accounts,
+            devices: accounts * 2,
+            wall_s: cpu_s * 1.5,
+            cpu_s,
+            simulated_ms: 100_000,
+            sut_requests: 1000,
+            peak_kib,
+            passed: true,
+        };
+        let table = scale_table(&[row(100, 1.0, 10_240), row(1000, 20.0, 51_200)]);
+        let last = table.lines().last().unwrap();
+        // 20 s for 10x the accounts is 2x the time per account; 50 MiB for
+        // 10x the accounts is half the memory per account.
+        assert!(last.contains("2.00x"), "{table}");
+        assert!(last.contains("0.50x"), "{table}");
+    }
+
+    #[test]
+    fn a_scaled_copy_has_exactly_the_asked_accounts() {
+        let smoke = crate::scenario::Scenario::parse("name = \"s\"").unwrap();
+        let big = scaled(&smoke, 321);
+        assert_eq!(big.world.accounts, crate::scenario::Range(321, 321));
+        let plan = crate::plan::Plan::generate(&big, 1);
+        assert_eq!(plan.accounts.len(), 321);
+    }
 }

@@ -242,7 +242,12 @@ mod tests {
         let city: BTreeMap<String, u64> = [("test.never_reached".to_string(), 2)].into();
         tally.record_hits(&city);
         assert!(tally.enough_seeds(MIN_SEEDS_PER_SCENARIO));
-        let verdict = judge(TEST_PROBES, &tally, &AllowList::default(), MIN_SEEDS_PER_SCENARIO);
+        let verdict = judge(
+            TEST_PROBES,
+            &tally,
+            &AllowList::default(),
+            MIN_SEEDS_PER_SCENARIO,
+        );
         assert!(verdict.unhit.is_empty(), "{verdict:?}");
         assert!(!verdict.fails());
     }

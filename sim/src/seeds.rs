@@ -117,7 +117,9 @@ impl Selection {
             .iter()
             .enumerate()
             .flat_map(|(file, cap)| {
-                let end = cap.map_or(seeds.end, |cap| seeds.end.min(seeds.start.saturating_add(cap)));
+                let end = cap.map_or(seeds.end, |cap| {
+                    seeds.end.min(seeds.start.saturating_add(cap))
+                });
                 (seeds.start..end)
                     .filter(move |s| shard.holds(*s))
                     .map(move |seed| (file, seed))
@@ -241,10 +243,15 @@ mod tests {
         let run = Selection::range_capped(10..200, Shard::ALL, &[None, Some(3)]);
         let pairs: Vec<(usize, u64)> = (0..).map_while(|i| run.pair(i)).collect();
         assert_eq!(pairs.iter().filter(|(f, _)| *f == 0).count(), 190);
-        let capped: Vec<u64> = pairs.iter().filter(|(f, _)| *f == 1).map(|(_, s)| *s).collect();
+        let capped: Vec<u64> = pairs
+            .iter()
+            .filter(|(f, _)| *f == 1)
+            .map(|(_, s)| *s)
+            .collect();
         assert_eq!(capped, [10, 11, 12]);
         // Shards split the capped seeds too, and together hold all of them.
-        let shard = Selection::range_capped(10..200, Shard { index: 1, count: 2 }, &[None, Some(3)]);
+        let shard =
+            Selection::range_capped(10..200, Shard { index: 1, count: 2 }, &[None, Some(3)]);
         let held: Vec<u64> = (0..)
             .map_while(|i| shard.pair(i))
             .filter(|(f, _)| *f == 1)

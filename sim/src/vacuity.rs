@@ -398,7 +398,11 @@ mod tests {
         let vacuity = Vacuity::judge([(&city, cap, &no_broadcast_orders)]);
         assert!(vacuity.too_few_seeds.is_empty(), "{vacuity:?}");
         assert_eq!(vacuity.missing.len(), 1, "{vacuity:?}");
-        assert!(vacuity.missing[0].1.contains(&"broadcast orders suppressed"));
+        assert!(
+            vacuity.missing[0]
+                .1
+                .contains(&"broadcast orders suppressed")
+        );
         // Fewer than its cap: only the always-expected controls.
         let vacuity = Vacuity::judge([(&city, cap - 1, &no_broadcast_orders)]);
         assert!(vacuity.missing.is_empty(), "{vacuity:?}");

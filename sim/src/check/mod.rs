@@ -466,7 +466,11 @@ impl Oracle {
     pub fn sent(&mut self, nonce: u64, recipient: usize) {
         if let Some(u) = self.utterances.get_mut(&nonce) {
             u.sent_to.insert(recipient);
-            self.index.by_recipient.entry(recipient).or_default().insert(nonce);
+            self.index
+                .by_recipient
+                .entry(recipient)
+                .or_default()
+                .insert(nonce);
         }
     }
 

@@ -21,8 +21,8 @@
 //! foreign deletion that "succeeded" is never reported to the oracle as a
 //! deletion, so the victim's own audit notices the loss too.
 
-use super::{CallError, pick_in_map, pick_where};
 use super::person::{Person, parse, to_json};
+use super::{CallError, pick_in_map, pick_where};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use base64::Engine;
@@ -244,19 +244,25 @@ impl Person {
     /// first from the email of the `pick`-th planned account on.
     fn neighbour(&self, pick: u64) -> Option<(String, usize)> {
         let accounts = &self.world.plan.accounts;
-        let start = &accounts.get((pick % accounts.len().max(1) as u64) as usize)?.email;
-        pick_in_map(&self.world.board.borrow().principal_by_email, start, |_, p| {
-            *p != self.principal
-        })
+        let start = &accounts
+            .get((pick % accounts.len().max(1) as u64) as usize)?
+            .email;
+        pick_in_map(
+            &self.world.board.borrow().principal_by_email,
+            start,
+            |_, p| *p != self.principal,
+        )
         .map(|(email, p)| (email.clone(), *p))
     }
 
     /// Someone else's recording (owner, id): one seen on the board, or its
     /// guessed neighbour when the oracle knows that one is someone else's.
     fn foreign_recording(&self, pick: u64) -> Option<(usize, u64)> {
-        let (owner, id) = pick_where(&self.world.board.borrow().recordings, pick, |(owner, id)| {
-            *owner != self.principal && !self.is_mine(*id)
-        })
+        let (owner, id) = pick_where(
+            &self.world.board.borrow().recordings,
+            pick,
+            |(owner, id)| *owner != self.principal && !self.is_mine(*id),
+        )
         .copied()?;
         let neighbour = if pick & 2 == 0 {
             id + 1
@@ -470,7 +476,10 @@ impl Person {
     async fn foreign_devices(&mut self, pick: u64) -> Result<(), CallError> {
         let candidate = {
             let board = self.world.board.borrow();
-            let start = match (board.devices.keys().next(), board.devices.keys().next_back()) {
+            let start = match (
+                board.devices.keys().next(),
+                board.devices.keys().next_back(),
+            ) {
                 (Some(first), Some(last)) => first + pick % (last - first).saturating_add(1),
                 _ => 0,
             };
@@ -533,9 +542,11 @@ impl Person {
     /// Someone else's message: confirm it, play it from one's inbox.
     async fn foreign_messages(&mut self, pick: u64) -> Result<(), CallError> {
         let email = self.email();
-        let candidate = pick_where(&self.world.board.borrow().messages, pick, |(sender, _, to)| {
-            *sender != self.principal && !to.eq_ignore_ascii_case(&email)
-        })
+        let candidate = pick_where(
+            &self.world.board.borrow().messages,
+            pick,
+            |(sender, _, to)| *sender != self.principal && !to.eq_ignore_ascii_case(&email),
+        )
         .map(|(_, id, to)| (*id, to.clone()));
         let Some((id, to)) = candidate else {
             return Ok(());

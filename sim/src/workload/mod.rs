@@ -83,7 +83,11 @@ impl Board {
 /// In a big world almost every entry is someone else's, so this looks at a
 /// few entries instead of filtering the whole board on every attempt (which
 /// made the workload's cost grow with the square of the world).
-pub(crate) fn pick_where<T>(items: &[T], pick: u64, mut wanted: impl FnMut(&T) -> bool) -> Option<&T> {
+pub(crate) fn pick_where<T>(
+    items: &[T],
+    pick: u64,
+    mut wanted: impl FnMut(&T) -> bool,
+) -> Option<&T> {
     if items.is_empty() {
         return None;
     }
