@@ -278,6 +278,19 @@ fn run_scale_row(
     let outcome = crate::guard::run_guarded(&plan)?;
     let cpu_s = cpu_seconds() - cpu_before;
     let wall_s = started.elapsed().as_secs_f64();
+    // A size that failed says why (the row only says that it did).
+    if let Some(v) = outcome.violations.first() {
+        eprintln!(
+            "{accounts} accounts: {} violation(s), the first: {:?} at {} ms: {}",
+            outcome.violations.len(),
+            v.invariant,
+            v.at_ms,
+            v.detail
+        );
+    }
+    for error in outcome.infra_errors.iter().take(3) {
+        eprintln!("{accounts} accounts: {error}");
+    }
     Ok(ScaleRow {
         accounts,
         devices,
