@@ -542,12 +542,18 @@ impl Person {
             oracle.controls.tickets_verified += 1;
             oracle.controls.exports_requested += 1;
         }
-        {
+        // A ticket verified while one's own earlier export was still being
+        // built (or rebuilt after a deletion) joins that export, whose
+        // snapshot may precede the ticket: judge isolation fully, exactness
+        // only for what is sure (as a joined direct request).
+        let must_since_ms = {
             let mut board = self.world.board.borrow_mut();
+            let joined = board.exports.contains(&(self.principal, export_id.0));
             board.tickets.push((self.principal, ticket.ticket_id));
             board.exports.push((self.principal, export_id.0));
-        }
-        self.await_and_download(export_id.0, opened_at_ms, false, 0)
+            if joined { 0 } else { opened_at_ms }
+        };
+        self.await_and_download(export_id.0, must_since_ms, false, 0)
             .await
     }
 
