@@ -36,6 +36,10 @@ pub struct Scenario {
     /// (see `plan::swarm`). On unless a scenario says `swarm = false`.
     #[serde(default = "yes")]
     pub swarm: bool,
+    /// A costly world (a city) runs at most this many seeds of any range:
+    /// its first ones. Its vacuity and the probe gate judge it on those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seeds: Option<u64>,
     #[serde(default)]
     pub world: WorldSpec,
     #[serde(default)]
@@ -386,6 +390,9 @@ pub struct CanarySpec {
     pub leak_into_archives: bool,
 }
 
+/// The largest world a scenario may ask for.
+pub const MAX_ACCOUNTS: u64 = 10_000;
+
 impl Scenario {
     pub fn parse(text: &str) -> Result<Self, String> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -407,8 +414,11 @@ impl Scenario {
         if w.accounts.0 < 2 {
             return Err("world.accounts: at least 2 accounts are needed to test isolation".into());
         }
-        if w.accounts.1 > 5_000 {
-            return Err("world.accounts: at most 5000".into());
+        if w.accounts.1 > MAX_ACCOUNTS {
+            return Err(format!("world.accounts: at most {MAX_ACCOUNTS}"));
+        }
+        if self.max_seeds == Some(0) {
+            return Err("max_seeds: at least 1".into());
         }
         w.household_size.validate("world.household_size")?;
         if w.household_size.0 < 1 || w.household_size.1 > 8 {

@@ -103,10 +103,24 @@ pub enum Selection {
 
 impl Selection {
     pub fn range(seeds: std::ops::Range<u64>, shard: Shard, scenarios: usize) -> Selection {
-        let pairs = (0..scenarios)
-            .flat_map(|file| {
-                seeds
-                    .clone()
+        Selection::range_capped(seeds, shard, &vec![None; scenarios])
+    }
+
+    /// A range in which scenario `i` takes only the first `caps[i]` seeds
+    /// (a costly world's `max_seeds`).
+    pub fn range_capped(
+        seeds: std::ops::Range<u64>,
+        shard: Shard,
+        caps: &[Option<u64>],
+    ) -> Selection {
+        let pairs = caps
+            .iter()
+            .enumerate()
+            .flat_map(|(file, cap)| {
+                let end = cap.map_or(seeds.end, |cap| {
+                    seeds.end.min(seeds.start.saturating_add(cap))
+                });
+                (seeds.start..end)
                     .filter(move |s| shard.holds(*s))
                     .map(move |seed| (file, seed))
             })
@@ -222,5 +236,27 @@ mod tests {
         assert_eq!(all.len(), 34);
         all.sort_unstable();
         assert_eq!(union, all);
+    }
+
+    #[test]
+    fn a_capped_scenario_takes_only_its_first_seeds() {
+        let run = Selection::range_capped(10..200, Shard::ALL, &[None, Some(3)]);
+        let pairs: Vec<(usize, u64)> = (0..).map_while(|i| run.pair(i)).collect();
+        assert_eq!(pairs.iter().filter(|(f, _)| *f == 0).count(), 190);
+        let capped: Vec<u64> = pairs
+            .iter()
+            .filter(|(f, _)| *f == 1)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(capped, [10, 11, 12]);
+        // Shards split the capped seeds too, and together hold all of them.
+        let shard =
+            Selection::range_capped(10..200, Shard { index: 1, count: 2 }, &[None, Some(3)]);
+        let held: Vec<u64> = (0..)
+            .map_while(|i| shard.pair(i))
+            .filter(|(f, _)| *f == 1)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(held, [11]);
     }
 }

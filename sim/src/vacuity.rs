@@ -288,7 +288,7 @@ pub fn missing_controls(
 ) -> Vec<&'static str> {
     RULES
         .iter()
-        .filter(|r| seeds >= r.min_seeds && (r.enabled)(scenario))
+        .filter(|r| seeds >= r.min_seeds.min(full_check_seeds(scenario)) && (r.enabled)(scenario))
         .filter(|r| {
             r.controls
                 .iter()
@@ -296,6 +296,13 @@ pub fn missing_controls(
         })
         .map(|r| r.label)
         .collect()
+}
+
+/// Seeds of `scenario` after which every rule applies: [`MIN_SEEDS`], or
+/// all of a capped world's seeds (`max_seeds`; each of them is big enough
+/// for every feature to happen).
+fn full_check_seeds(scenario: &Scenario) -> u64 {
+    MIN_SEEDS.min(scenario.max_seeds.unwrap_or(MIN_SEEDS).max(1))
 }
 
 /// The verdict over every scenario of a run: what each one missed, and
@@ -315,7 +322,7 @@ impl Vacuity {
     ) -> Vacuity {
         let mut vacuity = Vacuity::default();
         for (scenario, seeds, counts) in per_scenario {
-            if seeds < MIN_SEEDS {
+            if seeds < full_check_seeds(scenario) {
                 vacuity.too_few_seeds.push((scenario.name.clone(), seeds));
             }
             let missing = missing_controls(scenario, seeds, counts);
@@ -399,5 +406,28 @@ mod tests {
         assert!(vacuity.missing.is_empty(), "{vacuity:?}");
         assert_eq!(vacuity.too_few_seeds, vec![(chaos.name.clone(), 5)]);
         assert!(vacuity.note().is_some_and(|n| n.contains("chaos (5)")));
+    }
+
+    #[test]
+    fn a_capped_world_is_judged_in_full_on_its_few_seeds() {
+        let city = scenario("city");
+        let cap = city.max_seeds.expect("the city caps its seeds");
+        assert!(cap < MIN_SEEDS);
+        let mut no_broadcast_orders = control_counts(&Controls::default());
+        for n in no_broadcast_orders.values_mut() {
+            *n = 1;
+        }
+        no_broadcast_orders.insert("broadcast_orders_suppressed".into(), 0);
+        let vacuity = Vacuity::judge([(&city, cap, &no_broadcast_orders)]);
+        assert!(vacuity.too_few_seeds.is_empty(), "{vacuity:?}");
+        assert_eq!(vacuity.missing.len(), 1, "{vacuity:?}");
+        assert!(
+            vacuity.missing[0]
+                .1
+                .contains(&"broadcast orders suppressed")
+        );
+        // Fewer than its cap: only the always-expected controls.
+        let vacuity = Vacuity::judge([(&city, cap - 1, &no_broadcast_orders)]);
+        assert!(vacuity.missing.is_empty(), "{vacuity:?}");
     }
 }

@@ -102,9 +102,7 @@ impl Oracle {
             );
         }
         let forgotten: Vec<u64> = self
-            .utterances
-            .iter()
-            .filter(|(_, u)| u.sent_to.contains(&receiver))
+            .sent_to(receiver)
             .filter(|(_, u)| u.deletion_acked_ms.is_some_and(|at| at < requested_ms))
             .map(|(n, _)| *n)
             .collect();
@@ -121,9 +119,7 @@ impl Oracle {
         requested_ms: u64,
     ) {
         let deleted: Vec<u64> = self
-            .utterances
-            .iter()
-            .filter(|(_, u)| u.owner == owner)
+            .owned_by(owner)
             .filter(|(_, u)| u.deletion_acked_ms.is_some_and(|at| at < requested_ms))
             .map(|(n, _)| *n)
             .collect();

@@ -401,6 +401,9 @@ pub struct Oracle {
     key: WatermarkKey,
     pub people: Vec<Person>,
     utterances: BTreeMap<u64, Utterance>,
+    /// Indices over `utterances`, so that no single observation scans every
+    /// utterance of the world (the oracle's cost stays linear in its size).
+    index: UtteranceIndex,
     /// Recording id -> when the store acknowledged deleting it.
     deleted_recordings: BTreeMap<u64, u64>,
     /// Ids deletion answers named, not yet known to be anyone's upload.
@@ -417,6 +420,17 @@ pub struct Oracle {
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
     controls: Controls,
+}
+
+/// Indices over the oracle's utterances, kept as they are recorded.
+#[derive(Debug, Default)]
+struct UtteranceIndex {
+    /// Owner principal -> nonces (an utterance's owner never changes).
+    by_owner: BTreeMap<usize, BTreeSet<u64>>,
+    /// Recipient principal -> nonces deliberately sent to them.
+    by_recipient: BTreeMap<usize, BTreeSet<u64>>,
+    /// Acknowledged recording id -> the lowest nonce acknowledged under it.
+    by_recording: BTreeMap<u64, u64>,
 }
 
 /// What one archive held, read by the oracle itself.
@@ -448,6 +462,7 @@ impl Oracle {
             key,
             people,
             utterances: BTreeMap::new(),
+            index: UtteranceIndex::default(),
             deleted_recordings: BTreeMap::new(),
             unresolved_deletions: BTreeMap::new(),
             server_errors: Vec::new(),
@@ -520,6 +535,9 @@ impl Oracle {
     }
 
     pub fn utterance_started(&mut self, nonce: u64, owner: usize, device: u32, at_ms: u64) {
+        if !self.utterances.contains_key(&nonce) {
+            self.index.by_owner.entry(owner).or_default().insert(nonce);
+        }
         self.utterances.entry(nonce).or_insert(Utterance {
             owner,
             device,
@@ -557,6 +575,11 @@ impl Oracle {
     pub fn sent(&mut self, nonce: u64, recipient: usize) {
         if let Some(u) = self.utterances.get_mut(&nonce) {
             u.sent_to.insert(recipient);
+            self.index
+                .by_recipient
+                .entry(recipient)
+                .or_default()
+                .insert(nonce);
         }
     }
 
@@ -573,12 +596,7 @@ impl Oracle {
     /// everything they had.
     pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
         self.controls.accounts_closed += 1;
-        let owned: Vec<u64> = self
-            .utterances
-            .iter()
-            .filter(|(_, u)| u.owner == principal)
-            .map(|(n, _)| *n)
-            .collect();
+        let owned: Vec<u64> = self.owned_by(principal).map(|(n, _)| *n).collect();
         for nonce in owned {
             self.deletion_acked(nonce, at_ms);
         }
@@ -614,9 +632,7 @@ impl Oracle {
     ) {
         self.controls.audits_completed += 1;
         let owned: Vec<(u64, Utterance)> = self
-            .utterances
-            .iter()
-            .filter(|(_, u)| u.owner == person)
+            .owned_by(person)
             .map(|(n, u)| (*n, u.clone()))
             .collect();
         for (nonce, u) in owned {
@@ -659,6 +675,8 @@ impl Oracle {
         {
             u.acked_ms = Some(at_ms);
             u.recording_id = Some(recording_id);
+            let first = self.index.by_recording.entry(recording_id).or_insert(nonce);
+            *first = (*first).min(nonce);
             self.controls.utterances_uploaded += 1;
         }
         // An upload whose first answer was lost, named by a deletion answer
@@ -713,11 +731,9 @@ impl Oracle {
             }
         }
         let covered: Vec<u64> = self
-            .utterances
-            .iter()
+            .owned_by(requester)
             .filter(|(_, u)| {
-                u.owner == requester
-                    && u.acked_ms.is_some_and(|ack| ack <= sent_ms)
+                u.acked_ms.is_some_and(|ack| ack <= sent_ms)
                     && u.recording_id
                         .is_some_and(|id| scope.covers(id, u.captured_at_ms))
             })
@@ -1013,9 +1029,7 @@ impl Oracle {
             );
         }
         let owned: Vec<(u64, Utterance)> = self
-            .utterances
-            .iter()
-            .filter(|(_, u)| u.owner == subject)
+            .owned_by(subject)
             .map(|(n, u)| (*n, u.clone()))
             .collect();
         for (nonce, u) in owned {
@@ -1118,10 +1132,28 @@ impl Oracle {
 
     /// The nonce a recording id was acknowledged under, if any.
     pub fn nonce_of_recording(&self, recording_id: u64) -> Option<u64> {
-        self.utterances
-            .iter()
-            .find(|(_, u)| u.recording_id == Some(recording_id))
-            .map(|(n, _)| *n)
+        self.index.by_recording.get(&recording_id).copied()
+    }
+
+    /// The nonces of `owner`'s utterances with their ground truth, in nonce
+    /// order.
+    fn owned_by(&self, owner: usize) -> impl Iterator<Item = (&u64, &Utterance)> {
+        self.index
+            .by_owner
+            .get(&owner)
+            .into_iter()
+            .flatten()
+            .filter_map(|nonce| self.utterances.get_key_value(nonce))
+    }
+
+    /// The utterances deliberately sent to `recipient`, in nonce order.
+    fn sent_to(&self, recipient: usize) -> impl Iterator<Item = (&u64, &Utterance)> {
+        self.index
+            .by_recipient
+            .get(&recipient)
+            .into_iter()
+            .flatten()
+            .filter_map(|nonce| self.utterances.get_key_value(nonce))
     }
 }
 

@@ -12,6 +12,12 @@
 //! crash, the previous incarnation's handles fail every operation, so the
 //! dying process's destructors cannot write anything "after" the crash.
 //! The disk can also fail operations with I/O errors at a seeded rate.
+//!
+//! Both images are kept in 4 KiB pages shared copy-on-write: the durable
+//! image and the volatile one differ only in the pages written since the
+//! last sync, and pages never written (a file grown by `set_len`) take no
+//! memory. So a disk costs about its file's size, not twice that plus a
+//! growing `Vec`'s slack.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,11 +31,100 @@ enum Pending {
     SetLen(u64),
 }
 
+/// Bytes per page of an [`Image`].
+const PAGE: usize = 4096;
+
+/// A disk image: `len` bytes in pages; a missing page reads as zeros, and
+/// the bytes of the last page beyond `len` are zero.
+#[derive(Clone, Debug, Default)]
+struct Image {
+    len: usize,
+    pages: Vec<Option<Arc<[u8; PAGE]>>>,
+}
+
+impl PartialEq for Image {
+    fn eq(&self, other: &Image) -> bool {
+        let zero = [0u8; PAGE];
+        let page = |p: Option<&Option<Arc<[u8; PAGE]>>>| -> [u8; PAGE] {
+            p.and_then(|p| p.as_deref().copied()).unwrap_or(zero)
+        };
+        self.len == other.len
+            && (0..self.pages.len().max(other.pages.len()))
+                .all(|i| page(self.pages.get(i)) == page(other.pages.get(i)))
+    }
+}
+
+impl Image {
+    /// Resize to `len` bytes (new bytes are zero).
+    fn resize(&mut self, len: usize) {
+        if len < self.len {
+            let (last, cut) = (len / PAGE, len % PAGE);
+            if cut > 0
+                && let Some(Some(page)) = self.pages.get_mut(last)
+            {
+                Arc::make_mut(page)[cut..].fill(0);
+            }
+        }
+        self.pages.resize(len.div_ceil(PAGE), None);
+        self.len = len;
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        let end = offset + data.len();
+        if self.len < end {
+            self.resize(end);
+        }
+        let (mut at, mut rest) = (offset, data);
+        while !rest.is_empty() {
+            let (index, within) = (at / PAGE, at % PAGE);
+            let n = rest.len().min(PAGE - within);
+            let page = self.pages[index].get_or_insert_with(|| Arc::new([0u8; PAGE]));
+            Arc::make_mut(page)[within..within + n].copy_from_slice(&rest[..n]);
+            (at, rest) = (at + n, &rest[n..]);
+        }
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) {
+        let mut at = offset;
+        let mut rest = &mut out[..];
+        while !rest.is_empty() {
+            let (index, within) = (at / PAGE, at % PAGE);
+            let n = rest.len().min(PAGE - within);
+            let (head, tail) = rest.split_at_mut(n);
+            match &self.pages[index] {
+                Some(page) => head.copy_from_slice(&page[within..within + n]),
+                None => head.fill(0),
+            }
+            (at, rest) = (at + n, tail);
+        }
+    }
+
+    /// Make this (durable) image equal to `volatile` after `ops` were
+    /// applied to `volatile` alone: share its pages that they touched.
+    fn catch_up(&mut self, volatile: &Image, ops: &[Pending]) {
+        let pages = self.pages.len().max(volatile.pages.len());
+        self.pages.resize(volatile.pages.len(), None);
+        for op in ops {
+            let touched = match op {
+                Pending::Write { offset, data } => {
+                    let start = *offset as usize / PAGE;
+                    start..(*offset as usize + data.len()).div_ceil(PAGE)
+                }
+                Pending::SetLen(len) => *len as usize / PAGE..pages,
+            };
+            for index in touched.take_while(|&i| i < volatile.pages.len()) {
+                self.pages[index] = volatile.pages[index].clone();
+            }
+        }
+        self.len = volatile.len;
+    }
+}
+
 #[derive(Debug)]
 struct State {
     incarnation: u64,
-    durable: Vec<u8>,
-    volatile: Vec<u8>,
+    durable: Image,
+    volatile: Image,
     pending: Vec<Pending>,
     rng: ChaCha8Rng,
     /// I/O errors: `numerator` in `denominator` write/sync operations fail.
@@ -66,17 +161,10 @@ pub struct SimDiskHandle {
     incarnation: u64,
 }
 
-fn apply(image: &mut Vec<u8>, op: &Pending) {
+fn apply(image: &mut Image, op: &Pending) {
     match op {
-        Pending::Write { offset, data } => {
-            let start = *offset as usize;
-            let end = start + data.len();
-            if image.len() < end {
-                image.resize(end, 0);
-            }
-            image[start..end].copy_from_slice(data);
-        }
-        Pending::SetLen(len) => image.resize(*len as usize, 0),
+        Pending::Write { offset, data } => image.write(*offset as usize, data),
+        Pending::SetLen(len) => image.resize(*len as usize),
     }
 }
 
@@ -123,8 +211,8 @@ impl SimDisk {
         Self {
             state: Arc::new(Mutex::new(State {
                 incarnation: 0,
-                durable: Vec::new(),
-                volatile: Vec::new(),
+                durable: Image::default(),
+                volatile: Image::default(),
                 pending: Vec::new(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 io_error_numerator,
@@ -222,7 +310,7 @@ impl SimDiskHandle {
 
 impl StorageBackend for SimDiskHandle {
     fn len(&self) -> Result<u64, io::Error> {
-        self.with(false, |s| Ok(s.volatile.len() as u64))
+        self.with(false, |s| Ok(s.volatile.len as u64))
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
@@ -231,13 +319,13 @@ impl StorageBackend for SimDiskHandle {
             let end = start
                 .checked_add(out.len())
                 .ok_or_else(|| io::Error::other("read overflows"))?;
-            if end > s.volatile.len() {
+            if end > s.volatile.len {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "read past the end of the disk",
                 ));
             }
-            out.copy_from_slice(&s.volatile[start..end]);
+            s.volatile.read(start, out);
             Ok(())
         })
     }
@@ -253,9 +341,11 @@ impl StorageBackend for SimDiskHandle {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.with(true, |s| {
-            for op in std::mem::take(&mut s.pending) {
-                apply(&mut s.durable, &op);
-            }
+            let pending = std::mem::take(&mut s.pending);
+            let State {
+                durable, volatile, ..
+            } = s;
+            durable.catch_up(volatile, &pending);
             s.stats.syncs += 1;
             debug_assert_eq!(
                 s.durable, s.volatile,
@@ -284,6 +374,46 @@ mod tests {
     use redb::{Database, ReadableDatabase, TableDefinition};
 
     const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+
+    #[test]
+    fn paged_images_read_back_what_was_written_and_share_after_a_sync() {
+        let mut flat = vec![0u8; 0];
+        let mut image = Image::default();
+        let mut durable = Image::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut pending = Vec::new();
+        for step in 0..400 {
+            let op = if rng.random_range(0..5u32) == 0 {
+                Pending::SetLen(rng.random_range(0..5 * PAGE as u64))
+            } else {
+                let offset = rng.random_range(0..4 * PAGE as u64);
+                let len = rng.random_range(1..2 * PAGE);
+                Pending::Write {
+                    offset,
+                    data: (0..len).map(|i| (i + step) as u8 | 1).collect(),
+                }
+            };
+            match &op {
+                Pending::Write { offset, data } => {
+                    let end = *offset as usize + data.len();
+                    if flat.len() < end {
+                        flat.resize(end, 0);
+                    }
+                    flat[*offset as usize..end].copy_from_slice(data);
+                }
+                Pending::SetLen(len) => flat.resize(*len as usize, 0),
+            }
+            apply(&mut image, &op);
+            pending.push(op);
+            let mut out = vec![0u8; flat.len()];
+            image.read(0, &mut out);
+            assert_eq!(out, flat, "step {step}");
+            if step % 7 == 0 {
+                durable.catch_up(&image, &std::mem::take(&mut pending));
+                assert_eq!(durable, image, "step {step}");
+            }
+        }
+    }
 
     #[test]
     fn committed_data_survives_crashes_and_old_handles_die() {

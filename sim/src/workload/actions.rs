@@ -3,7 +3,7 @@
 //! and try what belongs to others.
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
-use super::{CallError, PublishedLink};
+use super::{CallError, PublishedLink, pick_where};
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
@@ -454,14 +454,20 @@ impl Person {
             ));
         };
         self.oracle().on(Event::TicketVerified);
-        {
+        // A ticket verified while one's own earlier export was still being
+        // built (or rebuilt after a deletion) joins that export, whose
+        // snapshot may precede the ticket: judge isolation fully, exactness
+        // only for what is sure (as a joined direct request).
+        let must_since_ms = {
             let mut board = self.world.board.borrow_mut();
+            let joined = board.exports.contains(&(self.principal, export_id.0));
             board.tickets.push((self.principal, ticket.ticket_id));
             board.exports.push((self.principal, export_id.0));
-        }
+            if joined { 0 } else { opened_at_ms }
+        };
         self.verify_ticket_again(ticket.ticket_id, &code, export_id.0)
             .await?;
-        self.await_and_download(export_id.0, opened_at_ms, false, 0)
+        self.await_and_download(export_id.0, must_since_ms, false, 0)
             .await
     }
 
@@ -572,19 +578,13 @@ impl Person {
     }
 
     async fn use_foreign_link(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<PublishedLink> = self
-            .world
-            .board
-            .borrow()
-            .links
-            .iter()
-            .filter(|l| l.owner != self.principal)
-            .cloned()
-            .collect();
-        if candidates.is_empty() {
+        let candidate = pick_where(&self.world.board.borrow().links, pick, |l| {
+            l.owner != self.principal
+        })
+        .cloned();
+        let Some(link) = candidate else {
             return Ok(());
-        }
-        let link = candidates[(pick % candidates.len() as u64) as usize].clone();
+        };
         let session = self.session.clone();
         // With one's own session: the link alone must not be enough.
         let requested_ms = sim_now_ms();
@@ -622,19 +622,13 @@ impl Person {
     }
 
     async fn guess_audio(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<(usize, u64)> = self
-            .world
-            .board
-            .borrow()
-            .recordings
-            .iter()
-            .filter(|(owner, _)| *owner != self.principal)
-            .copied()
-            .collect();
-        if candidates.is_empty() {
+        let candidate = pick_where(&self.world.board.borrow().recordings, pick, |(owner, _)| {
+            *owner != self.principal
+        })
+        .copied();
+        let Some((_, id)) = candidate else {
             return Ok(());
-        }
-        let (_, id) = candidates[(pick % candidates.len() as u64) as usize];
+        };
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let guessed = format!("/v1/recordings/{id}/audio");

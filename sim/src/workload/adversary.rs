@@ -21,8 +21,8 @@
 //! foreign deletion that "succeeded" is never reported to the oracle as a
 //! deletion, so the victim's own audit notices the loss too.
 
-use super::CallError;
 use super::person::{Person, parse, to_json};
+use super::{CallError, pick_in_map, pick_where};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use base64::Engine;
@@ -241,22 +241,30 @@ impl Person {
             .is_some_and(|owner| owner == self.principal)
     }
 
+    /// Someone else signed up now (email, principal), chosen by `pick`: the
+    /// first from the email of the `pick`-th planned account on.
+    fn neighbour(&self, pick: u64) -> Option<(String, usize)> {
+        let accounts = &self.world.plan.accounts;
+        let start = &accounts
+            .get((pick % accounts.len().max(1) as u64) as usize)?
+            .email;
+        pick_in_map(
+            &self.world.board.borrow().principal_by_email,
+            start,
+            |_, p| *p != self.principal,
+        )
+        .map(|(email, p)| (email.clone(), *p))
+    }
+
     /// Someone else's recording (owner, id): one seen on the board, or its
     /// guessed neighbour when the oracle knows that one is someone else's.
     fn foreign_recording(&self, pick: u64) -> Option<(usize, u64)> {
-        let candidates: Vec<(usize, u64)> = self
-            .world
-            .board
-            .borrow()
-            .recordings
-            .iter()
-            .filter(|(owner, id)| *owner != self.principal && !self.is_mine(*id))
-            .copied()
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        let (owner, id) = candidates[(pick % candidates.len() as u64) as usize];
+        let (owner, id) = pick_where(
+            &self.world.board.borrow().recordings,
+            pick,
+            |(owner, id)| *owner != self.principal && !self.is_mine(*id),
+        )
+        .copied()?;
         let neighbour = if pick & 2 == 0 {
             id + 1
         } else {
@@ -467,23 +475,25 @@ impl Person {
 
     /// Someone else's device: reset it, or "transfer" it to oneself.
     async fn foreign_devices(&mut self, pick: u64) -> Result<(), CallError> {
-        let candidates: Vec<u64> = {
+        let candidate = {
             let board = self.world.board.borrow();
-            board
-                .devices
-                .iter()
-                .filter(|(id, holder)| {
-                    **holder != self.principal
-                        && !board.devices_changing_hands.contains(id)
-                        && !self.devices.iter().any(|d| d.id == **id)
-                })
-                .map(|(id, _)| *id)
-                .collect()
+            let start = match (
+                board.devices.keys().next(),
+                board.devices.keys().next_back(),
+            ) {
+                (Some(first), Some(last)) => first + pick % (last - first).saturating_add(1),
+                _ => 0,
+            };
+            pick_in_map(&board.devices, &start, |id, holder| {
+                *holder != self.principal
+                    && !board.devices_changing_hands.contains(id)
+                    && !self.devices.iter().any(|d| d.id == *id)
+            })
+            .map(|(id, _)| *id)
         };
-        if candidates.is_empty() {
+        let Some(device) = candidate else {
             return Ok(());
-        }
-        let device = candidates[(pick % candidates.len() as u64) as usize];
+        };
         let session = self.session.clone();
         let path = format!("/v1/devices/{device}/reset");
         if let Some(r) = self
@@ -533,19 +543,15 @@ impl Person {
     /// Someone else's message: confirm it, play it from one's inbox.
     async fn foreign_messages(&mut self, pick: u64) -> Result<(), CallError> {
         let email = self.email();
-        let candidates: Vec<(u64, String)> = self
-            .world
-            .board
-            .borrow()
-            .messages
-            .iter()
-            .filter(|(sender, _, to)| *sender != self.principal && !to.eq_ignore_ascii_case(&email))
-            .map(|(_, id, to)| (*id, to.clone()))
-            .collect();
-        if candidates.is_empty() {
+        let candidate = pick_where(
+            &self.world.board.borrow().messages,
+            pick,
+            |(sender, _, to)| *sender != self.principal && !to.eq_ignore_ascii_case(&email),
+        )
+        .map(|(_, id, to)| (*id, to.clone()));
+        let Some((id, to)) = candidate else {
             return Ok(());
-        }
-        let (id, to) = candidates[(pick % candidates.len() as u64) as usize].clone();
+        };
         let session = self.session.clone();
         let body = to_json(&ConfirmMessageRequest { contact_email: to })?;
         let path = format!("/v1/messages/{id}/confirm");
@@ -584,25 +590,16 @@ impl Person {
     /// Someone else's export status, and a wrong code on someone else's
     /// verified ticket (which no longer counts attempts).
     async fn foreign_exports_and_tickets(&mut self, pick: u64) -> Result<(), CallError> {
-        let (exports, tickets): (Vec<(usize, u64)>, Vec<u64>) = {
+        let (export, ticket) = {
             let board = self.world.board.borrow();
-            let exports = board
-                .exports
-                .iter()
-                .filter(|(p, _)| *p != self.principal)
-                .copied()
-                .collect();
-            let tickets = board
-                .tickets
-                .iter()
-                .filter(|(p, _)| *p != self.principal)
-                .map(|(_, t)| *t)
-                .collect();
-            (exports, tickets)
+            let foreign = |(p, _): &(usize, u64)| *p != self.principal;
+            (
+                pick_where(&board.exports, pick, foreign).copied(),
+                pick_where(&board.tickets, pick, foreign).map(|(_, t)| *t),
+            )
         };
         let session = self.session.clone();
-        if !exports.is_empty() {
-            let (subject, id) = exports[(pick % exports.len() as u64) as usize];
+        if let Some((subject, id)) = export {
             let param = UNDOCUMENTED[((pick >> 8) % UNDOCUMENTED.len() as u64) as usize];
             for path in [
                 format!("/v1/exports/{id}"),
@@ -623,8 +620,7 @@ impl Person {
                 }
             }
         }
-        if !tickets.is_empty() {
-            let id = tickets[(pick % tickets.len() as u64) as usize];
+        if let Some(id) = ticket {
             let body = to_json(&VerifyTicketRequest {
                 code: format!("{:06}", pick % 1_000_000),
             })?;
@@ -692,19 +688,9 @@ impl Person {
                 self.judge_page(&r, "history with an old cursor", requested);
             }
         }
-        let victims: Vec<usize> = self
-            .world
-            .board
-            .borrow()
-            .principal_by_email
-            .values()
-            .copied()
-            .filter(|p| *p != self.principal)
-            .collect();
-        if victims.is_empty() {
+        let Some((_, victim)) = self.neighbour(pick) else {
             return Ok(());
-        }
-        let victim = victims[(pick % victims.len() as u64) as usize];
+        };
         let param = UNDOCUMENTED[((pick >> 16) % UNDOCUMENTED.len() as u64) as usize];
         let path = format!("/v1/recordings?limit=5&{param}={}", self.account_of(victim));
         if let Some(r) = self
@@ -803,19 +789,9 @@ impl Person {
     /// Sign in with a neighbour's email and a wrong, empty, one's own, a
     /// cut or a lengthened password; a session that comes back is used.
     async fn sign_in_as_neighbour(&mut self, pick: u64) -> Result<(), CallError> {
-        let victims: Vec<(String, usize)> = self
-            .world
-            .board
-            .borrow()
-            .principal_by_email
-            .iter()
-            .filter(|(_, p)| **p != self.principal)
-            .map(|(e, p)| (e.clone(), *p))
-            .collect();
-        if victims.is_empty() {
+        let Some((email, victim)) = self.neighbour(pick) else {
             return Ok(());
-        }
-        let (email, victim) = victims[(pick % victims.len() as u64) as usize].clone();
+        };
         let real = hex::encode(
             &crate::world::derive(self.world.plan.seed, &format!("password/{victim}"))[..12],
         );

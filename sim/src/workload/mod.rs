@@ -84,6 +84,40 @@ impl Board {
     }
 }
 
+/// The entry of `items` that `pick` chooses among those `wanted` accepts:
+/// the first accepted one from position `pick % len` on, wrapping around.
+/// In a big world almost every entry is someone else's, so this looks at a
+/// few entries instead of filtering the whole board on every attempt (which
+/// made the workload's cost grow with the square of the world).
+pub(crate) fn pick_where<T>(
+    items: &[T],
+    pick: u64,
+    mut wanted: impl FnMut(&T) -> bool,
+) -> Option<&T> {
+    if items.is_empty() {
+        return None;
+    }
+    let start = (pick % items.len() as u64) as usize;
+    items[start..]
+        .iter()
+        .chain(&items[..start])
+        .find(|item| wanted(item))
+}
+
+/// The entry of `map` chosen from `start_key` on among those `wanted`
+/// accepts: the first accepted one at or after `start_key` (which need not
+/// be a key of the map), wrapping around. The caller draws `start_key`.
+pub(crate) fn pick_in_map<'a, K: Ord, V>(
+    map: &'a BTreeMap<K, V>,
+    start_key: &K,
+    mut wanted: impl FnMut(&K, &V) -> bool,
+) -> Option<(&'a K, &'a V)> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    map.range((Included(start_key), Unbounded))
+        .chain(map.range((Unbounded, Excluded(start_key))))
+        .find(|(k, v)| wanted(k, v))
+}
+
 /// Everything the actors of one run share. The simulation is single
 /// threaded, so plain `RefCell`s suffice and their use is deterministic.
 pub struct World {
