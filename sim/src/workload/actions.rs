@@ -223,8 +223,12 @@ impl Person {
             .exports
             .push((self.principal, accepted.export_id.0));
         let mut later = Vec::new();
+        // A repeat may find the first request already answered and start a
+        // new one; the repeats after it join that newest one.
+        let mut newest = accepted.export_id.0;
         for _ in 0..repeats {
-            if let Some(another) = self.ask_again(accepted.export_id.0).await? {
+            if let Some(another) = self.ask_again(newest).await? {
+                newest = another.0;
                 later.push(another);
             }
         }
