@@ -247,7 +247,7 @@ fn a_spoken_message_is_sent_only_when_confirmed_and_never_from_broadcast() {
     assert_eq!(next(&mut oracle, broadcast), SpokenNext::ConfirmBroadcast);
     oracle.on_broadcast_confirmed(&broadcast, false, 100);
     let suppressed = listing(MessageState::SuppressedMediaEvent, None, true);
-    assert_eq!(next(&mut oracle, suppressed), SpokenNext::Drop);
+    assert_eq!(next(&mut oracle, suppressed), SpokenNext::Suppressed);
     assert!(flagged(&oracle).is_empty());
     let c = oracle.controls();
     assert_eq!(

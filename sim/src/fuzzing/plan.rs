@@ -62,6 +62,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         include_str!("../../../scenarios/reconnect-storm.toml"),
     ),
     ("chaos", include_str!("../../../scenarios/chaos.toml")),
+    ("city", include_str!("../../../scenarios/city.toml")),
 ];
 
 fn byte(data: &[u8], at: usize) -> u8 {
