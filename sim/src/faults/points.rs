@@ -70,7 +70,7 @@ pub fn is_hot(hot_key: u64, point: &str) -> bool {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    hash % 4 == 0
+    hash.is_multiple_of(4)
 }
 
 impl FaultPoints for SeededFaultPoints {
