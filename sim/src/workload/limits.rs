@@ -17,6 +17,10 @@ use http::{Method, StatusCode};
 /// The latest a probe past expiry may begin, before the run's end.
 const EXPIRY_PROBE_MARGIN_MS: u64 = 60_000;
 
+/// How often a person waiting for a link to expire lets their devices
+/// upload what they buffered.
+const DEVICE_FLUSH_MS: u64 = 1_000;
+
 impl Person {
     /// Try one's latest download link past the limit, or past its expiry.
     pub(super) async fn probe_link_limits(&mut self, past_expiry: bool) -> Result<(), CallError> {
@@ -29,7 +33,16 @@ impl Person {
             if wake_ms + EXPIRY_PROBE_MARGIN_MS > plan.active_ms + plan.drain_ms {
                 return Ok(());
             }
-            sleep_until(wake_ms).await;
+            // The owner waits; their devices do not: whatever a device
+            // buffered while offline goes up as soon as it is back, so a
+            // broadcast it heard still reaches the store within the hold.
+            while sim_now_ms() < wake_ms {
+                sleep_until((sim_now_ms() + DEVICE_FLUSH_MS).min(wake_ms)).await;
+                match self.flush_all_devices().await {
+                    Ok(()) | Err(CallError::Unavailable(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             self.download_again(&path).await?;
             return Ok(());
         }
