@@ -13,6 +13,7 @@ use crosstalk_model::api::{
     TransferDeviceRequest,
 };
 use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
+use crosstalk_service::HttpResponse;
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -936,6 +937,22 @@ impl Person {
         Ok(())
     }
 
+    /// Confirm message `message_id` with one's own session, naming
+    /// `contact_email`; the store's answer, unjudged.
+    pub(super) async fn post_confirmation(
+        &mut self,
+        message_id: u64,
+        contact_email: &str,
+    ) -> Result<HttpResponse, CallError> {
+        let body = to_json(&ConfirmMessageRequest {
+            contact_email: contact_email.to_string(),
+        })?;
+        let path = format!("/v1/messages/{message_id}/confirm");
+        let session = self.session.clone();
+        self.call(false, Method::POST, &path, Some(&session), Some(body))
+            .await
+    }
+
     /// Confirm a pending message naming the address it resolved to. True
     /// when the store delivered it.
     async fn confirm_message(
@@ -951,18 +968,11 @@ impl Person {
             .principal_by_email
             .get(&email)
             .copied();
-        let body = to_json(&ConfirmMessageRequest {
-            contact_email: email,
-        })?;
-        let path = format!("/v1/messages/{}/confirm", pending.message_id);
         // From the moment the confirmation is sent, the recipient may see it.
         if let Some(recipient) = recipient {
             self.oracle().sent(nonce, recipient);
         }
-        let session = self.session.clone();
-        let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
-            .await?;
+        let response = self.post_confirmation(pending.message_id, &email).await?;
         match response.status() {
             StatusCode::OK => {
                 if let Some(recipient) = recipient {

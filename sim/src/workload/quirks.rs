@@ -19,8 +19,8 @@ use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{
-    ConfirmMessageRequest, LoginRequest, MessageState, MessageView, SendMessageRequest,
-    SignupRequest, TicketStatus, VerifyTicketRequest,
+    LoginRequest, MessageState, MessageView, SendMessageRequest, SignupRequest, TicketStatus,
+    VerifyTicketRequest,
 };
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
@@ -183,13 +183,8 @@ impl Person {
         if !self.quirk(per_mille, "corrected-confirmation", pending.message_id) {
             return Ok(());
         }
-        let body = to_json(&ConfirmMessageRequest {
-            contact_email: meant_email.to_string(),
-        })?;
-        let path = format!("/v1/messages/{}/confirm", pending.message_id);
-        let session = self.session.clone();
         let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .post_confirmation(pending.message_id, meant_email)
             .await?;
         let what = "confirmed a message naming another contact than it resolved to";
         self.judge_quirk(
@@ -208,13 +203,8 @@ impl Person {
         &mut self,
         message: &MessageView,
     ) -> Result<(), CallError> {
-        let body = to_json(&ConfirmMessageRequest {
-            contact_email: message.resolved_contact.email.clone(),
-        })?;
-        let path = format!("/v1/messages/{}/confirm", message.message_id);
-        let session = self.session.clone();
         let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .post_confirmation(message.message_id, &message.resolved_contact.email)
             .await?;
         let what = "confirmed a broadcast message the store had suppressed";
         self.judge_quirk(
@@ -285,12 +275,8 @@ impl Person {
         if let Some(recipient) = recipient {
             self.oracle().sent(nonce, recipient);
         }
-        let body = to_json(&ConfirmMessageRequest {
-            contact_email: message.resolved_contact.email.clone(),
-        })?;
-        let path = format!("/v1/messages/{}/confirm", message.message_id);
         let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .post_confirmation(message.message_id, &message.resolved_contact.email)
             .await?;
         let now = sim_now_ms();
         if response.status() == StatusCode::OK {
@@ -332,13 +318,8 @@ impl Person {
         else {
             return Ok(());
         };
-        let body = to_json(&ConfirmMessageRequest {
-            contact_email: message.resolved_contact.email.clone(),
-        })?;
-        let path = format!("/v1/messages/{}/confirm", message.message_id);
-        let session = self.session.clone();
         let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .post_confirmation(message.message_id, &message.resolved_contact.email)
             .await?;
         let what = "confirmed a spoken message cancelled by its recording's deletion";
         self.judge_quirk(
