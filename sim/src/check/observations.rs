@@ -372,12 +372,8 @@ impl Oracle {
             );
             self.violate(Invariant::LinkBinding, now, None, Some(principal), detail);
             if let Ok(contents) = self.read_archive(body) {
-                let decoded = crate::watermark::Decoded {
-                    nonces: contents.audio,
-                    invalid_marks: contents.invalid_marks,
-                };
                 let channel = format!("forwarded link to exp-{export_id}");
-                self.receive(principal, &channel, &decoded, requested_ms, now);
+                self.judge_archive_delivery(principal, &channel, &contents, requested_ms, now);
             }
         }
     }

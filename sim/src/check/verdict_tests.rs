@@ -192,9 +192,12 @@ fn a_forwarded_link_is_refused_to_everyone_else() {
     let leaked = archive_of(&oracle, &[1]);
     oracle.on_foreign_link(B, A, 3, StatusCode::OK, &leaked, 10, 11);
     oracle.on_anonymous_link(B, 3, StatusCode::NOT_FOUND, 12);
+    // The leaked archive is judged whole: its audio and its manifest's
+    // transcript each leak A's utterance to B.
     let expected = [
         Invariant::LinkBinding,
         Invariant::LinkBinding,
+        Invariant::Isolation,
         Invariant::Isolation,
         Invariant::LinkBinding,
     ];

@@ -207,18 +207,8 @@ impl Person {
         let Ok(contents) = oracle.read_archive(response.body()) else {
             return Vec::new();
         };
-        let decoded = crate::watermark::Decoded {
-            nonces: contents.audio.clone(),
-            invalid_marks: contents.invalid_marks,
-        };
-        oracle.receive(
-            self.principal,
-            channel,
-            &decoded,
-            requested_ms,
-            sim_now_ms(),
-        );
-        oracle.judge_entries_whole(self.principal, channel, &contents, sim_now_ms());
+        let now = sim_now_ms();
+        oracle.judge_archive_delivery(self.principal, channel, &contents, requested_ms, now);
         contents.audio
     }
 
