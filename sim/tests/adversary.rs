@@ -8,8 +8,9 @@
 //! the right kind of attempt; the correct build passes with every kind of
 //! attempt made and refused.
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+mod support;
+
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -17,81 +18,13 @@ use axum::response::Response;
 use crosstalk_service::bearer_token;
 use crosstalk_sim::check::Invariant;
 use crosstalk_sim::plan::Plan;
-use crosstalk_sim::scenario::Scenario;
-use crosstalk_sim::world::{RunOutcome, Wrappers, run_plan_with};
+use crosstalk_sim::world::{Wrappers, run_plan_with};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-
-/// A shipped scenario with swarm testing off, so that every seed has the
-/// curious user.
-fn scenario(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(format!("{name}.toml"));
-    let mut scenario = Scenario::load(&path).expect("shipped scenario loads");
-    scenario.swarm = false;
-    scenario
-}
-
-/// Run seeds of `scenario` with the wrappers `make(seed)` builds until one
-/// fails; the first failing outcome.
-fn first_failure(scenario: &Scenario, seeds: u64, make: impl Fn(u64) -> Wrappers) -> RunOutcome {
-    for seed in 0..seeds {
-        let outcome = run_plan_with(&Plan::generate(scenario, seed), &make(seed));
-        if !outcome.violations.is_empty() {
-            return outcome;
-        }
-    }
-    panic!("the planted defect went unnoticed for {seeds} seeds");
-}
-
-/// The failing run has a violation of `invariant` whose detail names `kind`.
-fn assert_caught(outcome: &RunOutcome, invariant: Invariant, kind: &str) {
-    assert!(
-        outcome
-            .violations
-            .iter()
-            .any(|v| v.invariant == invariant && v.detail.contains(kind)),
-        "seed {}: expected {invariant:?} naming {kind:?}, got {:#?}",
-        outcome.seed,
-        outcome.violations
-    );
-}
+use support::{Fut, assert_caught, first_failure, layered, response_bytes, scenario, split};
 
 type Shared<T> = Arc<Mutex<T>>;
-
-/// Put `layer` in front of `inner` so that it runs before routing (a
-/// rewritten path reaches a different route).
-fn layered<S>(inner: Router, state: S, layer: fn(State<S>, Request, Next) -> Fut) -> Router
-where
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .fallback_service(inner)
-        .layer(axum::middleware::from_fn_with_state(state, layer))
-}
-
-type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
-
-async fn split(request: Request) -> (axum::http::request::Parts, Bytes) {
-    let (mut parts, body) = request.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    (parts, bytes)
-}
-
-async fn response_bytes(response: Response) -> (axum::http::response::Parts, Bytes) {
-    let (mut parts, body) = response.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    (parts, bytes)
-}
 
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or_default()

@@ -6,7 +6,8 @@
 //! fail the run with the right invariant; the correct build passes with
 //! every kind of refusal seen and every entry judged.
 
-use axum::Router;
+mod support;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -14,73 +15,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use crosstalk_sim::check::Invariant;
 use crosstalk_sim::plan::Plan;
-use crosstalk_sim::scenario::Scenario;
-use crosstalk_sim::world::{RunOutcome, Wrappers, run_plan, run_plan_with};
+use crosstalk_sim::world::{Wrappers, run_plan, run_plan_with};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use support::{Fut, assert_caught, export_layer, first_failure, layered, response_bytes, scenario};
 
-/// A shipped scenario with swarm testing off, so that every seed has the
-/// people who try past the limits.
-fn scenario(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(format!("{name}.toml"));
-    let mut scenario = Scenario::load(&path).expect("shipped scenario loads");
-    scenario.swarm = false;
-    scenario
-}
-
-/// Run seeds of `scenario` with an export layer built by `make` until one
-/// fails; the first failing outcome.
-fn first_failure(scenario: &Scenario, seeds: u64, make: fn(Router) -> Router) -> RunOutcome {
-    for seed in 0..seeds {
-        let wrappers = Wrappers {
-            store: None,
-            export: Some(Rc::new(make)),
-        };
-        let outcome = run_plan_with(&Plan::generate(scenario, seed), &wrappers);
-        if !outcome.violations.is_empty() {
-            return outcome;
-        }
-    }
-    panic!("the planted defect went unnoticed for {seeds} seeds");
-}
-
-fn assert_caught(outcome: &RunOutcome, invariant: Invariant, kind: &str) {
-    assert!(
-        outcome
-            .violations
-            .iter()
-            .any(|v| v.invariant == invariant && v.detail.contains(kind)),
-        "seed {}: expected {invariant:?} naming {kind:?}, got {:#?}",
-        outcome.seed,
-        outcome.violations
-    );
-}
-
-type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 type Served = Arc<Mutex<BTreeMap<String, Bytes>>>;
-
-fn layered<S>(inner: Router, state: S, layer: fn(State<S>, Request, Next) -> Fut) -> Router
-where
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .fallback_service(inner)
-        .layer(axum::middleware::from_fn_with_state(state, layer))
-}
-
-async fn body_of(response: Response) -> (axum::http::response::Parts, Bytes) {
-    let (mut parts, body) = response.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    (parts, bytes)
-}
 
 fn download_path(request: &Request) -> Option<String> {
     let path = request.uri().path();
@@ -95,7 +37,7 @@ async fn serve_again(served: Served, request: Request, next: Next, refusal: &str
         return next.run(request).await;
     };
     let response = next.run(request).await;
-    let (parts, bytes) = body_of(response).await;
+    let (parts, bytes) = response_bytes(response).await;
     let mut served = served.lock().unwrap_or_else(|p| p.into_inner());
     if parts.status == StatusCode::OK {
         served.insert(path, bytes.clone());
@@ -118,17 +60,21 @@ fn never_expires(State(served): State<Served>, request: Request, next: Next) -> 
 
 #[test]
 fn a_download_past_the_limit_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 5, |inner| {
-        layered(inner, Served::default(), limit_ignored)
-    });
+    let outcome = first_failure(
+        &scenario("smoke"),
+        5,
+        export_layer(|inner| layered(inner, Served::default(), limit_ignored)),
+    );
     assert_caught(&outcome, Invariant::LinkBinding, "download limit");
 }
 
 #[test]
 fn a_link_that_never_expires_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 5, |inner| {
-        layered(inner, Served::default(), never_expires)
-    });
+    let outcome = first_failure(
+        &scenario("smoke"),
+        5,
+        export_layer(|inner| layered(inner, Served::default(), never_expires)),
+    );
     assert_caught(&outcome, Invariant::LinkBinding, "expired link");
 }
 
@@ -158,9 +104,11 @@ fn fresh_link_gone(
 
 #[test]
 fn a_fresh_link_answered_gone_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 5, |inner| {
-        layered(inner, Arc::default(), fresh_link_gone)
-    });
+    let outcome = first_failure(
+        &scenario("smoke"),
+        5,
+        export_layer(|inner| layered(inner, Arc::default(), fresh_link_gone)),
+    );
     assert_caught(&outcome, Invariant::LinkBinding, "a live link refused");
 }
 
@@ -203,7 +151,7 @@ fn mixed_entries(State(_): State<()>, request: Request, next: Next) -> Fut {
         if download_path(&request).is_none() {
             return next.run(request).await;
         }
-        let (parts, bytes) = body_of(next.run(request).await).await;
+        let (parts, bytes) = response_bytes(next.run(request).await).await;
         match swap_transcripts(&bytes) {
             Some(mixed) if parts.status == StatusCode::OK => {
                 Response::from_parts(parts, Body::from(mixed))
@@ -215,9 +163,11 @@ fn mixed_entries(State(_): State<()>, request: Request, next: Next) -> Fut {
 
 #[test]
 fn an_entry_with_another_utterances_transcript_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 5, |inner| {
-        layered(inner, (), mixed_entries)
-    });
+    let outcome = first_failure(
+        &scenario("smoke"),
+        5,
+        export_layer(|inner| layered(inner, (), mixed_entries)),
+    );
     assert_caught(
         &outcome,
         Invariant::Exactness,
