@@ -140,10 +140,9 @@ impl Oracle {
         }
     }
 
-    /// `principal`'s download number `downloads + 1` of exp-`export_id`
-    /// (announced ready at `ready_seen_ms`) was answered `status` at `now`;
-    /// `deleted_since_ready` when they deleted a recording after it was ready.
-    #[allow(clippy::too_many_arguments)]
+    /// `principal`'s download number `downloads + 1` of exp-`export_id` was
+    /// answered `status` at `now`; `deleted_since_ready` when they deleted a
+    /// recording after it was ready.
     pub fn on_download_answer(
         &mut self,
         principal: usize,
@@ -151,7 +150,6 @@ impl Oracle {
         status: StatusCode,
         downloads: u32,
         deleted_since_ready: bool,
-        _ready_seen_ms: u64,
         now: u64,
     ) -> DownloadNext {
         match status {

@@ -90,7 +90,7 @@ fn an_export_must_end_ready_and_in_time() {
 fn a_download_is_refused_only_when_revoked_or_used_up() {
     let mut oracle = oracle();
     let answer = |o: &mut Oracle, status, downloads, deleted| {
-        o.on_download_answer(A, 3, status, downloads, deleted, 9, 10)
+        o.on_download_answer(A, 3, status, downloads, deleted, 10)
     };
     assert_eq!(
         answer(&mut oracle, StatusCode::OK, 0, false),

@@ -369,7 +369,6 @@ impl Person {
                     response.status(),
                     downloads,
                     deleted_since_ready,
-                    ready_seen_ms,
                     now,
                 );
                 match next {
