@@ -23,7 +23,7 @@ use axum::middleware::Next;
 use crosstalk_export::worker::{Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient};
 use crosstalk_model::SeededEntropy;
-use crosstalk_service::{HttpClient, Planted, Spawner};
+use crosstalk_service::{HttpClient, Inject, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};

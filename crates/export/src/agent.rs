@@ -90,7 +90,7 @@ impl ExportService {
         attached: Option<ExportId>,
     ) -> Result<(), ApiError> {
         // Planted agent-free-recipient (Alexa DSAR 2018): the console sends whichever archive the agent attached.
-        let free_recipient = self.planted.on(Bug::AgentFreeRecipient);
+        let free_recipient = self.injected.on(Bug::AgentFreeRecipient);
         if let (Some(chosen), false) = (attached, free_recipient) {
             self.audit(
                 agent,
@@ -208,7 +208,7 @@ impl ExportService {
         facts: &[String],
     ) -> Result<Option<TicketStatus>, ApiError> {
         // Planted weak-identity (Pavur 2019, Honan 2012): two knowable facts pass for proof.
-        if self.planted.on(Bug::WeakIdentity)
+        if self.injected.on(Bug::WeakIdentity)
             && facts.len() >= 2
             && let Some(status) = self.verify_by_facts(id)?
         {

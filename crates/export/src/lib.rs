@@ -51,15 +51,16 @@ use crosstalk_model::api::{
     TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_model::{AccountId, Clock, Entropy, ExportId, sha256_hex};
-use crosstalk_service::{ApiError, Bug, JsonBody, bearer_token, json_errors};
+use crosstalk_service::fault_points::FaultPoints;
+use crosstalk_service::{ApiError, Bug, Inject, Injected, JsonBody, bearer_token, json_errors};
 use jobs::{ARCHIVES, Job, Origin};
-use redb::{Database, ReadableTable, StorageBackend, TableDefinition};
+use redb::{Database, ReadableTable, StorageBackend};
 use serde::Deserialize;
 use std::fmt::Display;
 use std::sync::Arc;
 pub use store_client::StoreClient;
 
-const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+use crosstalk_service::secrets::SECRETS;
 const LINK_KEY: &str = "link_mac_key";
 
 /// Settings a deployment chooses. Times are in milliseconds so that a
@@ -124,8 +125,8 @@ pub struct ExportService {
     link_key: Vec<u8>,
     pub(crate) store: StoreClient,
     pub(crate) config: ExportConfig,
-    faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
-    pub(crate) planted: crosstalk_service::Planted,
+    /// Fault points and planted bugs (see [`Inject`]).
+    pub(crate) injected: Injected,
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -134,6 +135,18 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
         .zip(b.bytes())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
+}
+
+impl Inject for ExportService {
+    fn injected_mut(&mut self) -> &mut Injected {
+        &mut self.injected
+    }
+
+    /// The store client's `export.store_call.fails` fault point fires from
+    /// the same fault points.
+    fn pass_on_fault_points(&mut self, faults: &Arc<dyn FaultPoints>) {
+        self.store.injected_mut().set_fault_points(faults.clone());
+    }
 }
 
 impl ExportService {
@@ -169,24 +182,7 @@ impl ExportService {
             .map_err(|e| format!("opening the export database: {e}"))?;
         let link_key = {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
-            let key = {
-                let mut secrets = txn.open_table(SECRETS).map_err(|e| e.to_string())?;
-                let existing = secrets
-                    .get(LINK_KEY)
-                    .map_err(|e| e.to_string())?
-                    .map(|v| v.value().to_vec());
-                match existing {
-                    Some(key) => key,
-                    None => {
-                        let mut key = vec![0u8; 32];
-                        entropy.fill(&mut key);
-                        secrets
-                            .insert(LINK_KEY, key.as_slice())
-                            .map_err(|e| e.to_string())?;
-                        key
-                    }
-                }
-            };
+            let key = crosstalk_service::secrets::load_or_create(&txn, LINK_KEY, &*entropy)?;
             txn.open_table(jobs::META).map_err(|e| e.to_string())?;
             txn.open_table(jobs::JOBS).map_err(|e| e.to_string())?;
             txn.open_table(jobs::PENDING).map_err(|e| e.to_string())?;
@@ -205,30 +201,12 @@ impl ExportService {
             link_key,
             store,
             config,
-            faults: crosstalk_service::fault_points::none(),
-            planted: crosstalk_service::Planted::none(),
+            injected: Injected::default(),
         })
     }
 
-    /// Inject fault points (simulation and fuzzing builds).
-    pub fn with_fault_points(
-        mut self,
-        faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
-    ) -> Self {
-        self.store = self.store.with_fault_points(faults.clone());
-        self.faults = faults;
-        self
-    }
-
-    /// Plant bugs from the catalogue (inert unless built with the
-    /// `planted-bugs` feature; see `crosstalk_service::planted`).
-    pub fn with_planted(mut self, planted: crosstalk_service::Planted) -> Self {
-        self.planted = planted;
-        self
-    }
-
     fn fires(&self, point: &'static str) -> bool {
-        crosstalk_service::fault_points::fires(&*self.faults, point)
+        self.injected.fires(point)
     }
 
     pub(crate) fn download_path(&self, job: &Job) -> Option<String> {
@@ -305,7 +283,7 @@ impl ExportService {
         }
         // A link is not a credential: the caller must be the subject.
         // Planted unbound-link (Alexa DSAR 2018): whoever holds the link downloads.
-        if caller != job.subject && !self.planted.on(Bug::UnboundLink) {
+        if caller != job.subject && !self.injected.on(Bug::UnboundLink) {
             crosstalk_service::probe!("export.download.foreign_caller_refused");
             return Err(ApiError::forbidden(
                 "this download belongs to another account",
@@ -328,7 +306,7 @@ impl ExportService {
         }
         // Erasure: every recording in the archive must still exist now. If
         // the store cannot say, refuse rather than risk it.
-        let live = if self.planted.on(Bug::DeleteExportRace) {
+        let live = if self.injected.on(Bug::DeleteExportRace) {
             // Planted delete-export-race (Twitter 2019, Instagram 2020): the export's own index, which deletion never updates.
             job.recording_ids.clone()
         } else {

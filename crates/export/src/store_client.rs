@@ -10,12 +10,10 @@ use crosstalk_model::api::{
     LookupResponse, NotifyRequest, RecordingPage,
 };
 use crosstalk_model::{AccountId, RecordingId};
-use crosstalk_service::fault_points::FaultPoints;
-use crosstalk_service::{ApiError, HttpClient, HttpResponse};
+use crosstalk_service::{ApiError, HttpClient, HttpResponse, Inject, Injected};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
 
 pub struct StoreClient {
     http: HttpClient,
@@ -23,11 +21,17 @@ pub struct StoreClient {
     /// The `export.store_call.fails` fault point: a call fails as an
     /// unreachable store would, so the caller's own handling of that error
     /// (fail closed) is what runs.
-    faults: Arc<dyn FaultPoints>,
+    injected: Injected,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("recording store unavailable ({what}): {e}"))
+}
+
+impl Inject for StoreClient {
+    fn injected_mut(&mut self) -> &mut Injected {
+        &mut self.injected
+    }
 }
 
 impl StoreClient {
@@ -35,14 +39,8 @@ impl StoreClient {
         Self {
             http,
             token: service_token.into(),
-            faults: crosstalk_service::fault_points::none(),
+            injected: Injected::default(),
         }
-    }
-
-    /// Fault points (inert unless built with the `fault-points` feature).
-    pub fn with_fault_points(mut self, faults: Arc<dyn FaultPoints>) -> Self {
-        self.faults = faults;
-        self
     }
 
     async fn send(
@@ -51,7 +49,7 @@ impl StoreClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, ApiError> {
-        if crosstalk_service::fault_points::fires(&*self.faults, "export.store_call.fails") {
+        if self.injected.fires("export.store_call.fails") {
             return Err(unavailable(path, "injected: the store did not answer"));
         }
         let mut request = http::Request::builder()

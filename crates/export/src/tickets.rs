@@ -163,7 +163,7 @@ impl ExportService {
             };
             // Planted duplicate-request-bypass (fides GHSA-qx5f-ghc2-7g5c): a duplicate joins the verified request, unchallenged.
             let duplicate_of = match subject {
-                Some(subject) if self.planted.on(Bug::DuplicateRequestBypass) => {
+                Some(subject) if self.injected.on(Bug::DuplicateRequestBypass) => {
                     Self::verified_export_of(&txn, subject)?
                 }
                 _ => None,

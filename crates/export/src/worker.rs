@@ -19,7 +19,8 @@ use crosstalk_model::api::{
     ClaimRequest, ClaimedJob, CompleteJobRequest, FailJobRequest, FenceRequest,
 };
 use crosstalk_model::{Clock, sha256_hex};
-use crosstalk_service::{Bug, HttpClient, HttpResponse};
+use crosstalk_service::fault_points::FaultPoints;
+use crosstalk_service::{Bug, HttpClient, HttpResponse, Inject, Injected};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use std::collections::BTreeMap;
@@ -53,8 +54,8 @@ pub struct Worker {
     export: HttpClient,
     store: StoreClient,
     clock: Arc<dyn Clock>,
-    faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
-    planted: crosstalk_service::Planted,
+    /// Fault points and planted bugs (see [`Inject`]).
+    injected: Injected,
     /// Jobs worked at once by [`Worker::run`] (at least 1).
     concurrency: usize,
     /// Where archives are assembled: staging path -> the items collected
@@ -73,6 +74,18 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Inject for Worker {
+    fn injected_mut(&mut self) -> &mut Injected {
+        &mut self.injected
+    }
+
+    /// The store client's `export.store_call.fails` fault point fires from
+    /// the same fault points.
+    fn pass_on_fault_points(&mut self, faults: &Arc<dyn FaultPoints>) {
+        self.store.injected_mut().set_fault_points(faults.clone());
+    }
+}
+
 impl Worker {
     pub fn new(
         config: WorkerConfig,
@@ -85,8 +98,7 @@ impl Worker {
             export,
             store,
             clock,
-            faults: crosstalk_service::fault_points::none(),
-            planted: crosstalk_service::Planted::none(),
+            injected: Injected::default(),
             concurrency: 1,
             staging: Mutex::new(BTreeMap::new()),
         }
@@ -100,25 +112,8 @@ impl Worker {
         self
     }
 
-    /// Inject fault points (simulation and fuzzing builds).
-    pub fn with_fault_points(
-        mut self,
-        faults: Arc<dyn crosstalk_service::fault_points::FaultPoints>,
-    ) -> Self {
-        self.store = self.store.with_fault_points(faults.clone());
-        self.faults = faults;
-        self
-    }
-
-    /// Plant bugs from the catalogue (inert unless built with the
-    /// `planted-bugs` feature; see `crosstalk_service::planted`).
-    pub fn with_planted(mut self, planted: crosstalk_service::Planted) -> Self {
-        self.planted = planted;
-        self
-    }
-
     fn fires(&self, point: &'static str) -> bool {
-        crosstalk_service::fault_points::fires(&*self.faults, point)
+        self.injected.fires(point)
     }
 
     async fn call<T: serde::Serialize>(
@@ -171,7 +166,7 @@ impl Worker {
     /// The staging path of one attempt at `job`: its export and its fence,
     /// so no two attempts (here or on another slot) ever share one.
     fn staging_path(&self, job: &ClaimedJob, snapshot_at_ms: u64) -> String {
-        if self.planted.on(Bug::SharedTempPath) {
+        if self.injected.on(Bug::SharedTempPath) {
             // Planted shared-temp-path (givewp #5346): a minute-stamped temp name that concurrent jobs share.
             return format!("/tmp/crosstalk-export-{}.zip", snapshot_at_ms / 60_000);
         }
@@ -197,7 +192,7 @@ impl Worker {
         if let Err(reason) = collected {
             // Clean up after a failed attempt (a planted shared path's
             // leftovers stay, as a real temp file would).
-            if !self.planted.on(Bug::SharedTempPath) {
+            if !self.injected.on(Bug::SharedTempPath) {
                 self.take_staged(&path);
             }
             return Err(reason);

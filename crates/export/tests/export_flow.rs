@@ -25,7 +25,7 @@ use crosstalk_model::{
     AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex,
 };
 use crosstalk_service::fault_points::{self, FaultPoints};
-use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient};
+use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient, Inject};
 use crosstalk_store::{Store, StoreConfig};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;

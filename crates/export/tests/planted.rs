@@ -22,7 +22,7 @@ use crosstalk_model::api::{
     RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{AccountId, ExportId, ManualClock, RecordingId, SeededEntropy};
-use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Planted};
+use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Inject, Planted};
 use crosstalk_store::{Store, StoreConfig};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;

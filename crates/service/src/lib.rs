@@ -12,6 +12,9 @@
 //! - [`JsonBody`]: a JSON extractor whose failures are [`ApiError`]s.
 //! - [`probe!`]: code probes, counted per thread in simulation builds
 //!   (the `probes` feature), free otherwise.
+//! - [`Inject`]: fault points and planted bugs, injected the same way into
+//!   every service type ([`Injected`]).
+//! - [`secrets`]: the signing-key bootstrap both services' databases share.
 //! - [`HttpClient`]: a pooled HTTP/1 client over an injected [`Connect`]or,
 //!   with a per-request timeout. A connection whose request did not finish
 //!   (timeout, cancellation) is dropped, never returned to the pool.
@@ -20,14 +23,17 @@ mod client;
 pub mod digest;
 mod error;
 pub mod fault_points;
+mod inject;
 pub mod planted;
 pub mod probes;
 pub mod real;
+pub mod secrets;
 mod server;
 mod spawn;
 
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
+pub use inject::{Inject, Injected};
 pub use planted::{Bug, Planted};
 pub use server::{
     OVERLOADED, ServeLimits, limit_in_flight, overloaded, serve, serve_limited, serve_with,

@@ -1,4 +1,5 @@
-//! Device lifecycle: resale (transfer to another account) and factory reset.
+//! Devices: registration, device tokens (stored as digests) and their
+//! authentication, resale (transfer to another account) and factory reset.
 //!
 //! Ownership is kept in epochs. Every transfer or reset starts a new epoch
 //! and issues a new device token (the old one stops working). A capture
@@ -6,8 +7,10 @@
 //! before a resale but uploaded after it still belongs to the seller: the
 //! history of a device is never handed to its next owner.
 
-use crate::db::{ACCOUNTS, AccountRecord, DEVICE_TOKENS, DEVICES, EMAILS, internal, token_digest};
-use crate::{DeviceRecord, Store};
+use crate::schema::{
+    ACCOUNTS, AccountRecord, DEVICE_TOKENS, DEVICES, DeviceRecord, EMAILS, NEXT_DEVICE,
+};
+use crate::store::{Store, internal, next_id, token_digest};
 use crosstalk_model::api::DeviceCredentials;
 use crosstalk_model::{AccountId, DeviceId};
 use crosstalk_service::ApiError;
@@ -17,6 +20,64 @@ use redb::{ReadableDatabase, ReadableTable};
 pub const MAX_EPOCHS: usize = 1_000;
 
 impl Store {
+    /// Register a new device owned by `owner`; returns its id and bearer token.
+    pub fn register_device(
+        &self,
+        owner: AccountId,
+        name: &str,
+    ) -> Result<(DeviceId, String), ApiError> {
+        let now = self.clock.now_ms();
+        let token = self.entropy.token_hex();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let id = next_id(&txn, NEXT_DEVICE)?;
+        let record = DeviceRecord {
+            id: DeviceId(id),
+            owner,
+            name: name.to_string(),
+            registered_at_ms: now,
+            epoch: 0,
+            owners: vec![owner],
+            token_digest: token_digest(&token),
+        };
+        let json = serde_json::to_string(&record).map_err(internal)?;
+        txn.open_table(DEVICES)
+            .map_err(internal)?
+            .insert(id, json.as_str())
+            .map_err(internal)?;
+        txn.open_table(DEVICE_TOKENS)
+            .map_err(internal)?
+            .insert(token_digest(&token).as_str(), id)
+            .map_err(internal)?;
+        txn.commit().map_err(internal)?;
+        Ok((DeviceId(id), token))
+    }
+
+    /// The device a device token belongs to, with its current owner.
+    pub fn authenticate_device(&self, token: &str) -> Result<DeviceRecord, ApiError> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let tokens = txn.open_table(DEVICE_TOKENS).map_err(internal)?;
+        let id = match tokens.get(token_digest(token).as_str()).map_err(internal)? {
+            Some(id) => id.value(),
+            None => {
+                crosstalk_service::probe!("store.device.unknown_token");
+                return Err(ApiError::unauthorized("unknown device token"));
+            }
+        };
+        let devices = txn.open_table(DEVICES).map_err(internal)?;
+        let json = devices
+            .get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::internal("device token without device"))?;
+        let device: DeviceRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        match self.account_in(&txn, device.owner)? {
+            Some(owner) if owner.closed_at_ms.is_none() => Ok(device),
+            _ => {
+                crosstalk_service::probe!("store.device.account_closed");
+                Err(ApiError::unauthorized("this device's account is closed"))
+            }
+        }
+    }
+
     /// Hand `device` from `owner` to the account registered under `to_email`.
     pub fn transfer_device(
         &self,

@@ -13,31 +13,16 @@
 //! ever carried out. Each capture still belongs to
 //! the household that captured it, and to no one else.
 
-use crate::Store;
-use crate::db::{PRINT_OF, RECORDINGS, internal, next_id};
+use crate::schema::{
+    FINGERPRINTS, FINGERPRINTS_RECEIVED, HELD_ORDERS, NEXT_ORDER, ORDERS, ORDERS_BY_ACCOUNT,
+    OrderRecord, PRINT_OF, RECORDINGS,
+};
+use crate::store::{Store, internal, next_id};
 use crosstalk_model::api::{Intent, OrderState, OrderView};
-use crosstalk_model::{AccountId, Recording, RecordingId};
+use crosstalk_model::{AccountId, Recording};
 use crosstalk_service::{ApiError, Bug};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{ReadableDatabase, ReadableTable};
 use std::collections::BTreeSet;
-
-/// (fingerprint, capture time, recording) -> owner.
-pub(crate) const FINGERPRINTS: TableDefinition<(u64, u64, u64), u64> =
-    TableDefinition::new("fingerprints");
-/// (fingerprint, receive time, recording) -> owner: the same, by the store's
-/// own clock, which device clock errors cannot scatter.
-pub(crate) const FINGERPRINTS_RECEIVED: TableDefinition<(u64, u64, u64), u64> =
-    TableDefinition::new("fingerprints_received");
-/// order id -> JSON [`OrderRecord`].
-pub(crate) const ORDERS: TableDefinition<u64, &str> = TableDefinition::new("orders");
-/// (account, order id) -> (): an account's orders.
-pub(crate) const ORDERS_BY_ACCOUNT: TableDefinition<(u64, u64), ()> =
-    TableDefinition::new("orders_by_account");
-/// order id -> (): orders still held.
-pub(crate) const HELD_ORDERS: TableDefinition<u64, ()> = TableDefinition::new("held_orders");
-
-const NEXT_ORDER: &str = "next_order_id";
 
 /// How long a spoken purchase is held before it is placed ("your order will
 /// go through in two minutes; say cancel to stop it"). Long enough for the
@@ -51,18 +36,6 @@ pub const MEDIA_EVENT_HOUSEHOLDS: usize = 3;
 /// Samples the fingerprint reads, and how coarsely it quantizes them.
 const FINGERPRINT_SAMPLES: usize = 192;
 const QUANTIZE_SHIFT: u32 = 11;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct OrderRecord {
-    pub(crate) id: u64,
-    pub(crate) account: AccountId,
-    pub(crate) item: String,
-    pub(crate) source: RecordingId,
-    pub(crate) fingerprint: Option<u64>,
-    pub(crate) captured_at_ms: u64,
-    pub(crate) received_at_ms: u64,
-    pub(crate) state: OrderState,
-}
 
 /// An acoustic fingerprint of a WAV's leading audio: its first samples,
 /// coarsely quantized, hashed. Identical sound gives identical prints; the
@@ -131,7 +104,7 @@ impl Store {
                     recording.owner.0,
                 )
                 .map_err(internal)?;
-            if self.planted.on(Bug::FingerprintCache) {
+            if self.injected.on(Bug::FingerprintCache) {
                 // fingerprint-cache: the lookup the planted playback cache keys by.
                 txn.open_table(PRINT_OF)
                     .map_err(internal)?

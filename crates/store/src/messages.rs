@@ -15,47 +15,18 @@
 //! can never be confirmed; otherwise it becomes pending and still waits for
 //! the owner's confirmation.
 
-use crate::Store;
-use crate::db::{ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, EMAILS, RECORDINGS, internal, next_id};
+use crate::schema::{
+    ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, CONTACTS, EMAILS, HELD_MESSAGES, INBOX, MESSAGES,
+    MessageRecord, NEXT_MESSAGE, RECORDINGS, SENT,
+};
+use crate::store::{Store, internal, next_id};
 use crosstalk_model::api::{Contact, InboxItem, MessageState, MessageView, RecordingView};
 use crosstalk_model::{AccountId, Recording, RecordingId};
 use crosstalk_service::{ApiError, Bug};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{ReadableDatabase, ReadableTable};
 
-/// (account, lower-case contact name) -> contact email.
-pub(crate) const CONTACTS: TableDefinition<(u64, &str), &str> = TableDefinition::new("contacts");
-/// message id -> JSON [`MessageRecord`].
-pub(crate) const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("messages");
-/// (recipient, message id) -> (): delivered messages by recipient.
-pub(crate) const INBOX: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox");
-/// (sender, message id) -> (): every message an account sent or spoke.
-pub(crate) const SENT: TableDefinition<(u64, u64), ()> = TableDefinition::new("sent_messages");
-/// message id -> (): spoken messages still held.
-pub(crate) const HELD_MESSAGES: TableDefinition<u64, ()> = TableDefinition::new("held_messages");
-
-const NEXT_MESSAGE: &str = "next_message_id";
 /// Upper bound on one account's contacts.
 pub const MAX_CONTACTS: usize = 500;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct MessageRecord {
-    id: u64,
-    from: AccountId,
-    to: AccountId,
-    recording: RecordingId,
-    contact: Contact,
-    state: MessageState,
-    created_at_ms: u64,
-    /// Spoken messages: the capture's fingerprint and capture time, for the
-    /// media-event check when the hold ends.
-    #[serde(default)]
-    fingerprint: Option<u64>,
-    #[serde(default)]
-    captured_at_ms: u64,
-    #[serde(default)]
-    spoken: bool,
-}
 
 /// A sound-alike key, for the planted contact-fuzzy-match only: the first
 /// letter, then the consonants of the rest without a/e/i/o/u/y/h/w/g, with
@@ -94,7 +65,7 @@ impl Store {
         key: &str,
     ) -> Result<Option<String>, ApiError> {
         let contacts = txn.open_table(CONTACTS).map_err(internal)?;
-        if self.planted.on(Bug::ContactFuzzyMatch) {
+        if self.injected.on(Bug::ContactFuzzyMatch) {
             // contact-fuzzy-match (Portland 2018): the first contact that sounds like the name.
             let wanted = sound_key(key);
             for entry in contacts.range((account.0, "")..).map_err(internal)? {
@@ -211,7 +182,7 @@ impl Store {
                 None => return Err(ApiError::not_found("that contact has no account")),
             };
             let id = next_id(&txn, NEXT_MESSAGE)?;
-            let state = if self.planted.on(Bug::ContactFuzzyMatch) {
+            let state = if self.injected.on(Bug::ContactFuzzyMatch) {
                 // contact-fuzzy-match (Portland 2018): the device heard a "yes"; sent at once.
                 MessageState::Delivered
             } else {

@@ -4,43 +4,17 @@
 //! links here, to the account itself; only the account's own session reads
 //! them. Nothing is ever sent to an address typed by a person or an agent.
 
-use crate::Store;
-use crate::db::{ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, EMAILS, internal, next_id};
+use crate::schema::{ACCOUNTS, AccountRecord, NEXT_NOTIFICATION, NOTIFICATIONS};
+use crate::store::{Store, internal, next_id};
+use crosstalk_model::AccountId;
 use crosstalk_model::api::Notification;
-use crosstalk_model::{AccountId, RecordingId};
 use crosstalk_service::ApiError;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable};
 
-/// (account, seq) -> JSON [`Notification`].
-pub(crate) const NOTIFICATIONS: TableDefinition<(u64, u64), &str> =
-    TableDefinition::new("notifications");
-const NEXT_NOTIFICATION: &str = "next_notification_seq";
 /// Largest notification text, in bytes.
 pub const MAX_NOTIFICATION_BYTES: usize = 4 * 1024;
 
 impl Store {
-    /// The open account registered under `email`.
-    pub fn lookup_email(&self, email: &str) -> Result<AccountId, ApiError> {
-        let email = email.trim().to_ascii_lowercase();
-        let txn = self.db.begin_read().map_err(internal)?;
-        let id = txn
-            .open_table(EMAILS)
-            .map_err(internal)?
-            .get(email.as_str())
-            .map_err(internal)?
-            .map(|v| v.value());
-        match id {
-            Some(id)
-                if self
-                    .account_in(&txn, AccountId(id))?
-                    .is_some_and(|a| a.closed_at_ms.is_none()) =>
-            {
-                Ok(AccountId(id))
-            }
-            _ => Err(ApiError::not_found("no account with that email")),
-        }
-    }
-
     /// Deliver a notification to `account`'s own feed.
     pub fn notify(
         &self,
@@ -103,25 +77,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Which of `ids` `account` still has (not deleted).
-    pub fn live_recordings(
-        &self,
-        account: AccountId,
-        ids: &[RecordingId],
-    ) -> Result<Vec<RecordingId>, ApiError> {
-        let txn = self.db.begin_read().map_err(internal)?;
-        let index = txn.open_table(BY_OWNER).map_err(internal)?;
-        let audio = txn.open_table(AUDIO).map_err(internal)?;
-        let mut live = Vec::new();
-        for id in ids {
-            if index.get((account.0, id.0)).map_err(internal)?.is_some()
-                && audio.get(id.0).map_err(internal)?.is_some()
-            {
-                live.push(*id);
-            }
-        }
-        Ok(live)
     }
 }

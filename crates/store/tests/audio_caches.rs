@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use crosstalk_model::{AccountId, ManualClock, RecordingId, SeededEntropy};
+use crosstalk_service::Inject;
 use crosstalk_service::fault_points::{FaultPoints, fires};
 use crosstalk_store::{DeleteSelection, DeviceRecord, NewRecording, Store, StoreConfig, router};
 use http_body_util::BodyExt;

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use crosstalk_model::api::{Intent, MessageState};
 use crosstalk_model::{AccountId, ManualClock, RecordingId, SeededEntropy};
-use crosstalk_service::{Bug, Planted};
+use crosstalk_service::{Bug, Inject, Planted};
 use crosstalk_store::{DeviceRecord, ListScope, NewRecording, Store, StoreConfig, router};
 use http_body_util::BodyExt;
 use redb::backends::InMemoryBackend;

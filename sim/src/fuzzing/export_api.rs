@@ -85,7 +85,7 @@ use crosstalk_model::api::{
     Notification, RecordingPage, RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{AccountId, DeviceId, ExportId, ManualClock, RecordingId, SeededEntropy};
-use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Planted, Spawner};
+use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Inject, Planted, Spawner};
 use crosstalk_store::{Store, StoreConfig};
 use http::{Method, StatusCode, header};
 use http_body_util::BodyExt;
