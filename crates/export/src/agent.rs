@@ -10,16 +10,13 @@
 //! the account verifies a ticket. Every agent action, allowed or refused, is
 //! written to the audit log.
 
-use crate::jobs::Origin;
-use crate::{ExportService, internal};
-use crosstalk_model::ExportId;
+use crate::jobs::{Job, Origin};
+use crate::schema::{AUDIT, META, NEXT_AUDIT};
+use crate::service::{ExportService, internal};
 use crosstalk_model::api::{AuditEntry, ExportState, TicketState, TicketStatus};
+use crosstalk_model::{AccountId, ExportId};
 use crosstalk_service::{ApiError, Bug};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-
-/// seq -> JSON [`AuditEntry`].
-pub(crate) const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
-const NEXT_AUDIT: &str = "next_audit_seq";
+use redb::{ReadableDatabase, ReadableTable};
 
 impl ExportService {
     /// Append one entry to the audit log.
@@ -34,7 +31,7 @@ impl ExportService {
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         {
-            let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
+            let mut meta = txn.open_table(META).map_err(internal)?;
             let seq = meta
                 .get(NEXT_AUDIT)
                 .map_err(internal)?
@@ -89,6 +86,20 @@ impl ExportService {
         id: u64,
         attached: Option<ExportId>,
     ) -> Result<(), ApiError> {
+        let (subject, export_id, job) = self.resend_link_target(agent, id, attached)?;
+        self.resend_link_to_subject(agent, id, subject, export_id, &job)
+            .await
+    }
+
+    /// The first phase of a resend: which subject and which export the
+    /// ticket names, each refusal audited. Only a verified ticket with its
+    /// own export gets through (and, with a bug planted, an attached one).
+    fn resend_link_target(
+        &self,
+        agent: &str,
+        id: u64,
+        attached: Option<ExportId>,
+    ) -> Result<(AccountId, ExportId, Job), ApiError> {
         // Planted agent-free-recipient (Alexa DSAR 2018): the console sends whichever archive the agent attached.
         let free_recipient = self.injected.on(Bug::AgentFreeRecipient);
         if let (Some(chosen), false) = (attached, free_recipient) {
@@ -159,7 +170,20 @@ impl ExportService {
                 "ticket and export disagree on the subject",
             ));
         }
-        let Some(path) = self.download_path(&job) else {
+        Ok((subject, export_id, job))
+    }
+
+    /// The second phase of a resend: send the export's link to `subject`'s
+    /// own feed, and audit the outcome.
+    async fn resend_link_to_subject(
+        &self,
+        agent: &str,
+        id: u64,
+        subject: AccountId,
+        export_id: ExportId,
+        job: &Job,
+    ) -> Result<(), ApiError> {
+        let Some(path) = self.download_path(job) else {
             self.audit(
                 agent,
                 "resend-link",

@@ -2,8 +2,12 @@
 //! that replays their committed corpora). Each takes raw bytes and panics
 //! only when it finds a real defect.
 
+use crate::archive::{ArchiveItem, build_archive, read_archive};
 use crate::link::{self, LinkClaims};
-use crosstalk_model::{AccountId, ExportId};
+use crate::worker::in_snapshot;
+use crosstalk_model::api::RecordingView;
+use crosstalk_model::{AccountId, DeviceId, ExportId, RecordingId};
+use std::collections::BTreeMap;
 
 /// Link tokens: arbitrary input never panics the verifier, no token is
 /// accepted unless it is exactly the one minted for its claims under the
@@ -86,47 +90,9 @@ pub fn archive_bytes(data: &[u8]) {
 /// snapshot time; then records of `owner, id, received (2 bytes), length,
 /// audio bytes, transcript length, transcript bytes`, until the input ends.
 pub fn archive(data: &[u8]) {
-    use crate::archive::{ArchiveItem, build_archive, read_archive};
-    use crate::worker::in_snapshot;
-    use crosstalk_model::api::RecordingView;
-    use crosstalk_model::{DeviceId, RecordingId};
-    use std::collections::BTreeMap;
-
-    let mut at = 0usize;
-    let mut next = |n: usize| -> Option<&[u8]> {
-        let slice = data.get(at..at.checked_add(n)?)?;
-        at += n;
-        Some(slice)
+    let Some((subject, snapshot_at_ms, store)) = archive_input(data) else {
+        return;
     };
-    let Some(head) = next(3) else { return };
-    let subject = AccountId(u64::from(head[0] % 4));
-    let snapshot_at_ms = u64::from(u16::from_be_bytes([head[1], head[2]]));
-    // The store: recordings of every account, ids unique (a later record
-    // with the same id is another upload, so it is skipped like the store's
-    // counter would never produce it).
-    let mut store: BTreeMap<u64, (AccountId, ArchiveItem)> = BTreeMap::new();
-    while let Some(record) = next(5) {
-        let owner = AccountId(u64::from(record[0] % 4));
-        let id = u64::from(record[1]);
-        let received_at_ms = u64::from(u16::from_be_bytes([record[2], record[3]]));
-        let audio = next(usize::from(record[4] % 64))
-            .unwrap_or_default()
-            .to_vec();
-        let text_len = next(1).map(|b| usize::from(b[0] % 48)).unwrap_or(0);
-        let transcript = String::from_utf8_lossy(next(text_len).unwrap_or_default()).into_owned();
-        let recording = RecordingView {
-            id: RecordingId(id),
-            device: DeviceId(owner.0 * 10),
-            captured_at_ms: received_at_ms.saturating_sub(u64::from(record[4])),
-            received_at_ms,
-            transcript,
-            audio_sha256: crosstalk_model::sha256_hex(&audio),
-            audio_len: audio.len() as u64,
-        };
-        store
-            .entry(id)
-            .or_insert((owner, ArchiveItem { recording, audio }));
-    }
     // The model's set for the subject, decided here from ground truth.
     let expected: BTreeMap<u64, &ArchiveItem> = store
         .iter()
@@ -183,8 +149,66 @@ pub fn archive(data: &[u8]) {
         expected.len(),
         "the archive holds files outside its manifest"
     );
+    check_packaging_order_and_refusals(subject, export_id, snapshot_at_ms, &staged, bytes);
+}
+
+/// The store [`archive`] models: recording id -> (owner, item).
+type StoreModel = BTreeMap<u64, (AccountId, ArchiveItem)>;
+
+/// Every account's recordings by id in the store, as [`archive`]'s input
+/// lays them out, with the subject and the snapshot time; `None` when the
+/// input is too short for its head.
+fn archive_input(data: &[u8]) -> Option<(AccountId, u64, StoreModel)> {
+    let mut at = 0usize;
+    let mut next = |n: usize| -> Option<&[u8]> {
+        let slice = data.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(slice)
+    };
+    let head = next(3)?;
+    let subject = AccountId(u64::from(head[0] % 4));
+    let snapshot_at_ms = u64::from(u16::from_be_bytes([head[1], head[2]]));
+    // The store: recordings of every account, ids unique (a later record
+    // with the same id is another upload, so it is skipped like the store's
+    // counter would never produce it).
+    let mut store: BTreeMap<u64, (AccountId, ArchiveItem)> = BTreeMap::new();
+    while let Some(record) = next(5) {
+        let owner = AccountId(u64::from(record[0] % 4));
+        let id = u64::from(record[1]);
+        let received_at_ms = u64::from(u16::from_be_bytes([record[2], record[3]]));
+        let audio = next(usize::from(record[4] % 64))
+            .unwrap_or_default()
+            .to_vec();
+        let text_len = next(1).map(|b| usize::from(b[0] % 48)).unwrap_or(0);
+        let transcript = String::from_utf8_lossy(next(text_len).unwrap_or_default()).into_owned();
+        let recording = RecordingView {
+            id: RecordingId(id),
+            device: DeviceId(owner.0 * 10),
+            captured_at_ms: received_at_ms.saturating_sub(u64::from(record[4])),
+            received_at_ms,
+            transcript,
+            audio_sha256: crosstalk_model::sha256_hex(&audio),
+            audio_len: audio.len() as u64,
+        };
+        store
+            .entry(id)
+            .or_insert((owner, ArchiveItem { recording, audio }));
+    }
+    Some((subject, snapshot_at_ms, store))
+}
+
+/// The packaging of `staged` is deterministic and independent of the order
+/// items arrive in (it gives `bytes` again), and refuses a repeated item or
+/// audio off its digest.
+fn check_packaging_order_and_refusals(
+    subject: AccountId,
+    export_id: ExportId,
+    snapshot_at_ms: u64,
+    staged: &[ArchiveItem],
+    bytes: Vec<u8>,
+) {
     // Deterministic, and independent of the order items were staged in.
-    let mut reversed = staged.clone();
+    let mut reversed = staged.to_vec();
     reversed.reverse();
     assert_eq!(
         build_archive(subject, export_id, snapshot_at_ms, &reversed).ok(),
@@ -192,13 +216,13 @@ pub fn archive(data: &[u8]) {
     );
     // Refusals: a repeated item, or audio that is not what the listing said.
     if let Some(first) = staged.first() {
-        let mut twice = staged.clone();
+        let mut twice = staged.to_vec();
         twice.push(first.clone());
         assert!(
             build_archive(subject, export_id, snapshot_at_ms, &twice).is_err(),
             "a repeated id was packaged"
         );
-        let mut tampered = staged.clone();
+        let mut tampered = staged.to_vec();
         tampered[0].audio.push(0x5a);
         assert!(
             build_archive(subject, export_id, snapshot_at_ms, &tampered).is_err(),

@@ -9,24 +9,13 @@
 //! refused. A crashed worker's job is therefore redelivered after its lease,
 //! and can never be published twice or by the wrong worker.
 
-use crate::{ExportService, internal};
+use crate::schema::{ARCHIVES, JOBS, META, NEXT_EXPORT, PENDING, REQUESTS};
+use crate::service::{ExportService, internal};
 use crosstalk_model::api::{ClaimedJob, ExportState};
 use crosstalk_model::{AccountId, ExportId, RecordingId};
 use crosstalk_service::ApiError;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-pub(crate) const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
-/// Jobs that need a worker (queued, or being rebuilt), by id.
-pub(crate) const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
-pub(crate) const ARCHIVES: TableDefinition<u64, &[u8]> = TableDefinition::new("archives");
-/// (subject, request time, export id) -> (): recent direct requests, for
-/// rate limiting. The export id keeps requests made in the same millisecond
-/// apart (keyed by time alone, a burst collapsed into one entry).
-pub(crate) const REQUESTS: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("requests");
-
-const NEXT_EXPORT: &str = "next_export_id";
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,15 +9,14 @@
 //! its own verification: a duplicate request never inherits another's.
 
 use crate::jobs::Origin;
-use crate::{ExportService, internal};
+use crate::schema::{META, NEXT_TICKET, TICKETS};
+use crate::service::{ExportService, internal};
 use crosstalk_model::api::{AgentTicketView, ExportState, TicketState, TicketStatus};
 use crosstalk_model::{AccountId, ExportId};
 use crosstalk_service::{ApiError, Bug};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-pub(crate) const TICKETS: TableDefinition<u64, &str> = TableDefinition::new("tickets");
-const NEXT_TICKET: &str = "next_ticket_id";
 /// Wrong codes before a ticket is rejected.
 pub const MAX_VERIFY_ATTEMPTS: u32 = 5;
 
@@ -152,7 +151,7 @@ impl ExportService {
         let (id, duplicate_of) = {
             let txn = self.db.begin_write().map_err(internal)?;
             let id = {
-                let mut meta = txn.open_table(crate::jobs::META).map_err(internal)?;
+                let mut meta = txn.open_table(META).map_err(internal)?;
                 let id = meta
                     .get(NEXT_TICKET)
                     .map_err(internal)?

@@ -11,8 +11,8 @@
 //! slots run as futures of one task, each staging into its own entry of the
 //! worker's staging area, named by the job and its fence.
 
-use crate::StoreClient;
 use crate::archive::{ArchiveItem, build_archive};
+use crate::store_client::StoreClient;
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{

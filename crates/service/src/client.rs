@@ -1,6 +1,7 @@
 //! A small pooled HTTP/1 client over an injected connector.
 
-use crate::{Bug, Planted};
+use crate::planted::{Bug, Planted};
+use crate::spawn::Spawner;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -92,7 +93,7 @@ pub struct HttpClient {
     idle: Mutex<Vec<Conn>>,
     timeout: Duration,
     max_idle: usize,
-    spawner: crate::Spawner,
+    spawner: Spawner,
     planted: Planted,
 }
 
@@ -103,13 +104,13 @@ impl HttpClient {
             idle: Mutex::new(Vec::new()),
             timeout,
             max_idle,
-            spawner: crate::Spawner::Tokio,
+            spawner: Spawner::Tokio,
             planted: Planted::none(),
         }
     }
 
-    /// Start connection tasks with `spawner` (see [`crate::Spawner`]).
-    pub fn with_spawner(mut self, spawner: crate::Spawner) -> Self {
+    /// Start connection tasks with `spawner` (see [`Spawner`]).
+    pub fn with_spawner(mut self, spawner: Spawner) -> Self {
         self.spawner = spawner;
         self
     }

@@ -38,13 +38,13 @@ pub struct TcpConnector {
     pub address: String,
 }
 
-impl crate::Connect for TcpConnector {
-    fn connect(&self) -> crate::ConnectFuture {
+impl crate::client::Connect for TcpConnector {
+    fn connect(&self) -> crate::client::ConnectFuture {
         let address = self.address.clone();
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as crate::BoxIo)
+            Ok(Box::new(stream) as crate::client::BoxIo)
         })
     }
 }

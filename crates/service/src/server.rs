@@ -12,7 +12,8 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{ApiError, Spawner};
+use crate::error::ApiError;
+use crate::spawn::Spawner;
 
 /// How much a service takes on at once. A request that arrives while
 /// `max_in_flight` others are being handled is answered at once with 503,

@@ -16,7 +16,7 @@ use crosstalk_model::api::{RecordingPage, RecordingView};
 use crosstalk_model::{AccountId, Recording, RecordingId, sha256_hex};
 use crosstalk_service::{ApiError, Bug};
 use hmac::{Hmac, Mac};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use sha2::Sha256;
 
 /// Largest page a listing returns, whatever the caller asks for.
@@ -76,18 +76,35 @@ fn print_of(txn: &redb::ReadTransaction, id: RecordingId) -> Result<Option<u64>,
     }
 }
 
+/// The capture's owner must still be open *inside* the ingest transaction:
+/// a capture from before a transfer belongs to an earlier owner who may
+/// have closed their account since, and on a multi-threaded server an
+/// account may close between authentication and here.
+fn capture_owner_open(txn: &WriteTransaction, owner: AccountId) -> Result<(), ApiError> {
+    let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
+    let record: Option<AccountRecord> = match accounts.get(owner.0).map_err(internal)? {
+        Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
+        None => None,
+    };
+    if record.is_none_or(|a| a.closed_at_ms.is_some()) {
+        crosstalk_service::probe!("store.ingest.owner_closed");
+        return Err(ApiError::gone(
+            "the account that owned this device then is closed",
+        ));
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Store one capture from `device` for the account that owned the device
-    /// when it captured it (its ownership epoch). Idempotent per (device,
-    /// upload key): a retry returns the first recording's id.
-    pub fn ingest(
+    /// The account that owned `device` in the capture's ownership epoch
+    /// (`None`: the current one); refused if the epoch is ahead of the
+    /// device's.
+    fn capture_owner(
         &self,
         device: &DeviceRecord,
-        upload: NewRecording,
-    ) -> Result<(RecordingId, bool), ApiError> {
-        let now = self.clock.now_ms();
-        let digest = sha256_hex(&upload.audio);
-        let epoch = upload.ownership_epoch.unwrap_or(device.epoch);
+        ownership_epoch: Option<u32>,
+    ) -> Result<AccountId, ApiError> {
+        let epoch = ownership_epoch.unwrap_or(device.epoch);
         if epoch > device.epoch {
             return Err(ApiError::bad_request(
                 "ownership_epoch is ahead of the device's",
@@ -102,25 +119,23 @@ impl Store {
                 .get(epoch as usize)
                 .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?
         };
+        Ok(owner)
+    }
+
+    /// Store one capture from `device` for the account that owned the device
+    /// when it captured it (its ownership epoch). Idempotent per (device,
+    /// upload key): a retry returns the first recording's id.
+    pub fn ingest(
+        &self,
+        device: &DeviceRecord,
+        upload: NewRecording,
+    ) -> Result<(RecordingId, bool), ApiError> {
+        let now = self.clock.now_ms();
+        let digest = sha256_hex(&upload.audio);
+        let owner = self.capture_owner(device, upload.ownership_epoch)?;
         let print = crate::media::fingerprint(&upload.audio);
         let txn = self.db.begin_write().map_err(internal)?;
-        {
-            // The owner must still be open *inside* this transaction: a
-            // capture from before a transfer belongs to an earlier owner who
-            // may have closed their account since, and on a multi-threaded
-            // server an account may close between authentication and here.
-            let accounts = txn.open_table(ACCOUNTS).map_err(internal)?;
-            let record: Option<AccountRecord> = match accounts.get(owner.0).map_err(internal)? {
-                Some(json) => Some(serde_json::from_str(json.value()).map_err(internal)?),
-                None => None,
-            };
-            if record.is_none_or(|a| a.closed_at_ms.is_some()) {
-                crosstalk_service::probe!("store.ingest.owner_closed");
-                return Err(ApiError::gone(
-                    "the account that owned this device then is closed",
-                ));
-            }
-        }
+        capture_owner_open(&txn, owner)?;
         let id = {
             let mut keys = txn.open_table(UPLOAD_KEYS).map_err(internal)?;
             let content = content_digest(&digest, &upload.transcript);
