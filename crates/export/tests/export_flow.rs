@@ -9,8 +9,8 @@
 //! moves it, randomness a `SeededEntropy`, and tokio's timer is paused.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use crosstalk_export::archive::{self, ArchiveItem, build_archive};
@@ -18,24 +18,22 @@ use crosstalk_export::link::{LinkClaims, mint};
 use crosstalk_export::worker::{Outcome, Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient, router};
 use crosstalk_model::api::{
-    AgentTicketView, AuditEntry, ClaimedJob, ErrorBody, ExportState, ExportStatus, IngestResponse,
+    AgentTicketView, AuditEntry, ClaimedJob, ExportState, ExportStatus, IngestResponse,
     Notification, RecordingPage, RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{
     AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex,
 };
 use crosstalk_service::fault_points::{self, FaultPoints};
+use crosstalk_service::test_support::{Reply, call, json_request};
 use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient, Inject};
 use crosstalk_store::{Store, StoreConfig};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tower::ServiceExt;
 
 const SERVICE_TOKEN: &str = "store-service-token";
 const WORKER_TOKEN: &str = "worker-token-0123456789abcdef";
@@ -130,85 +128,6 @@ struct World {
     export: Router,
     /// While set, the export service cannot reach the store.
     service_store_down: Arc<AtomicBool>,
-}
-
-/// One response, read in full.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Expect `expected` and a JSON body of type `T`.
-    fn json<T: DeserializeOwned>(&self, expected: StatusCode) -> T {
-        assert_eq!(self.status, expected, "body: {}", self.text());
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.text()))
-    }
-
-    /// Expect the error `expected` with a JSON `{"error", "message"}` body.
-    fn error(&self, expected: StatusCode) -> ErrorBody {
-        assert_eq!(self.status, expected, "body: {}", self.text());
-        assert_eq!(
-            self.headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "error content type; body: {}",
-            self.text()
-        );
-        let value: Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {}", self.text()));
-        assert!(value.get("error").is_some_and(Value::is_string), "{value}");
-        assert!(
-            value.get("message").is_some_and(Value::is_string),
-            "{value}"
-        );
-        let parsed: ErrorBody = serde_json::from_value(value).expect("error body parses");
-        assert!(
-            !parsed.error.is_empty() && !parsed.message.is_empty(),
-            "{parsed:?}"
-        );
-        parsed
-    }
-}
-
-async fn call(router: &Router, request: Request<Body>) -> Reply {
-    let response = router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("routers are infallible");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body reads").to_bytes();
-    assert!(
-        parts.headers.get(header::DATE).is_none(),
-        "a Date header reads the OS clock"
-    );
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
-fn request(method: Method, uri: &str, token: Option<&str>, body: Option<&Value>) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::to_vec(body).expect("json")))
-            .expect("request builds"),
-        None => builder.body(Body::empty()).expect("request builds"),
-    }
 }
 
 struct Person {
@@ -331,7 +250,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.store, request(method, uri, token, body)).await
+        call(&self.store, json_request(method, uri, token, body)).await
     }
 
     async fn export_call(
@@ -341,7 +260,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.export, request(method, uri, token, body)).await
+        call(&self.export, json_request(method, uri, token, body)).await
     }
 
     async fn signup(&self, email: &str) -> Person {

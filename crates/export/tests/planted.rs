@@ -22,6 +22,7 @@ use crosstalk_model::api::{
     RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{AccountId, ExportId, ManualClock, RecordingId, SeededEntropy};
+use crosstalk_service::test_support::{Reply, call, json_request};
 use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Inject, Planted};
 use crosstalk_store::{Store, StoreConfig};
 use http_body_util::BodyExt;
@@ -66,27 +67,6 @@ fn client(router: &Router, max_idle: usize) -> HttpClient {
         router: router.clone(),
     };
     HttpClient::new(Arc::new(connector), Duration::from_secs(10), max_idle)
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json<T: DeserializeOwned>(&self, expected: StatusCode) -> T {
-        assert_eq!(self.status, expected, "body: {}", self.text());
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.text()))
-    }
-
-    fn error(&self, expected: StatusCode) -> ErrorBody {
-        self.json(expected)
-    }
 }
 
 struct Person {
@@ -171,36 +151,6 @@ impl World {
         assert!(matches!(outcome, Outcome::Published), "not published");
     }
 
-    async fn call(
-        router: &Router,
-        method: Method,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Reply {
-        let mut builder = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = match body {
-            Some(body) => builder
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(body).expect("json"))),
-            None => builder.body(Body::empty()),
-        }
-        .expect("request builds");
-        let response = router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("routers are infallible");
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            body: body.collect().await.expect("body reads").to_bytes(),
-        }
-    }
-
     async fn store_call(
         &self,
         method: Method,
@@ -208,7 +158,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        Self::call(&self.store, method, uri, token, body).await
+        call(&self.store, json_request(method, uri, token, body)).await
     }
 
     async fn export_call(
@@ -218,7 +168,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        Self::call(&self.export, method, uri, token, body).await
+        call(&self.export, json_request(method, uri, token, body)).await
     }
 
     async fn person(&self, email: &str) -> Person {

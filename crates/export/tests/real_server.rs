@@ -14,21 +14,19 @@
 //! of attempts with a fixed sleep between them. (The store is given the
 //! real-server `SystemClock`, as `crosstalk-store serve` would be.)
 
-use axum::body::Bytes;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_export::archive::read_archive;
 use crosstalk_model::api::{
-    AuditEntry, ErrorBody, ExportState, ExportStatus, IngestResponse, Notification,
-    RegisterDeviceResponse, SignupResponse,
+    AuditEntry, ExportState, ExportStatus, IngestResponse, Notification, RegisterDeviceResponse,
+    SignupResponse,
 };
 use crosstalk_model::{AccountId, RecordingId, SeededEntropy, sha256_hex};
-use crosstalk_service::real::{SystemClock, TcpConnector};
-use crosstalk_service::{HttpClient, HttpResponse};
+use crosstalk_service::HttpResponse;
+use crosstalk_service::real::SystemClock;
+use crosstalk_service::test_support::{Endpoint, TempDir, expect_error, free_port};
 use crosstalk_store::{Store, StoreConfig};
-use http_body_util::Full;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,31 +43,6 @@ const READY_ATTEMPTS: u32 = 150;
 /// How many times to try a new port when another process took ours between
 /// our probe and the server's bind.
 const BIND_ATTEMPTS: u32 = 5;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "crosstalk-export-real-{}-{test}",
-            std::process::id()
-        ));
-        // A leftover from a crashed earlier run with a recycled pid.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        Self { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 /// A child process, killed and reaped on drop.
 struct Process {
@@ -106,22 +79,6 @@ impl Process {
     }
 }
 
-/// A port nobody was listening on a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe listener");
-    listener.local_addr().expect("probe address").port()
-}
-
-fn client(address: &str) -> HttpClient {
-    HttpClient::new(
-        Arc::new(TcpConnector {
-            address: address.to_string(),
-        }),
-        Duration::from_secs(10),
-        4,
-    )
-}
-
 struct Tokens {
     service: String,
     worker: String,
@@ -144,140 +101,6 @@ impl Tokens {
             .env("CROSSTALK_WORKER_TOKEN", &self.worker)
             .env("CROSSTALK_AGENT_TOKENS", format!("agent={}", self.agent));
     }
-}
-
-/// An HTTP endpoint over real TCP; every response must lack a `Date` header.
-struct Endpoint {
-    address: String,
-    client: HttpClient,
-}
-
-impl Endpoint {
-    fn new(address: &str) -> Self {
-        Self {
-            address: address.to_string(),
-            client: client(address),
-        }
-    }
-
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Request<Full<Bytes>> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, &self.address);
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(value) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(value).expect("json"))
-            }
-            None => Bytes::new(),
-        };
-        builder.body(Full::new(body)).expect("request builds")
-    }
-
-    async fn try_send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<HttpResponse> {
-        let response = self
-            .client
-            .send(self.request(method.clone(), path, token, body))
-            .await
-            .ok()?;
-        assert!(
-            response.headers().get(header::DATE).is_none(),
-            "{method} {path} on {} answered with a Date header: {response:?}",
-            self.address
-        );
-        Some(response)
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> HttpResponse {
-        let what = format!("{method} {path} on {}", self.address);
-        self.try_send(method, path, token, body)
-            .await
-            .unwrap_or_else(|| panic!("{what}: no answer"))
-    }
-
-    async fn ok<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-        expected: StatusCode,
-    ) -> T {
-        let response = self.send(method, path, token, body).await;
-        assert_eq!(
-            response.status(),
-            expected,
-            "{path}: {}",
-            String::from_utf8_lossy(response.body())
-        );
-        serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-            panic!(
-                "{path}: not the expected JSON ({e}): {}",
-                String::from_utf8_lossy(response.body())
-            )
-        })
-    }
-
-    async fn err(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        expected: StatusCode,
-    ) -> ErrorBody {
-        let response = self.send(method, path, token, None).await;
-        expect_error(&response, expected)
-    }
-}
-
-fn expect_error(response: &HttpResponse, expected: StatusCode) -> ErrorBody {
-    assert_eq!(
-        response.status(),
-        expected,
-        "body: {}",
-        String::from_utf8_lossy(response.body())
-    );
-    assert_eq!(
-        response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some("application/json"),
-        "error content type: {response:?}"
-    );
-    let parsed: ErrorBody = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-        panic!(
-            "error body is not JSON ({e}): {}",
-            String::from_utf8_lossy(response.body())
-        )
-    });
-    assert!(
-        !parsed.error.is_empty() && !parsed.message.is_empty(),
-        "{parsed:?}"
-    );
-    parsed
 }
 
 /// The store, in this process, on a real socket, its database in `db`.
@@ -562,7 +385,7 @@ async fn download(export: &Endpoint, path: &str, session: Option<&str>) -> HttpR
 async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
     const TEST: &str = "export-restart";
     // Declared first, so dropped last: the children die before it goes.
-    let dir = TempDir::new(TEST);
+    let dir = TempDir::new("export-real", TEST);
     let tokens = Tokens::new(TEST);
     let store = start_store(&dir.path.join("store.redb"), &tokens).await;
     let db = dir.path.join("export.redb");
@@ -582,6 +405,7 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
             Method::GET,
             "/v1/agent/audit",
             Some("not-an-agent-token"),
+            None,
             StatusCode::FORBIDDEN,
         )
         .await;
@@ -592,6 +416,7 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
             Method::GET,
             "/v1/agent/audit",
             None,
+            None,
             StatusCode::UNAUTHORIZED,
         )
         .await;
@@ -599,7 +424,13 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
     // Request (202), a duplicate (200), and only with a session.
     server
         .endpoint
-        .err(Method::POST, "/v1/exports", None, StatusCode::UNAUTHORIZED)
+        .err(
+            Method::POST,
+            "/v1/exports",
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+        )
         .await;
     server
         .endpoint
@@ -607,6 +438,7 @@ async fn exports_are_built_by_a_real_worker_and_survive_a_restart() {
             Method::POST,
             "/v1/exports",
             Some(&tokens.service),
+            None,
             StatusCode::UNAUTHORIZED,
         )
         .await;

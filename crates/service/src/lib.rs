@@ -30,6 +30,8 @@ pub mod real;
 pub mod secrets;
 mod server;
 mod spawn;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};

@@ -11,7 +11,8 @@
 //!
 //! The features add their operations to `impl Store` in their own files
 //! (`accounts`, `devices`, `recordings`, `media`, `messages`, `notify`); each
-//! depends on this core and the schema only.
+//! depends on this core and the schema (and, one way only, an upload on the
+//! media fingerprint, closing an account on the recordings' deletion).
 
 use crate::cache::{AudioCache, PlaybackKey};
 use crate::health::{Health, WatchedBackend};

@@ -15,6 +15,7 @@ use crosstalk_model::api::{
 use crosstalk_model::{
     AccountId, MAX_AUDIO_BYTES, ManualClock, RecordingId, SeededEntropy, sha256_hex,
 };
+use crosstalk_service::test_support::{Reply, call};
 use crosstalk_store::{MAX_REQUEST_BYTES, Store, StoreConfig, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -48,21 +49,14 @@ impl Harness {
         }
     }
 
+    /// Send through the router; the whole reply (with no `Date` header).
+    async fn reply(&self, request: Request<Body>) -> Reply {
+        call(&self.router, request).await
+    }
+
     async fn send(&self, request: Request<Body>) -> (StatusCode, Bytes) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router is infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body reads")
-            .to_bytes();
-        (status, bytes)
+        let reply = self.reply(request).await;
+        (reply.status, reply.body)
     }
 
     /// Send and expect `expected`; parse a success body as `T`.
@@ -71,21 +65,12 @@ impl Harness {
         request: Request<Body>,
         expected: StatusCode,
     ) -> T {
-        let (status, body) = self.send(request).await;
-        assert_eq!(status, expected, "body: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!(
-                "success body is not the expected JSON ({e}): {}",
-                String::from_utf8_lossy(&body)
-            )
-        })
+        self.reply(request).await.json(expected)
     }
 
     /// Send and expect the error `expected` with a JSON `ErrorBody`.
     async fn err(&self, request: Request<Body>, expected: StatusCode) -> ErrorBody {
-        let (status, body) = self.send(request).await;
-        assert_eq!(status, expected, "body: {}", String::from_utf8_lossy(&body));
-        expect_error_body(&body)
+        self.reply(request).await.error(expected)
     }
 
     async fn signup(&self, email: &str) -> SignupResponse {

@@ -14,18 +14,16 @@ use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_model::api::{
-    DeleteResponse, ErrorBody, IngestResponse, RecordingPage, RegisterDeviceResponse,
-    SignupResponse,
+    DeleteResponse, IngestResponse, RecordingPage, RegisterDeviceResponse, SignupResponse,
 };
 use crosstalk_model::{AccountId, RecordingId, sha256_hex};
-use crosstalk_service::real::TcpConnector;
-use crosstalk_service::{HttpClient, HttpResponse};
+use crosstalk_service::HttpResponse;
+use crosstalk_service::test_support::{Endpoint, TempDir, expect_error, free_port};
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long to wait between attempts to reach a starting server, and how many
@@ -36,38 +34,19 @@ const STARTUP_ATTEMPTS: u32 = 200;
 /// our probe and the server's bind.
 const BIND_ATTEMPTS: u32 = 5;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "crosstalk-store-real-{}-{test}",
-            std::process::id()
-        ));
-        // A leftover from a crashed earlier run with a recycled pid.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        Self { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 /// A running `crosstalk-store serve`, killed on drop.
 struct Server {
     child: Child,
-    address: String,
-    client: HttpClient,
-    log: PathBuf,
+    /// The server's address, client and log.
+    endpoint: Endpoint,
     service_token: String,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 impl Drop for Server {
@@ -75,16 +54,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nobody was listening on a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe listener");
-    listener.local_addr().expect("probe address").port()
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 impl Server {
@@ -110,18 +79,11 @@ impl Server {
                 .stderr(Stdio::from(log_file))
                 .spawn()
                 .expect("starting crosstalk-store");
-            let client = HttpClient::new(
-                Arc::new(TcpConnector {
-                    address: address.clone(),
-                }),
-                Duration::from_secs(10),
-                4,
-            );
+            let mut endpoint = Endpoint::new(&address);
+            endpoint.log = Some(log);
             let mut server = Server {
                 child,
-                address,
-                client,
-                log,
+                endpoint,
                 service_token: service_token.to_string(),
             };
             match server.wait_until_up().await {
@@ -137,7 +99,7 @@ impl Server {
     async fn wait_until_up(&mut self) -> Result<(), String> {
         for _ in 0..STARTUP_ATTEMPTS {
             if let Some(status) = self.child.try_wait().expect("polling the child") {
-                return Err(format!("(exit status {status})\n{}", read_log(&self.log)));
+                return Err(format!("(exit status {status})\n{}", self.read_log()));
             }
             if let Ok(response) = self
                 .client
@@ -166,7 +128,7 @@ impl Server {
         panic!(
             "crosstalk-store did not answer on {} within {STARTUP_ATTEMPTS} attempts; its log:\n{}",
             self.address,
-            read_log(&self.log)
+            self.read_log()
         );
     }
 
@@ -178,92 +140,6 @@ impl Server {
             !status.success(),
             "a killed server does not exit successfully: {status}"
         );
-    }
-
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Request<Full<Bytes>> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, &self.address);
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(value) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(value).expect("json"))
-            }
-            None => Bytes::new(),
-        };
-        builder.body(Full::new(body)).expect("request builds")
-    }
-
-    /// Send over the socket; every response must lack a `Date` header.
-    async fn send_raw(&self, request: Request<Full<Bytes>>) -> HttpResponse {
-        let what = format!("{} {}", request.method(), request.uri());
-        let response = self
-            .client
-            .send(request)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}; server log:\n{}", read_log(&self.log)));
-        assert!(
-            response.headers().get(header::DATE).is_none(),
-            "{what} answered with a Date header: {response:?}"
-        );
-        response
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> HttpResponse {
-        self.send_raw(self.request(method, path, token, body)).await
-    }
-
-    /// Expect `expected`, parse the body as `T`.
-    async fn ok<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-        expected: StatusCode,
-    ) -> T {
-        let response = self.send(method, path, token, body).await;
-        assert_eq!(
-            response.status(),
-            expected,
-            "{path}: {}",
-            String::from_utf8_lossy(response.body())
-        );
-        serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-            panic!(
-                "{path}: not the expected JSON ({e}): {}",
-                String::from_utf8_lossy(response.body())
-            )
-        })
-    }
-
-    /// Expect the error `expected`, with a JSON `ErrorBody`.
-    async fn err(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-        expected: StatusCode,
-    ) -> ErrorBody {
-        let response = self.send(method, path, token, body).await;
-        expect_error(&response, expected)
     }
 
     async fn signup(&self, email: &str) -> SignupResponse {
@@ -346,34 +222,6 @@ impl Server {
         )
         .await
     }
-}
-
-fn expect_error(response: &HttpResponse, expected: StatusCode) -> ErrorBody {
-    assert_eq!(
-        response.status(),
-        expected,
-        "body: {}",
-        String::from_utf8_lossy(response.body())
-    );
-    assert_eq!(
-        response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some("application/json"),
-        "error content type: {response:?}"
-    );
-    let parsed: ErrorBody = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-        panic!(
-            "error body is not JSON ({e}): {}",
-            String::from_utf8_lossy(response.body())
-        )
-    });
-    assert!(
-        !parsed.error.is_empty() && !parsed.message.is_empty(),
-        "{parsed:?}"
-    );
-    parsed
 }
 
 /// One capture a device uploads.
@@ -478,7 +326,7 @@ async fn verify(server: &Server, person: &Person) {
 #[tokio::test]
 async fn survives_kill_and_restart_over_real_tcp() {
     const TEST: &str = "kill-restart";
-    let dir = TempDir::new(TEST);
+    let dir = TempDir::new("store-real", TEST);
     let db = dir.path.join("store.redb");
     let token = format!("real-server-token-{}-{TEST}", std::process::id());
 
@@ -661,7 +509,7 @@ async fn survives_kill_and_restart_over_real_tcp() {
 #[tokio::test]
 async fn errors_over_the_socket_are_json_and_responses_have_no_date() {
     const TEST: &str = "errors";
-    let dir = TempDir::new(TEST);
+    let dir = TempDir::new("store-real", TEST);
     let db = dir.path.join("store.redb");
     let token = format!("real-server-token-{}-{TEST}", std::process::id());
     let server = Server::start(&dir, &db, &token, 0).await;
