@@ -10,29 +10,25 @@
 #![cfg(feature = "planted-bugs")]
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_export::archive;
 use crosstalk_export::worker::{Outcome, Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient, router};
 use crosstalk_model::api::{
-    AuditEntry, ErrorBody, ExportState, ExportStatus, IngestResponse, Notification,
-    RegisterDeviceResponse, SignupResponse, TicketState, TicketStatus,
+    AuditEntry, ExportState, ExportStatus, IngestResponse, Notification, RegisterDeviceResponse,
+    SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{AccountId, ExportId, ManualClock, RecordingId, SeededEntropy};
 use crosstalk_service::test_support::{Reply, call, json_request};
 use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Inject, Planted};
 use crosstalk_store::{Store, StoreConfig};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
 
 const SERVICE_TOKEN: &str = "store-service-token";
 const WORKER_TOKEN: &str = "worker-token-0123456789abcdef";
