@@ -12,7 +12,7 @@
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
 //! - [`shrink`]: a failing plan made minimal, same invariant, by replay.
 //! - [`report_html`]: a failing run as one self-contained HTML page.
-//! - [`failure`]: `--shrink`, `--report` and the `shrink` command.
+//! - [`cli::failure`]: `--shrink`, `--report` and the `shrink` command.
 //! - [`cli`]: the `crosstalk` command; [`runner`] runs its seeds in parallel,
 //!   [`seeds`] picks them (ranges, budgets, shards), [`vacuity`] judges each
 //!   scenario's positive controls, [`report`] writes and merges results;
@@ -23,7 +23,6 @@ pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod cli;
-pub mod failure;
 pub mod faults;
 pub mod fuzzing;
 pub mod guard;

@@ -4,6 +4,8 @@
 //! Exit codes: 0 every seed passed; 1 an invariant was violated (or a run
 //! was vacuous); 2 usage or infrastructure error; 3 nondeterminism detected.
 
+pub mod failure;
+
 use crate::check::Controls;
 use crate::plan::Plan;
 use crate::report::{RunReport, SeedRecord, Tally, result_line};
@@ -122,7 +124,7 @@ enum Command {
         #[arg(long)]
         save_regressions: Option<PathBuf>,
         #[command(flatten)]
-        failure: crate::failure::FailureOptions,
+        failure: crate::cli::failure::FailureOptions,
     },
     /// Replay one seed of a scenario, or a saved plan, exactly.
     Replay {
@@ -151,7 +153,7 @@ enum Command {
         #[arg(long)]
         plant: Vec<String>,
         #[command(flatten)]
-        failure: crate::failure::FailureOptions,
+        failure: crate::cli::failure::FailureOptions,
     },
     /// Shrink a failing plan (a saved plan or a regression) to a minimal one
     /// that still fails with the same invariant; saved beside it as
@@ -282,7 +284,7 @@ fn report_failure(
     outcome: &RunOutcome,
     plan: &Plan,
     replay: &str,
-    failure: &crate::failure::FailureOptions,
+    failure: &crate::cli::failure::FailureOptions,
 ) {
     println!("FAIL seed {} [{}]", outcome.seed, plan.scenario);
     for (i, v) in outcome.violations.iter().enumerate().take(5) {
@@ -322,7 +324,7 @@ fn report_failure(
         ),
         Err(e) => println!("  could not save the plan: {e}"),
     }
-    crate::failure::after_failure(failure, plan, outcome, saved.as_deref().ok());
+    crate::cli::failure::after_failure(failure, plan, outcome, saved.as_deref().ok());
 }
 
 #[derive(Default)]
@@ -522,7 +524,7 @@ struct RunArgs {
     #[arg(long, short)]
     jobs: Option<usize>,
     #[command(flatten)]
-    failure: crate::failure::FailureOptions,
+    failure: crate::cli::failure::FailureOptions,
 }
 
 /// The run's scenario files, their scenarios and the seeds to run.
@@ -765,7 +767,7 @@ fn fuzz_artifact_command(
     artifact: &Path,
     plant: Vec<String>,
     trace: Option<PathBuf>,
-    failure: &crate::failure::FailureOptions,
+    failure: &crate::cli::failure::FailureOptions,
 ) -> i32 {
     let bytes = match std::fs::read(artifact) {
         Ok(bytes) => bytes,
@@ -822,7 +824,7 @@ fn replay_command(
     plan_path: Option<PathBuf>,
     plant: Vec<String>,
     trace: Option<PathBuf>,
-    failure: &crate::failure::FailureOptions,
+    failure: &crate::cli::failure::FailureOptions,
 ) -> i32 {
     let (mut plan, mut replay) = match (scenario, seed, plan_path) {
         (_, _, Some(path)) => {
@@ -989,7 +991,7 @@ struct HuntArgs {
     rate: u64,
     jobs: usize,
     save_regressions: Option<PathBuf>,
-    failure: crate::failure::FailureOptions,
+    failure: crate::cli::failure::FailureOptions,
 }
 
 fn scenario_path_for(bug: crosstalk_service::Bug) -> PathBuf {
@@ -1150,7 +1152,7 @@ fn hunt_command(args: HuntArgs) -> i32 {
 /// `hunt --shrink/--report`: save the caught plan (bug planted) under
 /// target/crosstalk/failures/ and hand it on.
 fn hunt_after_failure(
-    failure: &crate::failure::FailureOptions,
+    failure: &crate::cli::failure::FailureOptions,
     scenario: &Path,
     bug: crosstalk_service::Bug,
     seed: u64,
@@ -1167,7 +1169,7 @@ fn hunt_after_failure(
     if let Ok(path) = &saved {
         println!("         plan saved: {}", path.display());
     }
-    crate::failure::after_failure(failure, &plan, outcome, saved.as_deref().ok());
+    crate::cli::failure::after_failure(failure, &plan, outcome, saved.as_deref().ok());
 }
 
 /// Every saved regression of `dir`, in name order, read and parsed.
@@ -1252,7 +1254,7 @@ fn regressions_command(dir: &Path, jobs: usize) -> i32 {
                     &first,
                     &regression.plan,
                     &format!("cargo sim replay --plan {}", file.display()),
-                    &crate::failure::FailureOptions::default(),
+                    &crate::cli::failure::FailureOptions::default(),
                 );
             }
             // A plan kept for a planted bug must also fail with the bug planted.
@@ -1344,7 +1346,7 @@ pub fn main() -> i32 {
             plant,
             max_replays,
             report,
-        } => crate::failure::shrink_command(&plan, &plant, max_replays, report.as_deref()),
+        } => crate::cli::failure::shrink_command(&plan, &plant, max_replays, report.as_deref()),
         Command::Hunt {
             plant,
             all,
