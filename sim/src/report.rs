@@ -481,7 +481,7 @@ pub fn write_junit(report: &RunReport, path: &Path) -> Result<(), String> {
 }
 
 /// Shards that a set of `I/N` names misses, as a sentence, if any.
-fn missing_shards(shards: &[String]) -> Option<String> {
+pub fn missing_shards(shards: &[String]) -> Option<String> {
     let parsed: Vec<crate::seeds::Shard> = shards
         .iter()
         .filter_map(|s| crate::seeds::Shard::parse(s).ok())
@@ -498,104 +498,4 @@ fn missing_shards(shards: &[String]) -> Option<String> {
         .map(|i| format!("{i}/{count}"))
         .collect();
     (!missing.is_empty()).then(|| format!("shard(s) {} of {count} missing", missing.join(", ")))
-}
-
-/// Print a merged result: each seed that did not pass, the totals per
-/// scenario, the controls, and the verdict.
-fn print_merged(report: &RunReport) {
-    for r in report.seeds.iter().filter(|r| r.verdict != "pass") {
-        let first = r
-            .violations
-            .first()
-            .map(|v| format!("{}: {}", v.invariant, v.detail))
-            .or_else(|| r.infra_errors.first().cloned())
-            .unwrap_or_else(|| format!("trace {}", r.trace_hash));
-        println!(
-            "{} seed {} [{}]: {first}",
-            r.verdict.to_uppercase(),
-            r.seed,
-            r.scenario
-        );
-        println!("  replay: {}", r.replay);
-    }
-    println!("== summary ==");
-    let c = &report.counts;
-    println!(
-        "seeds run {}, passed {}, failed {}{}{}",
-        c.seeds,
-        c.passed,
-        c.failed,
-        if c.nondeterministic > 0 {
-            format!(", NONDETERMINISTIC {}", c.nondeterministic)
-        } else {
-            String::new()
-        },
-        if c.infra > 0 {
-            format!(", infrastructure errors {}", c.infra)
-        } else {
-            String::new()
-        },
-    );
-    for t in &report.scenarios {
-        println!(
-            "scenario {}: seeds {}, passed {}, failed {}{}",
-            t.name,
-            t.counts.seeds,
-            t.counts.passed,
-            t.counts.failed,
-            if t.vacuous.is_empty() {
-                String::new()
-            } else {
-                format!("; VACUOUS: no {}", t.vacuous.join(", "))
-            }
-        );
-    }
-    let controls: Vec<String> = report
-        .controls
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    println!("positive controls: {}", controls.join(", "));
-}
-
-/// `crosstalk report merge`: join shard results and judge them like a run.
-pub fn merge_command(
-    files: &[std::path::PathBuf],
-    json: Option<&Path>,
-    junit: Option<&Path>,
-) -> i32 {
-    let reports = match files
-        .iter()
-        .map(|f| RunReport::load(f))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(reports) => reports,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    let merged = match merge(reports) {
-        Ok(merged) => merged,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    println!(
-        "crosstalk report merge: {} result(s), shards [{}], {} scenario(s)",
-        files.len(),
-        merged.shards.join(", "),
-        merged.scenarios.len()
-    );
-    print_merged(&merged);
-    let missing = missing_shards(&merged.shards);
-    if let Some(missing) = &missing {
-        println!("error: incomplete merge: {missing}");
-    }
-    let code = crate::cli::finish_run(&merged, json, junit, None);
-    if missing.is_some() {
-        return code.max(crate::cli::EXIT_USAGE);
-    }
-    code
 }

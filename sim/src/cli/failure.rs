@@ -1,11 +1,13 @@
-//! What happens to a failure once it is reported: `--shrink` reduces its
-//! plan (see [`crate::shrink`]) and saves the minimal plan beside the saved
-//! one, `--report DIR` writes the run's HTML page (see
-//! [`crate::report_html`]), also for the shrunk run. The `shrink` command
-//! lives here too, so the CLI module only wires flags to these functions.
+//! A failed run, reported: [`report_failure`] prints the invariant, the
+//! leaked item's provenance, the last events and the exact replay command,
+//! and saves the plan; then [`after_failure`] does what the flags `run`,
+//! `replay` and `hunt` share ask: `--shrink` reduces the plan (see
+//! [`crate::shrink`]) and saves the minimal plan beside the saved one,
+//! `--report DIR` writes the run's HTML page (see [`crate::report_html`]),
+//! also for the shrunk run.
 
-use crate::cli::{EXIT_PASS, EXIT_USAGE, FAILURES_DIR};
-use crate::plan::{Plan, Regression};
+use super::saved_plans::{FAILURES_DIR, save_plan, write_json};
+use crate::plan::Plan;
 use crate::shrink::{DEFAULT_MAX_REPLAYS, Progress, Shrunk, shrink, shrunk_path};
 use crate::world::RunOutcome;
 use std::io::{IsTerminal, Write};
@@ -41,8 +43,62 @@ impl Default for FailureOptions {
 /// The wall clock, read only to say how long a shrink took; nothing it
 /// returns reaches a simulation.
 #[allow(clippy::disallowed_methods)]
-fn wall_clock() -> Instant {
+pub(super) fn wall_clock() -> Instant {
     Instant::now()
+}
+
+/// Print a failed run: the invariant, the leaked item's provenance, the
+/// seed and the exact replay commands; save its plan and hand it on.
+pub(super) fn report_failure(
+    outcome: &RunOutcome,
+    plan: &Plan,
+    replay: &str,
+    options: &FailureOptions,
+) {
+    println!("FAIL seed {} [{}]", outcome.seed, plan.scenario);
+    print_violations(outcome);
+    for e in &outcome.infra_errors {
+        println!("  infrastructure error: {e}");
+    }
+    println!(
+        "  trace hash {} ({} events); last events:",
+        outcome.trace_hash, outcome.trace_events
+    );
+    for line in outcome.trace_lines.iter().rev().take(8).rev() {
+        println!("    {line}");
+    }
+    println!("  replay: {replay}");
+    let saved = save_plan(plan);
+    match &saved {
+        Ok(path) => println!(
+            "  plan saved: {} (replay: cargo sim replay --plan {})",
+            path.display(),
+            path.display()
+        ),
+        Err(e) => println!("  could not save the plan: {e}"),
+    }
+    after_failure(options, plan, outcome, saved.as_deref().ok());
+}
+
+/// The first five violations, each with what ground truth knows of it.
+fn print_violations(outcome: &RunOutcome) {
+    for (i, v) in outcome.violations.iter().enumerate().take(5) {
+        println!("  violation {}: {}", i + 1, v.invariant.describe());
+        println!("    at simulated {} ms", v.at_ms);
+        if let Some(nonce) = v.nonce {
+            println!("    recording: utterance {nonce:016x}");
+        }
+        if let Some(owner) = &v.true_owner {
+            println!("    true owner: {owner}");
+        }
+        if let Some(receiver) = &v.receiver {
+            println!("    received by: {receiver}");
+        }
+        println!("    provenance: {}", v.detail);
+    }
+    if outcome.violations.len() > 5 {
+        println!("  ... and {} more violations", outcome.violations.len() - 5);
+    }
 }
 
 /// After a failure of `plan` was reported (and saved at `saved`, if it
@@ -93,118 +149,7 @@ pub fn after_failure(
     }
 }
 
-/// `crosstalk shrink --plan FILE`: shrink a saved plan or a regression (a
-/// regression that `catches` a planted bug is shrunk with the bug planted,
-/// and saved as a regression again, with the bug in `catches`).
-pub fn shrink_command(
-    path: &Path,
-    plant: &[String],
-    max_replays: u32,
-    report: Option<&Path>,
-) -> i32 {
-    let regression = match std::fs::read_to_string(path)
-        .map_err(|e| format!("reading {}: {e}", path.display()))
-        .and_then(|text| {
-            crate::plan::load_regression_file(&text)
-                .map_err(|e| format!("{} is not a plan: {e}", path.display()))
-        }) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut plan = regression.plan.clone();
-    for name in plant.iter().chain(regression.catches.iter()) {
-        if let Err(e) = name.parse::<crosstalk_service::Bug>() {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-        if !plan.planted.contains(name) {
-            plan.planted.push(name.clone());
-        }
-    }
-    if !plan.planted.is_empty()
-        && let Err(e) = crate::hunt::require_planted_build()
-    {
-        eprintln!(
-            "error: shrinking this plan plants {}; {e}",
-            plan.planted.join(", ")
-        );
-        return EXIT_USAGE;
-    }
-    println!("crosstalk shrink {}", path.display());
-    println!("{}", crate::cli::banner(&plan));
-    let started = wall_clock();
-    let shrunk = match shrink(&plan, max_replays, &mut progress_line()) {
-        Ok(s) => s,
-        Err(e) => {
-            finish_progress();
-            eprintln!("error: {}: {e}", path.display());
-            return EXIT_USAGE;
-        }
-    };
-    finish_progress();
-    print_sizes(&shrunk, started.elapsed().as_secs_f64());
-    let out = shrunk_path(path);
-    let written = if regression.postmortem.is_empty() && regression.catches.is_none() {
-        write_json(&out, &shrunk.plan)
-    } else {
-        write_json(&out, &shrunk_regression(&regression, &shrunk, path))
-    };
-    let failed = written.is_err();
-    print_written("shrunk plan", written.map(|()| out.clone()));
-    if let Some(dir) = report {
-        let name = stem(path);
-        print_written(
-            "report",
-            crate::report_html::write_report(dir, &name, &plan, &shrunk.original_outcome),
-        );
-        let shrunk_report = crate::report_html::write_report(
-            dir,
-            &format!("{name}-shrunk"),
-            &shrunk.plan,
-            &shrunk.outcome,
-        );
-        print_written("shrunk report", shrunk_report);
-    }
-    if failed {
-        return EXIT_USAGE;
-    }
-    println!("replay: cargo sim replay --plan {}", out.display());
-    EXIT_PASS
-}
-
-/// The shrunk plan as a regression: planted bugs it `catches` are taken out
-/// of the plan again (a regression passes as it is).
-fn shrunk_regression(original: &Regression, shrunk: &Shrunk, from: &Path) -> Regression {
-    let mut plan = shrunk.plan.clone();
-    if let Some(bug) = &original.catches {
-        plan.planted.retain(|p| p != bug);
-    }
-    Regression {
-        postmortem: format!(
-            "{} [shrunk from {} by `crosstalk shrink`: {} people and {} actions, was {} and {}; still fails with {}]",
-            original.postmortem,
-            from.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            shrunk.after.people,
-            shrunk.after.actions,
-            shrunk.before.people,
-            shrunk.before.actions,
-            shrunk.invariant.short()
-        ),
-        plan,
-        catches: original.catches.clone(),
-        caught_by: original
-            .catches
-            .as_ref()
-            .map(|_| shrunk.invariant.short().to_string()),
-    }
-}
-
-fn print_sizes(shrunk: &Shrunk, seconds: f64) {
+pub(super) fn print_sizes(shrunk: &Shrunk, seconds: f64) {
     println!(
         "shrunk in {} replays, {seconds:.1} s wall; still fails with {} first",
         shrunk.replays,
@@ -214,22 +159,14 @@ fn print_sizes(shrunk: &Shrunk, seconds: f64) {
     println!("  after:  {}", shrunk.after);
 }
 
-fn print_written(what: &str, result: Result<PathBuf, String>) {
+pub(super) fn print_written(what: &str, result: Result<PathBuf, impl std::fmt::Display>) {
     match result {
         Ok(path) => println!("  {what} written: {}", path.display()),
         Err(e) => println!("  could not write the {what}: {e}"),
     }
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    std::fs::write(path, json + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-fn stem(path: &Path) -> String {
+pub(super) fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plan".to_string())
@@ -237,7 +174,7 @@ fn stem(path: &Path) -> String {
 
 /// A progress line on stderr: rewritten in place on a terminal, one line
 /// every 25 replays otherwise.
-fn progress_line() -> impl FnMut(&Progress) {
+pub(super) fn progress_line() -> impl FnMut(&Progress) {
     let terminal = std::io::stderr().is_terminal();
     move |p: &Progress| {
         let line = format!(
@@ -253,7 +190,7 @@ fn progress_line() -> impl FnMut(&Progress) {
     }
 }
 
-fn finish_progress() {
+pub(super) fn finish_progress() {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }

@@ -1,0 +1,87 @@
+//! `crosstalk bench`: speed as ratios, in one process. A scenario's seeds
+//! on one thread, then the raw turmoil HTTP keep-alive round-trip rate
+//! ([`crate::bench::baseline_round_trips`]), side by side; or, with
+//! `--scale`, how cost grows with the world ([`crate::bench::scale_command`]).
+
+use super::args::BenchArgs;
+use super::{CliError, EXIT_PASS, EXIT_USAGE, parse_seeds, wall_clock};
+use crate::plan::Plan;
+use crate::scenario::Scenario;
+use crate::world::run_plan;
+
+/// What the world's seeds cost.
+#[derive(Default)]
+struct WorldCost {
+    runs: u64,
+    simulated_ms: u64,
+    requests: u64,
+    failed: u64,
+    wall_seconds: f64,
+}
+
+pub(super) fn command(args: &BenchArgs) -> Result<i32, CliError> {
+    if args.scale {
+        return Ok(crate::bench::scale_command(
+            &args.scenario,
+            &args.accounts,
+            args.seed,
+            args.in_process,
+        ));
+    }
+    let seeds = parse_seeds(&args.seeds)?;
+    let scenario = Scenario::load(&args.scenario)?;
+    let round_trips = args.round_trips;
+    println!(
+        "crosstalk bench: {} seeds {}..{} on one thread, then {round_trips} baseline round trips",
+        scenario.name, seeds.start, seeds.end
+    );
+    let world = run_world(&scenario, seeds);
+    let started = wall_clock();
+    let completed = crate::bench::baseline_round_trips(round_trips);
+    let baseline_s = started.elapsed().as_secs_f64().max(1e-9);
+    print_ratios(&world, completed, baseline_s);
+    if world.failed > 0 || completed < round_trips {
+        println!(
+            "result: ERROR ({} seeds failed, {completed} of {round_trips} round trips)",
+            world.failed
+        );
+        return Ok(EXIT_USAGE);
+    }
+    Ok(EXIT_PASS)
+}
+
+/// Run `seeds` of `scenario` one after the other on this thread.
+fn run_world(scenario: &Scenario, seeds: std::ops::Range<u64>) -> WorldCost {
+    let started = wall_clock();
+    let mut cost = WorldCost::default();
+    for seed in seeds {
+        let outcome = run_plan(&Plan::generate(scenario, seed));
+        cost.runs += 1;
+        cost.simulated_ms += outcome.simulated_ms;
+        cost.requests += outcome.sut_requests;
+        cost.failed += u64::from(!outcome.passed());
+    }
+    cost.wall_seconds = started.elapsed().as_secs_f64().max(1e-9);
+    cost
+}
+
+/// The world's rates, the baseline's, and their ratio.
+fn print_ratios(world: &WorldCost, completed: u64, baseline_s: f64) {
+    let (runs, requests, world_s) = (world.runs, world.requests, world.wall_seconds);
+    let simulated_s = world.simulated_ms as f64 / 1000.0;
+    let world_rps = requests as f64 / world_s;
+    let baseline_rps = completed as f64 / baseline_s;
+    println!(
+        "world:    {runs} seeds in {world_s:.2} s = {:.2} seeds/s; {simulated_s:.0} simulated s = {:.1}x wall; {requests} SUT HTTP requests = {world_rps:.0} requests/s",
+        runs as f64 / world_s,
+        simulated_s / world_s
+    );
+    println!(
+        "baseline: {completed} turmoil HTTP keep-alive round trips (zero latency, 1 ms tick) in {baseline_s:.2} s = {baseline_rps:.0} round trips/s"
+    );
+    println!(
+        "ratio:    the full world serves {:.3} of raw turmoil HTTP throughput ({:.1}x slower per request)",
+        world_rps / baseline_rps.max(1e-9),
+        baseline_rps / world_rps.max(1e-9)
+    );
+}
