@@ -61,7 +61,8 @@ fn the_scan_finds_a_second_runner() {
     let root = std::env::temp_dir().join(format!("crosstalk-one-runner-{}", std::process::id()));
     let cli = root.join("src/cli");
     std::fs::create_dir_all(&cli).expect("a scratch crate");
-    let spawning = "fn each(seeds: Vec<u64>) { for s in seeds { std::thread::spawn(move || s); } }\n";
+    let spawning =
+        "fn each(seeds: Vec<u64>) { for s in seeds { std::thread::spawn(move || s); } }\n";
     std::fs::write(cli.join("hunt.rs"), spawning).expect("write");
     std::fs::write(root.join("src/runner.rs"), spawning).expect("write");
     let found = threads_outside_the_runner(&root);

@@ -1,10 +1,14 @@
 //! `crosstalk bench`: speed as ratios, in one process. A scenario's seeds
 //! on one thread, then the raw turmoil HTTP keep-alive round-trip rate
 //! ([`crate::bench::baseline_round_trips`]), side by side; or, with
-//! `--scale`, how cost grows with the world ([`crate::bench::scale_command`]).
+//! `--scale`, how cost grows with the world: each size in `--accounts` runs
+//! one seed of a copy of the scenario, in a child process of its own unless
+//! `--in-process` (then here, one after the other, printing each row's
+//! line), as a table of per-account costs ([`crate::bench::scale_table`]).
 
 use super::args::BenchArgs;
 use super::{CliError, EXIT_PASS, EXIT_USAGE, parse_seeds, wall_clock};
+use crate::bench::{MAX_SCALE_ACCOUNTS, run_scale_row, scale_row_in_child, scale_table};
 use crate::plan::Plan;
 use crate::scenario::Scenario;
 use crate::world::run_plan;
@@ -21,12 +25,7 @@ struct WorldCost {
 
 pub(super) fn command(args: &BenchArgs) -> Result<i32, CliError> {
     if args.scale {
-        return Ok(crate::bench::scale_command(
-            &args.scenario,
-            &args.accounts,
-            args.seed,
-            args.in_process,
-        ));
+        return scale(args);
     }
     let seeds = parse_seeds(&args.seeds)?;
     let scenario = Scenario::load(&args.scenario)?;
@@ -84,4 +83,55 @@ fn print_ratios(world: &WorldCost, completed: u64, baseline_s: f64) {
         world_rps / baseline_rps.max(1e-9),
         baseline_rps / world_rps.max(1e-9)
     );
+}
+
+/// `bench --scale`: one row per size, each from a child process (or, in the
+/// child, from this one), then the table.
+fn scale(args: &BenchArgs) -> Result<i32, CliError> {
+    let (sizes, scenario) = scale_sizes(args)?;
+    if args.in_process {
+        for &n in &sizes {
+            println!("{}", run_scale_row(&scenario, n, args.seed)?.line());
+        }
+        return Ok(EXIT_PASS);
+    }
+    println!(
+        "crosstalk bench --scale: {} seed {}, accounts {}, each size in its own process on one thread",
+        scenario.name, args.seed, args.accounts
+    );
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let row = scale_row_in_child(&args.scenario, n, args.seed)
+            .map_err(|e| CliError::Refused(format!("{n} accounts: {e}")))?;
+        println!("{}", row.line());
+        rows.push(row);
+    }
+    print!("{}", scale_table(&rows));
+    if rows.iter().all(|r| r.passed) {
+        Ok(EXIT_PASS)
+    } else {
+        println!("result: ERROR (a size failed its run)");
+        Ok(EXIT_USAGE)
+    }
+}
+
+/// The sizes of `--accounts` (each within bounds) and the scenario.
+fn scale_sizes(args: &BenchArgs) -> Result<(Vec<u64>, Scenario), CliError> {
+    let bad = || {
+        CliError::Flag(format!(
+            "--accounts {:?}: expected sizes 2..={MAX_SCALE_ACCOUNTS}, comma-separated",
+            args.accounts
+        ))
+    };
+    let sizes: Vec<u64> = args
+        .accounts
+        .split(',')
+        .map(|a| a.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let scenario = Scenario::load(&args.scenario)?;
+    if !sizes.iter().all(|&n| (2..=MAX_SCALE_ACCOUNTS).contains(&n)) {
+        return Err(bad());
+    }
+    Ok((sizes, scenario))
 }
