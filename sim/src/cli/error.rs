@@ -5,6 +5,7 @@
 //! `error: …` line and exit code 2 (`EXIT_USAGE`).
 
 use crate::guard::HarnessFailure;
+use crate::report::ReportError;
 use crate::scenario::ScenarioError;
 use std::fmt;
 use std::path::PathBuf;
@@ -39,8 +40,10 @@ pub enum CliError {
     Regression { path: PathBuf, reason: String },
     /// A folder that holds no regression.
     NoRegressions(PathBuf),
+    /// A result file that cannot be read, or results that do not merge.
+    Report(ReportError),
     /// Anything else a loader refused, in its own words (a fuzz input that
-    /// is no plan, results that do not merge).
+    /// is no plan, a plan that does not shrink).
     Refused(String),
     /// `replay` without a scenario and seed, or a plan.
     NothingToReplay,
@@ -68,6 +71,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Flag(reason) | CliError::Refused(reason) => f.write_str(reason),
             CliError::Scenario(e) => write!(f, "{e}"),
+            CliError::Report(e) => write!(f, "{e}"),
             CliError::DuplicateScenario(name) => {
                 write!(f, "two scenario files are named {name:?}")
             }
@@ -100,6 +104,7 @@ impl std::error::Error for CliError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CliError::Scenario(e) => Some(e),
+            CliError::Report(e) => Some(e),
             CliError::Read { source, .. } | CliError::Create { source, .. } => Some(source),
             CliError::Json(e) => Some(e),
             _ => None,
@@ -110,6 +115,12 @@ impl std::error::Error for CliError {
 impl From<ScenarioError> for CliError {
     fn from(e: ScenarioError) -> Self {
         CliError::Scenario(e)
+    }
+}
+
+impl From<ReportError> for CliError {
+    fn from(e: ReportError) -> Self {
+        CliError::Report(e)
     }
 }
 

@@ -14,9 +14,8 @@ pub(super) fn command(args: &MergeArgs) -> Result<i32, CliError> {
         .files
         .iter()
         .map(|f| RunReport::load(f))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(CliError::Refused)?;
-    let merged = merge(reports).map_err(CliError::Refused)?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = merge(reports)?;
     println!(
         "crosstalk report merge: {} result(s), shards [{}], {} scenario(s)",
         args.files.len(),

@@ -6,7 +6,7 @@
 //! written makes the run an error.
 
 use super::{EXIT_PASS, EXIT_USAGE, EXIT_VIOLATION};
-use crate::report::{RunReport, result_line};
+use crate::report::{ReportError, RunReport, result_line};
 use std::path::Path;
 
 /// Print the vacuity note and the result line, write the result files, and
@@ -42,7 +42,7 @@ fn write_results(result: &RunReport, json: Option<&Path>, junit: Option<&Path>) 
     for (path, write) in [
         (
             json,
-            RunReport::write_json as fn(&RunReport, &Path) -> Result<(), String>,
+            RunReport::write_json as fn(&RunReport, &Path) -> Result<(), ReportError>,
         ),
         (junit, crate::report::write_junit),
     ] {
