@@ -139,3 +139,63 @@ pub fn require_planted_build(needed_by: Option<String>) -> Result<(), CliError> 
         Err(CliError::NoPlantedBugs { needed_by })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+    use std::path::Path;
+
+    /// The lines users and scripts read stay as they were before the errors
+    /// were typed.
+    #[test]
+    fn each_error_reads_as_the_line_it_replaced() {
+        let missing = Scenario::load(Path::new("nowhere.toml")).unwrap_err();
+        assert_eq!(
+            CliError::from(missing).to_string(),
+            "reading nowhere.toml: No such file or directory (os error 2)"
+        );
+        let lonely = Scenario::parse("name = \"s\"\n[world]\naccounts = [1, 1]\n").unwrap_err();
+        assert_eq!(
+            lonely.to_string(),
+            "world.accounts: at least 2 accounts are needed to test isolation"
+        );
+        assert_eq!(
+            CliError::NothingToReplay.to_string(),
+            "replay needs --scenario FILE --seed N, or --plan FILE"
+        );
+        let not_a_plan = CliError::NotAPlan {
+            path: PathBuf::from("x.toml"),
+            reason: "expected value".into(),
+        };
+        assert_eq!(
+            not_a_plan.to_string(),
+            "x.toml is not a plan: expected value"
+        );
+        let needed_by = Some("the plan plants unbound-link".to_string());
+        let planted = CliError::NoPlantedBugs { needed_by }.to_string();
+        assert!(
+            planted.starts_with("the plan plants unbound-link; this build has no planted bugs")
+        );
+        assert_eq!(
+            super::super::parse_seeds("5..2").unwrap_err().to_string(),
+            "--seeds \"5..2\": the range is empty"
+        );
+    }
+
+    #[test]
+    fn only_the_harness_failure_goes_out_bare() {
+        let failure = HarnessFailure {
+            scenario: "smoke".into(),
+            seed: 3,
+            cause: "panicked".into(),
+        };
+        let harness = CliError::from(failure);
+        assert!(harness.is_bare());
+        assert_eq!(
+            harness.to_string(),
+            "harness failure: scenario smoke seed 3: panicked"
+        );
+        assert!(!CliError::NothingToReplay.is_bare());
+    }
+}
