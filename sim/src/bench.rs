@@ -197,76 +197,12 @@ pub fn scale_table(rows: &[ScaleRow]) -> String {
     out
 }
 
-/// `crosstalk bench --scale`: each size in `accounts` (comma-separated) runs
-/// one seed of a copy of the scenario, in a child process of its own unless
-/// `in_process` (then here, one after the other, printing each row's line).
-/// Returns the exit code.
-pub fn scale_command(path: &std::path::Path, accounts: &str, seed: u64, in_process: bool) -> i32 {
-    let sizes: Result<Vec<u64>, _> = accounts
-        .split(',')
-        .map(|a| a.trim().parse::<u64>())
-        .collect();
-    let (sizes, scenario) = match (sizes, crate::scenario::Scenario::load(path)) {
-        (Ok(sizes), Ok(scenario))
-            if sizes.iter().all(|&n| (2..=MAX_SCALE_ACCOUNTS).contains(&n)) =>
-        {
-            (sizes, scenario)
-        }
-        (Err(_), _) | (Ok(_), Ok(_)) => {
-            eprintln!(
-                "error: --accounts {accounts:?}: expected sizes 2..={MAX_SCALE_ACCOUNTS}, comma-separated"
-            );
-            return crate::cli::EXIT_USAGE;
-        }
-        (_, Err(e)) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    if in_process {
-        for &n in &sizes {
-            match run_scale_row(&scenario, n, seed) {
-                Ok(row) => println!("{}", row.line()),
-                Err(failure) => {
-                    eprintln!("{failure}");
-                    return crate::cli::EXIT_USAGE;
-                }
-            }
-        }
-        return crate::cli::EXIT_PASS;
-    }
-    println!(
-        "crosstalk bench --scale: {} seed {seed}, accounts {accounts}, each size in its own process on one thread",
-        scenario.name
-    );
-    let mut rows = Vec::new();
-    for &n in &sizes {
-        match scale_row_in_child(path, n, seed) {
-            Ok(row) => {
-                println!("{}", row.line());
-                rows.push(row);
-            }
-            Err(e) => {
-                eprintln!("error: {n} accounts: {e}");
-                return crate::cli::EXIT_USAGE;
-            }
-        }
-    }
-    print!("{}", scale_table(&rows));
-    if rows.iter().all(|r| r.passed) {
-        crate::cli::EXIT_PASS
-    } else {
-        println!("result: ERROR (a size failed its run)");
-        crate::cli::EXIT_USAGE
-    }
-}
-
 /// The largest world `bench --scale` generates.
 pub const MAX_SCALE_ACCOUNTS: u64 = 20_000;
 
 /// Run one size here and measure it (wall time from the CLI's clock, peak
 /// memory of this process).
-fn run_scale_row(
+pub fn run_scale_row(
     scenario: &crate::scenario::Scenario,
     accounts: u64,
     seed: u64,
@@ -304,7 +240,7 @@ fn run_scale_row(
 }
 
 /// Run one size in a child process of this same executable and read its row.
-fn scale_row_in_child(
+pub fn scale_row_in_child(
     path: &std::path::Path,
     accounts: u64,
     seed: u64,

@@ -10,9 +10,9 @@
 
 use crate::plan::{Plan, Regression};
 use crate::runner::{Flow, Progress};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ScenarioError};
 use crate::world::{RunOutcome, run_plan};
-use crosstalk_service::{Bug, Planted};
+use crosstalk_service::Bug;
 use std::path::{Path, PathBuf};
 
 /// The shipped scenario that hunts each bug by default: the one modelled on
@@ -101,7 +101,7 @@ pub fn hunt(
     rate_seeds: u64,
     jobs: usize,
     wall: impl Fn() -> f64,
-) -> Result<Hunt, String> {
+) -> Result<Hunt, ScenarioError> {
     let scenario = Scenario::load(scenario_path)?;
     let started = wall();
     let mut hunt = Hunt {
@@ -215,17 +215,6 @@ pub fn table_row(hunt: &Hunt) -> String {
 }
 
 pub const TABLE_HEADER: &str = "| bug | incident | defect | scenario | caught by | seeds to detect | seeds that catch it | seconds to detect |\n|---|---|---|---|---|---|---|---|";
-
-/// Whether this build can plant bugs; if not, the error to print.
-pub fn require_planted_build() -> Result<(), String> {
-    if Planted::AVAILABLE {
-        Ok(())
-    } else {
-        Err("this build has no planted bugs: build with the planted-bugs feature, e.g. `cargo sim-planted hunt ...` \
-             (= cargo run --release -p crosstalk-sim --features planted-bugs --)"
-            .into())
-    }
-}
 
 #[cfg(test)]
 mod tests {

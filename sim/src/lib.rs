@@ -12,18 +12,18 @@
 //! - [`bench`]: speed as ratios against raw turmoil HTTP, in one process.
 //! - [`shrink`]: a failing plan made minimal, same invariant, by replay.
 //! - [`report_html`]: a failing run as one self-contained HTML page.
-//! - [`failure`]: `--shrink`, `--report` and the `shrink` command.
-//! - [`cli`]: the `crosstalk` command; [`runner`] runs its seeds in parallel,
+//! - [`cli`]: the `crosstalk` command, one file per subcommand, typed
+//!   errors printed only at its edge; [`runner`] runs the seeds of `run`,
+//!   `hunt` and `regressions` in parallel, reported in seed order;
 //!   [`seeds`] picks them (ranges, budgets, shards), [`vacuity`] judges each
 //!   scenario's positive controls, [`report`] writes and merges results;
-//!   [`guard`]: a harness failure as one line (exit 2), never a backtrace;
-//!   [`probe_gate`]: the code probes no seed hit.
+//!   [`hunt`]: the planted-bug detection benchmark;
+//!   [`guard`]: a harness failure as one line (exit 2), never a backtrace.
 
 pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod cli;
-pub mod failure;
 pub mod faults;
 pub mod fuzzing;
 pub mod guard;

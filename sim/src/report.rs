@@ -11,7 +11,7 @@ use crate::vacuity::{ControlCounts, Vacuity, add_counts, control_counts};
 use crate::world::RunOutcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The `format` field of a result file.
 pub const FORMAT: &str = "crosstalk-run-result/1";
@@ -258,33 +258,110 @@ impl RunReport {
         judge(&self.scenarios)
     }
 
-    pub fn write_json(&self, path: &Path) -> Result<(), String> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+    pub fn write_json(&self, path: &Path) -> Result<(), ReportError> {
+        let json = serde_json::to_string_pretty(self).map_err(ReportError::Json)?;
         write_file(path, &(json + "\n"))
     }
 
-    pub fn load(path: &Path) -> Result<RunReport, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let report: RunReport = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a crosstalk result: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<RunReport, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let report: RunReport =
+            serde_json::from_str(&text).map_err(|source| ReportError::NotAResult {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if report.format != FORMAT {
-            return Err(format!(
-                "{}: format {:?}, this crosstalk reads {FORMAT:?}",
-                path.display(),
-                report.format
-            ));
+            return Err(ReportError::Format {
+                path: path.to_path_buf(),
+                found: report.format,
+            });
         }
         Ok(report)
     }
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
+fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    std::fs::write(path, text).map_err(|source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
+
+/// Why a result file cannot be read or written, or results do not merge.
+#[derive(Debug)]
+pub enum ReportError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not JSON of the result format.
+    NotAResult {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A result of another format version.
+    Format {
+        path: PathBuf,
+        found: String,
+    },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Json(serde_json::Error),
+    /// A scenario whose spec differs between the merged results.
+    ScenarioDiffers(String),
+    /// A seed of a scenario in more than one merged result.
+    SeedTwice {
+        scenario: String,
+        seed: u64,
+    },
+}
+
+impl std::fmt::Display for ReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
+            ReportError::NotAResult { path, source } => {
+                write!(f, "{} is not a crosstalk result: {source}", path.display())
+            }
+            ReportError::Format { path, found } => write!(
+                f,
+                "{}: format {found:?}, this crosstalk reads {FORMAT:?}",
+                path.display()
+            ),
+            ReportError::Create { path, source } => {
+                write!(f, "creating {}: {source}", path.display())
+            }
+            ReportError::Write { path, source } => {
+                write!(f, "writing {}: {source}", path.display())
+            }
+            ReportError::Json(e) => write!(f, "{e}"),
+            ReportError::ScenarioDiffers(name) => {
+                write!(f, "scenario {name} differs between the results")
+            }
+            ReportError::SeedTwice { scenario, seed } => write!(
+                f,
+                "seed {seed} of {scenario} is in more than one result (overlapping shards?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReportError {}
 
 /// The result word and exit code of a run, in the order `run` always used:
 /// nondeterminism, then violations, then infrastructure errors, then
@@ -329,7 +406,7 @@ pub fn result_line(counts: &Counts, vacuity: &Vacuity) -> String {
 
 /// Join shard results: every seed once, scenarios in first-seen order, each
 /// scenario's spec the same in every file.
-pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, String> {
+pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
     let mut scenarios: Vec<Scenario> = Vec::new();
     let mut seeds: Vec<SeedRecord> = Vec::new();
     let mut shards = Vec::new();
@@ -338,7 +415,7 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, String> {
         for t in report.scenarios {
             match scenarios.iter().find(|s| s.name == t.name) {
                 Some(s) if *s != t.spec => {
-                    return Err(format!("scenario {} differs between the results", t.name));
+                    return Err(ReportError::ScenarioDiffers(t.name));
                 }
                 Some(_) => {}
                 None => scenarios.push(t.spec),
@@ -346,10 +423,10 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, String> {
         }
         for record in report.seeds {
             if !seen.insert((record.scenario.clone(), record.seed)) {
-                return Err(format!(
-                    "seed {} of {} is in more than one result (overlapping shards?)",
-                    record.seed, record.scenario
-                ));
+                return Err(ReportError::SeedTwice {
+                    scenario: record.scenario,
+                    seed: record.seed,
+                });
             }
             seeds.push(record);
         }
@@ -476,12 +553,12 @@ pub fn junit(report: &RunReport) -> String {
     )
 }
 
-pub fn write_junit(report: &RunReport, path: &Path) -> Result<(), String> {
+pub fn write_junit(report: &RunReport, path: &Path) -> Result<(), ReportError> {
     write_file(path, &junit(report))
 }
 
 /// Shards that a set of `I/N` names misses, as a sentence, if any.
-fn missing_shards(shards: &[String]) -> Option<String> {
+pub fn missing_shards(shards: &[String]) -> Option<String> {
     let parsed: Vec<crate::seeds::Shard> = shards
         .iter()
         .filter_map(|s| crate::seeds::Shard::parse(s).ok())
@@ -498,104 +575,4 @@ fn missing_shards(shards: &[String]) -> Option<String> {
         .map(|i| format!("{i}/{count}"))
         .collect();
     (!missing.is_empty()).then(|| format!("shard(s) {} of {count} missing", missing.join(", ")))
-}
-
-/// Print a merged result: each seed that did not pass, the totals per
-/// scenario, the controls, and the verdict.
-fn print_merged(report: &RunReport) {
-    for r in report.seeds.iter().filter(|r| r.verdict != "pass") {
-        let first = r
-            .violations
-            .first()
-            .map(|v| format!("{}: {}", v.invariant, v.detail))
-            .or_else(|| r.infra_errors.first().cloned())
-            .unwrap_or_else(|| format!("trace {}", r.trace_hash));
-        println!(
-            "{} seed {} [{}]: {first}",
-            r.verdict.to_uppercase(),
-            r.seed,
-            r.scenario
-        );
-        println!("  replay: {}", r.replay);
-    }
-    println!("== summary ==");
-    let c = &report.counts;
-    println!(
-        "seeds run {}, passed {}, failed {}{}{}",
-        c.seeds,
-        c.passed,
-        c.failed,
-        if c.nondeterministic > 0 {
-            format!(", NONDETERMINISTIC {}", c.nondeterministic)
-        } else {
-            String::new()
-        },
-        if c.infra > 0 {
-            format!(", infrastructure errors {}", c.infra)
-        } else {
-            String::new()
-        },
-    );
-    for t in &report.scenarios {
-        println!(
-            "scenario {}: seeds {}, passed {}, failed {}{}",
-            t.name,
-            t.counts.seeds,
-            t.counts.passed,
-            t.counts.failed,
-            if t.vacuous.is_empty() {
-                String::new()
-            } else {
-                format!("; VACUOUS: no {}", t.vacuous.join(", "))
-            }
-        );
-    }
-    let controls: Vec<String> = report
-        .controls
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    println!("positive controls: {}", controls.join(", "));
-}
-
-/// `crosstalk report merge`: join shard results and judge them like a run.
-pub fn merge_command(
-    files: &[std::path::PathBuf],
-    json: Option<&Path>,
-    junit: Option<&Path>,
-) -> i32 {
-    let reports = match files
-        .iter()
-        .map(|f| RunReport::load(f))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(reports) => reports,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    let merged = match merge(reports) {
-        Ok(merged) => merged,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::cli::EXIT_USAGE;
-        }
-    };
-    println!(
-        "crosstalk report merge: {} result(s), shards [{}], {} scenario(s)",
-        files.len(),
-        merged.shards.join(", "),
-        merged.scenarios.len()
-    );
-    print_merged(&merged);
-    let missing = missing_shards(&merged.shards);
-    if let Some(missing) = &missing {
-        println!("error: incomplete merge: {missing}");
-    }
-    let code = crate::cli::finish_run(&merged, json, junit, None);
-    if missing.is_some() {
-        return code.max(crate::cli::EXIT_USAGE);
-    }
-    code
 }

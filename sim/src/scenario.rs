@@ -17,9 +17,12 @@ fn yes() -> bool {
 pub struct Range(pub u64, pub u64);
 
 impl Range {
-    pub fn validate(&self, what: &str) -> Result<(), String> {
+    pub fn validate(&self, what: &str) -> Result<(), ScenarioError> {
         if self.0 > self.1 {
-            return Err(format!("{what}: min {} is above max {}", self.0, self.1));
+            return Err(invalid(format!(
+                "{what}: min {} is above max {}",
+                self.0, self.1
+            )));
         }
         Ok(())
     }
@@ -393,69 +396,184 @@ pub struct CanarySpec {
 /// The largest world a scenario may ask for.
 pub const MAX_ACCOUNTS: u64 = 10_000;
 
+/// Why a scenario (or a folder of them) is refused: which file, if any,
+/// and what is wrong with it.
+#[derive(Debug)]
+pub struct ScenarioError {
+    /// The file or folder, when the scenario came from one.
+    pub path: Option<PathBuf>,
+    pub kind: ScenarioErrorKind,
+}
+
+/// What is wrong with a scenario.
+#[derive(Debug)]
+pub enum ScenarioErrorKind {
+    /// The file or folder cannot be read.
+    Read(std::io::Error),
+    /// The path names neither a file nor a folder.
+    NotFound,
+    /// The folder holds no `*.toml` scenario.
+    NoScenarios,
+    /// Not TOML of the scenario format (an unknown field, a wrong type), in
+    /// the TOML parser's words.
+    Syntax(String),
+    /// A field out of its bounds: the field and what it allows.
+    Invalid(String),
+}
+
+impl ScenarioError {
+    fn at(path: &Path, kind: ScenarioErrorKind) -> ScenarioError {
+        ScenarioError {
+            path: Some(path.to_path_buf()),
+            kind,
+        }
+    }
+}
+
+/// A field out of its bounds (the message names the field).
+fn invalid(message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        path: None,
+        kind: ScenarioErrorKind::Invalid(message.into()),
+    }
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.as_deref().map(Path::display);
+        match (&self.kind, path) {
+            (ScenarioErrorKind::Read(e), Some(path)) => write!(f, "reading {path}: {e}"),
+            (ScenarioErrorKind::Read(e), None) => write!(f, "reading: {e}"),
+            (ScenarioErrorKind::NotFound, Some(path)) => write!(f, "{path} does not exist"),
+            (ScenarioErrorKind::NoScenarios, Some(path)) => {
+                write!(f, "{path} holds no *.toml scenario")
+            }
+            (ScenarioErrorKind::NotFound | ScenarioErrorKind::NoScenarios, None) => {
+                f.write_str("no scenario")
+            }
+            (
+                ScenarioErrorKind::Syntax(message) | ScenarioErrorKind::Invalid(message),
+                Some(path),
+            ) => write!(f, "{path}: {message}"),
+            (ScenarioErrorKind::Syntax(message) | ScenarioErrorKind::Invalid(message), None) => {
+                f.write_str(message)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ScenarioErrorKind::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Callers that still speak in strings (the fuzz targets' plan decoding)
+/// take the message.
+impl From<ScenarioError> for String {
+    fn from(e: ScenarioError) -> String {
+        e.to_string()
+    }
+}
+
+/// Checks that refuse a value with a message naming it.
+fn at_most(what: &str, value: u64, max: u64) -> Result<(), ScenarioError> {
+    if value > max {
+        return Err(invalid(format!("{what}: at most {max}")));
+    }
+    Ok(())
+}
+
+fn between(what: &str, value: (u64, u64), min: u64, max: u64) -> Result<(), ScenarioError> {
+    if value.0 < min || value.1 > max {
+        return Err(invalid(format!("{what}: between {min} and {max}")));
+    }
+    Ok(())
+}
+
 impl Scenario {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
+            path: None,
+            kind: ScenarioErrorKind::Syntax(e.to_string()),
+        })?;
         scenario.validate()?;
         Ok(scenario)
     }
 
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| ScenarioError::at(path, ScenarioErrorKind::Read(e)))?;
+        Self::parse(&text).map_err(|e| ScenarioError {
+            path: Some(path.to_path_buf()),
+            ..e
+        })
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Every section within its bounds, in file order.
+    fn validate(&self) -> Result<(), ScenarioError> {
+        self.validate_world()?;
+        self.validate_limits()?;
+        self.validate_network()?;
+        self.validate_action_counts()?;
+        self.validate_agent()?;
+        self.validate_action_shares()?;
+        self.validate_broadcasts()?;
+        self.validate_faults()
+    }
+
+    fn validate_world(&self) -> Result<(), ScenarioError> {
         let w = &self.world;
         w.accounts.validate("world.accounts")?;
         w.devices_per_account
             .validate("world.devices_per_account")?;
         if w.accounts.0 < 2 {
-            return Err("world.accounts: at least 2 accounts are needed to test isolation".into());
+            return Err(invalid(
+                "world.accounts: at least 2 accounts are needed to test isolation",
+            ));
         }
-        if w.accounts.1 > MAX_ACCOUNTS {
-            return Err(format!("world.accounts: at most {MAX_ACCOUNTS}"));
-        }
+        at_most("world.accounts", w.accounts.1, MAX_ACCOUNTS)?;
         if self.max_seeds == Some(0) {
-            return Err("max_seeds: at least 1".into());
+            return Err(invalid("max_seeds: at least 1"));
         }
         w.household_size.validate("world.household_size")?;
-        if w.household_size.0 < 1 || w.household_size.1 > 8 {
-            return Err("world.household_size: between 1 and 8".into());
-        }
-        if w.devices_per_account.0 < 1 || w.devices_per_account.1 > 16 {
-            return Err("world.devices_per_account: between 1 and 16".into());
-        }
-        if w.client_hosts == 0 || w.client_hosts > 8 {
-            return Err("world.client_hosts: between 1 and 8".into());
-        }
-        if w.worker_hosts == 0 || w.worker_hosts > 8 {
-            return Err("world.worker_hosts: between 1 and 8".into());
-        }
-        if w.active_seconds == 0 || w.active_seconds > 24 * 3600 {
-            return Err("world.active_seconds: between 1 and 86400".into());
-        }
+        let household = (w.household_size.0, w.household_size.1);
+        between("world.household_size", household, 1, 8)?;
+        let devices = (w.devices_per_account.0, w.devices_per_account.1);
+        between("world.devices_per_account", devices, 1, 16)?;
+        between("world.client_hosts", (w.client_hosts, w.client_hosts), 1, 8)?;
+        between("world.worker_hosts", (w.worker_hosts, w.worker_hosts), 1, 8)?;
+        let active = (w.active_seconds, w.active_seconds);
+        between("world.active_seconds", active, 1, 24 * 3600)
+    }
+
+    fn validate_limits(&self) -> Result<(), ScenarioError> {
         let l = &self.limits;
         l.link_ttl_seconds.validate("limits.link_ttl_seconds")?;
         l.max_downloads.validate("limits.max_downloads")?;
-        if l.link_ttl_seconds.0 < 1 || l.link_ttl_seconds.1 > 30 * 24 * 3600 {
-            return Err("limits.link_ttl_seconds: between 1 and 2592000".into());
-        }
-        if l.max_downloads.0 < 1 || l.max_downloads.1 > 100 {
-            return Err("limits.max_downloads: between 1 and 100".into());
-        }
-        if l.past_limit_per_mille > 1000 || l.past_expiry_per_mille > 1000 {
-            return Err("limits.past_*_per_mille: at most 1000".into());
-        }
+        let ttl = (l.link_ttl_seconds.0, l.link_ttl_seconds.1);
+        between("limits.link_ttl_seconds", ttl, 1, 30 * 24 * 3600)?;
+        let downloads = (l.max_downloads.0, l.max_downloads.1);
+        between("limits.max_downloads", downloads, 1, 100)?;
+        let shares = l.past_limit_per_mille.max(l.past_expiry_per_mille);
+        at_most("limits.past_*_per_mille", shares, 1000)
+    }
+
+    fn validate_network(&self) -> Result<(), ScenarioError> {
         let n = &self.network;
         n.latency_ms.validate("network.latency_ms")?;
-        if n.tick_ms == 0 || n.tick_ms > 1000 {
-            return Err("network.tick_ms: between 1 and 1000".into());
+        between("network.tick_ms", (n.tick_ms, n.tick_ms), 1, 1000)?;
+        match n.tcp_capacity {
+            Some(c) => between("network.tcp_capacity", (c, c), 1, 1 << 20),
+            None => Ok(()),
         }
-        if n.tcp_capacity.is_some_and(|c| c == 0 || c > 1 << 20) {
-            return Err("network.tcp_capacity: between 1 and 1048576".into());
-        }
+    }
+
+    /// The per-account counts, then the other action ranges.
+    fn validate_action_counts(&self) -> Result<(), ScenarioError> {
         let a = &self.actions;
         for (name, range) in [
             ("actions.utterances", a.utterances),
@@ -480,36 +598,24 @@ impl Scenario {
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {
-                return Err(format!("{name}: at most 1000 per account"));
+                return Err(invalid(format!("{name}: at most 1000 per account")));
             }
         }
         a.device_outage_ms.validate("actions.device_outage_ms")?;
         a.impersonation_guesses
             .validate("actions.impersonation_guesses")?;
-        if a.impersonation_guesses.0 == 0 || a.impersonation_guesses.1 > 20 {
-            return Err("actions.impersonation_guesses: between 1 and 20".into());
-        }
-        self.quirks.validate()?;
+        let guesses = (a.impersonation_guesses.0, a.impersonation_guesses.1);
+        between("actions.impersonation_guesses", guesses, 1, 20)?;
+        self.quirks.validate().map_err(invalid)?;
         if a.device_outage_ms.1 > 3_600_000 {
-            return Err("actions.device_outage_ms: at most an hour".into());
+            return Err(invalid("actions.device_outage_ms: at most an hour"));
         }
-        let g = &self.agent;
-        if g.shift_interval_ms == 0 || g.shift_interval_ms > 3_600_000 {
-            return Err("agent.shift_interval_ms: between 1 and 3600000".into());
-        }
-        if [
-            g.typo_per_mille,
-            g.stale_clipboard_per_mille,
-            g.swap_per_mille,
-            g.weak_proof_per_mille,
-            g.duplicate_per_mille,
-        ]
-        .iter()
-        .any(|p| *p > 1000)
-        {
-            return Err("agent.*_per_mille: at most 1000".into());
-        }
-        if [
+        Ok(())
+    }
+
+    fn validate_action_shares(&self) -> Result<(), ScenarioError> {
+        let a = &self.actions;
+        let shares = [
             a.purchase_per_mille,
             a.close_account_per_mille,
             a.delete_before_download_per_mille,
@@ -518,24 +624,48 @@ impl Scenario {
             a.spoken_message_per_mille,
             a.housemate_speech_per_mille,
             a.overheard_per_mille,
-        ]
-        .iter()
-        .any(|p| *p > 1000)
+        ];
+        if shares.iter().any(|p| *p > 1000)
             || a.purchase_per_mille + a.spoken_message_per_mille > 1000
         {
-            return Err(
-                "actions.*_per_mille: at most 1000 (purchases and spoken messages together too)"
-                    .into(),
-            );
+            return Err(invalid(
+                "actions.*_per_mille: at most 1000 (purchases and spoken messages together too)",
+            ));
         }
-        self.broadcasts.count.validate("broadcasts.count")?;
-        if self.broadcasts.count.1 > 100
-            || self.broadcasts.heard_per_mille > 1000
-            || self.broadcasts.message_per_mille > 1000
-            || self.broadcasts.boundary_per_mille > 1000
+        Ok(())
+    }
+
+    fn validate_agent(&self) -> Result<(), ScenarioError> {
+        let g = &self.agent;
+        let shift = (g.shift_interval_ms, g.shift_interval_ms);
+        between("agent.shift_interval_ms", shift, 1, 3_600_000)?;
+        let mistakes = [
+            g.typo_per_mille,
+            g.stale_clipboard_per_mille,
+            g.swap_per_mille,
+            g.weak_proof_per_mille,
+            g.duplicate_per_mille,
+        ];
+        let most = mistakes.iter().copied().max().unwrap_or(0);
+        at_most("agent.*_per_mille", u64::from(most), 1000)
+    }
+
+    fn validate_broadcasts(&self) -> Result<(), ScenarioError> {
+        let b = &self.broadcasts;
+        b.count.validate("broadcasts.count")?;
+        if b.count.1 > 100
+            || b.heard_per_mille > 1000
+            || b.message_per_mille > 1000
+            || b.boundary_per_mille > 1000
         {
-            return Err("broadcasts: at most 100 per seed, heard_per_mille, message_per_mille and boundary_per_mille at most 1000".into());
+            return Err(invalid(
+                "broadcasts: at most 100 per seed, heard_per_mille, message_per_mille and boundary_per_mille at most 1000",
+            ));
         }
+        Ok(())
+    }
+
+    fn validate_faults(&self) -> Result<(), ScenarioError> {
         let f = &self.faults;
         for (name, range) in [
             ("faults.partitions", f.partitions),
@@ -546,7 +676,7 @@ impl Scenario {
         ] {
             range.validate(name)?;
             if range.1 > 100 {
-                return Err(format!("{name}: at most 100 per seed"));
+                return Err(invalid(format!("{name}: at most 100 per seed")));
             }
         }
         for (name, range) in [
@@ -557,9 +687,7 @@ impl Scenario {
             ("faults.net_fault_ms", f.net_fault_ms),
         ] {
             range.validate(name)?;
-            if range.1 > 60_000 {
-                return Err(format!("{name}: at most 60000"));
-            }
+            at_most(name, range.1, 60_000)?;
         }
         f.store_io_errors_per_million
             .validate("faults.store_io_errors_per_million")?;
@@ -567,28 +695,24 @@ impl Scenario {
             .validate("faults.device_clock_skew_ms")?;
         f.sut_fault_points_per_mille
             .validate("faults.sut_fault_points_per_mille")?;
-        if f.sut_fault_points_per_mille.1 > 500 {
-            return Err("faults.sut_fault_points_per_mille: at most 500".into());
-        }
-        if f.device_clock_skew_per_mille > 1000 {
-            return Err("faults.device_clock_skew_per_mille: at most 1000".into());
-        }
+        let points = f.sut_fault_points_per_mille.1;
+        at_most("faults.sut_fault_points_per_mille", points, 500)?;
+        let skewed = f.device_clock_skew_per_mille;
+        at_most("faults.device_clock_skew_per_mille", skewed, 1000)?;
         if f.device_clock_skew_ms.1 > 7 * 24 * 3_600_000 {
-            return Err("faults.device_clock_skew_ms: at most a week".into());
+            return Err(invalid("faults.device_clock_skew_ms: at most a week"));
         }
-        if f.store_io_errors_per_million.1 > 100_000 {
-            return Err("faults.store_io_errors_per_million: at most 100000".into());
-        }
-        Ok(())
+        let io_errors = f.store_io_errors_per_million.1;
+        at_most("faults.store_io_errors_per_million", io_errors, 100_000)
     }
 }
 
 /// The scenario files a path names: the file itself, or every `*.toml`
 /// directly inside a directory (sorted; `regressions/` is not included).
-pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?
+            .map_err(|e| ScenarioError::at(path, ScenarioErrorKind::Read(e)))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
             // The probe allow-list lives beside the scenarios; it is none.
@@ -599,12 +723,12 @@ pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, String> {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(format!("{} holds no *.toml scenario", path.display()));
+            return Err(ScenarioError::at(path, ScenarioErrorKind::NoScenarios));
         }
         Ok(files)
     } else if path.is_file() {
         Ok(vec![path.to_path_buf()])
     } else {
-        Err(format!("{} does not exist", path.display()))
+        Err(ScenarioError::at(path, ScenarioErrorKind::NotFound))
     }
 }

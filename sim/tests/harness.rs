@@ -212,15 +212,26 @@ fn scenario_files_refuse_unknown_fields_and_bad_ranges() {
     let base = std::fs::read_to_string(repo_path("scenarios/smoke.toml")).unwrap();
     assert!(Scenario::parse(&base).is_ok());
     let typo = base.replace("utterances =", "utterance =");
-    assert!(Scenario::parse(&typo).unwrap_err().contains("utterance"));
+    assert!(
+        Scenario::parse(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("utterance")
+    );
     let inverted = base.replace("accounts = [20, 40]", "accounts = [40, 20]");
     assert!(
         Scenario::parse(&inverted)
             .unwrap_err()
+            .to_string()
             .contains("world.accounts")
     );
     let lonely = base.replace("accounts = [20, 40]", "accounts = [1, 1]");
-    assert!(Scenario::parse(&lonely).unwrap_err().contains("at least 2"));
+    assert!(
+        Scenario::parse(&lonely)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 2")
+    );
 }
 
 #[test]

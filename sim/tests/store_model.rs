@@ -1,5 +1,5 @@
-//! The recording store against a model (STYLE.md item 7, "Fuzz against a
-//! model").
+//! The recording store against a model (docs/design.md, "How the
+//! harness's code is written", item 7: "Fuzz against a model").
 //!
 //! Sequences of operations over a few accounts and devices — sign up,
 //! register devices, uploads (with repeated upload keys), deletions of one,

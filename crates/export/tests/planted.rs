@@ -1,4 +1,4 @@
-//! The export service's planted bugs (DESIGN.md, "Planted bugs"): each test
+//! The export service's planted bugs (docs/design.md, "Planted bugs"): each test
 //! runs one scenario twice, with the bug planted and without, and shows the
 //! misbehaviour in the first run and the correct refusal in the second.
 //!

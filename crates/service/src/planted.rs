@@ -1,6 +1,6 @@
 //! Planted bugs: named defects, each a small faithful copy of a real
-//! incident's mechanism, that the simulator must catch (DESIGN.md, "Planted
-//! bugs"). They prove the harness can see.
+//! incident's mechanism, that the simulator must catch (docs/design.md,
+//! "Planted bugs"). They prove the harness can see.
 //!
 //! The catalogue ([`Bug`]) is always compiled, so tools can name and list
 //! it. The defects themselves sit in the store, the export service and the

@@ -1,4 +1,4 @@
-//! The store's planted bugs (DESIGN.md, "Planted bugs"): for each one, the
+//! The store's planted bugs (docs/design.md, "Planted bugs"): for each one, the
 //! leak it causes when planted, and the same steps on a store with nothing
 //! planted, which must not leak. Built only with the `planted-bugs` feature
 //! (`cargo test -p crosstalk-store --features planted-bugs`).

@@ -31,7 +31,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read};
 
-/// The invariants of DESIGN.md this build checks.
+/// The invariants of docs/design.md this build checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Invariant {

@@ -1,0 +1,215 @@
+//! The totals of a run and the summary `run` and `replay` print: the seeds'
+//! verdicts, every positive control the oracle counted (by topic, one line
+//! each), the code probes and the speed. Counting and printing only; the
+//! verdict on them is [`super::verdict`]'s and [`crate::vacuity`]'s.
+
+use crate::check::Controls;
+use crate::faults::disk::DiskStats;
+use crate::world::RunOutcome;
+
+/// What a run counted over its seeds.
+#[derive(Default)]
+pub(super) struct Totals {
+    pub seeds: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub nondeterministic: u64,
+    pub infra: u64,
+    pub controls: Controls,
+    pub simulated_ms: u64,
+    pub sut_requests: u64,
+    pub runs: u64,
+    pub disk: DiskStats,
+}
+
+impl Totals {
+    /// Count one run's cost (every run, including determinism re-runs).
+    pub fn record(&mut self, outcome: &RunOutcome) {
+        self.runs += 1;
+        self.simulated_ms += outcome.simulated_ms;
+        self.sut_requests += outcome.sut_requests;
+    }
+
+    /// Count one seed's evidence (once per seed, like the positive controls).
+    pub fn evidence(&mut self, outcome: &RunOutcome) {
+        self.seeds += 1;
+        self.controls.add(&outcome.controls);
+        for d in [&outcome.store_disk, &outcome.export_disk] {
+            self.disk.crashes += d.crashes;
+            self.disk.unsynced_writes_lost += d.unsynced_writes_lost;
+            self.disk.unsynced_writes_kept += d.unsynced_writes_kept;
+            self.disk.torn_writes += d.torn_writes;
+            self.disk.io_errors_injected += d.io_errors_injected;
+            self.disk.syncs += d.syncs;
+        }
+    }
+}
+
+/// Print the summary of `totals`, run in `wall_seconds`.
+pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
+    let c = &totals.controls;
+    println!("== summary ==");
+    println!("{}", seeds_line(totals));
+    let lines = [
+        delivery_lines(c).as_slice(),
+        durability_lines(c, &totals.disk).as_slice(),
+        export_lines(c).as_slice(),
+        contract_lines(c).as_slice(),
+    ]
+    .concat();
+    for line in lines {
+        println!("{line}");
+    }
+    println!("{}", c.probe_summary());
+    println!("{}", speed_line(totals, wall_seconds));
+}
+
+/// How many seeds ran, passed and failed.
+fn seeds_line(totals: &Totals) -> String {
+    format!(
+        "seeds run {}, passed {}, failed {}{}{}",
+        totals.seeds,
+        totals.passed,
+        totals.failed,
+        if totals.nondeterministic > 0 {
+            format!(", NONDETERMINISTIC {}", totals.nondeterministic)
+        } else {
+            String::new()
+        },
+        if totals.infra > 0 {
+            format!(", infrastructure errors {}", totals.infra)
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// Deliveries judged, and foreign downloads refused.
+fn delivery_lines(c: &Controls) -> [String; 2] {
+    [
+        format!(
+            "positive controls: exports completed {} of {} requested; recordings delivered and judged {} (history {}, playback {}, in archives {}); uploads acknowledged {}; racy recordings allowed {}",
+            c.exports_completed,
+            c.exports_requested,
+            c.recordings_delivered,
+            c.history_items_checked,
+            c.own_audio_checked,
+            c.archive_recordings_checked,
+            c.utterances_uploaded,
+            c.racy_recordings_allowed,
+        ),
+        format!(
+            "foreign downloads: forwarded links refused {} of {} attempted, anonymous link uses refused {}; guessed recording ids refused {} of {} attempted",
+            c.foreign_link_refused,
+            c.foreign_link_attempts,
+            c.anonymous_link_refused,
+            c.guessed_audio_refused,
+            c.guessed_audio_attempts,
+        ),
+    ]
+}
+
+/// Crashes and the audits after them, devices, messages and broadcasts.
+fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
+    [
+        format!(
+            "durability: store crashes {} (unsynced writes lost {}, torn {}, on the store's and the export's disks), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
+            c.store_crashes,
+            disk.unsynced_writes_lost,
+            disk.torn_writes,
+            disk.io_errors_injected,
+            c.uploads_buffered,
+            c.audits_completed,
+            c.recordings_verified_durable,
+            c.deletions_acknowledged,
+            c.deletions_verified,
+        ),
+        format!(
+            "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}",
+            c.devices_transferred,
+            c.pre_transfer_uploads,
+            c.device_resets,
+            c.messages_delivered,
+            c.messages_refused_by_sender,
+            c.inbox_items_checked,
+        ),
+        format!(
+            "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}",
+            c.broadcast_captures,
+            c.broadcast_orders_suppressed,
+            c.broadcast_messages_suppressed,
+            c.genuine_orders_placed,
+            c.spoken_messages_delivered,
+            c.housemate_captures,
+            c.accounts_closed,
+            c.accounts_recycled,
+        ),
+    ]
+}
+
+/// The export pipeline and its limits.
+fn export_lines(c: &Controls) -> [String; 2] {
+    [
+        format!(
+            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
+            c.tickets_verified,
+            c.impersonation_codes_refused,
+            c.duplicate_requests_joined,
+            c.exports_rate_limited,
+            c.archives_revoked,
+            c.download_limit_refusals,
+            c.notified_links_followed,
+            c.export_crashes,
+            c.worker_crashes,
+            c.net_faults,
+            c.sut_faults_fired,
+        ),
+        format!(
+            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}",
+            c.downloads_judged_against_limits,
+            c.gone_answers_judged,
+            c.downloads_refused_past_limit,
+            c.downloads_refused_after_expiry,
+            c.archive_entries_judged_whole,
+            c.refusals_of_own_things_judged,
+        ),
+    ]
+}
+
+/// The API contract and the support agent.
+fn contract_lines(c: &Controls) -> [String; 2] {
+    [
+        format!(
+            "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
+            c.api_replies_judged,
+            c.server_errors_excused,
+            c.panic_hooks_installed,
+            c.deletion_answers_judged,
+            c.deleted_ids_unknown_owner,
+            c.foreign_statuses_judged,
+            c.state_digests_taken,
+        ),
+        format!(
+            "support agent: actions {}, mistakes injected {} (all contained unless a violation says otherwise), manual identity proofs refused {}, archives attached to a resend refused {}",
+            c.agent_actions,
+            c.agent_errors_injected,
+            c.manual_verifications_refused,
+            c.archive_attachments_refused,
+        ),
+    ]
+}
+
+/// The run's speed: runs, seeds, simulated time and requests per wall second.
+fn speed_line(totals: &Totals, wall_seconds: f64) -> String {
+    let wall = wall_seconds.max(1e-9);
+    format!(
+        "speed: {} runs in {:.2} s wall = {:.2} seeds/s; {:.0} simulated s = {:.1}x wall; {} SUT HTTP requests = {:.0} requests/s",
+        totals.runs,
+        wall_seconds,
+        totals.seeds as f64 / wall,
+        totals.simulated_ms as f64 / 1000.0,
+        totals.simulated_ms as f64 / 1000.0 / wall,
+        totals.sut_requests,
+        totals.sut_requests as f64 / wall,
+    )
+}
