@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) const TICKETS: TableDefinition<u64, &str> = TableDefinition::new("tickets");
 const NEXT_TICKET: &str = "next_ticket_id";
-/// Wrong codes before a ticket is rejected.
+/// Wrong codes before a ticket is rejected, unless the deployment's
+/// `ExportConfig::max_verify_attempts` says otherwise.
 pub const MAX_VERIFY_ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,7 +261,7 @@ impl ExportService {
             (true, Some(subject)) => subject,
             _ => {
                 crosstalk_service::probe!("export.ticket.wrong_code_refused");
-                if ticket.attempts >= MAX_VERIFY_ATTEMPTS {
+                if ticket.attempts >= self.config.max_verify_attempts {
                     crosstalk_service::probe!("export.ticket.rejected_after_attempts");
                     ticket.state = TicketState::Rejected;
                 }
