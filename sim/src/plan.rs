@@ -303,7 +303,14 @@ pub enum Action {
     /// as many wrong codes as the plan's `ticket_attempts` allows, then the
     /// right one, which the victim reads out to a caller posing as support
     /// (or, `by_victim`, enters themselves): the locked ticket must refuse it.
-    BruteForceTicket { victim: u32, by_victim: bool },
+    /// With `near_miss`, the ticket claims an address one letter short of
+    /// the victim's, which nobody holds: no challenge may reach anyone.
+    BruteForceTicket {
+        victim: u32,
+        by_victim: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        near_miss: bool,
+    },
     /// Send a typed message to contact `contact` (a person index), then
     /// confirm it only once the contact closed their account and the
     /// address was signed up again (`workload/recycled.rs`): nothing may

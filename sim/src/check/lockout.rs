@@ -11,6 +11,12 @@
 //! (it can only have raised the count), so a ticket is judged locked only
 //! when the refusals seen reach the limit. A right code whose answer was a
 //! server error or never came is not judged (the workload never reports it).
+//!
+//! The code reaches only the feed of the account that holds the claimed
+//! address: a ticket for an address nobody holds (one letter short of a
+//! real one, as a typo or a probing attacker sends it) must send no
+//! challenge anywhere, so the identity challenge of a ticket found in the
+//! feed of someone whose address is not the one claimed is a violation.
 
 use super::{Invariant, Oracle};
 use http::StatusCode;
@@ -19,9 +25,11 @@ use std::collections::BTreeMap;
 /// The summary's counters (`Controls::probes`) of the lockout probe.
 pub const WRONG_CODE: &str = "lockout: a wrong code on a ticket for someone else's email";
 pub const RIGHT_CODE_BY_ATTACKER: &str =
-    "lockout: the right code, read out by its victim, on a locked ticket";
+    "lockout: the right code read out by its victim on a locked ticket";
 pub const RIGHT_CODE_BY_VICTIM: &str =
     "lockout: the victim's own right code on a ticket an attacker locked";
+pub const NEAR_MISS: &str =
+    "lockout: no challenge in the nearest holder's feed for a ticket claiming an address nobody holds";
 
 /// What the oracle knows of the lockout probes: the deployment's limit and,
 /// per ticket, the wrong codes the service surely counted.
@@ -46,7 +54,52 @@ pub struct RightCode {
     pub at_ms: u64,
 }
 
+/// `reader`'s own feed, read at `at_ms`, showed (`found`) or did not show
+/// the identity challenge of ticket `ticket_id`, which `opener` opened
+/// claiming `claimed_email`.
+#[derive(Clone, Copy, Debug)]
+pub struct ChallengeRead<'a> {
+    pub opener: usize,
+    pub reader: usize,
+    pub ticket_id: u64,
+    pub claimed_email: &'a str,
+    pub found: bool,
+    pub at_ms: u64,
+}
+
 impl Oracle {
+    /// Judge where a ticket's challenge went: only the holder of the
+    /// claimed address may receive it.
+    pub fn on_challenge_feed_read(&mut self, read: ChallengeRead<'_>) {
+        let own = self
+            .people
+            .get(read.reader)
+            .is_some_and(|p| p.email.eq_ignore_ascii_case(read.claimed_email.trim()));
+        if own {
+            return;
+        }
+        let entry = self.controls.probes.entry(NEAR_MISS).or_default();
+        entry.attempted += 1;
+        if !read.found {
+            entry.refused += 1;
+            return;
+        }
+        let detail = format!(
+            "the identity challenge of ticket {}, which {} opened claiming {}, reached the feed of {}, who does not hold that address ({NEAR_MISS})",
+            read.ticket_id,
+            self.who(read.opener),
+            read.claimed_email,
+            self.who(read.reader)
+        );
+        self.violate(
+            Invariant::AgentContainment,
+            read.at_ms,
+            None,
+            Some(read.reader),
+            detail,
+        );
+    }
+
     /// The export service rejects a ticket after `limit` wrong codes.
     pub fn learn_ticket_attempts(&mut self, limit: u32) {
         self.lockout.limit = Some(limit);
@@ -171,6 +224,30 @@ mod tests {
         o.on_lockout_right_code(right(StatusCode::OK, false));
         assert!(o.violations().is_empty());
         assert!(!o.on_lockout_wrong_code(ATTACKER, 7, StatusCode::IM_A_TEAPOT, 7));
+    }
+
+    #[test]
+    fn a_challenge_for_an_address_nobody_holds_must_reach_nobody() {
+        let mut o = oracle(3);
+        let mut read = ChallengeRead {
+            opener: ATTACKER,
+            reader: VICTIM,
+            ticket_id: 7,
+            claimed_email: "v@example.tes",
+            found: false,
+            at_ms: 9,
+        };
+        o.on_challenge_feed_read(read);
+        assert!(o.violations().is_empty());
+        assert_eq!(o.controls().probes[NEAR_MISS].refused, 1);
+        read.claimed_email = "V@example.test";
+        read.found = true;
+        o.on_challenge_feed_read(read);
+        assert!(o.violations().is_empty());
+        read.claimed_email = "v@example.tes";
+        o.on_challenge_feed_read(read);
+        assert_eq!(o.violations().len(), 1);
+        assert_eq!(o.violations()[0].invariant, Invariant::AgentContainment);
     }
 
     #[test]

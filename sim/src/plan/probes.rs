@@ -66,9 +66,9 @@ pub fn schedule(
     off
 }
 
-/// Two impersonations in three go on to the lockout probe right after
-/// their guesses: half of them the attacker sends the right code, half
-/// the victim does.
+/// Three impersonations in four go on to a lockout probe right after
+/// their guesses: the attacker sends the right code, or the victim does,
+/// or the attacker tries an address one letter short of the victim's.
 fn schedule_lockouts(rng: &mut ChaCha8Rng, accounts: &mut [AccountPlan]) {
     for account in accounts.iter_mut() {
         let mut added = Vec::new();
@@ -76,14 +76,19 @@ fn schedule_lockouts(rng: &mut ChaCha8Rng, accounts: &mut [AccountPlan]) {
             let Action::Impersonate { victim, .. } = timed.action else {
                 continue;
             };
-            let by_victim = match rng.random_range(0..3u32) {
+            let (by_victim, near_miss) = match rng.random_range(0..4u32) {
                 0 => continue,
-                1 => false,
-                _ => true,
+                1 => (false, false),
+                2 => (true, false),
+                _ => (false, true),
             };
             added.push(TimedAction {
                 at_ms: timed.at_ms + 1,
-                action: Action::BruteForceTicket { victim, by_victim },
+                action: Action::BruteForceTicket {
+                    victim,
+                    by_victim,
+                    near_miss,
+                },
             });
         }
         account.actions.extend(added);

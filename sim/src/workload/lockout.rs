@@ -7,12 +7,14 @@
 //! signs in with the victim's own credentials and reads the victim's feed
 //! — and then the attacker sends the code, or (`by_victim`) the victim,
 //! puzzled by the message, enters it themselves. Either way the ticket was
-//! rejected by the wrong codes and must stay so; the oracle judges every
-//! answer (`check/lockout.rs`).
+//! rejected by the wrong codes and must stay so. Some attackers instead
+//! claim an address one letter short of the victim's, which nobody holds:
+//! the victim's feed must show no challenge for it. The oracle judges
+//! every answer and what the feed showed (`check/lockout.rs`).
 
 use super::CallError;
 use super::person::{Person, parse, password_of, to_json};
-use crate::check::lockout::RightCode;
+use crate::check::lockout::{ChallengeRead, RightCode};
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{
     LoginRequest, Notification, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
@@ -20,11 +22,13 @@ use crosstalk_model::api::{
 use http::{Method, StatusCode};
 
 impl Person {
-    /// Brute-force a ticket for `victim`'s email, then send the right code.
+    /// Brute-force a ticket for `victim`'s email (or, `near_miss`, for an
+    /// address one letter short of it), then send the right code.
     pub(super) async fn brute_force_ticket(
         &mut self,
         victim: usize,
         by_victim: bool,
+        near_miss: bool,
     ) -> Result<(), CallError> {
         if victim == self.index || victim >= self.world.plan.accounts.len() {
             return Ok(());
@@ -36,13 +40,30 @@ impl Person {
         let Some(holder) = holder else {
             return Ok(());
         };
-        let Some(ticket_id) = self.open_foreign_ticket(&email).await? else {
+        let claimed = if near_miss {
+            email[..email.len() - 1].to_string()
+        } else {
+            email.clone()
+        };
+        let Some(ticket_id) = self.open_foreign_ticket(&claimed).await? else {
             return Ok(());
         };
         for guess in 0..self.world.plan.ticket_attempts {
             self.send_wrong_code(ticket_id, guess).await?;
         }
-        let Some(code) = self.read_code_off_screen(&email, holder, ticket_id).await? else {
+        let Some(feed) = self.read_screen(&email, holder).await? else {
+            return Ok(());
+        };
+        let code = code_in(&feed, ticket_id);
+        self.oracle().on_challenge_feed_read(ChallengeRead {
+            opener: self.principal,
+            reader: holder,
+            ticket_id,
+            claimed_email: &claimed,
+            found: code.is_some(),
+            at_ms: sim_now_ms(),
+        });
+        let (Some(code), false) = (code, near_miss) else {
             return Ok(());
         };
         let response = self.send_code(ticket_id, &code).await?;
@@ -112,15 +133,14 @@ impl Person {
         self.call(true, Method::POST, &path, None, Some(body)).await
     }
 
-    /// The code of `ticket_id` as `holder`'s own app shows it (signed in
+    /// `holder`'s notification feed as their own app shows it (signed in
     /// with `email` and the holder's own password); `None` when the holder
-    /// no longer holds the address or the challenge never arrived.
-    async fn read_code_off_screen(
+    /// no longer holds the address.
+    async fn read_screen(
         &mut self,
         email: &str,
         holder: usize,
-        ticket_id: u64,
-    ) -> Result<Option<String>, CallError> {
+    ) -> Result<Option<Vec<Notification>>, CallError> {
         let body = to_json(&LoginRequest {
             email: email.to_string(),
             password: password_of(self.world.plan.seed, holder),
@@ -145,16 +165,19 @@ impl Person {
             // The holder closed their account in between.
             return Ok(None);
         }
-        let notes: Vec<Notification> = parse(&response)?;
-        let marker = format!("(ticket {ticket_id})");
-        Ok(notes
-            .into_iter()
-            .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
-            .find_map(|n| {
-                n.text
-                    .split("your code is ")
-                    .nth(1)
-                    .map(|c| c.trim_end_matches('.').to_string())
-            }))
+        parse(&response).map(Some)
     }
+}
+
+/// The code the identity challenge of `ticket_id` in `feed` gives.
+fn code_in(feed: &[Notification], ticket_id: u64) -> Option<String> {
+    let marker = format!("(ticket {ticket_id})");
+    feed.iter()
+        .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
+        .find_map(|n| {
+            n.text
+                .split("your code is ")
+                .nth(1)
+                .map(|c| c.trim_end_matches('.').to_string())
+        })
 }
