@@ -51,10 +51,12 @@ fn wrong_codes_uncounted(State(()): State<()>, request: Request, next: Next) -> 
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let code = body["code"].as_str().unwrap_or_default().trim().to_string();
         if !looks_issued(&code) {
-            let refusal = serde_json::json!({"error": "forbidden", "message": "verification failed"});
+            let refusal =
+                serde_json::json!({"error": "forbidden", "message": "verification failed"});
             return (StatusCode::FORBIDDEN, axum::Json(refusal)).into_response();
         }
-        next.run(Request::from_parts(parts, Body::from(bytes))).await
+        next.run(Request::from_parts(parts, Body::from(bytes)))
+            .await
     })
 }
 
@@ -66,9 +68,12 @@ fn uncounted(inner: axum::Router) -> axum::Router {
 fn a_brute_force_that_finally_hits_is_caught() {
     let outcome = first_failure(&scenario("gdpr-wrong-customer"), 6, export_layer(uncounted));
     assert!(
-        outcome.violations.iter().any(|v| v.invariant == Invariant::AgentContainment
-            && (v.detail.contains(RIGHT_CODE_BY_ATTACKER)
-                || v.detail.contains(RIGHT_CODE_BY_VICTIM))),
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::AgentContainment
+                && (v.detail.contains(RIGHT_CODE_BY_ATTACKER)
+                    || v.detail.contains(RIGHT_CODE_BY_VICTIM))),
         "seed {}: {:#?}",
         outcome.seed,
         outcome.violations
@@ -116,14 +121,19 @@ fn nearest_lookup(State(emails): State<Emails>, request: Request, next: Next) ->
                 let mut emails = emails.lock().unwrap_or_else(|p| p.into_inner());
                 emails.insert(email.to_ascii_lowercase());
             }
-            return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
         }
         if request.method() != Method::GET || path != "/v1/service/lookup" {
             return next.run(request).await;
         }
         let query = request.uri().query().unwrap_or_default().to_string();
         let (parts, _) = request.into_parts();
-        let asked = query.strip_prefix("email=").unwrap_or_default().replace("%40", "@");
+        let asked = query
+            .strip_prefix("email=")
+            .unwrap_or_default()
+            .replace("%40", "@");
         let nearest = {
             let emails = emails.lock().unwrap_or_else(|p| p.into_inner());
             emails.range(asked.clone()..).next().cloned()
@@ -142,7 +152,9 @@ fn nearest_lookup(State(emails): State<Emails>, request: Request, next: Next) ->
 #[test]
 fn a_challenge_sent_to_the_nearest_address_is_caught() {
     let outcome = first_failure(&scenario("gdpr-wrong-customer"), 6, |_| Wrappers {
-        store: Some(Rc::new(|inner| layered(inner, Emails::default(), nearest_lookup))),
+        store: Some(Rc::new(|inner| {
+            layered(inner, Emails::default(), nearest_lookup)
+        })),
         export: None,
     });
     assert_caught(&outcome, Invariant::AgentContainment, NEAR_MISS);
@@ -157,7 +169,11 @@ fn the_correct_build_passes_with_every_probe_made_and_refused() {
         let scenario = scenario(name);
         for seed in seeds {
             let outcome = run_plan(&Plan::generate(&scenario, seed));
-            assert!(outcome.passed(), "{name} seed {seed}: {:#?}", outcome.violations);
+            assert!(
+                outcome.passed(),
+                "{name} seed {seed}: {:#?}",
+                outcome.violations
+            );
             for (kind, a) in &outcome.controls.probes {
                 assert_eq!(a.attempted, a.refused, "{name} seed {seed}: {kind}");
                 *refused.entry(*kind).or_insert(0) += a.refused;
@@ -171,6 +187,9 @@ fn the_correct_build_passes_with_every_probe_made_and_refused() {
         NEAR_MISS,
         AFTER_RECYCLE,
     ] {
-        assert!(refused.get(kind).copied().unwrap_or(0) > 0, "{kind}: {refused:?}");
+        assert!(
+            refused.get(kind).copied().unwrap_or(0) > 0,
+            "{kind}: {refused:?}"
+        );
     }
 }

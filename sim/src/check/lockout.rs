@@ -28,8 +28,14 @@ pub const RIGHT_CODE_BY_ATTACKER: &str =
     "lockout: the right code read out by its victim on a locked ticket";
 pub const RIGHT_CODE_BY_VICTIM: &str =
     "lockout: the victim's own right code on a ticket an attacker locked";
-pub const NEAR_MISS: &str =
-    "lockout: no challenge in the nearest holder's feed for a ticket claiming an address nobody holds";
+pub const NEAR_MISS: &str = "lockout: no challenge in the nearest holder's feed for a ticket claiming an address nobody holds";
+/// Every kind above (the vacuity check expects each where impersonators are).
+pub const KINDS: &[&str] = &[
+    WRONG_CODE,
+    RIGHT_CODE_BY_ATTACKER,
+    RIGHT_CODE_BY_VICTIM,
+    NEAR_MISS,
+];
 
 /// What the oracle knows of the lockout probes: the deployment's limit and,
 /// per ticket, the wrong codes the service surely counted.
@@ -119,7 +125,8 @@ impl Oracle {
         if !matches!(status, StatusCode::FORBIDDEN | StatusCode::OK) {
             return false;
         }
-        let what = format!("sent a wrong code on ticket {ticket_id}, opened with another person's email");
+        let what =
+            format!("sent a wrong code on ticket {ticket_id}, opened with another person's email");
         if self.attempt(
             WRONG_CODE,
             attacker,

@@ -13,8 +13,7 @@ use super::{Invariant, Oracle};
 use http::StatusCode;
 
 /// The summary's counter (`Controls::probes`) of this probe.
-pub const AFTER_RECYCLE: &str =
-    "recycled address: a message confirmed after its recipient closed and the address was signed up again";
+pub const AFTER_RECYCLE: &str = "recycled address: a message confirmed after its recipient closed and the address was signed up again";
 
 /// A confirmation sent at `sent_ms` for the message carrying `nonce`, which
 /// `sender` sent to `recipient` (the principal holding the address then);

@@ -36,7 +36,13 @@ impl Person {
         let email = self.world.plan.accounts[victim].email.clone();
         // Who holds the address before the ticket is opened: the code goes
         // to their feed (if they still hold it when the store is asked).
-        let holder = self.world.board.borrow().principal_by_email.get(&email).copied();
+        let holder = self
+            .world
+            .board
+            .borrow()
+            .principal_by_email
+            .get(&email)
+            .copied();
         let Some(holder) = holder else {
             return Ok(());
         };

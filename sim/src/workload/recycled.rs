@@ -87,7 +87,13 @@ impl Person {
         })?;
         let session = self.session.clone();
         let response = self
-            .call(false, Method::POST, "/v1/messages", Some(&session), Some(body))
+            .call(
+                false,
+                Method::POST,
+                "/v1/messages",
+                Some(&session),
+                Some(body),
+            )
             .await?;
         match response.status() {
             StatusCode::ACCEPTED => {}
