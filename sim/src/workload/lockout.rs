@@ -46,11 +46,10 @@ impl Person {
         let Some(holder) = holder else {
             return Ok(());
         };
-        let claimed = if near_miss {
-            email[..email.len() - 1].to_string()
-        } else {
-            email.clone()
-        };
+        let mut claimed = email.clone();
+        if near_miss {
+            claimed.pop();
+        }
         let Some(ticket_id) = self.open_foreign_ticket(&claimed).await? else {
             return Ok(());
         };
