@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 mod limits;
+mod probes;
 
 /// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
 /// unusual but legitimate requests that reach the services' refusals.
@@ -113,6 +114,11 @@ pub struct Plan {
     pub link_ttl_ms: u64,
     #[serde(default = "default_max_downloads")]
     pub max_downloads: u32,
+    /// Wrong codes a support ticket takes before it is rejected, as this
+    /// run's export service is configured and the lockout probe learns it
+    /// (plans saved before it was plan data had the service's default, 5).
+    #[serde(default = "default_ticket_attempts")]
+    pub ticket_attempts: u32,
     /// Clients' quirks (none in plans saved before they existed).
     #[serde(default, skip_serializing_if = "Quirks::is_none")]
     pub quirks: Quirks,
@@ -124,6 +130,10 @@ fn default_link_ttl_ms() -> u64 {
 
 fn default_max_downloads() -> u32 {
     3
+}
+
+fn default_ticket_attempts() -> u32 {
+    crosstalk_export::tickets::MAX_VERIFY_ATTEMPTS
 }
 
 /// A support agent working tickets, with a seeded error model. Each error
@@ -289,6 +299,23 @@ pub enum Action {
     /// (`workload/limits.rs`): download it until the service refuses, or
     /// (`past_expiry`) wait until it must have expired and try it again.
     ProbeLinkLimits { past_expiry: bool },
+    /// Brute-force a ticket for `victim`'s email (`workload/lockout.rs`):
+    /// as many wrong codes as the plan's `ticket_attempts` allows, then the
+    /// right one, which the victim reads out to a caller posing as support
+    /// (or, `by_victim`, enters themselves): the locked ticket must refuse it.
+    /// With `near_miss`, the ticket claims an address one letter short of
+    /// the victim's, which nobody holds: no challenge may reach anyone.
+    BruteForceTicket {
+        victim: u32,
+        by_victim: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        near_miss: bool,
+    },
+    /// Send a typed message to contact `contact` (a person index), then
+    /// confirm it only once the contact closed their account and the
+    /// address was signed up again (`workload/recycled.rs`): nothing may
+    /// reach the address's new holder.
+    ConfirmAfterRecycle { contact: u32, pick: u64 },
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.
@@ -317,6 +344,8 @@ impl Action {
             Action::ReadInbox { .. } => "read_inbox",
             Action::Probe { .. } => "probe",
             Action::ProbeLinkLimits { .. } => "probe_link_limits",
+            Action::BruteForceTicket { .. } => "brute_force_ticket",
+            Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
         }
@@ -950,6 +979,8 @@ impl Plan {
         if limits::schedule_probes(scenario, seed, active_ms, &mut accounts) {
             swarm_off.push(limits::SWARM_NAME.to_string());
         }
+        let ticket_attempts = probes::draw_ticket_attempts(seed);
+        swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -974,6 +1005,7 @@ impl Plan {
             planted: Vec::new(),
             link_ttl_ms,
             max_downloads,
+            ticket_attempts,
             quirks: scenario.quirks.clone(),
         }
     }

@@ -192,8 +192,8 @@ pub struct ActionSpec {
     pub ticket_exports: Range,
     /// Tickets opened for someone else's email, with guessed codes.
     pub impersonations: Range,
-    /// Codes an impersonator guesses on one ticket (from 5 wrong codes on,
-    /// the ticket is rejected).
+    /// Codes an impersonator guesses on one ticket (from the plan's
+    /// `ticket_attempts` wrong codes on, the ticket is rejected).
     pub impersonation_guesses: Range,
     /// Times one reads one's notifications and follows their links.
     pub notification_reads: Range,

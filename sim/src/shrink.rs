@@ -567,7 +567,10 @@ pub fn remove_people(plan: &Plan, gone: std::ops::Range<usize>) -> Plan {
 /// is aimed at someone who is gone.
 fn reindex(mut timed: TimedAction, shift: &impl Fn(u32) -> Option<u32>) -> Option<TimedAction> {
     match &mut timed.action {
-        Action::Impersonate { victim: who, .. } | Action::TransferDevice { to: who, .. } => {
+        Action::Impersonate { victim: who, .. }
+        | Action::BruteForceTicket { victim: who, .. }
+        | Action::ConfirmAfterRecycle { contact: who, .. }
+        | Action::TransferDevice { to: who, .. } => {
             *who = shift(*who)?;
         }
         Action::Speak { speaker, .. } => *speaker = speaker.and_then(shift),

@@ -137,6 +137,25 @@ const RULES: &[Rule] = &[
         &["impersonation_codes_refused"],
     ),
     rule(
+        "ticket lockout: the right code refused after the wrong ones, no challenge for a near miss",
+        |s| s.actions.impersonations.1 > 0,
+        &[
+            "refused: lockout: a wrong code on a ticket for someone else's email",
+            "refused: lockout: the right code read out by its victim on a locked ticket",
+            "refused: lockout: the victim's own right code on a ticket an attacker locked",
+            "refused: lockout: no challenge in the nearest holder's feed for a ticket claiming an address nobody holds",
+        ],
+    ),
+    // A sender who has the recycled person as a contact and something to
+    // send is common only where many accounts close (recycled-identity).
+    rule(
+        "recycled address: a late confirmation refused",
+        |s| s.actions.close_account_per_mille >= 300 && s.actions.contacts.1 > 0,
+        &[
+            "refused: recycled address: a message confirmed after its recipient closed and the address was signed up again",
+        ],
+    ),
+    rule(
         "archives revoked after a deletion",
         |s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0,
         &["archives_revoked"],
@@ -238,6 +257,8 @@ pub fn control_counts(controls: &Controls) -> ControlCounts {
     for kind in crate::check::adversary::CORE_ATTEMPTS
         .iter()
         .chain(&[TAMPERED_LINK])
+        .chain(crate::check::lockout::KINDS)
+        .chain(&[crate::check::recycled::AFTER_RECYCLE])
     {
         counts.insert(format!("refused: {kind}"), 0);
     }

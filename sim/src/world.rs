@@ -194,6 +194,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         link_ttl_ms: plan.link_ttl_ms,
         max_downloads: plan.max_downloads,
     });
+    oracle.learn_ticket_attempts(plan.ticket_attempts);
     let world = World::new(plan.clone(), oracle, agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
@@ -749,6 +750,7 @@ fn export_config(plan: &Plan) -> ExportConfig {
     ExportConfig {
         link_ttl_ms: plan.link_ttl_ms,
         max_downloads: plan.max_downloads,
+        max_verify_attempts: plan.ticket_attempts,
         lease_ms: 8_000,
         max_attempts: 40,
         retry_backoff_ms: 500,

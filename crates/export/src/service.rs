@@ -27,6 +27,9 @@ pub struct ExportConfig {
     pub link_ttl_ms: u64,
     /// Downloads allowed per published archive.
     pub max_downloads: u32,
+    /// Wrong codes a support ticket takes before it is rejected for good
+    /// (after that even the right code is refused).
+    pub max_verify_attempts: u32,
     /// How long a worker's claim on a job lasts without renewal.
     pub lease_ms: u64,
     /// Attempts before a job is marked failed; failed attempts back off
@@ -53,6 +56,7 @@ impl Default for ExportConfig {
             agent_tokens: Vec::new(),
             link_ttl_ms: 7 * DAY_MS,
             max_downloads: 5,
+            max_verify_attempts: crate::tickets::MAX_VERIFY_ATTEMPTS,
             lease_ms: 60_000,
             max_attempts: 30,
             retry_backoff_ms: 500,

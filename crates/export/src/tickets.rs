@@ -17,7 +17,8 @@ use crosstalk_service::{ApiError, Bug};
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-/// Wrong codes before a ticket is rejected.
+/// Wrong codes before a ticket is rejected, unless the deployment's
+/// `ExportConfig::max_verify_attempts` says otherwise.
 pub const MAX_VERIFY_ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -259,7 +260,7 @@ impl ExportService {
             (true, Some(subject)) => subject,
             _ => {
                 crosstalk_service::probe!("export.ticket.wrong_code_refused");
-                if ticket.attempts >= MAX_VERIFY_ATTEMPTS {
+                if ticket.attempts >= self.config.max_verify_attempts {
                     crosstalk_service::probe!("export.ticket.rejected_after_attempts");
                     ticket.state = TicketState::Rejected;
                 }

@@ -64,6 +64,7 @@ fn config(worker_token: &str) -> ExportConfig {
         ],
         link_ttl_ms: LINK_TTL_MS,
         max_downloads: MAX_DOWNLOADS,
+        max_verify_attempts: crosstalk_export::tickets::MAX_VERIFY_ATTEMPTS,
         lease_ms: LEASE_MS,
         max_attempts: MAX_ATTEMPTS,
         retry_backoff_ms: RETRY_BACKOFF_MS,

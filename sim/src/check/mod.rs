@@ -14,8 +14,10 @@ pub mod entries;
 mod events;
 mod household;
 pub mod limits;
+pub mod lockout;
 mod observations;
 pub mod panics;
+pub mod recycled;
 pub mod replies;
 mod steps;
 #[cfg(test)]
@@ -416,6 +418,10 @@ pub struct Oracle {
     /// The export contract's limits and what clients saw of every link.
     limits: limits::LimitsLedger,
     claims: claims::ClaimsLedger,
+    /// The ticket lockout's limit and the wrong codes surely counted.
+    lockout: lockout::LockoutLedger,
+    /// Principal -> when closing their account was acknowledged.
+    closed_at: BTreeMap<usize, u64>,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -469,6 +475,8 @@ impl Oracle {
             confirmed_messages: BTreeMap::new(),
             limits: limits::LimitsLedger::default(),
             claims: claims::ClaimsLedger::default(),
+            lockout: lockout::LockoutLedger::default(),
+            closed_at: BTreeMap::new(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -596,6 +604,7 @@ impl Oracle {
     /// everything they had.
     pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
         self.controls.accounts_closed += 1;
+        self.note_closed(principal, at_ms);
         let owned: Vec<u64> = self.owned_by(principal).map(|(n, _)| *n).collect();
         for nonce in owned {
             self.deletion_acked(nonce, at_ms);

@@ -567,6 +567,7 @@ impl World {
                 agent_tokens: vec![(AGENT_NAME.to_string(), AGENT_TOKEN.to_string())],
                 link_ttl_ms: LINK_TTL_MS,
                 max_downloads: MAX_DOWNLOADS,
+                max_verify_attempts: crosstalk_export::tickets::MAX_VERIFY_ATTEMPTS,
                 lease_ms: LEASE_MS,
                 max_attempts: MAX_ATTEMPTS,
                 retry_backoff_ms: 1_000,

@@ -143,6 +143,17 @@ impl Person {
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
             Action::ProbeLinkLimits { past_expiry } => self.probe_link_limits(past_expiry).await,
+            Action::BruteForceTicket {
+                victim,
+                by_victim,
+                near_miss,
+            } => {
+                self.brute_force_ticket(victim as usize, by_victim, near_miss)
+                    .await
+            }
+            Action::ConfirmAfterRecycle { contact, pick } => {
+                self.confirm_after_recycle(contact as usize, pick).await
+            }
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }

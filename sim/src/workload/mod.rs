@@ -21,8 +21,10 @@ mod actions;
 mod adversary;
 mod agent;
 mod limits;
+mod lockout;
 mod person;
 mod quirks;
+mod recycled;
 
 use crate::check::contract::FaultLog;
 use crate::check::{Oracle, StepFailure};

@@ -104,6 +104,11 @@ pub(super) struct SpokenMessage {
     pub(super) spoken_at_ms: u64,
 }
 
+/// The password principal `principal` signs up with in the run of `seed`.
+pub(super) fn password_of(seed: u64, principal: usize) -> String {
+    hex::encode(&crate::world::derive(seed, &format!("password/{principal}"))[..12])
+}
+
 pub(super) async fn sleep_until(at_ms: u64) {
     let now = sim_now_ms();
     if at_ms > now {
@@ -295,12 +300,7 @@ impl Person {
 
     /// This principal's password (a new identity picks a new one).
     pub(super) fn password(&self) -> String {
-        hex::encode(
-            &crate::world::derive(
-                self.world.plan.seed,
-                &format!("password/{}", self.principal),
-            )[..12],
-        )
+        password_of(self.world.plan.seed, self.principal)
     }
 
     /// Sign up (again), register the planned devices, fill the contacts.
