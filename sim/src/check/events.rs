@@ -44,6 +44,8 @@ pub enum Event {
     InboxItemChecked,
     /// A message resolved to someone other than meant; the sender refused it.
     MessageRefusedBySender,
+    /// A message that left the inbox listing was asked for again by id.
+    WithdrawnMessageRechecked,
     /// A message sent from the app was confirmed and delivered.
     MessageDelivered,
     /// A message spoken at home was confirmed and delivered.
@@ -89,6 +91,7 @@ impl Oracle {
             }
             Event::HistoryItemChecked => c.history_items_checked += 1,
             Event::InboxItemChecked => c.inbox_items_checked += 1,
+            Event::WithdrawnMessageRechecked => c.withdrawn_messages_rechecked += 1,
             Event::MessageRefusedBySender => c.messages_refused_by_sender += 1,
             Event::MessageDelivered => c.messages_delivered += 1,
             Event::SpokenMessageDelivered => c.spoken_messages_delivered += 1,

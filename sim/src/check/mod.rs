@@ -186,6 +186,7 @@ pub struct Controls {
     /// that the sender therefore did not confirm.
     pub messages_refused_by_sender: u64,
     pub inbox_items_checked: u64,
+    pub withdrawn_messages_rechecked: u64,
     pub broadcast_captures: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
@@ -300,6 +301,7 @@ impl Controls {
         self.messages_delivered += other.messages_delivered;
         self.messages_refused_by_sender += other.messages_refused_by_sender;
         self.inbox_items_checked += other.inbox_items_checked;
+        self.withdrawn_messages_rechecked += other.withdrawn_messages_rechecked;
         self.broadcast_captures += other.broadcast_captures;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;

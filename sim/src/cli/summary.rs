@@ -125,13 +125,14 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.deletions_verified,
         ),
         format!(
-            "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}",
+            "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}, withdrawn messages asked for again {}",
             c.devices_transferred,
             c.pre_transfer_uploads,
             c.device_resets,
             c.messages_delivered,
             c.messages_refused_by_sender,
             c.inbox_items_checked,
+            c.withdrawn_messages_rechecked,
         ),
         format!(
             "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}",

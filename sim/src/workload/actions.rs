@@ -1120,6 +1120,7 @@ impl Person {
             }
             oracle.inbox_listed(self.principal, &listed, requested_ms, now);
         }
+        self.look_again_at_withdrawn_message(&items).await?;
         if items.is_empty() {
             return Ok(());
         }
@@ -1147,6 +1148,57 @@ impl Person {
             StatusCode::NOT_FOUND => Ok(()),
             other => Err(CallError::Unexpected(format!(
                 "inbox audio answered {other}"
+            ))),
+        }
+    }
+
+    /// A message seen in an earlier listing that is no longer listed (its
+    /// sender deleted it) is asked for again by id, as a client with a
+    /// stale list would: its audio must not come back. Whatever does come
+    /// back is judged by its watermark; a refusal reveals nothing.
+    async fn look_again_at_withdrawn_message(
+        &mut self,
+        items: &[InboxItem],
+    ) -> Result<(), CallError> {
+        let principal = self.principal;
+        let listed: std::collections::BTreeSet<u64> = items.iter().map(|i| i.message_id).collect();
+        let withdrawn = self
+            .inbox_seen
+            .iter()
+            .position(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
+        let again = withdrawn.map(|at| self.inbox_seen.remove(at).1);
+        self.inbox_seen.retain(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
+        self.inbox_seen.extend(items.iter().map(|i| (principal, i.message_id)));
+        const KEPT: usize = 16;
+        if self.inbox_seen.len() > KEPT {
+            self.inbox_seen.drain(..self.inbox_seen.len() - KEPT);
+        }
+        let Some(message_id) = again else {
+            return Ok(());
+        };
+        let session = self.session.clone();
+        let path = format!("/v1/inbox/{message_id}/audio");
+        let requested_ms = sim_now_ms();
+        let response = self
+            .call(false, Method::GET, &path, Some(&session), None)
+            .await?;
+        let mut oracle = self.oracle();
+        oracle.on(Event::WithdrawnMessageRechecked);
+        match response.status() {
+            StatusCode::OK => {
+                let decoded = oracle.key().decode_audio(response.body());
+                oracle.receive(
+                    principal,
+                    &format!("inbox audio {message_id} (no longer listed)"),
+                    &decoded,
+                    requested_ms,
+                    sim_now_ms(),
+                );
+                Ok(())
+            }
+            StatusCode::NOT_FOUND => Ok(()),
+            other => Err(CallError::Unexpected(format!(
+                "inbox audio of a withdrawn message answered {other}"
             ))),
         }
     }

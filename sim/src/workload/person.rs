@@ -93,6 +93,9 @@ pub(super) struct Person {
     pub(super) spoken_messages: Vec<SpokenMessage>,
     /// What the curious user keeps to try again later (`adversary.rs`).
     pub(super) kept: super::adversary::Kept,
+    /// Messages seen in the inbox, with the principal that saw them: one
+    /// that later leaves the listing is looked at again (`read_inbox`).
+    pub(super) inbox_seen: Vec<(usize, u64)>,
 }
 
 /// A "send a message" command one of the person's devices captured.
@@ -825,6 +828,7 @@ pub async fn person(world: Rc<World>, index: usize) {
         notification_seq: 0,
         spoken_messages: Vec::new(),
         kept: Default::default(),
+        inbox_seen: Vec::new(),
     };
     let signup_sent_ms = sim_now_ms();
     if let Err(e) = person.sign_up().await {
