@@ -41,4 +41,5 @@ pub mod trace;
 pub mod vacuity;
 pub mod watermark;
 pub mod workload;
+pub mod threads;
 pub mod world;

@@ -40,6 +40,16 @@ pub struct Scenario {
     /// its first ones. Its vacuity and the probe gate judge it on those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seeds: Option<u64>,
+    /// Which harness runs the scenario: the deterministic simulator
+    /// (`sim`, the default) or real threads (`threads`, see
+    /// `sim/src/threads/`), where the seed fixes the workload and the
+    /// operating system the interleaving.
+    #[serde(default, skip_serializing_if = "Harness::is_sim")]
+    pub harness: Harness,
+    /// The real-threads harness's workload (read only when `harness =
+    /// "threads"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<crate::threads::ThreadsSpec>,
     #[serde(default)]
     pub world: WorldSpec,
     #[serde(default)]
@@ -62,6 +72,24 @@ pub struct Scenario {
     /// Clients' quirks (`workload/quirks.rs`), chances per thousand.
     #[serde(default)]
     pub quirks: crate::plan::Quirks,
+}
+
+/// The harness a scenario runs under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Harness {
+    /// The deterministic turmoil simulator: same seed, same trace.
+    #[default]
+    Sim,
+    /// The same services on a multi-thread runtime under real parallelism:
+    /// the seed fixes the workload, the operating system the interleaving.
+    Threads,
+}
+
+impl Harness {
+    pub fn is_sim(&self) -> bool {
+        *self == Harness::Sim
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +447,16 @@ impl Scenario {
         }
         if self.max_seeds == Some(0) {
             return Err("max_seeds: at least 1".into());
+        }
+        match (self.harness, &self.threads) {
+            (Harness::Threads, Some(spec)) => spec.validate()?,
+            (Harness::Threads, None) => {
+                return Err("harness = \"threads\" needs a [threads] section".into());
+            }
+            (Harness::Sim, Some(_)) => {
+                return Err("a [threads] section needs harness = \"threads\"".into());
+            }
+            (Harness::Sim, None) => {}
         }
         w.household_size.validate("world.household_size")?;
         if w.household_size.0 < 1 || w.household_size.1 > 8 {

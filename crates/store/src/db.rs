@@ -818,6 +818,15 @@ impl Store {
             .ok_or_else(|| ApiError::internal("recording without audio"))?
             .value()
             .to_vec();
+        // A deletion on another thread may commit here (the race the
+        // generation check exists for).
+        crosstalk_service::fault_points::interleave(&*self.faults, "store.audio.before_fill");
+        let generation = if self.planted.on(Bug::StaleCacheFill) {
+            // stale-cache-fill (Steam 2015, Wyze 2024): "read the generation when the entry goes in".
+            self.playback_cache.generation()
+        } else {
+            generation
+        };
         self.playback_cache
             .insert(generation, key, account, id, &bytes);
         Ok(bytes)
@@ -898,6 +907,8 @@ impl Store {
     /// will get a new id: ids are never reused).
     pub fn close_account(&self, account: AccountId) -> Result<Vec<RecordingId>, ApiError> {
         let deleted = self.delete(account, DeleteSelection::All)?;
+        // An upload on another thread may land between the two transactions.
+        crosstalk_service::fault_points::interleave(&*self.faults, "store.close.between_transactions");
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         {
@@ -934,6 +945,10 @@ impl Store {
                 .map_err(internal)?
             {
                 late.push(entry.map_err(internal)?.0.value().1);
+            }
+            if self.planted.on(Bug::CloseMissesLateUpload) {
+                // close-misses-late-upload (Twitter 2019, Instagram 2020): "the first delete got them all".
+                late.clear();
             }
             for id in late {
                 index.remove((account.0, id)).map_err(internal)?;

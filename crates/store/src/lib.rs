@@ -525,6 +525,13 @@ async fn own_audio(
     }
     let generation = store.response_cache.generation();
     let audio = store.audio(account, RecordingId(id))?;
+    crosstalk_service::fault_points::interleave(&*store.faults, "store.response.before_fill");
+    let generation = if store.planted.on(Bug::StaleCacheFill) {
+        // stale-cache-fill (Steam 2015, Wyze 2024): "read the generation when the entry goes in".
+        store.response_cache.generation()
+    } else {
+        generation
+    };
     store
         .response_cache
         .insert(generation, key, account, RecordingId(id), &audio);
