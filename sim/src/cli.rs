@@ -217,6 +217,19 @@ pub fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
 
 /// The seed banner: the seed and everything it derived.
 pub fn banner(plan: &Plan) -> String {
+    if let Some(threads) = &plan.threads {
+        let planted = if plan.planted.is_empty() {
+            String::new()
+        } else {
+            format!("; PLANTED BUGS: {}", plan.planted.join(", "))
+        };
+        return format!(
+            "seed {} [{}]: {}{planted}",
+            plan.seed,
+            plan.scenario,
+            threads.describe()
+        );
+    }
     let devices: u64 = plan.accounts.iter().map(|a| a.devices as u64).sum();
     let actions: Vec<String> = plan
         .action_counts()
@@ -393,6 +406,12 @@ fn print_summary(totals: &Totals, wall_seconds: f64) {
         c.utterances_uploaded,
         c.racy_recordings_allowed,
     );
+    if c.requests_raced > 0 || c.quiescent_probes > 0 {
+        println!(
+            "real threads: playbacks that raced a deletion of the same recording {}, quiescent probes {} (the seed fixes the workload, the OS the interleaving)",
+            c.requests_raced, c.quiescent_probes
+        );
+    }
     println!(
         "foreign downloads: forwarded links refused {} of {} attempted, anonymous link uses refused {}; guessed recording ids refused {} of {} attempted",
         c.foreign_link_refused,
@@ -582,6 +601,11 @@ fn run_command(args: RunArgs) -> i32 {
             "off"
         },
     );
+    if check_determinism && scenarios.iter().any(|s| !s.harness.is_sim()) {
+        println!(
+            "  (threads scenarios run under real parallelism: their check compares only the plan hash, not what happened)"
+        );
+    }
     let mut totals = Totals::default();
     let mut probe_tally = crate::probe_gate::ProbeTally::default();
     let mut harness_failures = Vec::new();
@@ -666,7 +690,14 @@ fn run_command(args: RunArgs) -> i32 {
                 if !nondeterministic {
                     totals.passed += 1;
                 }
-                if !quiet {
+                if !quiet && plan.threads.is_some() {
+                    println!(
+                        "  ok: plan {} ({} racing operations; real threads: the interleaving is the OS's, no trace to compare), {} SUT requests",
+                        &outcome.trace_hash[..16],
+                        outcome.trace_events,
+                        outcome.sut_requests
+                    );
+                } else if !quiet {
                     println!(
                         "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
                         &outcome.trace_hash[..16],

@@ -230,6 +230,38 @@ const RULES: &[Rule] = &[
     ),
 ];
 
+/// The rules of a threads scenario (`harness = "threads"`): none of the
+/// simulator's features run there, and these must.
+const THREAD_RULES: &[Rule] = &[
+    Rule {
+        label: "recordings delivered",
+        enabled: |_| true,
+        controls: &["recordings_delivered"],
+        min_seeds: 1,
+    },
+    Rule {
+        label: "requests raced a deletion of the same recording (real threads)",
+        enabled: |_| true,
+        controls: &["requests_raced"],
+        min_seeds: 1,
+    },
+    Rule {
+        label: "quiescent probes, deletions verified gone, recordings found again",
+        enabled: |_| true,
+        controls: &[
+            "quiescent_probes",
+            "deletions_verified",
+            "recordings_verified_durable",
+        ],
+        min_seeds: 1,
+    },
+    rule(
+        "accounts closed while uploads were in flight",
+        |s| s.threads.as_ref().is_some_and(|t| t.close_per_mille > 0),
+        &["accounts_closed"],
+    ),
+];
+
 /// The numeric fields of `controls`, by name; the curious user's attempts
 /// (`probes`, by kind) as `refused: <kind>` (every core kind present, zero
 /// when never refused).
@@ -286,7 +318,11 @@ pub fn missing_controls(
     seeds: u64,
     counts: &ControlCounts,
 ) -> Vec<&'static str> {
-    RULES
+    let rules = match scenario.harness {
+        crate::scenario::Harness::Sim => RULES,
+        crate::scenario::Harness::Threads => THREAD_RULES,
+    };
+    rules
         .iter()
         .filter(|r| seeds >= r.min_seeds.min(full_check_seeds(scenario)) && (r.enabled)(scenario))
         .filter(|r| {

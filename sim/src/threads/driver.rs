@@ -52,7 +52,7 @@ impl FaultPoints for Interleaver {
             (
                 rng.random_ratio(self.per_mille, 1000),
                 rng.random_ratio(1, 4),
-                rng.random_range(5..200),
+                rng.random_range(10..1000),
             )
         };
         if !pause {

@@ -281,6 +281,11 @@ fn round_for_account(
         }
     }
     ops.push(RaceOp::List { account });
+    // A closing starts before the uploads racing it, so that they land
+    // while it runs rather than before it.
+    if closes {
+        ops.push(RaceOp::Close { account });
+    }
     let uploads = if closes {
         spec.uploads_during_close
     } else {
@@ -292,7 +297,6 @@ fn round_for_account(
         ops.push(RaceOp::Upload { account, capture });
     }
     if closes {
-        ops.push(RaceOp::Close { account });
         return;
     }
     let deletion = match (targets.first(), rng.random_range(0..10)) {
