@@ -153,9 +153,16 @@ impl Interleaver {
 }
 
 impl Shared {
-    pub(super) fn new(store: Store, seed: u64) -> Shared {
+    /// The store's router (broken on purpose when `canary` says so: the
+    /// harness's own self-test, see `crate::canary`).
+    pub(super) fn new(store: Store, seed: u64, canary: Option<crate::canary::CanaryBreak>) -> Shared {
+        let router = crosstalk_store::router(Arc::new(store));
+        let router = match canary {
+            Some(how) => crate::canary::break_store(router, how, Arc::default()),
+            None => router,
+        };
         Shared {
-            router: crosstalk_store::router(Arc::new(store)),
+            router,
             ticks: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             credentials: Mutex::new(BTreeMap::new()),

@@ -116,7 +116,7 @@ pub fn run(plan: &Plan, threads: &ThreadsPlan) -> RunOutcome {
             return outcome;
         }
     };
-    let shared = Arc::new(Shared::new(store, plan.seed));
+    let shared = Arc::new(Shared::new(store, plan.seed, plan.canary_break));
     runtime.block_on(driver::drive(shared.clone(), threads.clone()));
     runtime.shutdown_timeout(SHUTDOWN);
     let oracle = judge::judge(&shared, threads, plan.seed);
