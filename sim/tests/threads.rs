@@ -26,7 +26,10 @@ fn the_shipped_threads_scenario_runs_under_real_threads() {
     let scenario = threads_scenario();
     assert_eq!(scenario.harness, Harness::Threads);
     let plan = Plan::generate(&scenario, 3);
-    assert!(plan.threads.is_some(), "a threads plan carries its workload");
+    assert!(
+        plan.threads.is_some(),
+        "a threads plan carries its workload"
+    );
     assert!(plan.accounts.is_empty(), "and no simulator plan");
     assert_eq!(
         Plan::generate(&scenario, 3),
@@ -44,7 +47,10 @@ fn the_correct_store_passes_with_races_and_quiescent_probes_counted() {
         let c = &outcome.controls;
         assert!(c.requests_raced > 0, "seed {seed}: nothing raced");
         assert!(c.quiescent_probes > 0, "seed {seed}: no quiescent probe");
-        assert!(c.deletions_verified > 0 || c.accounts_closed > 0, "seed {seed}");
+        assert!(
+            c.deletions_verified > 0 || c.accounts_closed > 0,
+            "seed {seed}"
+        );
     }
 }
 

@@ -908,7 +908,10 @@ impl Store {
     pub fn close_account(&self, account: AccountId) -> Result<Vec<RecordingId>, ApiError> {
         let deleted = self.delete(account, DeleteSelection::All)?;
         // An upload on another thread may land between the two transactions.
-        crosstalk_service::fault_points::interleave(&*self.faults, "store.close.between_transactions");
+        crosstalk_service::fault_points::interleave(
+            &*self.faults,
+            "store.close.between_transactions",
+        );
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         {

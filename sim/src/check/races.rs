@@ -154,7 +154,11 @@ mod tests {
         assert_eq!(o.violations[0].invariant, Invariant::Durability);
         o.deletion_started(7, 5);
         o.on_own_recording_refused(0, 7, "playback", 4, 6, true);
-        assert_eq!(o.violations.len(), 1, "a deletion was sent before the answer");
+        assert_eq!(
+            o.violations.len(),
+            1,
+            "a deletion was sent before the answer"
+        );
         assert_eq!(o.controls.refusals_of_own_things_judged, 3);
     }
 

@@ -11,8 +11,8 @@ use crosstalk_model::api::{
     SignupResponse,
 };
 use crosstalk_model::{ManualClock, SeededEntropy};
-use crosstalk_service::fault_points::FaultPoints;
 use crosstalk_service::Planted;
+use crosstalk_service::fault_points::FaultPoints;
 use crosstalk_store::{Store, StoreConfig};
 use http::{Method, header};
 use http_body_util::BodyExt;
@@ -73,16 +73,28 @@ pub(super) enum Kind {
     Signup,
     Device,
     Upload(Capture),
-    Play { nonce: u64, quiescent: bool },
-    List { quiescent: bool },
-    DeleteOne { nonce: u64 },
-    DeleteRange { from_ms: u64, to_ms: u64 },
+    Play {
+        nonce: u64,
+        quiescent: bool,
+    },
+    List {
+        quiescent: bool,
+    },
+    DeleteOne {
+        nonce: u64,
+    },
+    DeleteRange {
+        from_ms: u64,
+        to_ms: u64,
+    },
     DeleteAll,
     Close,
     /// The store's service listing of a closed account (quiescent).
     ServiceList,
     /// The store's service read of a closed account's recording (quiescent).
-    ServiceAudio { nonce: u64 },
+    ServiceAudio {
+        nonce: u64,
+    },
 }
 
 /// One answer, with the counter at its send and at its answer.
@@ -121,7 +133,11 @@ pub(super) struct Shared {
 
 /// The store, in process, on redb's in-memory backend, with a manual
 /// clock, seeded entropy and the interleave points.
-pub(super) fn open_store(seed: u64, planted: Planted, points: Arc<Interleaver>) -> Result<Store, String> {
+pub(super) fn open_store(
+    seed: u64,
+    planted: Planted,
+    points: Arc<Interleaver>,
+) -> Result<Store, String> {
     let clock = Arc::new(ManualClock::new(crate::net::EPOCH_MS));
     let entropy_seed = u64::from_be_bytes(
         crate::world::derive(seed, "threads/store-entropy")[..8]
@@ -155,7 +171,11 @@ impl Interleaver {
 impl Shared {
     /// The store's router (broken on purpose when `canary` says so: the
     /// harness's own self-test, see `crate::canary`).
-    pub(super) fn new(store: Store, seed: u64, canary: Option<crate::canary::CanaryBreak>) -> Shared {
+    pub(super) fn new(
+        store: Store,
+        seed: u64,
+        canary: Option<crate::canary::CanaryBreak>,
+    ) -> Shared {
         let router = crosstalk_store::router(Arc::new(store));
         let router = match canary {
             Some(how) => crate::canary::break_store(router, how, Arc::default()),
@@ -240,6 +260,10 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'sta
 
 /// Run `tasks` at once, each on whichever worker thread takes it; a task
 /// that panicked (a panic inside the store) is remembered for the judge.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "real threads are this harness's point: tasks must run on the multi-thread runtime's workers, not on a LocalSet"
+)]
 async fn all_at_once(shared: &Arc<Shared>, tasks: Vec<Task>) {
     let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
     for handle in handles {
@@ -282,14 +306,30 @@ async fn set_up(shared: Arc<Shared>, plan: Arc<ThreadsPlan>, account: usize) {
     let email = plan.accounts[account].email.clone();
     let body = serde_json::json!({"email": email, "password": PASSWORD});
     let reply = shared
-        .call(account, Kind::Signup, Method::POST, "/v1/accounts".into(), None, Some(body.to_string().into_bytes()))
+        .call(
+            account,
+            Kind::Signup,
+            Method::POST,
+            "/v1/accounts".into(),
+            None,
+            Some(body.to_string().into_bytes()),
+        )
         .await;
     let Ok(signed) = serde_json::from_slice::<SignupResponse>(&reply.body) else {
         return;
     };
-    let body = serde_json::json!({"name": "speaker"}).to_string().into_bytes();
+    let body = serde_json::json!({"name": "speaker"})
+        .to_string()
+        .into_bytes();
     let reply = shared
-        .call(account, Kind::Device, Method::POST, "/v1/devices".into(), Some(&signed.session_token), Some(body))
+        .call(
+            account,
+            Kind::Device,
+            Method::POST,
+            "/v1/devices".into(),
+            Some(&signed.session_token),
+            Some(body),
+        )
         .await;
     let Ok(device) = serde_json::from_slice::<RegisterDeviceResponse>(&reply.body) else {
         return;
@@ -329,7 +369,14 @@ async fn upload(shared: Arc<Shared>, account: usize, capture: Capture) {
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
     let reply = shared
-        .call(account, Kind::Upload(capture), Method::POST, "/v1/recordings".into(), Some(&creds.device), Some(body))
+        .call(
+            account,
+            Kind::Upload(capture),
+            Method::POST,
+            "/v1/recordings".into(),
+            Some(&creds.device),
+            Some(body),
+        )
         .await;
     if reply.status == 201
         && let Ok(ingested) = serde_json::from_slice::<IngestResponse>(&reply.body)
@@ -350,24 +397,55 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
         RaceOp::List { .. } => list(&shared, account, &creds, false).await,
         RaceOp::Upload { capture, .. } => upload(shared.clone(), account, capture).await,
         RaceOp::DeleteOne { nonce, .. } => {
-            let Some(id) = shared.id_of(nonce) else { return };
+            let Some(id) = shared.id_of(nonce) else {
+                return;
+            };
             let path = format!("/v1/recordings/{id}");
-            shared.call(account, Kind::DeleteOne { nonce }, Method::DELETE, path, session, None).await;
+            shared
+                .call(
+                    account,
+                    Kind::DeleteOne { nonce },
+                    Method::DELETE,
+                    path,
+                    session,
+                    None,
+                )
+                .await;
         }
         RaceOp::DeleteRange { from_ms, to_ms, .. } => {
             let body = serde_json::json!({"captured_from_ms": from_ms, "captured_to_ms": to_ms});
             let kind = Kind::DeleteRange { from_ms, to_ms };
             let path = "/v1/recordings/delete".to_string();
-            shared.call(account, kind, Method::POST, path, session, Some(body.to_string().into_bytes())).await;
+            shared
+                .call(
+                    account,
+                    kind,
+                    Method::POST,
+                    path,
+                    session,
+                    Some(body.to_string().into_bytes()),
+                )
+                .await;
         }
         RaceOp::DeleteAll { .. } => {
             let body = serde_json::json!({"all": true}).to_string().into_bytes();
             let path = "/v1/recordings/delete".to_string();
-            shared.call(account, Kind::DeleteAll, Method::POST, path, session, Some(body)).await;
+            shared
+                .call(
+                    account,
+                    Kind::DeleteAll,
+                    Method::POST,
+                    path,
+                    session,
+                    Some(body),
+                )
+                .await;
         }
         RaceOp::Close { .. } => {
             let path = "/v1/accounts/me".to_string();
-            let reply = shared.call(account, Kind::Close, Method::DELETE, path, session, None).await;
+            let reply = shared
+                .call(account, Kind::Close, Method::DELETE, path, session, None)
+                .await;
             if reply.status == 200 {
                 lock(&shared.closed).insert(account);
             }
@@ -376,10 +454,14 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
 }
 
 async fn play(shared: &Shared, account: usize, creds: &Credentials, nonce: u64, quiescent: bool) {
-    let Some(id) = shared.id_of(nonce) else { return };
+    let Some(id) = shared.id_of(nonce) else {
+        return;
+    };
     let path = format!("/v1/recordings/{id}/audio");
     let kind = Kind::Play { nonce, quiescent };
-    shared.call(account, kind, Method::GET, path, Some(&creds.session), None).await;
+    shared
+        .call(account, kind, Method::GET, path, Some(&creds.session), None)
+        .await;
 }
 
 /// Every page of a listing: the owner's history, or (for a closed account)
@@ -393,12 +475,26 @@ async fn list(shared: &Shared, account: usize, creds: &Credentials, quiescent: b
             None => format!("limit={PAGE_ITEMS}"),
         };
         let reply = if closed {
-            let path = format!("/v1/service/accounts/{}/recordings?{query}", creds.account_id);
-            shared.call(account, Kind::ServiceList, Method::GET, path, Some(SERVICE_TOKEN), None).await
+            let path = format!(
+                "/v1/service/accounts/{}/recordings?{query}",
+                creds.account_id
+            );
+            shared
+                .call(
+                    account,
+                    Kind::ServiceList,
+                    Method::GET,
+                    path,
+                    Some(SERVICE_TOKEN),
+                    None,
+                )
+                .await
         } else {
             let path = format!("/v1/recordings?{query}");
             let kind = Kind::List { quiescent };
-            shared.call(account, kind, Method::GET, path, Some(&creds.session), None).await
+            shared
+                .call(account, kind, Method::GET, path, Some(&creds.session), None)
+                .await
         };
         cursor = serde_json::from_slice::<RecordingPage>(&reply.body)
             .ok()
@@ -422,9 +518,14 @@ async fn probe(shared: Arc<Shared>, plan: Arc<ThreadsPlan>, account: usize) {
         for _ in 0..2 {
             if closed {
                 let Some(id) = shared.id_of(nonce) else { break };
-                let path = format!("/v1/service/accounts/{}/recordings/{id}/audio", creds.account_id);
+                let path = format!(
+                    "/v1/service/accounts/{}/recordings/{id}/audio",
+                    creds.account_id
+                );
                 let kind = Kind::ServiceAudio { nonce };
-                shared.call(account, kind, Method::GET, path, Some(SERVICE_TOKEN), None).await;
+                shared
+                    .call(account, kind, Method::GET, path, Some(SERVICE_TOKEN), None)
+                    .await;
             } else {
                 play(&shared, account, &creds, nonce, true).await;
             }

@@ -104,9 +104,7 @@ fn uploads(oracle: &mut Oracle, log: &[Record]) {
             continue;
         }
         match serde_json::from_slice::<IngestResponse>(&r.body) {
-            Ok(ingested) => {
-                oracle.utterance_acked(capture.nonce, ingested.recording_id.0, r.at)
-            }
+            Ok(ingested) => oracle.utterance_acked(capture.nonce, ingested.recording_id.0, r.at),
             Err(e) => broken(oracle, r, e),
         }
     }
@@ -206,9 +204,13 @@ fn read(oracle: &mut Oracle, r: &Record) {
             let channel = format!("{} (real threads)", r.request);
             if status == 200 {
                 let decoded = oracle.key().decode_audio(&r.body);
-                oracle.on_own_playback(r.account, *nonce, &decoded, &channel, r.sent, r.at, *quiescent);
+                oracle.on_own_playback(
+                    r.account, *nonce, &decoded, &channel, r.sent, r.at, *quiescent,
+                );
             } else if status == 404 {
-                oracle.on_own_recording_refused(r.account, *nonce, &channel, r.sent, r.at, *quiescent);
+                oracle.on_own_recording_refused(
+                    r.account, *nonce, &channel, r.sent, r.at, *quiescent,
+                );
             }
         }
         (Kind::List { quiescent: false }, 200) => match listed(oracle.key(), r) {
@@ -219,7 +221,10 @@ fn read(oracle: &mut Oracle, r: &Record) {
         },
         (Kind::ServiceList, 200) => match listed(oracle.key(), r) {
             Some(decoded) => {
-                let channel = format!("{} (the store's service listing of a closed account)", r.request);
+                let channel = format!(
+                    "{} (the store's service listing of a closed account)",
+                    r.request
+                );
                 oracle.on_quiescent_probe(r.account, &channel, &decoded, r.sent, r.at);
             }
             None => broken_json(oracle, r),

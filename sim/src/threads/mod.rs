@@ -69,7 +69,10 @@ const SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(10);
 fn captures_of(plan: &ThreadsPlan, account: usize) -> impl Iterator<Item = plan::Capture> + '_ {
     let initial = plan.accounts[account].initial.iter().copied();
     let later = plan.rounds.iter().flatten().filter_map(move |op| match op {
-        plan::RaceOp::Upload { account: a, capture } if *a == account => Some(*capture),
+        plan::RaceOp::Upload {
+            account: a,
+            capture,
+        } if *a == account => Some(*capture),
         _ => None,
     });
     initial.chain(later)
