@@ -560,6 +560,8 @@ impl Store {
                 .ok_or_else(|| ApiError::internal("device without owner for an epoch"))?
         };
         let print = crate::media::fingerprint(&upload.audio);
+        // The owner's account may close on another thread here.
+        crosstalk_service::fault_points::interleave(&*self.faults, "store.ingest.before_write");
         let txn = self.db.begin_write().map_err(internal)?;
         {
             // The owner must still be open *inside* this transaction: a
