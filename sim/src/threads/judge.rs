@@ -157,21 +157,18 @@ fn deletions(oracle: &mut Oracle, plan: &ThreadsPlan, log: &[Record]) {
     }
     answered.sort_by_key(|(r, _)| r.at);
     for (r, scope) in answered {
-        match (r.status, &r.kind) {
-            (200, kind) => {
-                let Some(named) = super::driver::named_in(&r.body) else {
-                    broken_json(oracle, r);
-                    continue;
-                };
-                oracle.judge_deletion(r.account, scope, &named, r.sent, r.at);
-                if matches!(kind, Kind::Close) {
-                    oracle.account_closed(r.account, r.at);
-                }
-            }
-            (404, Kind::DeleteOne { nonce }) => {
-                oracle.on_own_recording_refused(r.account, *nonce, "deletion", r.sent, r.at, false);
-            }
-            _ => {}
+        // Only a deletion's acknowledgement is judged (a 404 to a deletion
+        // of one recording says nothing: the deletion itself was in flight).
+        if r.status != 200 {
+            continue;
+        }
+        let Some(named) = super::driver::named_in(&r.body) else {
+            broken_json(oracle, r);
+            continue;
+        };
+        oracle.judge_deletion(r.account, scope, &named, r.sent, r.at);
+        if matches!(r.kind, Kind::Close) {
+            oracle.account_closed(r.account, r.at);
         }
     }
 }
