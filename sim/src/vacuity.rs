@@ -256,6 +256,11 @@ const THREAD_RULES: &[Rule] = &[
         min_seeds: 1,
     },
     rule(
+        "speakers sold while their uploads were in flight",
+        |s| s.threads.as_ref().is_some_and(|t| t.transfer_per_mille > 0),
+        &["devices_transferred"],
+    ),
+    rule(
         "accounts closed while uploads were in flight",
         |s| s.threads.as_ref().is_some_and(|t| t.close_per_mille > 0),
         &["accounts_closed"],

@@ -89,6 +89,7 @@ pub(super) enum Kind {
     },
     DeleteAll,
     Close,
+    Transfer,
     /// The store's service listing of a closed account (quiescent).
     ServiceList,
     /// The store's service read of a closed account's recording (quiescent).
@@ -116,6 +117,7 @@ struct Credentials {
     account_id: u64,
     session: String,
     device: String,
+    device_id: Option<u64>,
 }
 
 /// Everything the tasks share.
@@ -127,6 +129,8 @@ pub(super) struct Shared {
     /// Recording ids of acknowledged uploads, by nonce.
     ids: Mutex<BTreeMap<u64, u64>>,
     closed: Mutex<BTreeSet<usize>>,
+    /// Each account's email, for a sale to it.
+    emails: Mutex<Vec<String>>,
     key: crate::watermark::WatermarkKey,
     pub(super) panics: Mutex<Vec<String>>,
 }
@@ -188,6 +192,7 @@ impl Shared {
             credentials: Mutex::new(BTreeMap::new()),
             ids: Mutex::new(BTreeMap::new()),
             closed: Mutex::new(BTreeSet::new()),
+            emails: Mutex::new(Vec::new()),
             key: crate::watermark::WatermarkKey::for_seed(seed),
             panics: Mutex::new(Vec::new()),
         }
@@ -283,6 +288,7 @@ async fn all_at_once(shared: &Arc<Shared>, tasks: Vec<Task>) {
 
 /// The whole workload: set-up, the rounds, the quiescent probes.
 pub(super) async fn drive(shared: Arc<Shared>, plan: ThreadsPlan) {
+    *lock(&shared.emails) = plan.accounts.iter().map(|a| a.email.clone()).collect();
     let plan = Arc::new(plan);
     let setups = (0..plan.accounts.len())
         .map(|a| Box::pin(set_up(shared.clone(), plan.clone(), a)) as _)
@@ -340,6 +346,7 @@ async fn set_up(shared: Arc<Shared>, plan: Arc<ThreadsPlan>, account: usize) {
             account_id: signed.account_id.0,
             session: signed.session_token,
             device: device.device_token,
+            device_id: Some(device.device_id.0),
         },
     );
     let uploads = plan.accounts[account]
@@ -434,6 +441,26 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
                 .call(
                     account,
                     Kind::DeleteAll,
+                    Method::POST,
+                    path,
+                    session,
+                    Some(body),
+                )
+                .await;
+        }
+        RaceOp::Transfer { to, .. } => {
+            let Some(device_id) = creds.device_id else {
+                return;
+            };
+            let email = lock(&shared.emails).get(to).cloned().unwrap_or_default();
+            let body = serde_json::json!({"to_email": email})
+                .to_string()
+                .into_bytes();
+            let path = format!("/v1/devices/{device_id}/transfer");
+            shared
+                .call(
+                    account,
+                    Kind::Transfer,
                     Method::POST,
                     path,
                     session,

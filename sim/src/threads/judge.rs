@@ -55,6 +55,14 @@ pub(super) fn judge(shared: &Shared, plan: &ThreadsPlan, seed: u64) -> Oracle {
             oracle.people[r.account].account_id = Some(signed.account_id.0);
         }
     }
+    // A sale moves no capture: uploads stay their token's seller's, which
+    // every delivery to the buyer is judged against.
+    let sales = log
+        .iter()
+        .filter(|r| matches!(r.kind, Kind::Transfer) && r.status == 200);
+    for _ in sales {
+        oracle.on(crate::check::Event::DeviceTransferred);
+    }
     uploads(&mut oracle, &log);
     deletions(&mut oracle, plan, &log);
     for r in &log {

@@ -36,6 +36,9 @@ pub struct ThreadsSpec {
     pub uploads_per_round: Range,
     /// Uploads in flight while an account closes.
     pub uploads_during_close: Range,
+    /// Chance per thousand that an account sells its speaker to the next
+    /// account in a round before the last, while uploads of it are in flight.
+    pub transfer_per_mille: u32,
     /// Chance per thousand that an account closes in the last round.
     pub close_per_mille: u32,
     /// Chance per thousand that an interleave point inside the store
@@ -54,6 +57,7 @@ impl Default for ThreadsSpec {
             plays_per_target: Range(2, 4),
             uploads_per_round: Range(0, 2),
             uploads_during_close: Range(2, 4),
+            transfer_per_mille: 0,
             close_per_mille: 500,
             interleave_per_mille: 500,
         }
@@ -91,7 +95,10 @@ impl ThreadsSpec {
         if self.uploads_during_close.1 > 16 {
             return Err("threads.uploads_during_close: at most 16".into());
         }
-        if self.close_per_mille > 1000 || self.interleave_per_mille > 1000 {
+        if self.close_per_mille > 1000
+            || self.interleave_per_mille > 1000
+            || self.transfer_per_mille > 1000
+        {
             return Err("threads: chances per thousand are at most 1000".into());
         }
         Ok(())
@@ -136,6 +143,9 @@ pub enum RaceOp {
     DeleteAll { account: usize },
     /// The owner closes the account.
     Close { account: usize },
+    /// The owner sells their speaker to account `to` (its uploads in flight
+    /// stay the seller's: they were captured in the seller's epoch).
+    Transfer { account: usize, to: usize },
 }
 
 impl RaceOp {
@@ -147,7 +157,8 @@ impl RaceOp {
             | RaceOp::DeleteOne { account, .. }
             | RaceOp::DeleteRange { account, .. }
             | RaceOp::DeleteAll { account }
-            | RaceOp::Close { account } => *account,
+            | RaceOp::Close { account }
+            | RaceOp::Transfer { account, .. } => *account,
         }
     }
 }
@@ -209,12 +220,21 @@ impl ThreadsPlan {
         // Every account's captures so far, to aim at.
         let mut held: Vec<Vec<Capture>> = accounts.iter().map(|a| a.initial.clone()).collect();
         let rounds = draw(&mut rng, spec.rounds) as usize;
+        let mut sold = vec![false; count];
         let mut plan_rounds = Vec::with_capacity(rounds);
         for round in 0..rounds {
             let last = round + 1 == rounds;
             let mut ops = Vec::new();
             for (account, captures_held) in held.iter_mut().enumerate() {
                 let closes = last && rng.random_ratio(spec.close_per_mille, 1000);
+                // Each speaker is sold at most once (its seller keeps no other).
+                if !last && !sold[account] && rng.random_ratio(spec.transfer_per_mille, 1000) {
+                    sold[account] = true;
+                    ops.push(RaceOp::Transfer {
+                        account,
+                        to: (account + 1) % count,
+                    });
+                }
                 round_for_account(
                     spec,
                     &mut rng,
@@ -239,14 +259,12 @@ impl ThreadsPlan {
     /// One line for the seed banner.
     pub fn describe(&self) -> String {
         let ops: usize = self.rounds.iter().map(Vec::len).sum();
-        let closes = self
-            .rounds
-            .iter()
-            .flatten()
-            .filter(|op| matches!(op, RaceOp::Close { .. }))
-            .count();
+        let count =
+            |f: fn(&RaceOp) -> bool| self.rounds.iter().flatten().filter(|op| f(op)).count();
+        let closes = count(|op| matches!(op, RaceOp::Close { .. }));
+        let sales = count(|op| matches!(op, RaceOp::Transfer { .. }));
         format!(
-            "real threads ({} workers): {} accounts, {} rounds, {ops} racing operations, {closes} closing(s); interleaving up to the OS",
+            "real threads ({} workers): {} accounts, {} rounds, {ops} racing operations, {closes} closing(s), {sales} sale(s); interleaving up to the OS",
             self.worker_threads,
             self.accounts.len(),
             self.rounds.len()
