@@ -324,37 +324,50 @@ async fn set_up(shared: Arc<Shared>, plan: Arc<ThreadsPlan>, account: usize) {
     let Ok(signed) = serde_json::from_slice::<SignupResponse>(&reply.body) else {
         return;
     };
-    let body = serde_json::json!({"name": "speaker"})
-        .to_string()
-        .into_bytes();
-    let reply = shared
-        .call(
-            account,
-            Kind::Device,
-            Method::POST,
-            "/v1/devices".into(),
-            Some(&signed.session_token),
-            Some(body),
-        )
-        .await;
-    let Ok(device) = serde_json::from_slice::<RegisterDeviceResponse>(&reply.body) else {
-        return;
-    };
     lock(&shared.credentials).insert(
         account,
         Credentials {
             account_id: signed.account_id.0,
-            session: signed.session_token,
-            device: device.device_token,
-            device_id: Some(device.device_id.0),
+            session: signed.session_token.clone(),
+            ..Credentials::default()
         },
     );
+    if !register_device(&shared, account, &signed.session_token).await {
+        lock(&shared.credentials).remove(&account);
+        return;
+    }
     let uploads = plan.accounts[account]
         .initial
         .iter()
         .map(|c| Box::pin(upload(shared.clone(), account, *c)) as _)
         .collect();
     all_at_once(&shared, uploads).await;
+}
+
+/// Register a speaker for `account` and make it the one its uploads use.
+async fn register_device(shared: &Shared, account: usize, session: &str) -> bool {
+    let body = serde_json::json!({"name": "speaker"})
+        .to_string()
+        .into_bytes();
+    let path = "/v1/devices".to_string();
+    let reply = shared
+        .call(
+            account,
+            Kind::Device,
+            Method::POST,
+            path,
+            Some(session),
+            Some(body),
+        )
+        .await;
+    let Ok(device) = serde_json::from_slice::<RegisterDeviceResponse>(&reply.body) else {
+        return false;
+    };
+    if let Some(creds) = lock(&shared.credentials).get_mut(&account) {
+        creds.device = device.device_token;
+        creds.device_id = Some(device.device_id.0);
+    }
+    true
 }
 
 /// The account's device uploads `capture`.
@@ -457,7 +470,7 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
                 .to_string()
                 .into_bytes();
             let path = format!("/v1/devices/{device_id}/transfer");
-            shared
+            let reply = shared
                 .call(
                     account,
                     Kind::Transfer,
@@ -467,6 +480,10 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
                     Some(body),
                 )
                 .await;
+            if reply.status == 200 {
+                // The seller buys a new speaker for the rounds to come.
+                register_device(&shared, account, &creds.session).await;
+            }
         }
         RaceOp::Close { .. } => {
             let path = "/v1/accounts/me".to_string();
