@@ -35,8 +35,9 @@
 //! `quiescent_probes`; the vacuity rules fail a threads scenario without
 //! either.
 //!
-//! Out of scope so far: the export service and its workers (exports racing
-//! deletions are the simulator's), device transfers racing uploads.
+//! Speakers are sold while their uploads are in flight; a capture stays its
+//! seller's whichever commits first. Out of scope so far: the export
+//! service and its workers (exports racing deletions are the simulator's).
 
 mod driver;
 mod judge;

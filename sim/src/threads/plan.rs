@@ -6,8 +6,10 @@
 //! begin, then rounds of operations that all start at once: per account,
 //! several playbacks of the same few recordings, listings and new uploads,
 //! while one deletion (of one of those recordings, a capture-time range, or
-//! everything) runs beside them. In the last round some accounts close while
-//! uploads of theirs are in flight. The seed fixes all of this; which
+//! everything) runs beside them; in a round before the last an account may
+//! sell its speaker to the next account while uploads of it are in flight.
+//! In the last round some accounts close while uploads of theirs are in
+//! flight. The seed fixes all of this; which
 //! request wins each race is up to the operating system.
 
 use crate::scenario::Range;
