@@ -41,17 +41,20 @@ fn the_shipped_threads_scenario_runs_under_real_threads() {
 #[test]
 fn the_correct_store_passes_with_races_and_quiescent_probes_counted() {
     let scenario = threads_scenario();
+    let (mut raced, mut quiescent, mut verified) = (0, 0, 0);
     for seed in 0..60 {
         let outcome = run_plan(&Plan::generate(&scenario, seed));
         assert!(outcome.passed(), "seed {seed}: {}", describe(&outcome));
         let c = &outcome.controls;
-        assert!(c.requests_raced > 0, "seed {seed}: nothing raced");
         assert!(c.quiescent_probes > 0, "seed {seed}: no quiescent probe");
-        assert!(
-            c.deletions_verified > 0 || c.accounts_closed > 0,
-            "seed {seed}"
-        );
+        // Whether one seed's requests overlapped is the OS's choice; over
+        // sixty seeds some must have.
+        raced += c.requests_raced;
+        quiescent += c.quiescent_probes;
+        verified += c.deletions_verified + c.recordings_verified_durable;
     }
+    assert!(raced > 0, "nothing raced in 60 seeds");
+    assert!(quiescent > 0 && verified > 0);
 }
 
 #[test]
