@@ -113,21 +113,31 @@ pub enum CanaryBreak {
     /// A sign-up or a message confirmation the store refused with 409 is
     /// answered 200, as if accepted (the clients' quirks must notice).
     RefusalsAccepted,
+    /// Every playback answer is kept (per caller and path) and served again,
+    /// deletions or not: a response cache that never evicts. Caught by
+    /// the real-threads harness's quiescent probes.
+    StaleAudio,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
 /// incarnations so that a once-per-run break stays once per run.
 pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
     let last_ingested = Arc::new(Mutex::new(None::<u64>));
+    let kept_audio = Arc::new(Mutex::new(KeptAudio::new()));
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
             let done = done.clone();
             let last_ingested = last_ingested.clone();
+            let kept_audio = kept_audio.clone();
             async move {
                 let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {
+                    return serve_kept_audio(request, next, &kept_audio).await;
+                }
                 let listing = method == http::Method::GET && path == "/v1/recordings";
                 if listing
                     && how != CanaryBreak::ForeignDeletion
+                    && how != CanaryBreak::StaleAudio
                     && !done.swap(true, Ordering::Relaxed)
                 {
                     if how == CanaryBreak::PanicInHandler {
@@ -163,6 +173,34 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             }
         },
     ))
+}
+
+/// Audio answers kept by the caller's credential and the path.
+type KeptAudio = std::collections::BTreeMap<String, bytes::Bytes>;
+
+/// Serve a kept answer if there is one; else ask the store and keep a 200.
+async fn serve_kept_audio(request: Request, next: Next, kept: &Mutex<KeptAudio>) -> Response {
+    let credential = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let key = format!("{credential}|{}", request.uri().path());
+    if let Some(bytes) = kept.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return ([(http::header::CONTENT_TYPE, "audio/wav")], bytes.clone()).into_response();
+    }
+    let response = next.run(request).await;
+    if response.status() != http::StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    kept.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, bytes.clone());
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// A 404 for a recording id below the highest one anybody was given turns

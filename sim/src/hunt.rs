@@ -33,6 +33,9 @@ pub fn default_scenario(bug: Bug) -> &'static str {
         Bug::RecycledAccountId => "recycled-identity",
         Bug::DuplicateRequestBypass => "gdpr-wrong-customer",
         Bug::WeakIdentity => "gdpr-wrong-customer",
+        // Races inside one request: only real threads interleave them.
+        Bug::StaleCacheFill => "threads",
+        Bug::CloseMissesLateUpload => "threads",
     }
 }
 

@@ -37,6 +37,7 @@ pub mod runner;
 pub mod scenario;
 pub mod seeds;
 pub mod shrink;
+pub mod threads;
 pub mod trace;
 pub mod vacuity;
 pub mod watermark;

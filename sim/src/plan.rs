@@ -122,6 +122,10 @@ pub struct Plan {
     /// Clients' quirks (none in plans saved before they existed).
     #[serde(default, skip_serializing_if = "Quirks::is_none")]
     pub quirks: Quirks,
+    /// The real-threads harness's workload, when the scenario runs under
+    /// it (then nothing above but the seed, the name and `planted` is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<crate::threads::ThreadsPlan>,
 }
 
 fn default_link_ttl_ms() -> u64 {
@@ -1007,7 +1011,23 @@ impl Plan {
             max_downloads,
             ticket_attempts,
             quirks: scenario.quirks.clone(),
+            threads: None,
         }
+        .with_threads(scenario, seed)
+    }
+
+    /// For a threads scenario: its workload, and no simulator plan.
+    fn with_threads(mut self, scenario: &Scenario, seed: u64) -> Plan {
+        if let (crate::scenario::Harness::Threads, Some(spec)) =
+            (scenario.harness, &scenario.threads)
+        {
+            self.threads = Some(crate::threads::ThreadsPlan::generate(spec, seed));
+            self.accounts.clear();
+            self.crashes.clear();
+            self.net_faults.clear();
+            self.agent = None;
+        }
+        self
     }
 
     /// How many actions of each kind the plan holds, for the seed banner.

@@ -43,6 +43,16 @@ pub struct Scenario {
     /// its first ones. Its vacuity and the probe gate judge it on those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seeds: Option<u64>,
+    /// Which harness runs the scenario: the deterministic simulator
+    /// (`sim`, the default) or real threads (`threads`, see
+    /// `sim/src/threads/`), where the seed fixes the workload and the
+    /// operating system the interleaving.
+    #[serde(default, skip_serializing_if = "Harness::is_sim")]
+    pub harness: Harness,
+    /// The real-threads harness's workload (read only when `harness =
+    /// "threads"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<crate::threads::ThreadsSpec>,
     #[serde(default)]
     pub world: WorldSpec,
     #[serde(default)]
@@ -65,6 +75,24 @@ pub struct Scenario {
     /// Clients' quirks (`workload/quirks.rs`), chances per thousand.
     #[serde(default)]
     pub quirks: crate::plan::Quirks,
+}
+
+/// The harness a scenario runs under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Harness {
+    /// The deterministic turmoil simulator: same seed, same trace.
+    #[default]
+    Sim,
+    /// The same services on a multi-thread runtime under real parallelism:
+    /// the seed fixes the workload, the operating system the interleaving.
+    Threads,
+}
+
+impl Harness {
+    pub fn is_sim(&self) -> bool {
+        *self == Harness::Sim
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -538,6 +566,16 @@ impl Scenario {
         at_most("world.accounts", w.accounts.1, MAX_ACCOUNTS)?;
         if self.max_seeds == Some(0) {
             return Err(invalid("max_seeds: at least 1"));
+        }
+        match (self.harness, &self.threads) {
+            (Harness::Threads, Some(spec)) => spec.validate().map_err(invalid)?,
+            (Harness::Threads, None) => {
+                return Err(invalid("harness = \"threads\" needs a [threads] section"));
+            }
+            (Harness::Sim, Some(_)) => {
+                return Err(invalid("a [threads] section needs harness = \"threads\""));
+            }
+            (Harness::Sim, None) => {}
         }
         w.household_size.validate("world.household_size")?;
         let household = (w.household_size.0, w.household_size.1);

@@ -249,6 +249,43 @@ const RULES: &[Rule] = &[
     ),
 ];
 
+/// The rules of a threads scenario (`harness = "threads"`): none of the
+/// simulator's features run there, and these must.
+const THREAD_RULES: &[Rule] = &[
+    Rule {
+        label: "recordings delivered",
+        enabled: |_| true,
+        controls: &["recordings_delivered"],
+        min_seeds: 1,
+    },
+    // Judged over the scenario's seeds together: the OS decides whether a
+    // single seed's requests happened to overlap.
+    rule(
+        "requests raced a deletion of the same recording (real threads)",
+        |_| true,
+        &["requests_raced"],
+    ),
+    rule(
+        "quiescent probes, deletions verified gone, recordings found again",
+        |_| true,
+        &[
+            "quiescent_probes",
+            "deletions_verified",
+            "recordings_verified_durable",
+        ],
+    ),
+    rule(
+        "speakers sold while their uploads were in flight",
+        |s| s.threads.as_ref().is_some_and(|t| t.transfer_per_mille > 0),
+        &["devices_transferred"],
+    ),
+    rule(
+        "accounts closed while uploads were in flight",
+        |s| s.threads.as_ref().is_some_and(|t| t.close_per_mille > 0),
+        &["accounts_closed"],
+    ),
+];
+
 /// The numeric fields of `controls`, by name; the curious user's attempts
 /// (`probes`, by kind) as `refused: <kind>` (every core kind present, zero
 /// when never refused).
@@ -307,7 +344,11 @@ pub fn missing_controls(
     seeds: u64,
     counts: &ControlCounts,
 ) -> Vec<&'static str> {
-    RULES
+    let rules = match scenario.harness {
+        crate::scenario::Harness::Sim => RULES,
+        crate::scenario::Harness::Threads => THREAD_RULES,
+    };
+    rules
         .iter()
         .filter(|r| seeds >= r.min_seeds.min(full_check_seeds(scenario)) && (r.enabled)(scenario))
         .filter(|r| {

@@ -163,13 +163,9 @@ pub fn run_plan(plan: &Plan) -> RunOutcome {
     run_plan_with(plan, &Wrappers::default())
 }
 
-/// Execute `plan` with `wrappers` in front of the services, and judge it.
-pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
-    let seed = plan.seed;
-    // The services count their code probes on this thread, where the whole
-    // simulation runs.
-    crosstalk_service::probes::reset();
-    // Bugs of the planted catalogue the services run with (none normally).
+/// The bugs of the planted catalogue `plan` names (none normally), and
+/// why any cannot be planted.
+pub(crate) fn planted_bugs(plan: &Plan) -> (Planted, Vec<String>) {
     let mut plant_errors = Vec::new();
     let mut bugs = Vec::new();
     for name in &plan.planted {
@@ -184,7 +180,20 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             plan.planted.join(", ")
         ));
     }
-    let planted = Planted::of(bugs);
+    (Planted::of(bugs), plant_errors)
+}
+
+/// Execute `plan` with `wrappers` in front of the services, and judge it.
+pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
+    if let Some(threads) = &plan.threads {
+        // A threads scenario runs under real parallelism, not in turmoil.
+        return crate::threads::run(plan, threads);
+    }
+    let seed = plan.seed;
+    // The services count their code probes on this thread, where the whole
+    // simulation runs.
+    crosstalk_service::probes::reset();
+    let (planted, plant_errors) = planted_bugs(plan);
     // Panics inside the services become violations of this run.
     let collecting_panics = crate::check::panics::collect();
     let emails = plan.accounts.iter().map(|a| a.email.clone()).collect();

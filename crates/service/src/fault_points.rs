@@ -8,12 +8,25 @@
 //! `fault-points` feature (the simulator and the fuzz targets turn it on),
 //! [`fires`] is `false` whatever is injected, so in a production build a
 //! fault point costs a constant branch.
+//!
+//! The same injected object also marks *interleave points*: places between
+//! two steps of one request that another request on another thread may
+//! race (a database read and the cache fill after it, the two transactions
+//! of an account closing). [`interleave`] does nothing in production and in
+//! the single-threaded simulator; the real-threads harness
+//! (`sim/src/threads/`) implements [`FaultPoints::interleave`] to yield the
+//! thread or sleep a few microseconds there, so that the operating system
+//! interleaves racing requests at exactly the steps that matter.
 
 use std::sync::Arc;
 
 /// Decides, at each named point, whether the fault fires this time.
 pub trait FaultPoints: Send + Sync + 'static {
     fn fire(&self, point: &'static str) -> bool;
+
+    /// Called at the interleave point `point`; may yield or sleep the
+    /// thread to widen a race window. Does nothing unless overridden.
+    fn interleave(&self, _point: &'static str) {}
 }
 
 /// Never fires: the production choice.
@@ -29,6 +42,17 @@ impl FaultPoints for NoFaults {
 /// No fault points (the default of every service).
 pub fn none() -> Arc<dyn FaultPoints> {
     Arc::new(NoFaults)
+}
+
+/// Interleave point `point`: let the injected object yield or pause the
+/// thread here. Compiled to nothing unless built with the `fault-points`
+/// feature.
+#[inline]
+pub fn interleave(points: &dyn FaultPoints, point: &'static str) {
+    #[cfg(feature = "fault-points")]
+    points.interleave(point);
+    #[cfg(not(feature = "fault-points"))]
+    let _ = (points, point);
 }
 
 /// Whether the fault at `point` fires. Always `false` unless built with the

@@ -33,6 +33,12 @@ impl Injected {
         fault_points::fires(&*self.faults, point)
     }
 
+    /// Interleave point `point`: the injected object may yield or pause the
+    /// thread here (see [`fault_points::interleave`]).
+    pub fn interleave(&self, point: &'static str) {
+        fault_points::interleave(&*self.faults, point)
+    }
+
     /// Whether `bug` is planted (see [`Planted::on`]).
     pub fn on(&self, bug: Bug) -> bool {
         self.planted.on(bug)

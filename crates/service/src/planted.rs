@@ -31,10 +31,12 @@ pub enum Bug {
     RecycledAccountId,
     DuplicateRequestBypass,
     WeakIdentity,
+    StaleCacheFill,
+    CloseMissesLateUpload,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 16] = [
         Bug::AgentFreeRecipient,
         Bug::PoolCancelDesync,
         Bug::FingerprintCache,
@@ -49,6 +51,8 @@ impl Bug {
         Bug::RecycledAccountId,
         Bug::DuplicateRequestBypass,
         Bug::WeakIdentity,
+        Bug::StaleCacheFill,
+        Bug::CloseMissesLateUpload,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +71,8 @@ impl Bug {
             Bug::RecycledAccountId => "recycled-account-id",
             Bug::DuplicateRequestBypass => "duplicate-request-bypass",
             Bug::WeakIdentity => "weak-identity",
+            Bug::StaleCacheFill => "stale-cache-fill",
+            Bug::CloseMissesLateUpload => "close-misses-late-upload",
         }
     }
 
@@ -87,6 +93,8 @@ impl Bug {
             Bug::RecycledAccountId => "Yahoo 2013",
             Bug::DuplicateRequestBypass => "fides GHSA-qx5f-ghc2-7g5c",
             Bug::WeakIdentity => "Pavur 2019, Honan 2012",
+            Bug::StaleCacheFill => "Steam 2015, Wyze 2024",
+            Bug::CloseMissesLateUpload => "Twitter 2019, Instagram 2020",
         }
     }
 
@@ -115,6 +123,12 @@ impl Bug {
             Bug::RecycledAccountId => "closed account ids are reused; old data follows",
             Bug::DuplicateRequestBypass => "a duplicate DSAR skips identity verification",
             Bug::WeakIdentity => "the agent accepts knowable facts as proof of identity",
+            Bug::StaleCacheFill => {
+                "a cache fill that read before a deletion on another thread puts the deleted audio back"
+            }
+            Bug::CloseMissesLateUpload => {
+                "closing an account forgets the uploads that landed between its two transactions"
+            }
         }
     }
 
@@ -193,7 +207,7 @@ mod tests {
         let mut names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 16);
         assert!(
             "no-such-bug"
                 .parse::<Bug>()

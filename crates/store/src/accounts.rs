@@ -175,6 +175,8 @@ impl Store {
     /// will get a new id: ids are never reused).
     pub fn close_account(&self, account: AccountId) -> Result<Vec<RecordingId>, ApiError> {
         let deleted = self.delete(account, DeleteSelection::All)?;
+        // An upload on another thread may land between the two transactions.
+        self.injected.interleave("store.close.between_transactions");
         let now = self.clock.now_ms();
         let txn = self.db.begin_write().map_err(internal)?;
         {
@@ -211,6 +213,10 @@ impl Store {
                 .map_err(internal)?
             {
                 late.push(entry.map_err(internal)?.0.value().1);
+            }
+            if self.injected.on(Bug::CloseMissesLateUpload) {
+                // close-misses-late-upload (Twitter 2019, Instagram 2020): "the first delete got them all".
+                late.clear();
             }
             for id in late {
                 index.remove((account.0, id)).map_err(internal)?;

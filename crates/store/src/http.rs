@@ -455,6 +455,13 @@ async fn own_audio(
     }
     let generation = store.response_cache.generation();
     let audio = store.audio(account, RecordingId(id))?;
+    store.injected.interleave("store.response.before_fill");
+    let generation = if store.injected.on(Bug::StaleCacheFill) {
+        // stale-cache-fill (Steam 2015, Wyze 2024): "read the generation when the entry goes in".
+        store.response_cache.generation()
+    } else {
+        generation
+    };
     store
         .response_cache
         .insert(generation, key, account, RecordingId(id), &audio);

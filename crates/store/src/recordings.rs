@@ -134,6 +134,8 @@ impl Store {
         let digest = sha256_hex(&upload.audio);
         let owner = self.capture_owner(device, upload.ownership_epoch)?;
         let print = crate::media::fingerprint(&upload.audio);
+        // The owner's account may close on another thread here.
+        self.injected.interleave("store.ingest.before_write");
         let txn = self.db.begin_write().map_err(internal)?;
         capture_owner_open(&txn, owner)?;
         let id = {
@@ -376,6 +378,15 @@ impl Store {
             .ok_or_else(|| ApiError::internal("recording without audio"))?
             .value()
             .to_vec();
+        // A deletion on another thread may commit here (the race the
+        // generation check exists for).
+        self.injected.interleave("store.audio.before_fill");
+        let generation = if self.injected.on(Bug::StaleCacheFill) {
+            // stale-cache-fill (Steam 2015, Wyze 2024): "read the generation when the entry goes in".
+            self.playback_cache.generation()
+        } else {
+            generation
+        };
         self.playback_cache
             .insert(generation, key, account, id, &bytes);
         Ok(bytes)

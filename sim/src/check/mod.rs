@@ -17,6 +17,7 @@ pub mod limits;
 pub mod lockout;
 mod observations;
 pub mod panics;
+mod races;
 pub mod recycled;
 pub mod replies;
 mod steps;
@@ -258,6 +259,15 @@ pub struct Controls {
     /// Refusals ("no such thing") of one's own things judged against what
     /// the simulator did (`check/claims.rs`).
     pub refusals_of_own_things_judged: u64,
+    // The next two are fed by `races.rs`, which only the real-threads
+    // harness calls: left out of a summary while zero.
+    /// Requests about a recording answered while a deletion of it was in
+    /// flight (real threads; either answer allowed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub requests_raced: u64,
+    /// Probes of every claim sent after every writer stopped (real threads).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quiescent_probes: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -338,6 +348,8 @@ impl Controls {
         self.error_bodies_judged += other.error_bodies_judged;
         self.error_bodies_malformed += other.error_bodies_malformed;
         self.links_delivered_judged += other.links_delivered_judged;
+        self.requests_raced += other.requests_raced;
+        self.quiescent_probes += other.quiescent_probes;
     }
 }
 

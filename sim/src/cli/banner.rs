@@ -6,6 +6,9 @@ use crate::plan::Plan;
 
 /// The seed banner: the seed and everything it derived.
 pub fn banner(plan: &Plan) -> String {
+    if let Some(threads) = &plan.threads {
+        return threads_banner(plan, threads);
+    }
     let devices: u64 = plan.accounts.iter().map(|a| a.devices as u64).sum();
     let actions: Vec<String> = plan
         .action_counts()
@@ -64,4 +67,19 @@ fn crashes(plan: &Plan) -> String {
     } else {
         format!("; crashes: {}", crashes.join(" "))
     }
+}
+
+/// The banner of a threads seed: its workload (the OS decides the rest).
+fn threads_banner(plan: &Plan, threads: &crate::threads::ThreadsPlan) -> String {
+    let planted = if plan.planted.is_empty() {
+        String::new()
+    } else {
+        format!("; PLANTED BUGS: {}", plan.planted.join(", "))
+    };
+    format!(
+        "seed {} [{}]: {}{planted}",
+        plan.seed,
+        plan.scenario,
+        threads.describe()
+    )
 }

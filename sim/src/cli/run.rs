@@ -128,6 +128,11 @@ fn print_header(prepared: &Prepared, check_determinism: bool, jobs: usize) {
             "off"
         },
     );
+    if check_determinism && prepared.scenarios.iter().any(|s| !s.harness.is_sim()) {
+        println!(
+            "  (threads scenarios run under real parallelism: their check compares only the plan hash, not what happened)"
+        );
+    }
 }
 
 /// One seed of a scenario: its plan and its guarded runs.
@@ -261,7 +266,14 @@ impl<'a> SeedReporter<'a> {
             if !nondeterministic {
                 self.totals.passed += 1;
             }
-            if !self.args.quiet {
+            if !self.args.quiet && plan.threads.is_some() {
+                println!(
+                    "  ok: plan {} ({} racing operations; real threads: the interleaving is the OS's, no trace to compare), {} SUT requests",
+                    &outcome.trace_hash[..16],
+                    outcome.trace_events,
+                    outcome.sut_requests
+                );
+            } else if !self.args.quiet {
                 println!(
                     "  ok: trace {} ({} events), {:.1} simulated s, {} SUT requests",
                     &outcome.trace_hash[..16],

@@ -60,6 +60,12 @@ pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
     for line in lines {
         println!("{line}");
     }
+    if c.requests_raced > 0 || c.quiescent_probes > 0 {
+        println!(
+            "real threads: playbacks that raced a deletion of the same recording {}, quiescent probes {} (the seed fixes the workload, the OS the interleaving)",
+            c.requests_raced, c.quiescent_probes
+        );
+    }
     println!("{}", c.probe_summary());
     println!("{}", speed_line(totals, wall_seconds));
 }
