@@ -554,6 +554,7 @@ impl Person {
                 pending.captured_at_ms,
                 pending.body.clone(),
             );
+            let sent_ms = sim_now_ms();
             // A device tries once; on failure it keeps the capture and goes
             // "offline" until its next chance (the next action, the final flush).
             let sent = self.call_with_attempts(
@@ -578,6 +579,8 @@ impl Person {
                     }
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
+                    self.oracle()
+                        .on_upload_accepted(nonce, sent_ms, sim_now_ms());
                     let deleted = self.oracle().recording_deleted(id);
                     if speaker == self.principal {
                         self.world
@@ -604,6 +607,7 @@ impl Person {
                     // The account that owned the device then is closed; the
                     // capture has no one to belong to.
                     self.devices[device].buffer.pop_front();
+                    self.oracle().on_upload_refused_owner_closed(nonce);
                 }
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
                     // The device's credentials were replaced (a sale or a
@@ -764,6 +768,7 @@ impl Person {
             }
         }
         self.audit_orders().await?;
+        self.audit_contacts().await?;
         // Whatever reached the account's feed and inbox by the end is
         // judged too.
         self.read_notifications().await?;
