@@ -114,3 +114,68 @@ impl Oracle {
         self.violate(Invariant::Exactness, at_ms, None, Some(principal), detail);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::EPOCH_MS;
+    use crate::watermark::WatermarkKey;
+    use crosstalk_model::api::ExportState;
+
+    /// Person 0 with utterance 1 acknowledged at 100 ms and utterance 2
+    /// whose upload began at 300 ms (acknowledged at 320 ms).
+    fn oracle() -> Oracle {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        o.utterance_started(1, 0, 1, 90);
+        o.utterance_acked(1, 11, 100);
+        o.utterance_started(2, 0, 1, 300);
+        o.utterance_acked(2, 12, 320);
+        o
+    }
+
+    fn archive(audio: &[u64], snapshot_ms: u64) -> ArchiveContents {
+        ArchiveContents {
+            audio: audio.to_vec(),
+            snapshot_at_ms: Some(EPOCH_MS + snapshot_ms),
+            ..ArchiveContents::default()
+        }
+    }
+
+    #[test]
+    fn an_archive_is_exact_for_the_snapshot_it_claims() {
+        let mut o = oracle();
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 200), 500, 600);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 400), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        // Stamped later than what it holds: utterance 2 was acknowledged by then.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert_eq!(o.violations.len(), 1);
+        // Holds an upload begun after the snapshot it claims.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 200), 500, 600);
+        assert_eq!(o.violations.len(), 2);
+        // A snapshot claimed after the archive was seen ready.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 700), 500, 800);
+        assert_eq!(o.violations.len(), 3);
+        assert!(o.violations.iter().all(|v| v.invariant == Invariant::Exactness));
+        assert_eq!(o.controls.snapshot_claims_judged, 5);
+    }
+
+    #[test]
+    fn a_deletion_racing_the_build_excuses_either_way() {
+        let mut o = oracle();
+        o.deletion_started(2, 450);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+    }
+
+    #[test]
+    fn a_request_joins_only_a_pending_export() {
+        let mut o = oracle();
+        o.on_export_request_joined(0, 3, ExportState::Pending, 10);
+        assert!(o.violations.is_empty());
+        o.on_export_request_joined(0, 3, ExportState::Ready, 20);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::Exactness);
+        assert_eq!(o.controls.duplicate_requests_joined, 2);
+    }
+}
