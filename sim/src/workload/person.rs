@@ -768,11 +768,12 @@ impl Person {
             }
         }
         self.audit_orders().await?;
-        self.audit_contacts().await?;
         // Whatever reached the account's feed and inbox by the end is
         // judged too.
         self.read_notifications().await?;
-        self.read_inbox(0).await
+        self.read_inbox(0).await?;
+        // Last, so that it shifts nothing before it: the contact list.
+        self.audit_contacts().await
     }
 
     /// Every order must come from this principal's own capture, and none
