@@ -11,6 +11,7 @@ pub mod claims;
 mod closed;
 mod contacts;
 pub mod contract;
+mod deadlines;
 pub mod driver;
 pub mod entries;
 mod events;
@@ -267,6 +268,8 @@ pub struct Controls {
     /// with 410 (`check/closed.rs`).
     pub uploads_for_closed_accounts_judged: u64,
     pub uploads_refused_owner_closed: u64,
+    /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
+    pub second_extensions_judged: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -330,6 +333,7 @@ impl Controls {
         self.contact_lists_judged += other.contact_lists_judged;
         self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
         self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
+        self.second_extensions_judged += other.second_extensions_judged;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
