@@ -156,7 +156,11 @@ mod tests {
         // A snapshot claimed after the archive was seen ready.
         o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 700), 500, 800);
         assert_eq!(o.violations.len(), 3);
-        assert!(o.violations.iter().all(|v| v.invariant == Invariant::Exactness));
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::Exactness)
+        );
         assert_eq!(o.controls.snapshot_claims_judged, 5);
     }
 
