@@ -8,7 +8,10 @@
 
 pub mod adversary;
 pub mod claims;
+mod closed;
+mod contacts;
 pub mod contract;
+mod deadlines;
 pub mod driver;
 pub mod entries;
 mod events;
@@ -20,6 +23,7 @@ pub mod panics;
 mod races;
 pub mod recycled;
 pub mod replies;
+mod snapshot;
 mod steps;
 #[cfg(test)]
 mod verdict_tests;
@@ -268,6 +272,17 @@ pub struct Controls {
     /// Probes of every claim sent after every writer stopped (real threads).
     #[serde(skip_serializing_if = "is_zero")]
     pub quiescent_probes: u64,
+    /// Archives whose manifest's snapshot claim was judged against ground
+    /// truth (`check/snapshot.rs`).
+    pub snapshot_claims_judged: u64,
+    /// Contact lists read back and judged (`check/contacts.rs`).
+    pub contact_lists_judged: u64,
+    /// Uploads of a closed account's captures judged, and those refused
+    /// with 410 (`check/closed.rs`).
+    pub uploads_for_closed_accounts_judged: u64,
+    pub uploads_refused_owner_closed: u64,
+    /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
+    pub second_extensions_judged: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -328,6 +343,11 @@ impl Controls {
         self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
         self.archive_entries_judged_whole += other.archive_entries_judged_whole;
         self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
+        self.snapshot_claims_judged += other.snapshot_claims_judged;
+        self.contact_lists_judged += other.contact_lists_judged;
+        self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
+        self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
+        self.second_extensions_judged += other.second_extensions_judged;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -434,8 +454,8 @@ pub struct Oracle {
     claims: claims::ClaimsLedger,
     /// The ticket lockout's limit and the wrong codes surely counted.
     lockout: lockout::LockoutLedger,
-    /// Principal -> when closing their account was acknowledged.
-    closed_at: BTreeMap<usize, u64>,
+    /// When each principal's account closing was acknowledged.
+    closed: closed::ClosedLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -467,6 +487,8 @@ pub struct ArchiveContents {
     pub unnamed_files: Vec<String>,
     /// The archive has no `manifest.json` in the contract's format.
     pub manifest_missing: bool,
+    /// The snapshot time the manifest claims, when there is a manifest.
+    pub snapshot_at_ms: Option<u64>,
 }
 
 impl Oracle {
@@ -490,7 +512,7 @@ impl Oracle {
             limits: limits::LimitsLedger::default(),
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
-            closed_at: BTreeMap::new(),
+            closed: closed::ClosedLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -618,7 +640,7 @@ impl Oracle {
     /// everything they had.
     pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
         self.controls.accounts_closed += 1;
-        self.note_closed(principal, at_ms);
+        self.closed.note(principal, at_ms);
         let owned: Vec<u64> = self.owned_by(principal).map(|(n, _)| *n).collect();
         for nonce in owned {
             self.deletion_acked(nonce, at_ms);
@@ -1015,6 +1037,7 @@ impl Oracle {
         );
 
         self.judge_entries_whole(subject, channel, contents, at_ms);
+        self.judge_snapshot_claim(subject, channel, contents, ready_seen_ms, at_ms);
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
             if !seen.insert(nonce) {
@@ -1138,6 +1161,7 @@ impl Oracle {
         }
         match manifest {
             Some(manifest) => {
+                contents.snapshot_at_ms = Some(manifest.snapshot_at_ms);
                 (contents.entries, contents.unnamed_files) =
                     entries::entry_views(self, &manifest, &files);
             }

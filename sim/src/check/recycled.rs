@@ -31,19 +31,14 @@ pub struct LateConfirmation {
 }
 
 impl Oracle {
-    /// `principal`'s account closing was acknowledged at `at_ms`.
-    pub(super) fn note_closed(&mut self, principal: usize, at_ms: u64) {
-        self.closed_at.entry(principal).or_insert(at_ms);
-    }
-
     /// Judge a confirmation sent after the recipient's address changed
     /// hands. Before the close was acknowledged the recipient may still be
     /// open: a delivery then is to them, rightly.
     pub fn on_late_confirmation(&mut self, c: LateConfirmation) {
         let closed_before = self
-            .closed_at
-            .get(&c.recipient)
-            .is_some_and(|&closed| closed <= c.sent_ms);
+            .closed
+            .closed_at(c.recipient)
+            .is_some_and(|closed| closed <= c.sent_ms);
         if !closed_before {
             if c.status == StatusCode::OK {
                 self.message_confirmed(c.nonce, c.recipient, c.at_ms);

@@ -184,7 +184,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
 }
 
 /// The API contract and the support agent.
-fn contract_lines(c: &Controls) -> [String; 2] {
+fn contract_lines(c: &Controls) -> [String; 3] {
     [
         format!(
             "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
@@ -202,6 +202,14 @@ fn contract_lines(c: &Controls) -> [String; 2] {
             c.agent_errors_injected,
             c.manual_verifications_refused,
             c.archive_attachments_refused,
+        ),
+        format!(
+            "claims read back: archive snapshot claims judged {}, contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {}), second deadline extensions judged {}",
+            c.snapshot_claims_judged,
+            c.contact_lists_judged,
+            c.uploads_for_closed_accounts_judged,
+            c.uploads_refused_owner_closed,
+            c.second_extensions_judged,
         ),
     ]
 }

@@ -220,8 +220,14 @@ impl Person {
             // A duplicate of an earlier request of ours whose answer was
             // lost: judge isolation fully, exactness only for what is sure.
             StatusCode::OK => {
-                self.oracle().on(Event::ExportJoined);
-                (parse::<ExportStatus>(&response)?, 0)
+                let joined = parse::<ExportStatus>(&response)?;
+                self.oracle().on_export_request_joined(
+                    self.principal,
+                    joined.export_id.0,
+                    joined.state,
+                    sim_now_ms(),
+                );
+                (joined, 0)
             }
             other => {
                 return Err(CallError::Unexpected(format!(
@@ -282,7 +288,12 @@ impl Person {
                         joined.export_id.0
                     )));
                 }
-                self.oracle().on(Event::ExportJoined);
+                self.oracle().on_export_request_joined(
+                    self.principal,
+                    joined.export_id.0,
+                    joined.state,
+                    sim_now_ms(),
+                );
                 Ok(None)
             }
             StatusCode::ACCEPTED => {

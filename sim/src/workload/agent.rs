@@ -15,7 +15,7 @@ use crate::plan::AgentPlan;
 use bytes::Bytes;
 use crosstalk_model::ExportId;
 use crosstalk_model::api::{
-    AgentTicketView, ManualVerificationRequest, ResendLinkRequest, TicketState,
+    AgentTicketView, ExtendRequest, ManualVerificationRequest, ResendLinkRequest, TicketState,
 };
 use crosstalk_service::{HttpClient, HttpResponse, Spawner};
 use http::{Method, StatusCode, header};
@@ -223,6 +223,9 @@ impl Agent {
                         }
                     }
                     self.resend(target, attach).await;
+                    if let Some(export) = ticket.export_id {
+                        self.extend_twice(export).await;
+                    }
                     if self.chance(self.plan.duplicate_per_mille) {
                         self.error("sends it twice");
                         self.resend(target, attach).await;
@@ -232,6 +235,28 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+impl Agent {
+    /// Extend the deadline of a verified ticket's export (a complex
+    /// request), clicking twice: the second must be refused.
+    async fn extend_twice(&self, export_id: ExportId) {
+        let path = format!("/v1/agent/exports/{}/extend", export_id.0);
+        let Ok(body) = to_json(&ExtendRequest {
+            reason: "the request covers several devices".to_string(),
+        }) else {
+            return;
+        };
+        let first = self.call(Method::POST, &path, Some(body.clone())).await;
+        self.error("extends the deadline twice");
+        let second = self.call(Method::POST, &path, Some(body)).await;
+        self.world.oracle.borrow_mut().on_deadline_extended_twice(
+            export_id.0,
+            first.map(|r| r.status().as_u16()),
+            second.map(|r| r.status().as_u16()),
+            sim_now_ms(),
+        );
     }
 }
 

@@ -20,6 +20,7 @@
 mod actions;
 mod adversary;
 mod agent;
+mod contacts;
 mod limits;
 mod lockout;
 mod person;

@@ -557,6 +557,7 @@ impl Person {
                 pending.captured_at_ms,
                 pending.body.clone(),
             );
+            let sent_ms = sim_now_ms();
             // A device tries once; on failure it keeps the capture and goes
             // "offline" until its next chance (the next action, the final flush).
             let sent = self.call_with_attempts(
@@ -581,6 +582,8 @@ impl Person {
                     }
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
+                    self.oracle()
+                        .on_upload_accepted(nonce, sent_ms, sim_now_ms());
                     let deleted = self.oracle().recording_deleted(id);
                     if speaker == self.principal {
                         self.world
@@ -607,6 +610,7 @@ impl Person {
                     // The account that owned the device then is closed; the
                     // capture has no one to belong to.
                     self.devices[device].buffer.pop_front();
+                    self.oracle().on_upload_refused_owner_closed(nonce);
                 }
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
                     // The device's credentials were replaced (a sale or a
@@ -770,7 +774,9 @@ impl Person {
         // Whatever reached the account's feed and inbox by the end is
         // judged too.
         self.read_notifications().await?;
-        self.read_inbox(0).await
+        self.read_inbox(0).await?;
+        // Last, so that it shifts nothing before it: the contact list.
+        self.audit_contacts().await
     }
 
     /// Every order must come from this principal's own capture, and none

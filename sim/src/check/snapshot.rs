@@ -1,0 +1,185 @@
+//! An archive is exact for the snapshot it claims.
+//!
+//! Every archive's manifest names its snapshot time (`snapshot_at_ms`). The
+//! oracle does not take that time as the truth about which recordings the
+//! archive should hold (that stays `check_archive`'s window, from the
+//! client's own request and ready times); it holds the claim to account.
+//! A recording whose upload the subject's device saw acknowledged at or
+//! before the claimed snapshot reached the store before it, so the archive
+//! must hold it unless a deletion of it had started by the time the archive
+//! was seen ready; a recording whose first upload attempt began after the
+//! claimed snapshot cannot have reached the store by then, so the archive
+//! must not hold it. A snapshot claimed after the archive was seen ready is
+//! impossible. Both services and every client share the simulated clock
+//! (the services see it from the simulated epoch, `net::EPOCH_MS`), so the
+//! times compare exactly.
+
+use super::{ArchiveContents, Invariant, Oracle, Utterance};
+use std::collections::BTreeSet;
+
+impl Oracle {
+    /// Judge `contents` (downloaded by `subject` on `channel`, its export
+    /// seen ready at `ready_seen_ms`) against its manifest's snapshot claim.
+    pub(super) fn judge_snapshot_claim(
+        &mut self,
+        subject: usize,
+        channel: &str,
+        contents: &ArchiveContents,
+        ready_seen_ms: u64,
+        at_ms: u64,
+    ) {
+        // The services' clock is the simulated epoch plus simulated time.
+        let Some(claimed) = contents
+            .snapshot_at_ms
+            .and_then(|at| at.checked_sub(crate::net::EPOCH_MS))
+        else {
+            return;
+        };
+        self.controls.snapshot_claims_judged += 1;
+        if claimed > ready_seen_ms {
+            let detail = format!(
+                "{channel}: the manifest claims a snapshot at {claimed} ms, after the export was seen ready at {ready_seen_ms} ms"
+            );
+            self.violate(Invariant::Exactness, at_ms, None, Some(subject), detail);
+            return;
+        }
+        let present: BTreeSet<u64> = contents.audio.iter().copied().collect();
+        let owned: Vec<(u64, Utterance)> = self
+            .owned_by(subject)
+            .map(|(n, u)| (*n, u.clone()))
+            .collect();
+        for (nonce, u) in owned {
+            let why = match claim_on(&u, claimed, ready_seen_ms) {
+                Some(true) if !present.contains(&nonce) => {
+                    "missing, though its upload was acknowledged by then"
+                }
+                Some(false) if present.contains(&nonce) => {
+                    "present, though its upload began only after it"
+                }
+                _ => continue,
+            };
+            let detail = format!(
+                "{}; {channel} claims a snapshot at {claimed} ms and has it {why}",
+                self.provenance(nonce, &u)
+            );
+            self.violate(
+                Invariant::Exactness,
+                at_ms,
+                Some(nonce),
+                Some(subject),
+                detail,
+            );
+        }
+    }
+}
+
+/// What a snapshot at `claimed` says of `u`: `Some(true)` it must be in
+/// the archive, `Some(false)` it must not, `None` either way (a deletion of
+/// it raced the build, or its upload raced the snapshot).
+fn claim_on(u: &Utterance, claimed: u64, ready_seen_ms: u64) -> Option<bool> {
+    if u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms) {
+        return None;
+    }
+    if u.acked_ms.is_some_and(|ack| ack <= claimed) {
+        Some(true)
+    } else if u.upload_started_ms > claimed {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+impl Oracle {
+    /// `principal`'s export request was answered 200 at `at_ms`: joined to
+    /// export `export_id`, shown in `state`. The contract joins a request
+    /// only to an export still being built (pending), whose snapshot is yet
+    /// to come or under way; an export already ready (or failed) would hand
+    /// a new request an old snapshot, so the request must have started a
+    /// new export instead (202).
+    pub fn on_export_request_joined(
+        &mut self,
+        principal: usize,
+        export_id: u64,
+        state: crosstalk_model::api::ExportState,
+        at_ms: u64,
+    ) {
+        self.controls.duplicate_requests_joined += 1;
+        if state == crosstalk_model::api::ExportState::Pending {
+            return;
+        }
+        let detail = format!(
+            "{}'s new export request was joined to exp-{export_id}, already {state:?}: an old snapshot for a new request",
+            self.who(principal)
+        );
+        self.violate(Invariant::Exactness, at_ms, None, Some(principal), detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::EPOCH_MS;
+    use crate::watermark::WatermarkKey;
+    use crosstalk_model::api::ExportState;
+
+    /// Person 0 with utterance 1 acknowledged at 100 ms and utterance 2
+    /// whose upload began at 300 ms (acknowledged at 320 ms).
+    fn oracle() -> Oracle {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        o.utterance_started(1, 0, 1, 90);
+        o.utterance_acked(1, 11, 100);
+        o.utterance_started(2, 0, 1, 300);
+        o.utterance_acked(2, 12, 320);
+        o
+    }
+
+    fn archive(audio: &[u64], snapshot_ms: u64) -> ArchiveContents {
+        ArchiveContents {
+            audio: audio.to_vec(),
+            snapshot_at_ms: Some(EPOCH_MS + snapshot_ms),
+            ..ArchiveContents::default()
+        }
+    }
+
+    #[test]
+    fn an_archive_is_exact_for_the_snapshot_it_claims() {
+        let mut o = oracle();
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 200), 500, 600);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 400), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        // Stamped later than what it holds: utterance 2 was acknowledged by then.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert_eq!(o.violations.len(), 1);
+        // Holds an upload begun after the snapshot it claims.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 200), 500, 600);
+        assert_eq!(o.violations.len(), 2);
+        // A snapshot claimed after the archive was seen ready.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 700), 500, 800);
+        assert_eq!(o.violations.len(), 3);
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::Exactness)
+        );
+        assert_eq!(o.controls.snapshot_claims_judged, 5);
+    }
+
+    #[test]
+    fn a_deletion_racing_the_build_excuses_either_way() {
+        let mut o = oracle();
+        o.deletion_started(2, 450);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+    }
+
+    #[test]
+    fn a_request_joins_only_a_pending_export() {
+        let mut o = oracle();
+        o.on_export_request_joined(0, 3, ExportState::Pending, 10);
+        assert!(o.violations.is_empty());
+        o.on_export_request_joined(0, 3, ExportState::Ready, 20);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::Exactness);
+        assert_eq!(o.controls.duplicate_requests_joined, 2);
+    }
+}
