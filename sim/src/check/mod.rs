@@ -24,6 +24,7 @@ mod races;
 pub mod recycled;
 pub mod replies;
 mod snapshot;
+pub use snapshot::ServiceClock;
 mod steps;
 #[cfg(test)]
 mod verdict_tests;
@@ -454,6 +455,8 @@ pub struct Oracle {
     claims: claims::ClaimsLedger,
     /// The ticket lockout's limit and the wrong codes surely counted.
     lockout: lockout::LockoutLedger,
+    /// How the services' clock reads in this oracle's times.
+    service_clock: snapshot::ServiceClock,
     /// When each principal's account closing was acknowledged.
     closed: closed::ClosedLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
@@ -512,6 +515,7 @@ impl Oracle {
             limits: limits::LimitsLedger::default(),
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
+            service_clock: snapshot::ServiceClock::default(),
             closed: closed::ClosedLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),

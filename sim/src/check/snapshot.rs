@@ -17,7 +17,43 @@
 use super::{ArchiveContents, Invariant, Oracle, Utterance};
 use std::collections::BTreeSet;
 
+/// How a service's clock reads in the oracle's times: a service millisecond
+/// `t` is the oracle's `(t - epoch_ms) * per_ms` up to `per_ms - 1` later.
+/// The simulator's services count from the simulated epoch in the
+/// simulator's milliseconds (`per_ms` 1); a fuzz driver that orders many
+/// observations within one service millisecond gives each its own oracle
+/// time (`per_ms` > 1), so a claim names a span, not an instant.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceClock {
+    pub epoch_ms: u64,
+    pub per_ms: u64,
+}
+
+impl Default for ServiceClock {
+    fn default() -> Self {
+        Self {
+            epoch_ms: crate::net::EPOCH_MS,
+            per_ms: 1,
+        }
+    }
+}
+
+impl ServiceClock {
+    /// The span of oracle times a service time `at_ms` may stand for.
+    fn span(&self, at_ms: u64) -> Option<(u64, u64)> {
+        let since = at_ms.checked_sub(self.epoch_ms)?;
+        let first = since.checked_mul(self.per_ms)?;
+        Some((first, first + self.per_ms.max(1) - 1))
+    }
+}
+
 impl Oracle {
+    /// How the services' clock reads in this oracle's times (the default is
+    /// the simulator's: the simulated epoch, one oracle ms per service ms).
+    pub fn set_service_clock(&mut self, clock: ServiceClock) {
+        self.service_clock = clock;
+    }
+
     /// Judge `contents` (downloaded by `subject` on `channel`, its export
     /// seen ready at `ready_seen_ms`) against its manifest's snapshot claim.
     pub(super) fn judge_snapshot_claim(
@@ -28,10 +64,9 @@ impl Oracle {
         ready_seen_ms: u64,
         at_ms: u64,
     ) {
-        // The services' clock is the simulated epoch plus simulated time.
-        let Some(claimed) = contents
-            .snapshot_at_ms
-            .and_then(|at| at.checked_sub(crate::net::EPOCH_MS))
+        let clock = self.service_clock;
+        let Some((claimed, claimed_latest)) =
+            contents.snapshot_at_ms.and_then(|at| clock.span(at))
         else {
             return;
         };
@@ -49,7 +84,7 @@ impl Oracle {
             .map(|(n, u)| (*n, u.clone()))
             .collect();
         for (nonce, u) in owned {
-            let why = match claim_on(&u, claimed, ready_seen_ms) {
+            let why = match claim_on(&u, (claimed, claimed_latest), ready_seen_ms) {
                 Some(true) if !present.contains(&nonce) => {
                     "missing, though its upload was acknowledged by then"
                 }
@@ -73,16 +108,17 @@ impl Oracle {
     }
 }
 
-/// What a snapshot at `claimed` says of `u`: `Some(true)` it must be in
-/// the archive, `Some(false)` it must not, `None` either way (a deletion of
-/// it raced the build, or its upload raced the snapshot).
-fn claim_on(u: &Utterance, claimed: u64, ready_seen_ms: u64) -> Option<bool> {
+/// What a snapshot at some time within `(earliest, latest)` says of `u`:
+/// `Some(true)` it must be in the archive, `Some(false)` it must not,
+/// `None` either way (a deletion of it raced the build, or its upload raced
+/// the snapshot).
+fn claim_on(u: &Utterance, (earliest, latest): (u64, u64), ready_seen_ms: u64) -> Option<bool> {
     if u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms) {
         return None;
     }
-    if u.acked_ms.is_some_and(|ack| ack <= claimed) {
+    if u.acked_ms.is_some_and(|ack| ack <= earliest) {
         Some(true)
-    } else if u.upload_started_ms > claimed {
+    } else if u.upload_started_ms > latest {
         Some(false)
     } else {
         None
@@ -162,6 +198,30 @@ mod tests {
                 .all(|v| v.invariant == Invariant::Exactness)
         );
         assert_eq!(o.controls.snapshot_claims_judged, 5);
+    }
+
+    /// A driver whose observations spread each service millisecond over
+    /// 1,000 oracle times: a claim names that whole span, so an upload begun
+    /// within the claimed millisecond may be in the archive, and one begun
+    /// in a later millisecond may not.
+    #[test]
+    fn a_coarse_service_clock_claims_a_span() {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        o.set_service_clock(ServiceClock {
+            epoch_ms: 0,
+            per_ms: 1_000,
+        });
+        o.utterance_started(1, 0, 1, 7_002);
+        o.utterance_acked(1, 11, 7_004);
+        let at = |ms: u64| ArchiveContents {
+            audio: vec![1],
+            snapshot_at_ms: Some(ms),
+            ..ArchiveContents::default()
+        };
+        o.judge_snapshot_claim(0, "exp-1", &at(7), 9_000, 9_001);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        o.judge_snapshot_claim(0, "exp-1", &at(6), 9_000, 9_001);
+        assert_eq!(o.violations.len(), 1, "begun a millisecond after the claim");
     }
 
     #[test]

@@ -838,6 +838,12 @@ impl<'a> Harness<'a> {
     /// The oracle, with the pseudo-principals of callers without an account.
     fn oracle() -> Oracle {
         let mut oracle = Oracle::new(WatermarkKey::for_seed(WATERMARK_SEED), Vec::new());
+        // The services' manual clock counts from zero in this driver's
+        // milliseconds, each spread over its observations (`observed_ms`).
+        oracle.set_service_clock(crate::check::ServiceClock {
+            epoch_ms: 0,
+            per_ms: OBSERVATIONS_PER_MS,
+        });
         assert_eq!(
             oracle.add_principal("an anonymous caller".into()),
             ANONYMOUS
