@@ -65,7 +65,7 @@ case "$sanitizer" in
     coverage) sanitizer_flag=() ;;
     *)
         sanitizer_flag=(--sanitizer "$sanitizer")
-        if ! rustc --version | grep -q nightly; then
+        if [[ $(rustc --version) != *nightly* ]]; then
             cargo +nightly --version >/dev/null 2>&1 ||
                 fail "SANITIZER=$sanitizer needs a nightly toolchain (rustup toolchain install nightly), or use SANITIZER=none"
             cargo=(cargo +nightly)
