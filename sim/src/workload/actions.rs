@@ -503,38 +503,18 @@ impl Person {
             return Ok(());
         }
         let claimed_email = self.world.plan.accounts[victim].email.clone();
-        let body = to_json(&TicketRequest {
-            claimed_email,
-            message: "I lost access, I know my address".into(),
-        })?;
-        let response = self
-            .call(true, Method::POST, "/v1/tickets", None, Some(body))
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!(
-                "opening a ticket answered {}",
-                response.status()
-            )));
-        }
-        let ticket: TicketStatus = parse(&response)?;
         // Knowing an address must never be enough: whatever the victim
         // asked for before, a new ticket starts unverified.
-        let unverified = self.oracle().on_impersonation_ticket(
-            self.principal,
-            ticket.state,
-            ticket.export_id,
-            sim_now_ms(),
-        );
-        if !unverified {
+        let Some(ticket_id) = self
+            .open_foreign_ticket(&claimed_email, "I lost access, I know my address")
+            .await?
+        else {
             return Ok(());
-        }
+        };
         for guess in 0..guesses {
-            let code = format!(
-                "{:016x}",
-                (ticket.ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de
-            );
+            let code = format!("{:016x}", (ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de);
             let body = to_json(&VerifyTicketRequest { code })?;
-            let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
+            let path = format!("/v1/tickets/{ticket_id}/verify");
             let response = self
                 .call(true, Method::POST, &path, None, Some(body))
                 .await?;
@@ -905,37 +885,11 @@ impl Person {
         } else {
             names[chosen].clone()
         };
-        let body = to_json(&SendMessageRequest {
-            recording_id: crosstalk_model::RecordingId(id),
-            contact_name: display_name(heard),
-        })?;
-        let session = self.session.clone();
-        let response = self
-            .call(
-                false,
-                Method::POST,
-                "/v1/messages",
-                Some(&session),
-                Some(body),
-            )
-            .await?;
-        match response.status() {
-            StatusCode::ACCEPTED => {}
-            // The contact has no open account (closed), or the recording was
-            // just deleted: nothing to send.
-            StatusCode::NOT_FOUND => return Ok(()),
-            other => {
-                return Err(CallError::Unexpected(format!(
-                    "send message answered {other}"
-                )));
-            }
-        }
-        let pending: MessageView = parse(&response)?;
-        self.world.board.borrow_mut().messages.push((
-            self.principal,
-            pending.message_id,
-            pending.resolved_contact.email.clone(),
-        ));
+        // The contact has no open account (closed), or the recording was
+        // just deleted: nothing to send.
+        let Some(pending) = self.send_to_contact(id, display_name(heard)).await? else {
+            return Ok(());
+        };
         if pending.state != MessageState::Pending {
             return Err(CallError::Unexpected(
                 "a message was delivered before its confirmation".into(),
@@ -1007,6 +961,55 @@ impl Person {
             StatusCode::GONE | StatusCode::CONFLICT => Ok(false),
             other => Err(CallError::Unexpected(format!("confirm answered {other}"))),
         }
+    }
+
+    /// Ask the store to send recording `id` to the contact named
+    /// `contact_name`: the raw answer, for callers that judge it.
+    pub(super) async fn post_message(
+        &mut self,
+        id: u64,
+        contact_name: String,
+    ) -> Result<HttpResponse, CallError> {
+        let body = to_json(&SendMessageRequest {
+            recording_id: crosstalk_model::RecordingId(id),
+            contact_name,
+        })?;
+        let session = self.session.clone();
+        self.call(
+            false,
+            Method::POST,
+            "/v1/messages",
+            Some(&session),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Send recording `id` to the contact named `contact_name`; the pending
+    /// message (kept on the board), or `None` when the store found nobody
+    /// to send it to or no such recording.
+    pub(super) async fn send_to_contact(
+        &mut self,
+        id: u64,
+        contact_name: String,
+    ) -> Result<Option<MessageView>, CallError> {
+        let response = self.post_message(id, contact_name).await?;
+        match response.status() {
+            StatusCode::ACCEPTED => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            other => {
+                return Err(CallError::Unexpected(format!(
+                    "send message answered {other}"
+                )));
+            }
+        }
+        let pending: MessageView = parse(&response)?;
+        self.world.board.borrow_mut().messages.push((
+            self.principal,
+            pending.message_id,
+            pending.resolved_contact.email.clone(),
+        ));
+        Ok(Some(pending))
     }
 
     /// Settle the message commands the person's devices captured once the
@@ -1178,8 +1181,10 @@ impl Person {
             .iter()
             .position(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
         let again = withdrawn.map(|at| self.inbox_seen.remove(at).1);
-        self.inbox_seen.retain(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
-        self.inbox_seen.extend(items.iter().map(|i| (principal, i.message_id)));
+        self.inbox_seen
+            .retain(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
+        self.inbox_seen
+            .extend(items.iter().map(|i| (principal, i.message_id)));
         const KEPT: usize = 16;
         if self.inbox_seen.len() > KEPT {
             self.inbox_seen.drain(..self.inbox_seen.len() - KEPT);

@@ -50,7 +50,10 @@ impl Person {
         if near_miss {
             claimed.pop();
         }
-        let Some(ticket_id) = self.open_foreign_ticket(&claimed).await? else {
+        let Some(ticket_id) = self
+            .open_foreign_ticket(&claimed, "I forgot my password, please send my recordings")
+            .await?
+        else {
             return Ok(());
         };
         for guess in 0..self.world.plan.ticket_attempts {
@@ -83,12 +86,16 @@ impl Person {
         Ok(())
     }
 
-    /// Open a ticket claiming `email`; its id, if it awaits verification as
-    /// it must (the oracle judges the answer).
-    async fn open_foreign_ticket(&mut self, email: &str) -> Result<Option<u64>, CallError> {
+    /// Open a ticket claiming someone else's `email` with `message`; its id,
+    /// if it awaits verification as it must (the oracle judges the answer).
+    pub(super) async fn open_foreign_ticket(
+        &mut self,
+        email: &str,
+        message: &str,
+    ) -> Result<Option<u64>, CallError> {
         let body = to_json(&TicketRequest {
             claimed_email: email.to_string(),
-            message: "I forgot my password, please send my recordings".into(),
+            message: message.to_string(),
         })?;
         let response = self
             .call(true, Method::POST, "/v1/tickets", None, Some(body))

@@ -19,8 +19,7 @@ use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{
-    LoginRequest, MessageState, MessageView, SendMessageRequest, SignupRequest, TicketStatus,
-    VerifyTicketRequest,
+    LoginRequest, MessageState, MessageView, SignupRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
@@ -146,19 +145,8 @@ impl Person {
         if !self.quirk(per_mille, "unknown-contact", pick) {
             return Ok(());
         }
-        let body = to_json(&SendMessageRequest {
-            recording_id: crosstalk_model::RecordingId(recording),
-            contact_name: format!("Nobody {}", pick % 1000),
-        })?;
-        let session = self.session.clone();
         let response = self
-            .call(
-                false,
-                Method::POST,
-                "/v1/messages",
-                Some(&session),
-                Some(body),
-            )
+            .post_message(recording, format!("Nobody {}", pick % 1000))
             .await?;
         let what = "sent a message to a name that is in no contact list";
         self.judge_quirk(

@@ -9,12 +9,11 @@
 //! watermark.
 
 use super::CallError;
-use super::person::{OwnRecording, POLL_MS, Person, parse, to_json};
+use super::person::{OwnRecording, POLL_MS, Person};
 use crate::check::recycled::LateConfirmation;
 use crate::net::sim_now_ms;
 use crate::plan::display_name;
-use crosstalk_model::api::{MessageState, MessageView, SendMessageRequest};
-use http::{Method, StatusCode};
+use crosstalk_model::api::MessageState;
 use std::time::Duration;
 
 impl Person {
@@ -34,7 +33,7 @@ impl Person {
         let Some(holder) = self.holder_of(&email) else {
             return Ok(());
         };
-        let Some(pending) = self.send_to_contact(id, contact).await? else {
+        let Some(pending) = self.send_to_contact(id, display_name(contact)).await? else {
             return Ok(());
         };
         // Resolved to the address meant, while it surely had one holder.
@@ -72,45 +71,6 @@ impl Person {
             .principal_by_email
             .get(email)
             .copied()
-    }
-
-    /// Send recording `id` to `contact` by name; the pending message, or
-    /// `None` when the store found nobody to send it to.
-    async fn send_to_contact(
-        &mut self,
-        id: u64,
-        contact: usize,
-    ) -> Result<Option<MessageView>, CallError> {
-        let body = to_json(&SendMessageRequest {
-            recording_id: crosstalk_model::RecordingId(id),
-            contact_name: display_name(contact),
-        })?;
-        let session = self.session.clone();
-        let response = self
-            .call(
-                false,
-                Method::POST,
-                "/v1/messages",
-                Some(&session),
-                Some(body),
-            )
-            .await?;
-        match response.status() {
-            StatusCode::ACCEPTED => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            other => {
-                return Err(CallError::Unexpected(format!(
-                    "send message answered {other}"
-                )));
-            }
-        }
-        let pending: MessageView = parse(&response)?;
-        self.world.board.borrow_mut().messages.push((
-            self.principal,
-            pending.message_id,
-            pending.resolved_contact.email.clone(),
-        ));
-        Ok(Some(pending))
     }
 
     /// Wait until someone other than `old` holds `email` (signed up
