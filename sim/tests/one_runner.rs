@@ -5,43 +5,16 @@
 //! thread per seed, or its own ordering) would drift from it. This scan
 //! fails on any thread started anywhere else in `sim/src`.
 
-use std::path::{Path, PathBuf};
+mod source_scan;
+
+use std::path::Path;
 
 /// What starts a thread.
 const THREAD_STARTS: &[&str] = &["thread::spawn", "thread::scope", "thread::Builder"];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("a directory entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The lines outside `src/runner.rs` that start a thread.
 fn threads_outside_the_runner(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    files.sort();
-    let mut found = Vec::new();
-    for file in files {
-        let relative = file.strip_prefix(root).expect("under the crate");
-        let name = relative.to_string_lossy().replace('\\', "/");
-        if name == "src/runner.rs" {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).expect("readable source");
-        for (number, line) in text.lines().enumerate() {
-            if THREAD_STARTS.iter().any(|start| line.contains(start)) {
-                found.push(format!("{name}:{}: {}", number + 1, line.trim()));
-            }
-        }
-    }
-    found
+    source_scan::lines_containing(root, THREAD_STARTS, |name| name == "src/runner.rs")
 }
 
 #[test]

@@ -5,43 +5,18 @@
 //! private to `check/`, so a call elsewhere does not compile; this scan
 //! also keeps any other judge from growing outside the oracle.
 
-use std::path::{Path, PathBuf};
+mod source_scan;
+
+use std::path::Path;
 
 /// Files outside `check/` allowed to say `violate(`, each with its reason.
 const EXEMPT: &[(&str, &str)] = &[];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("a directory entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The places outside `check/` (and the exemptions) that make a verdict.
 fn verdicts_outside_the_oracle(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    files.sort();
-    let mut found = Vec::new();
-    for file in files {
-        let relative = file.strip_prefix(root).expect("under the crate");
-        let name = relative.to_string_lossy().replace('\\', "/");
-        if name.starts_with("src/check/") || EXEMPT.iter().any(|(path, _)| *path == name) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).expect("readable source");
-        for (number, line) in text.lines().enumerate() {
-            if line.contains("violate(") {
-                found.push(format!("{name}:{}: {}", number + 1, line.trim()));
-            }
-        }
-    }
-    found
+    source_scan::lines_containing(root, &["violate("], |name| {
+        name.starts_with("src/check/") || EXEMPT.iter().any(|(path, _)| *path == name)
+    })
 }
 
 #[test]
