@@ -1078,50 +1078,67 @@ impl Oracle {
                 ),
             );
         }
-        let owned: Vec<(u64, Utterance)> = self
-            .owned_by(subject)
-            .map(|(n, u)| (*n, u.clone()))
-            .collect();
-        for (nonce, u) in owned {
-            let present = audio_set.contains(&nonce);
+        let racy = self.judge_presence(subject, &audio_set, at_ms, |u, present| {
             let deleted_before_request =
                 u.deletion_acked_ms.is_some_and(|at| at <= requested_at_ms);
             let deletion_raced = u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms);
             let must = u.acked_ms.is_some_and(|ack| ack <= requested_at_ms) && !deletion_raced;
             let must_not = u.upload_started_ms > ready_seen_ms || deleted_before_request;
-            if must && !present {
-                let detail = format!(
-                    "{}; missing from {channel} requested at {requested_at_ms} ms",
-                    self.provenance(nonce, &u)
-                );
-                self.violate(
-                    Invariant::Exactness,
-                    at_ms,
-                    Some(nonce),
-                    Some(subject),
-                    detail,
-                );
-            } else if must_not && present {
-                let why = if deleted_before_request {
-                    "after its deletion"
-                } else {
-                    "before its upload began"
-                };
-                let detail = format!(
-                    "{}; present in {channel} requested at {requested_at_ms} ms, ready at {ready_seen_ms} ms, {why}",
-                    self.provenance(nonce, &u)
-                );
-                self.violate(
-                    Invariant::Exactness,
-                    at_ms,
-                    Some(nonce),
-                    Some(subject),
-                    detail,
-                );
-            } else if !must && !must_not {
-                self.controls.racy_recordings_allowed += 1;
+            match (must, must_not, present) {
+                (true, _, false) => {
+                    Presence::Wrong(format!("missing from {channel} requested at {requested_at_ms} ms"))
+                }
+                (_, true, true) => {
+                    let why = if deleted_before_request {
+                        "after its deletion"
+                    } else {
+                        "before its upload began"
+                    };
+                    Presence::Wrong(format!(
+                        "present in {channel} requested at {requested_at_ms} ms, ready at {ready_seen_ms} ms, {why}"
+                    ))
+                }
+                (false, false, _) => Presence::Either,
+                _ => Presence::Right,
+            }
+        });
+        self.controls.racy_recordings_allowed += racy;
+    }
+
+    /// Hold an archive of `subject` holding the utterances `present` to a
+    /// rule: `rule` says of each utterance the subject owns, and whether the
+    /// archive has it, if that is right, allowed either way, or wrong (and
+    /// why: an exactness violation naming its provenance). The number of
+    /// utterances allowed either way.
+    fn judge_presence(
+        &mut self,
+        subject: usize,
+        present: &BTreeSet<u64>,
+        at_ms: u64,
+        rule: impl Fn(&Utterance, bool) -> Presence,
+    ) -> u64 {
+        let owned: Vec<(u64, Utterance)> = self
+            .owned_by(subject)
+            .map(|(n, u)| (*n, u.clone()))
+            .collect();
+        let mut either = 0;
+        for (nonce, u) in owned {
+            match rule(&u, present.contains(&nonce)) {
+                Presence::Right => {}
+                Presence::Either => either += 1,
+                Presence::Wrong(why) => {
+                    let detail = format!("{}; {why}", self.provenance(nonce, &u));
+                    self.violate(
+                        Invariant::Exactness,
+                        at_ms,
+                        Some(nonce),
+                        Some(subject),
+                        detail,
+                    );
+                }
             }
         }
+        either
     }
 
     /// Read every entry of a zip archive without trusting its layout: audio
@@ -1276,4 +1293,14 @@ mod tests {
         assert_eq!(oracle.violations.len(), 2, "{:?}", oracle.violations);
         assert_eq!(oracle.violations[1].invariant, Invariant::Isolation);
     }
+}
+
+/// What an archive's having (or lacking) one utterance is, by some rule.
+enum Presence {
+    /// As the rule says it must be.
+    Right,
+    /// The rule allows either (an upload or a deletion raced the build).
+    Either,
+    /// Wrong, and why.
+    Wrong(String),
 }

@@ -14,7 +14,7 @@
 //! (the services see it from the simulated epoch, `net::EPOCH_MS`), so the
 //! times compare exactly.
 
-use super::{ArchiveContents, Invariant, Oracle, Utterance};
+use super::{ArchiveContents, Invariant, Oracle, Presence, Utterance};
 use std::collections::BTreeSet;
 
 /// How a service's clock reads in the oracle's times: a service millisecond
@@ -78,32 +78,20 @@ impl Oracle {
             return;
         }
         let present: BTreeSet<u64> = contents.audio.iter().copied().collect();
-        let owned: Vec<(u64, Utterance)> = self
-            .owned_by(subject)
-            .map(|(n, u)| (*n, u.clone()))
-            .collect();
-        for (nonce, u) in owned {
-            let why = match claim_on(&u, (claimed, claimed_latest), ready_seen_ms) {
-                Some(true) if !present.contains(&nonce) => {
-                    "missing, though its upload was acknowledged by then"
-                }
-                Some(false) if present.contains(&nonce) => {
-                    "present, though its upload began only after it"
-                }
-                _ => continue,
+        self.judge_presence(subject, &present, at_ms, |u, present| {
+            let why = match (
+                claim_on(u, (claimed, claimed_latest), ready_seen_ms),
+                present,
+            ) {
+                (Some(true), false) => "missing, though its upload was acknowledged by then",
+                (Some(false), true) => "present, though its upload began only after it",
+                (None, _) => return Presence::Either,
+                _ => return Presence::Right,
             };
-            let detail = format!(
-                "{}; {channel} claims a snapshot at {claimed} ms and has it {why}",
-                self.provenance(nonce, &u)
-            );
-            self.violate(
-                Invariant::Exactness,
-                at_ms,
-                Some(nonce),
-                Some(subject),
-                detail,
-            );
-        }
+            Presence::Wrong(format!(
+                "{channel} claims a snapshot at {claimed} ms and has it {why}"
+            ))
+        });
     }
 }
 
