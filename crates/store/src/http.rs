@@ -5,7 +5,8 @@
 
 use crate::recordings::{DeleteSelection, ListScope, NewRecording, decode_audio};
 use crate::store::Store;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -101,27 +102,44 @@ async fn reply_stall(
     next.run(request).await
 }
 
-fn session(store: &Store, headers: &HeaderMap) -> Result<AccountId, ApiError> {
-    let token =
-        bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
-    store.authenticate_session(token)
+/// The account a request's bearer session names. A handler that takes it
+/// runs only for a valid session: a missing or unknown one is answered 401
+/// before the request's path or body is read.
+struct Session(AccountId);
+
+impl FromRequestParts<Arc<Store>> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, store: &Arc<Store>) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
+        store.authenticate_session(token).map(Session)
+    }
 }
 
-fn service(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token =
-        bearer_token(headers).ok_or_else(|| ApiError::unauthorized("missing service token"))?;
-    // Compare digests so the comparison time does not depend on the token.
-    let presented = Sha256::digest(token.as_bytes());
-    let expected = Sha256::digest(store.config.service_token.as_bytes());
-    let differ = presented
-        .iter()
-        .zip(expected.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if differ == 0 {
-        Ok(())
-    } else {
-        crosstalk_service::probe!("store.service.token_refused");
-        Err(ApiError::forbidden("not a service principal"))
+/// Proof that a request carries the service token (the export service's
+/// calls): anyone else is answered 401 or 403 before the handler runs.
+struct ServicePrincipal;
+
+impl FromRequestParts<Arc<Store>> for ServicePrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, store: &Arc<Store>) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("missing service token"))?;
+        // Compare digests so the comparison time does not depend on the token.
+        let presented = Sha256::digest(token.as_bytes());
+        let expected = Sha256::digest(store.config.service_token.as_bytes());
+        let differ = presented
+            .iter()
+            .zip(expected.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differ == 0 {
+            Ok(ServicePrincipal)
+        } else {
+            crosstalk_service::probe!("store.service.token_refused");
+            Err(ApiError::forbidden("not a service principal"))
+        }
     }
 }
 
@@ -176,10 +194,9 @@ async fn login(
 
 async fn register_device(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(owner): Session,
     JsonBody(body): JsonBody<RegisterDeviceRequest>,
 ) -> Result<Response, ApiError> {
-    let owner = session(&store, &headers)?;
     if body.name.is_empty() || body.name.len() > 128 {
         return Err(ApiError::bad_request("device name must be 1 to 128 bytes"));
     }
@@ -194,11 +211,10 @@ async fn register_device(
 
 async fn transfer_device(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(owner): Session,
     Path(id): Path<u64>,
     JsonBody(body): JsonBody<TransferDeviceRequest>,
 ) -> Result<Json<DeviceCredentials>, ApiError> {
-    let owner = session(&store, &headers)?;
     store
         .transfer_device(owner, DeviceId(id), &body.to_email)
         .map(Json)
@@ -206,56 +222,50 @@ async fn transfer_device(
 
 async fn reset_device(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(owner): Session,
     Path(id): Path<u64>,
 ) -> Result<Json<DeviceCredentials>, ApiError> {
-    let owner = session(&store, &headers)?;
     store.reset_device(owner, DeviceId(id)).map(Json)
 }
 
 async fn add_contact(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     JsonBody(body): JsonBody<AddContactRequest>,
 ) -> Result<Response, ApiError> {
-    let account = session(&store, &headers)?;
     let contact = store.add_contact(account, &body.name, &body.email)?;
     Ok((StatusCode::CREATED, Json(contact)).into_response())
 }
 
 async fn list_contacts(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
 ) -> Result<Json<Vec<Contact>>, ApiError> {
-    let account = session(&store, &headers)?;
     store.contacts(account).map(Json)
 }
 
 async fn send_message(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    let account = session(&store, &headers)?;
     let message = store.send_message(account, body.recording_id, &body.contact_name)?;
     Ok((StatusCode::ACCEPTED, Json(message)).into_response())
 }
 
 async fn outgoing_messages(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
-    let account = session(&store, &headers)?;
     store.outgoing_messages(account).map(Json)
 }
 
 async fn confirm_message(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     Path(id): Path<u64>,
     JsonBody(body): JsonBody<ConfirmMessageRequest>,
 ) -> Result<Json<MessageView>, ApiError> {
-    let account = session(&store, &headers)?;
     store
         .confirm_message(account, id, &body.contact_email)
         .map(Json)
@@ -263,18 +273,16 @@ async fn confirm_message(
 
 async fn inbox(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
 ) -> Result<Json<Vec<InboxItem>>, ApiError> {
-    let account = session(&store, &headers)?;
     store.inbox(account).map(Json)
 }
 
 async fn inbox_audio(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
-    let account = session(&store, &headers)?;
     store.inbox_audio(account, id).map(wav_response)
 }
 
@@ -286,10 +294,9 @@ struct AfterParams {
 
 async fn notifications(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     Query(params): Query<AfterParams>,
 ) -> Result<Json<Vec<Notification>>, ApiError> {
-    let account = session(&store, &headers)?;
     store
         .notifications(account, params.after.unwrap_or(0))
         .map(Json)
@@ -303,10 +310,9 @@ struct LookupParams {
 
 async fn service_lookup(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     Query(params): Query<LookupParams>,
 ) -> Result<Json<LookupResponse>, ApiError> {
-    service(&store, &headers)?;
     store
         .lookup_email(&params.email)
         .map(|account_id| Json(LookupResponse { account_id }))
@@ -314,22 +320,20 @@ async fn service_lookup(
 
 async fn service_notify(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     Path(account): Path<u64>,
     JsonBody(body): JsonBody<NotifyRequest>,
 ) -> Result<Response, ApiError> {
-    service(&store, &headers)?;
     let notification = store.notify(AccountId(account), &body.kind, &body.text)?;
     Ok((StatusCode::CREATED, Json(notification)).into_response())
 }
 
 async fn service_live(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     Path(account): Path<u64>,
     JsonBody(body): JsonBody<LiveCheckRequest>,
 ) -> Result<Json<LiveCheckResponse>, ApiError> {
-    service(&store, &headers)?;
     if body.ids.len() > 100_000 {
         return Err(ApiError::too_large("at most 100000 ids per check"));
     }
@@ -340,9 +344,8 @@ async fn service_live(
 
 async fn orders(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
-    let account = session(&store, &headers)?;
     store.orders(account).map(Json)
 }
 
@@ -419,10 +422,9 @@ const DEFAULT_PAGE_ITEMS: usize = 50;
 
 async fn list_own(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     Query(params): Query<ListParams>,
 ) -> Result<Json<RecordingPage>, ApiError> {
-    let account = session(&store, &headers)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_ITEMS);
     store
         .list(ListScope::Owner, account, params.cursor.as_deref(), limit)
@@ -438,11 +440,10 @@ fn wav_response(audio: Vec<u8>) -> Response {
 /// one the account itself was served; deletion and closing evict it.
 async fn own_audio(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     uri: Uri,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
-    let account = session(&store, &headers)?;
     let key = if store.injected.on(Bug::CacheMissingTenant) {
         // cache-missing-tenant (Steam 2015): keyed by path alone, checked before ownership.
         uri.path().to_string()
@@ -470,20 +471,18 @@ async fn own_audio(
 
 async fn delete_one(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     Path(id): Path<u64>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let account = session(&store, &headers)?;
     let deleted = store.delete(account, DeleteSelection::One(RecordingId(id)))?;
     Ok(Json(DeleteResponse { deleted }))
 }
 
 async fn delete_many(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
     JsonBody(body): JsonBody<DeleteRequest>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let account = session(&store, &headers)?;
     let selection = match (body.all, body.captured_from_ms, body.captured_to_ms) {
         (true, None, None) => DeleteSelection::All,
         (false, Some(from_ms), Some(to_ms)) if from_ms <= to_ms => {
@@ -501,30 +500,27 @@ async fn delete_many(
 
 async fn close_account(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    Session(account): Session,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let account = session(&store, &headers)?;
     let deleted = store.close_account(account)?;
     Ok(Json(DeleteResponse { deleted }))
 }
 
 async fn introspect(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     JsonBody(body): JsonBody<IntrospectRequest>,
 ) -> Result<Json<IntrospectResponse>, ApiError> {
-    service(&store, &headers)?;
     let account_id = store.authenticate_session(&body.session_token)?;
     Ok(Json(IntrospectResponse { account_id }))
 }
 
 async fn service_list(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     Path(account): Path<u64>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<RecordingPage>, ApiError> {
-    service(&store, &headers)?;
     let account = AccountId(account);
     if !store.account_exists(account)? {
         crosstalk_service::probe!("store.service_list.no_account");
@@ -538,10 +534,9 @@ async fn service_list(
 
 async fn service_audio(
     State(store): State<Arc<Store>>,
-    headers: HeaderMap,
+    _: ServicePrincipal,
     Path((account, id)): Path<(u64, u64)>,
 ) -> Result<Response, ApiError> {
-    service(&store, &headers)?;
     store
         .audio(AccountId(account), RecordingId(id))
         .map(wav_response)
