@@ -2,7 +2,8 @@
 //! test-only layer in front of a service (as the canary does): a sign-in
 //! that takes any password, a deletion that ignores the owner, a download
 //! that ignores what its token says, a playback cache that outlives a
-//! deletion, a service door that takes a prefix of its token, an inbox that
+//! deletion, a service door that takes a prefix of its token, an agent
+//! console door that forgot its check, an inbox that
 //! shows nothing, a device door that takes a replaced token, spoken commands
 //! never decided. Each must make the run fail with the right invariant and
 //! the right kind of attempt; the correct build passes with every kind of
@@ -309,6 +310,45 @@ fn a_service_door_that_takes_a_prefix_of_its_token_is_caught() {
     );
 }
 
+// --- Defect: a less-travelled console door that forgot its check. ---------
+
+/// The agent's audit log and overdue list served to whoever asks: the
+/// layer hands the service the real agent token, as a handler without its
+/// `agent(&headers)?` line would behave.
+fn audit_without_check(State(real): State<Arc<String>>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let path = request.uri().path();
+        if path != "/v1/agent/audit" && path != "/v1/agent/overdue" {
+            return next.run(request).await;
+        }
+        let (mut parts, bytes) = split(request).await;
+        with_bearer(&mut parts, &real);
+        next.run(Request::from_parts(parts, Body::from(bytes)))
+            .await
+    })
+}
+
+#[test]
+fn a_console_door_that_forgot_its_check_is_caught() {
+    let outcome = first_failure(&scenario("smoke"), 8, |seed| {
+        let real = Arc::new(hex::encode(crosstalk_sim::world::derive(
+            seed,
+            "agent-token",
+        )));
+        Wrappers {
+            store: None,
+            export: Some(Rc::new(move |inner| {
+                layered(inner, real.clone(), audit_without_check)
+            })),
+        }
+    });
+    assert_caught(
+        &outcome,
+        Invariant::AccessControl,
+        "agent console with a wrong token",
+    );
+}
+
 // --- Defect: an inbox that shows nothing. ---------------------------------
 
 fn empty_inbox(State(_): State<()>, request: Request, next: Next) -> Fut {
@@ -409,6 +449,8 @@ fn the_correct_build_refuses_every_attempt() {
         "foreign device: transfer",
         "sign-in as a neighbour",
         "service API with a wrong token",
+        "worker API with a wrong token",
+        "agent console with a wrong token",
         "tampered link token",
     ] {
         assert!(

@@ -854,40 +854,11 @@ impl Person {
             return Ok(());
         };
         let account = self.account_of(victim);
-        let doors: [Door; 4] = [
-            (
-                "service API with a wrong token",
-                false,
-                Method::GET,
-                format!("/v1/service/lookup?email={email}"),
-                None,
-                &service,
-            ),
-            (
-                "service API with a wrong token",
-                false,
-                Method::GET,
-                format!("/v1/service/accounts/{account}/recordings?limit=5"),
-                None,
-                &service,
-            ),
-            (
-                "worker API with a wrong token",
-                true,
-                Method::POST,
-                "/v1/internal/jobs/claim".to_string(),
-                Some(br#"{"worker":"curious"}"#.to_vec()),
-                &worker,
-            ),
-            (
-                "agent console with a wrong token",
-                true,
-                Method::GET,
-                "/v1/agent/tickets".to_string(),
-                None,
-                &agent,
-            ),
-        ];
+        let doors = protected_doors(&email, account, &service, &worker, &agent);
+        // A few doors per visit, a different few each time: over a run the
+        // curious user tries every one.
+        let first = ((pick >> 32) % doors.len() as u64) as usize;
+        let doors = doors.into_iter().cycle().skip(first).take(DOORS_PER_VISIT);
         for (n, (kind, to_export, method, path, body, real)) in doors.into_iter().enumerate() {
             let (how, token, refusals) = wrong_token(real, &self.session, pick >> (n * 3));
             let requested = sim_now_ms();
@@ -1130,6 +1101,88 @@ impl Person {
 
 /// A wrong credential for a door whose real token is `real`: which one,
 /// the bearer to send, and the refusals the door must answer with.
+/// How many protected doors a curious user knocks on per visit.
+const DOORS_PER_VISIT: usize = 4;
+
+/// Every door of the services that only a service principal, a worker or
+/// an agent may open: the store's service API, the export's worker API
+/// and its agent console, each with a well-formed body (so that the
+/// credential is what decides the answer), naming `email`'s `account`
+/// where a route names an account. Less-travelled doors (the agent's
+/// audit log, a worker's lease renewal) are where a forgotten check hides.
+fn protected_doors<'a>(
+    email: &str,
+    account: u64,
+    service: &'a String,
+    worker: &'a String,
+    agent: &'a String,
+) -> Vec<Door<'a>> {
+    const SERVICE: &str = "service API with a wrong token";
+    const WORKER: &str = "worker API with a wrong token";
+    const AGENT: &str = "agent console with a wrong token";
+    let body = |json: &str| Some(json.as_bytes().to_vec());
+    let store =
+        |method, path: String, json: Option<Vec<u8>>| (SERVICE, false, method, path, json, service);
+    let work = |path: &str, json| (WORKER, true, Method::POST, path.to_string(), json, worker);
+    let console = |method, path: &str, json| (AGENT, true, method, path.to_string(), json, agent);
+    vec![
+        store(
+            Method::GET,
+            format!("/v1/service/lookup?email={email}"),
+            None,
+        ),
+        store(
+            Method::GET,
+            format!("/v1/service/accounts/{account}/recordings?limit=5"),
+            None,
+        ),
+        store(
+            Method::GET,
+            format!("/v1/service/accounts/{account}/recordings/1/audio"),
+            None,
+        ),
+        store(
+            Method::POST,
+            format!("/v1/service/accounts/{account}/recordings/live"),
+            body(r#"{"ids":[1,2,3]}"#),
+        ),
+        store(
+            Method::POST,
+            format!("/v1/service/accounts/{account}/notifications"),
+            body(r#"{"kind":"export-ready","text":"your export: /v1/downloads/x"}"#),
+        ),
+        store(
+            Method::POST,
+            "/v1/service/introspect".to_string(),
+            body(r#"{"session_token":"not-a-session"}"#),
+        ),
+        work("/v1/internal/jobs/claim", body(r#"{"worker":"curious"}"#)),
+        work("/v1/internal/jobs/1/renew", body(r#"{"fence":1}"#)),
+        work(
+            "/v1/internal/jobs/1/fail",
+            body(r#"{"fence":1,"reason":"curious"}"#),
+        ),
+        work(
+            "/v1/internal/jobs/1/complete",
+            body(r#"{"fence":1,"snapshot_at_ms":0,"recording_ids":[],"archive_base64":""}"#),
+        ),
+        console(Method::GET, "/v1/agent/tickets", None),
+        console(Method::GET, "/v1/agent/overdue", None),
+        console(Method::GET, "/v1/agent/audit", None),
+        console(Method::POST, "/v1/agent/tickets/1/resend-link", body("{}")),
+        console(
+            Method::POST,
+            "/v1/agent/tickets/1/manual-verification",
+            body(r#"{"facts":["my postcode"]}"#),
+        ),
+        console(
+            Method::POST,
+            "/v1/agent/exports/1/extend",
+            body(r#"{"reason":"curious"}"#),
+        ),
+    ]
+}
+
 fn wrong_token(
     real: &str,
     own_session: &str,
