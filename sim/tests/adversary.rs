@@ -271,8 +271,43 @@ fn a_device_door_that_takes_a_replaced_token_is_caught() {
     assert_caught(&outcome, Invariant::AccessControl, "retired device token");
 }
 
-// --- Defect: a service door that takes a prefix of its token. -------------
+// --- Defects at the protected doors: a check weakened or forgotten. -------
 
+/// Hand `request` on with the real token `real` in place of whatever it
+/// carried: what a door whose check let it through would do next.
+async fn with_real_token(real: &str, request: Request, next: Next) -> Response {
+    let (mut parts, bytes) = split(request).await;
+    with_bearer(&mut parts, real);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The first failing smoke run with `defect` layered in front of the
+/// store (or the export service), given the seed's real token of `purpose`.
+fn first_failure_at_a_door(
+    purpose: &'static str,
+    on_export: bool,
+    defect: fn(State<Arc<String>>, Request, Next) -> Fut,
+) -> crosstalk_sim::world::RunOutcome {
+    first_failure(&scenario("smoke"), 8, |seed| {
+        let real = Arc::new(hex::encode(crosstalk_sim::world::derive(seed, purpose)));
+        let layer: Rc<dyn Fn(axum::Router) -> axum::Router> =
+            Rc::new(move |inner| layered(inner, real.clone(), defect));
+        if on_export {
+            Wrappers {
+                store: None,
+                export: Some(layer),
+            }
+        } else {
+            Wrappers {
+                store: Some(layer),
+                export: None,
+            }
+        }
+    })
+}
+
+/// A service door that takes a prefix of its token.
 fn prefix_service_token(State(real): State<Arc<String>>, request: Request, next: Next) -> Fut {
     Box::pin(async move {
         let is_service = request.uri().path().starts_with("/v1/service/");
@@ -282,27 +317,13 @@ fn prefix_service_token(State(real): State<Arc<String>>, request: Request, next:
         if !is_service || bearer.is_empty() || !real.starts_with(&bearer) {
             return next.run(request).await;
         }
-        let (mut parts, bytes) = split(request).await;
-        with_bearer(&mut parts, &real);
-        next.run(Request::from_parts(parts, Body::from(bytes)))
-            .await
+        with_real_token(&real, request, next).await
     })
 }
 
 #[test]
 fn a_service_door_that_takes_a_prefix_of_its_token_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 8, |seed| {
-        let real = Arc::new(hex::encode(crosstalk_sim::world::derive(
-            seed,
-            "service-token",
-        )));
-        Wrappers {
-            store: Some(Rc::new(move |inner| {
-                layered(inner, real.clone(), prefix_service_token)
-            })),
-            export: None,
-        }
-    });
+    let outcome = first_failure_at_a_door("service-token", false, prefix_service_token);
     assert_caught(
         &outcome,
         Invariant::AccessControl,
@@ -310,38 +331,22 @@ fn a_service_door_that_takes_a_prefix_of_its_token_is_caught() {
     );
 }
 
-// --- Defect: a less-travelled console door that forgot its check. ---------
-
-/// The agent's audit log and overdue list served to whoever asks: the
-/// layer hands the service the real agent token, as a handler without its
-/// `agent(&headers)?` line would behave.
+/// The agent's audit log and overdue list served to whoever asks, as
+/// handlers without their `agent(&headers)?` line would: less-travelled
+/// doors are where a forgotten check hides.
 fn audit_without_check(State(real): State<Arc<String>>, request: Request, next: Next) -> Fut {
     Box::pin(async move {
         let path = request.uri().path();
         if path != "/v1/agent/audit" && path != "/v1/agent/overdue" {
             return next.run(request).await;
         }
-        let (mut parts, bytes) = split(request).await;
-        with_bearer(&mut parts, &real);
-        next.run(Request::from_parts(parts, Body::from(bytes)))
-            .await
+        with_real_token(&real, request, next).await
     })
 }
 
 #[test]
 fn a_console_door_that_forgot_its_check_is_caught() {
-    let outcome = first_failure(&scenario("smoke"), 8, |seed| {
-        let real = Arc::new(hex::encode(crosstalk_sim::world::derive(
-            seed,
-            "agent-token",
-        )));
-        Wrappers {
-            store: None,
-            export: Some(Rc::new(move |inner| {
-                layered(inner, real.clone(), audit_without_check)
-            })),
-        }
-    });
+    let outcome = first_failure_at_a_door("agent-token", true, audit_without_check);
     assert_caught(
         &outcome,
         Invariant::AccessControl,
