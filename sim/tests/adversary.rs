@@ -3,7 +3,8 @@
 //! that takes any password, a deletion that ignores the owner, a download
 //! that ignores what its token says, a playback cache that outlives a
 //! deletion, a service door that takes a prefix of its token, an agent
-//! console door that forgot its check, an inbox that
+//! console door that forgot its check, a sign-up that compares addresses
+//! as written, an inbox that
 //! shows nothing, a device door that takes a replaced token, spoken commands
 //! never decided. Each must make the run fail with the right invariant and
 //! the right kind of attempt; the correct build passes with every kind of
@@ -354,6 +355,42 @@ fn a_console_door_that_forgot_its_check_is_caught() {
     );
 }
 
+// --- Defect: a sign-up that compares addresses as written. -----------------
+
+/// A sign-up whose uniqueness check compares the address as written: one
+/// in capitals or with spaces around it is a new account (the layer files
+/// it under an address of its own, as the defective store would).
+fn signup_as_written(State(_): State<()>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        if request.method() != Method::POST || request.uri().path() != "/v1/accounts" {
+            return next.run(request).await;
+        }
+        let (parts, bytes) = split(request).await;
+        let mut body = json(&bytes);
+        let written = body["email"].as_str().unwrap_or_default().to_string();
+        let normal = written.trim().to_ascii_lowercase();
+        if written != normal {
+            body["email"] = serde_json::json!(format!("as-written.{normal}"));
+        }
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        next.run(Request::from_parts(parts, Body::from(bytes)))
+            .await
+    })
+}
+
+#[test]
+fn a_sign_up_that_compares_addresses_as_written_is_caught() {
+    let outcome = first_failure(&scenario("smoke"), 5, |_| Wrappers {
+        store: Some(Rc::new(|inner| layered(inner, (), signup_as_written))),
+        export: None,
+    });
+    assert_caught(
+        &outcome,
+        Invariant::AccessControl,
+        "sign-up with one's own address written another way",
+    );
+}
+
 // --- Defect: an inbox that shows nothing. ---------------------------------
 
 fn empty_inbox(State(_): State<()>, request: Request, next: Next) -> Fut {
@@ -453,6 +490,7 @@ fn the_correct_build_refuses_every_attempt() {
         "foreign recording: delete",
         "foreign device: transfer",
         "sign-in as a neighbour",
+        "sign-up with one's own address written another way",
         "service API with a wrong token",
         "worker API with a wrong token",
         "agent console with a wrong token",

@@ -29,7 +29,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use crosstalk_model::api::{
     ConfirmMessageRequest, DeleteRequest, DeleteResponse, IngestRequest, IngestResponse,
-    LoginRequest, MessageView, RecordingPage, SendMessageRequest, SignupResponse,
+    LoginRequest, MessageView, RecordingPage, SendMessageRequest, SignupRequest, SignupResponse,
     TransferDeviceRequest, VerifyTicketRequest,
 };
 use crosstalk_service::HttpResponse;
@@ -91,6 +91,7 @@ impl Person {
         self.foreign_and_stale_cursors(pick).await?;
         self.tamper_own_link(pick).await?;
         self.sign_in_as_neighbour(pick).await?;
+        self.sign_up_again_written_otherwise(pick).await?;
         self.knock_with_wrong_tokens(pick).await?;
         self.old_session_and_devices(nonce).await?;
         self.replay_own_upload(pick).await?;
@@ -835,6 +836,39 @@ impl Person {
         Ok(())
     }
 
+    /// Sign up with one's own address written another way (capitals,
+    /// spaces around it): addresses are case-insensitive, so it is taken
+    /// (409). A second account for one address would answer to the first
+    /// one's lookups, tickets and messages. (One's own address, not a
+    /// neighbour's: only one's own is sure to stay taken meanwhile.)
+    async fn sign_up_again_written_otherwise(&mut self, pick: u64) -> Result<(), CallError> {
+        let email = self.email();
+        let (how, written) = match (pick >> 40) % 3 {
+            0 => ("in capitals", email.to_ascii_uppercase()),
+            1 => ("with a capital first letter", capitalised(&email)),
+            _ => ("with spaces around it", format!("  {email} ")),
+        };
+        let body = to_json(&SignupRequest {
+            email: written,
+            password: self.password(),
+        })?;
+        let Some(r) = self
+            .probe_call(false, Method::POST, "/v1/accounts", None, Some(body))
+            .await?
+        else {
+            return Ok(());
+        };
+        let what = format!("signed up with {email} {how}");
+        self.judge(
+            "sign-up with one's own address written another way",
+            &r,
+            &[409],
+            Invariant::AccessControl,
+            &what,
+        );
+        Ok(())
+    }
+
     /// The service, worker and agent doors with no token, a cut one, one
     /// with a character changed, a lengthened one, and one's own session.
     async fn knock_with_wrong_tokens(&mut self, pick: u64) -> Result<(), CallError> {
@@ -1101,6 +1135,15 @@ impl Person {
 
 /// A wrong credential for a door whose real token is `real`: which one,
 /// the bearer to send, and the refusals the door must answer with.
+/// `email` with its first letter a capital.
+fn capitalised(email: &str) -> String {
+    let mut chars = email.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
 /// How many protected doors a curious user knocks on per visit.
 const DOORS_PER_VISIT: usize = 4;
 
