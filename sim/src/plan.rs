@@ -257,6 +257,10 @@ pub enum Action {
         /// Requests sent again at once after the first was accepted.
         #[serde(default, skip_serializing_if = "is_zero")]
         repeats: u32,
+        /// After the repeats, ask support too (a ticket for one's own
+        /// address, verified) while the first request is being built.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_ticket: bool,
     },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
@@ -615,12 +619,15 @@ impl Plan {
                 } else {
                     0
                 };
+                // Half the impatient also write to support.
+                let by_ticket = repeats > 0 && rng.random_ratio(1, 2);
                 push(
                     &mut rng,
                     Action::RequestExport {
                         delete_first,
                         redownloads,
                         repeats,
+                        by_ticket,
                     },
                 );
             }

@@ -469,10 +469,12 @@ fn simplify(action: &mut Action) -> bool {
             delete_first,
             redownloads,
             repeats,
+            by_ticket,
         } => {
             *delete_first = false;
             *redownloads = 0;
             *repeats = 0;
+            *by_ticket = false;
         }
         Action::Impersonate { guesses, .. } => *guesses = 1,
         Action::DeviceOutage { for_ms, .. } => *for_ms = (*for_ms / 2).max(1_000),

@@ -108,8 +108,9 @@ impl Person {
                 delete_first,
                 redownloads,
                 repeats,
+                by_ticket,
             } => {
-                self.request_export(delete_first, redownloads, repeats)
+                self.request_export(delete_first, redownloads, repeats, by_ticket)
                     .await
             }
             Action::TicketExport => self.ticket_export().await,
@@ -195,6 +196,7 @@ impl Person {
         delete_first: bool,
         redownloads: u32,
         repeats: u32,
+        by_ticket: bool,
     ) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
@@ -249,6 +251,16 @@ impl Person {
                 newest = another.0;
                 later.push(another);
             }
+        }
+        // Impatient at another door: the same person writes to support
+        // while the app's request is being built. The verified ticket joins
+        // that export (awaited below) or, if it was already answered, gets
+        // a new one of its own.
+        if by_ticket
+            && let Some((export_id, must_since_ms)) = self.own_ticket_verified().await?
+            && must_since_ms != 0
+        {
+            later.push((export_id, must_since_ms));
         }
         self.await_and_download(
             accepted.export_id.0,
@@ -428,6 +440,19 @@ impl Person {
     /// Ask for one's data through a support ticket, proving identity with
     /// the code the service sends to one's own account.
     async fn ticket_export(&mut self) -> Result<(), CallError> {
+        let Some((export_id, must_since_ms)) = self.own_ticket_verified().await? else {
+            return Ok(());
+        };
+        self.await_and_download(export_id, must_since_ms, false, 0)
+            .await
+    }
+
+    /// Open a support ticket for one's own address and verify it with the
+    /// code from one's own feed: the export it gives, and since when its
+    /// exactness is sure (0 when it joined an export of one's own still
+    /// being built, whose snapshot may precede the ticket). `None` when the
+    /// challenge never arrived.
+    async fn own_ticket_verified(&mut self) -> Result<Option<(u64, u64)>, CallError> {
         let opened_at_ms = sim_now_ms();
         let body = to_json(&TicketRequest {
             claimed_email: self.email(),
@@ -460,7 +485,7 @@ impl Person {
             });
         let Some(code) = code else {
             // The challenge never arrived (the store was down): no ticket.
-            return Ok(());
+            return Ok(None);
         };
         let body = to_json(&VerifyTicketRequest { code: code.clone() })?;
         let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
@@ -493,8 +518,7 @@ impl Person {
         };
         self.verify_ticket_again(ticket.ticket_id, &code, export_id.0)
             .await?;
-        self.await_and_download(export_id.0, must_since_ms, false, 0)
-            .await
+        Ok(Some((export_id.0, must_since_ms)))
     }
 
     /// Ask for someone else's data by their email and guess the code.
