@@ -131,7 +131,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.deletions_verified,
         ),
         format!(
-            "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}, withdrawn messages asked for again {}",
+            "devices: transferred {} (captures uploaded after their device changed hands {}), factory resets {}; messages: delivered {}, refused by their sender {}, inbox items checked {}, withdrawn messages asked for again {}, messages to oneself asked for by id {}",
             c.devices_transferred,
             c.pre_transfer_uploads,
             c.device_resets,
@@ -139,6 +139,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.messages_refused_by_sender,
             c.inbox_items_checked,
             c.withdrawn_messages_rechecked,
+            c.messages_to_me_asked_by_id,
         ),
         format!(
             "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}",

@@ -23,7 +23,7 @@
 
 use super::person::{Person, parse, to_json};
 use super::{CallError, pick_in_map, pick_where};
-use crate::check::Invariant;
+use crate::check::{Event, Invariant};
 use crate::net::sim_now_ms;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -87,6 +87,7 @@ impl Person {
         self.foreign_range_deletion(pick).await?;
         self.foreign_devices(pick).await?;
         self.foreign_messages(pick).await?;
+        self.messages_to_me_not_listed(pick).await?;
         self.foreign_exports_and_tickets(pick).await?;
         self.foreign_and_stale_cursors(pick).await?;
         self.tamper_own_link(pick).await?;
@@ -574,6 +575,39 @@ impl Person {
                 &what,
             );
             self.judge_audio(&r, &format!("inbox audio of message {id}"), requested);
+        }
+        Ok(())
+    }
+
+    /// A message addressed to oneself, asked for by id whether or not it
+    /// is in one's inbox yet: one not confirmed by its sender (still
+    /// pending, held, or refused because it resolved to the wrong person)
+    /// must not play; whatever plays is judged by its watermark, which only
+    /// a confirmation makes one's own to hear.
+    async fn messages_to_me_not_listed(&mut self, pick: u64) -> Result<(), CallError> {
+        let email = self.email();
+        let candidate = pick_where(
+            &self.world.board.borrow().messages,
+            pick >> 5,
+            |(sender, _, to)| *sender != self.principal && to.eq_ignore_ascii_case(&email),
+        )
+        .map(|(_, id, _)| *id);
+        let Some(id) = candidate else {
+            return Ok(());
+        };
+        let session = self.session.clone();
+        let path = format!("/v1/inbox/{id}/audio");
+        let requested = sim_now_ms();
+        if let Some(r) = self
+            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .await?
+        {
+            self.oracle().on(Event::MessageToMeAskedById);
+            self.judge_audio(
+                &r,
+                &format!("inbox audio of message {id}, asked for by id"),
+                requested,
+            );
         }
         Ok(())
     }
