@@ -13,16 +13,18 @@
 //! on their own feed. The new holder (the innocent newcomer) never asks
 //! for an export; every link their feed gives that downloads is judged by
 //! the watermark: the archive holds the new holder's recordings, made by a
-//! verification only the old holder could do (identity epochs, judged as
-//! isolation). The counts of verifications and feed reads are the
-//! positive controls that the path ran.
+//! verification only the old holder could do — the old holder's code, sent
+//! after the handover, impersonated the new holder (identity epochs, judged
+//! as agent containment: an impersonation reached someone's data). The
+//! counts of verifications and feed reads are the positive controls that
+//! the path ran.
 
 use super::{Invariant, Oracle};
 use http::StatusCode;
 use std::collections::BTreeMap;
 
 /// The summary's counter (`Controls::probes`): verification answers judged
-/// (refused / all).
+/// (within the contract / all).
 pub const VERIFIED_AFTER_HANDOVER: &str =
     "ticket handover: tickets verified after their address changed hands";
 /// The summary's counter: the new holder's feed reads judged (with no
@@ -33,7 +35,6 @@ pub const NEWCOMER_FEED: &str =
 /// What a verification across a handover may answer: an export of the old,
 /// closed account (200), or a refusal.
 const ALLOWED: &[u16] = &[200, 403, 404, 410];
-const REFUSALS: &[u16] = &[403, 404, 410];
 
 /// The old holder `opener` sent, at `sent_ms`, the code of `ticket_id`
 /// (read from their own feed before closing), after `new_holder` signed up
@@ -74,10 +75,9 @@ impl Oracle {
             .entry(VERIFIED_AFTER_HANDOVER)
             .or_default();
         entry.attempted += 1;
-        if REFUSALS.contains(&status) {
-            entry.refused += 1;
-        }
         if ALLOWED.contains(&status) {
+            // Refused, or an export of the closed account: the contract kept.
+            entry.refused += 1;
             return;
         }
         let detail = format!(
@@ -119,7 +119,7 @@ impl Oracle {
         if status != StatusCode::OK {
             return;
         }
-        let own: Vec<u64> = match self.read_archive(body) {
+        let own: std::collections::BTreeSet<u64> = match self.read_archive(body) {
             Ok(contents) => contents
                 .audio
                 .iter()
@@ -127,7 +127,7 @@ impl Oracle {
                 .copied()
                 .filter(|n| self.utterances.get(n).is_some_and(|u| u.owner == newcomer))
                 .collect(),
-            Err(_) => Vec::new(),
+            Err(_) => Default::default(),
         };
         let cause = match self.handover.by_new_holder.get(&newcomer) {
             Some(v) => format!(
@@ -145,7 +145,7 @@ impl Oracle {
             own.len(),
         );
         self.violate(
-            Invariant::Isolation,
+            Invariant::AgentContainment,
             at_ms,
             own.first().copied(),
             Some(newcomer),
@@ -184,7 +184,7 @@ mod tests {
         o.on_handover_verification(verification(StatusCode::GONE, 300));
         assert!(o.violations().is_empty());
         let counted = o.controls().probes[VERIFIED_AFTER_HANDOVER];
-        assert_eq!((counted.refused, counted.attempted), (1, 2));
+        assert_eq!((counted.refused, counted.attempted), (2, 2));
         o.on_handover_verification(verification(StatusCode::CONFLICT, 400));
         assert_eq!(o.violations().len(), 1);
     }
@@ -208,7 +208,7 @@ mod tests {
         o.on_newcomer_feed_read(1);
         o.on_unasked_download(1, 4, StatusCode::OK, b"not a zip", 600);
         assert_eq!(o.violations().len(), 1);
-        assert_eq!(o.violations()[0].invariant, Invariant::Isolation);
+        assert_eq!(o.violations()[0].invariant, Invariant::AgentContainment);
         assert!(o.violations()[0].detail.contains("ticket 7"));
         let feed = o.controls().probes[NEWCOMER_FEED];
         assert_eq!((feed.refused, feed.attempted), (1, 2));
