@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+mod handover;
 mod limits;
 mod probes;
 
@@ -324,6 +325,16 @@ pub enum Action {
     /// address was signed up again (`workload/recycled.rs`): nothing may
     /// reach the address's new holder.
     ConfirmAfterRecycle { contact: u32, pick: u64 },
+    /// Open a support ticket for one's own address and read its code, close
+    /// the account, and verify the ticket only after someone else signed up
+    /// with the released address and recorded `nonces` on their own device
+    /// (`workload/handover.rs`). The newcomer (with `attacker`, someone who
+    /// watches for released addresses and then asks for "their" data) reads
+    /// their feed: nothing of theirs may come of the old holder's ticket.
+    TicketAcrossHandover {
+        attacker: bool,
+        nonces: [u64; 2],
+    },
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.
@@ -354,6 +365,7 @@ impl Action {
             Action::ProbeLinkLimits { .. } => "probe_link_limits",
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
+            Action::TicketAcrossHandover { .. } => "ticket_across_handover",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
         }
@@ -992,6 +1004,7 @@ impl Plan {
         }
         let ticket_attempts = probes::draw_ticket_attempts(seed);
         swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));
+        swarm_off.extend(handover::schedule(scenario, seed, active_ms, &mut accounts));
         Plan {
             scenario: scenario.name.clone(),
             seed,

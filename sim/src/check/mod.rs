@@ -15,6 +15,7 @@ mod deadlines;
 pub mod driver;
 pub mod entries;
 mod events;
+pub mod handover;
 mod household;
 pub mod limits;
 pub mod lockout;
@@ -462,6 +463,8 @@ pub struct Oracle {
     service_clock: snapshot::ServiceClock,
     /// When each principal's account closing was acknowledged.
     closed: closed::ClosedLedger,
+    /// Tickets verified after their address changed hands.
+    handover: handover::HandoverLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -520,6 +523,7 @@ impl Oracle {
             lockout: lockout::LockoutLedger::default(),
             service_clock: snapshot::ServiceClock::default(),
             closed: closed::ClosedLedger::default(),
+            handover: handover::HandoverLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }

@@ -155,6 +155,9 @@ impl Person {
             Action::ConfirmAfterRecycle { contact, pick } => {
                 self.confirm_after_recycle(contact as usize, pick).await
             }
+            Action::TicketAcrossHandover { attacker, nonces } => {
+                self.ticket_across_handover(attacker, nonces).await
+            }
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
@@ -439,7 +442,7 @@ impl Person {
 
     /// Ask for one's data through a support ticket, proving identity with
     /// the code the service sends to one's own account.
-    async fn ticket_export(&mut self) -> Result<(), CallError> {
+    pub(super) async fn ticket_export(&mut self) -> Result<(), CallError> {
         let Some((export_id, must_since_ms)) = self.own_ticket_verified().await? else {
             return Ok(());
         };
@@ -588,7 +591,7 @@ impl Person {
     }
 
     /// New notifications since the last read.
-    async fn notifications(&mut self) -> Result<Vec<Notification>, CallError> {
+    pub(super) async fn notifications(&mut self) -> Result<Vec<Notification>, CallError> {
         let session = self.session.clone();
         let path = format!("/v1/notifications?after={}", self.notification_seq);
         let notes: Vec<Notification> = self
@@ -1257,7 +1260,7 @@ impl Person {
         Ok(response.status() == StatusCode::UNAUTHORIZED)
     }
 
-    async fn close_account(&mut self) -> Result<(), CallError> {
+    pub(super) async fn close_account(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         let mut attempted = false;

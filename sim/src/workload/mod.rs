@@ -21,6 +21,7 @@ mod actions;
 mod adversary;
 mod agent;
 mod contacts;
+mod handover;
 mod limits;
 mod lockout;
 mod person;
