@@ -203,7 +203,11 @@ async fn conflict_as_duplicate(
     use crosstalk_model::api::IngestResponse;
     let status = response.status();
     if status == http::StatusCode::CONFLICT {
-        let last = last_by_token.lock().unwrap_or_else(|p| p.into_inner()).get(&token).copied();
+        let last = last_by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&token)
+            .copied();
         let Some(id) = last else {
             return response;
         };

@@ -23,7 +23,11 @@ fn the_correct_build_refuses_every_reused_key_and_counts_it() {
     let counted = outcome.controls.probes.get(KIND).expect("the probe ran");
     assert!(counted.attempted > 0);
     assert_eq!(counted.refused, counted.attempted);
-    assert!(outcome.probes.contains_key("store.ingest.upload_key_conflict"));
+    assert!(
+        outcome
+            .probes
+            .contains_key("store.ingest.upload_key_conflict")
+    );
 }
 
 #[test]
