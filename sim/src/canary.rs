@@ -8,15 +8,16 @@
 //! would. The SUT itself is untouched; the oracle must catch the leak from
 //! the watermark alone.
 //!
-//! [`break_store`] breaks the store for the harness's tests in one of six
+//! [`break_store`] breaks the store for the harness's tests in one of seven
 //! ways, with no fault injected anywhere: the first history listing panics
 //! inside its handler (on the wire, a connection reset), or is answered 500
 //! with a JSON error body, or every range deletion's answer names a
 //! recording that is not the requester's, or someone else's recording is
 //! refused 403 instead of looking nonexistent, or a spoken message awaiting
 //! its sender's confirmation is listed as delivered, or a sign-up or message
-//! confirmation the store refused (409) is answered as accepted. The oracle
-//! must fail each run.
+//! confirmation the store refused (409) is answered as accepted, or an
+//! upload whose key was reused for other content (409) is answered as a
+//! duplicate. The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -113,6 +114,10 @@ pub enum CanaryBreak {
     /// A sign-up or a message confirmation the store refused with 409 is
     /// answered 200, as if accepted (the clients' quirks must notice).
     RefusalsAccepted,
+    /// An upload refused 409 (its key reused for other content) is answered
+    /// 200 as a duplicate of the last recording that device token was
+    /// given: the new capture silently dropped.
+    UploadConflictsAsDuplicates,
     /// Every playback answer is kept (per caller and path) and served again,
     /// deletions or not: a response cache that never evicts. Caught by
     /// the real-threads harness's quiescent probes.
@@ -124,13 +129,16 @@ pub enum CanaryBreak {
 pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
     let last_ingested = Arc::new(Mutex::new(None::<u64>));
     let kept_audio = Arc::new(Mutex::new(KeptAudio::new()));
+    let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
             let done = done.clone();
             let last_ingested = last_ingested.clone();
             let kept_audio = kept_audio.clone();
+            let last_by_token = last_by_token.clone();
             async move {
                 let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                let token = bearer_token(request.headers()).unwrap_or("").to_string();
                 if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {
                     return serve_kept_audio(request, next, &kept_audio).await;
                 }
@@ -153,6 +161,12 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 if how == CanaryBreak::RefusalsAccepted && method == http::Method::POST {
                     return accept_conflicts(&path, response);
                 }
+                if how == CanaryBreak::UploadConflictsAsDuplicates
+                    && method == http::Method::POST
+                    && path == "/v1/recordings"
+                {
+                    return conflict_as_duplicate(token, response, &last_by_token).await;
+                }
                 if how == CanaryBreak::DeliveredUnconfirmed
                     && method == http::Method::GET
                     && path == "/v1/messages"
@@ -173,6 +187,50 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             }
         },
     ))
+}
+
+/// The last recording id each device token was given by an upload answer.
+type LastByToken = std::collections::BTreeMap<String, u64>;
+
+/// Remember the id a successful upload answer gives; answer a 409 with a
+/// duplicate of the token's last recording instead (upload-conflict-as-
+/// duplicate: idempotency by key alone).
+async fn conflict_as_duplicate(
+    token: String,
+    response: Response,
+    last_by_token: &Mutex<LastByToken>,
+) -> Response {
+    use crosstalk_model::api::IngestResponse;
+    let status = response.status();
+    if status == http::StatusCode::CONFLICT {
+        let last = last_by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&token)
+            .copied();
+        let Some(id) = last else {
+            return response;
+        };
+        let answer = IngestResponse {
+            recording_id: crosstalk_model::RecordingId(id),
+            duplicate: true,
+        };
+        return (http::StatusCode::OK, axum::Json(answer)).into_response();
+    }
+    if !status.is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if let Ok(answer) = serde_json::from_slice::<IngestResponse>(&bytes) {
+        last_by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, answer.recording_id.0);
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Audio answers kept by the caller's credential and the path.

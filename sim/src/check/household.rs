@@ -5,6 +5,7 @@
 //! against what the simulator knows: whose capture it was, whether it was
 //! broadcast audio, and whether its sender confirmed it.
 
+use super::unanswered::OrderSource;
 use super::{Invariant, Oracle, SpokenNext};
 use crosstalk_model::api::{MessageState, OrderState, OrderView};
 use crosstalk_store::media::HOLD_MS;
@@ -111,19 +112,13 @@ impl Oracle {
     /// their own capture, and none from broadcast audio may be placed.
     pub fn on_orders_listed(&mut self, principal: usize, orders: &[OrderView], now: u64) {
         for order in orders {
-            let Some(nonce) = self.nonce_of_recording(order.source_recording.0) else {
-                let detail = format!(
-                    "order {} comes from rec-{}, which nobody uploaded",
-                    order.order_id, order.source_recording.0
-                );
-                self.violate(
-                    Invariant::RequestIntegrity,
-                    now,
-                    None,
-                    Some(principal),
-                    detail,
-                );
-                continue;
+            let nonce = match self.order_source(principal, order.source_recording.0) {
+                OrderSource::Capture(nonce) => nonce,
+                OrderSource::MaybeUnanswered => continue,
+                OrderSource::Nobody => {
+                    self.order_from_nobody(principal, order, now);
+                    continue;
+                }
             };
             if self.owner_of(nonce) != Some(principal) {
                 let detail = format!(
@@ -143,6 +138,21 @@ impl Oracle {
             }
             self.judge_order_state(principal, order, nonce, now);
         }
+    }
+
+    /// An order whose source recording no capture can be behind.
+    fn order_from_nobody(&mut self, principal: usize, order: &OrderView, now: u64) {
+        let detail = format!(
+            "order {} comes from rec-{}, which nobody uploaded",
+            order.order_id, order.source_recording.0
+        );
+        self.violate(
+            Invariant::RequestIntegrity,
+            now,
+            None,
+            Some(principal),
+            detail,
+        );
     }
 
     fn judge_order_state(&mut self, principal: usize, order: &OrderView, nonce: u64, now: u64) {

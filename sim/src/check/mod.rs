@@ -27,6 +27,7 @@ pub mod replies;
 mod snapshot;
 pub use snapshot::ServiceClock;
 mod steps;
+mod unanswered;
 #[cfg(test)]
 mod verdict_tests;
 
@@ -199,6 +200,14 @@ pub struct Controls {
     pub broadcast_captures: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
+    /// Captures sent without an answer that their owner's own listing then
+    /// showed (by the watermark) under a recording id.
+    pub unanswered_uploads_named_by_listing: u64,
+    /// Orders whose source was such a capture, judged by it.
+    pub orders_from_unanswered_uploads: u64,
+    /// Orders with an unnamed source, excused because their principal had
+    /// a capture sent without an answer that nothing named.
+    pub orders_of_unknown_uploads_excused: u64,
     /// Broadcast "send a message" commands the store never let through
     /// (the harness even said "yes" to any it offered for confirmation).
     pub broadcast_messages_suppressed: u64,
@@ -335,6 +344,9 @@ impl Controls {
         self.broadcast_captures += other.broadcast_captures;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;
+        self.unanswered_uploads_named_by_listing += other.unanswered_uploads_named_by_listing;
+        self.orders_from_unanswered_uploads += other.orders_from_unanswered_uploads;
+        self.orders_of_unknown_uploads_excused += other.orders_of_unknown_uploads_excused;
         self.broadcast_messages_suppressed += other.broadcast_messages_suppressed;
         self.spoken_messages_delivered += other.spoken_messages_delivered;
         self.housemate_captures += other.housemate_captures;
@@ -465,6 +477,8 @@ pub struct Oracle {
     closed: closed::ClosedLedger,
     /// Tickets verified after their address changed hands.
     handover: handover::HandoverLedger,
+    /// Uploads sent without an answer, and the ids listings named them by.
+    unanswered: unanswered::UnansweredLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -524,6 +538,7 @@ impl Oracle {
             service_clock: snapshot::ServiceClock::default(),
             closed: closed::ClosedLedger::default(),
             handover: handover::HandoverLedger::default(),
+            unanswered: unanswered::UnansweredLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }

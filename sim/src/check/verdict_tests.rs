@@ -330,6 +330,49 @@ fn an_order_comes_from_ones_own_genuine_capture() {
     assert_eq!(flagged(&oracle), expected);
 }
 
+/// Chaos seed 29 with the key-reuse probe: A's "order" capture 3 was
+/// stored as rec-20, its answer lost, its device reset before a retry.
+#[test]
+fn an_order_from_an_upload_whose_answer_was_lost_is_judged_by_its_listing() {
+    let mut oracle = oracle();
+    oracle.utterance_started(3, A, 0, 1);
+    oracle.upload_unanswered(3);
+    oracle.utterance_started(4, A, 0, 1);
+    oracle.mark_broadcast(4);
+    oracle.upload_unanswered(4);
+    // Nothing names rec-20 yet: it may be capture 3 or 4 of A's; B sent
+    // nothing without an answer, so an unknown id is nobody's for B.
+    oracle.on_orders_listed(A, &[order(1, 20, OrderState::Placed)], 50);
+    assert!(flagged(&oracle).is_empty());
+    oracle.on_orders_listed(B, &[order(2, 21, OrderState::Placed)], 50);
+    assert_eq!(flagged(&oracle), [Invariant::RequestIntegrity]);
+    // A's history shows rec-20 with capture 3's watermark and rec-23 with
+    // capture 4's; B's listing cannot name A's capture.
+    oracle.own_listing_named(B, 22, 3);
+    oracle.own_listing_named(A, 20, 3);
+    oracle.own_listing_named(A, 23, 4);
+    let later = [
+        order(1, 20, OrderState::Placed),
+        order(3, 22, OrderState::Placed),
+        order(4, 23, OrderState::Placed),
+    ];
+    oracle.on_orders_listed(A, &later, 60);
+    let expected = [
+        Invariant::RequestIntegrity,
+        Invariant::RequestIntegrity,
+        Invariant::BroadcastActed,
+    ];
+    assert_eq!(flagged(&oracle), expected);
+    let c = oracle.controls();
+    let counts = (
+        c.unanswered_uploads_named_by_listing,
+        c.orders_from_unanswered_uploads,
+        c.orders_of_unknown_uploads_excused,
+        c.genuine_orders_placed,
+    );
+    assert_eq!(counts, (2, 2, 1, 1));
+}
+
 #[test]
 fn a_step_outside_the_contract_fails_and_an_unknown_outcome_waits_for_the_fault_log() {
     let mut oracle = oracle();

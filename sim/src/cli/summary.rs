@@ -142,7 +142,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.messages_to_me_asked_by_id,
         ),
         format!(
-            "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}",
+            "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {}, spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}; uploads without an answer named by their owner's listing {}, orders judged by them {}, orders excused as maybe theirs {}",
             c.broadcast_captures,
             c.broadcast_orders_suppressed,
             c.broadcast_messages_suppressed,
@@ -151,6 +151,9 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.housemate_captures,
             c.accounts_closed,
             c.accounts_recycled,
+            c.unanswered_uploads_named_by_listing,
+            c.orders_from_unanswered_uploads,
+            c.orders_of_unknown_uploads_excused,
         ),
     ]
 }

@@ -21,6 +21,8 @@
 //! foreign deletion that "succeeded" is never reported to the oracle as a
 //! deletion, so the victim's own audit notices the loss too.
 
+mod key_reuse;
+
 use super::person::{Person, parse, to_json};
 use super::{CallError, pick_in_map, pick_where};
 use crate::check::{Event, Invariant};
@@ -96,6 +98,7 @@ impl Person {
         self.knock_with_wrong_tokens(pick).await?;
         self.old_session_and_devices(nonce).await?;
         self.replay_own_upload(pick).await?;
+        self.reuse_upload_key(pick).await?;
         self.probe_claims(pick).await
     }
 

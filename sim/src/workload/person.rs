@@ -632,6 +632,8 @@ impl Person {
                 }
                 Err(CallError::Unavailable(_)) => {
                     self.oracle().on(Event::UploadBuffered);
+                    // The store may have kept it all the same.
+                    self.oracle().upload_unanswered(nonce);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -687,7 +689,11 @@ impl Person {
             for item in &page.items {
                 let decoded = oracle.key().decode_transcript(&item.transcript);
                 oracle.on(Event::HistoryItemChecked);
-                listed.extend(oracle.receive(self.principal, channel, &decoded, started_ms, now));
+                let own = oracle.receive(self.principal, channel, &decoded, started_ms, now);
+                if let [nonce] = own[..] {
+                    oracle.own_listing_named(self.principal, item.id.0, nonce);
+                }
+                listed.extend(own);
             }
             drop(oracle);
             match page.next_cursor {
