@@ -331,10 +331,7 @@ pub enum Action {
     /// (`workload/handover.rs`). The newcomer (with `attacker`, someone who
     /// watches for released addresses and then asks for "their" data) reads
     /// their feed: nothing of theirs may come of the old holder's ticket.
-    TicketAcrossHandover {
-        attacker: bool,
-        nonces: [u64; 2],
-    },
+    TicketAcrossHandover { attacker: bool, nonces: [u64; 2] },
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.

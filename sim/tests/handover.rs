@@ -97,7 +97,10 @@ fn verify_for_holder_now(
             .cloned();
         let now = claimed.and_then(|(email, opened_for)| {
             let holders = holders.lock().unwrap_or_else(|p| p.into_inner());
-            holders.get(&email).filter(|(a, _)| *a != opened_for).cloned()
+            holders
+                .get(&email)
+                .filter(|(a, _)| *a != opened_for)
+                .cloned()
         });
         let Some((_, session)) = now else {
             return next.run(request).await;
@@ -183,8 +186,16 @@ fn the_correct_build_keeps_the_ticket_with_the_old_holder() {
     for seed in 0..2 {
         let outcome = run_plan_with(&Plan::generate(&scenario, seed), &Wrappers::default());
         assert!(outcome.passed(), "seed {seed}: {:#?}", outcome.violations);
-        for (kind, total) in [(VERIFIED_AFTER_HANDOVER, &mut verified), (NEWCOMER_FEED, &mut feeds)] {
-            let counted = outcome.controls.probes.get(kind).copied().unwrap_or_default();
+        for (kind, total) in [
+            (VERIFIED_AFTER_HANDOVER, &mut verified),
+            (NEWCOMER_FEED, &mut feeds),
+        ] {
+            let counted = outcome
+                .controls
+                .probes
+                .get(kind)
+                .copied()
+                .unwrap_or_default();
             assert_eq!(counted.attempted, counted.refused, "seed {seed}: {kind}");
             *total += counted.attempted;
         }

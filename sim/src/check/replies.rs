@@ -12,6 +12,9 @@
 
 use super::contract::ServerError;
 use super::{Invariant, Oracle};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crosstalk_model::{AccountId, ExportId};
 
 /// One answer of a service, as its client saw it.
 #[derive(Clone, Debug)]
@@ -28,6 +31,36 @@ pub struct Answer<'a> {
     pub principal: Option<usize>,
     pub sent_ms: u64,
     pub at_ms: u64,
+}
+
+/// Where a download link's path begins.
+pub const DOWNLOAD_PREFIX: &str = "/v1/downloads/";
+
+/// Every download link in `bytes`: (export, subject) read from the token
+/// (`base64url(export ‖ subject ‖ expiry ‖ nonce ‖ tag)`; the tag is not
+/// checked: the claims say whose the link is meant to be).
+pub fn links_in(bytes: &[u8]) -> Vec<(ExportId, AccountId)> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut links = Vec::new();
+    let mut rest: &str = &text;
+    while let Some(start) = rest.find(DOWNLOAD_PREFIX) {
+        rest = &rest[start + DOWNLOAD_PREFIX.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        if let Ok(raw) = URL_SAFE_NO_PAD.decode(&rest[..end])
+            && raw.len() == 8 + 8 + 8 + 16 + 32
+        {
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&raw[at..at + 8]);
+                u64::from_be_bytes(b)
+            };
+            links.push((ExportId(word(0)), AccountId(word(8))));
+        }
+        rest = &rest[end..];
+    }
+    links
 }
 
 /// Why an error answer is not a JSON `{"error", "message"}` body.

@@ -162,7 +162,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
 fn export_lines(c: &Controls) -> [String; 2] {
     [
         format!(
-            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
+            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
             c.tickets_verified,
             c.impersonation_codes_refused,
             c.duplicate_requests_joined,
@@ -170,6 +170,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.archives_revoked,
             c.download_limit_refusals,
             c.notified_links_followed,
+            c.links_delivered_judged,
             c.export_crashes,
             c.worker_crashes,
             c.net_faults,

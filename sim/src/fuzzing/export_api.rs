@@ -76,7 +76,7 @@ use crate::net::{EXPORT_HOST, STORE_HOST};
 use crate::watermark::{Decoded, WatermarkKey};
 use arbitrary::{Arbitrary, Unstructured};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use crosstalk_export::worker::{Outcome, Worker, WorkerConfig};
 use crosstalk_export::{ExportConfig, ExportService, StoreClient};
@@ -2623,34 +2623,7 @@ fn raw_path(template: u8, id: u8, body: &[u8]) -> (String, Vec<u8>) {
 // Reading answers.
 // ---------------------------------------------------------------------------
 
-const DOWNLOAD_PREFIX: &str = "/v1/downloads/";
-
-/// Every download link in `bytes`: (export, subject) read from the token
-/// (`base64url(export ‖ subject ‖ expiry ‖ nonce ‖ tag)`; the tag is not
-/// checked: the claims say whose the link is meant to be).
-fn links_in(bytes: &[u8]) -> Vec<(ExportId, AccountId)> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut links = Vec::new();
-    let mut rest: &str = &text;
-    while let Some(start) = rest.find(DOWNLOAD_PREFIX) {
-        rest = &rest[start + DOWNLOAD_PREFIX.len()..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(rest.len());
-        if let Ok(raw) = URL_SAFE_NO_PAD.decode(&rest[..end])
-            && raw.len() == 8 + 8 + 8 + 16 + 32
-        {
-            let word = |at: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&raw[at..at + 8]);
-                u64::from_be_bytes(b)
-            };
-            links.push((ExportId(word(0)), AccountId(word(8))));
-        }
-        rest = &rest[end..];
-    }
-    links
-}
+use crate::check::replies::{DOWNLOAD_PREFIX, links_in};
 
 /// The first download path in a notification's text.
 fn link_path_in(text: &str) -> Option<String> {

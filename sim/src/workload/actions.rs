@@ -4,6 +4,7 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink, pick_where};
+use crate::check::replies::links_in;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
@@ -607,6 +608,18 @@ impl Person {
         if let Some(last) = notes.last() {
             self.notification_seq = last.seq;
         }
+        // Every download link in one's feed must be one's own, whether or
+        // not it is followed (a misdelivered link is a leak waiting for a
+        // service that does not bind links to their subject).
+        let now = sim_now_ms();
+        let mut oracle = self.oracle();
+        for note in &notes {
+            for (_, subject) in links_in(note.text.as_bytes()) {
+                let channel = format!("notification {}", note.seq);
+                oracle.link_delivered(self.principal, subject.0, &channel, now);
+            }
+        }
+        drop(oracle);
         Ok(notes)
     }
 

@@ -63,14 +63,15 @@ impl Person {
         let sent_ms = sim_now_ms();
         match self.send_held_code(ticket_id, &code).await {
             Ok(status) => {
-                self.oracle().on_handover_verification(HandoverVerification {
-                    opener,
-                    new_holder: newcomer.principal,
-                    ticket_id,
-                    status,
-                    sent_ms,
-                    at_ms: sim_now_ms(),
-                });
+                self.oracle()
+                    .on_handover_verification(HandoverVerification {
+                        opener,
+                        new_holder: newcomer.principal,
+                        ticket_id,
+                        status,
+                        sent_ms,
+                        at_ms: sim_now_ms(),
+                    });
             }
             // Its outcome is unknown; the new holder's feed is judged anyway.
             Err(CallError::Unavailable(_)) => {}
@@ -118,7 +119,11 @@ impl Person {
     }
 
     /// Send the code of `ticket_id` (no session: the account is closed).
-    async fn send_held_code(&mut self, ticket_id: u64, code: &str) -> Result<StatusCode, CallError> {
+    async fn send_held_code(
+        &mut self,
+        ticket_id: u64,
+        code: &str,
+    ) -> Result<StatusCode, CallError> {
         let body = to_json(&VerifyTicketRequest {
             code: code.to_string(),
         })?;
