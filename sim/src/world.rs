@@ -222,7 +222,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 plan.active_ms,
                 faults_fired.clone(),
             )
-            .logging_into(name, fired_points.clone()),
+            .logging_into(name, fired_points.clone())
+            .with_collection(world.collection_faults.clone()),
         )
     };
     let service_token = hex::encode(derive(seed, "service-token"));
@@ -562,6 +563,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     world.oracle.borrow_mut().judge_limits();
+    judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {
@@ -730,6 +732,36 @@ impl Crashable {
             }
         }
     }
+}
+
+/// Hand the oracle what the collection-read faults did: the count of
+/// transient refusals, and the poisoned subject's refused reads to judge
+/// against the export service's retry contract (`check/poison.rs`).
+fn judge_collection_faults(world: &World) {
+    let faults = &world.collection_faults;
+    let mut oracle = world.oracle.borrow_mut();
+    oracle.on_collection_reads_refused(faults.transient_refusals());
+    let Some(poison) = faults.plan() else {
+        return;
+    };
+    let plan = &world.plan;
+    let config = export_config(plan);
+    let spikes = plan.net_faults.iter().filter_map(|f| match f.kind {
+        NetFaultKind::LatencySpike { latency_ms } => Some(latency_ms),
+        _ => None,
+    });
+    let latency_ms = spikes.fold(plan.latency_ms_max, u64::max);
+    let contract = crate::check::poison::RetryContract {
+        max_attempts: config.max_attempts,
+        retry_backoff_ms: config.retry_backoff_ms,
+        max_backoff_ms: config.max_backoff_ms,
+        // A read reaches the store after the claim's reply and its own
+        // trip (each at most the worst latency, plus a connection's
+        // handshake), or after a lapsed lease.
+        slack_ms: config.lease_ms + 4 * latency_ms + 4 * plan.tick_ms,
+    };
+    let refused = faults.refused_ms();
+    oracle.judge_poisoned_retries(poison.principal as usize, &refused, contract);
 }
 
 /// Start (`on`) or heal a network fault.

@@ -95,8 +95,8 @@ fn both_race_bugs_are_caught_within_a_few_seeds() {
 /// not find the deleted audio; with `stale-cache-fill` planted it does.
 mod fill_races_deletion {
     use crosstalk_model::{AccountId, ManualClock, RecordingId, SeededEntropy};
-    use crosstalk_service::{Inject, Planted};
     use crosstalk_service::fault_points::FaultPoints;
+    use crosstalk_service::{Inject, Planted};
     use crosstalk_store::{DeleteSelection, NewRecording, Store, StoreConfig};
     use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod lockout;
 mod observations;
 pub mod panics;
+pub mod poison;
 mod races;
 pub mod recycled;
 pub mod replies;
@@ -284,6 +285,16 @@ pub struct Controls {
     pub uploads_refused_owner_closed: u64,
     /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
     pub second_extensions_judged: u64,
+    /// Collection reads of the export worker the store refused with a
+    /// transient 503 (`faults/poison.rs`); left out of a summary while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub collection_reads_refused: u64,
+    /// The poisoned subject's collection reads the store refused, and the
+    /// runs whose retries of that job were judged (`check/poison.rs`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poisoned_reads_refused: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poison_retries_judged: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -349,6 +360,9 @@ impl Controls {
         self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
         self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
         self.second_extensions_judged += other.second_extensions_judged;
+        self.collection_reads_refused += other.collection_reads_refused;
+        self.poisoned_reads_refused += other.poisoned_reads_refused;
+        self.poison_retries_judged += other.poison_retries_judged;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;

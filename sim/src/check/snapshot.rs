@@ -65,8 +65,7 @@ impl Oracle {
         at_ms: u64,
     ) {
         let clock = self.service_clock;
-        let Some((claimed, claimed_latest)) =
-            contents.snapshot_at_ms.and_then(|at| clock.span(at))
+        let Some((claimed, claimed_latest)) = contents.snapshot_at_ms.and_then(|at| clock.span(at))
         else {
             return;
         };

@@ -11,8 +11,8 @@ use crosstalk_model::api::{
     SignupResponse,
 };
 use crosstalk_model::{ManualClock, SeededEntropy};
-use crosstalk_service::Planted;
 use crosstalk_service::Inject;
+use crosstalk_service::Planted;
 use crosstalk_service::fault_points::FaultPoints;
 use crosstalk_store::{Store, StoreConfig};
 use http::{Method, header};

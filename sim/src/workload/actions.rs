@@ -1178,8 +1178,10 @@ impl Person {
             .iter()
             .position(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
         let again = withdrawn.map(|at| self.inbox_seen.remove(at).1);
-        self.inbox_seen.retain(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
-        self.inbox_seen.extend(items.iter().map(|i| (principal, i.message_id)));
+        self.inbox_seen
+            .retain(|&(seen_by, id)| seen_by == principal && !listed.contains(&id));
+        self.inbox_seen
+            .extend(items.iter().map(|i| (principal, i.message_id)));
         const KEPT: usize = 16;
         if self.inbox_seen.len() > KEPT {
             self.inbox_seen.drain(..self.inbox_seen.len() - KEPT);
