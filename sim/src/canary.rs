@@ -117,6 +117,16 @@ pub enum CanaryBreak {
     /// deletions or not: a response cache that never evicts. Caught by
     /// the real-threads harness's quiescent probes.
     StaleAudio,
+    /// A collection audio read the store refused as unavailable (503) is
+    /// answered 404, "deleted since it was listed": the worker leaves the
+    /// recording out of the archive (the audio-error-as-deleted defect, on
+    /// the wire). Caught only when the store does refuse such reads
+    /// (`store.service.unavailable`).
+    UnavailableAsDeleted,
+    /// Not the store: the export service is configured to retry a failed
+    /// job at once and without end (no backoff, no attempt limit), while the
+    /// oracle judges by the real retry contract (`check/poison.rs`).
+    NoRetryBackoff,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -138,6 +148,8 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 if listing
                     && how != CanaryBreak::ForeignDeletion
                     && how != CanaryBreak::StaleAudio
+                    && how != CanaryBreak::UnavailableAsDeleted
+                    && how != CanaryBreak::NoRetryBackoff
                     && !done.swap(true, Ordering::Relaxed)
                 {
                     if how == CanaryBreak::PanicInHandler {
@@ -147,6 +159,14 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                         .into_response();
                 }
                 let response = next.run(request).await;
+                if how == CanaryBreak::UnavailableAsDeleted
+                    && path.starts_with("/v1/service/")
+                    && path.ends_with("/audio")
+                    && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+                {
+                    return crosstalk_service::ApiError::not_found("no such recording")
+                        .into_response();
+                }
                 if how == CanaryBreak::ExistenceLeak {
                     return reveal_existence(&path, response);
                 }

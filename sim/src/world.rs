@@ -204,6 +204,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         max_downloads: plan.max_downloads,
     });
     oracle.learn_ticket_attempts(plan.ticket_attempts);
+    if let Some(poison) = &plan.poison {
+        let (request_ms, until_ms) = (poison.request_ms, poison.until_ms);
+        let contract = retry_contract(plan);
+        oracle.learn_poison(poison.principal as usize, request_ms, until_ms, contract);
+    }
     let world = World::new(plan.clone(), oracle, agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
@@ -323,7 +328,14 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let agent_token = agent_token.clone();
         let counter = sut_requests.clone();
         let canary = plan.canary_leak_into_archives;
-        let export_base = export_config(plan);
+        let mut export_base = export_config(plan);
+        if plan.canary_break == Some(crate::canary::CanaryBreak::NoRetryBackoff) {
+            // Harness self-test: a service that retries a failing job at
+            // once and forever (the oracle judges by `export_config`).
+            export_base.retry_backoff_ms = 0;
+            export_base.max_backoff_ms = 0;
+            export_base.max_attempts = u32::MAX;
+        }
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
@@ -744,14 +756,22 @@ fn judge_collection_faults(world: &World) {
     let Some(poison) = faults.plan() else {
         return;
     };
-    let plan = &world.plan;
+    let refused = faults.refused_ms();
+    let contract = retry_contract(&world.plan);
+    oracle.judge_poisoned_retries(poison.principal as usize, &refused, contract);
+    oracle.judge_poison_give_up();
+}
+
+/// The export service's retry contract as this run configures it (see
+/// [`export_config`]), for the oracle.
+fn retry_contract(plan: &Plan) -> crate::check::poison::RetryContract {
     let config = export_config(plan);
     let spikes = plan.net_faults.iter().filter_map(|f| match f.kind {
         NetFaultKind::LatencySpike { latency_ms } => Some(latency_ms),
         _ => None,
     });
     let latency_ms = spikes.fold(plan.latency_ms_max, u64::max);
-    let contract = crate::check::poison::RetryContract {
+    crate::check::poison::RetryContract {
         max_attempts: config.max_attempts,
         retry_backoff_ms: config.retry_backoff_ms,
         max_backoff_ms: config.max_backoff_ms,
@@ -759,9 +779,7 @@ fn judge_collection_faults(world: &World) {
         // trip (each at most the worst latency, plus a connection's
         // handshake), or after a lapsed lease.
         slack_ms: config.lease_ms + 4 * latency_ms + 4 * plan.tick_ms,
-    };
-    let refused = faults.refused_ms();
-    oracle.judge_poisoned_retries(poison.principal as usize, &refused, contract);
+    }
 }
 
 /// Start (`on`) or heal a network fault.

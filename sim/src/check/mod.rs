@@ -295,6 +295,10 @@ pub struct Controls {
     pub poisoned_reads_refused: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub poison_retries_judged: u64,
+    /// Poisoned subjects' exports seen `failed` after their attempts, and
+    /// asked for again once the fault healed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poison_give_ups_seen: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -363,6 +367,7 @@ impl Controls {
         self.collection_reads_refused += other.collection_reads_refused;
         self.poisoned_reads_refused += other.poisoned_reads_refused;
         self.poison_retries_judged += other.poison_retries_judged;
+        self.poison_give_ups_seen += other.poison_give_ups_seen;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -473,6 +478,8 @@ pub struct Oracle {
     service_clock: snapshot::ServiceClock,
     /// When each principal's account closing was acknowledged.
     closed: closed::ClosedLedger,
+    /// The poisoned subject, and when their export gave up.
+    poison: poison::PoisonLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -531,6 +538,7 @@ impl Oracle {
             lockout: lockout::LockoutLedger::default(),
             service_clock: snapshot::ServiceClock::default(),
             closed: closed::ClosedLedger::default(),
+            poison: poison::PoisonLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }

@@ -14,6 +14,13 @@
 //! job forever or without backing off: a poison job that hammers the store
 //! and never gives its subject an answer. Judged after the run, from the
 //! simulator's own record, never from the services' job state.
+//!
+//! When the window outlasts the job's attempts, the job must end `failed`,
+//! with a reason its subject can read, and not before its attempts could
+//! have been made: the first `max_attempts - 1` backoffs after the request
+//! (the only `failed` export the oracle excuses). The subject then asks
+//! again once the fault healed, and that export must complete (judged as
+//! every other).
 
 use super::{Invariant, Oracle};
 
@@ -41,7 +48,72 @@ impl RetryContract {
     }
 }
 
+/// What the oracle knows of the run's poisoned subject.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PoisonLedger {
+    /// (principal, planned request time, the window's end, the contract).
+    subject: Option<(usize, u64, u64, RetryContract)>,
+    /// When the subject first saw their export `failed`.
+    gave_up_seen_ms: Option<u64>,
+}
+
 impl Oracle {
+    /// `principal`'s collection reads are refused until `until_ms`; they
+    /// ask for their export at `request_ms` or later, and the export
+    /// service retries under `contract`.
+    pub fn learn_poison(
+        &mut self,
+        principal: usize,
+        request_ms: u64,
+        until_ms: u64,
+        contract: RetryContract,
+    ) {
+        self.poison.subject = Some((principal, request_ms, until_ms, contract));
+    }
+
+    /// `principal` saw their export `failed` at `seen_ms`: true (and
+    /// excused) when it is the poisoned subject's first give-up.
+    pub(super) fn poison_gave_up(&mut self, principal: usize, seen_ms: u64) -> bool {
+        let poisoned = matches!(self.poison.subject, Some((p, ..)) if p == principal);
+        if !poisoned || self.poison.gave_up_seen_ms.is_some() {
+            return false;
+        }
+        self.poison.gave_up_seen_ms = Some(seen_ms);
+        self.controls.poison_give_ups_seen += 1;
+        true
+    }
+
+    /// When `principal` may ask again for the export that gave up: when
+    /// the fault that failed it healed (`None`: nothing to ask again).
+    pub fn poison_healed_at(&self, principal: usize) -> Option<u64> {
+        match (self.poison.subject, self.poison.gave_up_seen_ms) {
+            (Some((p, _, until_ms, _)), Some(_)) if p == principal => Some(until_ms),
+            _ => None,
+        }
+    }
+
+    /// The poisoned subject's export must not have failed before its
+    /// attempts could have been made.
+    pub fn judge_poison_give_up(&mut self) {
+        let (Some((principal, request_ms, _, contract)), Some(seen_ms)) =
+            (self.poison.subject, self.poison.gave_up_seen_ms)
+        else {
+            return;
+        };
+        let least_ms = contract.least_span_ms(contract.max_attempts as usize);
+        if seen_ms >= request_ms + least_ms {
+            return;
+        }
+        let detail = format!(
+            "{}'s export ended failed {} ms after it was asked for; {} attempts backing off from {} ms take at least {least_ms} ms: it gave up early",
+            self.who(principal),
+            seen_ms.saturating_sub(request_ms),
+            contract.max_attempts,
+            contract.retry_backoff_ms
+        );
+        self.violate(Invariant::Liveness, seen_ms, None, Some(principal), detail);
+    }
+
     /// The store refused `principal`'s collection reads at `refused_ms` (in
     /// order) while their one export job was retried under `contract`.
     pub fn judge_poisoned_retries(
@@ -137,6 +209,27 @@ mod tests {
         assert_eq!(o.violations.len(), 1);
         assert_eq!(o.violations[0].invariant, Invariant::Liveness);
         assert!(o.violations[0].detail.contains("never gave up"));
+    }
+
+    #[test]
+    fn the_poisoned_subjects_first_failed_export_is_excused_if_not_early() {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into(), "b@x".into()]);
+        o.learn_poison(1, 1_000, 90_000, CONTRACT);
+        assert!(!o.poison_gave_up(0, 50_000), "not the poisoned subject");
+        assert_eq!(o.poison_healed_at(1), None);
+        // Six attempts need 15.5 s of backoff after the request.
+        assert!(o.poison_gave_up(1, 16_500));
+        assert!(!o.poison_gave_up(1, 17_000), "excused once only");
+        assert_eq!(o.poison_healed_at(1), Some(90_000));
+        o.judge_poison_give_up();
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.poison_give_ups_seen, 1);
+        let mut early = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        early.learn_poison(0, 1_000, 90_000, CONTRACT);
+        assert!(early.poison_gave_up(0, 16_400));
+        early.judge_poison_give_up();
+        assert_eq!(early.violations.len(), 1);
+        assert!(early.violations[0].detail.contains("gave up early"));
     }
 
     #[test]

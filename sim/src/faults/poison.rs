@@ -34,6 +34,8 @@ pub const TRANSIENT_POINT: &str = "store.service.unavailable";
 pub struct PoisonPlan {
     /// The person (principal index) whose reads are refused.
     pub principal: u32,
+    /// When their export request is planned (it is sent then or later).
+    pub request_ms: u64,
     pub from_ms: u64,
     pub until_ms: u64,
 }
@@ -87,14 +89,15 @@ fn ticket_victims(accounts: &[AccountPlan]) -> std::collections::BTreeSet<u32> {
 
 /// Draw the poisoned subject of seed `seed`, with chance `per_mille`: a
 /// person with one export job, their reads refused from up to 5 s before
-/// the request for `window_ms` (drawn from the range), closed by the end of
-/// the active period. From its own generator, so the rest of the plan is
-/// what it was without it.
+/// the request for `window_ms` (drawn from the range), healed at the latest
+/// half-way through the drain (`ends_by_ms`), so that a job that gave up
+/// can be asked for again. From its own generator, so the rest of the plan
+/// is what it was without it.
 pub fn draw(
     seed: u64,
     per_mille: u64,
     window_ms: (u64, u64),
-    active_ms: u64,
+    ends_by_ms: u64,
     accounts: &[AccountPlan],
 ) -> Option<PoisonPlan> {
     if per_mille == 0 {
@@ -121,9 +124,10 @@ pub fn draw(
     let (principal, request_ms) = eligible[rng.random_range(0..eligible.len())];
     let from_ms = request_ms.saturating_sub(rng.random_range(0..=5_000));
     let length = rng.random_range(window_ms.0..=window_ms.1.max(window_ms.0));
-    let until_ms = from_ms.saturating_add(length).min(active_ms);
+    let until_ms = from_ms.saturating_add(length).min(ends_by_ms);
     (until_ms.saturating_sub(from_ms) >= MIN_WINDOW_MS).then_some(PoisonPlan {
         principal,
+        request_ms,
         from_ms,
         until_ms,
     })
@@ -246,6 +250,7 @@ mod tests {
     fn reads_are_refused_for_the_subject_inside_the_window_only() {
         let plan = PoisonPlan {
             principal: 3,
+            request_ms: 100,
             from_ms: 100,
             until_ms: 200,
         };
