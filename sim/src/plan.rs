@@ -997,7 +997,7 @@ impl Plan {
                 faults.poisoned_subject_window_ms.0,
                 faults.poisoned_subject_window_ms.1,
             ),
-            active_ms,
+            active_ms + world.drain_seconds * 1000 / 2,
             &accounts,
         );
         Plan {

@@ -212,8 +212,11 @@ fn contract_lines(c: &Controls) -> [String; 4] {
             c.second_extensions_judged,
         ),
         format!(
-            "worker faults: collection reads refused 503 by the store {}, a poisoned subject's reads refused {} (poison jobs' retries judged {})",
-            c.collection_reads_refused, c.poisoned_reads_refused, c.poison_retries_judged,
+            "worker faults: collection reads refused 503 by the store {}, a poisoned subject's reads refused {} (poison jobs' retries judged {}, seen failed after their attempts and asked for again {})",
+            c.collection_reads_refused,
+            c.poisoned_reads_refused,
+            c.poison_retries_judged,
+            c.poison_give_ups_seen,
         ),
     ]
 }
