@@ -109,10 +109,10 @@ impl FaultPoints for SeededFaultPoints {
         if fires {
             drop(rng);
             self.record();
-            if point == TRANSIENT_POINT {
-                if let Some(collection) = &self.collection {
-                    collection.count_transient();
-                }
+            if point == TRANSIENT_POINT
+                && let Some(collection) = &self.collection
+            {
+                collection.count_transient();
             }
         }
         fires
