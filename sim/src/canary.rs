@@ -15,8 +15,10 @@
 //! recording that is not the requester's, or someone else's recording is
 //! refused 403 instead of looking nonexistent, or a spoken message awaiting
 //! its sender's confirmation is listed as delivered, or a sign-up or message
-//! confirmation the store refused (409) is answered as accepted. The oracle
-//! must fail each run.
+//! confirmation the store refused (409) is answered as accepted, or a
+//! collection audio read the store refused (503) is answered 404 as if
+//! deleted. (`NoRetryBackoff` breaks the export service's retry settings
+//! instead.) The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
