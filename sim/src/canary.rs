@@ -15,9 +15,11 @@
 //! recording that is not the requester's, or someone else's recording is
 //! refused 403 instead of looking nonexistent, or a spoken message awaiting
 //! its sender's confirmation is listed as delivered, or a sign-up or message
-//! confirmation the store refused (409) is answered as accepted, or an
-//! upload whose key was reused for other content (409) is answered as a
-//! duplicate. The oracle must fail each run.
+//! confirmation the store refused (409) is answered as accepted, an upload
+//! whose key was reused for other content (409) is answered as a
+//! duplicate, or a collection audio read the store refused (503) is
+//! answered 404 as if deleted. (`NoRetryBackoff` breaks the export
+//! service's retry settings instead.) The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -122,6 +124,16 @@ pub enum CanaryBreak {
     /// deletions or not: a response cache that never evicts. Caught by
     /// the real-threads harness's quiescent probes.
     StaleAudio,
+    /// A collection audio read the store refused as unavailable (503) is
+    /// answered 404, "deleted since it was listed": the worker leaves the
+    /// recording out of the archive (the audio-error-as-deleted defect, on
+    /// the wire). Caught only when the store does refuse such reads
+    /// (`store.service.unavailable`).
+    UnavailableAsDeleted,
+    /// Not the store: the export service is configured to retry a failed
+    /// job at once and without end (no backoff, no attempt limit), while the
+    /// oracle judges by the real retry contract (`check/poison.rs`).
+    NoRetryBackoff,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -146,6 +158,8 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 if listing
                     && how != CanaryBreak::ForeignDeletion
                     && how != CanaryBreak::StaleAudio
+                    && how != CanaryBreak::UnavailableAsDeleted
+                    && how != CanaryBreak::NoRetryBackoff
                     && !done.swap(true, Ordering::Relaxed)
                 {
                     if how == CanaryBreak::PanicInHandler {
@@ -155,6 +169,14 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                         .into_response();
                 }
                 let response = next.run(request).await;
+                if how == CanaryBreak::UnavailableAsDeleted
+                    && path.starts_with("/v1/service/")
+                    && path.ends_with("/audio")
+                    && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+                {
+                    return crosstalk_service::ApiError::not_found("no such recording")
+                        .into_response();
+                }
                 if how == CanaryBreak::ExistenceLeak {
                     return reveal_existence(&path, response);
                 }

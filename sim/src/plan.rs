@@ -96,6 +96,11 @@ pub struct Plan {
     /// Network faults between hosts, each healed after its duration.
     #[serde(default)]
     pub net_faults: Vec<NetFault>,
+    /// One subject whose collection reads the store refuses for a long
+    /// window, so their export job fails again and again
+    /// (`faults/poison.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poison: Option<crate::faults::poison::PoisonPlan>,
     /// Injected disk I/O errors during the active period, per million writes
     /// and syncs (drawn per seed from the scenario's range).
     pub store_io_errors_per_million: u32,
@@ -1002,6 +1007,16 @@ impl Plan {
         let ticket_attempts = probes::draw_ticket_attempts(seed);
         swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));
         swarm_off.extend(handover::schedule(scenario, seed, active_ms, &mut accounts));
+        let poison = crate::faults::poison::draw(
+            seed,
+            faults.poisoned_subject_per_mille,
+            (
+                faults.poisoned_subject_window_ms.0,
+                faults.poisoned_subject_window_ms.1,
+            ),
+            active_ms + world.drain_seconds * 1000 / 2,
+            &accounts,
+        );
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -1019,6 +1034,7 @@ impl Plan {
             crashes_from_ms: crash_window_start,
             sut_fault_points_per_mille: draw(&mut rng, faults.sut_fault_points_per_mille) as u32,
             net_faults,
+            poison,
             crashes,
             store_io_errors_per_million,
             accounts,

@@ -300,6 +300,11 @@ pub struct FaultSpec {
     /// fires (a reply lost after a commit, a worker stalling past its lease,
     /// a failed page read, a dropped notification...).
     pub sut_fault_points_per_mille: Range,
+    /// Chance, per thousand seeds, that one person's collection reads are
+    /// refused by the store for a window of `poisoned_subject_window_ms`
+    /// (a poison job: `faults/poison.rs`).
+    pub poisoned_subject_per_mille: u64,
+    pub poisoned_subject_window_ms: Range,
 }
 
 impl Default for FaultSpec {
@@ -319,6 +324,8 @@ impl Default for FaultSpec {
             device_clock_skew_ms: Range(0, 0),
             device_clock_skew_per_mille: 1000,
             sut_fault_points_per_mille: Range(0, 0),
+            poisoned_subject_per_mille: 0,
+            poisoned_subject_window_ms: Range(60_000, 150_000),
         }
     }
 }
@@ -735,6 +742,10 @@ impl Scenario {
             .validate("faults.sut_fault_points_per_mille")?;
         let points = f.sut_fault_points_per_mille.1;
         at_most("faults.sut_fault_points_per_mille", points, 500)?;
+        let poisoned = f.poisoned_subject_per_mille;
+        at_most("faults.poisoned_subject_per_mille", poisoned, 1000)?;
+        f.poisoned_subject_window_ms
+            .validate("faults.poisoned_subject_window_ms")?;
         let skewed = f.device_clock_skew_per_mille;
         at_most("faults.device_clock_skew_per_mille", skewed, 1000)?;
         if f.device_clock_skew_ms.1 > 7 * 24 * 3_600_000 {

@@ -204,6 +204,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         max_downloads: plan.max_downloads,
     });
     oracle.learn_ticket_attempts(plan.ticket_attempts);
+    if let Some(poison) = &plan.poison {
+        let (request_ms, until_ms) = (poison.request_ms, poison.until_ms);
+        let contract = retry_contract(plan);
+        oracle.learn_poison(poison.principal as usize, request_ms, until_ms, contract);
+    }
     let world = World::new(plan.clone(), oracle, agent_token.clone());
     let sut_requests = Arc::new(AtomicU64::new(0));
     let faults_fired = Arc::new(AtomicU64::new(0));
@@ -222,7 +227,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 plan.active_ms,
                 faults_fired.clone(),
             )
-            .logging_into(name, fired_points.clone()),
+            .logging_into(name, fired_points.clone())
+            .with_collection(world.collection_faults.clone()),
         )
     };
     let service_token = hex::encode(derive(seed, "service-token"));
@@ -322,7 +328,14 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let agent_token = agent_token.clone();
         let counter = sut_requests.clone();
         let canary = plan.canary_leak_into_archives;
-        let export_base = export_config(plan);
+        let mut export_base = export_config(plan);
+        if plan.canary_break == Some(crate::canary::CanaryBreak::NoRetryBackoff) {
+            // Harness self-test: a service that retries a failing job at
+            // once and forever (the oracle judges by `export_config`).
+            export_base.retry_backoff_ms = 0;
+            export_base.max_backoff_ms = 0;
+            export_base.max_attempts = u32::MAX;
+        }
         let restarts = Cell::new(0u64);
         let disk = export_disk.clone();
         let world = world.clone();
@@ -562,6 +575,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     world.oracle.borrow_mut().judge_limits();
+    judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();
     RunOutcome {
@@ -729,6 +743,42 @@ impl Crashable {
                 }
             }
         }
+    }
+}
+
+/// Hand the oracle what the collection-read faults did: the count of
+/// transient refusals, and the poisoned subject's refused reads to judge
+/// against the export service's retry contract (`check/poison.rs`).
+fn judge_collection_faults(world: &World) {
+    let faults = &world.collection_faults;
+    let mut oracle = world.oracle.borrow_mut();
+    oracle.on_collection_reads_refused(faults.transient_refusals());
+    let Some(poison) = faults.plan() else {
+        return;
+    };
+    let refused = faults.refused_ms();
+    let contract = retry_contract(&world.plan);
+    oracle.judge_poisoned_retries(poison.principal as usize, &refused, contract);
+    oracle.judge_poison_give_up();
+}
+
+/// The export service's retry contract as this run configures it (see
+/// [`export_config`]), for the oracle.
+fn retry_contract(plan: &Plan) -> crate::check::poison::RetryContract {
+    let config = export_config(plan);
+    let spikes = plan.net_faults.iter().filter_map(|f| match f.kind {
+        NetFaultKind::LatencySpike { latency_ms } => Some(latency_ms),
+        _ => None,
+    });
+    let latency_ms = spikes.fold(plan.latency_ms_max, u64::max);
+    crate::check::poison::RetryContract {
+        max_attempts: config.max_attempts,
+        retry_backoff_ms: config.retry_backoff_ms,
+        max_backoff_ms: config.max_backoff_ms,
+        // A read reaches the store after the claim's reply and its own
+        // trip (each at most the worst latency, plus a connection's
+        // handshake), or after a lapsed lease.
+        slack_ms: config.lease_ms + 4 * latency_ms + 4 * plan.tick_ms,
     }
 }
 

@@ -24,6 +24,13 @@ use std::sync::Arc;
 pub trait FaultPoints: Send + Sync + 'static {
     fn fire(&self, point: &'static str) -> bool;
 
+    /// Whether the fault at `point` fires for `key` (an account, say): a
+    /// fault that persists for one key, like a shard holding one subject's
+    /// recordings being down. Never, unless overridden.
+    fn fire_for(&self, _point: &'static str, _key: u64) -> bool {
+        false
+    }
+
     /// Called at the interleave point `point`; may yield or sleep the
     /// thread to widen a race window. Does nothing unless overridden.
     fn interleave(&self, _point: &'static str) {}
@@ -66,6 +73,22 @@ pub fn fires(points: &dyn FaultPoints, point: &'static str) -> bool {
     #[cfg(not(feature = "fault-points"))]
     {
         let _ = (points, point);
+        false
+    }
+}
+
+/// Whether the fault at `point` fires for `key` (see
+/// [`FaultPoints::fire_for`]). Always `false` unless built with the
+/// `fault-points` feature.
+#[inline]
+pub fn fires_for(points: &dyn FaultPoints, point: &'static str, key: u64) -> bool {
+    #[cfg(feature = "fault-points")]
+    {
+        points.fire_for(point, key)
+    }
+    #[cfg(not(feature = "fault-points"))]
+    {
+        let _ = (points, point, key);
         false
     }
 }

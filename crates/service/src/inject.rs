@@ -33,6 +33,12 @@ impl Injected {
         fault_points::fires(&*self.faults, point)
     }
 
+    /// Whether the fault at `point` fires for `key` (see
+    /// [`fault_points::fires_for`]).
+    pub fn fires_for(&self, point: &'static str, key: u64) -> bool {
+        fault_points::fires_for(&*self.faults, point, key)
+    }
+
     /// Interleave point `point`: the injected object may yield or pause the
     /// thread here (see [`fault_points::interleave`]).
     pub fn interleave(&self, point: &'static str) {

@@ -1,6 +1,8 @@
 //! The store's HTTP API: the axum [`router`], its handlers (parse and
 //! authenticate the request, call one `Store` operation, shape the reply),
-//! and the `store.reply.stall` / `store.ingest.reply_lost` fault points.
+//! and the `store.reply.stall` / `store.ingest.reply_lost` /
+//! `store.service.unavailable` / `store.service.subject_unavailable` fault
+//! points.
 //! The route table is in the crate's documentation (`lib.rs`).
 
 use crate::recordings::{DeleteSelection, ListScope, NewRecording, decode_audio};
@@ -58,6 +60,10 @@ pub fn router(store: Arc<Store>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             store.clone(),
             reply_stall,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            store.clone(),
+            collection_unavailable,
         ));
     Router::new()
         .route(
@@ -114,6 +120,47 @@ impl FromRequestParts<Arc<Store>> for Session {
         let token = bearer_token(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("missing bearer session"))?;
         store.authenticate_session(token).map(Session)
+    }
+}
+
+/// Fault points `store.service.unavailable` (now and then) and
+/// `store.service.subject_unavailable` (persistently for one account, as
+/// when the shard holding its recordings is down): a collection read of the
+/// export's worker — a listing page or an audio file — is refused 503 with
+/// a JSON error body ("try again"), before it is handled or stalled. The
+/// worker must retry later, never take the refusal for "deleted". Inert
+/// unless built with `fault-points` and injected.
+async fn collection_unavailable(
+    State(store): State<Arc<Store>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(account) = collection_read_account(request.method(), request.uri().path()) {
+        let injected = &store.injected;
+        if injected.fires_for("store.service.subject_unavailable", account)
+            || injected.fires("store.service.unavailable")
+        {
+            let refusal =
+                ApiError::unavailable("the recording store is briefly unavailable; try again");
+            return refusal.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The account of a collection read (`GET .../accounts/{account}/recordings`
+/// or `GET .../accounts/{account}/recordings/{id}/audio`), if `path` is one.
+fn collection_read_account(method: &axum::http::Method, path: &str) -> Option<u64> {
+    if method != axum::http::Method::GET {
+        return None;
+    }
+    let rest = path.strip_prefix("/v1/service/accounts/")?;
+    let (account, rest) = rest.split_once('/')?;
+    let account = account.parse().ok()?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        ["recordings"] | ["recordings", _, "audio"] => Some(account),
+        _ => None,
     }
 }
 

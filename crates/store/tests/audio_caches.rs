@@ -174,13 +174,92 @@ async fn deletion_evicts_cached_audio_before_it_is_acknowledged() {
     assert!(store.audio(bob.account, bobs).is_err());
 }
 
-/// Fires at every point: makes `store.reply.stall` hold every service request.
+/// Fires at `store.reply.stall` only: holds every service request.
 struct Always;
 
 impl FaultPoints for Always {
-    fn fire(&self, _point: &'static str) -> bool {
-        true
+    fn fire(&self, point: &'static str) -> bool {
+        point == "store.reply.stall"
     }
+}
+
+/// Refuses collection reads: everyone's now and then (`everyone`), or one
+/// account's persistently.
+struct Refuses {
+    everyone: bool,
+    account: u64,
+}
+
+impl FaultPoints for Refuses {
+    fn fire(&self, point: &'static str) -> bool {
+        self.everyone && point == "store.service.unavailable"
+    }
+
+    fn fire_for(&self, point: &'static str, key: u64) -> bool {
+        point == "store.service.subject_unavailable" && key == self.account
+    }
+}
+
+fn refusing(everyone: bool, account: u64) -> Arc<Store> {
+    let store = Store::open(
+        InMemoryBackend::new(),
+        Arc::new(ManualClock::new(NOW_MS)),
+        Arc::new(SeededEntropy::from_seed_u64(13)),
+        StoreConfig {
+            service_token: "svc".into(),
+            password_iterations: 1,
+            limits: Default::default(),
+        },
+    )
+    .unwrap()
+    .with_fault_points(Arc::new(Refuses { everyone, account }));
+    Arc::new(store)
+}
+
+#[tokio::test]
+async fn refused_collection_reads_answer_503_with_a_json_body_and_nothing_else_is_refused() {
+    // Accounts are numbered from 1: the first sign-up is account 1.
+    let on = fires(
+        &Refuses {
+            everyone: true,
+            account: 0,
+        },
+        "store.service.unavailable",
+    );
+    for (everyone, account) in [(true, 0), (false, 1)] {
+        let store = refusing(everyone, account);
+        let ann = home(&store, "ann");
+        assert_eq!(ann.account.0, 1);
+        let id = record(&store, &ann, "one", capture(7, 1));
+        let reads = [
+            "/v1/service/accounts/1/recordings".to_string(),
+            format!("/v1/service/accounts/1/recordings/{}/audio", id.0),
+        ];
+        for path in &reads {
+            let (status, body) = get(&store, path, "svc").await;
+            if !on {
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "{path}: nothing fires without fault-points"
+                );
+                continue;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(error["error"], "unavailable", "{path}: {error}");
+        }
+        // The person's own reads are never refused.
+        let (status, _) = play(&store, &ann, id).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = get(&store, "/v1/recordings", &ann.session).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Another account's reads are not refused by a subject's fault.
+    let store = refusing(false, 2);
+    home(&store, "ann");
+    let (status, _) = get(&store, "/v1/service/accounts/1/recordings", "svc").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

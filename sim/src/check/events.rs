@@ -122,4 +122,10 @@ impl Oracle {
     pub fn on_sut_faults_fired(&mut self, fired: u64) {
         self.controls.sut_faults_fired = fired;
     }
+
+    /// By the end of the run, the store refused `refused` of the export
+    /// worker's collection reads with a transient 503.
+    pub fn on_collection_reads_refused(&mut self, refused: u64) {
+        self.controls.collection_reads_refused = refused;
+    }
 }

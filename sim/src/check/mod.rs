@@ -21,6 +21,7 @@ pub mod limits;
 pub mod lockout;
 mod observations;
 pub mod panics;
+pub mod poison;
 mod races;
 pub mod recycled;
 pub mod replies;
@@ -296,6 +297,20 @@ pub struct Controls {
     pub uploads_refused_owner_closed: u64,
     /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
     pub second_extensions_judged: u64,
+    /// Collection reads of the export worker the store refused with a
+    /// transient 503 (`faults/poison.rs`); left out of a summary while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub collection_reads_refused: u64,
+    /// The poisoned subject's collection reads the store refused, and the
+    /// runs whose retries of that job were judged (`check/poison.rs`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poisoned_reads_refused: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poison_retries_judged: u64,
+    /// Poisoned subjects' exports seen `failed` after their attempts, and
+    /// asked for again once the fault healed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poison_give_ups_seen: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -365,6 +380,10 @@ impl Controls {
         self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
         self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
         self.second_extensions_judged += other.second_extensions_judged;
+        self.collection_reads_refused += other.collection_reads_refused;
+        self.poisoned_reads_refused += other.poisoned_reads_refused;
+        self.poison_retries_judged += other.poison_retries_judged;
+        self.poison_give_ups_seen += other.poison_give_ups_seen;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -479,6 +498,8 @@ pub struct Oracle {
     handover: handover::HandoverLedger,
     /// Uploads sent without an answer, and the ids listings named them by.
     unanswered: unanswered::UnansweredLedger,
+    /// The poisoned subject, and when their export gave up.
+    poison: poison::PoisonLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -539,6 +560,7 @@ impl Oracle {
             closed: closed::ClosedLedger::default(),
             handover: handover::HandoverLedger::default(),
             unanswered: unanswered::UnansweredLedger::default(),
+            poison: poison::PoisonLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }

@@ -123,6 +123,13 @@ impl Oracle {
     ) -> Option<String> {
         match (state, download_path) {
             (ExportState::Ready, Some(path)) => Some(path),
+            // The poisoned subject's job gave up (judged at the end: not
+            // early); they ask again once the fault healed.
+            (ExportState::Failed, _)
+                if failure.is_some() && self.poison_gave_up(principal, ready_seen_ms) =>
+            {
+                None
+            }
             (state, _) => {
                 let detail = format!(
                     "export exp-{export_id} ended {state:?}: {}",

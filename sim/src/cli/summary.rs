@@ -189,7 +189,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
 }
 
 /// The API contract and the support agent.
-fn contract_lines(c: &Controls) -> [String; 3] {
+fn contract_lines(c: &Controls) -> [String; 4] {
     [
         format!(
             "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
@@ -215,6 +215,13 @@ fn contract_lines(c: &Controls) -> [String; 3] {
             c.uploads_for_closed_accounts_judged,
             c.uploads_refused_owner_closed,
             c.second_extensions_judged,
+        ),
+        format!(
+            "worker faults: collection reads refused 503 by the store {}, a poisoned subject's reads refused {} (poison jobs' retries judged {}, seen failed after their attempts and asked for again {})",
+            c.collection_reads_refused,
+            c.poisoned_reads_refused,
+            c.poison_retries_judged,
+            c.poison_give_ups_seen,
         ),
     ]
 }

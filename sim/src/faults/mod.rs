@@ -3,9 +3,12 @@
 //! - [`disk`]: a simulated disk for the services' redb databases that loses
 //!   unsynced writes (some torn) when its host crashes and can fail I/O.
 //! - [`points`]: seeded fault points inside the services.
+//! - [`poison`]: the store refusing the export worker's collection reads,
+//!   now and then and, for one poisoned subject, for a long window.
 //!
 //! Host crashes and restarts are scheduled by the world (`world.rs`) from
 //! the plan; network latency comes from turmoil's latency model.
 
 pub mod disk;
 pub mod points;
+pub mod poison;

@@ -11,6 +11,7 @@
 //! download checks its archive against the store — then happens in some
 //! seeds often enough to matter, instead of almost never in every seed.
 
+use super::poison::{CollectionFaults, SUBJECT_POINT, TRANSIENT_POINT};
 use crate::check::contract::FiredPoints;
 use crosstalk_service::fault_points::FaultPoints;
 use rand::{Rng, SeedableRng};
@@ -33,6 +34,9 @@ pub struct SeededFaultPoints {
     /// Where each firing is logged (the host incarnation's name and the
     /// simulated ms), for the oracle's fault windows.
     log: Option<(String, FiredPoints)>,
+    /// The collection-read faults of the run (`faults/poison.rs`): the
+    /// poisoned subject, and the count of transient refusals.
+    collection: Option<Arc<CollectionFaults>>,
 }
 
 impl SeededFaultPoints {
@@ -52,6 +56,23 @@ impl SeededFaultPoints {
             until_ms,
             fired,
             log: None,
+            collection: None,
+        }
+    }
+
+    /// Refuse the poisoned subject's collection reads, and count transient
+    /// refusals, into `collection`.
+    pub fn with_collection(mut self, collection: Arc<CollectionFaults>) -> Self {
+        self.collection = Some(collection);
+        self
+    }
+
+    /// Count and log one firing.
+    fn record(&self) {
+        self.fired.fetch_add(1, Ordering::Relaxed);
+        if let Some((name, log)) = &self.log {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            log.push((name.clone(), crate::net::sim_now_ms()));
         }
     }
 
@@ -86,11 +107,26 @@ impl FaultPoints for SeededFaultPoints {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let fires = rng.random_ratio(per_mille, 1000);
         if fires {
-            self.fired.fetch_add(1, Ordering::Relaxed);
-            if let Some((name, log)) = &self.log {
-                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                log.push((name.clone(), crate::net::sim_now_ms()));
+            drop(rng);
+            self.record();
+            if point == TRANSIENT_POINT
+                && let Some(collection) = &self.collection
+            {
+                collection.count_transient();
             }
+        }
+        fires
+    }
+
+    /// Only the poisoned subject's collection reads fire, inside the
+    /// plan's window (which heals by the end of the active period).
+    fn fire_for(&self, point: &'static str, key: u64) -> bool {
+        let Some(collection) = &self.collection else {
+            return false;
+        };
+        let fires = point == SUBJECT_POINT && collection.refuses(key, crate::net::sim_now_ms());
+        if fires {
+            self.record();
         }
         fires
     }
@@ -106,6 +142,7 @@ mod tests {
         "worker.collect.page_fails",
         "worker.publish.stalls",
         "store.reply.stall",
+        "store.service.unavailable",
         "store.reply.lost_after_commit",
         "store.disk.io_error",
         "export.reply.lost_after_commit",

@@ -112,7 +112,8 @@ impl Person {
                 by_ticket,
             } => {
                 self.request_export(delete_first, redownloads, repeats, by_ticket)
-                    .await
+                    .await?;
+                self.ask_again_after_poison().await
             }
             Action::TicketExport => self.ticket_export().await,
             Action::Impersonate { victim, guesses } => {
@@ -330,6 +331,17 @@ impl Person {
     /// Wait until export `export_id` is ready, then download and check it;
     /// when its archive was revoked (a recording in it deleted), wait for
     /// the rebuild and download again.
+    /// The poisoned subject's export gave up (`faults/poison.rs`): once
+    /// the fault healed, they ask again, and that export must complete.
+    async fn ask_again_after_poison(&mut self) -> Result<(), CallError> {
+        let Some(healed_ms) = self.oracle().poison_healed_at(self.principal) else {
+            return Ok(());
+        };
+        let wait_ms = healed_ms.saturating_sub(sim_now_ms());
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        self.request_export(false, 0, 0, false).await
+    }
+
     pub(super) async fn await_and_download(
         &mut self,
         export_id: u64,

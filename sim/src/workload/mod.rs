@@ -136,6 +136,10 @@ pub struct World {
     pub agent_token: String,
     /// Every fault the world injected, as windows for the API contract.
     pub fault_log: RefCell<FaultLog>,
+    /// The store's refusals of the worker's collection reads, and the
+    /// poisoned subject (`faults/poison.rs`), shared with the store's
+    /// fault points.
+    pub collection_faults: std::sync::Arc<crate::faults::poison::CollectionFaults>,
 }
 
 /// Why a call did not give the answer its caller expected.
@@ -169,6 +173,7 @@ impl CallError {
 
 impl World {
     pub fn new(plan: Plan, oracle: Oracle, agent_token: String) -> Rc<Self> {
+        let poison = plan.poison.clone();
         Rc::new(World {
             plan,
             oracle: RefCell::new(oracle),
@@ -178,6 +183,9 @@ impl World {
             errors: RefCell::new(Vec::new()),
             agent_token,
             fault_log: RefCell::new(FaultLog::default()),
+            collection_faults: std::sync::Arc::new(crate::faults::poison::CollectionFaults::new(
+                poison,
+            )),
         })
     }
 }

@@ -342,6 +342,7 @@ impl Person {
             let mut oracle = self.oracle();
             oracle.people[self.principal].account_id = Some(signup.account_id.0);
         }
+        (self.world.collection_faults).learn_account(self.principal, signup.account_id.0);
         self.world
             .board
             .borrow_mut()

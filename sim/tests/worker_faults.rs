@@ -1,0 +1,80 @@
+//! The export worker's failure paths: the store refusing its collection
+//! reads (503) now and then, and one poisoned subject whose reads it refuses
+//! for a long window (`faults/poison.rs`, `check/poison.rs`).
+//!
+//! Each check is shown to see: a worker that takes a refused audio read for
+//! a deletion (a canary on the wire) fails exactness, and an export service
+//! that retries a failing job at once and forever fails liveness; the
+//! correct build passes the same seeds with the controls counted.
+
+use crosstalk_sim::canary::CanaryBreak;
+use crosstalk_sim::check::Invariant;
+use crosstalk_sim::plan::Plan;
+use crosstalk_sim::scenario::Scenario;
+use crosstalk_sim::world::{RunOutcome, run_plan};
+use std::path::Path;
+
+fn plan(name: &str, seed: u64) -> Plan {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    let scenario = Scenario::load(&path).expect("scenario loads");
+    Plan::generate(&scenario, seed)
+}
+
+fn run(mut plan: Plan, how: Option<CanaryBreak>) -> RunOutcome {
+    plan.canary_break = how;
+    run_plan(&plan)
+}
+
+fn invariants(outcome: &RunOutcome) -> Vec<Invariant> {
+    outcome.violations.iter().map(|v| v.invariant).collect()
+}
+
+#[test]
+fn a_refused_audio_read_taken_for_a_deletion_fails_exactness() {
+    let plan = plan("gdpr-wrong-customer.toml", 1);
+    let correct = run(plan.clone(), None);
+    assert!(
+        correct.violations.is_empty(),
+        "correct build: {:?}",
+        correct.violations
+    );
+    assert!(
+        correct.controls.collection_reads_refused > 0,
+        "the store never refused a collection read: nothing was tested"
+    );
+    let broken = run(plan, Some(CanaryBreak::UnavailableAsDeleted));
+    assert!(
+        invariants(&broken).contains(&Invariant::Exactness),
+        "an archive missing a refused recording was not caught: {:?}",
+        broken.violations
+    );
+}
+
+#[test]
+fn a_poison_job_retried_at_once_and_forever_fails_liveness() {
+    let plan = plan("gdpr-wrong-customer.toml", 3);
+    assert!(plan.poison.is_some(), "seed 3 has no poisoned subject");
+    let correct = run(plan.clone(), None);
+    assert!(
+        correct.violations.is_empty(),
+        "correct build: {:?}",
+        correct.violations
+    );
+    assert_eq!(correct.controls.poison_retries_judged, 1);
+    assert!(correct.controls.poisoned_reads_refused >= 2);
+    let broken = run(plan, Some(CanaryBreak::NoRetryBackoff));
+    let retries: Vec<&str> = broken
+        .violations
+        .iter()
+        .filter(|v| v.invariant == Invariant::Liveness)
+        .map(|v| v.detail.as_str())
+        .filter(|d| d.contains("never gave up") || d.contains("without backing off"))
+        .collect();
+    assert!(
+        !retries.is_empty(),
+        "a job retried without backoff was not caught: {:?}",
+        broken.violations
+    );
+}
