@@ -48,6 +48,11 @@ pub enum Event {
     WithdrawnMessageRechecked,
     /// A message sent from the app was confirmed and delivered.
     MessageDelivered,
+    /// A message addressed to the caller, asked for by id, played.
+    AddressedMessagePlayedById,
+    /// A message addressed to the caller, asked for by id, was refused
+    /// (not confirmed by its sender, or withdrawn).
+    AddressedMessageRefusedById,
     /// A message spoken at home was confirmed and delivered.
     SpokenMessageDelivered,
     /// A support agent was made to make a mistake.
@@ -94,6 +99,8 @@ impl Oracle {
             Event::WithdrawnMessageRechecked => c.withdrawn_messages_rechecked += 1,
             Event::MessageRefusedBySender => c.messages_refused_by_sender += 1,
             Event::MessageDelivered => c.messages_delivered += 1,
+            Event::AddressedMessagePlayedById => c.addressed_messages_played_by_id += 1,
+            Event::AddressedMessageRefusedById => c.addressed_messages_refused_by_id += 1,
             Event::SpokenMessageDelivered => c.spoken_messages_delivered += 1,
             Event::OwnAudioChecked => c.own_audio_checked += 1,
             Event::ExportCompleted => c.exports_completed += 1,

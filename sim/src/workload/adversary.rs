@@ -23,7 +23,7 @@
 
 use super::person::{Person, parse, to_json};
 use super::{CallError, pick_in_map, pick_where};
-use crate::check::Invariant;
+use crate::check::{Event, Invariant};
 use crate::net::sim_now_ms;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -87,6 +87,7 @@ impl Person {
         self.foreign_range_deletion(pick).await?;
         self.foreign_devices(pick).await?;
         self.foreign_messages(pick).await?;
+        self.addressed_message_by_id(pick).await?;
         self.foreign_exports_and_tickets(pick).await?;
         self.foreign_and_stale_cursors(pick).await?;
         self.tamper_own_link(pick).await?;
@@ -573,6 +574,45 @@ impl Person {
                 &what,
             );
             self.judge_audio(&r, &format!("inbox audio of message {id}"), requested);
+        }
+        Ok(())
+    }
+
+    /// A message addressed to oneself, asked for by id whether or not its
+    /// sender confirmed it (message ids are sequential and a recipient
+    /// learns the address a misheard name resolved to): its audio may come
+    /// back only once its sender confirmed it to this person, which
+    /// `Oracle::receive` judges from the watermark alone. The store's
+    /// answer is not judged by its status: a confirmed message rightly
+    /// plays.
+    async fn addressed_message_by_id(&mut self, pick: u64) -> Result<(), CallError> {
+        let email = self.email();
+        let candidate = pick_where(
+            &self.world.board.borrow().messages,
+            pick.rotate_left(17),
+            |(sender, _, to)| *sender != self.principal && to.eq_ignore_ascii_case(&email),
+        )
+        .map(|(_, id, _)| *id);
+        let Some(id) = candidate else {
+            return Ok(());
+        };
+        let session = self.session.clone();
+        let path = format!("/v1/inbox/{id}/audio");
+        let requested = sim_now_ms();
+        if let Some(r) = self
+            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .await?
+        {
+            self.oracle().on(if r.status() == StatusCode::OK {
+                Event::AddressedMessagePlayedById
+            } else {
+                Event::AddressedMessageRefusedById
+            });
+            self.judge_audio(
+                &r,
+                &format!("inbox audio of message {id} addressed to them, asked for by id"),
+                requested,
+            );
         }
         Ok(())
     }
