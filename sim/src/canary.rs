@@ -17,9 +17,11 @@
 //! its sender's confirmation is listed as delivered, or a sign-up or message
 //! confirmation the store refused (409) is answered as accepted, an upload
 //! whose key was reused for other content (409) is answered as a
-//! duplicate, or a collection audio read the store refused (503) is
-//! answered 404 as if deleted. (`NoRetryBackoff` breaks the export
-//! service's retry settings instead.) The oracle must fail each run.
+//! duplicate, a collection audio read the store refused (503) is answered
+//! 404 as if deleted, or a message's audio plays for its addressee before
+//! its sender confirmed it (an inbox pre-staged at send time).
+//! (`NoRetryBackoff` breaks the export service's retry settings instead.)
+//! The oracle must fail each run.
 
 use axum::Router;
 use axum::body::Body;
@@ -134,6 +136,10 @@ pub enum CanaryBreak {
     /// job at once and without end (no backoff, no attempt limit), while the
     /// oracle judges by the real retry contract (`check/poison.rs`).
     NoRetryBackoff,
+    /// Inbox playback checks only that a message was addressed to the
+    /// caller: a message its sender never confirmed plays by its id (an
+    /// inbox pre-staged when the message was sent).
+    PrestagedInbox,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -142,17 +148,22 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
     let last_ingested = Arc::new(Mutex::new(None::<u64>));
     let kept_audio = Arc::new(Mutex::new(KeptAudio::new()));
     let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
+    let prestaged = Arc::new(Mutex::new(Prestaged::default()));
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
             let done = done.clone();
             let last_ingested = last_ingested.clone();
             let kept_audio = kept_audio.clone();
             let last_by_token = last_by_token.clone();
+            let prestaged = prestaged.clone();
             async move {
                 let (method, path) = (request.method().clone(), request.uri().path().to_string());
                 let token = bearer_token(request.headers()).unwrap_or("").to_string();
                 if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {
                     return serve_kept_audio(request, next, &kept_audio).await;
+                }
+                if how == CanaryBreak::PrestagedInbox {
+                    return prestage_inbox(request, next, &prestaged).await;
                 }
                 let listing = method == http::Method::GET && path == "/v1/recordings";
                 if listing
@@ -281,6 +292,92 @@ async fn serve_kept_audio(request: Request, next: Next, kept: &Mutex<KeptAudio>)
         .unwrap_or_else(|p| p.into_inner())
         .insert(key, bytes.clone());
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// What the pre-staged inbox remembers: each upload's audio by recording
+/// id, each message's recording and addressee, the messages confirmed
+/// since, and whose address each session is.
+#[derive(Default)]
+struct Prestaged {
+    audio: std::collections::BTreeMap<u64, bytes::Bytes>,
+    message: std::collections::BTreeMap<u64, (u64, String)>,
+    confirmed: std::collections::BTreeSet<u64>,
+    session_email: std::collections::BTreeMap<String, String>,
+}
+
+/// Remember uploads, sessions and messages; answer an inbox playback the
+/// store refused, asked for by a message's addressee, with its audio if
+/// its sender never confirmed it.
+async fn prestage_inbox(request: Request, next: Next, seen: &Mutex<Prestaged>) -> Response {
+    use crosstalk_model::api::{IngestRequest, IngestResponse, MessageView};
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let caller = bearer_token(request.headers()).map(str::to_string);
+    let (parts, body) = request.into_parts();
+    let sent = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let response = next
+        .run(Request::from_parts(parts, Body::from(sent.clone())))
+        .await;
+    let (parts, body) = response.into_parts();
+    let answer = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let ok = parts.status.is_success();
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    let inbox_audio = path
+        .strip_prefix("/v1/inbox/")
+        .and_then(|rest| rest.strip_suffix("/audio"))
+        .and_then(|id| id.parse::<u64>().ok());
+    match (method, path.as_str(), inbox_audio) {
+        (http::Method::POST, "/v1/recordings", _) if ok => {
+            let upload = serde_json::from_slice::<IngestRequest>(&sent).ok();
+            let stored = serde_json::from_slice::<IngestResponse>(&answer).ok();
+            if let (Some(upload), Some(stored)) = (upload, stored)
+                && let Ok(audio) = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &upload.audio_base64,
+                )
+            {
+                seen.audio.insert(stored.recording_id.0, audio.into());
+            }
+        }
+        (http::Method::POST, "/v1/accounts" | "/v1/sessions", _) if ok => {
+            let asked = serde_json::from_slice::<crosstalk_model::api::LoginRequest>(&sent);
+            let given = serde_json::from_slice::<crosstalk_model::api::SignupResponse>(&answer);
+            if let (Ok(asked), Ok(given)) = (asked, given) {
+                let email = asked.email.trim().to_ascii_lowercase();
+                seen.session_email.insert(given.session_token, email);
+            }
+        }
+        (http::Method::POST, "/v1/messages", _) if ok => {
+            if let Ok(m) = serde_json::from_slice::<MessageView>(&answer) {
+                let to = m.resolved_contact.email.to_ascii_lowercase();
+                seen.message.insert(m.message_id, (m.recording_id.0, to));
+            }
+        }
+        (http::Method::POST, confirm, _) if ok && confirm.ends_with("/confirm") => {
+            if let Ok(m) = serde_json::from_slice::<MessageView>(&answer) {
+                seen.confirmed.insert(m.message_id);
+            }
+        }
+        (http::Method::GET, _, Some(id))
+            if parts.status == http::StatusCode::NOT_FOUND && !seen.confirmed.contains(&id) =>
+        {
+            let addressee = caller.and_then(|c| seen.session_email.get(&c).cloned());
+            let audio = seen
+                .message
+                .get(&id)
+                .filter(|(_, to)| Some(to) == addressee.as_ref())
+                .and_then(|(recording, _)| seen.audio.get(recording));
+            if let Some(audio) = audio {
+                return ([(http::header::CONTENT_TYPE, "audio/wav")], audio.clone())
+                    .into_response();
+            }
+        }
+        _ => {}
+    }
+    Response::from_parts(parts, Body::from(answer))
 }
 
 /// A 404 for a recording id below the highest one anybody was given turns

@@ -96,6 +96,13 @@ const RULES: &[Rule] = &[
         |s| s.actions.messages.1 > 0 && s.actions.contacts.1 > 0,
         &["messages_delivered", "inbox_items_checked"],
     ),
+    // A misheard message its sender refused stays unconfirmed; its
+    // addressee, as a curious user, asks for it by id and must be refused.
+    rule(
+        "unconfirmed messages asked for by their addressee",
+        |s| s.actions.misheard_contact_per_mille > 0 && s.actions.curious_probes.1 > 0,
+        &["addressed_messages_refused_by_id"],
+    ),
     rule(
         "broadcast orders suppressed",
         |s| s.broadcasts.count.1 > 0,

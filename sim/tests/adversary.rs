@@ -4,8 +4,7 @@
 //! that ignores what its token says, a playback cache that outlives a
 //! deletion, a service door that takes a prefix of its token, an agent
 //! console door that forgot its check, a sign-up that compares addresses
-//! as written, inbox playback of messages their sender never confirmed, an
-//! inbox that
+//! as written, an inbox that
 //! shows nothing, a device door that takes a replaced token, spoken commands
 //! never decided. Each must make the run fail with the right invariant and
 //! the right kind of attempt; the correct build passes with every kind of
@@ -86,15 +85,14 @@ fn a_sign_in_that_takes_any_password_is_caught() {
 // --- Learning who owns what, for the defects that ignore the owner. -------
 
 /// What a layer learned from the traffic: each device token's session and
-/// each recording's uploader's session, every device's tokens, each
-/// recording's audio, and each message's recording.
+/// each recording's uploader's session, every device's tokens, and each
+/// recording's audio.
 #[derive(Default)]
 struct Learned {
     device_session: BTreeMap<String, String>,
     recording_session: BTreeMap<u64, String>,
     device_tokens: BTreeMap<u64, Vec<String>>,
     audio: BTreeMap<u64, Vec<u8>>,
-    message_recording: BTreeMap<u64, u64>,
 }
 
 /// Forward `request` and learn from the exchange: registrations, resets,
@@ -396,61 +394,6 @@ fn a_sign_up_that_compares_addresses_as_written_is_caught() {
         &outcome,
         Invariant::AccessControl,
         "sign-up with one's own address written another way",
-    );
-}
-
-// --- Defect: inboxes staged before the sender confirms. -------------------
-
-/// Inbox playback that checks only that a message is addressed to the
-/// caller, not that its sender confirmed it: a message the store answers
-/// 404 for (not delivered to the caller) is played anyway.
-fn inbox_prestaged(State(learned): State<Shared<Learned>>, request: Request, next: Next) -> Fut {
-    Box::pin(async move {
-        let path = request.uri().path().to_string();
-        let message = path
-            .strip_prefix("/v1/inbox/")
-            .and_then(|rest| rest.strip_suffix("/audio"))
-            .and_then(|id| id.parse::<u64>().ok());
-        let Some(message) = message else {
-            return forward_and_learn(&learned, request, next).await;
-        };
-        let response = next.run(request).await;
-        if response.status() != axum::http::StatusCode::NOT_FOUND {
-            return response;
-        }
-        let audio = {
-            let learned = learned.lock().unwrap_or_else(|p| p.into_inner());
-            learned
-                .message_recording
-                .get(&message)
-                .and_then(|recording| learned.audio.get(recording))
-                .cloned()
-        };
-        match audio {
-            Some(audio) => Response::builder()
-                .header(header::CONTENT_TYPE, "audio/wav")
-                .body(Body::from(audio))
-                .unwrap_or_else(|_| Response::new(Body::empty())),
-            None => response,
-        }
-    })
-}
-
-#[test]
-fn inbox_playback_of_unconfirmed_messages_is_caught() {
-    let outcome = first_failure(&scenario("portland-message"), 6, |_| Wrappers {
-        store: Some(Rc::new(|inner| {
-            layered(inner, Shared::default(), inbox_prestaged)
-        })),
-        export: None,
-    });
-    assert!(
-        outcome
-            .violations
-            .iter()
-            .any(|v| v.invariant == Invariant::Isolation && v.detail.contains("asked for by id")),
-        "{:#?}",
-        outcome.violations
     );
 }
 

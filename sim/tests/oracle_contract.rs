@@ -154,3 +154,34 @@ fn a_message_listed_as_delivered_before_its_sender_confirmed_fails_the_run() {
     }
     panic!("a message delivered without confirmation went unnoticed for 10 seeds");
 }
+
+#[test]
+fn a_message_playing_for_its_addressee_before_its_sender_confirmed_fails_the_run() {
+    let scenario = scenario("portland-message.toml");
+    for seed in 0..10 {
+        let outcome = broken(&scenario, seed, CanaryBreak::PrestagedInbox);
+        if outcome
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::Isolation && v.detail.contains("asked for by id"))
+        {
+            return;
+        }
+    }
+    panic!("an unconfirmed message playing for its addressee went unnoticed for 10 seeds");
+}
+
+#[test]
+fn the_correct_build_asks_for_unconfirmed_messages_addressed_to_oneself() {
+    let scenario = scenario("portland-message.toml");
+    let mut refused = 0;
+    for seed in 0..3 {
+        let outcome = run_plan(&Plan::generate(&scenario, seed));
+        assert!(outcome.passed(), "seed {seed}: {:?}", outcome.violations);
+        refused += outcome.controls.addressed_messages_refused_by_id;
+    }
+    assert!(
+        refused > 0,
+        "no unconfirmed message was asked for by its addressee"
+    );
+}

@@ -46,10 +46,13 @@ pub enum Event {
     MessageRefusedBySender,
     /// A message that left the inbox listing was asked for again by id.
     WithdrawnMessageRechecked,
-    /// A message addressed to the person asked for by id, listed or not.
-    MessageToMeAskedById,
     /// A message sent from the app was confirmed and delivered.
     MessageDelivered,
+    /// A message addressed to the caller, asked for by id, played.
+    AddressedMessagePlayedById,
+    /// A message addressed to the caller, asked for by id, was refused
+    /// (not confirmed by its sender, or withdrawn).
+    AddressedMessageRefusedById,
     /// A message spoken at home was confirmed and delivered.
     SpokenMessageDelivered,
     /// A support agent was made to make a mistake.
@@ -94,9 +97,10 @@ impl Oracle {
             Event::HistoryItemChecked => c.history_items_checked += 1,
             Event::InboxItemChecked => c.inbox_items_checked += 1,
             Event::WithdrawnMessageRechecked => c.withdrawn_messages_rechecked += 1,
-            Event::MessageToMeAskedById => c.messages_to_me_asked_by_id += 1,
             Event::MessageRefusedBySender => c.messages_refused_by_sender += 1,
             Event::MessageDelivered => c.messages_delivered += 1,
+            Event::AddressedMessagePlayedById => c.addressed_messages_played_by_id += 1,
+            Event::AddressedMessageRefusedById => c.addressed_messages_refused_by_id += 1,
             Event::SpokenMessageDelivered => c.spoken_messages_delivered += 1,
             Event::OwnAudioChecked => c.own_audio_checked += 1,
             Event::ExportCompleted => c.exports_completed += 1,

@@ -155,6 +155,18 @@ impl Oracle {
         );
     }
 
+    /// Whether the deletion of `nonce`'s recording was acknowledged (so
+    /// committed) before the store can have ended its command's hold: the
+    /// hold runs `HOLD_MS` from the store's receipt, which is no earlier
+    /// than the capture (one second of margin).
+    fn deleted_during_hold(&self, nonce: u64) -> bool {
+        self.utterances.get(&nonce).is_some_and(|u| {
+            u.deletion_acked_ms.is_some_and(|deleted| {
+                deleted.saturating_add(1_000) < u.upload_started_ms.saturating_add(HOLD_MS)
+            })
+        })
+    }
+
     fn judge_order_state(&mut self, principal: usize, order: &OrderView, nonce: u64, now: u64) {
         match (order.state, self.is_broadcast(nonce)) {
             (OrderState::Placed, true) => {
@@ -172,7 +184,25 @@ impl Oracle {
                     detail,
                 );
             }
+            (OrderState::Placed, false) if self.deleted_during_hold(nonce) => {
+                let detail = format!(
+                    "order {} for {} of {} was placed although its recording's deletion was acknowledged during the order's hold",
+                    order.order_id,
+                    order.item,
+                    self.who(principal)
+                );
+                self.violate(
+                    Invariant::Erasure,
+                    now,
+                    Some(nonce),
+                    Some(principal),
+                    detail,
+                );
+            }
             (OrderState::Placed, false) => self.controls.genuine_orders_placed += 1,
+            (OrderState::Cancelled, false) if self.deleted_during_hold(nonce) => {
+                self.controls.orders_cancelled_by_deletion += 1
+            }
             (OrderState::SuppressedMediaEvent, true) => {
                 self.controls.broadcast_orders_suppressed += 1
             }

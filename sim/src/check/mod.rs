@@ -196,8 +196,13 @@ pub struct Controls {
     pub messages_refused_by_sender: u64,
     pub inbox_items_checked: u64,
     pub withdrawn_messages_rechecked: u64,
-    /// Messages addressed to the person asked for by id, listed or not.
-    pub messages_to_me_asked_by_id: u64,
+    /// Messages addressed to the caller asked for by id (curious user):
+    /// played, and refused (not confirmed to them, or withdrawn).
+    pub addressed_messages_played_by_id: u64,
+    pub addressed_messages_refused_by_id: u64,
+    /// Held orders cancelled because their recording was deleted during
+    /// the hold (the store's contract; placing one is a violation).
+    pub orders_cancelled_by_deletion: u64,
     pub broadcast_captures: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
@@ -355,7 +360,9 @@ impl Controls {
         self.messages_refused_by_sender += other.messages_refused_by_sender;
         self.inbox_items_checked += other.inbox_items_checked;
         self.withdrawn_messages_rechecked += other.withdrawn_messages_rechecked;
-        self.messages_to_me_asked_by_id += other.messages_to_me_asked_by_id;
+        self.addressed_messages_played_by_id += other.addressed_messages_played_by_id;
+        self.addressed_messages_refused_by_id += other.addressed_messages_refused_by_id;
+        self.orders_cancelled_by_deletion += other.orders_cancelled_by_deletion;
         self.broadcast_captures += other.broadcast_captures;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;

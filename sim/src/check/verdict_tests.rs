@@ -374,6 +374,26 @@ fn an_order_from_an_upload_whose_answer_was_lost_is_judged_by_its_listing() {
 }
 
 #[test]
+fn an_order_whose_recording_was_deleted_during_its_hold_is_never_placed() {
+    let hold = crosstalk_store::media::HOLD_MS;
+    let mut oracle = oracle();
+    oracle.utterance_started(3, A, 0, 1);
+    oracle.utterance_acked(3, 12, 5);
+    oracle.deletion_acked(3, 50);
+    oracle.on_orders_listed(A, &[order(1, 12, OrderState::Cancelled)], hold + 10);
+    assert!(flagged(&oracle).is_empty());
+    assert_eq!(oracle.controls().orders_cancelled_by_deletion, 1);
+    // Deleted after the hold could have ended: placing it was right.
+    oracle.utterance_started(4, A, 0, 1);
+    oracle.utterance_acked(4, 13, 5);
+    oracle.deletion_acked(4, hold + 5);
+    oracle.on_orders_listed(A, &[order(2, 13, OrderState::Placed)], hold + 10);
+    assert!(flagged(&oracle).is_empty());
+    oracle.on_orders_listed(A, &[order(1, 12, OrderState::Placed)], hold + 10);
+    assert_eq!(flagged(&oracle), [Invariant::Erasure]);
+}
+
+#[test]
 fn a_step_outside_the_contract_fails_and_an_unknown_outcome_waits_for_the_fault_log() {
     let mut oracle = oracle();
     let down = || StepFailure::Unavailable("reset".into());

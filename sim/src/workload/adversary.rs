@@ -89,7 +89,7 @@ impl Person {
         self.foreign_range_deletion(pick).await?;
         self.foreign_devices(pick).await?;
         self.foreign_messages(pick).await?;
-        self.messages_to_me_not_listed(pick).await?;
+        self.addressed_message_by_id(pick).await?;
         self.foreign_exports_and_tickets(pick).await?;
         self.foreign_and_stale_cursors(pick).await?;
         self.tamper_own_link(pick).await?;
@@ -582,16 +582,18 @@ impl Person {
         Ok(())
     }
 
-    /// A message addressed to oneself, asked for by id whether or not it
-    /// is in one's inbox yet: one not confirmed by its sender (still
-    /// pending, held, or refused because it resolved to the wrong person)
-    /// must not play; whatever plays is judged by its watermark, which only
-    /// a confirmation makes one's own to hear.
-    async fn messages_to_me_not_listed(&mut self, pick: u64) -> Result<(), CallError> {
+    /// A message addressed to oneself, asked for by id whether or not its
+    /// sender confirmed it (message ids are sequential and a recipient
+    /// learns the address a misheard name resolved to): its audio may come
+    /// back only once its sender confirmed it to this person, which
+    /// `Oracle::receive` judges from the watermark alone. The store's
+    /// answer is not judged by its status: a confirmed message rightly
+    /// plays.
+    async fn addressed_message_by_id(&mut self, pick: u64) -> Result<(), CallError> {
         let email = self.email();
         let candidate = pick_where(
             &self.world.board.borrow().messages,
-            pick >> 5,
+            pick.rotate_left(17),
             |(sender, _, to)| *sender != self.principal && to.eq_ignore_ascii_case(&email),
         )
         .map(|(_, id, _)| *id);
@@ -605,10 +607,14 @@ impl Person {
             .probe_call(false, Method::GET, &path, Some(&session), None)
             .await?
         {
-            self.oracle().on(Event::MessageToMeAskedById);
+            self.oracle().on(if r.status() == StatusCode::OK {
+                Event::AddressedMessagePlayedById
+            } else {
+                Event::AddressedMessageRefusedById
+            });
             self.judge_audio(
                 &r,
-                &format!("inbox audio of message {id}, asked for by id"),
+                &format!("inbox audio of message {id} addressed to them, asked for by id"),
                 requested,
             );
         }

@@ -4,7 +4,7 @@
 //!
 //! An app that submits its sign-up twice, or carries a session token from
 //! another install; a device that hears a name nobody has in their
-//! contacts; a sender who answers "no, to Ann" by confirming the contact
+//! contacts (or a contact's name cut short); a sender who answers "no, to Ann" by confirming the contact
 //! they meant; an impatient speaker who confirms a spoken message during
 //! its hold, or one whose recording they deleted; a television whose "...yes!" confirms a broadcast message the
 //! store suppressed; a requester who sends the right ticket code twice. Each
@@ -146,7 +146,7 @@ impl Person {
             return Ok(());
         }
         let response = self
-            .post_message(recording, format!("Nobody {}", pick % 1000))
+            .post_message(recording, self.name_in_no_contacts(pick))
             .await?;
         let what = "sent a message to a name that is in no contact list";
         self.judge_quirk(
@@ -157,6 +157,33 @@ impl Person {
             what,
         );
         Ok(())
+    }
+
+    /// A name that is exactly none of this person's contacts (as the plan
+    /// gave them): "Nobody N", or every other time one of the contacts'
+    /// names cut short by its last letter, the way a device hears a name
+    /// half-said ("Ann" for "Anne", "An" for "Ann"). A store that resolves
+    /// names by prefix or by sound finds a contact for the cut name; the
+    /// contract is exact names only.
+    fn name_in_no_contacts(&self, pick: u64) -> String {
+        let planned: Vec<String> = self.world.plan.accounts[self.index]
+            .contacts
+            .iter()
+            .map(|&other| crate::plan::display_name(other as usize).to_lowercase())
+            .collect();
+        let cut: Vec<String> = planned
+            .iter()
+            .filter_map(|name| {
+                let mut chars = name.chars();
+                chars.next_back();
+                let cut = chars.as_str().trim();
+                (!cut.is_empty() && !planned.iter().any(|n| n == cut)).then(|| cut.to_string())
+            })
+            .collect();
+        if pick % 2 == 1 && !cut.is_empty() {
+            return cut[((pick / 2) % cut.len() as u64) as usize].clone();
+        }
+        format!("Nobody {}", pick % 1000)
     }
 
     /// A sender shown the wrong contact may answer "no, to Ann": a
