@@ -284,6 +284,13 @@ pub struct Controls {
     pub uploads_refused_owner_closed: u64,
     /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
     pub second_extensions_judged: u64,
+    /// Captures of always-on speakers, which upload on their own
+    /// (`workload/devices.rs`).
+    pub ambient_captures: u64,
+    /// Uploads of an archive's subject acknowledged after the export was
+    /// requested and before it was seen ready (they raced its build),
+    /// counted in every archive judged (`check/snapshot.rs`).
+    pub uploads_raced_export_build: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -349,6 +356,8 @@ impl Controls {
         self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
         self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
         self.second_extensions_judged += other.second_extensions_judged;
+        self.ambient_captures += other.ambient_captures;
+        self.uploads_raced_export_build += other.uploads_raced_export_build;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -1042,6 +1051,7 @@ impl Oracle {
 
         self.judge_entries_whole(subject, channel, contents, at_ms);
         self.judge_snapshot_claim(subject, channel, contents, ready_seen_ms, at_ms);
+        self.count_raced_uploads(subject, requested_at_ms, ready_seen_ms);
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
             if !seen.insert(nonce) {

@@ -108,6 +108,31 @@ impl Oracle {
     }
 }
 
+impl Oracle {
+    /// Count `subject`'s uploads acknowledged after their export was
+    /// requested (at `requested_at_ms`; 0: unknown, nothing is counted) and
+    /// by the time it was seen ready: the positive control that uploads
+    /// raced the build whose snapshot claim was judged.
+    pub(super) fn count_raced_uploads(
+        &mut self,
+        subject: usize,
+        requested_at_ms: u64,
+        ready_seen_ms: u64,
+    ) {
+        if requested_at_ms == 0 {
+            return;
+        }
+        let raced = self
+            .owned_by(subject)
+            .filter(|(_, u)| {
+                u.acked_ms
+                    .is_some_and(|ack| ack > requested_at_ms && ack <= ready_seen_ms)
+            })
+            .count();
+        self.controls.uploads_raced_export_build += raced as u64;
+    }
+}
+
 /// What a snapshot at some time within `(earliest, latest)` says of `u`:
 /// `Some(true)` it must be in the archive, `Some(false)` it must not,
 /// `None` either way (a deletion of it raced the build, or its upload raced
