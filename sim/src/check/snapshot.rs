@@ -249,6 +249,25 @@ mod tests {
         assert_eq!(o.violations.len(), 1, "begun a millisecond after the claim");
     }
 
+    /// An always-on speaker's upload acknowledged at 320 ms, while the
+    /// export requested at 250 ms was being collected (from 300 ms, seen
+    /// ready at 500 ms): a claim stamped when collection began may leave it
+    /// out; one stamped when collection ended (400 ms) may not.
+    #[test]
+    fn an_upload_racing_the_build_is_judged_by_the_claimed_snapshot() {
+        let mut o = oracle();
+        o.count_raced_uploads(0, 250, 500);
+        assert_eq!(o.controls.uploads_raced_export_build, 1);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 300), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].nonce, Some(2));
+        // A request time unknown (a joined request): nothing counted.
+        o.count_raced_uploads(0, 0, 500);
+        assert_eq!(o.controls.uploads_raced_export_build, 1);
+    }
+
     #[test]
     fn a_deletion_racing_the_build_excuses_either_way() {
         let mut o = oracle();
