@@ -15,6 +15,7 @@
 //! was; swarm testing switches it off in one seed of four.
 
 use super::{AccountPlan, Action, PHRASES};
+use crate::watermark::speech_shape;
 use crate::scenario::Scenario;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,6 +51,7 @@ pub fn schedule(
         return Vec::new();
     }
     let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/chatter"));
+    let commands = command_shapes(accounts);
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![SWARM_NAME.to_string()];
     }
@@ -75,10 +77,16 @@ pub fn schedule(
                         break candidate;
                     }
                 };
+                let content = loop {
+                    let candidate: u64 = rng.random();
+                    if !commands.contains(&speech_shape(candidate)) {
+                        break candidate;
+                    }
+                };
                 account.ambient.push(AmbientCapture {
                     at_ms,
                     nonce,
-                    content: rng.random(),
+                    content,
                     phrase: rng.random_range(0..PHRASES.len() as u32),
                 });
                 at_ms += rng.random_range(a.chatter_gap_ms.0..=a.chatter_gap_ms.1.max(a.chatter_gap_ms.0));
@@ -87,4 +95,26 @@ pub fn schedule(
         account.ambient.sort_by_key(|c| c.at_ms);
     }
     Vec::new()
+}
+
+/// The sounds of every spoken command in the plan (a purchase or a message
+/// someone says at home). Chatter never sounds like one of them: the
+/// synthetic speech has only about a thousand sounds, and three homes'
+/// captures of one sound are a media event whose commands the store must
+/// never carry out, so chatter that echoed a genuine command would silence
+/// it.
+fn command_shapes(accounts: &[AccountPlan]) -> BTreeSet<(usize, usize)> {
+    accounts
+        .iter()
+        .flat_map(|a| &a.actions)
+        .filter_map(|t| match t.action {
+            Action::Speak {
+                content,
+                purchase,
+                message,
+                ..
+            } if purchase.is_some() || message.is_some() => Some(speech_shape(content)),
+            _ => None,
+        })
+        .collect()
 }
