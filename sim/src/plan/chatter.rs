@@ -15,8 +15,8 @@
 //! was; swarm testing switches it off in one seed of four.
 
 use super::{AccountPlan, Action, PHRASES};
-use crate::watermark::speech_shape;
 use crate::scenario::Scenario;
+use crate::watermark::speech_shape;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,12 @@ pub fn schedule(
         let exports: Vec<u64> = account
             .actions
             .iter()
-            .filter(|t| matches!(t.action, Action::RequestExport { .. } | Action::TicketExport))
+            .filter(|t| {
+                matches!(
+                    t.action,
+                    Action::RequestExport { .. } | Action::TicketExport
+                )
+            })
             .map(|t| t.at_ms)
             .collect();
         for export_at_ms in exports {
@@ -89,7 +94,8 @@ pub fn schedule(
                     content,
                     phrase: rng.random_range(0..PHRASES.len() as u32),
                 });
-                at_ms += rng.random_range(a.chatter_gap_ms.0..=a.chatter_gap_ms.1.max(a.chatter_gap_ms.0));
+                at_ms += rng
+                    .random_range(a.chatter_gap_ms.0..=a.chatter_gap_ms.1.max(a.chatter_gap_ms.0));
             }
         }
         account.ambient.sort_by_key(|c| c.at_ms);

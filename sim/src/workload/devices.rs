@@ -80,11 +80,8 @@ impl Person {
         };
         let link = self.always_on.get_or_insert_with(|| {
             let shared = Rc::new(Shared::default());
-            let task = tokio::task::spawn_local(speaker(
-                self.world.clone(),
-                self.index,
-                shared.clone(),
-            ));
+            let task =
+                tokio::task::spawn_local(speaker(self.world.clone(), self.index, shared.clone()));
             AlwaysOnLink {
                 shared,
                 task: Some(task),
