@@ -11,9 +11,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+mod chatter;
 mod handover;
 mod limits;
 mod probes;
+
+pub use chatter::AmbientCapture;
 
 /// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
 /// unusual but legitimate requests that reach the services' refusals.
@@ -209,6 +212,10 @@ pub struct AccountPlan {
     /// People (indices) this person keeps in their contacts.
     pub contacts: Vec<u32>,
     pub actions: Vec<TimedAction>,
+    /// What the account's always-on speaker captures on its own, by time
+    /// (`plan/chatter.rs`); empty: the account has no such speaker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ambient: Vec<AmbientCapture>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -748,6 +755,7 @@ impl Plan {
                 device_clock_skew_ms,
                 contacts,
                 actions,
+                ambient: Vec::new(),
             });
         }
         // Households: consecutive accounts share a home. Housemates know
@@ -1007,6 +1015,13 @@ impl Plan {
         let ticket_attempts = probes::draw_ticket_attempts(seed);
         swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));
         swarm_off.extend(handover::schedule(scenario, seed, active_ms, &mut accounts));
+        swarm_off.extend(chatter::schedule(
+            scenario,
+            seed,
+            active_ms,
+            &mut accounts,
+            &mut nonces,
+        ));
         let poison = crate::faults::poison::draw(
             seed,
             faults.poisoned_subject_per_mille,

@@ -229,6 +229,13 @@ pub struct ActionSpec {
     /// ids in every place, one's own link token tampered with, wrong
     /// credentials at every door, acknowledged claims probed again.
     pub curious_probes: Range,
+    /// Chance, per thousand exports, that the household keeps talking to
+    /// the account's always-on speaker while the export is being built
+    /// (`plan/chatter.rs`): a burst of `chatter_captures` utterances,
+    /// `chatter_gap_ms` apart, that the speaker uploads on its own.
+    pub chatter_per_mille: u64,
+    pub chatter_captures: Range,
+    pub chatter_gap_ms: Range,
 }
 
 impl Default for ActionSpec {
@@ -263,6 +270,9 @@ impl Default for ActionSpec {
             impersonation_guesses: Range(1, 3),
             notification_reads: Range(0, 0),
             curious_probes: Range(0, 0),
+            chatter_per_mille: 700,
+            chatter_captures: Range(3, 8),
+            chatter_gap_ms: Range(50, 600),
         }
     }
 }
@@ -640,6 +650,8 @@ impl Scenario {
             ("actions.impersonations", a.impersonations),
             ("actions.notification_reads", a.notification_reads),
             ("actions.curious_probes", a.curious_probes),
+            ("actions.chatter_captures", a.chatter_captures),
+            ("actions.chatter_gap_ms", a.chatter_gap_ms),
         ] {
             range.validate(name)?;
             if range.1 > 1_000 {

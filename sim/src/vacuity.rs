@@ -134,6 +134,15 @@ const RULES: &[Rule] = &[
         &["accounts_closed", "accounts_recycled"],
     ),
     rule(
+        "uploads of always-on speakers that raced their owner's export build",
+        |s| {
+            s.actions.chatter_per_mille > 0
+                && s.actions.chatter_captures.1 > 0
+                && s.actions.exports.1 > 0
+        },
+        &["ambient_captures", "uploads_raced_export_build"],
+    ),
+    rule(
         "tickets verified",
         |s| s.actions.ticket_exports.1 > 0,
         &["tickets_verified"],

@@ -62,8 +62,7 @@ impl WatermarkKey {
         let mut samples: Vec<i16> = Vec::with_capacity(CONTENT_SAMPLES + MARK_LEN + 8);
         // A sawtooth whose period and phase come from the content id: the
         // "speech". Silence pads the mark on both sides.
-        let period = 8 + (content % 41) as usize;
-        let phase = (content / 41 % 997) as usize;
+        let (period, phase) = speech_shape(content);
         for i in 0..CONTENT_SAMPLES {
             let position = ((i + phase) % period) as i32;
             let value = (position * 2 * 12_000 / period as i32) - 12_000;
@@ -199,6 +198,15 @@ fn wav_data(bytes: &[u8]) -> Option<&[u8]> {
         at = end + (len & 1);
     }
     None
+}
+
+/// The sawtooth "speech" of content id `content`: its period and its phase
+/// within the period (samples). Two contents of one shape sound the same:
+/// the store's fingerprint cannot tell them apart.
+pub fn speech_shape(content: u64) -> (usize, usize) {
+    let period = 8 + (content % 41) as usize;
+    let phase = (content / 41 % 997) as usize % period;
+    (period, phase)
 }
 
 #[cfg(test)]

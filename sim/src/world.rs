@@ -140,7 +140,12 @@ pub fn tcp_capacity(plan: &Plan) -> usize {
         return capacity as usize;
     }
     let people = plan.accounts.len();
-    let devices: usize = plan.accounts.iter().map(|a| a.devices as usize).sum();
+    // An always-on speaker (`workload/devices.rs`) has a pool of its own.
+    let devices: usize = plan
+        .accounts
+        .iter()
+        .map(|a| a.devices as usize + if a.ambient.is_empty() { 0 } else { 2 })
+        .sum();
     let workers = plan.worker_hosts as usize;
     (CONNECTIONS_PER_PERSON * people
         + devices

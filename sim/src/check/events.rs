@@ -19,6 +19,8 @@ pub enum Event {
     OverloadedRetry,
     /// A capture of a housemate's voice was made on a person's device.
     HousemateCapture,
+    /// An always-on speaker captured an utterance on its own.
+    AmbientCapture,
     /// A capture made before its device was sold was uploaded after.
     PreTransferUpload,
     /// An upload's outcome was unknown (the store was down); it stays buffered.
@@ -83,6 +85,7 @@ impl Oracle {
             Event::OverloadedRetry => c.overloaded_retries += 1,
             Event::HousemateCapture => c.housemate_captures += 1,
             Event::PreTransferUpload => c.pre_transfer_uploads += 1,
+            Event::AmbientCapture => c.ambient_captures += 1,
             Event::UploadBuffered => c.uploads_buffered += 1,
             Event::DeviceTransferred => c.devices_transferred += 1,
             Event::DeviceReset => c.device_resets += 1,

@@ -316,6 +316,13 @@ pub struct Controls {
     /// asked for again once the fault healed.
     #[serde(skip_serializing_if = "is_zero")]
     pub poison_give_ups_seen: u64,
+    /// Captures of always-on speakers, which upload on their own
+    /// (`workload/devices.rs`).
+    pub ambient_captures: u64,
+    /// Uploads of an archive's subject acknowledged after the export was
+    /// requested and before it was seen ready (they raced its build),
+    /// counted in every archive judged (`check/snapshot.rs`).
+    pub uploads_raced_export_build: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -391,6 +398,8 @@ impl Controls {
         self.poisoned_reads_refused += other.poisoned_reads_refused;
         self.poison_retries_judged += other.poison_retries_judged;
         self.poison_give_ups_seen += other.poison_give_ups_seen;
+        self.ambient_captures += other.ambient_captures;
+        self.uploads_raced_export_build += other.uploads_raced_export_build;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -1093,6 +1102,7 @@ impl Oracle {
 
         self.judge_entries_whole(subject, channel, contents, at_ms);
         self.judge_snapshot_claim(subject, channel, contents, ready_seen_ms, at_ms);
+        self.count_raced_uploads(subject, requested_at_ms, ready_seen_ms);
         let mut seen = BTreeSet::new();
         for &nonce in &own_audio {
             if !seen.insert(nonce) {

@@ -95,6 +95,31 @@ impl Oracle {
     }
 }
 
+impl Oracle {
+    /// Count `subject`'s uploads acknowledged after their export was
+    /// requested (at `requested_at_ms`; 0: unknown, nothing is counted) and
+    /// by the time it was seen ready: the positive control that uploads
+    /// raced the build whose snapshot claim was judged.
+    pub(super) fn count_raced_uploads(
+        &mut self,
+        subject: usize,
+        requested_at_ms: u64,
+        ready_seen_ms: u64,
+    ) {
+        if requested_at_ms == 0 {
+            return;
+        }
+        let raced = self
+            .owned_by(subject)
+            .filter(|(_, u)| {
+                u.acked_ms
+                    .is_some_and(|ack| ack > requested_at_ms && ack <= ready_seen_ms)
+            })
+            .count();
+        self.controls.uploads_raced_export_build += raced as u64;
+    }
+}
+
 /// What a snapshot at some time within `(earliest, latest)` says of `u`:
 /// `Some(true)` it must be in the archive, `Some(false)` it must not,
 /// `None` either way (a deletion of it raced the build, or its upload raced
@@ -209,6 +234,25 @@ mod tests {
         assert!(o.violations.is_empty(), "{:?}", o.violations);
         o.judge_snapshot_claim(0, "exp-1", &at(6), 9_000, 9_001);
         assert_eq!(o.violations.len(), 1, "begun a millisecond after the claim");
+    }
+
+    /// An always-on speaker's upload acknowledged at 320 ms, while the
+    /// export requested at 250 ms was being collected (from 300 ms, seen
+    /// ready at 500 ms): a claim stamped when collection began may leave it
+    /// out; one stamped when collection ended (400 ms) may not.
+    #[test]
+    fn an_upload_racing_the_build_is_judged_by_the_claimed_snapshot() {
+        let mut o = oracle();
+        o.count_raced_uploads(0, 250, 500);
+        assert_eq!(o.controls.uploads_raced_export_build, 1);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 300), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 400), 500, 600);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].nonce, Some(2));
+        // A request time unknown (a joined request): nothing counted.
+        o.count_raced_uploads(0, 0, 500);
+        assert_eq!(o.controls.uploads_raced_export_build, 1);
     }
 
     #[test]

@@ -211,8 +211,10 @@ fn contract_lines(c: &Controls) -> [String; 4] {
             c.archive_attachments_refused,
         ),
         format!(
-            "claims read back: archive snapshot claims judged {}, contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {}), second deadline extensions judged {}",
+            "claims read back: archive snapshot claims judged {} (uploads that raced their owner's export build {}, always-on speaker captures {}), contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {}), second deadline extensions judged {}",
             c.snapshot_claims_judged,
+            c.uploads_raced_export_build,
+            c.ambient_captures,
             c.contact_lists_judged,
             c.uploads_for_closed_accounts_judged,
             c.uploads_refused_owner_closed,

@@ -1344,6 +1344,7 @@ impl Person {
             .principal_by_email
             .remove(&email);
         self.closed = true;
+        self.always_on_account_closed();
         self.kept.old_session = Some(std::mem::take(&mut self.session));
         let tokens: Vec<String> = self.devices.iter().map(|d| d.token.clone()).collect();
         self.kept.retired_tokens.extend(tokens);

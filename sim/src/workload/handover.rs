@@ -20,12 +20,9 @@
 use super::CallError;
 use super::person::{POLL_MS, Person, parse, to_json};
 use crate::check::handover::HandoverVerification;
-use crate::net::{EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimConnector, sim_now_ms};
+use crate::net::sim_now_ms;
 use crosstalk_model::api::{TicketRequest, TicketStatus, VerifyTicketRequest};
-use crosstalk_service::{HttpClient, Spawner};
 use http::{Method, StatusCode};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long after the old holder's verification the new holder keeps
@@ -138,30 +135,9 @@ impl Person {
     /// own principal, password, clients and (after signing up) devices.
     fn newcomer(&self) -> Person {
         let principal = self.oracle().add_principal(self.email());
-        let client = |host, port| {
-            HttpClient::new(
-                Arc::new(SimConnector { host, port }),
-                Duration::from_secs(10),
-                2,
-            )
-            .with_spawner(Spawner::Local)
-        };
-        Person {
-            world: self.world.clone(),
-            index: self.index,
-            principal,
-            store: client(STORE_HOST, STORE_PORT),
-            export: client(EXPORT_HOST, EXPORT_PORT),
-            session: String::new(),
-            closed: false,
-            devices: Vec::new(),
-            own_recordings: Vec::new(),
-            contacts: BTreeMap::new(),
-            notification_seq: 0,
-            spoken_messages: Vec::new(),
-            kept: Default::default(),
-            inbox_seen: Vec::new(),
-        }
+        let mut newcomer = Person::new(self.world.clone(), self.index);
+        newcomer.principal = principal;
+        newcomer
     }
 
     /// Read one's feed every little while until `until_ms` (or the end of

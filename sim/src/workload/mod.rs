@@ -14,6 +14,8 @@
 //! - `actions.rs`: everything else a person does.
 //! - `adversary.rs`: the curious user; `limits.rs`: people who try past
 //!   the export contract's limits.
+//! - `devices.rs`: the always-on speaker that uploads on its own, whatever
+//!   its account holder is doing (waiting for an export, say).
 //! - `quirks.rs`: unusual but legitimate requests (a sign-up sent twice, a
 //!   confirmation during a hold) that reach the services' refusals.
 
@@ -21,6 +23,7 @@ mod actions;
 mod adversary;
 mod agent;
 mod contacts;
+mod devices;
 mod handover;
 mod limits;
 mod lockout;

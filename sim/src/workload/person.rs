@@ -96,6 +96,9 @@ pub(super) struct Person {
     /// Messages seen in the inbox, with the principal that saw them: one
     /// that later leaves the listing is looked at again (`read_inbox`).
     pub(super) inbox_seen: Vec<(usize, u64)>,
+    /// The account's always-on speaker, uploading on its own
+    /// (`devices.rs`); `None` when the plan gives the account none.
+    pub(super) always_on: Option<super::devices::AlwaysOnLink>,
 }
 
 /// A "send a message" command one of the person's devices captured.
@@ -386,6 +389,7 @@ impl Person {
                 .devices
                 .insert(registered.device_id.0, self.principal);
         }
+        self.register_always_on().await?;
         self.contacts.clear();
         let contact_people = self.world.plan.accounts[self.index].contacts.clone();
         for other in contact_people {
@@ -721,6 +725,8 @@ impl Person {
     /// After the faults healed: upload everything still buffered, then read
     /// the whole history and the orders once and let the oracle audit them.
     pub(super) async fn final_audit(&mut self) -> Result<(), CallError> {
+        // The always-on speaker uploads what it still holds first.
+        self.await_always_on().await;
         if self.closed {
             return Ok(());
         }
@@ -806,43 +812,37 @@ impl Person {
     }
 }
 
+impl Person {
+    /// Person `index` of the plan as principal `index`, signed out, with
+    /// connections of their own to both services.
+    pub(super) fn new(world: Rc<World>, index: usize) -> Person {
+        let client = |host, port| {
+            HttpClient::new(Arc::new(SimConnector { host, port }), CLIENT_TIMEOUT, 2)
+                .with_spawner(Spawner::Local)
+        };
+        Person {
+            world,
+            index,
+            principal: index,
+            store: client(STORE_HOST, STORE_PORT),
+            export: client(EXPORT_HOST, EXPORT_PORT),
+            session: String::new(),
+            closed: false,
+            devices: Vec::new(),
+            own_recordings: Vec::new(),
+            contacts: BTreeMap::new(),
+            notification_seq: 0,
+            spoken_messages: Vec::new(),
+            kept: Default::default(),
+            inbox_seen: Vec::new(),
+            always_on: None,
+        }
+    }
+}
+
 /// Run person `index` of the plan to the end of their actions.
 pub async fn person(world: Rc<World>, index: usize) {
-    let store = HttpClient::new(
-        Arc::new(SimConnector {
-            host: STORE_HOST,
-            port: STORE_PORT,
-        }),
-        CLIENT_TIMEOUT,
-        2,
-    )
-    .with_spawner(Spawner::Local);
-    let export = HttpClient::new(
-        Arc::new(SimConnector {
-            host: EXPORT_HOST,
-            port: EXPORT_PORT,
-        }),
-        CLIENT_TIMEOUT,
-        2,
-    )
-    .with_spawner(Spawner::Local);
-    let principal = index;
-    let mut person = Person {
-        world: world.clone(),
-        index,
-        principal,
-        store,
-        export,
-        session: String::new(),
-        closed: false,
-        devices: Vec::new(),
-        own_recordings: Vec::new(),
-        contacts: BTreeMap::new(),
-        notification_seq: 0,
-        spoken_messages: Vec::new(),
-        kept: Default::default(),
-        inbox_seen: Vec::new(),
-    };
+    let mut person = Person::new(world.clone(), index);
     let signup_sent_ms = sim_now_ms();
     if let Err(e) = person.sign_up().await {
         // The person stops; the oracle judges how the sign-up failed.
