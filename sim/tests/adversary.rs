@@ -139,12 +139,6 @@ async fn forward_and_learn(learned: &Shared<Learned>, request: Request, next: Ne
             learned.audio.insert(id, audio);
         }
     }
-    if path == "/v1/messages"
-        && let (Some(message), Some(recording)) =
-            (answer["message_id"].as_u64(), sent["recording_id"].as_u64())
-    {
-        learned.message_recording.insert(message, recording);
-    }
     Response::from_parts(parts, Body::from(body))
 }
 

@@ -40,6 +40,9 @@ pub enum Event {
     /// A support ticket was verified with the code sent to the subject and
     /// came back with an export.
     TicketVerified,
+    /// A support ticket was verified and joined the export one's own
+    /// request was still building (no new export).
+    TicketJoinedExport,
     /// An item of a person's history was decoded and judged.
     HistoryItemChecked,
     /// A message in a person's inbox was decoded and judged.
@@ -96,6 +99,10 @@ impl Oracle {
             Event::TicketVerified => {
                 c.tickets_verified += 1;
                 c.exports_requested += 1;
+            }
+            Event::TicketJoinedExport => {
+                c.tickets_verified += 1;
+                c.duplicate_requests_joined += 1;
             }
             Event::HistoryItemChecked => c.history_items_checked += 1,
             Event::InboxItemChecked => c.inbox_items_checked += 1,

@@ -226,6 +226,7 @@ mod tests {
                     action,
                 })
                 .collect(),
+            ambient: Vec::new(),
         }
     }
 
@@ -234,6 +235,7 @@ mod tests {
             delete_first: false,
             redownloads: 0,
             repeats: 0,
+            by_ticket: false,
         }
     }
 

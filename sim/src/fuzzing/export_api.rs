@@ -2683,7 +2683,10 @@ mod tests {
         token.extend_from_slice(&7u64.to_be_bytes());
         token.extend_from_slice(&3u64.to_be_bytes());
         token.extend_from_slice(&[0; 8 + 16 + 32]);
-        let path = format!("/v1/downloads/{}", URL_SAFE_NO_PAD.encode(&token));
+        let path = format!(
+            "/v1/downloads/{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&token)
+        );
         let text = format!("Your data is ready: {path}");
         assert_eq!(links_in(text.as_bytes()), [(ExportId(7), AccountId(3))]);
         assert_eq!(link_path_in(&text), Some(path));

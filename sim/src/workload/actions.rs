@@ -261,11 +261,13 @@ impl Person {
         // while the app's request is being built. The verified ticket joins
         // that export (awaited below) or, if it was already answered, gets
         // a new one of its own.
-        if by_ticket
-            && let Some((export_id, must_since_ms)) = self.own_ticket_verified().await?
-            && must_since_ms != 0
-        {
-            later.push((export_id, must_since_ms));
+        if by_ticket && let Some((export_id, must_since_ms)) = self.own_ticket_verified().await? {
+            if must_since_ms == 0 {
+                self.oracle().on(Event::TicketJoinedExport);
+            } else {
+                self.oracle().on(Event::TicketVerified);
+                later.push((export_id, must_since_ms));
+            }
         }
         self.await_and_download(
             accepted.export_id.0,
@@ -459,6 +461,7 @@ impl Person {
         let Some((export_id, must_since_ms)) = self.own_ticket_verified().await? else {
             return Ok(());
         };
+        self.oracle().on(Event::TicketVerified);
         self.await_and_download(export_id, must_since_ms, false, 0)
             .await
     }
@@ -520,7 +523,6 @@ impl Person {
                 "a verified ticket without an export".into(),
             ));
         };
-        self.oracle().on(Event::TicketVerified);
         // A ticket verified while one's own earlier export was still being
         // built (or rebuilt after a deletion) joins that export, whose
         // snapshot may precede the ticket: judge isolation fully, exactness
