@@ -1295,6 +1295,16 @@ fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// What an archive's having (or lacking) one utterance is, by some rule.
+enum Presence {
+    /// As the rule says it must be.
+    Right,
+    /// The rule allows either (an upload or a deletion raced the build).
+    Either,
+    /// Wrong, and why.
+    Wrong(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1354,14 +1364,4 @@ mod tests {
         assert_eq!(oracle.violations.len(), 2, "{:?}", oracle.violations);
         assert_eq!(oracle.violations[1].invariant, Invariant::Isolation);
     }
-}
-
-/// What an archive's having (or lacking) one utterance is, by some rule.
-enum Presence {
-    /// As the rule says it must be.
-    Right,
-    /// The rule allows either (an upload or a deletion raced the build).
-    Either,
-    /// Wrong, and why.
-    Wrong(String),
 }
