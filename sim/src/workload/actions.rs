@@ -13,7 +13,7 @@ use crosstalk_model::api::{
     ExportStatus, InboxItem, Intent, MessageState, MessageView, SendMessageRequest,
     TransferDeviceRequest,
 };
-use crosstalk_model::api::{Notification, TicketRequest, TicketStatus, VerifyTicketRequest};
+use crosstalk_model::api::{Notification, TicketStatus, VerifyTicketRequest};
 use crosstalk_service::HttpResponse;
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
@@ -473,41 +473,15 @@ impl Person {
     /// challenge never arrived.
     async fn own_ticket_verified(&mut self) -> Result<Option<(u64, u64)>, CallError> {
         let opened_at_ms = sim_now_ms();
-        let body = to_json(&TicketRequest {
-            claimed_email: self.email(),
-            message: "please send me my recordings".into(),
-        })?;
-        let response = self
-            .call(true, Method::POST, "/v1/tickets", None, Some(body))
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!(
-                "opening a ticket answered {}",
-                response.status()
-            )));
-        }
-        let ticket: TicketStatus = parse(&response)?;
-        let marker = format!("(ticket {})", ticket.ticket_id);
-        // Look for the code without marking the feed read: the links in it
-        // are still to be followed by the next notification read.
-        let seen = self.notification_seq;
-        let notes = self.notifications().await;
-        self.notification_seq = seen;
-        let code = notes?
-            .into_iter()
-            .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
-            .find_map(|n| {
-                n.text
-                    .split("your code is ")
-                    .nth(1)
-                    .map(|c| c.trim_end_matches('.').to_string())
-            });
-        let Some(code) = code else {
+        let Some((ticket_id, code)) = self
+            .open_ticket_for_own_address("please send me my recordings")
+            .await?
+        else {
             // The challenge never arrived (the store was down): no ticket.
             return Ok(None);
         };
         let body = to_json(&VerifyTicketRequest { code: code.clone() })?;
-        let path = format!("/v1/tickets/{}/verify", ticket.ticket_id);
+        let path = format!("/v1/tickets/{ticket_id}/verify");
         let verified: TicketStatus = self
             .expect_json(
                 true,
@@ -530,11 +504,11 @@ impl Person {
         let must_since_ms = {
             let mut board = self.world.board.borrow_mut();
             let joined = board.exports.contains(&(self.principal, export_id.0));
-            board.tickets.push((self.principal, ticket.ticket_id));
+            board.tickets.push((self.principal, ticket_id));
             board.exports.push((self.principal, export_id.0));
             if joined { 0 } else { opened_at_ms }
         };
-        self.verify_ticket_again(ticket.ticket_id, &code, export_id.0)
+        self.verify_ticket_again(ticket_id, &code, export_id.0)
             .await?;
         Ok(Some((export_id.0, must_since_ms)))
     }

@@ -40,7 +40,10 @@ impl Person {
         attacker: bool,
         nonces: [u64; 2],
     ) -> Result<(), CallError> {
-        let Some((ticket_id, code)) = self.open_ticket_for_own_address().await? else {
+        let Some((ticket_id, code)) = self
+            .open_ticket_for_own_address("please send me my recordings before I close my account")
+            .await?
+        else {
             return Ok(());
         };
         let opener = self.principal;
@@ -84,10 +87,13 @@ impl Person {
     /// Open a ticket claiming one's own address and read its code from
     /// one's own feed (without marking the feed read); `None` when the
     /// challenge did not arrive.
-    async fn open_ticket_for_own_address(&mut self) -> Result<Option<(u64, String)>, CallError> {
+    pub(super) async fn open_ticket_for_own_address(
+        &mut self,
+        message: &str,
+    ) -> Result<Option<(u64, String)>, CallError> {
         let body = to_json(&TicketRequest {
             claimed_email: self.email(),
-            message: "please send me my recordings before I close my account".into(),
+            message: message.to_string(),
         })?;
         let response = self
             .call(true, Method::POST, "/v1/tickets", None, Some(body))
