@@ -70,7 +70,7 @@ const RULES: &[Rule] = &[
     ),
     rule(
         "deletions verified",
-        |s| s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0,
+        deletions,
         &["deletions_verified"],
     ),
     rule(
@@ -263,6 +263,153 @@ const RULES: &[Rule] = &[
         |s| curious(s) && s.actions.exports.1 > 0,
         &["refused: tampered link token"],
     ),
+    // Every check below judges something every run of its scenario does;
+    // a count of zero means the check (or the feature) silently stopped.
+    rule(
+        "owners' listings, playback and contact lists judged, service state hashed",
+        |_| true,
+        &[
+            "history_items_checked",
+            "own_audio_checked",
+            "contact_lists_judged",
+            "state_digests_taken",
+        ],
+    ),
+    rule(
+        "archives judged entry by entry, snapshot claims, links delivered, gone answers",
+        exports,
+        &[
+            "archive_recordings_checked",
+            "snapshot_claims_judged",
+            "links_delivered_judged",
+            "gone_answers_judged",
+        ],
+    ),
+    rule(
+        "deleted recordings looked for again in their owner's history",
+        deletions,
+        &["refused: after deletion: history"],
+    ),
+    rule(
+        "deleted recordings looked for again in their owner's next archive",
+        |s| deletions(s) && exports(s),
+        &["refused: after deletion: archive"],
+    ),
+    rule(
+        "curious user: looks again at what it was told, reuses what it was given",
+        curious,
+        &[
+            "refused: acknowledged upload: playback",
+            "refused: foreign cursor",
+            "refused: upload key reused for other content",
+            "refused: upload retried with the same key",
+            "refused: sign-up with one's own address written another way",
+            "refused: foreign range deletion with an extra field",
+        ],
+    ),
+    rule(
+        "curious user: deleted recordings played back by id",
+        |s| curious(s) && deletions(s),
+        &["refused: after deletion: playback"],
+    ),
+    rule(
+        "curious user: others' export statuses, old archive links after a deletion",
+        |s| curious(s) && deletions(s) && exports(s),
+        &[
+            "refused: foreign export: status",
+            "refused: after deletion: old archive link",
+        ],
+    ),
+    rule(
+        "curious user: others' messages confirmed and played, withdrawn ones looked for",
+        |s| curious(s) && s.actions.messages.1 > 0 && s.actions.contacts.1 > 0,
+        &[
+            "refused: foreign message: confirm",
+            "refused: foreign message: inbox audio",
+            "refused: after deletion: recipient's inbox",
+        ],
+    ),
+    rule(
+        "curious user: wrong codes on others' tickets",
+        |s| curious(s) && s.actions.ticket_exports.1 > 0,
+        &["refused: foreign ticket: wrong code"],
+    ),
+    rule(
+        "curious user: retired device tokens",
+        |s| {
+            curious(s) && (s.actions.device_transfers.1 > 0 || s.actions.device_resets.1 > 0)
+        },
+        &["refused: retired device token"],
+    ),
+    Rule {
+        label: "curious user: a closed account's old session",
+        enabled: |s| curious(s) && s.actions.close_account_per_mille > 0,
+        controls: &["refused: closed account's old session"],
+        min_seeds: 2 * MIN_SEEDS,
+    },
+    rule(
+        "held orders and spoken messages decided within their hold",
+        |s| s.actions.purchase_per_mille > 0 || s.actions.spoken_message_per_mille > 0,
+        &["refused: held command decided within its hold"],
+    ),
+    // One handover per seed, switched off in one seed of four: judged where
+    // seeds are many (a capped world's few seeds may all lose theirs to its
+    // outage).
+    rule(
+        "tickets verified across an address handover",
+        |s| {
+            (s.actions.close_account_per_mille > 0 || s.actions.ticket_exports.1 > 0)
+                && s.max_seeds.is_none()
+        },
+        &[
+            "refused: ticket handover: tickets verified after their address changed hands",
+            "refused: ticket handover: new holders' feeds read for exports they never asked for",
+        ],
+    ),
+    rule(
+        "broadcast captures",
+        |s| s.broadcasts.count.1 > 0,
+        &["broadcast_captures"],
+    ),
+    rule(
+        "misheard messages refused by their sender",
+        |s| {
+            s.actions.misheard_contact_per_mille > 0
+                && s.actions.messages.1 > 0
+                && s.actions.contacts.1 > 0
+        },
+        &["messages_refused_by_sender"],
+    ),
+    rule(
+        "agent actions judged: second extensions, manual verifications",
+        |s| s.agent.enabled && s.actions.ticket_exports.1 > 0,
+        &[
+            "agent_actions",
+            "second_extensions_judged",
+            "manual_verifications_refused",
+        ],
+    ),
+    Rule {
+        label: "agent: archives attached to the wrong ticket refused",
+        enabled: |s| s.agent.enabled && s.actions.ticket_exports.1 > 0,
+        controls: &["archive_attachments_refused"],
+        min_seeds: 3 * MIN_SEEDS,
+    },
+    rule(
+        "device resets",
+        |s| s.actions.device_resets.1 > 0,
+        &["device_resets"],
+    ),
+    rule(
+        "poisoned subjects' reads refused",
+        |s| s.faults.poisoned_subject_per_mille > 0 && exports(s),
+        &["poisoned_reads_refused"],
+    ),
+    rule(
+        "the store's transient refusals of the export worker's reads",
+        |s| s.faults.sut_fault_points_per_mille.1 > 0 && exports(s),
+        &["collection_reads_refused"],
+    ),
 ];
 
 /// The rules of a threads scenario (`harness = "threads"`): none of the
@@ -339,6 +486,11 @@ const TAMPERED_LINK: &str = "tampered link token";
 /// once wherever the actor is on (and the tampered link where exports are).
 fn curious(s: &Scenario) -> bool {
     s.actions.curious_probes.1 > 0
+}
+
+/// Whether people delete recordings (one at a time or by range).
+fn deletions(s: &Scenario) -> bool {
+    s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0
 }
 
 /// Whether people ask for exports at all (directly or by ticket).
@@ -446,17 +598,102 @@ mod tests {
         Scenario::load(&path).expect("a shipped scenario")
     }
 
+    /// Counts in which every control any rule names was seen once.
+    fn all_seen() -> ControlCounts {
+        let mut counts = control_counts(&Controls::default());
+        for rule in RULES.iter().chain(THREAD_RULES) {
+            for control in rule.controls {
+                counts.insert(control.to_string(), 1);
+            }
+        }
+        for n in counts.values_mut() {
+            *n = 1;
+        }
+        counts
+    }
+
+    /// The text of every harness source file but this one.
+    fn harness_sources() -> String {
+        fn walk(dir: &Path, text: &mut String) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .expect("sim/src is readable")
+                .map(|e| e.expect("a directory entry").path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                if path.is_dir() {
+                    walk(&path, text);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("vacuity.rs")
+                {
+                    text.push_str(&std::fs::read_to_string(&path).expect("a source file"));
+                }
+            }
+        }
+        let mut text = String::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut text);
+        text
+    }
+
+    /// Every control a rule names is a field of `Controls`, or the refusals
+    /// of a kind of attempt that some actor or check of the harness names.
     #[test]
     fn every_rule_names_real_controls() {
         let names = control_counts(&Controls::default());
-        for rule in RULES {
+        let sources = harness_sources();
+        for rule in RULES.iter().chain(THREAD_RULES) {
             for control in rule.controls {
-                assert!(
-                    names.contains_key(*control),
-                    "{}: no control {control}",
-                    rule.label
-                );
+                let known = names.contains_key(*control)
+                    || sources.contains(&format!("pub {control}: u64,"))
+                    || control
+                        .strip_prefix("refused: ")
+                        .is_some_and(|kind| sources.contains(&format!("\"{kind}\"")));
+                assert!(known, "{}: no control {control}", rule.label);
             }
+        }
+    }
+
+    /// Each rule added with the run's every-seed checks fires in a shipped
+    /// scenario that enables its feature when its first control is zero.
+    #[test]
+    fn every_seed_checks_fire_when_their_control_is_zero() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("smoke", "history_items_checked", "owners' listings"),
+            ("smoke", "state_digests_taken", "owners' listings"),
+            ("smoke", "snapshot_claims_judged", "archives judged entry by entry"),
+            ("broadcast-dollhouse", "refused: after deletion: history", "deleted recordings looked for again in their owner's history"),
+            ("deletion-vs-export", "refused: after deletion: archive", "next archive"),
+            ("smoke", "refused: foreign cursor", "looks again at what it was told"),
+            ("portland-message", "refused: after deletion: playback", "deleted recordings played back by id"),
+            ("smoke", "refused: foreign export: status", "others' export statuses"),
+            ("portland-message", "refused: foreign message: inbox audio", "others' messages"),
+            ("smoke", "refused: foreign ticket: wrong code", "wrong codes on others' tickets"),
+            ("device-resale", "refused: retired device token", "retired device tokens"),
+            ("device-resale", "refused: closed account's old session", "a closed account's old session"),
+            ("broadcast-dollhouse", "refused: held command decided within its hold", "decided within their hold"),
+            ("recycled-identity", "refused: ticket handover: tickets verified after their address changed hands", "address handover"),
+            ("broadcast-dollhouse", "broadcast_captures", "broadcast captures"),
+            ("portland-message", "messages_refused_by_sender", "misheard messages refused"),
+            ("gdpr-wrong-customer", "second_extensions_judged", "agent actions judged"),
+            ("gdpr-wrong-customer", "archive_attachments_refused", "wrong ticket refused"),
+            ("chaos", "device_resets", "device resets"),
+            ("store-crash", "poisoned_reads_refused", "poisoned subjects"),
+            ("deletion-vs-export", "collection_reads_refused", "transient refusals"),
+        ];
+        let everything = all_seen();
+        for (name, control, label) in cases {
+            let scenario = scenario(name);
+            assert!(
+                missing_controls(&scenario, 3 * MIN_SEEDS, &everything).is_empty(),
+                "{name} with every control seen"
+            );
+            let mut without = everything.clone();
+            without.insert(control.to_string(), 0);
+            let missing = missing_controls(&scenario, 3 * MIN_SEEDS, &without);
+            assert!(
+                missing.iter().any(|l| l.contains(label)),
+                "{name} without {control}: {missing:?}"
+            );
         }
     }
 
@@ -464,10 +701,7 @@ mod tests {
     fn a_feature_seen_only_in_another_scenario_is_vacuous_in_its_own() {
         let (chaos, smoke) = (scenario("chaos"), scenario("smoke"));
         assert!(chaos.faults.store_crashes.1 > 0, "chaos crashes the store");
-        let mut everything = control_counts(&Controls::default());
-        for n in everything.values_mut() {
-            *n = 1;
-        }
+        let everything = all_seen();
         let mut no_crashes = everything.clone();
         no_crashes.insert("store_crashes".into(), 0);
         // smoke saw store crashes, chaos (which enables them) did not.
@@ -491,10 +725,7 @@ mod tests {
         let city = scenario("city");
         let cap = city.max_seeds.expect("the city caps its seeds");
         assert!(cap < MIN_SEEDS);
-        let mut no_broadcast_orders = control_counts(&Controls::default());
-        for n in no_broadcast_orders.values_mut() {
-            *n = 1;
-        }
+        let mut no_broadcast_orders = all_seen();
         no_broadcast_orders.insert("broadcast_orders_suppressed".into(), 0);
         let vacuity = Vacuity::judge([(&city, cap, &no_broadcast_orders)]);
         assert!(vacuity.too_few_seeds.is_empty(), "{vacuity:?}");
