@@ -140,6 +140,11 @@ pub enum CanaryBreak {
     /// caller: a message its sender never confirmed plays by its id (an
     /// inbox pre-staged when the message was sent).
     PrestagedInbox,
+    /// An upload that names no ownership epoch is filed in the device's
+    /// first epoch instead of its current one ("absent" read as "the
+    /// first"): after a sale, the buyer's captures from older firmware land
+    /// in the seller's history.
+    EpochlessAsFirst,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -164,6 +169,12 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 }
                 if how == CanaryBreak::PrestagedInbox {
                     return prestage_inbox(request, next, &prestaged).await;
+                }
+                if how == CanaryBreak::EpochlessAsFirst
+                    && method == http::Method::POST
+                    && path == "/v1/recordings"
+                {
+                    return next.run(file_in_first_epoch(request).await).await;
                 }
                 let listing = method == http::Method::GET && path == "/v1/recordings";
                 if listing
@@ -220,6 +231,26 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             }
         },
     ))
+}
+
+/// An upload naming no ownership epoch, rewritten to name the device's
+/// first (epoch 0); any other request as it was.
+async fn file_in_first_epoch(request: Request) -> Request {
+    use crosstalk_model::api::IngestRequest;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let rewritten = match serde_json::from_slice::<IngestRequest>(&bytes) {
+        Ok(mut upload) if upload.ownership_epoch.is_none() => {
+            upload.ownership_epoch = Some(0);
+            serde_json::to_vec(&upload).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Request::from_parts(parts, Body::from(rewritten))
 }
 
 /// The last recording id each device token was given by an upload answer.

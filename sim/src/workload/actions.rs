@@ -832,6 +832,7 @@ impl Person {
             StatusCode::OK => {
                 let credentials: DeviceCredentials = parse(&response)?;
                 let mut device: Device = self.devices.remove(chosen);
+                device.stamp_buffered_epochs()?;
                 self.kept.retired_tokens.push(device.token.clone());
                 device.last_upload = None;
                 device.token = credentials.device_token;

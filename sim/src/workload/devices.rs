@@ -82,6 +82,7 @@ impl Person {
             clock_skew_ms: 0,
             next_upload_key: 1,
             last_upload: None,
+            legacy_firmware: false,
         };
         let link = self.always_on.get_or_insert_with(|| {
             let shared = Rc::new(Shared::default());

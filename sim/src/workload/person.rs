@@ -58,6 +58,33 @@ pub(crate) struct Device {
     /// The last upload of the holder's own the store acknowledged (body,
     /// recording id): the curious user sends it again with the same key.
     pub(super) last_upload: Option<(Vec<u8>, u64)>,
+    /// Older firmware, the weakest client the ingest contract allows: it
+    /// sends no ownership epoch with a capture of its current epoch
+    /// ("absent means the device's current epoch"), and stamps the epoch on
+    /// the captures it still holds only when it changes hands.
+    pub(super) legacy_firmware: bool,
+}
+
+impl Device {
+    /// The epoch a capture made now carries in its upload: none from older
+    /// firmware.
+    pub(super) fn epoch_to_send(&self) -> Option<u32> {
+        (!self.legacy_firmware).then_some(self.epoch)
+    }
+
+    /// Before the device changes hands: stamp every capture it still holds
+    /// with the epoch it was made in, so that none is filed under the buyer.
+    pub(super) fn stamp_buffered_epochs(&mut self) -> Result<(), CallError> {
+        for pending in self.buffer.iter_mut() {
+            let mut upload: IngestRequest = serde_json::from_slice(&pending.body)
+                .map_err(|e| CallError::Unexpected(format!("a buffered upload: {e}")))?;
+            if upload.ownership_epoch.is_none() {
+                upload.ownership_epoch = Some(self.epoch);
+                pending.body = to_json(&upload)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One of the person's own recordings as the store acknowledged it.
@@ -382,6 +409,8 @@ impl Person {
                     .unwrap_or(0),
                 next_upload_key: 1,
                 last_upload: None,
+                // Half the devices (alternating by person and slot) run older firmware.
+                legacy_firmware: (self.index as u32 + device) % 2 == 1,
             });
             self.world
                 .board
@@ -467,7 +496,7 @@ impl Person {
             captured_at_ms,
             transcript,
             audio_base64: base64::engine::general_purpose::STANDARD.encode(audio),
-            ownership_epoch: Some(self.devices[device].epoch),
+            ownership_epoch: self.devices[device].epoch_to_send(),
             intent,
         };
         let body = to_json(&upload)?;
