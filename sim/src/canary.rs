@@ -145,6 +145,10 @@ pub enum CanaryBreak {
     /// first"): after a sale, the buyer's captures from older firmware land
     /// in the seller's history.
     EpochlessAsFirst,
+    /// A device's retry of an upload whose recording its owner deleted is
+    /// answered as a new recording (the capture stored again under a new
+    /// id) instead of the old one as a duplicate.
+    RetryAfterDeletionStoredAgain,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -154,6 +158,7 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
     let kept_audio = Arc::new(Mutex::new(KeptAudio::new()));
     let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
     let prestaged = Arc::new(Mutex::new(Prestaged::default()));
+    let deleted = Arc::new(Mutex::new(std::collections::BTreeSet::<u64>::new()));
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
             let done = done.clone();
@@ -161,6 +166,7 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             let kept_audio = kept_audio.clone();
             let last_by_token = last_by_token.clone();
             let prestaged = prestaged.clone();
+            let deleted = deleted.clone();
             async move {
                 let (method, path) = (request.method().clone(), request.uri().path().to_string());
                 let token = bearer_token(request.headers()).unwrap_or("").to_string();
@@ -169,6 +175,10 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
                 }
                 if how == CanaryBreak::PrestagedInbox {
                     return prestage_inbox(request, next, &prestaged).await;
+                }
+                if how == CanaryBreak::RetryAfterDeletionStoredAgain {
+                    let response = next.run(request).await;
+                    return answer_deleted_retries_anew(&method, &path, response, &deleted).await;
                 }
                 if how == CanaryBreak::EpochlessAsFirst
                     && method == http::Method::POST
@@ -231,6 +241,47 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             }
         },
     ))
+}
+
+/// Remember each recording a single deletion removed; answer a duplicate
+/// upload of one of them as a new recording.
+async fn answer_deleted_retries_anew(
+    method: &http::Method,
+    path: &str,
+    response: Response,
+    deleted: &Mutex<std::collections::BTreeSet<u64>>,
+) -> Response {
+    use crosstalk_model::api::IngestResponse;
+    if !response.status().is_success() {
+        return response;
+    }
+    if *method == http::Method::DELETE
+        && let Some(id) = path.strip_prefix("/v1/recordings/").and_then(|id| id.parse().ok())
+    {
+        deleted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        return response;
+    }
+    if *method != http::Method::POST || path != "/v1/recordings" {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if let Ok(answer) = serde_json::from_slice::<IngestResponse>(&bytes)
+        && answer.duplicate
+        && deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&answer.recording_id.0)
+    {
+        let anew = IngestResponse {
+            recording_id: crosstalk_model::RecordingId(answer.recording_id.0 + (1 << 40)),
+            duplicate: false,
+        };
+        return (http::StatusCode::OK, axum::Json(anew)).into_response();
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// An upload naming no ownership epoch, rewritten to name the device's

@@ -308,9 +308,12 @@ const RULES: &[Rule] = &[
         ],
     ),
     rule(
-        "curious user: deleted recordings played back by id",
+        "curious user: deleted recordings played back by id, their uploads retried",
         |s| curious(s) && deletions(s),
-        &["refused: after deletion: playback"],
+        &[
+            "refused: after deletion: playback",
+            "refused: deleted upload retried with the same key",
+        ],
     ),
     rule(
         "curious user: others' export statuses, old archive links after a deletion",

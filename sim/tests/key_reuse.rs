@@ -1,6 +1,8 @@
 //! The curious user's reused upload key: a store that answers other content
 //! under a used key as a duplicate (the new capture silently dropped) fails
 //! the run; the correct build refuses every such upload with 409, counted.
+//! And a deleted upload retried with its key: a store that stores it again
+//! (a new recording) fails the run.
 
 use crosstalk_sim::canary::CanaryBreak;
 use crosstalk_sim::check::Invariant;
@@ -41,4 +43,16 @@ fn a_reused_key_answered_as_a_duplicate_fails_the_run() {
             && v.detail.contains("answered 200")
     });
     assert!(caught, "{:?}", outcome.violations);
+}
+
+#[test]
+fn a_deleted_upload_retried_and_answered_as_new_fails_the_run() {
+    let caught = (0..4).any(|seed| {
+        let mut plan = Plan::generate(&smoke(), seed);
+        plan.canary_break = Some(CanaryBreak::RetryAfterDeletionStoredAgain);
+        run_plan(&plan).violations.iter().any(|v| {
+            v.invariant == Invariant::Erasure && v.detail.contains("again with the same key after deleting it")
+        })
+    });
+    assert!(caught, "no seed of 0..4 caught a deleted upload stored again");
 }

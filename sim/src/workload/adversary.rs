@@ -1071,6 +1071,43 @@ impl Person {
         Ok(())
     }
 
+    /// A device sends the upload of recording `id` again with its key after
+    /// its owner deleted it (a retry whose first answer was lost): the store
+    /// must answer with the same recording as a duplicate, never store the
+    /// capture again (the history audit then sees a resurrection).
+    async fn replay_deleted_upload(&mut self, id: u64) -> Result<(), CallError> {
+        let now = sim_now_ms();
+        let Some(device) = self.devices.iter().position(|d| {
+            d.offline_until_ms <= now && d.last_upload.as_ref().is_some_and(|(_, last)| *last == id)
+        }) else {
+            return Ok(());
+        };
+        let Some((body, _)) = self.devices[device].last_upload.clone() else {
+            return Ok(());
+        };
+        let token = self.devices[device].token.clone();
+        let Some(r) = self
+            .probe_call(false, Method::POST, "/v1/recordings", Some(&token), Some(body))
+            .await?
+        else {
+            return Ok(());
+        };
+        if r.status() == StatusCode::UNAUTHORIZED {
+            return Ok(()); // A sale or reset whose answer was lost replaced the token.
+        }
+        let same = parse::<IngestResponse>(&r).is_ok_and(|i| i.recording_id.0 == id && i.duplicate);
+        let refusals: &[u16] = if same { &[200] } else { &[] };
+        let what = format!("sent the upload of rec-{id} again with the same key after deleting it");
+        self.judge(
+            "deleted upload retried with the same key",
+            &r,
+            refusals,
+            Invariant::Erasure,
+            &what,
+        );
+        Ok(())
+    }
+
     /// Look again at acknowledged claims: deleted recordings must not play
     /// back, an archive link older than a deletion must not serve it, and
     /// the latest upload must play back.
@@ -1081,7 +1118,10 @@ impl Person {
             && pick & 0x30 == 0
             && self.own_recordings.len() >= 3
         {
+            let deleted = self.own_recordings[index].id;
             self.delete_one(index as u64).await?;
+            // The device's retry, late: its reply was lost in a crowd.
+            self.replay_deleted_upload(deleted).await?;
         }
         self.play_deleted().await?;
         self.old_link_after_deletion().await
