@@ -16,6 +16,7 @@ pub mod driver;
 pub mod entries;
 mod events;
 pub mod handover;
+pub mod history;
 mod household;
 pub mod limits;
 pub mod lockout;
@@ -323,6 +324,23 @@ pub struct Controls {
     /// requested and before it was seen ready (they raced its build),
     /// counted in every archive judged (`check/snapshot.rs`).
     pub uploads_raced_export_build: u64,
+    /// Walks of a history longer than the store's page clamp, and the items
+    /// they listed past it (`check/history.rs`); left out while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history_walks_past_page_clamp: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history_items_past_page_clamp: u64,
+    /// "Delete all my history" requests answered, the recordings they
+    /// covered, and those a full walk afterwards had forgotten.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delete_all_requests: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delete_all_recordings_covered: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delete_all_forgotten_by_history: u64,
+    /// Archives judged that held more recordings than one store page.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives_past_page_clamp: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -400,6 +418,12 @@ impl Controls {
         self.poison_give_ups_seen += other.poison_give_ups_seen;
         self.ambient_captures += other.ambient_captures;
         self.uploads_raced_export_build += other.uploads_raced_export_build;
+        self.history_walks_past_page_clamp += other.history_walks_past_page_clamp;
+        self.history_items_past_page_clamp += other.history_items_past_page_clamp;
+        self.delete_all_requests += other.delete_all_requests;
+        self.delete_all_recordings_covered += other.delete_all_recordings_covered;
+        self.delete_all_forgotten_by_history += other.delete_all_forgotten_by_history;
+        self.archives_past_page_clamp += other.archives_past_page_clamp;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -1087,6 +1111,9 @@ impl Oracle {
         };
         let own_audio = self.receive(subject, channel, &decoded, download_requested_ms, at_ms);
         self.controls.archive_recordings_checked += contents.audio.len() as u64;
+        if contents.audio.len() > crosstalk_store::MAX_PAGE_ITEMS {
+            self.controls.archives_past_page_clamp += 1;
+        }
         // Transcripts in the manifest are deliveries too.
         let text = Decoded {
             nonces: contents.text.clone(),

@@ -30,6 +30,9 @@ const TRANSPORT_ATTEMPTS: u32 = 5;
 const RETRY_BACKOFF_MS: u64 = 250;
 pub(super) const POLL_MS: u64 = 2_000;
 const HISTORY_PAGE_ITEMS: usize = 5;
+/// What a heavy user's app asks for per page: more than the store's clamp
+/// (`crosstalk_store::MAX_PAGE_ITEMS`), so that the clamp decides the page.
+const HEAVY_HISTORY_PAGE_ITEMS: usize = 250;
 
 /// A capture waiting in a device's buffer until the store acknowledges it.
 pub(crate) struct PendingUpload {
@@ -674,8 +677,14 @@ impl Person {
         let session = self.session.clone();
         let started_ms = sim_now_ms();
         let mut listed = std::collections::BTreeSet::new();
+        let mut walk = crate::check::history::HistoryWalk::new();
+        let page_items = if self.world.plan.accounts[self.index].is_heavy() {
+            HEAVY_HISTORY_PAGE_ITEMS
+        } else {
+            HISTORY_PAGE_ITEMS
+        };
         loop {
-            let mut path = format!("/v1/recordings?limit={HISTORY_PAGE_ITEMS}");
+            let mut path = format!("/v1/recordings?limit={page_items}");
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
@@ -700,6 +709,11 @@ impl Person {
                 }
                 listed.extend(own);
             }
+            let ids: Vec<u64> = page.items.iter().map(|item| item.id.0).collect();
+            let next = page.next_cursor.as_deref();
+            if !oracle.history_page(&mut walk, self.principal, &ids, next, now) {
+                return Ok(listed);
+            }
             drop(oracle);
             match page.next_cursor {
                 Some(next) => {
@@ -710,6 +724,7 @@ impl Person {
                     cursor = Some(next)
                 }
                 None => {
+                    self.oracle().history_walked(&walk);
                     self.oracle().owner_listed(
                         "after deletion: history",
                         self.principal,
