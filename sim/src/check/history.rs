@@ -5,7 +5,10 @@
 //! (`Oracle::receive`) and the union at the final audit. This module adds
 //! what only a walk as a whole shows: one recording on two pages of one
 //! walk, or a cursor handed out twice (a loop), is a paging defect
-//! (request integrity); and it counts the walks that went past the store's
+//! (request integrity); an own recording acknowledged before the walk
+//! began, with no deletion of it ever sent, that the walk never listed was
+//! lost by a page or a cursor (durability, judged on every full walk, not
+//! only the final audit's); and it counts the walks that went past the store's
 //! page clamp, the positive control that heavy users (`plan/heavy.rs`)
 //! really exercised paging.
 //!
@@ -82,8 +85,46 @@ impl Oracle {
         false
     }
 
-    /// A walk reached the end of the history.
-    pub fn history_walked(&mut self, walk: &HistoryWalk) {
+    /// A walk `principal` began at `started_ms` reached the end of the
+    /// history, having listed `listed` (nonces): every own recording
+    /// acknowledged before the walk began and no deletion of which was ever
+    /// sent must be in it (a page or a cursor that lost items), whatever
+    /// the faults (durability holds across them).
+    pub fn history_walked(
+        &mut self,
+        walk: &HistoryWalk,
+        principal: usize,
+        listed: &BTreeSet<u64>,
+        started_ms: u64,
+        at_ms: u64,
+    ) {
+        let missing: Vec<u64> = self
+            .owned_by(principal)
+            .filter(|(n, u)| {
+                u.acked_ms.is_some_and(|ack| ack <= started_ms)
+                    && u.deletion_started_ms.is_none()
+                    && !listed.contains(n)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for nonce in missing {
+            let Some(u) = self.utterances.get(&nonce).cloned() else {
+                continue;
+            };
+            let detail = format!(
+                "{}; missing from a full walk of its owner's history ({} pages, {} items)",
+                self.provenance(nonce, &u),
+                walk.pages,
+                walk.ids.len()
+            );
+            self.violate(Invariant::Durability, at_ms, Some(nonce), Some(principal), detail);
+        }
+        self.controls.history_walks_judged_whole += 1;
+    }
+
+    /// A walk reached the end of the history: counted when it went past
+    /// the store's page clamp.
+    pub fn history_walk_counted(&mut self, walk: &HistoryWalk) {
         let clamp = crosstalk_store::MAX_PAGE_ITEMS;
         if walk.ids.len() > clamp && walk.pages > 1 {
             self.controls.history_walks_past_page_clamp += 1;
@@ -178,10 +219,31 @@ mod tests {
         let (first, second) = ids.split_at(crosstalk_store::MAX_PAGE_ITEMS);
         assert!(o.history_page(&mut walk, 0, first, Some("c1"), 500));
         assert!(o.history_page(&mut walk, 0, second, None, 501));
-        o.history_walked(&walk);
-        assert!(o.violations().is_empty());
+        let listed: BTreeSet<u64> = (0..count).collect();
+        o.history_walked(&walk, 0, &listed, 400, 502);
+        o.history_walk_counted(&walk);
+        assert!(o.violations().is_empty(), "{:?}", o.violations());
         assert_eq!(o.controls.history_walks_past_page_clamp, 1);
         assert_eq!(o.controls.history_items_past_page_clamp, 20);
+    }
+
+    #[test]
+    fn a_walk_that_lost_an_acknowledged_recording_is_a_violation() {
+        let mut o = oracle_with_uploads(3);
+        let mut walk = HistoryWalk::new();
+        assert!(o.history_page(&mut walk, 0, &[100, 101], None, 50));
+        let listed: BTreeSet<u64> = [0, 1].into_iter().collect();
+        o.history_walked(&walk, 0, &listed, 40, 51);
+        assert_eq!(o.violations().len(), 1, "{:?}", o.violations());
+        assert_eq!(o.violations()[0].invariant, Invariant::Durability);
+        // Acknowledged after the walk began, or with a deletion sent: either way.
+        let mut o = oracle_with_uploads(3);
+        o.deletion_started(2, 30);
+        o.history_walked(&walk, 0, &listed, 40, 51);
+        assert!(o.violations().is_empty(), "{:?}", o.violations());
+        let mut o = oracle_with_uploads(3);
+        o.history_walked(&walk, 0, &listed, 21, 51);
+        assert!(o.violations().is_empty(), "{:?}", o.violations());
     }
 
     #[test]

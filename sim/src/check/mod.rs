@@ -330,6 +330,10 @@ pub struct Controls {
     pub history_walks_past_page_clamp: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub history_items_past_page_clamp: u64,
+    /// Full walks of a history (other than the final audit's) judged for
+    /// acknowledged recordings they lost; left out while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history_walks_judged_whole: u64,
     /// "Delete all my history" requests answered, the recordings they
     /// covered, and those a full walk afterwards had forgotten.
     #[serde(skip_serializing_if = "is_zero")]
@@ -420,6 +424,7 @@ impl Controls {
         self.uploads_raced_export_build += other.uploads_raced_export_build;
         self.history_walks_past_page_clamp += other.history_walks_past_page_clamp;
         self.history_items_past_page_clamp += other.history_items_past_page_clamp;
+        self.history_walks_judged_whole += other.history_walks_judged_whole;
         self.delete_all_requests += other.delete_all_requests;
         self.delete_all_recordings_covered += other.delete_all_recordings_covered;
         self.delete_all_forgotten_by_history += other.delete_all_forgotten_by_history;

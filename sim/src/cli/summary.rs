@@ -239,7 +239,8 @@ fn heavy_line(c: &Controls) -> Option<String> {
         return None;
     }
     Some(format!(
-        "long histories: walks past the store's page clamp {} (items past it {}), archives past it {}; delete-all requests {}, recordings covered {}, forgotten by the next full walk {}",
+        "long histories: full walks judged whole {}, walks past the store's page clamp {} (items past it {}), archives past it {}; delete-all requests {}, recordings covered {}, forgotten by the next full walk {}",
+        c.history_walks_judged_whole,
         c.history_walks_past_page_clamp,
         c.history_items_past_page_clamp,
         c.archives_past_page_clamp,

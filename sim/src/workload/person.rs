@@ -33,6 +33,9 @@ const HISTORY_PAGE_ITEMS: usize = 5;
 /// What a heavy user's app asks for per page: more than the store's clamp
 /// (`crosstalk_store::MAX_PAGE_ITEMS`), so that the clamp decides the page.
 const HEAVY_HISTORY_PAGE_ITEMS: usize = 250;
+/// The final audit's walk of the history (judged whole by
+/// `Oracle::audit_history`, not again by `Oracle::history_walked`).
+const FINAL_AUDIT: &str = "final audit";
 
 /// A capture waiting in a device's buffer until the store acknowledges it.
 pub(crate) struct PendingUpload {
@@ -724,7 +727,12 @@ impl Person {
                     cursor = Some(next)
                 }
                 None => {
-                    self.oracle().history_walked(&walk);
+                    self.oracle().history_walk_counted(&walk);
+                    if channel != FINAL_AUDIT {
+                        let (principal, now) = (self.principal, sim_now_ms());
+                        self.oracle()
+                            .history_walked(&walk, principal, &listed, started_ms, now);
+                    }
                     self.oracle().owner_listed(
                         "after deletion: history",
                         self.principal,
@@ -766,7 +774,7 @@ impl Person {
         }
         let started_ms = sim_now_ms();
         let listed = loop {
-            match self.read_history("final audit").await {
+            match self.read_history(FINAL_AUDIT).await {
                 Ok(listed) => break listed,
                 Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
                     tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
