@@ -25,9 +25,9 @@ fn plan_with_heavy_delete_all(scenario: &Scenario, seeds: std::ops::Range<u64>) 
     seeds
         .map(|seed| Plan::generate(scenario, seed))
         .find(|plan| {
-            plan.accounts.iter().any(|a| {
-                a.is_heavy() && a.actions.iter().any(|t| t.action == Action::DeleteAll)
-            })
+            plan.accounts
+                .iter()
+                .any(|a| a.is_heavy() && a.actions.iter().any(|t| t.action == Action::DeleteAll))
         })
         .expect("some seed has a heavy user who deletes everything")
 }
@@ -63,7 +63,12 @@ fn heavy_users_are_planned_only_where_a_scenario_asks() {
 fn the_correct_build_pages_past_the_clamp_and_deletes_everything() {
     let plan = plan_with_heavy_delete_all(&scenario("deletion-vs-export.toml"), 0..20);
     let outcome = run_plan(&plan);
-    assert!(outcome.passed(), "seed {}: {:?}", plan.seed, outcome.violations);
+    assert!(
+        outcome.passed(),
+        "seed {}: {:?}",
+        plan.seed,
+        outcome.violations
+    );
     let c = &outcome.controls;
     assert!(c.history_walks_past_page_clamp > 0, "{c:?}");
     assert!(c.delete_all_requests > 0, "{c:?}");
@@ -94,8 +99,10 @@ fn a_full_history_page_without_its_cursor_fails_with_durability() {
     let plan = plan_with_heavy_delete_all(&scenario("deletion-vs-export.toml"), 0..20);
     let outcome = broken(&plan, CanaryBreak::ListingFirstPageOnly);
     assert!(
-        outcome.violations.iter().any(|v| v.invariant == Invariant::Durability
-            && v.detail.contains("missing from")),
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::Durability && v.detail.contains("missing from")),
         "seed {}: {:?}",
         plan.seed,
         outcome.violations

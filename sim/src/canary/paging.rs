@@ -43,7 +43,9 @@ pub(super) async fn break_paging(
         .await
         .unwrap_or_default();
     if !is_delete_all(&method, &path, &bytes) {
-        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
     }
     delete_first_page(store, credential).await
 }
@@ -66,7 +68,10 @@ async fn delete_first_page(store: Router, credential: Option<http::HeaderValue>)
         }
         request.body(Body::empty())
     };
-    let Ok(list) = call(http::Method::GET, format!("/v1/recordings?limit={MAX_PAGE_ITEMS}")) else {
+    let Ok(list) = call(
+        http::Method::GET,
+        format!("/v1/recordings?limit={MAX_PAGE_ITEMS}"),
+    ) else {
         return crosstalk_service::ApiError::internal("canary: no listing").into_response();
     };
     let listed = store.clone().oneshot(list).await.into_ok_response();
@@ -81,7 +86,10 @@ async fn delete_first_page(store: Router, credential: Option<http::HeaderValue>)
     };
     let mut deleted = Vec::new();
     for item in page.items {
-        let Ok(delete) = call(http::Method::DELETE, format!("/v1/recordings/{}", item.id.0)) else {
+        let Ok(delete) = call(
+            http::Method::DELETE,
+            format!("/v1/recordings/{}", item.id.0),
+        ) else {
             continue;
         };
         let answer = store.clone().oneshot(delete).await.into_ok_response();
@@ -108,7 +116,10 @@ async fn drop_cursor_of_full_page(response: Response) -> Response {
             page.next_cursor = None;
             serde_json::to_vec(&page).ok()
         });
-    Response::from_parts(parts, Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())))
+    Response::from_parts(
+        parts,
+        Body::from(rewritten.unwrap_or_else(|| bytes.to_vec())),
+    )
 }
 
 /// A router's answer (its error type is `Infallible`).

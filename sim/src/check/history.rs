@@ -67,7 +67,13 @@ impl Oracle {
                     walk.pages
                 );
                 let nonce = self.nonce_of_recording(id);
-                self.violate(Invariant::RequestIntegrity, at_ms, nonce, Some(principal), detail);
+                self.violate(
+                    Invariant::RequestIntegrity,
+                    at_ms,
+                    nonce,
+                    Some(principal),
+                    detail,
+                );
             }
         }
         let Some(cursor) = next_cursor else {
@@ -81,7 +87,13 @@ impl Oracle {
             self.who(principal),
             walk.pages
         );
-        self.violate(Invariant::RequestIntegrity, at_ms, None, Some(principal), detail);
+        self.violate(
+            Invariant::RequestIntegrity,
+            at_ms,
+            None,
+            Some(principal),
+            detail,
+        );
         false
     }
 
@@ -117,7 +129,13 @@ impl Oracle {
                 walk.pages,
                 walk.ids.len()
             );
-            self.violate(Invariant::Durability, at_ms, Some(nonce), Some(principal), detail);
+            self.violate(
+                Invariant::Durability,
+                at_ms,
+                Some(nonce),
+                Some(principal),
+                detail,
+            );
         }
         self.controls.history_walks_judged_whole += 1;
     }

@@ -123,7 +123,12 @@ fn add_history(
 
 /// Two walks of the whole history and an export late in the run, and
 /// maybe "delete all" in the middle.
-fn add_heavy_actions(account: &mut AccountPlan, delete_all_per_mille: u64, span: Span, rng: &mut ChaCha8Rng) {
+fn add_heavy_actions(
+    account: &mut AccountPlan,
+    delete_all_per_mille: u64,
+    span: Span,
+    rng: &mut ChaCha8Rng,
+) {
     for _ in 0..2 {
         let at_ms = span.at(rng.random_range(300..=950));
         account.actions.push(TimedAction {

@@ -64,7 +64,13 @@ impl Person {
             let sent_ms = sim_now_ms();
             self.oracle().delete_all_sent(self.principal, sent_ms);
             let path = "/v1/recordings/delete";
-            let sent = self.call(false, Method::POST, path, Some(&session), Some(body.clone()));
+            let sent = self.call(
+                false,
+                Method::POST,
+                path,
+                Some(&session),
+                Some(body.clone()),
+            );
             match sent.await {
                 Ok(r) if r.status() == StatusCode::OK => {
                     let response: DeleteResponse = parse(&r)?;
@@ -103,7 +109,10 @@ impl Person {
             let (id, _) = covered[index];
             let path = format!("/v1/recordings/{id}/audio");
             let requested_ms = sim_now_ms();
-            let response = match self.call(false, Method::GET, &path, Some(&session), None).await {
+            let response = match self
+                .call(false, Method::GET, &path, Some(&session), None)
+                .await
+            {
                 Ok(response) => response,
                 Err(CallError::Unavailable(_)) => continue,
                 Err(e) => return Err(e),
@@ -124,7 +133,13 @@ impl Person {
             );
             if response.status() == StatusCode::OK {
                 let decoded = oracle.key().decode_audio(response.body());
-                oracle.receive(principal, "playback after delete all", &decoded, requested_ms, at_ms);
+                oracle.receive(
+                    principal,
+                    "playback after delete all",
+                    &decoded,
+                    requested_ms,
+                    at_ms,
+                );
             }
         }
         Ok(())
