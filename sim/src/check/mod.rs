@@ -325,25 +325,18 @@ pub struct Controls {
     /// counted in every archive judged (`check/snapshot.rs`).
     pub uploads_raced_export_build: u64,
     /// Walks of a history longer than the store's page clamp, and the items
-    /// they listed past it (`check/history.rs`); left out while zero.
-    #[serde(skip_serializing_if = "is_zero")]
+    /// they listed past it (`check/history.rs`).
     pub history_walks_past_page_clamp: u64,
-    #[serde(skip_serializing_if = "is_zero")]
     pub history_items_past_page_clamp: u64,
     /// Full walks of a history (other than the final audit's) judged for
-    /// acknowledged recordings they lost; left out while zero.
-    #[serde(skip_serializing_if = "is_zero")]
+    /// acknowledged recordings they lost.
     pub history_walks_judged_whole: u64,
     /// "Delete all my history" requests answered, the recordings they
     /// covered, and those a full walk afterwards had forgotten.
-    #[serde(skip_serializing_if = "is_zero")]
     pub delete_all_requests: u64,
-    #[serde(skip_serializing_if = "is_zero")]
     pub delete_all_recordings_covered: u64,
-    #[serde(skip_serializing_if = "is_zero")]
     pub delete_all_forgotten_by_history: u64,
     /// Archives judged that held more recordings than one store page.
-    #[serde(skip_serializing_if = "is_zero")]
     pub archives_past_page_clamp: u64,
 }
 
