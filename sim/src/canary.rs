@@ -20,7 +20,9 @@
 //! duplicate, a collection audio read the store refused (503) is answered
 //! 404 as if deleted, or a message's audio plays for its addressee before
 //! its sender confirmed it (an inbox pre-staged at send time).
-//! (`NoRetryBackoff` breaks the export service's retry settings instead.)
+//! (`NoRetryBackoff` breaks the export service's retry settings instead;
+//! `canary/paging.rs` breaks it at its page clamp: "delete all" deletes one
+//! page, or a full history page loses its cursor.)
 //! The oracle must fail each run.
 
 use axum::Router;
@@ -32,6 +34,8 @@ use crosstalk_service::bearer_token;
 use std::io::{Cursor, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod paging;
 
 #[derive(Default)]
 struct Stash {
@@ -149,6 +153,12 @@ pub enum CanaryBreak {
     /// answered as a new recording (the capture stored again under a new
     /// id) instead of the old one as a duplicate.
     RetryAfterDeletionStoredAgain,
+    /// "Delete all my history" deletes only the first page of the history
+    /// (`MAX_PAGE_ITEMS` recordings) and answers with those.
+    DeleteAllFirstPage,
+    /// A history page full at the store's clamp comes back without its
+    /// cursor: a walk ends after one page.
+    ListingFirstPageOnly,
 }
 
 /// Break the store as `how` says; `done` is shared by the store's
@@ -159,6 +169,7 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
     let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
     let prestaged = Arc::new(Mutex::new(Prestaged::default()));
     let deleted = Arc::new(Mutex::new(std::collections::BTreeSet::<u64>::new()));
+    let unwrapped = router.clone();
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
             let done = done.clone();
@@ -167,7 +178,14 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             let last_by_token = last_by_token.clone();
             let prestaged = prestaged.clone();
             let deleted = deleted.clone();
+            let unwrapped = unwrapped.clone();
             async move {
+                if matches!(
+                    how,
+                    CanaryBreak::DeleteAllFirstPage | CanaryBreak::ListingFirstPageOnly
+                ) {
+                    return paging::break_paging(how, unwrapped, request, next).await;
+                }
                 let (method, path) = (request.method().clone(), request.uri().path().to_string());
                 let token = bearer_token(request.headers()).unwrap_or("").to_string();
                 if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {

@@ -13,10 +13,12 @@ use std::collections::BTreeSet;
 
 mod chatter;
 mod handover;
+mod heavy;
 mod limits;
 mod probes;
 
 pub use chatter::AmbientCapture;
+pub use heavy::SWARM_NAME as HEAVY_SWARM_NAME;
 
 /// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
 /// unusual but legitimate requests that reach the services' refusals.
@@ -218,6 +220,14 @@ pub struct AccountPlan {
     pub ambient: Vec<AmbientCapture>,
 }
 
+impl AccountPlan {
+    /// Whether the account's history outgrows one page of the store's
+    /// listing (a heavy user of `plan/heavy.rs`).
+    pub fn is_heavy(&self) -> bool {
+        self.ambient.len() > crosstalk_store::MAX_PAGE_ITEMS
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimedAction {
     pub at_ms: u64,
@@ -344,6 +354,9 @@ pub enum Action {
     /// watches for released addresses and then asks for "their" data) reads
     /// their feed: nothing of theirs may come of the old holder's ticket.
     TicketAcrossHandover { attacker: bool, nonces: [u64; 2] },
+    /// "Delete all my history": every own recording, by `{"all": true}`
+    /// (`workload/delete_all.rs`); the account stays open.
+    DeleteAll,
     /// Close the account ("delete my account").
     CloseAccount,
     /// Sign up again with the same email after closing: a new identity.
@@ -375,6 +388,7 @@ impl Action {
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::TicketAcrossHandover { .. } => "ticket_across_handover",
+            Action::DeleteAll => "delete_all",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
         }
@@ -1018,6 +1032,14 @@ impl Plan {
         swarm_off.extend(chatter::schedule(
             scenario,
             seed,
+            active_ms,
+            &mut accounts,
+            &mut nonces,
+        ));
+        swarm_off.extend(heavy::schedule(
+            scenario,
+            seed,
+            first_action_ms,
             active_ms,
             &mut accounts,
             &mut nonces,

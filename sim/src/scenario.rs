@@ -75,6 +75,10 @@ pub struct Scenario {
     /// Clients' quirks (`workload/quirks.rs`), chances per thousand.
     #[serde(default)]
     pub quirks: crate::plan::Quirks,
+    /// Heavy users with long histories, and "delete all my history"
+    /// (`plan/heavy.rs`).
+    #[serde(default, skip_serializing_if = "HeavySpec::is_off")]
+    pub heavy: HeavySpec,
 }
 
 /// The harness a scenario runs under.
@@ -428,6 +432,42 @@ impl Default for LimitsSpec {
     }
 }
 
+/// Heavy users (`plan/heavy.rs`): a few accounts whose always-on speaker
+/// uploads many small recordings over the run, well past the store's page
+/// clamp and every batch size, and people who press "delete all my
+/// history". Off unless a scenario asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeavySpec {
+    /// Heavy accounts per seed.
+    pub accounts: Range,
+    /// Recordings each heavy account's speaker uploads over the run.
+    pub recordings: Range,
+    /// Chance, per thousand heavy accounts, of "delete all my history"
+    /// during the run (followed by an export, and more uploads).
+    pub delete_all_per_mille: u64,
+    /// Chance, per thousand of the other accounts, of the same.
+    pub others_delete_all_per_mille: u64,
+}
+
+impl Default for HeavySpec {
+    fn default() -> Self {
+        Self {
+            accounts: Range(0, 0),
+            recordings: Range(150, 350),
+            delete_all_per_mille: 500,
+            others_delete_all_per_mille: 0,
+        }
+    }
+}
+
+impl HeavySpec {
+    /// Whether the scenario has neither heavy users nor "delete all".
+    pub fn is_off(&self) -> bool {
+        self.accounts.1 == 0 && self.others_delete_all_per_mille == 0
+    }
+}
+
 /// A deliberately broken world, used only by the harness's own tests to
 /// prove the oracle sees: when `leak_into_archives` is on, a wrapper in
 /// front of the export service slips one recording from another account's
@@ -567,7 +607,19 @@ impl Scenario {
         self.validate_agent()?;
         self.validate_action_shares()?;
         self.validate_broadcasts()?;
+        self.validate_heavy()?;
         self.validate_faults()
+    }
+
+    fn validate_heavy(&self) -> Result<(), ScenarioError> {
+        let h = &self.heavy;
+        h.accounts.validate("heavy.accounts")?;
+        h.recordings.validate("heavy.recordings")?;
+        between("heavy.accounts", (h.accounts.0, h.accounts.1), 0, 100)?;
+        let recordings = (h.recordings.0, h.recordings.1);
+        between("heavy.recordings", recordings, 0, 5_000)?;
+        let shares = h.delete_all_per_mille.max(h.others_delete_all_per_mille);
+        at_most("heavy.*_per_mille", shares, 1000)
     }
 
     fn validate_world(&self) -> Result<(), ScenarioError> {

@@ -143,6 +143,23 @@ const RULES: &[Rule] = &[
         &["ambient_captures", "uploads_raced_export_build"],
     ),
     rule(
+        "heavy users: histories walked whole past the store's page clamp, archives past it",
+        |s| s.heavy.accounts.1 > 0,
+        &[
+            "history_walks_past_page_clamp",
+            "history_walks_judged_whole",
+            "archives_past_page_clamp",
+        ],
+    ),
+    rule(
+        "delete all my history: requests answered, covered recordings forgotten by the next walk",
+        |s| {
+            (s.heavy.accounts.1 > 0 && s.heavy.delete_all_per_mille > 0)
+                || s.heavy.others_delete_all_per_mille > 0
+        },
+        &["delete_all_requests", "delete_all_forgotten_by_history"],
+    ),
+    rule(
         "tickets verified",
         |s| s.actions.ticket_exports.1 > 0,
         &["tickets_verified"],

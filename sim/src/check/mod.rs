@@ -16,6 +16,7 @@ pub mod driver;
 pub mod entries;
 mod events;
 pub mod handover;
+pub mod history;
 mod household;
 pub mod limits;
 pub mod lockout;
@@ -323,6 +324,20 @@ pub struct Controls {
     /// requested and before it was seen ready (they raced its build),
     /// counted in every archive judged (`check/snapshot.rs`).
     pub uploads_raced_export_build: u64,
+    /// Walks of a history longer than the store's page clamp, and the items
+    /// they listed past it (`check/history.rs`).
+    pub history_walks_past_page_clamp: u64,
+    pub history_items_past_page_clamp: u64,
+    /// Full walks of a history (other than the final audit's) judged for
+    /// acknowledged recordings they lost.
+    pub history_walks_judged_whole: u64,
+    /// "Delete all my history" requests answered, the recordings they
+    /// covered, and those a full walk afterwards had forgotten.
+    pub delete_all_requests: u64,
+    pub delete_all_recordings_covered: u64,
+    pub delete_all_forgotten_by_history: u64,
+    /// Archives judged that held more recordings than one store page.
+    pub archives_past_page_clamp: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -400,6 +415,13 @@ impl Controls {
         self.poison_give_ups_seen += other.poison_give_ups_seen;
         self.ambient_captures += other.ambient_captures;
         self.uploads_raced_export_build += other.uploads_raced_export_build;
+        self.history_walks_past_page_clamp += other.history_walks_past_page_clamp;
+        self.history_items_past_page_clamp += other.history_items_past_page_clamp;
+        self.history_walks_judged_whole += other.history_walks_judged_whole;
+        self.delete_all_requests += other.delete_all_requests;
+        self.delete_all_recordings_covered += other.delete_all_recordings_covered;
+        self.delete_all_forgotten_by_history += other.delete_all_forgotten_by_history;
+        self.archives_past_page_clamp += other.archives_past_page_clamp;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.download_limit_refusals += other.download_limit_refusals;
@@ -1087,6 +1109,9 @@ impl Oracle {
         };
         let own_audio = self.receive(subject, channel, &decoded, download_requested_ms, at_ms);
         self.controls.archive_recordings_checked += contents.audio.len() as u64;
+        if contents.audio.len() > crosstalk_store::MAX_PAGE_ITEMS {
+            self.controls.archives_past_page_clamp += 1;
+        }
         // Transcripts in the manifest are deliveries too.
         let text = Decoded {
             nonces: contents.text.clone(),

@@ -66,6 +66,9 @@ pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
             c.requests_raced, c.quiescent_probes
         );
     }
+    if let Some(line) = heavy_line(c) {
+        println!("{line}");
+    }
     println!("{}", c.probe_summary());
     println!("{}", speed_line(totals, wall_seconds));
 }
@@ -228,6 +231,23 @@ fn contract_lines(c: &Controls) -> [String; 4] {
             c.poison_give_ups_seen,
         ),
     ]
+}
+
+/// Heavy users and "delete all" (`check/history.rs`), when any ran.
+fn heavy_line(c: &Controls) -> Option<String> {
+    if c.history_walks_past_page_clamp == 0 && c.delete_all_requests == 0 {
+        return None;
+    }
+    Some(format!(
+        "long histories: full walks judged whole {}, walks past the store's page clamp {} (items past it {}), archives past it {}; delete-all requests {}, recordings covered {}, forgotten by the next full walk {}",
+        c.history_walks_judged_whole,
+        c.history_walks_past_page_clamp,
+        c.history_items_past_page_clamp,
+        c.archives_past_page_clamp,
+        c.delete_all_requests,
+        c.delete_all_recordings_covered,
+        c.delete_all_forgotten_by_history,
+    ))
 }
 
 /// The run's speed: runs, seeds, simulated time and requests per wall second.

@@ -65,6 +65,7 @@ fn has_one_job(account: &AccountPlan) -> bool {
             Action::TicketExport
             | Action::DeleteOne { .. }
             | Action::DeleteRange { .. }
+            | Action::DeleteAll
             | Action::Probe { .. }
             | Action::ProbeLinkLimits { .. }
             | Action::CloseAccount

@@ -109,7 +109,7 @@ pub fn schedule(
 /// captures of one sound are a media event whose commands the store must
 /// never carry out, so chatter that echoed a genuine command would silence
 /// it.
-fn command_shapes(accounts: &[AccountPlan]) -> BTreeSet<(usize, usize)> {
+pub(super) fn command_shapes(accounts: &[AccountPlan]) -> BTreeSet<(usize, usize)> {
     accounts
         .iter()
         .flat_map(|a| &a.actions)

@@ -124,6 +124,7 @@ impl Person {
             Action::GuessAudio { pick } => self.guess_audio(pick).await,
             Action::DeleteOne { pick } => self.delete_one(pick).await,
             Action::DeleteRange { first, second } => self.delete_range(first, second).await,
+            Action::DeleteAll => self.delete_all().await,
             Action::TransferDevice { pick, to } => self.transfer_device(pick, to as usize).await,
             Action::ResetDevice { pick } => self.reset_device(pick).await,
             Action::DeviceOutage { device, for_ms } => {

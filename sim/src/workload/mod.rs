@@ -14,6 +14,7 @@
 //! - `actions.rs`: everything else a person does.
 //! - `adversary.rs`: the curious user; `limits.rs`: people who try past
 //!   the export contract's limits.
+//! - `delete_all.rs`: "delete all my history", and looking again.
 //! - `devices.rs`: the always-on speaker that uploads on its own, whatever
 //!   its account holder is doing (waiting for an export, say).
 //! - `quirks.rs`: unusual but legitimate requests (a sign-up sent twice, a
@@ -23,6 +24,7 @@ mod actions;
 mod adversary;
 mod agent;
 mod contacts;
+mod delete_all;
 mod devices;
 mod handover;
 mod limits;

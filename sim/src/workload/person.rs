@@ -30,6 +30,12 @@ const TRANSPORT_ATTEMPTS: u32 = 5;
 const RETRY_BACKOFF_MS: u64 = 250;
 pub(super) const POLL_MS: u64 = 2_000;
 const HISTORY_PAGE_ITEMS: usize = 5;
+/// What a heavy user's app asks for per page: more than the store's clamp
+/// (`crosstalk_store::MAX_PAGE_ITEMS`), so that the clamp decides the page.
+const HEAVY_HISTORY_PAGE_ITEMS: usize = 250;
+/// The final audit's walk of the history (judged whole by
+/// `Oracle::audit_history`, not again by `Oracle::history_walked`).
+const FINAL_AUDIT: &str = "final audit";
 
 /// A capture waiting in a device's buffer until the store acknowledges it.
 pub(crate) struct PendingUpload {
@@ -703,8 +709,14 @@ impl Person {
         let session = self.session.clone();
         let started_ms = sim_now_ms();
         let mut listed = std::collections::BTreeSet::new();
+        let mut walk = crate::check::history::HistoryWalk::new();
+        let page_items = if self.world.plan.accounts[self.index].is_heavy() {
+            HEAVY_HISTORY_PAGE_ITEMS
+        } else {
+            HISTORY_PAGE_ITEMS
+        };
         loop {
-            let mut path = format!("/v1/recordings?limit={HISTORY_PAGE_ITEMS}");
+            let mut path = format!("/v1/recordings?limit={page_items}");
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
@@ -729,6 +741,11 @@ impl Person {
                 }
                 listed.extend(own);
             }
+            let ids: Vec<u64> = page.items.iter().map(|item| item.id.0).collect();
+            let next = page.next_cursor.as_deref();
+            if !oracle.history_page(&mut walk, self.principal, &ids, next, now) {
+                return Ok(listed);
+            }
             drop(oracle);
             match page.next_cursor {
                 Some(next) => {
@@ -739,6 +756,12 @@ impl Person {
                     cursor = Some(next)
                 }
                 None => {
+                    self.oracle().history_walk_counted(&walk);
+                    if channel != FINAL_AUDIT {
+                        let (principal, now) = (self.principal, sim_now_ms());
+                        self.oracle()
+                            .history_walked(&walk, principal, &listed, started_ms, now);
+                    }
                     self.oracle().owner_listed(
                         "after deletion: history",
                         self.principal,
@@ -780,7 +803,7 @@ impl Person {
         }
         let started_ms = sim_now_ms();
         let listed = loop {
-            match self.read_history("final audit").await {
+            match self.read_history(FINAL_AUDIT).await {
                 Ok(listed) => break listed,
                 Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
                     tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
