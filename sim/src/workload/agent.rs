@@ -42,6 +42,9 @@ const AUDIT_PAGE: usize = 500;
 /// The agent reads its books every this many shifts.
 const BOOKS_EVERY_SHIFTS: u64 = 10;
 
+/// How often the agent looks for complaints about failed requests, in ms.
+const COMPLAINT_POLL_MS: u64 = 5_000;
+
 /// The agent's last read of its books ends this long before the drain does.
 const LAST_READ_BEFORE_END_MS: u64 = 5_000;
 
@@ -418,12 +421,29 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
         }
     }
     agent.read_books().await;
-    // A customer whose request failed complains: once it is past its due
-    // date, the agent looks at the overdue queue again.
-    let last_ms = (world.plan.active_ms + world.plan.drain_ms).saturating_sub(LAST_READ_BEFORE_END_MS);
-    let due_ms = world.oracle.borrow().overdue_read_due_ms();
-    if let Some(due_ms) = due_ms.filter(|&d| d > sim_now_ms() && d <= last_ms) {
-        tokio::time::sleep(Duration::from_millis(due_ms - sim_now_ms())).await;
-        agent.read_books().await;
+    if world.plan.poison.is_some() {
+        agent.read_books_when_overdue().await;
+    }
+}
+
+impl Agent {
+    /// A customer whose request failed complains: once it is past its due
+    /// date (if that comes before the drain ends), the agent looks at its
+    /// books again.
+    async fn read_books_when_overdue(&mut self) {
+        let plan = &self.world.plan;
+        let last_ms = (plan.active_ms + plan.drain_ms).saturating_sub(LAST_READ_BEFORE_END_MS);
+        while sim_now_ms() + COMPLAINT_POLL_MS <= last_ms {
+            let due_ms = self.world.oracle.borrow().overdue_read_due_ms();
+            match due_ms {
+                Some(due_ms) if due_ms <= last_ms => {
+                    let wait = due_ms.saturating_sub(sim_now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    self.read_books().await;
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(COMPLAINT_POLL_MS)).await,
+            }
+        }
     }
 }
