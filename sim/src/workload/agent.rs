@@ -416,7 +416,7 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
             .shift(&mut handled, &mut vouched, &mut clipboard)
             .await;
         shifts += 1;
-        if shifts % BOOKS_EVERY_SHIFTS == 0 {
+        if shifts.is_multiple_of(BOOKS_EVERY_SHIFTS) {
             agent.read_books().await;
         }
     }
