@@ -207,7 +207,10 @@ const RULES: &[Rule] = &[
                 && s.actions.ticket_exports.0 > 0
                 && s.actions.close_account_per_mille >= 300
         },
-        &["callbacks_after_recycling", "callbacks_after_recycling_refused"],
+        &[
+            "callbacks_after_recycling",
+            "callbacks_after_recycling_refused",
+        ],
     ),
     rule(
         "worker crashes",

@@ -70,15 +70,22 @@ fn an_audit_log_that_drops_refusals_is_caught() {
         4,
         export_defect(audit_without_refusals),
     );
-    assert_caught(&outcome, Invariant::AgentContainment, "missing from the audit log");
+    assert_caught(
+        &outcome,
+        Invariant::AgentContainment,
+        "missing from the audit log",
+    );
 }
 
 // --- Defect: an overdue queue that lists only pending requests. -----------
 
 fn overdue_only_pending(_: State<()>, request: Request, next: Next) -> Fut {
-    Box::pin(filter_listing(request, next, "/v1/agent/overdue", |status| {
-        status["state"] == "pending"
-    }))
+    Box::pin(filter_listing(
+        request,
+        next,
+        "/v1/agent/overdue",
+        |status| status["state"] == "pending",
+    ))
 }
 
 /// Smoke as shipped, swarm testing on: a poisoned subject needs a seed in
@@ -107,9 +114,7 @@ fn resend_to_someone(_: State<()>, request: Request, next: Next) -> Fut {
         if !String::from_utf8_lossy(&bytes).contains("no longer exists") {
             return Response::from_parts(parts, Body::from(bytes));
         }
-        let mut sent = Response::new(Body::from(
-            r#"{"sent_to":"the ticket's verified subject"}"#,
-        ));
+        let mut sent = Response::new(Body::from(r#"{"sent_to":"the ticket's verified subject"}"#));
         *sent.headers_mut() = parts.headers;
         sent
     })
@@ -122,18 +127,18 @@ fn a_closed_subjects_link_resent_to_someone_is_caught() {
         4,
         export_defect(resend_to_someone),
     );
-    assert_caught(&outcome, Invariant::AgentContainment, "the link went to someone else");
+    assert_caught(
+        &outcome,
+        Invariant::AgentContainment,
+        "the link went to someone else",
+    );
 }
 
 // --- The correct build passes, every control above zero. ------------------
 
 /// Run seeds of `name` on the correct build until `control` is above zero;
 /// every run must pass.
-fn passes_with(
-    scenario: &Scenario,
-    seeds: u64,
-    control: fn(&RunOutcome) -> u64,
-) -> RunOutcome {
+fn passes_with(scenario: &Scenario, seeds: u64, control: fn(&RunOutcome) -> u64) -> RunOutcome {
     let name = &scenario.name;
     for seed in 0..seeds {
         let outcome = run_plan(&Plan::generate(scenario, seed));
@@ -156,7 +161,9 @@ fn the_correct_console_keeps_its_books() {
     });
     assert!(gdpr.controls.audit_entries_judged > gdpr.controls.audit_refusals_judged);
     assert!(gdpr.controls.overdue_listings_judged > 0);
-    passes_with(&smoke_as_shipped(), 4, |o| o.controls.overdue_exports_required);
+    passes_with(&smoke_as_shipped(), 4, |o| {
+        o.controls.overdue_exports_required
+    });
     let recycled = passes_with(&scenario("recycled-identity"), 4, |o| {
         o.controls.callbacks_after_recycling_refused
     });

@@ -248,7 +248,8 @@ impl Oracle {
         let definite = (0..actions.len())
             .find(|&i| !matched[i] && actions[i].definite() && fits(&actions[i], false));
         definite.or_else(|| {
-            (0..actions.len()).find(|&i| !matched[i] && !actions[i].definite() && fits(&actions[i], true))
+            (0..actions.len())
+                .find(|&i| !matched[i] && !actions[i].definite() && fits(&actions[i], true))
         })
     }
 
@@ -276,8 +277,9 @@ impl Oracle {
             _ => false,
         };
         let attach_refused = action.status == Some(400) && action.action == "resend-link";
-        let export_judged =
-            action.status.is_some_and(|s| (200..300).contains(&s)) || attach_refused || action.action == "extend-deadline";
+        let export_judged = action.status.is_some_and(|s| (200..300).contains(&s))
+            || attach_refused
+            || action.action == "extend-deadline";
         let wrong_export = export_judged
             && action.export_id.is_some()
             && action.status.is_some()
@@ -298,7 +300,13 @@ impl Oracle {
             action.status,
             action.export_id
         );
-        self.violate(Invariant::AgentContainment, action.reply_ms, None, None, detail);
+        self.violate(
+            Invariant::AgentContainment,
+            action.reply_ms,
+            None,
+            None,
+            detail,
+        );
     }
 
     /// Every action decided before the latest complete read is in the log.
@@ -319,7 +327,13 @@ impl Oracle {
                 "the agent's {} on ticket {:?} (sent at {} ms, answered {:?}) is missing from the audit log read at {read_ms} ms (every action, allowed or refused, is audited)",
                 action.action, action.ticket_id, action.sent_ms, action.status
             );
-            self.violate(Invariant::AgentContainment, action.reply_ms, None, None, detail);
+            self.violate(
+                Invariant::AgentContainment,
+                action.reply_ms,
+                None,
+                None,
+                detail,
+            );
         }
     }
 
@@ -408,7 +422,10 @@ impl Oracle {
         if closed_ms >= sent_ms {
             return;
         }
-        let email = self.people.get(subject).map(|p| p.email.to_ascii_lowercase());
+        let email = self
+            .people
+            .get(subject)
+            .map(|p| p.email.to_ascii_lowercase());
         let new_holder = (subject + 1..self.people.len())
             .find(|&p| Some(self.people[p].email.to_ascii_lowercase()) == email);
         if new_holder.is_some() {
@@ -421,12 +438,166 @@ impl Oracle {
                     "the agent re-sent the link of a ticket of {}, whose account closing was acknowledged at {closed_ms} ms, and the console answered {s}: the link went to someone else (the address is now held by {holder})",
                     self.who(subject)
                 );
-                self.violate(Invariant::AgentContainment, at_ms, None, Some(subject), detail);
+                self.violate(
+                    Invariant::AgentContainment,
+                    at_ms,
+                    None,
+                    Some(subject),
+                    detail,
+                );
             }
             Some(s) if (400..500).contains(&s) && new_holder.is_some() => {
                 self.controls.callbacks_after_recycling_refused += 1;
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::EPOCH_MS;
+    use crate::watermark::WatermarkKey;
+    use crosstalk_model::ExportId;
+    use crosstalk_model::api::ExportState;
+
+    fn oracle() -> Oracle {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into(), "b@x".into()]);
+        o.learn_deadlines(600_000, 1_200_000);
+        o
+    }
+
+    fn resend(ticket: u64, status: Option<u16>, sent_ms: u64) -> AgentAction {
+        AgentAction {
+            action: "resend-link",
+            ticket_id: Some(ticket),
+            export_id: None,
+            status,
+            sent_ms,
+            reply_ms: sent_ms + 10,
+        }
+    }
+
+    fn entry(seq: u64, ticket: u64, at_ms: u64, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            seq,
+            at_ms: EPOCH_MS + at_ms,
+            agent: AGENT_NAME.to_string(),
+            action: "resend-link".to_string(),
+            ticket_id: Some(ticket),
+            export_id: None,
+            outcome: outcome.to_string(),
+        }
+    }
+
+    fn listed(export_id: u64) -> ExportStatus {
+        ExportStatus {
+            export_id: ExportId(export_id),
+            state: ExportState::Failed,
+            requested_at_ms: 0,
+            due_at_ms: 0,
+            overdue: true,
+            extension_reason: None,
+            snapshot_at_ms: None,
+            download_path: None,
+            expires_at_ms: None,
+            downloads_left: None,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn every_decided_action_has_one_entry_and_no_entry_is_invented() {
+        let mut o = oracle();
+        o.on_agent_action(resend(1, Some(409), 100));
+        o.on_agent_action(resend(2, None, 200));
+        o.on_agent_action(resend(3, Some(200), 300));
+        let page = vec![
+            entry(1, 1, 105, "refused: ticket not verified"),
+            entry(2, 3, 305, "sent to the subject's own feed"),
+        ];
+        o.on_audit_read(page, 1_000, true);
+        o.judge_books();
+        assert!(o.violations.is_empty(), "{:#?}", o.violations);
+        assert_eq!(o.controls.audit_entries_judged, 2);
+        assert_eq!(o.controls.audit_refusals_judged, 1);
+
+        // A refusal left out, and an entry for an action never taken.
+        let mut o = oracle();
+        o.on_agent_action(resend(1, Some(409), 100));
+        o.on_audit_read(vec![entry(1, 7, 105, "sent")], 1_000, true);
+        o.judge_books();
+        let details: Vec<&str> = o.violations.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(o.violations.len(), 2, "{details:#?}");
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("missing from the audit log"))
+        );
+        assert!(details.iter().any(|d| d.contains("took no such action")));
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::AgentContainment)
+        );
+    }
+
+    #[test]
+    fn an_entry_with_the_wrong_outcome_or_an_address_is_a_violation() {
+        let mut o = oracle();
+        o.on_agent_action(resend(1, Some(409), 100));
+        o.on_agent_action(resend(2, Some(200), 200));
+        let page = vec![
+            entry(1, 1, 105, "sent to the subject's own feed"),
+            entry(2, 2, 205, "sent to b@x"),
+        ];
+        o.on_audit_read(page, 1_000, true);
+        o.judge_books();
+        assert_eq!(o.violations.len(), 2, "{:#?}", o.violations);
+    }
+
+    #[test]
+    fn a_failed_request_past_due_must_be_listed_and_nothing_early() {
+        let mut o = oracle();
+        o.on_export_accepted(0, 5, 1_000, 1_100);
+        o.books_export_failed(5, 400_000);
+        assert_eq!(
+            o.overdue_read_due_ms(),
+            Some(1_100 + 600_000 + OVERDUE_MARGIN_MS)
+        );
+        o.on_overdue_read(&[], 500_000, 500_010);
+        o.on_overdue_read(&[listed(5)], 700_000, 700_010);
+        o.judge_books();
+        assert!(o.violations.is_empty(), "{:#?}", o.violations);
+        assert_eq!(o.controls.overdue_exports_required, 1);
+
+        let mut o = oracle();
+        o.on_export_accepted(0, 5, 1_000, 1_100);
+        o.books_export_failed(5, 400_000);
+        o.on_export_accepted(1, 6, 150_000, 150_100);
+        // Omits the failed one; lists one not yet due.
+        o.on_overdue_read(&[listed(6)], 700_000, 700_010);
+        o.judge_books();
+        assert_eq!(o.violations.len(), 2, "{:#?}", o.violations);
+        assert!(
+            o.violations
+                .iter()
+                .all(|v| v.invariant == Invariant::Liveness)
+        );
+    }
+
+    #[test]
+    fn a_closed_subjects_link_is_never_sent() {
+        let mut o = oracle();
+        let again = o.add_principal("a@x".into());
+        o.account_closed(0, 1_000);
+        o.on_ticket_link_resent(0, Some(404), 2_000, 2_010);
+        o.on_ticket_link_resent(0, Some(200), 500, 510);
+        assert!(o.violations.is_empty());
+        assert_eq!(o.controls.callbacks_after_recycling_refused, 1);
+        o.on_ticket_link_resent(0, Some(200), 3_000, 3_010);
+        assert_eq!(o.violations.len(), 1);
+        assert!(o.violations[0].detail.contains(&o.who(again)));
     }
 }

@@ -153,7 +153,14 @@ impl Agent {
         let path = format!("/v1/agent/tickets/{ticket}/resend-link");
         let sent_ms = sim_now_ms();
         let response = self
-            .act("resend-link", Some(ticket), export, Method::POST, &path, body)
+            .act(
+                "resend-link",
+                Some(ticket),
+                export,
+                Method::POST,
+                &path,
+                body,
+            )
             .await;
         let status = response.as_ref().map(|r| r.status().as_u16());
         let subject = self
@@ -220,7 +227,8 @@ impl Agent {
         };
         let ids: Vec<u64> = tickets.iter().map(|t| t.ticket_id).collect();
         for ticket in &tickets {
-            self.exports_listed.insert(ticket.ticket_id, ticket.export_id);
+            self.exports_listed
+                .insert(ticket.ticket_id, ticket.export_id);
         }
         self.call_backs(&tickets, handled).await;
         for ticket in &tickets {
@@ -248,7 +256,14 @@ impl Agent {
                             format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
                         let ticket_id = Some(ticket.ticket_id);
                         let answer = self
-                            .act("manual-verification", ticket_id, None, Method::POST, &path, Some(body))
+                            .act(
+                                "manual-verification",
+                                ticket_id,
+                                None,
+                                Method::POST,
+                                &path,
+                                Some(body),
+                            )
                             .await;
                         if let Some(r) = answer {
                             self.world.oracle.borrow_mut().on_manual_verification(
@@ -317,11 +332,25 @@ impl Agent {
         };
         let export = Some(export_id.0);
         let first = self
-            .act("extend-deadline", None, export, Method::POST, &path, Some(body.clone()))
+            .act(
+                "extend-deadline",
+                None,
+                export,
+                Method::POST,
+                &path,
+                Some(body.clone()),
+            )
             .await;
         self.error("extends the deadline twice");
         let second = self
-            .act("extend-deadline", None, export, Method::POST, &path, Some(body))
+            .act(
+                "extend-deadline",
+                None,
+                export,
+                Method::POST,
+                &path,
+                Some(body),
+            )
             .await;
         self.world.oracle.borrow_mut().on_deadline_extended_twice(
             export_id.0,
@@ -339,7 +368,10 @@ impl Agent {
         for ticket in tickets {
             let old = handled.contains(&ticket.ticket_id) && ticket.state == TicketState::Verified;
             if old && self.chance(self.plan.callback_per_mille) {
-                self.trace(format!("a customer calls back about ticket {}", ticket.ticket_id));
+                self.trace(format!(
+                    "a customer calls back about ticket {}",
+                    ticket.ticket_id
+                ));
                 self.resend(ticket.ticket_id, None).await;
             }
         }
@@ -365,7 +397,10 @@ impl Agent {
             }
         }
         let sent_ms = sim_now_ms();
-        if let Some(listed) = self.read_json::<Vec<ExportStatus>>("/v1/agent/overdue").await {
+        if let Some(listed) = self
+            .read_json::<Vec<ExportStatus>>("/v1/agent/overdue")
+            .await
+        {
             self.world
                 .oracle
                 .borrow_mut()
