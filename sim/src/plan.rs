@@ -167,6 +167,10 @@ pub struct AgentPlan {
     pub weak_proof_per_mille: u32,
     /// Doing the same thing twice.
     pub duplicate_per_mille: u32,
+    /// A customer calling back about a ticket worked in an earlier shift
+    /// (each such ticket, each shift): its link is re-sent.
+    #[serde(default)]
+    pub callback_per_mille: u32,
     /// Seed of the agent's own choices.
     pub seed: u64,
 }
@@ -1019,6 +1023,7 @@ impl Plan {
             swap_per_mille: scenario.agent.swap_per_mille,
             weak_proof_per_mille: scenario.agent.weak_proof_per_mille,
             duplicate_per_mille: scenario.agent.duplicate_per_mille,
+            callback_per_mille: scenario.agent.callback_per_mille,
             seed: rng.random(),
         });
         let (link_ttl_ms, max_downloads) = limits::draw_limits(scenario, seed);

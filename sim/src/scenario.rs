@@ -386,6 +386,9 @@ pub struct AgentSpec {
     pub swap_per_mille: u32,
     pub weak_proof_per_mille: u32,
     pub duplicate_per_mille: u32,
+    /// A customer calling back about an earlier ticket, per ticket and
+    /// shift: the agent re-sends its link.
+    pub callback_per_mille: u32,
 }
 
 impl Default for AgentSpec {
@@ -398,6 +401,7 @@ impl Default for AgentSpec {
             swap_per_mille: 100,
             weak_proof_per_mille: 200,
             duplicate_per_mille: 100,
+            callback_per_mille: 0,
         }
     }
 }
@@ -754,6 +758,7 @@ impl Scenario {
             g.swap_per_mille,
             g.weak_proof_per_mille,
             g.duplicate_per_mille,
+            g.callback_per_mille,
         ];
         let most = mistakes.iter().copied().max().unwrap_or(0);
         at_most("agent.*_per_mille", u64::from(most), 1000)

@@ -204,6 +204,32 @@ const RULES: &[Rule] = &[
         &["agent_errors_injected", "notified_links_followed"],
     ),
     rule(
+        "the agent's books read and judged: audit entries, refusals among them, overdue queue reads",
+        |s| s.agent.enabled && s.actions.ticket_exports.1 > 0,
+        &[
+            "audit_entries_judged",
+            "audit_refusals_judged",
+            "overdue_listings_judged",
+        ],
+    ),
+    // (A failed request past its due date, `overdue_exports_required`, needs
+    // a poisoned subject eligible and early enough: under one seed in ten of
+    // smoke, too rare for a rule at 20 seeds; `sim/tests/agent_books.rs`
+    // proves it is reached.)
+    rule(
+        "call-backs after the subject closed and the address was signed up again, refused",
+        |s| {
+            s.agent.enabled
+                && s.agent.callback_per_mille > 0
+                && s.actions.ticket_exports.0 > 0
+                && s.actions.close_account_per_mille >= 300
+        },
+        &[
+            "callbacks_after_recycling",
+            "callbacks_after_recycling_refused",
+        ],
+    ),
+    rule(
         "worker crashes",
         |s| s.faults.worker_crashes.1 > 0,
         &["worker_crashes"],

@@ -209,6 +209,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         max_downloads: plan.max_downloads,
     });
     oracle.learn_ticket_attempts(plan.ticket_attempts);
+    let deadlines = export_config(plan);
+    oracle.learn_deadlines(deadlines.deadline_ms, deadlines.max_extension_ms);
     if let Some(poison) = &plan.poison {
         let (request_ms, until_ms) = (poison.request_ms, poison.until_ms);
         let contract = retry_contract(plan);
@@ -353,7 +355,10 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             let token = token.clone();
             let config = ExportConfig {
                 worker_token: worker_token.clone(),
-                agent_tokens: vec![("agent".to_string(), agent_token.clone())],
+                agent_tokens: vec![(
+                    crate::check::books::AGENT_NAME.to_string(),
+                    agent_token.clone(),
+                )],
                 ..export_base.clone()
             };
             let limits = config.limits;
@@ -580,6 +585,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     world.oracle.borrow_mut().judge_limits();
+    world.oracle.borrow_mut().judge_books();
     judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();

@@ -9,6 +9,22 @@
 //! say-so ("they knew the address and birthday"): only the challenge sent to
 //! the account verifies a ticket. Every agent action, allowed or refused, is
 //! written to the audit log.
+//!
+//! The agent's books, as the console promises them (`GET /v1/agent/audit`,
+//! `GET /v1/agent/overdue`):
+//!
+//! - Every action an agent takes through the console (a resend, a manual
+//!   verification, an extension) that gets past authentication and body
+//!   parsing is written as exactly one [`AuditEntry`], before its answer is
+//!   sent: the agent's name, the action, the ticket (and export) the agent
+//!   named, and the outcome in words: `refused: …` when the console refused
+//!   it (a 4xx answer), `failed: …` when its delivery failed (the store
+//!   refused or was unavailable), anything else only when it was done (a 2xx
+//!   answer). An action answered 5xx may have an entry or none. No entry is
+//!   written for an action nobody took, and entries carry no email address,
+//!   no link and no recording: tickets and exports are named by id.
+//! - The overdue queue lists every request past its due date that is not
+//!   ready: pending (or being built) and failed alike, and nothing else.
 
 use crate::jobs::{Job, Origin};
 use crate::schema::{AUDIT, META, NEXT_AUDIT};

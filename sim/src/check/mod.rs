@@ -7,6 +7,7 @@
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
 pub mod adversary;
+pub mod books;
 pub mod claims;
 mod closed;
 mod contacts;
@@ -317,6 +318,18 @@ pub struct Controls {
     /// asked for again once the fault healed.
     #[serde(skip_serializing_if = "is_zero")]
     pub poison_give_ups_seen: u64,
+    /// Audit-log entries the agent read and the oracle matched against the
+    /// agent's own actions, and of them refusals (or failures) judged.
+    pub audit_entries_judged: u64,
+    pub audit_refusals_judged: u64,
+    /// Reads of the overdue queue judged, and exports known undelivered
+    /// and past due that a read had to list.
+    pub overdue_listings_judged: u64,
+    pub overdue_exports_required: u64,
+    /// Links re-sent for tickets whose subject closed and whose address
+    /// was signed up again, and of them refused.
+    pub callbacks_after_recycling: u64,
+    pub callbacks_after_recycling_refused: u64,
     /// Captures of always-on speakers, which upload on their own
     /// (`workload/devices.rs`).
     pub ambient_captures: u64,
@@ -413,6 +426,12 @@ impl Controls {
         self.poisoned_reads_refused += other.poisoned_reads_refused;
         self.poison_retries_judged += other.poison_retries_judged;
         self.poison_give_ups_seen += other.poison_give_ups_seen;
+        self.audit_entries_judged += other.audit_entries_judged;
+        self.audit_refusals_judged += other.audit_refusals_judged;
+        self.overdue_listings_judged += other.overdue_listings_judged;
+        self.overdue_exports_required += other.overdue_exports_required;
+        self.callbacks_after_recycling += other.callbacks_after_recycling;
+        self.callbacks_after_recycling_refused += other.callbacks_after_recycling_refused;
         self.ambient_captures += other.ambient_captures;
         self.uploads_raced_export_build += other.uploads_raced_export_build;
         self.history_walks_past_page_clamp += other.history_walks_past_page_clamp;
@@ -538,6 +557,8 @@ pub struct Oracle {
     unanswered: unanswered::UnansweredLedger,
     /// The poisoned subject, and when their export gave up.
     poison: poison::PoisonLedger,
+    /// The agent's actions, its books as read, and what they must show.
+    books: books::BooksLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -599,6 +620,7 @@ impl Oracle {
             handover: handover::HandoverLedger::default(),
             unanswered: unanswered::UnansweredLedger::default(),
             poison: poison::PoisonLedger::default(),
+            books: books::BooksLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -726,6 +748,7 @@ impl Oracle {
     /// everything they had.
     pub fn account_closed(&mut self, principal: usize, at_ms: u64) {
         self.controls.accounts_closed += 1;
+        self.books_deleting(principal);
         self.closed.note(principal, at_ms);
         let owned: Vec<u64> = self.owned_by(principal).map(|(n, _)| *n).collect();
         for nonce in owned {
@@ -737,6 +760,8 @@ impl Oracle {
     pub fn deletion_started(&mut self, nonce: u64, at_ms: u64) {
         if let Some(u) = self.utterances.get_mut(&nonce) {
             u.deletion_started_ms.get_or_insert(at_ms);
+            let owner = u.owner;
+            self.books_deleting(owner);
         }
     }
 
@@ -846,6 +871,7 @@ impl Oracle {
         at_ms: u64,
     ) {
         self.controls.deletion_answers_judged += 1;
+        self.books_deleting(requester);
         for &id in named {
             if self.nonce_of_recording(id).is_some() {
                 self.judge_deleted_id(requester, scope, id, at_ms);

@@ -128,6 +128,7 @@ impl Oracle {
             (ExportState::Failed, _)
                 if failure.is_some() && self.poison_gave_up(principal, ready_seen_ms) =>
             {
+                self.books_export_failed(export_id, ready_seen_ms);
                 None
             }
             (state, _) => {
@@ -206,6 +207,7 @@ impl Oracle {
                 if first {
                     self.controls.exports_completed += 1;
                 }
+                self.books_export_delivered(principal, export_id, now);
                 let channel = format!("export exp-{export_id}");
                 self.check_archive(
                     principal,

@@ -40,7 +40,7 @@ impl Default for ServiceClock {
 
 impl ServiceClock {
     /// The span of oracle times a service time `at_ms` may stand for.
-    fn span(&self, at_ms: u64) -> Option<(u64, u64)> {
+    pub(super) fn span(&self, at_ms: u64) -> Option<(u64, u64)> {
         let since = at_ms.checked_sub(self.epoch_ms)?;
         let first = since.checked_mul(self.per_ms)?;
         Some((first, first + self.per_ms.max(1) - 1))

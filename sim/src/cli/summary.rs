@@ -194,7 +194,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
 }
 
 /// The API contract and the support agent.
-fn contract_lines(c: &Controls) -> [String; 4] {
+fn contract_lines(c: &Controls) -> [String; 5] {
     [
         format!(
             "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
@@ -212,6 +212,15 @@ fn contract_lines(c: &Controls) -> [String; 4] {
             c.agent_errors_injected,
             c.manual_verifications_refused,
             c.archive_attachments_refused,
+        ),
+        format!(
+            "agent's books: audit entries judged {} (refusals and failures among them {}), overdue queue reads judged {} (exports known undelivered past due that had to be listed {}); call-backs after the subject closed and the address was signed up again {} (refused {})",
+            c.audit_entries_judged,
+            c.audit_refusals_judged,
+            c.overdue_listings_judged,
+            c.overdue_exports_required,
+            c.callbacks_after_recycling,
+            c.callbacks_after_recycling_refused,
         ),
         format!(
             "claims read back: archive snapshot claims judged {} (uploads that raced their owner's export build {}, always-on speaker captures {}), contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {}), second deadline extensions judged {}",

@@ -224,7 +224,13 @@ impl Person {
         }
         self.oracle().on(Event::ExportRequested);
         let (accepted, must_since_ms) = match response.status() {
-            StatusCode::ACCEPTED => (parse::<ExportStatus>(&response)?, requested_at_ms),
+            StatusCode::ACCEPTED => {
+                let accepted = parse::<ExportStatus>(&response)?;
+                let (principal, id) = (self.principal, accepted.export_id.0);
+                self.oracle()
+                    .on_export_accepted(principal, id, requested_at_ms, sim_now_ms());
+                (accepted, requested_at_ms)
+            }
             // A duplicate of an earlier request of ours whose answer was
             // lost: judge isolation fully, exactness only for what is sure.
             StatusCode::OK => {
@@ -319,6 +325,9 @@ impl Person {
             StatusCode::ACCEPTED => {
                 self.oracle().on(Event::ExportRequested);
                 let accepted = parse::<ExportStatus>(&response)?;
+                let (principal, id) = (self.principal, accepted.export_id.0);
+                self.oracle()
+                    .on_export_accepted(principal, id, requested_at_ms, sim_now_ms());
                 Ok(Some((accepted.export_id.0, requested_at_ms)))
             }
             StatusCode::TOO_MANY_REQUESTS => {

@@ -4,10 +4,18 @@
 //! address and the birthday", doing the same thing twice. Every mistake is
 //! counted; the oracle checks that none of them ever delivers anyone's data
 //! to anyone else (people follow every link that reaches their feed).
+//!
+//! Customers call back: now and then the agent re-sends the link of a
+//! ticket worked long ago, whose subject may have closed their account
+//! since (and someone else may hold the address now). And the agent reads
+//! its books — the console's audit log and overdue queue — now and then and
+//! at the end; every console action it takes is reported to the oracle,
+//! which matches the books against them (`check/books.rs`).
 
 use super::World;
 use super::person::to_json;
 use crate::check::Event;
+use crate::check::books::AgentAction;
 use crate::net::{
     EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, SimConnector, overload_wait, sim_now_ms,
 };
@@ -15,23 +23,40 @@ use crate::plan::AgentPlan;
 use bytes::Bytes;
 use crosstalk_model::ExportId;
 use crosstalk_model::api::{
-    AgentTicketView, ExtendRequest, ManualVerificationRequest, ResendLinkRequest, TicketState,
+    AgentTicketView, AuditEntry, ExportStatus, ExtendRequest, ManualVerificationRequest,
+    ResendLinkRequest, TicketState,
 };
 use crosstalk_service::{HttpClient, HttpResponse, Spawner};
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Most audit entries one read returns (the console's page).
+const AUDIT_PAGE: usize = 500;
+
+/// The agent reads its books every this many shifts.
+const BOOKS_EVERY_SHIFTS: u64 = 10;
+
+/// How often the agent looks for complaints about failed requests, in ms.
+const COMPLAINT_POLL_MS: u64 = 5_000;
+
+/// The agent's last read of its books ends this long before the drain does.
+const LAST_READ_BEFORE_END_MS: u64 = 5_000;
 
 struct Agent {
     world: Rc<World>,
     plan: AgentPlan,
     client: HttpClient,
     rng: ChaCha8Rng,
+    /// Each ticket's export as the queue last listed it.
+    exports_listed: BTreeMap<u64, Option<ExportId>>,
+    /// The last audit entry read.
+    audit_after: u64,
 }
 
 impl Agent {
@@ -123,19 +148,60 @@ impl Agent {
             })
             .ok()
         });
+        let listed = self.exports_listed.get(&ticket).copied().flatten();
+        let export = attach.or(listed).map(|e| e.0);
+        let path = format!("/v1/agent/tickets/{ticket}/resend-link");
+        let sent_ms = sim_now_ms();
         let response = self
-            .call(
+            .act(
+                "resend-link",
+                Some(ticket),
+                export,
                 Method::POST,
-                &format!("/v1/agent/tickets/{ticket}/resend-link"),
+                &path,
                 body,
             )
             .await;
-        if let Some(response) = response {
-            self.world
-                .oracle
-                .borrow_mut()
-                .on_link_resent(attach.is_some(), response.status());
+        let status = response.as_ref().map(|r| r.status().as_u16());
+        let subject = self
+            .world
+            .board
+            .borrow()
+            .tickets
+            .iter()
+            .find(|(_, t)| *t == ticket)
+            .map(|(p, _)| *p);
+        let mut oracle = self.world.oracle.borrow_mut();
+        if let Some(response) = &response {
+            oracle.on_link_resent(attach.is_some(), response.status());
         }
+        if let Some(subject) = subject {
+            oracle.on_ticket_link_resent(subject, status, sent_ms, sim_now_ms());
+        }
+    }
+
+    /// Take one console action (`action` on `ticket`, naming `export`) and
+    /// report it, and its answer, to the oracle.
+    async fn act(
+        &self,
+        action: &'static str,
+        ticket: Option<u64>,
+        export: Option<u64>,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Option<HttpResponse> {
+        let sent_ms = sim_now_ms();
+        let response = self.call(method, path, body).await;
+        self.world.oracle.borrow_mut().on_agent_action(AgentAction {
+            action,
+            ticket_id: ticket,
+            export_id: export,
+            status: response.as_ref().map(|r| r.status().as_u16()),
+            sent_ms,
+            reply_ms: sim_now_ms(),
+        });
+        response
     }
 
     fn error(&self, what: &str) {
@@ -161,6 +227,11 @@ impl Agent {
         };
         let ids: Vec<u64> = tickets.iter().map(|t| t.ticket_id).collect();
         for ticket in &tickets {
+            self.exports_listed
+                .insert(ticket.ticket_id, ticket.export_id);
+        }
+        self.call_backs(&tickets, handled).await;
+        for ticket in &tickets {
             if handled.contains(&ticket.ticket_id) {
                 continue;
             }
@@ -183,7 +254,18 @@ impl Agent {
                         };
                         let path =
                             format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
-                        if let Some(r) = self.call(Method::POST, &path, Some(body)).await {
+                        let ticket_id = Some(ticket.ticket_id);
+                        let answer = self
+                            .act(
+                                "manual-verification",
+                                ticket_id,
+                                None,
+                                Method::POST,
+                                &path,
+                                Some(body),
+                            )
+                            .await;
+                        if let Some(r) = answer {
                             self.world.oracle.borrow_mut().on_manual_verification(
                                 ticket.ticket_id,
                                 r.status(),
@@ -248,15 +330,91 @@ impl Agent {
         }) else {
             return;
         };
-        let first = self.call(Method::POST, &path, Some(body.clone())).await;
+        let export = Some(export_id.0);
+        let first = self
+            .act(
+                "extend-deadline",
+                None,
+                export,
+                Method::POST,
+                &path,
+                Some(body.clone()),
+            )
+            .await;
         self.error("extends the deadline twice");
-        let second = self.call(Method::POST, &path, Some(body)).await;
+        let second = self
+            .act(
+                "extend-deadline",
+                None,
+                export,
+                Method::POST,
+                &path,
+                Some(body),
+            )
+            .await;
         self.world.oracle.borrow_mut().on_deadline_extended_twice(
             export_id.0,
             first.map(|r| r.status().as_u16()),
             second.map(|r| r.status().as_u16()),
             sim_now_ms(),
         );
+    }
+}
+
+impl Agent {
+    /// Customers call back about tickets worked in earlier shifts: the
+    /// agent re-sends each such verified ticket's link now and then.
+    async fn call_backs(&mut self, tickets: &[AgentTicketView], handled: &BTreeSet<u64>) {
+        for ticket in tickets {
+            let old = handled.contains(&ticket.ticket_id) && ticket.state == TicketState::Verified;
+            if old && self.chance(self.plan.callback_per_mille) {
+                self.trace(format!(
+                    "a customer calls back about ticket {}",
+                    ticket.ticket_id
+                ));
+                self.resend(ticket.ticket_id, None).await;
+            }
+        }
+    }
+
+    /// Read the audit log from the last entry read to its end, then the
+    /// overdue queue, and hand both to the oracle.
+    async fn read_books(&mut self) {
+        let sent_ms = sim_now_ms();
+        loop {
+            let path = format!("/v1/agent/audit?after={}", self.audit_after);
+            let Some(page) = self.read_json::<Vec<AuditEntry>>(&path).await else {
+                break;
+            };
+            let complete = page.len() < AUDIT_PAGE;
+            self.audit_after = page.iter().map(|e| e.seq).fold(self.audit_after, u64::max);
+            self.world
+                .oracle
+                .borrow_mut()
+                .on_audit_read(page, sent_ms, complete);
+            if complete {
+                break;
+            }
+        }
+        let sent_ms = sim_now_ms();
+        if let Some(listed) = self
+            .read_json::<Vec<ExportStatus>>("/v1/agent/overdue")
+            .await
+        {
+            self.world
+                .oracle
+                .borrow_mut()
+                .on_overdue_read(&listed, sent_ms, sim_now_ms());
+        }
+    }
+
+    /// GET `path` from the console and parse its 200 answer.
+    async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
+        let response = self.call(Method::GET, path, None).await?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        serde_json::from_slice(response.body()).ok()
     }
 }
 
@@ -277,6 +435,8 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
         plan: plan.clone(),
         client,
         rng,
+        exports_listed: BTreeMap::new(),
+        audit_after: 0,
     };
     let mut handled = BTreeSet::new();
     let mut vouched = BTreeSet::new();
@@ -284,10 +444,41 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
     // Tickets verified late in the run still get their link: work until the
     // drain is well under way.
     let end_ms = world.plan.active_ms + world.plan.drain_ms / 4;
+    let mut shifts = 0u64;
     while sim_now_ms() < end_ms {
         tokio::time::sleep(Duration::from_millis(plan.shift_interval_ms)).await;
         agent
             .shift(&mut handled, &mut vouched, &mut clipboard)
             .await;
+        shifts += 1;
+        if shifts.is_multiple_of(BOOKS_EVERY_SHIFTS) {
+            agent.read_books().await;
+        }
+    }
+    agent.read_books().await;
+    if world.plan.poison.is_some() {
+        agent.read_books_when_overdue().await;
+    }
+}
+
+impl Agent {
+    /// A customer whose request failed complains: once it is past its due
+    /// date (if that comes before the drain ends), the agent looks at its
+    /// books again.
+    async fn read_books_when_overdue(&mut self) {
+        let plan = &self.world.plan;
+        let last_ms = (plan.active_ms + plan.drain_ms).saturating_sub(LAST_READ_BEFORE_END_MS);
+        while sim_now_ms() + COMPLAINT_POLL_MS <= last_ms {
+            let due_ms = self.world.oracle.borrow().overdue_read_due_ms();
+            match due_ms {
+                Some(due_ms) if due_ms <= last_ms => {
+                    let wait = due_ms.saturating_sub(sim_now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    self.read_books().await;
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(COMPLAINT_POLL_MS)).await,
+            }
+        }
     }
 }
