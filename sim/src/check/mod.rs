@@ -228,6 +228,11 @@ pub struct Controls {
     /// Archives refused at download because a recording in them was
     /// deleted (then rebuilt).
     pub archives_revoked: u64,
+    /// Archives downloaded after their first build was revoked.
+    pub rebuilt_archives_downloaded: u64,
+    /// Refusals (410) that could only be revocations, judged against every
+    /// later status that offered the same link.
+    pub revoked_links_judged: u64,
     pub download_limit_refusals: u64,
     pub tickets_verified: u64,
     pub impersonation_codes_refused: u64,
@@ -402,6 +407,8 @@ impl Controls {
         self.uploads_raced_export_build += other.uploads_raced_export_build;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
+        self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
+        self.revoked_links_judged += other.revoked_links_judged;
         self.download_limit_refusals += other.download_limit_refusals;
         self.tickets_verified += other.tickets_verified;
         self.impersonation_codes_refused += other.impersonation_codes_refused;

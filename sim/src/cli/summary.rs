@@ -164,12 +164,14 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
 fn export_lines(c: &Controls) -> [String; 2] {
     [
         format!(
-            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
+            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {} (rebuilt and downloaded {}, revoked links judged never offered again {}), downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
             c.tickets_verified,
             c.impersonation_codes_refused,
             c.duplicate_requests_joined,
             c.exports_rate_limited,
             c.archives_revoked,
+            c.rebuilt_archives_downloaded,
+            c.revoked_links_judged,
             c.download_limit_refusals,
             c.notified_links_followed,
             c.links_delivered_judged,
