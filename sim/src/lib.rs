@@ -28,6 +28,7 @@ pub mod faults;
 pub mod fuzzing;
 pub mod guard;
 pub mod hunt;
+pub mod lease_watch;
 pub mod net;
 pub mod plan;
 pub mod probe_gate;

@@ -327,6 +327,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .unwrap_or_default(),
     );
     let export_disk = SimDisk::new(export_disk_seed, 0, 1);
+    // The workers' lease traffic as the export service's door saw it.
+    let lease_log = crate::lease_watch::LeaseLog::default();
     {
         let token = service_token.clone();
         let worker_token = worker_token.clone();
@@ -346,8 +348,10 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let world = world.clone();
         let last_export = last_export.clone();
         let wrap = wrappers.export.clone();
+        let leases = lease_log.clone();
         sim.host(EXPORT_HOST, move || {
             let wrap = wrap.clone();
+            let leases = leases.clone();
             let world = world.clone();
             let last_export = last_export.clone();
             let token = token.clone();
@@ -386,7 +390,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 };
                 *last_export.borrow_mut() = Arc::downgrade(&service);
                 let listener = SimListener::bind(EXPORT_PORT).await?;
-                let mut router = crosstalk_export::router(service);
+                let mut router =
+                    crate::lease_watch::watch(crosstalk_export::router(service), leases);
                 if canary {
                     router = crate::canary::wrap(router);
                 }
@@ -580,6 +585,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     world.oracle.borrow_mut().judge_limits();
+    {
+        let exchanges = lease_log.lock().unwrap_or_else(|p| p.into_inner());
+        let lease_ms = export_config(plan).lease_ms;
+        world.oracle.borrow_mut().judge_leases(&exchanges, lease_ms);
+    }
     judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();

@@ -17,6 +17,7 @@ pub mod entries;
 mod events;
 pub mod handover;
 mod household;
+mod leases;
 pub mod limits;
 pub mod lockout;
 mod observations;
@@ -233,6 +234,11 @@ pub struct Controls {
     /// Refusals (410) that could only be revocations, judged against every
     /// later status that offered the same link.
     pub revoked_links_judged: u64,
+    /// Workers' publications judged against their lease, those that
+    /// reached the service after it lapsed, and those refused as they must.
+    pub publications_judged_against_lease: u64,
+    pub publications_after_lease_lapsed: u64,
+    pub lapsed_publications_refused: u64,
     pub download_limit_refusals: u64,
     pub tickets_verified: u64,
     pub impersonation_codes_refused: u64,
@@ -409,6 +415,9 @@ impl Controls {
         self.archives_revoked += other.archives_revoked;
         self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
         self.revoked_links_judged += other.revoked_links_judged;
+        self.publications_judged_against_lease += other.publications_judged_against_lease;
+        self.publications_after_lease_lapsed += other.publications_after_lease_lapsed;
+        self.lapsed_publications_refused += other.lapsed_publications_refused;
         self.download_limit_refusals += other.download_limit_refusals;
         self.tickets_verified += other.tickets_verified;
         self.impersonation_codes_refused += other.impersonation_codes_refused;

@@ -181,13 +181,16 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.sut_faults_fired,
         ),
         format!(
-            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}",
+            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {})",
             c.downloads_judged_against_limits,
             c.gone_answers_judged,
             c.downloads_refused_past_limit,
             c.downloads_refused_after_expiry,
             c.archive_entries_judged_whole,
             c.refusals_of_own_things_judged,
+            c.publications_judged_against_lease,
+            c.publications_after_lease_lapsed,
+            c.lapsed_publications_refused,
         ),
     ]
 }
