@@ -390,14 +390,15 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 };
                 *last_export.borrow_mut() = Arc::downgrade(&service);
                 let listener = SimListener::bind(EXPORT_PORT).await?;
-                let mut router =
-                    crate::lease_watch::watch(crosstalk_export::router(service), leases);
+                let mut router = crosstalk_export::router(service);
                 if canary {
                     router = crate::canary::wrap(router);
                 }
                 if let Some(wrap) = wrap {
                     router = wrap(router);
                 }
+                // At the door: what the workers saw, test layers included.
+                router = crate::lease_watch::watch(router, leases);
                 crosstalk_service::serve_limited(
                     listener,
                     count_requests(router, counter),

@@ -6,6 +6,11 @@
 //! revocation, as when the rebuild is never queued). The run must fail
 //! with the liveness invariant; the correct build passes with archives
 //! revoked, rebuilt and downloaded, and the revoked links judged.
+//!
+//! The lease contract likewise: a layer that answers a worker's refused
+//! publication (409, fenced out) as accepted, as a service that ignores a
+//! lapsed lease does, must fail the run ("lease contract"); the correct
+//! build passes with stalled workers' publications refused.
 
 mod support;
 
@@ -88,6 +93,40 @@ fn a_revoked_link_offered_again_is_caught() {
         export_layer(|inner| layered(inner, Shared::default(), stale_after_refusal)),
     );
     assert_caught(&outcome, Invariant::Liveness, "a revoked link offered again");
+}
+
+/// Answer every refused publication (409) as accepted.
+fn lapsed_publication_accepted(State(_): State<()>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let publication =
+            request.method() == Method::POST && request.uri().path().ends_with("/complete");
+        let response = next.run(request).await;
+        if publication && response.status() == StatusCode::CONFLICT {
+            return (StatusCode::OK, "{}").into_response();
+        }
+        response
+    })
+}
+
+#[test]
+fn a_publication_accepted_after_its_lease_lapsed_is_caught() {
+    let outcome = first_failure(
+        &scenario("chaos"),
+        10,
+        export_layer(|inner| layered(inner, (), lapsed_publication_accepted)),
+    );
+    assert_caught(&outcome, Invariant::ApiContract, "lease contract");
+}
+
+#[test]
+fn the_correct_build_refuses_publications_after_a_lapsed_lease() {
+    let scenario = scenario("chaos");
+    let outcome = run_plan(&Plan::generate(&scenario, 4));
+    assert!(outcome.passed(), "{:#?}", outcome.violations);
+    let c = &outcome.controls;
+    assert!(c.publications_judged_against_lease > 0);
+    assert!(c.publications_after_lease_lapsed > 0, "no worker stalled past its lease");
+    assert_eq!(c.lapsed_publications_refused, c.publications_after_lease_lapsed);
 }
 
 #[test]
