@@ -40,6 +40,7 @@ pub mod seeds;
 pub mod shrink;
 pub mod threads;
 pub mod trace;
+pub mod upload_watch;
 pub mod vacuity;
 pub mod watermark;
 pub mod workload;

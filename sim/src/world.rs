@@ -274,8 +274,12 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let disk = store_disk.clone();
         let world = world.clone();
         let wrap = wrappers.store.clone();
+        // When the store answered each upload, for the snapshot claims.
+        let upload_door = crate::upload_watch::UploadDoor::default();
+        world.oracle.borrow_mut().learn_upload_door(upload_door.clone());
         sim.host(STORE_HOST, move || {
             let wrap = wrap.clone();
+            let door = upload_door.clone();
             let world = world.clone();
             let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
@@ -300,7 +304,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 *last_store.borrow_mut() = Arc::downgrade(&store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let mut router = crosstalk_store::router(store.clone());
+                let mut router =
+                    crate::upload_watch::watch(crosstalk_store::router(store.clone()), door.clone());
                 if let Some(how) = contract_break {
                     router = crate::canary::break_store(router, how, contract_broken);
                 }

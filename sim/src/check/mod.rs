@@ -234,6 +234,9 @@ pub struct Controls {
     /// Refusals (410) that could only be revocations, judged against every
     /// later status that offered the same link.
     pub revoked_links_judged: u64,
+    /// Uploads the store answered in the very tick of a snapshot claimed
+    /// by their owner's archive (the inclusive bound judged).
+    pub uploads_stored_at_snapshot_tick: u64,
     /// Workers' publications judged against their lease, those that
     /// reached the service after it lapsed, and those refused as they must.
     pub publications_judged_against_lease: u64,
@@ -415,6 +418,7 @@ impl Controls {
         self.archives_revoked += other.archives_revoked;
         self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
         self.revoked_links_judged += other.revoked_links_judged;
+        self.uploads_stored_at_snapshot_tick += other.uploads_stored_at_snapshot_tick;
         self.publications_judged_against_lease += other.publications_judged_against_lease;
         self.publications_after_lease_lapsed += other.publications_after_lease_lapsed;
         self.lapsed_publications_refused += other.lapsed_publications_refused;
@@ -524,6 +528,9 @@ pub struct Oracle {
     lockout: lockout::LockoutLedger,
     /// How the services' clock reads in this oracle's times.
     service_clock: snapshot::ServiceClock,
+    /// When the store answered each upload, seen at its door (the
+    /// simulator's runs only; `check/snapshot.rs`).
+    upload_door: Option<crate::upload_watch::UploadDoor>,
     /// When each principal's account closing was acknowledged.
     closed: closed::ClosedLedger,
     /// Tickets verified after their address changed hands.
@@ -589,6 +596,7 @@ impl Oracle {
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
             service_clock: snapshot::ServiceClock::default(),
+            upload_door: None,
             closed: closed::ClosedLedger::default(),
             handover: handover::HandoverLedger::default(),
             unanswered: unanswered::UnansweredLedger::default(),
