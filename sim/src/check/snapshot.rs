@@ -5,7 +5,9 @@
 //! archive should hold (that stays `check_archive`'s window, from the
 //! client's own request and ready times); it holds the claim to account.
 //! A recording whose upload the subject's device saw acknowledged at or
-//! before the claimed snapshot reached the store before it, so the archive
+//! before the claimed snapshot (or whose upload the store answered by then,
+//! as the simulator saw at the store's door: `upload_watch.rs`; the bound is
+//! inclusive) reached the store before it, so the archive
 //! must hold it unless a deletion of it had started by the time the archive
 //! was seen ready; a recording whose first upload attempt began after the
 //! claimed snapshot cannot have reached the store by then, so the archive
@@ -97,7 +99,12 @@ impl Oracle {
                 claim_on(u, stored(u), (claimed, claimed_latest), ready_seen_ms),
                 present,
             ) {
-                (Some(true), false) => "missing, though its upload was acknowledged by then",
+                (Some(true), false) if u.acked_ms.is_some_and(|ack| ack <= claimed) => {
+                    "missing, though its upload was acknowledged by then"
+                }
+                (Some(true), false) => {
+                    "missing, though the store had answered its upload by then (seen at its door)"
+                }
                 (Some(false), true) => "present, though its upload began only after it",
                 (None, _) => return Presence::Either,
                 _ => return Presence::Right,
