@@ -90,7 +90,9 @@ async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
         });
         log.len() - 1
     };
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let status = response.status().as_u16();
     let (response, granted) = if call == LeaseCall::Claim && status == 200 {
         let (mut parts, body) = response.into_parts();
@@ -99,7 +101,10 @@ async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
             .await
             .unwrap_or_default();
         let granted = (field(&bytes, "export_id"), field(&bytes, "fence"));
-        (Response::from_parts(parts, Body::from(bytes)), Some(granted))
+        (
+            Response::from_parts(parts, Body::from(bytes)),
+            Some(granted),
+        )
     } else {
         (response, None)
     };

@@ -186,7 +186,10 @@ const RULES: &[Rule] = &[
     rule(
         "publications after a lapsed lease refused",
         |s| s.faults.sut_fault_points_per_mille.1 > 0 && s.actions.exports.1 > 0,
-        &["publications_after_lease_lapsed", "lapsed_publications_refused"],
+        &[
+            "publications_after_lease_lapsed",
+            "lapsed_publications_refused",
+        ],
     ),
     rule(
         "downloads refused past the limit",

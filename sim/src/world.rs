@@ -276,7 +276,10 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let wrap = wrappers.store.clone();
         // When the store answered each upload, for the snapshot claims.
         let upload_door = crate::upload_watch::UploadDoor::default();
-        world.oracle.borrow_mut().learn_upload_door(upload_door.clone());
+        world
+            .oracle
+            .borrow_mut()
+            .learn_upload_door(upload_door.clone());
         sim.host(STORE_HOST, move || {
             let wrap = wrap.clone();
             let door = upload_door.clone();

@@ -92,7 +92,11 @@ fn a_revoked_link_offered_again_is_caught() {
         8,
         export_layer(|inner| layered(inner, Shared::default(), stale_after_refusal)),
     );
-    assert_caught(&outcome, Invariant::Liveness, "a revoked link offered again");
+    assert_caught(
+        &outcome,
+        Invariant::Liveness,
+        "a revoked link offered again",
+    );
 }
 
 /// Answer every refused publication (409) as accepted.
@@ -125,8 +129,14 @@ fn the_correct_build_refuses_publications_after_a_lapsed_lease() {
     assert!(outcome.passed(), "{:#?}", outcome.violations);
     let c = &outcome.controls;
     assert!(c.publications_judged_against_lease > 0);
-    assert!(c.publications_after_lease_lapsed > 0, "no worker stalled past its lease");
-    assert_eq!(c.lapsed_publications_refused, c.publications_after_lease_lapsed);
+    assert!(
+        c.publications_after_lease_lapsed > 0,
+        "no worker stalled past its lease"
+    );
+    assert_eq!(
+        c.lapsed_publications_refused,
+        c.publications_after_lease_lapsed
+    );
 }
 
 #[test]

@@ -433,7 +433,11 @@ mod tests {
         o.judge_limits();
         assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
         assert_eq!(o.violations[0].invariant, Invariant::Liveness);
-        assert!(o.violations[0].detail.starts_with("a revoked link offered again"));
+        assert!(
+            o.violations[0]
+                .detail
+                .starts_with("a revoked link offered again")
+        );
         assert_eq!(o.controls.revoked_links_judged, 1);
         // The same refusal with no later offer of that link passes.
         let mut o = oracle(2);

@@ -120,7 +120,7 @@ impl Invariant {
                 "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message"
             }
             Invariant::ApiContract => {
-                "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it"
+                "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it, or broke its own API contract (a publication after a lapsed lease)"
             }
             Invariant::AccessControl => {
                 "access control (invariant 12): someone else's id, a tampered token or a wrong credential was not refused as if it did not exist"
