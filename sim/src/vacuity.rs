@@ -194,6 +194,21 @@ const RULES: &[Rule] = &[
         &["archives_revoked"],
     ),
     rule(
+        "archives revoked, rebuilt and downloaded; revoked links judged",
+        |s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0,
+        &["rebuilt_archives_downloaded", "revoked_links_judged"],
+    ),
+    // The publish stall (a fault point inside the workers) ends just past
+    // the lease, often before any other worker claims the job.
+    rule(
+        "publications after a lapsed lease refused",
+        |s| s.faults.sut_fault_points_per_mille.1 > 0 && s.actions.exports.1 > 0,
+        &[
+            "publications_after_lease_lapsed",
+            "lapsed_publications_refused",
+        ],
+    ),
+    rule(
         "downloads refused past the limit",
         |s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0,
         &["download_limit_refusals"],

@@ -276,8 +276,15 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let disk = store_disk.clone();
         let world = world.clone();
         let wrap = wrappers.store.clone();
+        // When the store answered each upload, for the snapshot claims.
+        let upload_door = crate::upload_watch::UploadDoor::default();
+        world
+            .oracle
+            .borrow_mut()
+            .learn_upload_door(upload_door.clone());
         sim.host(STORE_HOST, move || {
             let wrap = wrap.clone();
+            let door = upload_door.clone();
             let world = world.clone();
             let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
@@ -302,7 +309,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 *last_store.borrow_mut() = Arc::downgrade(&store);
                 tokio::task::spawn_local(store.clone().run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)));
                 let listener = SimListener::bind(STORE_PORT).await?;
-                let mut router = crosstalk_store::router(store.clone());
+                let mut router =
+                    crate::upload_watch::watch(crosstalk_store::router(store.clone()), door.clone());
                 if let Some(how) = contract_break {
                     router = crate::canary::break_store(router, how, contract_broken);
                 }
@@ -329,6 +337,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .unwrap_or_default(),
     );
     let export_disk = SimDisk::new(export_disk_seed, 0, 1);
+    // The workers' lease traffic as the export service's door saw it.
+    let lease_log = crate::lease_watch::LeaseLog::default();
     {
         let token = service_token.clone();
         let worker_token = worker_token.clone();
@@ -348,8 +358,10 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let world = world.clone();
         let last_export = last_export.clone();
         let wrap = wrappers.export.clone();
+        let leases = lease_log.clone();
         sim.host(EXPORT_HOST, move || {
             let wrap = wrap.clone();
+            let leases = leases.clone();
             let world = world.clone();
             let last_export = last_export.clone();
             let token = token.clone();
@@ -398,6 +410,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 if let Some(wrap) = wrap {
                     router = wrap(router);
                 }
+                // At the door: what the workers saw, test layers included.
+                router = crate::lease_watch::watch(router, leases);
                 crosstalk_service::serve_limited(
                     listener,
                     count_requests(router, counter),
@@ -586,6 +600,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     world.oracle.borrow_mut().judge_limits();
     world.oracle.borrow_mut().judge_books();
+    {
+        let exchanges = lease_log.lock().unwrap_or_else(|p| p.into_inner());
+        let lease_ms = export_config(plan).lease_ms;
+        world.oracle.borrow_mut().judge_leases(&exchanges, lease_ms);
+    }
     judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
     let trace = world.trace.borrow();

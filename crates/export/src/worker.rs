@@ -61,6 +61,8 @@ pub struct Worker {
     /// Where archives are assembled: staging path -> the items collected
     /// under it so far. Each attempt at a job has a path of its own.
     staging: Mutex<BTreeMap<String, Vec<ArchiveItem>>>,
+    /// (export, fence) -> when its lease ends, as the last renewal said.
+    lease_ends: Mutex<BTreeMap<(u64, u64), u64>>,
 }
 
 /// A job slot's loop, as [`Worker::run`] polls it.
@@ -101,6 +103,7 @@ impl Worker {
             injected: Injected::default(),
             concurrency: 1,
             staging: Mutex::new(BTreeMap::new()),
+            lease_ends: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -157,7 +160,15 @@ impl Worker {
         let path = format!("/v1/internal/jobs/{}/renew", job.export_id.0);
         let response = self.call(&path, &FenceRequest { fence: job.fence }).await?;
         match response.status() {
-            StatusCode::OK => Ok(()),
+            StatusCode::OK => {
+                let renewed: serde_json::Value =
+                    serde_json::from_slice(response.body()).unwrap_or_default();
+                if let Some(ends) = renewed["lease_expires_at_ms"].as_u64() {
+                    let mut leases = self.lease_ends.lock().unwrap_or_else(|p| p.into_inner());
+                    leases.insert((job.export_id.0, job.fence), ends);
+                }
+                Ok(())
+            }
             StatusCode::CONFLICT => Err("fenced out".into()),
             other => Err(format!("renewal answered {other}")),
         }
@@ -265,6 +276,21 @@ impl Worker {
 
     /// One attempt at a claimed job, start to finish.
     pub async fn work(&self, job: &ClaimedJob) -> Outcome {
+        let outcome = self.attempt(job).await;
+        let mut leases = self.lease_ends.lock().unwrap_or_else(|p| p.into_inner());
+        leases.remove(&(job.export_id.0, job.fence));
+        outcome
+    }
+
+    /// When `job`'s lease ends as far as this worker knows (the claim's
+    /// expiry, or the last renewal's).
+    fn lease_ends_ms(&self, job: &ClaimedJob) -> u64 {
+        let leases = self.lease_ends.lock().unwrap_or_else(|p| p.into_inner());
+        let renewed = leases.get(&(job.export_id.0, job.fence)).copied();
+        renewed.unwrap_or(0).max(job.lease_expires_at_ms)
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> Outcome {
         let (snapshot_at_ms, staged, archive) = match self.build(job).await {
             Ok(built) => built,
             Err(reason) if reason == "fenced out" => return Outcome::FencedOut,
@@ -284,11 +310,15 @@ impl Worker {
         };
         if self.fires("worker.publish.stalls") {
             // A long pause (a GC, a swapped-out VM) right before publishing:
-            // the lease lapses and the publication must be refused.
-            let stall_ms = job
-                .lease_expires_at_ms
+            // the lease lapses and the publication must be refused. It ends
+            // from 1 ms to 1.5 s past the lease (by export and fence): a
+            // short one before any other worker could claim the job (the
+            // fence alone would not refuse it), a long one after.
+            let past_ms = 1 + (job.export_id.0 * 7_919 + job.fence * 104_729) % 1_500;
+            let stall_ms = self
+                .lease_ends_ms(job)
                 .saturating_sub(self.clock.now_ms())
-                .saturating_add(1_000);
+                .saturating_add(past_ms);
             tokio::time::sleep(Duration::from_millis(stall_ms)).await;
         }
         let request = CompleteJobRequest {

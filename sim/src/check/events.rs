@@ -72,6 +72,9 @@ pub enum Event {
     ForeignLinkRefused,
     /// A ready archive was revoked (a recording in it was deleted).
     ArchiveRevoked,
+    /// A subject downloaded the archive rebuilt after their deletion
+    /// revoked the one they were first offered.
+    RebuiltArchiveDownloaded,
     /// The agent console refused an agent's say-so as proof of identity.
     ManualVerificationRefused,
     /// The agent console refused an archive attached to a resend.
@@ -117,6 +120,7 @@ impl Oracle {
             Event::ForeignLinkAttempted => c.foreign_link_attempts += 1,
             Event::ForeignLinkRefused => c.foreign_link_refused += 1,
             Event::ArchiveRevoked => c.archives_revoked += 1,
+            Event::RebuiltArchiveDownloaded => c.rebuilt_archives_downloaded += 1,
             Event::ManualVerificationRefused => c.manual_verifications_refused += 1,
             Event::ArchiveAttachmentRefused => c.archive_attachments_refused += 1,
             Event::AgentMistake => c.agent_errors_injected += 1,

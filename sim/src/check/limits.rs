@@ -24,6 +24,12 @@
 //!   recording — a deletion, closing the account, a device reset or sale —
 //!   before the refusal came back). Anything else is a link that died
 //!   behind its subject's back, a violation judged at the end of the run.
+//! - **A revoked link is dead for good.** A 410 that neither the limit nor
+//!   the expiry can explain can only be a revocation (the archive is
+//!   withdrawn and rebuilt under a new link). A status request sent after
+//!   that refusal came back, and answered "ready" with the very same link,
+//!   shows an archive that was never withdrawn and never rebuilt: the
+//!   subject is offered a dead link forever (DESIGN invariants 3 and 8).
 
 use super::{Invariant, Oracle};
 use crosstalk_model::api::{ExportState, ExportStatus};
@@ -51,6 +57,8 @@ struct Link {
     successes: u32,
     /// Downloads whose outcome is unknown (no answer, or a 5xx).
     unknown: u32,
+    /// The latest send of a status request answered "ready" with it.
+    last_offered_sent_ms: u64,
 }
 
 /// A 410 to a link's subject, judged at the end of the run.
@@ -96,14 +104,16 @@ impl LimitsLedger {
             (ExportState::Ready, Some(path)) => {
                 let published_after_ms = self.pending_sent_ms.get(&id).copied().unwrap_or(0);
                 let (successes, unknown) = self.unseen.remove(path).unwrap_or_default();
-                self.links.entry(path.clone()).or_insert(Link {
+                let link = self.links.entry(path.clone()).or_insert(Link {
                     owner: principal,
                     export_id: id,
                     first_seen_ms: at_ms,
                     published_after_ms,
                     successes,
                     unknown,
+                    last_offered_sent_ms: sent_ms,
                 });
+                link.last_offered_sent_ms = link.last_offered_sent_ms.max(sent_ms);
             }
             _ => {}
         }
@@ -257,12 +267,16 @@ impl Oracle {
             let maybe_used_up = link.successes + link.unknown >= limits.max_downloads;
             let maybe_expired =
                 g.at_ms >= link.published_after_ms.saturating_add(limits.link_ttl_ms);
+            if maybe_used_up || maybe_expired {
+                continue;
+            }
+            self.judge_revoked_link(&link, &g);
             let maybe_revoked = self
                 .limits
                 .revoking_sent_ms
                 .get(&link.owner)
                 .is_some_and(|&sent| sent < g.at_ms);
-            if maybe_used_up || maybe_expired || maybe_revoked {
+            if maybe_revoked {
                 continue;
             }
             let detail = format!(
@@ -287,6 +301,20 @@ impl Oracle {
 }
 
 impl Oracle {
+    /// `g` refused `link` while neither its limit nor its expiry can explain
+    /// it: a revocation, after which no status may offer the link again.
+    fn judge_revoked_link(&mut self, link: &Link, g: &Gone) {
+        self.controls.revoked_links_judged += 1;
+        if link.last_offered_sent_ms <= g.at_ms {
+            return;
+        }
+        let detail = format!(
+            "a revoked link offered again: exp-{}'s link was refused (410, neither used up nor expired) at {} ms, yet a status request sent at {} ms showed the export ready with the same link: the archive was never withdrawn nor rebuilt",
+            link.export_id, g.at_ms, link.last_offered_sent_ms
+        );
+        self.violate(Invariant::Liveness, g.at_ms, None, Some(link.owner), detail);
+    }
+
     /// The export contract's limits for this run (from the plan).
     pub fn learn_limits(&mut self, limits: ExportLimits) {
         self.limits.learn(limits);
@@ -389,6 +417,45 @@ mod tests {
         assert!(o.violations.is_empty());
         o.export_reply(0, &get, "/v1/downloads/t", 62_000, Some(200), b"", 62_100);
         assert!(o.violations[0].detail.starts_with("expired link"));
+    }
+
+    /// A 410 after a deletion is a revocation: a later status offering
+    /// the same link again shows an archive never withdrawn nor rebuilt.
+    #[test]
+    fn a_revoked_link_is_never_offered_again() {
+        let get = http::Method::GET;
+        let mut o = oracle(2);
+        ready(&mut o, 1_000, 2_000);
+        o.store_request_sent(0, &http::Method::DELETE, "/v1/recordings/3", 2_500);
+        o.export_reply(0, &get, "/v1/downloads/t", 3_000, Some(410), b"", 3_005);
+        // Polled again after the refusal: still ready, with the dead link.
+        ready(&mut o, 3_010, 3_100);
+        o.judge_limits();
+        assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
+        assert_eq!(o.violations[0].invariant, Invariant::Liveness);
+        assert!(
+            o.violations[0]
+                .detail
+                .starts_with("a revoked link offered again")
+        );
+        assert_eq!(o.controls.revoked_links_judged, 1);
+        // The same refusal with no later offer of that link passes.
+        let mut o = oracle(2);
+        ready(&mut o, 1_000, 2_000);
+        o.store_request_sent(0, &http::Method::DELETE, "/v1/recordings/3", 2_500);
+        o.export_reply(0, &get, "/v1/downloads/t", 3_000, Some(410), b"", 3_005);
+        o.judge_limits();
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.revoked_links_judged, 1);
+        // A link used up may well be shown again: not a revocation.
+        let mut o = oracle(1);
+        ready(&mut o, 1_000, 2_000);
+        o.export_reply(0, &get, "/v1/downloads/t", 2_500, Some(200), b"", 2_505);
+        o.export_reply(0, &get, "/v1/downloads/t", 3_000, Some(410), b"", 3_005);
+        ready(&mut o, 3_010, 3_100);
+        o.judge_limits();
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.revoked_links_judged, 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod events;
 pub mod handover;
 pub mod history;
 mod household;
+mod leases;
 pub mod limits;
 pub mod lockout;
 mod observations;
@@ -121,7 +122,7 @@ impl Invariant {
                 "broadcast never acts (invariant 9): broadcast audio placed an order or sent a message"
             }
             Invariant::ApiContract => {
-                "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it"
+                "api contract (invariant 11): a service failed (5xx, a panic) with no fault injected near it, or broke its own API contract (a publication after a lapsed lease)"
             }
             Invariant::AccessControl => {
                 "access control (invariant 12): someone else's id, a tampered token or a wrong credential was not refused as if it did not exist"
@@ -230,6 +231,19 @@ pub struct Controls {
     /// Archives refused at download because a recording in them was
     /// deleted (then rebuilt).
     pub archives_revoked: u64,
+    /// Archives downloaded after their first build was revoked.
+    pub rebuilt_archives_downloaded: u64,
+    /// Refusals (410) that could only be revocations, judged against every
+    /// later status that offered the same link.
+    pub revoked_links_judged: u64,
+    /// Uploads the store answered in the very tick of a snapshot claimed
+    /// by their owner's archive (the inclusive bound judged).
+    pub uploads_stored_at_snapshot_tick: u64,
+    /// Workers' publications judged against their lease, those that
+    /// reached the service after it lapsed, and those refused as they must.
+    pub publications_judged_against_lease: u64,
+    pub publications_after_lease_lapsed: u64,
+    pub lapsed_publications_refused: u64,
     pub download_limit_refusals: u64,
     pub tickets_verified: u64,
     pub impersonation_codes_refused: u64,
@@ -443,6 +457,12 @@ impl Controls {
         self.archives_past_page_clamp += other.archives_past_page_clamp;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
+        self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
+        self.revoked_links_judged += other.revoked_links_judged;
+        self.uploads_stored_at_snapshot_tick += other.uploads_stored_at_snapshot_tick;
+        self.publications_judged_against_lease += other.publications_judged_against_lease;
+        self.publications_after_lease_lapsed += other.publications_after_lease_lapsed;
+        self.lapsed_publications_refused += other.lapsed_publications_refused;
         self.download_limit_refusals += other.download_limit_refusals;
         self.tickets_verified += other.tickets_verified;
         self.impersonation_codes_refused += other.impersonation_codes_refused;
@@ -549,6 +569,9 @@ pub struct Oracle {
     lockout: lockout::LockoutLedger,
     /// How the services' clock reads in this oracle's times.
     service_clock: snapshot::ServiceClock,
+    /// When the store answered each upload, seen at its door (the
+    /// simulator's runs only; `check/snapshot.rs`).
+    upload_door: Option<crate::upload_watch::UploadDoor>,
     /// When each principal's account closing was acknowledged.
     closed: closed::ClosedLedger,
     /// Tickets verified after their address changed hands.
@@ -616,6 +639,7 @@ impl Oracle {
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
             service_clock: snapshot::ServiceClock::default(),
+            upload_door: None,
             closed: closed::ClosedLedger::default(),
             handover: handover::HandoverLedger::default(),
             unanswered: unanswered::UnansweredLedger::default(),

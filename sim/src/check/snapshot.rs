@@ -5,7 +5,9 @@
 //! archive should hold (that stays `check_archive`'s window, from the
 //! client's own request and ready times); it holds the claim to account.
 //! A recording whose upload the subject's device saw acknowledged at or
-//! before the claimed snapshot reached the store before it, so the archive
+//! before the claimed snapshot (or whose upload the store answered by then,
+//! as the simulator saw at the store's door: `upload_watch.rs`; the bound is
+//! inclusive) reached the store before it, so the archive
 //! must hold it unless a deletion of it had started by the time the archive
 //! was seen ready; a recording whose first upload attempt began after the
 //! claimed snapshot cannot have reached the store by then, so the archive
@@ -48,6 +50,13 @@ impl ServiceClock {
 }
 
 impl Oracle {
+    /// Learn when the store answered each upload, as seen at its door
+    /// (`upload_watch.rs`): a recording answered by the claimed snapshot
+    /// must be in it, even when its device heard the answer only later.
+    pub fn learn_upload_door(&mut self, door: crate::upload_watch::UploadDoor) {
+        self.upload_door = Some(door);
+    }
+
     /// How the services' clock reads in this oracle's times (the default is
     /// the simulator's: the simulated epoch, one oracle ms per service ms).
     pub fn set_service_clock(&mut self, clock: ServiceClock) {
@@ -78,12 +87,24 @@ impl Oracle {
             return;
         }
         let present: BTreeSet<u64> = contents.audio.iter().copied().collect();
+        let door = self.upload_door.clone().unwrap_or_default();
+        let door = door.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = |u: &Utterance| u.recording_id.and_then(|id| door.get(&id).copied());
+        self.controls.uploads_stored_at_snapshot_tick += self
+            .owned_by(subject)
+            .filter(|(_, u)| stored(u) == Some(claimed) && u.acked_ms.is_some_and(|a| a > claimed))
+            .count() as u64;
         self.judge_presence(subject, &present, at_ms, |u, present| {
             let why = match (
-                claim_on(u, (claimed, claimed_latest), ready_seen_ms),
+                claim_on(u, stored(u), (claimed, claimed_latest), ready_seen_ms),
                 present,
             ) {
-                (Some(true), false) => "missing, though its upload was acknowledged by then",
+                (Some(true), false) if u.acked_ms.is_some_and(|ack| ack <= claimed) => {
+                    "missing, though its upload was acknowledged by then"
+                }
+                (Some(true), false) => {
+                    "missing, though the store had answered its upload by then (seen at its door)"
+                }
                 (Some(false), true) => "present, though its upload began only after it",
                 (None, _) => return Presence::Either,
                 _ => return Presence::Right,
@@ -120,15 +141,26 @@ impl Oracle {
     }
 }
 
-/// What a snapshot at some time within `(earliest, latest)` says of `u`:
+/// What a snapshot at some time within `(earliest, latest)` says of `u`
+/// (whose upload the store answered at `stored_ms`, if seen at its door):
 /// `Some(true)` it must be in the archive, `Some(false)` it must not,
 /// `None` either way (a deletion of it raced the build, or its upload raced
-/// the snapshot).
-fn claim_on(u: &Utterance, (earliest, latest): (u64, u64), ready_seen_ms: u64) -> Option<bool> {
+/// the snapshot). The bound is inclusive: the store received a recording
+/// it answered at the snapshot's very ms by then.
+fn claim_on(
+    u: &Utterance,
+    stored_ms: Option<u64>,
+    (earliest, latest): (u64, u64),
+    ready_seen_ms: u64,
+) -> Option<bool> {
     if u.deletion_started_ms.is_some_and(|at| at <= ready_seen_ms) {
         return None;
     }
-    if u.acked_ms.is_some_and(|ack| ack <= earliest) {
+    let stored_by = match (u.acked_ms, stored_ms) {
+        (Some(ack), Some(stored)) => Some(ack.min(stored)),
+        (ack, stored) => ack.or(stored),
+    };
+    if stored_by.is_some_and(|at| at <= earliest) {
         Some(true)
     } else if u.upload_started_ms > latest {
         Some(false)
@@ -253,6 +285,26 @@ mod tests {
         // A request time unknown (a joined request): nothing counted.
         o.count_raced_uploads(0, 0, 500);
         assert_eq!(o.controls.uploads_raced_export_build, 1);
+    }
+
+    /// Utterance 2's upload was answered by the store at 300 ms exactly
+    /// (seen at its door), its device heard it at 320 ms: a snapshot
+    /// claimed at 300 ms includes it (the bound is inclusive).
+    #[test]
+    fn an_upload_the_store_answered_in_the_snapshots_very_tick_is_inside_it() {
+        let mut o = oracle();
+        let door = crate::upload_watch::UploadDoor::default();
+        door.lock().unwrap().insert(12, 300);
+        o.learn_upload_door(door);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1, 2], 300), 500, 600);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.uploads_stored_at_snapshot_tick, 1);
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 300), 500, 600);
+        assert_eq!(o.violations.len(), 1, "left out at the snapshot's own ms");
+        assert_eq!(o.violations[0].nonce, Some(2));
+        // A millisecond earlier the upload may not have reached the store.
+        o.judge_snapshot_claim(0, "exp-1", &archive(&[1], 299), 500, 600);
+        assert_eq!(o.violations.len(), 1);
     }
 
     #[test]

@@ -167,12 +167,14 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
 fn export_lines(c: &Controls) -> [String; 2] {
     [
         format!(
-            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {}, downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
+            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {} (rebuilt and downloaded {}, revoked links judged never offered again {}), downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
             c.tickets_verified,
             c.impersonation_codes_refused,
             c.duplicate_requests_joined,
             c.exports_rate_limited,
             c.archives_revoked,
+            c.rebuilt_archives_downloaded,
+            c.revoked_links_judged,
             c.download_limit_refusals,
             c.notified_links_followed,
             c.links_delivered_judged,
@@ -182,13 +184,16 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.sut_faults_fired,
         ),
         format!(
-            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}",
+            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {})",
             c.downloads_judged_against_limits,
             c.gone_answers_judged,
             c.downloads_refused_past_limit,
             c.downloads_refused_after_expiry,
             c.archive_entries_judged_whole,
             c.refusals_of_own_things_judged,
+            c.publications_judged_against_lease,
+            c.publications_after_lease_lapsed,
+            c.lapsed_publications_refused,
         ),
     ]
 }

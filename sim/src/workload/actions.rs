@@ -363,6 +363,8 @@ impl Person {
     ) -> Result<(), CallError> {
         let session = self.session.clone();
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
+        // Whether the archive awaited is the rebuild of a revoked one.
+        let mut revoked = false;
         loop {
             let status = loop {
                 let polled: Result<ExportStatus, CallError> = self
@@ -410,6 +412,7 @@ impl Person {
                 self.delete_one(0).await?;
             }
             let mut downloads = 0;
+            let rebuilt = revoked;
             loop {
                 let download_requested_ms = sim_now_ms();
                 let response = loop {
@@ -434,8 +437,14 @@ impl Person {
                     now,
                 );
                 match next {
+                    DownloadNext::Judge if rebuilt && downloads == 0 => {
+                        self.oracle().on(Event::RebuiltArchiveDownloaded);
+                    }
                     DownloadNext::Judge => {}
-                    DownloadNext::AwaitRebuild => break,
+                    DownloadNext::AwaitRebuild => {
+                        revoked = true;
+                        break;
+                    }
                     DownloadNext::Stop => return Ok(()),
                 }
                 downloads += 1;

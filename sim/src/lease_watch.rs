@@ -1,0 +1,151 @@
+//! What the simulator itself saw of the workers' lease traffic: a layer
+//! right in front of the export service's router notes, for every claim,
+//! renewal and publication of a job, the export, the fence, when the
+//! request reached the service and when (and how) it was answered, in
+//! simulated ms. These are the simulator's own observations of the wire,
+//! not the service's job state or event log; the oracle judges them
+//! against the lease contract (`check/leases.rs`).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::{Arc, Mutex};
+
+/// Which worker call an exchange was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseCall {
+    Claim,
+    Renew,
+    Publish,
+}
+
+/// One worker call as the export service's door saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseExchange {
+    pub call: LeaseCall,
+    /// The job and the fence the call names (a claim: those it granted).
+    pub export_id: u64,
+    pub fence: u64,
+    /// When the request reached the service's router.
+    pub arrived_ms: u64,
+    /// The status it was answered with and when; `None` when no answer
+    /// ever left the service (it crashed mid-request).
+    pub answered: Option<(u16, u64)>,
+}
+
+/// Every worker call of one run, shared by the export service's
+/// incarnations and read by the oracle at the end.
+pub type LeaseLog = Arc<Mutex<Vec<LeaseExchange>>>;
+
+/// The call `path` names, and its export id (none for a claim).
+fn classify(method: &Method, path: &str) -> Option<(LeaseCall, u64)> {
+    if *method != Method::POST {
+        return None;
+    }
+    if path == "/v1/internal/jobs/claim" {
+        return Some((LeaseCall::Claim, 0));
+    }
+    let rest = path.strip_prefix("/v1/internal/jobs/")?;
+    let (id, call) = rest.split_once('/')?;
+    let call = match call {
+        "renew" => LeaseCall::Renew,
+        "complete" => LeaseCall::Publish,
+        _ => return None,
+    };
+    Some((call, id.parse().ok()?))
+}
+
+/// Put the lease watch in front of `router`, noting into `log`.
+pub fn watch(router: Router, log: LeaseLog) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let log = log.clone();
+            async move { observe(&log, request, next).await }
+        },
+    ))
+}
+
+async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
+    let Some((call, export_id)) = classify(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let arrived_ms = crate::net::sim_now_ms();
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let fence = field(&bytes, "fence");
+    let index = {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        log.push(LeaseExchange {
+            call,
+            export_id,
+            fence,
+            arrived_ms,
+            answered: None,
+        });
+        log.len() - 1
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = response.status().as_u16();
+    let (response, granted) = if call == LeaseCall::Claim && status == 200 {
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let granted = (field(&bytes, "export_id"), field(&bytes, "fence"));
+        (
+            Response::from_parts(parts, Body::from(bytes)),
+            Some(granted),
+        )
+    } else {
+        (response, None)
+    };
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(exchange) = log.get_mut(index) {
+        exchange.answered = Some((status, crate::net::sim_now_ms()));
+        if let Some((export_id, fence)) = granted {
+            exchange.export_id = export_id;
+            exchange.fence = fence;
+        }
+    }
+    response
+}
+
+/// A top-level number of a JSON body (0 when absent).
+fn field(bytes: &[u8], name: &str) -> u64 {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    value[name].as_u64().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_claims_renewals_and_publications_are_watched() {
+        let post = Method::POST;
+        assert_eq!(
+            classify(&post, "/v1/internal/jobs/claim"),
+            Some((LeaseCall::Claim, 0))
+        );
+        assert_eq!(
+            classify(&post, "/v1/internal/jobs/7/renew"),
+            Some((LeaseCall::Renew, 7))
+        );
+        assert_eq!(
+            classify(&post, "/v1/internal/jobs/7/complete"),
+            Some((LeaseCall::Publish, 7))
+        );
+        assert_eq!(classify(&post, "/v1/internal/jobs/7/fail"), None);
+        assert_eq!(classify(&Method::GET, "/v1/internal/jobs/7/renew"), None);
+        assert_eq!(classify(&post, "/v1/exports"), None);
+    }
+}
