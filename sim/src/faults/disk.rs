@@ -134,6 +134,9 @@ struct State {
     armed_ops: Option<u32>,
     /// Set when an armed power loss struck; the world then crashes the host.
     tripped: bool,
+    /// Syncs are acknowledged but not performed (a harness self-test's way
+    /// to make one kind of write non-durable: `canary::unsynced`).
+    syncs_dropped: bool,
     stats: DiskStats,
 }
 
@@ -219,6 +222,7 @@ impl SimDisk {
                 io_error_denominator: io_error_denominator.max(1),
                 armed_ops: None,
                 tripped: false,
+                syncs_dropped: false,
                 stats: DiskStats::default(),
             })),
         }
@@ -263,6 +267,13 @@ impl SimDisk {
     /// Disarm a power loss that has not struck.
     pub fn disarm(&self) {
         self.lock().armed_ops = None;
+    }
+
+    /// Harness self-tests only: while `dropped`, a sync succeeds without
+    /// making anything durable (a write cache that lies), so the writes of
+    /// that while stay unsynced until the next real sync.
+    pub fn set_syncs_dropped(&self, dropped: bool) {
+        self.lock().syncs_dropped = dropped;
     }
 
     /// Change the injected I/O error rate (0 turns errors off).
@@ -341,6 +352,9 @@ impl StorageBackend for SimDiskHandle {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.with(true, |s| {
+            if s.syncs_dropped {
+                return Ok(());
+            }
             let pending = std::mem::take(&mut s.pending);
             let State {
                 durable, volatile, ..
