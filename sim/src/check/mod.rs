@@ -102,7 +102,7 @@ impl Invariant {
                 "erasure (invariant 3): a recording was delivered after its deletion was acknowledged"
             }
             Invariant::Durability => {
-                "durability (invariant 7): an acknowledged recording was lost without being deleted"
+                "durability (invariant 7): an acknowledged recording or change was lost (not by a deletion)"
             }
             Invariant::LinkBinding => {
                 "link binding (invariant 4): a download link worked for someone other than its subject, past its download limit or after its expiry, or died before any of these"
