@@ -2,7 +2,7 @@
 //!
 //! Scheduled crashes strike at planned times, and the store is always busy
 //! with uploads, so a state change other than an upload (an account closed,
-//! a device sold or reset, a recording deleted) is followed by other
+//! a device sold or reset, a recording deleted, a message confirmed) is followed by other
 //! commits long before any crash: a write the store acknowledged before it
 //! was durable is made durable by the next commit, and nobody ever sees it
 //! lost. Real outages do not wait: the power goes a millisecond after the
@@ -47,6 +47,8 @@ pub enum RareWrite {
     Reset,
     /// `DELETE /v1/recordings/{id}` or `POST /v1/recordings/delete`.
     Delete,
+    /// `POST /v1/messages/{id}/confirm`.
+    Confirm,
 }
 
 impl RareWrite {
@@ -58,6 +60,7 @@ impl RareWrite {
             ("POST", ["", "v1", "devices", _, "transfer"]) => Some(RareWrite::Transfer),
             ("POST", ["", "v1", "devices", _, "reset"]) => Some(RareWrite::Reset),
             ("POST", ["", "v1", "recordings", "delete"]) => Some(RareWrite::Delete),
+            ("POST", ["", "v1", "messages", _, "confirm"]) => Some(RareWrite::Confirm),
             ("DELETE", ["", "v1", "recordings", id]) if id.parse::<u64>().is_ok() => {
                 Some(RareWrite::Delete)
             }
@@ -72,6 +75,7 @@ impl RareWrite {
             RareWrite::Transfer => "device transfer",
             RareWrite::Reset => "device reset",
             RareWrite::Delete => "deletion",
+            RareWrite::Confirm => "message confirmation",
         }
     }
 }
@@ -87,6 +91,7 @@ pub fn planned_kinds(accounts: &[crate::plan::AccountPlan]) -> BTreeMap<RareWrit
             Action::TransferDevice { .. } => RareWrite::Transfer,
             Action::ResetDevice { .. } => RareWrite::Reset,
             Action::DeleteOne { .. } | Action::DeleteRange { .. } => RareWrite::Delete,
+            Action::SendMessage { .. } => RareWrite::Confirm,
             _ => continue,
         };
         *kinds.entry(kind).or_default() += 1;
@@ -257,6 +262,10 @@ mod tests {
         assert_eq!(
             of(Method::POST, "/v1/recordings/delete"),
             Some(RareWrite::Delete)
+        );
+        assert_eq!(
+            of(Method::POST, "/v1/messages/3/confirm"),
+            Some(RareWrite::Confirm)
         );
         assert_eq!(of(Method::POST, "/v1/recordings"), None);
         assert_eq!(of(Method::GET, "/v1/accounts/me"), None);
