@@ -33,16 +33,28 @@ fn run(
     crash: bool,
     how: Option<CanaryBreak>,
 ) -> RunOutcome {
+    run_with(scenario, seed, write, crash.then_some(false), how)
+}
+
+/// [`run`], the answer lost with the crash if `reply_lost` says so (no
+/// crash: `None`).
+fn run_with(
+    scenario: &Scenario,
+    seed: u64,
+    write: RareWrite,
+    reply_lost: Option<bool>,
+    how: Option<CanaryBreak>,
+) -> RunOutcome {
     let mut plan = Plan::generate(scenario, seed);
-    plan.ack_crashes = if crash {
-        vec![AckCrashPlan {
+    plan.ack_crashes = reply_lost
+        .map(|reply_lost| AckCrashPlan {
             write,
             nth: 1,
             downtime_ms: 2_000,
-        }]
-    } else {
-        Vec::new()
-    };
+            reply_lost,
+        })
+        .into_iter()
+        .collect();
     plan.canary_break = how;
     run_plan(&plan)
 }
@@ -108,5 +120,31 @@ fn the_correct_build_passes_a_crash_right_after_each_rare_write() {
         }
         assert!(crashes > 0, "{name}: no crash right after a {write:?}");
         assert!(kept > 0, "{name}: nothing probed after a crash ({kind})");
+    }
+}
+
+#[test]
+fn a_crash_that_loses_the_answer_leaves_the_outcome_unknown() {
+    // The same non-durable writes, but the answer dies with the process:
+    // nobody was told, so the change lost with it is no violation.
+    let cases = [
+        ("recycled-identity.toml", RareWrite::Close),
+        ("device-resale.toml", RareWrite::Transfer),
+    ];
+    for (name, write) in cases {
+        let scenario = scenario(name);
+        let how = Some(CanaryBreak::NotDurable { write });
+        let mut crashes = 0;
+        for seed in 0..3 {
+            let outcome = run_with(&scenario, seed, write, Some(true), how);
+            assert!(
+                outcome.passed(),
+                "{name} seed {seed}: {:?} {:?}",
+                outcome.violations,
+                outcome.infra_errors
+            );
+            crashes += outcome.controls.store_crashes_after_ack;
+        }
+        assert!(crashes > 0, "{name}: no crash right after a {write:?}");
     }
 }

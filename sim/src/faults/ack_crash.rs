@@ -19,7 +19,8 @@
 //! The answer itself still reaches its client (it left as the power went),
 //! so the acknowledged state must survive the restart: the workload probes
 //! it afterwards (`workload/durable.rs`) and the oracle judges it
-//! (`check/durable.rs`). An answer lost with the crash leaves the outcome
+//! (`check/durable.rs`). Now and then (`reply_lost`) the answer dies with
+//! the process instead: the client never learns the outcome, which stays
 //! unknown, and nothing is judged of it.
 
 use super::disk::SimDisk;
@@ -106,6 +107,10 @@ pub struct AckCrashPlan {
     pub write: RareWrite,
     pub nth: u32,
     pub downtime_ms: u64,
+    /// The answer dies with the process instead of leaving: the client
+    /// never learns the outcome (unknown, never judged as acknowledged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reply_lost: bool,
 }
 
 /// Draw `count` (a range) such crashes from the seed (a stream of its
@@ -134,11 +139,13 @@ pub fn draw(
         let (write, planned) = kinds[rng.random_range(0..kinds.len())];
         let nth = rng.random_range(1..=planned.clamp(1, 3));
         let downtime_ms = rng.random_range(downtime_ms.0..=downtime_ms.1.max(downtime_ms.0));
+        let reply_lost = rng.random_bool(0.25);
         if !crashes.iter().any(|c| c.write == write && c.nth == nth) {
             crashes.push(AckCrashPlan {
                 write,
                 nth,
                 downtime_ms,
+                reply_lost,
             });
         }
     }
@@ -193,8 +200,9 @@ impl AckCrash {
     }
 
     /// The store answered 2xx to a request of kind `write`: count it, and
-    /// cut the power if this is the planned answer.
-    fn answered(&self, write: RareWrite) {
+    /// cut the power if this is the planned answer. `Some(reply_lost)`
+    /// when the power went.
+    fn answered(&self, write: RareWrite) -> Option<bool> {
         let now_ms = sim_now_ms();
         let mut state = self.lock();
         let n = {
@@ -203,13 +211,11 @@ impl AckCrash {
             *n
         };
         if state.struck.is_some() || now_ms >= self.active_ms {
-            return;
+            return None;
         }
-        let Some(index) = (0..self.planned.len())
-            .find(|&i| !state.fired[i] && self.planned[i].write == write && self.planned[i].nth == n)
-        else {
-            return;
-        };
+        let index = (0..self.planned.len()).find(|&i| {
+            !state.fired[i] && self.planned[i].write == write && self.planned[i].nth == n
+        })?;
         state.fired[index] = true;
         // Power first: from here on the dying process writes nothing.
         self.disk.crash();
@@ -218,6 +224,7 @@ impl AckCrash {
             at_ms: now_ms,
             downtime_ms: self.planned[index].downtime_ms,
         });
+        Some(self.planned[index].reply_lost)
     }
 
     /// A crash that struck since the last call (the world applies it).
@@ -236,8 +243,11 @@ pub fn layer(router: Router, crash: Arc<AckCrash>) -> Router {
                 let response = next.run(request).await;
                 if let Some(write) = write
                     && response.status().is_success()
+                    && crash.answered(write) == Some(true)
                 {
-                    crash.answered(write);
+                    // The answer dies with the process (the world crashes
+                    // the host before the next step).
+                    std::future::pending::<()>().await;
                 }
                 response
             }
@@ -291,16 +301,17 @@ mod tests {
             write: RareWrite::Close,
             nth: 2,
             downtime_ms: 50,
+            reply_lost: false,
         }];
         let crash = AckCrash::new(plan, u64::MAX, disk.clone());
-        crash.answered(RareWrite::Close);
-        crash.answered(RareWrite::Delete);
+        assert_eq!(crash.answered(RareWrite::Close), None);
+        assert_eq!(crash.answered(RareWrite::Delete), None);
         assert_eq!(crash.take_struck(), None);
-        crash.answered(RareWrite::Close);
+        assert_eq!(crash.answered(RareWrite::Close), Some(false));
         let struck = crash.take_struck().map(|s| (s.write, s.downtime_ms));
         assert_eq!(struck, Some((RareWrite::Close, 50)));
         assert_eq!(disk.stats().crashes, 1);
-        crash.answered(RareWrite::Close);
+        assert_eq!(crash.answered(RareWrite::Close), None);
         assert_eq!(crash.take_struck(), None);
         assert_eq!(disk.stats().crashes, 1);
     }
