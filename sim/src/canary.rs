@@ -161,7 +161,8 @@ pub fn unsynced(
         move |request: Request, next: Next| {
             let disk = disk.clone();
             async move {
-                let kind = crate::faults::ack_crash::RareWrite::of(request.method(), request.uri().path());
+                let kind =
+                    crate::faults::ack_crash::RareWrite::of(request.method(), request.uri().path());
                 if kind != Some(write) {
                     return next.run(request).await;
                 }

@@ -1038,7 +1038,10 @@ impl Plan {
         );
         let ack_crashes = crate::faults::ack_crash::draw(
             seed,
-            (faults.store_crashes_after_ack.0, faults.store_crashes_after_ack.1),
+            (
+                faults.store_crashes_after_ack.0,
+                faults.store_crashes_after_ack.1,
+            ),
             (faults.store_downtime_ms.0, faults.store_downtime_ms.1),
             &crate::faults::ack_crash::planned_kinds(&accounts),
         );

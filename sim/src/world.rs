@@ -6,9 +6,9 @@
 //! people as tasks. Turmoil's seed, epoch, tick, latency and duration all
 //! come from the plan, so the plan alone determines the run.
 
+use crate::canary::CanaryBreak;
 use crate::check::contract::FiredPoints;
 use crate::check::{Controls, Event, Oracle, Violation};
-use crate::canary::CanaryBreak;
 use crate::faults::ack_crash::AckCrash;
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
@@ -802,7 +802,10 @@ impl Crashable {
             disk.disarm();
         }
         self.armed_downtime_ms = None;
-        let how = format!("crashed right after acknowledging a {}", struck.write.name());
+        let how = format!(
+            "crashed right after acknowledging a {}",
+            struck.write.name()
+        );
         world.oracle.borrow_mut().on_crash_after_ack();
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, &how);
     }

@@ -71,10 +71,9 @@ impl Oracle {
         }
         let what = match probe.what {
             AckedWhat::Closed => "the session of the account whose closing".to_string(),
-            AckedWhat::TokenReplaced(write) => format!(
-                "the device token whose replacement by a {}",
-                write.name()
-            ),
+            AckedWhat::TokenReplaced(write) => {
+                format!("the device token whose replacement by a {}", write.name())
+            }
         };
         let detail = format!(
             "{}: {what} the store acknowledged at {} ms was answered {} at {} ms, after the store lost power at {} ms: an acknowledged change lost in a crash (only 401 keeps it)",
@@ -87,7 +86,13 @@ impl Oracle {
         // (A replaced token working again also files either holder's
         // captures under the other: an identity epoch undone. The cause is
         // the lost acknowledgement, so it is judged as durability.)
-        self.violate(Invariant::Durability, probe.at_ms, None, Some(probe.principal), detail);
+        self.violate(
+            Invariant::Durability,
+            probe.at_ms,
+            None,
+            Some(probe.principal),
+            detail,
+        );
     }
 }
 

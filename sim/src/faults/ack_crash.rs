@@ -262,13 +262,22 @@ mod tests {
     #[test]
     fn requests_are_classified_by_method_and_path() {
         let of = |m: Method, p: &str| RareWrite::of(&m, p);
-        assert_eq!(of(Method::DELETE, "/v1/accounts/me"), Some(RareWrite::Close));
+        assert_eq!(
+            of(Method::DELETE, "/v1/accounts/me"),
+            Some(RareWrite::Close)
+        );
         assert_eq!(
             of(Method::POST, "/v1/devices/7/transfer"),
             Some(RareWrite::Transfer)
         );
-        assert_eq!(of(Method::POST, "/v1/devices/7/reset"), Some(RareWrite::Reset));
-        assert_eq!(of(Method::DELETE, "/v1/recordings/12"), Some(RareWrite::Delete));
+        assert_eq!(
+            of(Method::POST, "/v1/devices/7/reset"),
+            Some(RareWrite::Reset)
+        );
+        assert_eq!(
+            of(Method::DELETE, "/v1/recordings/12"),
+            Some(RareWrite::Delete)
+        );
         assert_eq!(
             of(Method::POST, "/v1/recordings/delete"),
             Some(RareWrite::Delete)
@@ -284,12 +293,16 @@ mod tests {
 
     #[test]
     fn drawing_is_seeded_and_only_of_planned_kinds() {
-        let kinds: BTreeMap<RareWrite, u32> =
-            [(RareWrite::Close, 2), (RareWrite::Reset, 0)].into_iter().collect();
+        let kinds: BTreeMap<RareWrite, u32> = [(RareWrite::Close, 2), (RareWrite::Reset, 0)]
+            .into_iter()
+            .collect();
         let a = draw(5, (3, 3), (100, 200), &kinds);
         assert_eq!(a, draw(5, (3, 3), (100, 200), &kinds));
         assert!(!a.is_empty());
-        assert!(a.iter().all(|c| c.write == RareWrite::Close && (1..=2).contains(&c.nth)));
+        assert!(
+            a.iter()
+                .all(|c| c.write == RareWrite::Close && (1..=2).contains(&c.nth))
+        );
         assert!(a.iter().all(|c| (100..=200).contains(&c.downtime_ms)));
         assert!(draw(5, (3, 3), (100, 200), &BTreeMap::new()).is_empty());
     }

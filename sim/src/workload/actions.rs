@@ -4,8 +4,8 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink, pick_where};
-use crate::check::replies::links_in;
 use crate::check::durable::AckedWhat;
+use crate::check::replies::links_in;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;

@@ -54,12 +54,7 @@ fn lost_since(world: &World, sent_ms: u64) -> Option<u64> {
 impl Person {
     /// The store acknowledged `what` at `acked_ms` (asked at `sent_ms`):
     /// `credential` must be refused from now on.
-    pub(super) fn state_acknowledged(
-        &mut self,
-        what: AckedWhat,
-        credential: String,
-        sent_ms: u64,
-    ) {
+    pub(super) fn state_acknowledged(&mut self, what: AckedWhat, credential: String, sent_ms: u64) {
         let acked_ms = sim_now_ms();
         self.kept.acked.pending.push(Acked {
             what,
@@ -121,15 +116,29 @@ impl Person {
         let sent = match acked.what {
             AckedWhat::Closed => {
                 let path = "/v1/recordings?limit=1";
-                self.call_with_attempts(PROBE_ATTEMPTS, false, Method::GET, path, Some(&acked.credential), None)
-                    .await
+                self.call_with_attempts(
+                    PROBE_ATTEMPTS,
+                    false,
+                    Method::GET,
+                    path,
+                    Some(&acked.credential),
+                    None,
+                )
+                .await
             }
             AckedWhat::TokenReplaced(_) => {
                 let body = self.capture_for_a_retired_token()?;
                 let path = "/v1/recordings";
                 let token = Some(acked.credential.as_str());
-                self.call_with_attempts(PROBE_ATTEMPTS, false, Method::POST, path, token, Some(body))
-                    .await
+                self.call_with_attempts(
+                    PROBE_ATTEMPTS,
+                    false,
+                    Method::POST,
+                    path,
+                    token,
+                    Some(body),
+                )
+                .await
             }
         };
         match sent {
