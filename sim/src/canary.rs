@@ -159,6 +159,39 @@ pub enum CanaryBreak {
     /// A history page full at the store's clamp comes back without its
     /// cursor: a walk ends after one page.
     ListingFirstPageOnly,
+    /// The store's disk acknowledges the syncs of every request of one kind
+    /// without performing them: such a write is acknowledged before it is
+    /// durable (the close-no-fsync defect, on the disk). Seen only when the
+    /// store crashes before its next real sync
+    /// (`faults/ack_crash.rs`).
+    NotDurable {
+        write: crate::faults::ack_crash::RareWrite,
+    },
+}
+
+/// The store's `disk` drops the syncs of every request of kind `write`
+/// (see [`CanaryBreak::NotDurable`]).
+pub fn unsynced(
+    router: Router,
+    write: crate::faults::ack_crash::RareWrite,
+    disk: crate::faults::disk::SimDisk,
+) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let disk = disk.clone();
+            async move {
+                let kind =
+                    crate::faults::ack_crash::RareWrite::of(request.method(), request.uri().path());
+                if kind != Some(write) {
+                    return next.run(request).await;
+                }
+                disk.set_syncs_dropped(true);
+                let response = next.run(request).await;
+                disk.set_syncs_dropped(false);
+                response
+            }
+        },
+    ))
 }
 
 /// Break the store as `how` says; `done` is shared by the store's

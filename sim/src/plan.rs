@@ -94,6 +94,10 @@ pub struct Plan {
     pub crashes: Vec<Crash>,
     /// When faults may begin (after sign-up has settled).
     pub crashes_from_ms: u64,
+    /// Crashes of the store right after it acknowledges a rare write
+    /// (`faults/ack_crash.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ack_crashes: Vec<crate::faults::ack_crash::AckCrashPlan>,
     /// Chance per thousand that a fault point inside the services fires
     /// during the active period.
     #[serde(default)]
@@ -1059,6 +1063,15 @@ impl Plan {
             active_ms + world.drain_seconds * 1000 / 2,
             &accounts,
         );
+        let ack_crashes = crate::faults::ack_crash::draw(
+            seed,
+            (
+                faults.store_crashes_after_ack.0,
+                faults.store_crashes_after_ack.1,
+            ),
+            (faults.store_downtime_ms.0, faults.store_downtime_ms.1),
+            &crate::faults::ack_crash::planned_kinds(&accounts),
+        );
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -1074,6 +1087,7 @@ impl Plan {
             canary_break: None,
             worker_hosts: world.worker_hosts,
             crashes_from_ms: crash_window_start,
+            ack_crashes,
             sut_fault_points_per_mille: draw(&mut rng, faults.sut_fault_points_per_mille) as u32,
             net_faults,
             poison,
@@ -1099,6 +1113,7 @@ impl Plan {
             self.threads = Some(crate::threads::ThreadsPlan::generate(spec, seed));
             self.accounts.clear();
             self.crashes.clear();
+            self.ack_crashes.clear();
             self.net_faults.clear();
             self.agent = None;
         }

@@ -290,6 +290,11 @@ pub struct FaultSpec {
     pub store_crashes: Range,
     /// How long the store stays down after each crash.
     pub store_downtime_ms: Range,
+    /// Crashes of the store right after it acknowledges a rare write (an
+    /// account closed, a device sold or reset, a deletion; per seed, each
+    /// after one of the first answers to a kind the plan's people ask for:
+    /// `faults/ack_crash.rs`), with `store_downtime_ms` of downtime.
+    pub store_crashes_after_ack: Range,
     /// Disk I/O errors on the store's writes and syncs, per million; each one
     /// makes the store process exit and restart.
     pub store_io_errors_per_million: Range,
@@ -326,6 +331,7 @@ impl Default for FaultSpec {
         Self {
             store_crashes: Range(0, 0),
             store_downtime_ms: Range(500, 5_000),
+            store_crashes_after_ack: Range(0, 0),
             store_io_errors_per_million: Range(0, 0),
             export_crashes: Range(0, 0),
             export_downtime_ms: Range(500, 5_000),
@@ -785,6 +791,7 @@ impl Scenario {
             ("faults.partitions", f.partitions),
             ("faults.latency_spikes", f.latency_spikes),
             ("faults.store_crashes", f.store_crashes),
+            ("faults.store_crashes_after_ack", f.store_crashes_after_ack),
             ("faults.export_crashes", f.export_crashes),
             ("faults.worker_crashes", f.worker_crashes),
         ] {

@@ -69,6 +69,21 @@ const RULES: &[Rule] = &[
         &["store_crashes"],
     ),
     rule(
+        "store crashes right after an acknowledged rare write",
+        |s| s.faults.store_crashes_after_ack.1 > 0,
+        &["store_crashes_after_ack"],
+    ),
+    rule(
+        "acknowledged closes and token replacements probed after a power loss",
+        |s| {
+            s.faults.store_crashes_after_ack.1 > 0
+                && (s.actions.close_account_per_mille > 0
+                    || s.actions.device_transfers.1 > 0
+                    || s.actions.device_resets.1 > 0)
+        },
+        &["acked_states_probed_after_power_loss"],
+    ),
+    rule(
         "deletions verified",
         deletions,
         &["deletions_verified"],

@@ -6,8 +6,10 @@
 //! people as tasks. Turmoil's seed, epoch, tick, latency and duration all
 //! come from the plan, so the plan alone determines the run.
 
+use crate::canary::CanaryBreak;
 use crate::check::contract::FiredPoints;
 use crate::check::{Controls, Event, Oracle, Violation};
+use crate::faults::ack_crash::AckCrash;
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
 use crate::net::{
@@ -261,6 +263,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .unwrap_or_default(),
     );
     let store_disk = SimDisk::new(disk_seed, 0, 1);
+    // Crashes right after the store acknowledges a rare write.
+    let after_ack = (!plan.ack_crashes.is_empty())
+        .then(|| AckCrash::new(plan.ack_crashes.clone(), plan.active_ms, store_disk.clone()));
     let contract_break = plan.canary_break;
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The services' latest incarnations, whose state is digested at the end.
@@ -282,9 +287,12 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .oracle
             .borrow_mut()
             .learn_upload_door(upload_door.clone());
+        let after_ack = after_ack.clone();
         sim.host(STORE_HOST, move || {
             let wrap = wrap.clone();
             let door = upload_door.clone();
+            let after_ack = after_ack.clone();
+            let disk = disk.clone();
             let world = world.clone();
             let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
@@ -311,11 +319,16 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 let listener = SimListener::bind(STORE_PORT).await?;
                 let mut router =
                     crate::upload_watch::watch(crosstalk_store::router(store.clone()), door.clone());
-                if let Some(how) = contract_break {
-                    router = crate::canary::break_store(router, how, contract_broken);
-                }
+                router = match contract_break {
+                    Some(CanaryBreak::NotDurable { write }) => crate::canary::unsynced(router, write, disk),
+                    Some(how) => crate::canary::break_store(router, how, contract_broken),
+                    None => router,
+                };
                 if let Some(wrap) = wrap {
                     router = wrap(router);
+                }
+                if let Some(after_ack) = after_ack {
+                    router = crate::faults::ack_crash::layer(router, after_ack);
                 }
                 let router = count_requests(router, counter);
                 tokio::select! {
@@ -489,7 +502,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
 
     // Step the world, crashing and restarting hosts on schedule.
     let mut hosts: Vec<Crashable> = Vec::new();
-    hosts.push(Crashable::new(STORE_HOST, Some(store_disk.clone()), true));
+    let mut store_host = Crashable::new(STORE_HOST, Some(store_disk.clone()), true);
+    store_host.after_ack = after_ack.clone();
+    hosts.push(store_host);
     hosts.push(Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true));
     for worker in 0..plan.worker_hosts {
         hosts.push(Crashable::new(&format!("worker-{worker}"), None, false));
@@ -664,6 +679,8 @@ struct Crashable {
     /// An armed mid-write power loss, with the downtime to apply.
     armed_downtime_ms: Option<u64>,
     up_since_ms: u64,
+    /// Power losses right after an acknowledged rare write (the store's).
+    after_ack: Option<Arc<AckCrash>>,
 }
 
 impl Crashable {
@@ -676,6 +693,7 @@ impl Crashable {
             restart_at_ms: None,
             armed_downtime_ms: None,
             up_since_ms: 0,
+            after_ack: None,
         }
     }
 
@@ -687,15 +705,32 @@ impl Crashable {
         downtime_ms: u64,
         how: &str,
     ) {
+        self.crashed_since(sim, world, now_ms, now_ms, downtime_ms, how);
+    }
+
+    /// [`Self::crashed`], its power gone since `since_ms` (a crash right
+    /// after an acknowledgement struck inside the last step).
+    fn crashed_since(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        world: &World,
+        since_ms: u64,
+        now_ms: u64,
+        downtime_ms: u64,
+        how: &str,
+    ) {
         sim.crash(self.name.as_str());
         self.restart_at_ms = Some(now_ms + downtime_ms);
         world.fault_log.borrow_mut().push(
             format!("{} {how}", self.name),
             &[self.name.as_str()],
-            now_ms,
+            since_ms,
             now_ms + downtime_ms,
         );
         world.oracle.borrow_mut().on_crash(&self.name);
+        if self.name == STORE_HOST {
+            world.store_power_lost_ms.set(Some(since_ms));
+        }
         world.trace.borrow_mut().record(
             now_ms,
             &format!("fault: {} {how}, down for {downtime_ms} ms", self.name),
@@ -705,12 +740,16 @@ impl Crashable {
     /// Apply whatever is due at `now_ms`: restarts, armed power losses that
     /// struck, supervisor restarts, and the next scheduled crash.
     fn tick(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, active_ms: u64) {
+        self.crash_after_ack(sim, world, now_ms);
         if let Some(at) = self.restart_at_ms
             && now_ms >= at
         {
             sim.bounce(self.name.as_str());
             self.restart_at_ms = None;
             self.up_since_ms = now_ms;
+            if self.name == STORE_HOST {
+                world.store_back_ms.set(Some(now_ms));
+            }
             world
                 .trace
                 .borrow_mut()
@@ -773,6 +812,27 @@ impl Crashable {
                 }
             }
         }
+    }
+}
+
+impl Crashable {
+    /// The power went right after an acknowledged rare write, inside the
+    /// last step: the process dies with it (an armed mid-write power loss
+    /// is moot).
+    fn crash_after_ack(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64) {
+        let Some(struck) = self.after_ack.as_ref().and_then(|a| a.take_struck()) else {
+            return;
+        };
+        if let Some(disk) = &self.disk {
+            disk.disarm();
+        }
+        self.armed_downtime_ms = None;
+        let how = format!(
+            "crashed right after acknowledging a {}",
+            struck.write.name()
+        );
+        world.oracle.borrow_mut().on_crash_after_ack();
+        self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, &how);
     }
 }
 

@@ -14,6 +14,7 @@ mod contacts;
 pub mod contract;
 mod deadlines;
 pub mod driver;
+pub mod durable;
 pub mod entries;
 mod events;
 pub mod handover;
@@ -104,7 +105,7 @@ impl Invariant {
                 "erasure (invariant 3): a recording was delivered after its deletion was acknowledged"
             }
             Invariant::Durability => {
-                "durability (invariant 7): an acknowledged recording was lost without being deleted"
+                "durability (invariant 7): an acknowledged recording or change was lost (not by a deletion)"
             }
             Invariant::LinkBinding => {
                 "link binding (invariant 4): a download link worked for someone other than its subject, past its download limit or after its expiry, or died before any of these"
@@ -175,6 +176,11 @@ pub struct Controls {
     pub racy_recordings_allowed: u64,
     pub deletions_acknowledged: u64,
     pub store_crashes: u64,
+    /// Store crashes right after it acknowledged a rare write
+    /// (`faults/ack_crash.rs`), and acknowledged changes probed after a
+    /// power loss (`check/durable.rs`).
+    pub store_crashes_after_ack: u64,
+    pub acked_states_probed_after_power_loss: u64,
     pub export_crashes: u64,
     pub worker_crashes: u64,
     /// Partitions and latency spikes injected.
@@ -394,6 +400,8 @@ impl Controls {
         self.racy_recordings_allowed += other.racy_recordings_allowed;
         self.deletions_acknowledged += other.deletions_acknowledged;
         self.store_crashes += other.store_crashes;
+        self.store_crashes_after_ack += other.store_crashes_after_ack;
+        self.acked_states_probed_after_power_loss += other.acked_states_probed_after_power_loss;
         self.export_crashes += other.export_crashes;
         self.worker_crashes += other.worker_crashes;
         self.net_faults += other.net_faults;

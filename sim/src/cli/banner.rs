@@ -62,6 +62,11 @@ fn crashes(plan: &Plan) -> String {
         .map(|c| format!("{}@{}s", c.host, c.at_ms / 1000))
         .collect();
     crashes.dedup();
+    crashes.extend(
+        plan.ack_crashes
+            .iter()
+            .map(|c| format!("store@ack{}:{}", c.nth, c.write.name().replace(' ', "-"))),
+    );
     if crashes.is_empty() {
         String::new()
     } else {

@@ -122,8 +122,10 @@ fn delivery_lines(c: &Controls) -> [String; 2] {
 fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
     [
         format!(
-            "durability: store crashes {} (unsynced writes lost {}, torn {}, on the store's and the export's disks), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
+            "durability: store crashes {} (right after acknowledging a close, sale, reset or deletion {}; acknowledged closes and token replacements probed after a power loss {}; unsynced writes lost {}, torn {}, on the store's and the export's disks), disk I/O errors {}, uploads buffered while the store was down {}; final audits {}: acknowledged recordings found again {}, deletions acknowledged {} and verified gone {}",
             c.store_crashes,
+            c.store_crashes_after_ack,
+            c.acked_states_probed_after_power_loss,
             disk.unsynced_writes_lost,
             disk.torn_writes,
             disk.io_errors_injected,

@@ -134,6 +134,14 @@ struct State {
     armed_ops: Option<u32>,
     /// Set when an armed power loss struck; the world then crashes the host.
     tripped: bool,
+    /// Syncs are acknowledged but not performed (a harness self-test's way
+    /// to make one kind of write non-durable: `canary::unsynced`).
+    syncs_dropped: bool,
+    /// A sync was dropped since the last real one: a power loss then loses
+    /// every unsynced write, none torn or kept, so that the database is
+    /// back at its last real sync (as a commit that never asked for a sync
+    /// leaves it) rather than torn in a way no real commit risks.
+    dropped_since_sync: bool,
     stats: DiskStats,
 }
 
@@ -173,7 +181,11 @@ fn power_loss(state: &mut State) {
     state.incarnation += 1;
     state.stats.crashes += 1;
     let mut image = state.durable.clone();
-    let pending = std::mem::take(&mut state.pending);
+    let mut pending = std::mem::take(&mut state.pending);
+    if std::mem::take(&mut state.dropped_since_sync) {
+        state.stats.unsynced_writes_lost += pending.len() as u64;
+        pending.clear();
+    }
     for op in &pending {
         // Each unsynced operation independently: lost, landed, or torn.
         match state.rng.random_range(0..4u32) {
@@ -219,6 +231,8 @@ impl SimDisk {
                 io_error_denominator: io_error_denominator.max(1),
                 armed_ops: None,
                 tripped: false,
+                syncs_dropped: false,
+                dropped_since_sync: false,
                 stats: DiskStats::default(),
             })),
         }
@@ -263,6 +277,13 @@ impl SimDisk {
     /// Disarm a power loss that has not struck.
     pub fn disarm(&self) {
         self.lock().armed_ops = None;
+    }
+
+    /// Harness self-tests only: while `dropped`, a sync succeeds without
+    /// making anything durable (a write cache that lies), so the writes of
+    /// that while stay unsynced until the next real sync.
+    pub fn set_syncs_dropped(&self, dropped: bool) {
+        self.lock().syncs_dropped = dropped;
     }
 
     /// Change the injected I/O error rate (0 turns errors off).
@@ -341,6 +362,11 @@ impl StorageBackend for SimDiskHandle {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.with(true, |s| {
+            if s.syncs_dropped {
+                s.dropped_since_sync = true;
+                return Ok(());
+            }
+            s.dropped_since_sync = false;
             let pending = std::mem::take(&mut s.pending);
             let State {
                 durable, volatile, ..

@@ -1,5 +1,7 @@
 //! Faults the simulator injects into the world.
 //!
+//! - [`ack_crash`]: a power loss right after the store acknowledges a
+//!   rare write (an account closed, a device sold or reset, a deletion).
 //! - [`disk`]: a simulated disk for the services' redb databases that loses
 //!   unsynced writes (some torn) when its host crashes and can fail I/O.
 //! - [`points`]: seeded fault points inside the services.
@@ -9,6 +11,7 @@
 //! Host crashes and restarts are scheduled by the world (`world.rs`) from
 //! the plan; network latency comes from turmoil's latency model.
 
+pub mod ack_crash;
 pub mod disk;
 pub mod points;
 pub mod poison;

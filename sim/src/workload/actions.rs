@@ -4,8 +4,10 @@
 
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink, pick_where};
+use crate::check::durable::AckedWhat;
 use crate::check::replies::links_in;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
+use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;
 use crate::plan::{Action, ITEMS, display_name};
 use crosstalk_model::api::{
@@ -844,6 +846,7 @@ impl Person {
             .borrow_mut()
             .devices_changing_hands
             .insert(self.devices[chosen].id);
+        let sent_ms = sim_now_ms();
         let response = self
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
@@ -853,6 +856,8 @@ impl Person {
                 let mut device: Device = self.devices.remove(chosen);
                 device.stamp_buffered_epochs()?;
                 self.kept.retired_tokens.push(device.token.clone());
+                let sold = AckedWhat::TokenReplaced(RareWrite::Transfer);
+                self.state_acknowledged(sold, device.token.clone(), sent_ms);
                 device.last_upload = None;
                 device.token = credentials.device_token;
                 device.epoch = credentials.ownership_epoch;
@@ -875,6 +880,7 @@ impl Person {
         let chosen = (pick % self.devices.len() as u64) as usize;
         let session = self.session.clone();
         let path = format!("/v1/devices/{}/reset", self.devices[chosen].id);
+        let sent_ms = sim_now_ms();
         let response = self
             .call(false, Method::POST, &path, Some(&session), None)
             .await?;
@@ -899,6 +905,9 @@ impl Person {
             )));
         }
         let credentials: DeviceCredentials = parse(&response)?;
+        let old_token = self.devices[chosen].token.clone();
+        let reset = AckedWhat::TokenReplaced(RareWrite::Reset);
+        self.state_acknowledged(reset, old_token, sent_ms);
         let device = &mut self.devices[chosen];
         self.kept.retired_tokens.push(device.token.clone());
         device.token = credentials.device_token;
@@ -1285,6 +1294,7 @@ impl Person {
         let session = self.session.clone();
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         let mut attempted = false;
+        let first_sent_ms = sim_now_ms();
         loop {
             let sent_ms = sim_now_ms();
             match self
@@ -1341,6 +1351,7 @@ impl Person {
             .remove(&email);
         self.closed = true;
         self.always_on_account_closed();
+        self.state_acknowledged(AckedWhat::Closed, session, first_sent_ms);
         self.kept.old_session = Some(std::mem::take(&mut self.session));
         let tokens: Vec<String> = self.devices.iter().map(|d| d.token.clone()).collect();
         self.kept.retired_tokens.extend(tokens);

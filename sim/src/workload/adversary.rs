@@ -62,6 +62,9 @@ pub(crate) struct Kept {
     pub(super) retired_tokens: Vec<String>,
     /// The session of the account this person closed.
     pub(super) old_session: Option<String>,
+    /// Acknowledged changes to probe again after a power loss
+    /// (`durable.rs`).
+    pub(super) acked: super::durable::AckedLedger,
 }
 
 impl Kept {

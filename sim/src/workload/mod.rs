@@ -26,6 +26,7 @@ mod agent;
 mod contacts;
 mod delete_all;
 mod devices;
+mod durable;
 mod handover;
 mod limits;
 mod lockout;
@@ -145,6 +146,11 @@ pub struct World {
     /// poisoned subject (`faults/poison.rs`), shared with the store's
     /// fault points.
     pub collection_faults: std::sync::Arc<crate::faults::poison::CollectionFaults>,
+    /// When the store last lost power (simulated ms), and when it last came
+    /// back: acknowledged state is probed again after such a restart
+    /// (`durable.rs`).
+    pub store_power_lost_ms: Cell<Option<u64>>,
+    pub store_back_ms: Cell<Option<u64>>,
 }
 
 /// Why a call did not give the answer its caller expected.
@@ -191,6 +197,8 @@ impl World {
             collection_faults: std::sync::Arc::new(crate::faults::poison::CollectionFaults::new(
                 poison,
             )),
+            store_power_lost_ms: Cell::new(None),
+            store_back_ms: Cell::new(None),
         })
     }
 }

@@ -915,6 +915,7 @@ pub async fn person(world: Rc<World>, index: usize) {
     let actions = world.plan.accounts[index].actions.clone();
     for timed in &actions {
         sleep_until(timed.at_ms).await;
+        person.probe_acked_state().await;
         let outcome = person
             .perform(&timed.action)
             .await
@@ -930,6 +931,7 @@ pub async fn person(world: Rc<World>, index: usize) {
     }
     // Faults heal when the active period ends; then every person audits.
     sleep_until(world.plan.active_ms).await;
+    person.probe_acked_state_at_the_end().await;
     if let Err(e) = person.final_audit().await {
         let principal = person.principal;
         person
