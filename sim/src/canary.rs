@@ -307,7 +307,9 @@ async fn answer_deleted_retries_anew(
         return response;
     }
     if *method == http::Method::DELETE
-        && let Some(id) = path.strip_prefix("/v1/recordings/").and_then(|id| id.parse().ok())
+        && let Some(id) = path
+            .strip_prefix("/v1/recordings/")
+            .and_then(|id| id.parse().ok())
     {
         deleted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         return response;

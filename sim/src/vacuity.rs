@@ -83,11 +83,7 @@ const RULES: &[Rule] = &[
         },
         &["acked_states_probed_after_power_loss"],
     ),
-    rule(
-        "deletions verified",
-        deletions,
-        &["deletions_verified"],
-    ),
+    rule("deletions verified", deletions, &["deletions_verified"]),
     rule(
         "final audits",
         |_| true,
@@ -412,9 +408,7 @@ const RULES: &[Rule] = &[
     ),
     rule(
         "curious user: retired device tokens",
-        |s| {
-            curious(s) && (s.actions.device_transfers.1 > 0 || s.actions.device_resets.1 > 0)
-        },
+        |s| curious(s) && (s.actions.device_transfers.1 > 0 || s.actions.device_resets.1 > 0),
         &["refused: retired device token"],
     ),
     Rule {
@@ -457,13 +451,21 @@ const RULES: &[Rule] = &[
         &["messages_refused_by_sender"],
     ),
     rule(
-        "agent actions judged: second extensions, manual verifications",
+        "agent actions judged: second extensions",
         |s| s.agent.enabled && s.actions.ticket_exports.1 > 0,
-        &[
-            "agent_actions",
-            "second_extensions_judged",
-            "manual_verifications_refused",
-        ],
+        &["agent_actions", "second_extensions_judged"],
+    ),
+    // Tickets left awaiting verification for the agent to be talked round
+    // on are the impersonators' (a customer verifies their own at once).
+    rule(
+        "agent: manual verifications on weak proof refused",
+        |s| {
+            s.agent.enabled
+                && s.actions.ticket_exports.1 > 0
+                && s.actions.impersonations.1 > 0
+                && s.agent.weak_proof_per_mille > 0
+        },
+        &["manual_verifications_refused"],
     ),
     Rule {
         label: "agent: archives attached to the wrong ticket refused",
@@ -707,7 +709,10 @@ mod tests {
             }
         }
         let mut text = String::new();
-        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut text);
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut text,
+        );
         text
     }
 
@@ -736,25 +741,98 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("smoke", "history_items_checked", "owners' listings"),
             ("smoke", "state_digests_taken", "owners' listings"),
-            ("smoke", "snapshot_claims_judged", "archives judged entry by entry"),
-            ("broadcast-dollhouse", "refused: after deletion: history", "deleted recordings looked for again in their owner's history"),
-            ("deletion-vs-export", "refused: after deletion: archive", "next archive"),
-            ("smoke", "refused: foreign cursor", "looks again at what it was told"),
-            ("portland-message", "refused: after deletion: playback", "deleted recordings played back by id"),
-            ("smoke", "refused: foreign export: status", "others' export statuses"),
-            ("portland-message", "refused: foreign message: inbox audio", "others' messages"),
-            ("smoke", "refused: foreign ticket: wrong code", "wrong codes on others' tickets"),
-            ("device-resale", "refused: retired device token", "retired device tokens"),
-            ("device-resale", "refused: closed account's old session", "a closed account's old session"),
-            ("broadcast-dollhouse", "refused: held command decided within its hold", "decided within their hold"),
-            ("recycled-identity", "refused: ticket handover: tickets verified after their address changed hands", "address handover"),
-            ("broadcast-dollhouse", "broadcast_captures", "broadcast captures"),
-            ("portland-message", "messages_refused_by_sender", "misheard messages refused"),
-            ("gdpr-wrong-customer", "second_extensions_judged", "agent actions judged"),
-            ("gdpr-wrong-customer", "archive_attachments_refused", "wrong ticket refused"),
+            (
+                "smoke",
+                "snapshot_claims_judged",
+                "archives judged entry by entry",
+            ),
+            (
+                "broadcast-dollhouse",
+                "refused: after deletion: history",
+                "deleted recordings looked for again in their owner's history",
+            ),
+            (
+                "deletion-vs-export",
+                "refused: after deletion: archive",
+                "next archive",
+            ),
+            (
+                "smoke",
+                "refused: foreign cursor",
+                "looks again at what it was told",
+            ),
+            (
+                "portland-message",
+                "refused: after deletion: playback",
+                "deleted recordings played back by id",
+            ),
+            (
+                "smoke",
+                "refused: foreign export: status",
+                "others' export statuses",
+            ),
+            (
+                "portland-message",
+                "refused: foreign message: inbox audio",
+                "others' messages",
+            ),
+            (
+                "smoke",
+                "refused: foreign ticket: wrong code",
+                "wrong codes on others' tickets",
+            ),
+            (
+                "device-resale",
+                "refused: retired device token",
+                "retired device tokens",
+            ),
+            (
+                "device-resale",
+                "refused: closed account's old session",
+                "a closed account's old session",
+            ),
+            (
+                "broadcast-dollhouse",
+                "refused: held command decided within its hold",
+                "decided within their hold",
+            ),
+            (
+                "recycled-identity",
+                "refused: ticket handover: tickets verified after their address changed hands",
+                "address handover",
+            ),
+            (
+                "broadcast-dollhouse",
+                "broadcast_captures",
+                "broadcast captures",
+            ),
+            (
+                "portland-message",
+                "messages_refused_by_sender",
+                "misheard messages refused",
+            ),
+            (
+                "gdpr-wrong-customer",
+                "second_extensions_judged",
+                "agent actions judged",
+            ),
+            (
+                "gdpr-wrong-customer",
+                "manual_verifications_refused",
+                "weak proof refused",
+            ),
+            (
+                "gdpr-wrong-customer",
+                "archive_attachments_refused",
+                "wrong ticket refused",
+            ),
             ("chaos", "device_resets", "device resets"),
             ("store-crash", "poisoned_reads_refused", "poisoned subjects"),
-            ("deletion-vs-export", "collection_reads_refused", "transient refusals"),
+            (
+                "deletion-vs-export",
+                "collection_reads_refused",
+                "transient refusals",
+            ),
         ];
         let everything = all_seen();
         for (name, control, label) in cases {

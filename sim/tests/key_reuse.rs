@@ -51,8 +51,13 @@ fn a_deleted_upload_retried_and_answered_as_new_fails_the_run() {
         let mut plan = Plan::generate(&smoke(), seed);
         plan.canary_break = Some(CanaryBreak::RetryAfterDeletionStoredAgain);
         run_plan(&plan).violations.iter().any(|v| {
-            v.invariant == Invariant::Erasure && v.detail.contains("again with the same key after deleting it")
+            v.invariant == Invariant::Erasure
+                && v.detail
+                    .contains("again with the same key after deleting it")
         })
     });
-    assert!(caught, "no seed of 0..4 caught a deleted upload stored again");
+    assert!(
+        caught,
+        "no seed of 0..4 caught a deleted upload stored again"
+    );
 }

@@ -1090,7 +1090,13 @@ impl Person {
         };
         let token = self.devices[device].token.clone();
         let Some(r) = self
-            .probe_call(false, Method::POST, "/v1/recordings", Some(&token), Some(body))
+            .probe_call(
+                false,
+                Method::POST,
+                "/v1/recordings",
+                Some(&token),
+                Some(body),
+            )
             .await?
         else {
             return Ok(());
