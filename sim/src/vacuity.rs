@@ -557,6 +557,16 @@ pub fn control_counts(controls: &Controls) -> ControlCounts {
     counts
 }
 
+/// Every control some rule reads (simulator and threads rules alike), in
+/// rule order: what a test that fabricates a fully exercised run must set.
+pub fn named_controls() -> Vec<&'static str> {
+    RULES
+        .iter()
+        .chain(THREAD_RULES)
+        .flat_map(|r| r.controls.iter().copied())
+        .collect()
+}
+
 /// The attempt kind that needs exports to happen.
 const TAMPERED_LINK: &str = "tampered link token";
 

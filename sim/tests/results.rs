@@ -294,6 +294,10 @@ fn a_scenario_whose_feature_never_happened_is_vacuous_though_another_saw_it() {
     for n in seen.controls.values_mut() {
         *n = (*n).max(1);
     }
+    // Every control a vacuity rule reads, as if seed 0 had seen them all.
+    for name in crosstalk_sim::vacuity::named_controls() {
+        seen.controls.entry(name.to_string()).or_insert(1);
+    }
     let mut seeds = fabricate(&seen, "smoke", 20, &[]);
     seeds.extend(fabricate(&seen, &chaos.name, 20, &["store_crashes"]));
     let report = RunReport::build(&[smoke_spec, chaos.clone()], seeds, vec!["0/1".into()]);
