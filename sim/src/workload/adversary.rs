@@ -1042,6 +1042,25 @@ impl Person {
             return Ok(());
         }
         let device = ready[(pick % ready.len() as u64) as usize];
+        self.resend_last_upload(
+            device,
+            "upload retried with the same key",
+            Invariant::RequestIntegrity,
+            "",
+        )
+        .await
+    }
+
+    /// Send `device`'s last acknowledged upload again with its key: only the
+    /// same recording answered as a duplicate is right; judged as `kind`
+    /// (`what_else` ends the violation's wording).
+    async fn resend_last_upload(
+        &mut self,
+        device: usize,
+        kind: &'static str,
+        invariant: Invariant,
+        what_else: &str,
+    ) -> Result<(), CallError> {
         let Some((body, id)) = self.devices[device].last_upload.clone() else {
             return Ok(());
         };
@@ -1063,14 +1082,8 @@ impl Person {
         }
         let same = parse::<IngestResponse>(&r).is_ok_and(|i| i.recording_id.0 == id && i.duplicate);
         let refusals: &[u16] = if same { &[200] } else { &[] };
-        let what = format!("sent the upload of rec-{id} again with the same key");
-        self.judge(
-            "upload retried with the same key",
-            &r,
-            refusals,
-            Invariant::RequestIntegrity,
-            &what,
-        );
+        let what = format!("sent the upload of rec-{id} again with the same key{what_else}");
+        self.judge(kind, &r, refusals, invariant, &what);
         Ok(())
     }
 
@@ -1085,36 +1098,13 @@ impl Person {
         }) else {
             return Ok(());
         };
-        let Some((body, _)) = self.devices[device].last_upload.clone() else {
-            return Ok(());
-        };
-        let token = self.devices[device].token.clone();
-        let Some(r) = self
-            .probe_call(
-                false,
-                Method::POST,
-                "/v1/recordings",
-                Some(&token),
-                Some(body),
-            )
-            .await?
-        else {
-            return Ok(());
-        };
-        if r.status() == StatusCode::UNAUTHORIZED {
-            return Ok(()); // A sale or reset whose answer was lost replaced the token.
-        }
-        let same = parse::<IngestResponse>(&r).is_ok_and(|i| i.recording_id.0 == id && i.duplicate);
-        let refusals: &[u16] = if same { &[200] } else { &[] };
-        let what = format!("sent the upload of rec-{id} again with the same key after deleting it");
-        self.judge(
+        self.resend_last_upload(
+            device,
             "deleted upload retried with the same key",
-            &r,
-            refusals,
             Invariant::Erasure,
-            &what,
-        );
-        Ok(())
+            " after deleting it",
+        )
+        .await
     }
 
     /// Look again at acknowledged claims: deleted recordings must not play
