@@ -38,6 +38,34 @@ pub struct AmbientCapture {
 }
 
 /// Schedule the bursts; returns the swarm names switched off for this seed.
+/// One ambient capture at `at_ms`: a nonce the plan does not use yet, and
+/// a sound whose shape is none of the plan's spoken commands (`commands`).
+pub(super) fn ambient_capture(
+    at_ms: u64,
+    commands: &BTreeSet<(usize, usize)>,
+    nonces: &mut BTreeSet<u64>,
+    rng: &mut ChaCha8Rng,
+) -> AmbientCapture {
+    let nonce = loop {
+        let candidate: u64 = rng.random();
+        if nonces.insert(candidate) {
+            break candidate;
+        }
+    };
+    let content = loop {
+        let candidate: u64 = rng.random();
+        if !commands.contains(&speech_shape(candidate)) {
+            break candidate;
+        }
+    };
+    AmbientCapture {
+        at_ms,
+        nonce,
+        content,
+        phrase: rng.random_range(0..PHRASES.len() as u32),
+    }
+}
+
 /// `nonces` holds every nonce the plan already uses.
 pub fn schedule(
     scenario: &Scenario,
@@ -76,24 +104,9 @@ pub fn schedule(
                 if at_ms >= active_ms {
                     break;
                 }
-                let nonce = loop {
-                    let candidate: u64 = rng.random();
-                    if nonces.insert(candidate) {
-                        break candidate;
-                    }
-                };
-                let content = loop {
-                    let candidate: u64 = rng.random();
-                    if !commands.contains(&speech_shape(candidate)) {
-                        break candidate;
-                    }
-                };
-                account.ambient.push(AmbientCapture {
-                    at_ms,
-                    nonce,
-                    content,
-                    phrase: rng.random_range(0..PHRASES.len() as u32),
-                });
+                account
+                    .ambient
+                    .push(ambient_capture(at_ms, &commands, nonces, &mut rng));
                 at_ms += rng
                     .random_range(a.chatter_gap_ms.0..=a.chatter_gap_ms.1.max(a.chatter_gap_ms.0));
             }

@@ -16,9 +16,8 @@
 //! everything else, so that every other draw of a plan stays as it was;
 //! swarm testing switches it off in one seed of four.
 
-use super::{AccountPlan, Action, AmbientCapture, PHRASES, TimedAction, chatter};
+use super::{AccountPlan, Action, TimedAction, chatter};
 use crate::scenario::Scenario;
-use crate::watermark::speech_shape;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -99,24 +98,9 @@ fn add_history(
     let step = ((end - start) / count.max(1)).max(1);
     for n in 0..count {
         let at_ms = start + n * step + rng.random_range(0..step);
-        let nonce = loop {
-            let candidate: u64 = rng.random();
-            if nonces.insert(candidate) {
-                break candidate;
-            }
-        };
-        let content = loop {
-            let candidate: u64 = rng.random();
-            if !commands.contains(&speech_shape(candidate)) {
-                break candidate;
-            }
-        };
-        account.ambient.push(AmbientCapture {
-            at_ms,
-            nonce,
-            content,
-            phrase: rng.random_range(0..PHRASES.len() as u32),
-        });
+        account
+            .ambient
+            .push(chatter::ambient_capture(at_ms, commands, nonces, rng));
     }
     account.ambient.sort_by_key(|c| c.at_ms);
 }
