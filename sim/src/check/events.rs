@@ -21,6 +21,9 @@ pub enum Event {
     HousemateCapture,
     /// An always-on speaker captured an utterance on its own.
     AmbientCapture,
+    /// A broadcast aired while its household waited for something long,
+    /// and a device heard it at its airing time (`workload/airing.rs`).
+    BroadcastHeardDuringWait,
     /// A capture made before its device was sold was uploaded after.
     PreTransferUpload,
     /// An upload's outcome was unknown (the store was down); it stays buffered.
@@ -92,6 +95,7 @@ impl Oracle {
             Event::HousemateCapture => c.housemate_captures += 1,
             Event::PreTransferUpload => c.pre_transfer_uploads += 1,
             Event::AmbientCapture => c.ambient_captures += 1,
+            Event::BroadcastHeardDuringWait => c.broadcasts_heard_during_wait += 1,
             Event::UploadBuffered => c.uploads_buffered += 1,
             Event::DeviceTransferred => c.devices_transferred += 1,
             Event::DeviceReset => c.device_resets += 1,

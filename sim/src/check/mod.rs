@@ -213,6 +213,9 @@ pub struct Controls {
     /// the hold (the store's contract; placing one is a violation).
     pub orders_cancelled_by_deletion: u64,
     pub broadcast_captures: u64,
+    /// Of them, heard at their airing time while the household waited for
+    /// something long (`workload/airing.rs`).
+    pub broadcasts_heard_during_wait: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
     /// Captures sent without an answer that their owner's own listing then
@@ -421,6 +424,7 @@ impl Controls {
         self.addressed_messages_refused_by_id += other.addressed_messages_refused_by_id;
         self.orders_cancelled_by_deletion += other.orders_cancelled_by_deletion;
         self.broadcast_captures += other.broadcast_captures;
+        self.broadcasts_heard_during_wait += other.broadcasts_heard_during_wait;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;
         self.unanswered_uploads_named_by_listing += other.unanswered_uploads_named_by_listing;

@@ -148,8 +148,9 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.addressed_messages_refused_by_id,
         ),
         format!(
-            "broadcasts: captures {}, their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {} (cancelled by their recording's deletion {}), spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}; uploads without an answer named by their owner's listing {}, orders judged by them {}, orders excused as maybe theirs {}",
+            "broadcasts: captures {} (heard while their household waited {}), their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {} (cancelled by their recording's deletion {}), spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}; uploads without an answer named by their owner's listing {}, orders judged by them {}, orders excused as maybe theirs {}",
             c.broadcast_captures,
+            c.broadcasts_heard_during_wait,
             c.broadcast_orders_suppressed,
             c.broadcast_messages_suppressed,
             c.genuine_orders_placed,

@@ -2,6 +2,7 @@
 //! reset a device, message, read the inbox, close the account, come back —
 //! and try what belongs to others.
 
+use super::airing::Airing;
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink, pick_where};
 use crate::check::durable::AckedWhat;
@@ -9,10 +10,10 @@ use crate::check::replies::links_in;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;
-use crate::plan::{Action, ITEMS, display_name};
+use crate::plan::{Action, display_name};
 use crosstalk_model::api::{
     ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState,
-    ExportStatus, InboxItem, Intent, MessageState, MessageView, SendMessageRequest,
+    ExportStatus, InboxItem, MessageState, MessageView, SendMessageRequest,
     TransferDeviceRequest,
 };
 use crosstalk_model::api::{Notification, TicketStatus, VerifyTicketRequest};
@@ -74,36 +75,15 @@ impl Person {
                 item,
                 message_to,
             } => {
-                self.oracle()
-                    .utterance_started(nonce, self.principal, device, sim_now_ms());
-                self.oracle().mark_broadcast(nonce);
-                let (words, intent) = match message_to {
-                    Some(named) => {
-                        let name = display_name(named as usize);
-                        if !self.devices.is_empty() {
-                            self.spoken_messages.push(SpokenMessage {
-                                nonce,
-                                intended: None,
-                                spoken_at_ms: sim_now_ms(),
-                            });
-                        }
-                        (
-                            format!("alexa, send a message to {name} (broadcast {broadcast})"),
-                            Intent::Message { contact_name: name },
-                        )
-                    }
-                    None => {
-                        let item = ITEMS[item as usize % ITEMS.len()];
-                        (
-                            format!("alexa, order me a {item} (broadcast {broadcast})"),
-                            Intent::Purchase {
-                                item: item.to_string(),
-                            },
-                        )
-                    }
+                let airing = Airing {
+                    broadcast,
+                    device,
+                    nonce,
+                    content,
+                    item,
+                    message_to,
                 };
-                self.capture(device, nonce, content, &words, Some(intent))
-                    .await
+                self.hear_broadcast(airing).await
             }
             Action::ListHistory => self.read_history("history listing").await.map(|_| ()),
             Action::FetchOwnAudio { pick } => self.fetch_own_audio(pick).await,
@@ -351,8 +331,7 @@ impl Person {
         let Some(healed_ms) = self.oracle().poison_healed_at(self.principal) else {
             return Ok(());
         };
-        let wait_ms = healed_ms.saturating_sub(sim_now_ms());
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        self.pass_time_until(healed_ms).await?;
         self.request_export(false, 0, 0, false).await
     }
 
@@ -393,7 +372,7 @@ impl Person {
                     );
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                self.pass_time_until(sim_now_ms() + POLL_MS).await?;
             };
             let ready_seen_ms = sim_now_ms();
             let Some(path) = self.oracle().on_export_finished(
@@ -424,7 +403,7 @@ impl Person {
                     {
                         Ok(response) => break response,
                         Err(CallError::Unavailable(_)) if sim_now_ms() + POLL_MS <= deadline_ms => {
-                            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                            self.pass_time_until(sim_now_ms() + POLL_MS).await?;
                         }
                         Err(e) => return Err(e),
                     }

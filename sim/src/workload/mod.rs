@@ -23,6 +23,7 @@
 mod actions;
 mod adversary;
 mod agent;
+mod airing;
 mod contacts;
 mod delete_all;
 mod devices;

@@ -20,7 +20,7 @@ use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +124,9 @@ pub(super) struct Person {
     /// Message commands captured by this person's devices ("send this to
     /// Ann"), waiting for the store's hold to end.
     pub(super) spoken_messages: Vec<SpokenMessage>,
+    /// Broadcasts of the plan a device of the person's heard already
+    /// (`airing.rs`: some are heard during a long wait).
+    pub(super) broadcasts_heard: BTreeSet<u64>,
     /// What the curious user keeps to try again later (`adversary.rs`).
     pub(super) kept: super::adversary::Kept,
     /// Messages seen in the inbox, with the principal that saw them: one
@@ -885,6 +888,7 @@ impl Person {
             contacts: BTreeMap::new(),
             notification_seq: 0,
             spoken_messages: Vec::new(),
+            broadcasts_heard: BTreeSet::new(),
             kept: Default::default(),
             inbox_seen: Vec::new(),
             always_on: None,
