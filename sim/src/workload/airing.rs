@@ -9,7 +9,10 @@
 //! household. So every long wait of a person passes time through
 //! [`Person::pass_time_until`], which hears each of the person's broadcasts
 //! at its airing time, with the same capture path as the planned action;
-//! the planned action then finds it heard and does nothing.
+//! the planned action then finds it heard and does nothing. Only the plan's
+//! own person hears them, and only those airing from the start of the
+//! action under way (earlier ones the plan's order already reached); a
+//! newcomer who took the address over, or a speaker's task, hears none.
 
 use super::CallError;
 use super::person::{Person, SpokenMessage, sleep_until};
@@ -118,6 +121,7 @@ impl Person {
             .actions
             .iter()
             .take_while(|timed| timed.at_ms <= now)
+            .filter(|timed| timed.at_ms >= self.airings_from_ms)
             .filter_map(|timed| Airing::of(&timed.action))
             .filter(|airing| !self.broadcasts_heard.contains(&airing.nonce))
             .collect();
@@ -134,6 +138,7 @@ impl Person {
         self.world.plan.accounts[self.index]
             .actions
             .iter()
+            .filter(|timed| timed.at_ms >= self.airings_from_ms)
             .filter(|timed| {
                 Airing::of(&timed.action)
                     .is_some_and(|airing| !self.broadcasts_heard.contains(&airing.nonce))

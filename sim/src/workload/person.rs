@@ -127,6 +127,10 @@ pub(super) struct Person {
     /// Broadcasts of the plan a device of the person's heard already
     /// (`airing.rs`: some are heard during a long wait).
     pub(super) broadcasts_heard: BTreeSet<u64>,
+    /// Broadcasts of the plan airing from this time on are heard during a
+    /// long wait: the start of the planned action under way (`u64::MAX` for
+    /// a person who is not the plan's: a newcomer, a speaker's task).
+    pub(super) airings_from_ms: u64,
     /// What the curious user keeps to try again later (`adversary.rs`).
     pub(super) kept: super::adversary::Kept,
     /// Messages seen in the inbox, with the principal that saw them: one
@@ -889,6 +893,7 @@ impl Person {
             notification_seq: 0,
             spoken_messages: Vec::new(),
             broadcasts_heard: BTreeSet::new(),
+            airings_from_ms: u64::MAX,
             kept: Default::default(),
             inbox_seen: Vec::new(),
             always_on: None,
@@ -919,6 +924,7 @@ pub async fn person(world: Rc<World>, index: usize) {
     let actions = world.plan.accounts[index].actions.clone();
     for timed in &actions {
         sleep_until(timed.at_ms).await;
+        person.airings_from_ms = timed.at_ms;
         person.probe_acked_state().await;
         let outcome = person
             .perform(&timed.action)
