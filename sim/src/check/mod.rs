@@ -17,6 +17,7 @@ pub mod driver;
 pub mod durable;
 pub mod entries;
 mod events;
+pub mod feed;
 pub mod handover;
 pub mod history;
 mod household;
@@ -257,6 +258,11 @@ pub struct Controls {
     pub tickets_verified: u64,
     pub impersonation_codes_refused: u64,
     pub notified_links_followed: u64,
+    /// Feeds read whole and then after the reader's cursor (`feed.rs`), and
+    /// the notifications past the cursor the whole read showed, each of
+    /// which the cursor's read had to return.
+    pub feed_rereads_judged: u64,
+    pub feed_items_past_cursor_judged: u64,
     pub agent_actions: u64,
     pub agent_errors_injected: u64,
     pub manual_verifications_refused: u64,
@@ -479,6 +485,8 @@ impl Controls {
         self.tickets_verified += other.tickets_verified;
         self.impersonation_codes_refused += other.impersonation_codes_refused;
         self.notified_links_followed += other.notified_links_followed;
+        self.feed_rereads_judged += other.feed_rereads_judged;
+        self.feed_items_past_cursor_judged += other.feed_items_past_cursor_judged;
         self.agent_actions += other.agent_actions;
         self.agent_errors_injected += other.agent_errors_injected;
         self.manual_verifications_refused += other.manual_verifications_refused;

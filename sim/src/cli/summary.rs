@@ -170,7 +170,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
 fn export_lines(c: &Controls) -> [String; 2] {
     [
         format!(
-            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {} (rebuilt and downloaded {}, revoked links judged never offered again {}), downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}; export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
+            "export pipeline: tickets verified {}, impersonation codes refused {}, duplicate requests joined {}, rate-limited {}, archives revoked after a deletion {} (rebuilt and downloaded {}, revoked links judged never offered again {}), downloads refused past the limit {}, notified links followed {}, links in feeds judged their reader's own {}, feeds read whole then after their cursor {} (notifications past the cursor judged {}); export crashes {}, worker crashes {}, network faults {}, fault points fired inside the services {}",
             c.tickets_verified,
             c.impersonation_codes_refused,
             c.duplicate_requests_joined,
@@ -181,6 +181,8 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.download_limit_refusals,
             c.notified_links_followed,
             c.links_delivered_judged,
+            c.feed_rereads_judged,
+            c.feed_items_past_cursor_judged,
             c.export_crashes,
             c.worker_crashes,
             c.net_faults,

@@ -7,6 +7,7 @@ use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse,
 use super::{CallError, PublishedLink, pick_where};
 use crate::check::durable::AckedWhat;
 use crate::check::replies::links_in;
+use crate::check::feed::FeedReread;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;
@@ -552,7 +553,18 @@ impl Person {
     /// each must lead to one's own data.
     pub(super) async fn read_notifications(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
-        for notification in self.notifications().await? {
+        let whole = self.whole_feed().await?;
+        let after = self.notification_seq;
+        let notifications = self.notifications().await?;
+        let after_cursor: Vec<u64> = notifications.iter().map(|n| n.seq).collect();
+        let reread = FeedReread {
+            principal: self.principal,
+            after,
+            whole: &whole,
+            after_cursor: &after_cursor,
+        };
+        self.oracle().judge_feed_reread(reread, sim_now_ms());
+        for notification in notifications {
             let Some(path) = notification
                 .text
                 .split("ready: ")
@@ -577,6 +589,23 @@ impl Person {
             );
         }
         Ok(())
+    }
+
+    /// The `seq`s of one's whole feed (`after=0`), the cursor untouched: a
+    /// client that lost its cursor, or a second device, reads it so.
+    async fn whole_feed(&mut self) -> Result<Vec<u64>, CallError> {
+        let session = self.session.clone();
+        let notes: Vec<Notification> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/notifications?after=0",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        Ok(notes.iter().map(|n| n.seq).collect())
     }
 
     /// New notifications since the last read.
