@@ -89,6 +89,12 @@ const RULES: &[Rule] = &[
         |_| true,
         &["audits_completed", "recordings_verified_durable"],
     ),
+    // Every final audit reads its feed whole and then after its cursor.
+    rule(
+        "notification feeds read whole, then after their cursor",
+        |_| true,
+        &["feed_rereads_judged"],
+    ),
     rule(
         "device transfers",
         |s| s.actions.device_transfers.1 > 0,
