@@ -261,6 +261,10 @@ pub enum Action {
         message: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         speaker: Option<u32>,
+        /// Two speakers in one room: the account's next device captures the
+        /// same words at the same instant, as its own recording (this nonce).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        also_heard: Option<u64>,
     },
     /// A device of this account hears broadcast `broadcast` (the same
     /// content in every home) and uploads its own capture of it. The
@@ -629,6 +633,19 @@ impl Plan {
                 } else {
                     None
                 };
+                // Drawn only when the scenario asks for it, so that other
+                // scenarios' plans stay as they were.
+                let also_heard = (devices > 1
+                    && purchase.is_none()
+                    && message.is_none()
+                    && a.two_speakers_per_mille > 0
+                    && rng.random_ratio(a.two_speakers_per_mille.min(1000) as u32, 1000))
+                .then(|| loop {
+                    let candidate: u64 = rng.random();
+                    if nonces.insert(candidate) {
+                        break candidate;
+                    }
+                });
                 push(
                     &mut rng,
                     Action::Speak {
@@ -639,6 +656,7 @@ impl Plan {
                         purchase,
                         message,
                         speaker: None,
+                        also_heard,
                     },
                 );
             }
@@ -848,6 +866,7 @@ impl Plan {
                         purchase: None,
                         message: None,
                         speaker,
+                        also_heard: None,
                     };
                     accounts[hearer].actions.push(TimedAction { at_ms, action });
                 }

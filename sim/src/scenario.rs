@@ -191,6 +191,11 @@ pub struct ActionSpec {
     /// Share of housemate utterances, per thousand, that a second
     /// housemate's device also captures.
     pub overheard_per_mille: u64,
+    /// Share of plain utterances, per thousand, of a person with two or
+    /// more devices that their next device also captures at the same
+    /// instant (two speakers in one room): one sound, two recordings of the
+    /// same account with the same capture time.
+    pub two_speakers_per_mille: u64,
     /// Devices sold to another person in the world (resale).
     pub device_transfers: Range,
     /// Factory resets of one's own devices.
@@ -257,6 +262,7 @@ impl Default for ActionSpec {
             spoken_message_per_mille: 0,
             housemate_speech_per_mille: 0,
             overheard_per_mille: 0,
+            two_speakers_per_mille: 0,
             device_transfers: Range(0, 0),
             device_resets: Range(0, 0),
             device_outages: Range(0, 0),
@@ -743,6 +749,7 @@ impl Scenario {
             a.spoken_message_per_mille,
             a.housemate_speech_per_mille,
             a.overheard_per_mille,
+            a.two_speakers_per_mille,
         ];
         if shares.iter().any(|p| *p > 1000)
             || a.purchase_per_mille + a.spoken_message_per_mille > 1000

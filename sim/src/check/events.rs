@@ -24,6 +24,9 @@ pub enum Event {
     /// A broadcast aired while its household waited for something long,
     /// and a device heard it at its airing time (`workload/airing.rs`).
     BroadcastHeardDuringWait,
+    /// Two devices of one account captured the same words at the same
+    /// instant (`Action::Speak` with `also_heard`).
+    CaptureByTwoSpeakers,
     /// A capture made before its device was sold was uploaded after.
     PreTransferUpload,
     /// An upload's outcome was unknown (the store was down); it stays buffered.
@@ -96,6 +99,7 @@ impl Oracle {
             Event::PreTransferUpload => c.pre_transfer_uploads += 1,
             Event::AmbientCapture => c.ambient_captures += 1,
             Event::BroadcastHeardDuringWait => c.broadcasts_heard_during_wait += 1,
+            Event::CaptureByTwoSpeakers => c.captures_by_two_speakers += 1,
             Event::UploadBuffered => c.uploads_buffered += 1,
             Event::DeviceTransferred => c.devices_transferred += 1,
             Event::DeviceReset => c.device_resets += 1,

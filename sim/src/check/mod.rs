@@ -217,6 +217,9 @@ pub struct Controls {
     /// Of them, heard at their airing time while the household waited for
     /// something long (`workload/airing.rs`).
     pub broadcasts_heard_during_wait: u64,
+    /// Utterances two devices of one account captured at the same instant
+    /// (two speakers in one room).
+    pub captures_by_two_speakers: u64,
     pub broadcast_orders_suppressed: u64,
     pub genuine_orders_placed: u64,
     /// Captures sent without an answer that their owner's own listing then
@@ -431,6 +434,7 @@ impl Controls {
         self.orders_cancelled_by_deletion += other.orders_cancelled_by_deletion;
         self.broadcast_captures += other.broadcast_captures;
         self.broadcasts_heard_during_wait += other.broadcasts_heard_during_wait;
+        self.captures_by_two_speakers += other.captures_by_two_speakers;
         self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
         self.genuine_orders_placed += other.genuine_orders_placed;
         self.unanswered_uploads_named_by_listing += other.unanswered_uploads_named_by_listing;

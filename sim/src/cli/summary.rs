@@ -148,7 +148,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.addressed_messages_refused_by_id,
         ),
         format!(
-            "broadcasts: captures {} (heard while their household waited {}), their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {} (cancelled by their recording's deletion {}), spoken messages delivered {}; housemates' voices captured {}; accounts closed {}, emails signed up again {}; uploads without an answer named by their owner's listing {}, orders judged by them {}, orders excused as maybe theirs {}",
+            "broadcasts: captures {} (heard while their household waited {}), their orders suppressed {}, their messages suppressed {}; genuine spoken orders placed {} (cancelled by their recording's deletion {}), spoken messages delivered {}; housemates' voices captured {}, utterances captured by two speakers in one room {}; accounts closed {}, emails signed up again {}; uploads without an answer named by their owner's listing {}, orders judged by them {}, orders excused as maybe theirs {}",
             c.broadcast_captures,
             c.broadcasts_heard_during_wait,
             c.broadcast_orders_suppressed,
@@ -157,6 +157,7 @@ fn durability_lines(c: &Controls, disk: &DiskStats) -> [String; 3] {
             c.orders_cancelled_by_deletion,
             c.spoken_messages_delivered,
             c.housemate_captures,
+            c.captures_by_two_speakers,
             c.accounts_closed,
             c.accounts_recycled,
             c.unanswered_uploads_named_by_listing,

@@ -92,6 +92,15 @@ fn nonces_in(accounts: &[AccountPlan]) -> BTreeSet<u64> {
     let mut used = BTreeSet::new();
     for timed in accounts.iter().flat_map(|a| &a.actions) {
         match &timed.action {
+            Action::Speak {
+                also_heard: Some(echo),
+                ..
+            } => {
+                used.insert(*echo);
+                if let Action::Speak { nonce, .. } = &timed.action {
+                    used.insert(*nonce);
+                }
+            }
             Action::Speak { nonce, .. }
             | Action::HearBroadcast { nonce, .. }
             | Action::Probe { nonce, .. } => {

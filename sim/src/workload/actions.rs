@@ -54,7 +54,13 @@ impl Person {
                 purchase,
                 message,
                 speaker,
+                also_heard,
             } => {
+                if let Some(echo) = also_heard
+                    && self.devices.len() > 1
+                {
+                    return self.speak_near_two_devices(device, [nonce, echo], content, phrase).await;
+                }
                 self.speak(device, nonce, content, phrase, purchase, message, speaker)
                     .await?;
                 match self.spoken_messages.last().copied() {

@@ -483,9 +483,45 @@ impl Person {
         words: &str,
         intent: Option<Intent>,
     ) -> Result<(), CallError> {
+        match self.stage_capture(device, nonce, content, words, intent)? {
+            Some(device) => self.flush_device(device).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Two speakers in one room: the person's device `device` and the next
+    /// one capture the same plain words at the same instant, each as its own
+    /// recording (`nonces`), stamped by its own clock; then both upload.
+    pub(super) async fn speak_near_two_devices(
+        &mut self,
+        device: u32,
+        nonces: [u64; 2],
+        content: u64,
+        phrase: u32,
+    ) -> Result<(), CallError> {
+        let words = PHRASES[phrase as usize % PHRASES.len()];
+        let first = self.stage_capture(device, nonces[0], content, words, None)?;
+        let second = self.stage_capture(device + 1, nonces[1], content, words, None)?;
+        self.oracle().on(Event::CaptureByTwoSpeakers);
+        for device in [first, second].into_iter().flatten() {
+            self.flush_device(device).await?;
+        }
+        Ok(())
+    }
+
+    /// A device captures an utterance into its buffer (nothing is sent);
+    /// the index of the device, `None` when the person has none.
+    fn stage_capture(
+        &mut self,
+        device: u32,
+        nonce: u64,
+        content: u64,
+        words: &str,
+        intent: Option<Intent>,
+    ) -> Result<Option<usize>, CallError> {
         if self.devices.is_empty() {
             self.trace(format!("no device to capture {nonce:016x}"));
-            return Ok(());
+            return Ok(None);
         }
         let device = device as usize % self.devices.len();
         let now = sim_now_ms();
@@ -520,7 +556,7 @@ impl Person {
             captured_at_ms,
             body,
         });
-        self.flush_device(device).await
+        Ok(Some(device))
     }
 
     #[allow(clippy::too_many_arguments)]
