@@ -141,6 +141,11 @@ const RULES: &[Rule] = &[
         &["housemate_captures"],
     ),
     rule(
+        "utterances captured by two speakers in one room",
+        |s| s.actions.two_speakers_per_mille > 0 && s.world.devices_per_account.1 > 1,
+        &["captures_by_two_speakers"],
+    ),
+    rule(
         "genuine orders placed",
         |s| s.actions.purchase_per_mille > 0,
         &["genuine_orders_placed"],
