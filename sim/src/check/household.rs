@@ -7,7 +7,7 @@
 
 use super::unanswered::OrderSource;
 use super::{Invariant, Oracle, SpokenNext};
-use crosstalk_model::api::{MessageState, OrderState, OrderView};
+use crosstalk_model::api::{MessageState, MessageView, OrderState, OrderView};
 use crosstalk_store::media::HOLD_MS;
 
 /// How long past its hold a spoken command may stay held on a store that
@@ -137,6 +137,39 @@ impl Oracle {
                 continue;
             }
             self.judge_order_state(principal, order, nonce, now);
+        }
+    }
+
+    /// `principal` listed their outgoing messages at `now`: each carries a
+    /// recording, and a message (spoken or sent from the app) acts for the
+    /// account it is listed to, so its recording must be that account's
+    /// own capture by ground truth (whose device captured it, in which
+    /// ownership epoch). A recording whose upload's answer was lost is not
+    /// judged (the simulator does not know its id).
+    pub fn on_messages_listed(&mut self, principal: usize, messages: &[MessageView], now: u64) {
+        for message in messages {
+            let Some(nonce) = self.nonce_of_recording(message.recording_id.0) else {
+                continue;
+            };
+            self.controls.outgoing_messages_judged += 1;
+            if self.owner_of(nonce) == Some(principal) {
+                continue;
+            }
+            let detail = format!(
+                "message {} ({}, to {}) listed as sent by {} carries rec-{}, another household's capture",
+                message.message_id,
+                if message.spoken { "spoken" } else { "from the app" },
+                message.resolved_contact.email,
+                self.who(principal),
+                message.recording_id.0
+            );
+            self.violate(
+                Invariant::Isolation,
+                now,
+                Some(nonce),
+                Some(principal),
+                detail,
+            );
         }
     }
 
