@@ -158,7 +158,11 @@ impl Oracle {
             let detail = format!(
                 "message {} ({}, to {}) listed as sent by {} carries rec-{}, another household's capture",
                 message.message_id,
-                if message.spoken { "spoken" } else { "from the app" },
+                if message.spoken {
+                    "spoken"
+                } else {
+                    "from the app"
+                },
                 message.resolved_contact.email,
                 self.who(principal),
                 message.recording_id.0

@@ -241,7 +241,10 @@ impl Person {
         }
         let chosen = plan.device as usize % self.devices.len();
         self.devices[chosen].offline_until_ms = u64::MAX;
-        self.trace(format!("unplugs dev-{} to sell it", self.devices[chosen].id));
+        self.trace(format!(
+            "unplugs dev-{} to sell it",
+            self.devices[chosen].id
+        ));
         self.capture_into_box(chosen, &plan).await?;
         let Some(device) = self.sell_device(chosen, to).await? else {
             // No sale (the buyer has no open account): plugged in again.
@@ -314,7 +317,13 @@ impl Person {
     /// (the buyer's phone); `None` when they hold no open account.
     async fn buyer_signed_in(&self, to: usize) -> Result<Option<Person>, CallError> {
         let email = self.world.plan.accounts[to].email.clone();
-        let principal = self.world.board.borrow().principal_by_email.get(&email).copied();
+        let principal = self
+            .world
+            .board
+            .borrow()
+            .principal_by_email
+            .get(&email)
+            .copied();
         let Some(principal) = principal else {
             return Ok(None);
         };
@@ -348,7 +357,10 @@ impl Person {
         };
         device.offline_until_ms = 0;
         let aboard: Vec<u64> = device.buffer.iter().map(|p| p.nonce).collect();
-        self.trace(format!("plugs in a bought device with {} captures", aboard.len()));
+        self.trace(format!(
+            "plugs in a bought device with {} captures",
+            aboard.len()
+        ));
         let flushed = self.flush_all_devices().await;
         let still: Vec<u64> = self
             .devices
@@ -375,23 +387,39 @@ impl Person {
     /// the playback of every recording id the device was told, the orders,
     /// the outgoing messages and the inbox.
     async fn look_after_moving_in(&mut self, nonces: &[u64; 3]) -> Result<(), CallError> {
-        self.read_history("moving in: the buyer's history")
-            .await?;
+        self.read_history("moving in: the buyer's history").await?;
         let told: Vec<u64> = {
             let oracle = self.oracle();
-            nonces.iter().filter_map(|&n| oracle.recording_told(n)).collect()
+            nonces
+                .iter()
+                .filter_map(|&n| oracle.recording_told(n))
+                .collect()
         };
         for id in told {
             self.play_told_recording(id).await?;
         }
         let session = self.session.clone();
         let orders: Vec<OrderView> = self
-            .expect_json(false, Method::GET, "/v1/orders", Some(&session), None, &[StatusCode::OK])
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/orders",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
             .await?;
         self.oracle()
             .on_orders_listed(self.principal, &orders, sim_now_ms());
         let messages: Vec<MessageView> = self
-            .expect_json(false, Method::GET, "/v1/messages", Some(&session), None, &[StatusCode::OK])
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/messages",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
             .await?;
         let mut oracle = self.oracle();
         oracle.on_messages_listed(self.principal, &messages, sim_now_ms());
