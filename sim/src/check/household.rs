@@ -247,3 +247,42 @@ impl Oracle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::WatermarkKey;
+    use crosstalk_model::RecordingId;
+    use crosstalk_model::api::Contact;
+
+    fn message(message_id: u64, recording: u64) -> MessageView {
+        MessageView {
+            message_id,
+            state: MessageState::Held,
+            recording_id: RecordingId(recording),
+            resolved_contact: Contact {
+                name: "Ann".into(),
+                email: "ann@x.test".into(),
+            },
+            spoken: true,
+        }
+    }
+
+    #[test]
+    fn an_outgoing_message_must_carry_its_senders_own_capture() {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into(), "b@x".into()]);
+        // A's capture 1 (rec-10), made before A sold the device to B.
+        o.utterance_started(1, 0, 7, 1);
+        o.utterance_acked(1, 10, 5);
+        o.on_messages_listed(0, &[message(1, 10)], 6);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        // Listed as B's: A's capture acts for B.
+        o.on_messages_listed(1, &[message(2, 10)], 7);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::Isolation);
+        // A recording the simulator was never told of is not judged.
+        o.on_messages_listed(1, &[message(3, 99)], 8);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.controls.outgoing_messages_judged, 2);
+    }
+}
