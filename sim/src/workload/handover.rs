@@ -421,10 +421,11 @@ impl Person {
                 &[StatusCode::OK],
             )
             .await?;
-        let mut oracle = self.oracle();
-        oracle.on_messages_listed(self.principal, &messages, sim_now_ms());
-        oracle.on_moving_in_listings_judged();
-        drop(oracle);
+        {
+            let mut oracle = self.oracle();
+            oracle.on_messages_listed(self.principal, &messages, sim_now_ms());
+            oracle.on_moving_in_listings_judged();
+        }
         self.read_inbox(0).await
     }
 
