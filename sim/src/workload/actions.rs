@@ -1312,7 +1312,7 @@ impl Person {
     /// "Delete my account": retried until the store acknowledges it.
     /// Whether the store refuses this person's own email and password
     /// (their account is closed).
-    async fn login_refused(&mut self) -> Result<bool, CallError> {
+    pub(super) async fn login_refused(&mut self) -> Result<bool, CallError> {
         let body = to_json(&crosstalk_model::api::LoginRequest {
             email: self.email(),
             password: self.password(),

@@ -280,7 +280,14 @@ impl Person {
         }
         match buyer.look_after_moving_in(&plan.nonces).await {
             Err(CallError::Unavailable(_)) => Ok(()),
-            outcome => outcome,
+            // The buyer closed their account meanwhile (their own task):
+            // their password no longer signs in, and nothing is left to see.
+            Err(e) => match buyer.login_refused().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(e),
+                Err(again) => Err(again),
+            },
+            Ok(()) => Ok(()),
         }
     }
 
