@@ -366,6 +366,23 @@ pub enum Action {
     /// watches for released addresses and then asks for "their" data) reads
     /// their feed: nothing of theirs may come of the old holder's ticket.
     TicketAcrossHandover { attacker: bool, nonces: [u64; 2] },
+    /// "Moving out" (`workload/handover.rs`): unplug device `device`, let
+    /// it capture `nonces` into its buffer (the second a spoken order of
+    /// `ITEMS[item]`, the third, with `contact`, "send this to" that
+    /// person), sell it to person `to` still unplugged, and close the
+    /// account; the buyer plugs it in (with `buyer_first`, before the
+    /// seller closes), it flushes its buffer, and the buyer looks at
+    /// everything: no capture of the seller's may act for them.
+    MoveOut {
+        to: u32,
+        device: u32,
+        nonces: [u64; 3],
+        item: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        buyer_first: bool,
+    },
     /// "Delete all my history": every own recording, by `{"all": true}`
     /// (`workload/delete_all.rs`); the account stays open.
     DeleteAll,
@@ -400,6 +417,7 @@ impl Action {
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::TicketAcrossHandover { .. } => "ticket_across_handover",
+            Action::MoveOut { .. } => "move_out",
             Action::DeleteAll => "delete_all",
             Action::CloseAccount => "close_account",
             Action::SignUpAgain => "sign_up_again",
@@ -1068,6 +1086,13 @@ impl Plan {
             scenario,
             seed,
             first_action_ms,
+            active_ms,
+            &mut accounts,
+            &mut nonces,
+        ));
+        swarm_off.extend(handover::schedule_move_outs(
+            scenario,
+            seed,
             active_ms,
             &mut accounts,
             &mut nonces,

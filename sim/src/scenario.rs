@@ -223,6 +223,11 @@ pub struct ActionSpec {
     /// is another contact's (a sound-alike): the store resolves it to the
     /// wrong person, and the sender refuses to confirm.
     pub misheard_contact_per_mille: u64,
+    /// Chance, per thousand people, that one "moves out" (`plan/handover.rs`):
+    /// sells an unplugged device still holding their captures (a spoken
+    /// order and message among them) and closes the account; the buyer
+    /// plugs it in and looks at everything.
+    pub move_out_per_mille: u64,
     /// Extra downloads of the same archive (past the limit: refused).
     pub redownloads: Range,
     /// Exports asked for through a support ticket.
@@ -274,6 +279,7 @@ impl Default for ActionSpec {
             delete_before_download_per_mille: 0,
             impatient_export_per_mille: 0,
             misheard_contact_per_mille: 0,
+            move_out_per_mille: 0,
             redownloads: Range(0, 0),
             ticket_exports: Range(0, 0),
             impersonations: Range(0, 0),
@@ -746,6 +752,7 @@ impl Scenario {
             a.delete_before_download_per_mille,
             a.impatient_export_per_mille,
             a.misheard_contact_per_mille,
+            a.move_out_per_mille,
             a.spoken_message_per_mille,
             a.housemate_speech_per_mille,
             a.overheard_per_mille,

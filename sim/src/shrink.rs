@@ -572,7 +572,8 @@ fn reindex(mut timed: TimedAction, shift: &impl Fn(u32) -> Option<u32>) -> Optio
         Action::Impersonate { victim: who, .. }
         | Action::BruteForceTicket { victim: who, .. }
         | Action::ConfirmAfterRecycle { contact: who, .. }
-        | Action::TransferDevice { to: who, .. } => {
+        | Action::TransferDevice { to: who, .. }
+        | Action::MoveOut { to: who, .. } => {
             *who = shift(*who)?;
         }
         Action::Speak { speaker, .. } => *speaker = speaker.and_then(shift),

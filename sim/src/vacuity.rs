@@ -447,6 +447,21 @@ const RULES: &[Rule] = &[
             "refused: ticket handover: new holders' feeds read for exports they never asked for",
         ],
     ),
+    // Moving out: up to two per seed, switched off in one seed of four.
+    rule(
+        "moving out: a closed seller's captures flushed under the buyer, intents flushed, buyer's listings judged",
+        |s| s.actions.move_out_per_mille > 0 && s.max_seeds.is_none(),
+        &[
+            "moved_out_captures_flushed_after_close",
+            "moved_out_intents_flushed",
+            "moving_in_listings_judged",
+        ],
+    ),
+    rule(
+        "outgoing messages judged to carry their sender's own capture",
+        |s| s.actions.spoken_message_per_mille > 0,
+        &["outgoing_messages_judged"],
+    ),
     rule(
         "broadcast captures",
         |s| s.broadcasts.count.1 > 0,

@@ -68,6 +68,40 @@ impl Oracle {
     }
 }
 
+/// What a sold device's flush under its buyer did with a seller's
+/// captures (moving out, `workload/handover.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MovedOutFlush {
+    /// Captures that left the device's buffer (stored or refused).
+    pub answered: u64,
+    /// Spoken orders and messages among them.
+    pub intents: u64,
+    /// The flush began after the seller's closing was acknowledged.
+    pub after_close: bool,
+}
+
+impl Oracle {
+    /// The recording id the store gave `nonce`'s upload (what the device
+    /// that uploaded it was told), if it was answered.
+    pub fn recording_told(&self, nonce: u64) -> Option<u64> {
+        self.utterances.get(&nonce).and_then(|u| u.recording_id)
+    }
+
+    /// A sold device flushed a seller's captures under its buyer.
+    pub fn on_moved_out_flush(&mut self, flush: MovedOutFlush) {
+        self.controls.moved_out_intents_flushed += flush.intents;
+        if flush.after_close {
+            self.controls.moved_out_captures_flushed_after_close += flush.answered;
+        }
+    }
+
+    /// The buyer of a moved-out seller's device read their orders and
+    /// outgoing messages after its flush (each judged as it was read).
+    pub fn on_moving_in_listings_judged(&mut self) {
+        self.controls.moving_in_listings_judged += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

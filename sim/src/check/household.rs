@@ -7,7 +7,7 @@
 
 use super::unanswered::OrderSource;
 use super::{Invariant, Oracle, SpokenNext};
-use crosstalk_model::api::{MessageState, OrderState, OrderView};
+use crosstalk_model::api::{MessageState, MessageView, OrderState, OrderView};
 use crosstalk_store::media::HOLD_MS;
 
 /// How long past its hold a spoken command may stay held on a store that
@@ -140,6 +140,43 @@ impl Oracle {
         }
     }
 
+    /// `principal` listed their outgoing messages at `now`: each carries a
+    /// recording, and a message (spoken or sent from the app) acts for the
+    /// account it is listed to, so its recording must be that account's
+    /// own capture by ground truth (whose device captured it, in which
+    /// ownership epoch). A recording whose upload's answer was lost is not
+    /// judged (the simulator does not know its id).
+    pub fn on_messages_listed(&mut self, principal: usize, messages: &[MessageView], now: u64) {
+        for message in messages {
+            let Some(nonce) = self.nonce_of_recording(message.recording_id.0) else {
+                continue;
+            };
+            self.controls.outgoing_messages_judged += 1;
+            if self.owner_of(nonce) == Some(principal) {
+                continue;
+            }
+            let detail = format!(
+                "message {} ({}, to {}) listed as sent by {} carries rec-{}, another household's capture",
+                message.message_id,
+                if message.spoken {
+                    "spoken"
+                } else {
+                    "from the app"
+                },
+                message.resolved_contact.email,
+                self.who(principal),
+                message.recording_id.0
+            );
+            self.violate(
+                Invariant::Isolation,
+                now,
+                Some(nonce),
+                Some(principal),
+                detail,
+            );
+        }
+    }
+
     /// An order whose source recording no capture can be behind.
     fn order_from_nobody(&mut self, principal: usize, order: &OrderView, now: u64) {
         let detail = format!(
@@ -208,5 +245,44 @@ impl Oracle {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::WatermarkKey;
+    use crosstalk_model::RecordingId;
+    use crosstalk_model::api::Contact;
+
+    fn message(message_id: u64, recording: u64) -> MessageView {
+        MessageView {
+            message_id,
+            state: MessageState::Held,
+            recording_id: RecordingId(recording),
+            resolved_contact: Contact {
+                name: "Ann".into(),
+                email: "ann@x.test".into(),
+            },
+            spoken: true,
+        }
+    }
+
+    #[test]
+    fn an_outgoing_message_must_carry_its_senders_own_capture() {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into(), "b@x".into()]);
+        // A's capture 1 (rec-10), made before A sold the device to B.
+        o.utterance_started(1, 0, 7, 1);
+        o.utterance_acked(1, 10, 5);
+        o.on_messages_listed(0, &[message(1, 10)], 6);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        // Listed as B's: A's capture acts for B.
+        o.on_messages_listed(1, &[message(2, 10)], 7);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::Isolation);
+        // A recording the simulator was never told of is not judged.
+        o.on_messages_listed(1, &[message(3, 99)], 8);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.controls.outgoing_messages_judged, 2);
     }
 }

@@ -9,7 +9,7 @@
 pub mod adversary;
 pub mod books;
 pub mod claims;
-mod closed;
+pub mod closed;
 mod contacts;
 pub mod contract;
 mod deadlines;
@@ -334,6 +334,21 @@ pub struct Controls {
     /// with 410 (`check/closed.rs`).
     pub uploads_for_closed_accounts_judged: u64,
     pub uploads_refused_owner_closed: u64,
+    /// Moving out (`workload/handover.rs`): captures a sold device flushed
+    /// under its buyer after its seller's closing was acknowledged, spoken
+    /// orders and messages among the captures it flushed, and the buyer's
+    /// orders and messages listings judged after the flush. Left out of a
+    /// summary while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moved_out_captures_flushed_after_close: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moved_out_intents_flushed: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moving_in_listings_judged: u64,
+    /// Outgoing messages whose recording was judged to be the lister's own
+    /// capture (`check/household.rs`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub outgoing_messages_judged: u64,
     /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
     pub second_extensions_judged: u64,
     /// Collection reads of the export worker the store refused with a
@@ -457,6 +472,10 @@ impl Controls {
         self.contact_lists_judged += other.contact_lists_judged;
         self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
         self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
+        self.moved_out_captures_flushed_after_close += other.moved_out_captures_flushed_after_close;
+        self.moved_out_intents_flushed += other.moved_out_intents_flushed;
+        self.moving_in_listings_judged += other.moving_in_listings_judged;
+        self.outgoing_messages_judged += other.outgoing_messages_judged;
         self.second_extensions_judged += other.second_extensions_judged;
         self.collection_reads_refused += other.collection_reads_refused;
         self.poisoned_reads_refused += other.poisoned_reads_refused;

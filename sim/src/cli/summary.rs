@@ -205,7 +205,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
 }
 
 /// The API contract and the support agent.
-fn contract_lines(c: &Controls) -> [String; 5] {
+fn contract_lines(c: &Controls) -> [String; 6] {
     [
         format!(
             "api contract: replies judged {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
@@ -242,6 +242,13 @@ fn contract_lines(c: &Controls) -> [String; 5] {
             c.uploads_for_closed_accounts_judged,
             c.uploads_refused_owner_closed,
             c.second_extensions_judged,
+        ),
+        format!(
+            "moving out: captures flushed under the buyer after the seller closed {}, spoken orders and messages among the flushed captures {}, the buyer's orders and messages listings judged {}; outgoing messages judged to carry the sender's own capture {}",
+            c.moved_out_captures_flushed_after_close,
+            c.moved_out_intents_flushed,
+            c.moving_in_listings_judged,
+            c.outgoing_messages_judged,
         ),
         format!(
             "worker faults: collection reads refused 503 by the store {}, a poisoned subject's reads refused {} (poison jobs' retries judged {}, seen failed after their attempts and asked for again {})",

@@ -71,7 +71,8 @@ fn has_one_job(account: &AccountPlan) -> bool {
             | Action::CloseAccount
             | Action::SignUpAgain
             | Action::ConfirmAfterRecycle { .. }
-            | Action::TicketAcrossHandover { .. } => return false,
+            | Action::TicketAcrossHandover { .. }
+            | Action::MoveOut { .. } => return false,
             _ => {}
         }
     }

@@ -107,8 +107,117 @@ fn nonces_in(accounts: &[AccountPlan]) -> BTreeSet<u64> {
                 used.insert(*nonce);
             }
             Action::TicketAcrossHandover { nonces, .. } => used.extend(nonces.iter().copied()),
+            Action::MoveOut { nonces, .. } => used.extend(nonces.iter().copied()),
             _ => {}
         }
     }
     used
+}
+
+/// The swarm name of the devices sold unplugged before their seller moved out.
+pub const MOVE_OUT_SWARM_NAME: &str = "moving_out";
+
+/// At most this many people move out in one run.
+const MOVE_OUTS_PER_RUN: usize = 2;
+
+/// "Moving out": each person who neither closes nor leaves otherwise
+/// (chance `move_out_per_mille`, at most [`MOVE_OUTS_PER_RUN`] a run) sells
+/// an unplugged device still holding three of their captures (a plain one,
+/// a spoken order, and "send this to" a contact, one the buyer has too
+/// when there is one) to someone who stays, then closes the account.
+/// Drawn from a stream of its own (`world::derive(seed, "plan/move_out")`)
+/// after everything else, so that every other draw stays as it was;
+/// switched off by swarm testing in one seed of four. Returns the swarm
+/// names switched off.
+pub fn schedule_move_outs(
+    scenario: &Scenario,
+    seed: u64,
+    active_ms: u64,
+    accounts: &mut [AccountPlan],
+    nonces: &mut BTreeSet<u64>,
+) -> Vec<String> {
+    let share = scenario.actions.move_out_per_mille.min(1000) as u32;
+    if share == 0 || accounts.len() < 2 {
+        return Vec::new();
+    }
+    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/move_out"));
+    if scenario.swarm && rng.random_ratio(1, 4) {
+        return vec![MOVE_OUT_SWARM_NAME.to_string()];
+    }
+    let stays: Vec<usize> = (0..accounts.len())
+        .filter(|&p| stays_open(&accounts[p]))
+        .collect();
+    nonces.extend(nonces_in(accounts));
+    let (earliest, latest) = (active_ms / 5, active_ms / 2);
+    let mut sellers = BTreeSet::new();
+    for &seller in &stays {
+        if sellers.len() == MOVE_OUTS_PER_RUN || latest <= earliest {
+            break;
+        }
+        if accounts[seller].devices == 0 || !rng.random_ratio(share, 1000) {
+            continue;
+        }
+        let buyers: Vec<usize> = stays
+            .iter()
+            .copied()
+            .filter(|&b| b != seller && !sellers.contains(&b))
+            .collect();
+        if buyers.is_empty() {
+            continue;
+        }
+        let to = buyers[rng.random_range(0..buyers.len())];
+        let action = draw_move_out(&mut rng, &accounts[seller], &accounts[to], to, nonces);
+        let at_ms = rng.random_range(earliest..latest);
+        sellers.insert(seller);
+        let account = &mut accounts[seller];
+        account.actions.push(TimedAction { at_ms, action });
+        account.actions.sort_by_key(|a| a.at_ms);
+    }
+    Vec::new()
+}
+
+/// One person's move-out to buyer `to`.
+fn draw_move_out(
+    rng: &mut ChaCha8Rng,
+    seller: &AccountPlan,
+    buyer: &AccountPlan,
+    to: usize,
+    nonces: &mut BTreeSet<u64>,
+) -> Action {
+    let mut fresh = || loop {
+        let candidate: u64 = rng.random();
+        if nonces.insert(candidate) {
+            break candidate;
+        }
+    };
+    let nonces = [fresh(), fresh(), fresh()];
+    let shared: Vec<u32> = seller
+        .contacts
+        .iter()
+        .copied()
+        .filter(|c| buyer.contacts.contains(c))
+        .collect();
+    let contact = shared.first().or(seller.contacts.first()).copied();
+    Action::MoveOut {
+        to: to as u32,
+        device: rng.random_range(0..seller.devices),
+        nonces,
+        item: rng.random_range(0..super::ITEMS.len() as u32),
+        contact,
+        buyer_first: rng.random_bool(0.5),
+    }
+}
+
+/// Whether `account` keeps its account open all run (no closing, no
+/// handover ticket, no move-out of its own).
+fn stays_open(account: &AccountPlan) -> bool {
+    !account.actions.iter().any(|a| {
+        matches!(
+            a.action,
+            Action::CloseAccount
+                | Action::SignUpAgain
+                | Action::TicketAcrossHandover { .. }
+                | Action::MoveOut { .. }
+        )
+    })
 }

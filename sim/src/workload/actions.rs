@@ -150,6 +150,24 @@ impl Person {
             Action::TicketAcrossHandover { attacker, nonces } => {
                 self.ticket_across_handover(attacker, nonces).await
             }
+            Action::MoveOut {
+                to,
+                device,
+                nonces,
+                item,
+                contact,
+                buyer_first,
+            } => {
+                let move_out = super::handover::MoveOut {
+                    to: to as usize,
+                    device,
+                    nonces,
+                    item,
+                    contact,
+                    buyer_first,
+                };
+                self.move_out(move_out).await
+            }
             Action::CloseAccount => self.close_account().await,
             Action::SignUpAgain => Ok(()),
         }
@@ -851,6 +869,20 @@ impl Person {
             return Ok(());
         }
         let chosen = (pick % self.devices.len() as u64) as usize;
+        if let Some(device) = self.sell_device(chosen, to).await? {
+            self.world.board.borrow_mut().handoffs.push((to, device));
+        }
+        Ok(())
+    }
+
+    /// Sell device `chosen` to person `to`; the device as the buyer gets it
+    /// (its new credentials, the captures it still holds), or `None` when
+    /// the buyer has no open account.
+    pub(super) async fn sell_device(
+        &mut self,
+        chosen: usize,
+        to: usize,
+    ) -> Result<Option<Device>, CallError> {
         let to_email = self.world.plan.accounts[to].email.clone();
         let body = to_json(&TransferDeviceRequest { to_email })?;
         let session = self.session.clone();
@@ -877,11 +909,10 @@ impl Person {
                 device.epoch = credentials.ownership_epoch;
                 self.oracle().on(Event::DeviceTransferred);
                 self.trace(format!("sold dev-{} to p{to}", device.id));
-                self.world.board.borrow_mut().handoffs.push((to, device));
-                Ok(())
+                Ok(Some(device))
             }
             // The buyer has no open account: no sale.
-            StatusCode::NOT_FOUND => Ok(()),
+            StatusCode::NOT_FOUND => Ok(None),
             other => Err(CallError::Unexpected(format!("transfer answered {other}"))),
         }
     }
@@ -1105,6 +1136,8 @@ impl Person {
                 &[StatusCode::OK],
             )
             .await?;
+        self.oracle()
+            .on_messages_listed(self.principal, &outgoing, sim_now_ms());
         let mut keep = Vec::new();
         for spoken in std::mem::take(&mut self.spoken_messages) {
             let buffered = self
@@ -1293,7 +1326,7 @@ impl Person {
     /// "Delete my account": retried until the store acknowledges it.
     /// Whether the store refuses this person's own email and password
     /// (their account is closed).
-    async fn login_refused(&mut self) -> Result<bool, CallError> {
+    pub(super) async fn login_refused(&mut self) -> Result<bool, CallError> {
         let body = to_json(&crosstalk_model::api::LoginRequest {
             email: self.email(),
             password: self.password(),

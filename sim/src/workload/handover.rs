@@ -16,12 +16,29 @@
 //! The newcomer is a separate identity (their own principal, password,
 //! session and devices) driven from the old holder's task, whose account is
 //! closed from then on: the order of the steps is the plan's, not a race.
+//!
+//! "Moving out" is the same handover for a device: a person unplugs a
+//! speaker (it keeps capturing into its buffer, a spoken order and "send
+//! this to mum" among the captures), sells it still unplugged, and closes
+//! the account; the buyer plugs it in and it flushes its buffer under the
+//! buyer's hands. A capture belongs to whoever owned the device when it
+//! made it: the store must refuse a closed seller's captures (410) and file
+//! an open seller's under the seller, and none of them may act for the
+//! buyer. The buyer, signed in on their own phone, then looks at
+//! everything: history, the playback of every id the device was told,
+//! orders, outgoing messages and inbox; the oracle judges each by ground
+//! truth (`check/closed.rs`, `check/household.rs`).
 
 use super::CallError;
-use super::person::{POLL_MS, Person, parse, to_json};
+use super::person::{Device, POLL_MS, Person, parse, to_json};
+use crate::check::closed::MovedOutFlush;
 use crate::check::handover::HandoverVerification;
 use crate::net::sim_now_ms;
-use crosstalk_model::api::{TicketRequest, TicketStatus, VerifyTicketRequest};
+use crate::plan::{ITEMS, PHRASES, display_name};
+use crosstalk_model::api::{
+    Intent, LoginRequest, MessageView, OrderView, SignupResponse, TicketRequest, TicketStatus,
+    VerifyTicketRequest,
+};
 use http::{Method, StatusCode};
 use std::time::Duration;
 
@@ -195,6 +212,249 @@ impl Person {
                 now,
             );
             oracle.on_unasked_download(self.principal, seq, status, response.body(), now);
+        }
+        Ok(())
+    }
+}
+
+/// A planned move-out (see [`crate::plan::Action::MoveOut`]).
+pub(super) struct MoveOut {
+    pub(super) to: usize,
+    pub(super) device: u32,
+    pub(super) nonces: [u64; 3],
+    pub(super) item: u32,
+    pub(super) contact: Option<u32>,
+    pub(super) buyer_first: bool,
+}
+
+impl Person {
+    /// "Moving out": unplug a device, let it capture into its buffer (a
+    /// spoken order and message among the captures), sell it unplugged,
+    /// and close the account; the buyer (a session of their own, driven
+    /// from here so that the order of the steps is the plan's) plugs it
+    /// in, it flushes its buffer, and the buyer looks at everything. The
+    /// device then goes on in the buyer's own hands.
+    pub(super) async fn move_out(&mut self, plan: MoveOut) -> Result<(), CallError> {
+        let to = plan.to;
+        if self.devices.is_empty() || to == self.index || to >= self.world.plan.accounts.len() {
+            return Ok(());
+        }
+        let chosen = plan.device as usize % self.devices.len();
+        self.devices[chosen].offline_until_ms = u64::MAX;
+        self.trace(format!(
+            "unplugs dev-{} to sell it",
+            self.devices[chosen].id
+        ));
+        self.capture_into_box(chosen, &plan).await?;
+        let Some(device) = self.sell_device(chosen, to).await? else {
+            // No sale (the buyer has no open account): plugged in again.
+            self.devices[chosen].offline_until_ms = 0;
+            return Ok(());
+        };
+        let mut buyer = match self.buyer_signed_in(to).await {
+            Ok(Some(buyer)) => buyer,
+            outcome => {
+                // The buyer's own task takes the device in hand later.
+                self.world.board.borrow_mut().handoffs.push((to, device));
+                outcome?;
+                return self.close_account().await;
+            }
+        };
+        buyer.devices.push(device);
+        let outcome = self.moving_in(&mut buyer, &plan).await;
+        let held: Vec<Device> = buyer.devices.drain(..).collect();
+        let mut board = self.world.board.borrow_mut();
+        board.handoffs.extend(held.into_iter().map(|d| (to, d)));
+        outcome
+    }
+
+    /// The seller closes (before or after the buyer plugs the device in,
+    /// as planned); the buyer plugs it in and looks.
+    async fn moving_in(&mut self, buyer: &mut Person, plan: &MoveOut) -> Result<(), CallError> {
+        if !plan.buyer_first {
+            self.close_account().await?;
+        }
+        buyer.plug_in_bought_device(self.closed, plan).await?;
+        if plan.buyer_first {
+            self.close_account().await?;
+        }
+        match buyer.look_after_moving_in(&plan.nonces).await {
+            Err(CallError::Unavailable(_)) => Ok(()),
+            // The buyer closed their account meanwhile (their own task):
+            // their password no longer signs in, and nothing is left to see.
+            Err(e) => match buyer.login_refused().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(e),
+                Err(again) => Err(again),
+            },
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The unplugged device `chosen` captures the plan's three utterances
+    /// into its buffer: a plain one, a spoken order, and (with a contact)
+    /// "send this to" them.
+    async fn capture_into_box(&mut self, chosen: usize, plan: &MoveOut) -> Result<(), CallError> {
+        let device = chosen as u32;
+        let content = |nonce: u64| nonce.rotate_left(23) ^ 0x6d6f_7669_6e67_6f75;
+        let [plain, order, message] = plan.nonces;
+        let words = format!("{} (before moving out)", PHRASES[0]);
+        self.capture(device, plain, content(plain), &words, None)
+            .await?;
+        let item = ITEMS[plan.item as usize % ITEMS.len()];
+        let purchase = Intent::Purchase {
+            item: item.to_string(),
+        };
+        let words = format!("alexa, order {item}");
+        self.capture(device, order, content(order), &words, Some(purchase))
+            .await?;
+        let (words, intent) = match plan.contact {
+            Some(contact) => {
+                let name = display_name(contact as usize);
+                let words = format!("alexa, send this to {name}");
+                (words, Some(Intent::Message { contact_name: name }))
+            }
+            None => (PHRASES[1].to_string(), None),
+        };
+        self.capture(device, message, content(message), &words, intent)
+            .await
+    }
+
+    /// Person `to`'s current identity, signed in with a session of its own
+    /// (the buyer's phone); `None` when they hold no open account.
+    async fn buyer_signed_in(&self, to: usize) -> Result<Option<Person>, CallError> {
+        let email = self.world.plan.accounts[to].email.clone();
+        let principal = self
+            .world
+            .board
+            .borrow()
+            .principal_by_email
+            .get(&email)
+            .copied();
+        let Some(principal) = principal else {
+            return Ok(None);
+        };
+        let mut buyer = Person::new(self.world.clone(), to);
+        buyer.principal = principal;
+        let body = to_json(&LoginRequest {
+            email,
+            password: buyer.password(),
+        })?;
+        let response = buyer
+            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Ok(None);
+        }
+        let session: SignupResponse = parse(&response)?;
+        buyer.session = session.session_token;
+        Ok(Some(buyer))
+    }
+
+    /// Plug the bought device in: it flushes the seller's captures under
+    /// the buyer's hands; `seller_closed` when the seller's closing was
+    /// acknowledged before.
+    async fn plug_in_bought_device(
+        &mut self,
+        seller_closed: bool,
+        plan: &MoveOut,
+    ) -> Result<(), CallError> {
+        let Some(device) = self.devices.last_mut() else {
+            return Ok(());
+        };
+        device.offline_until_ms = 0;
+        let aboard: Vec<u64> = device.buffer.iter().map(|p| p.nonce).collect();
+        self.trace(format!(
+            "plugs in a bought device with {} captures",
+            aboard.len()
+        ));
+        let flushed = self.flush_all_devices().await;
+        let still: Vec<u64> = self
+            .devices
+            .iter()
+            .flat_map(|d| d.buffer.iter().map(|p| p.nonce))
+            .collect();
+        let answered: Vec<u64> = aboard.into_iter().filter(|n| !still.contains(n)).collect();
+        let intents = answered
+            .iter()
+            .filter(|&&n| n == plan.nonces[1] || (n == plan.nonces[2] && plan.contact.is_some()))
+            .count() as u64;
+        self.oracle().on_moved_out_flush(MovedOutFlush {
+            answered: answered.len() as u64,
+            intents,
+            after_close: seller_closed,
+        });
+        match flushed {
+            Err(CallError::Unavailable(_)) => Ok(()),
+            outcome => outcome,
+        }
+    }
+
+    /// The buyer looks at everything after the flush: the whole history,
+    /// the playback of every recording id the device was told, the orders,
+    /// the outgoing messages and the inbox.
+    async fn look_after_moving_in(&mut self, nonces: &[u64; 3]) -> Result<(), CallError> {
+        self.read_history("moving in: the buyer's history").await?;
+        let told: Vec<u64> = {
+            let oracle = self.oracle();
+            nonces
+                .iter()
+                .filter_map(|&n| oracle.recording_told(n))
+                .collect()
+        };
+        for id in told {
+            self.play_told_recording(id).await?;
+        }
+        let session = self.session.clone();
+        let orders: Vec<OrderView> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/orders",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        self.oracle()
+            .on_orders_listed(self.principal, &orders, sim_now_ms());
+        let messages: Vec<MessageView> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/messages",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        {
+            let mut oracle = self.oracle();
+            oracle.on_messages_listed(self.principal, &messages, sim_now_ms());
+            oracle.on_moving_in_listings_judged();
+        }
+        self.read_inbox(0).await
+    }
+
+    /// Play back recording `id`, which the buyer's device was told when it
+    /// uploaded a seller's capture: whatever plays is judged by its
+    /// watermark (a refusal shows nothing).
+    async fn play_told_recording(&mut self, id: u64) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let requested_ms = sim_now_ms();
+        let path = format!("/v1/recordings/{id}/audio");
+        let response = self
+            .call(false, Method::GET, &path, Some(&session), None)
+            .await?;
+        if response.status() == StatusCode::OK {
+            let now = sim_now_ms();
+            self.oracle().on_guessed_audio_delivered(
+                self.principal,
+                id,
+                response.body(),
+                requested_ms,
+                now,
+            );
         }
         Ok(())
     }
