@@ -121,3 +121,69 @@ fn service_routes_refuse_a_users_own_credentials() {
     );
     assert!(seed.is_some(), "open service routes went unnoticed");
 }
+
+/// The store's availability fault on a subject's collection reads answers
+/// only the service principal: a user's own session, no token, or a wrong
+/// one is refused by authentication first (401/403), never told 503 about
+/// the subject's backend (which also counted as the export job's refused
+/// reads). The worker's own read is still refused 503.
+mod collection_fault_after_authentication {
+    use crosstalk_model::{ManualClock, SeededEntropy};
+    use crosstalk_service::Inject;
+    use crosstalk_service::fault_points::FaultPoints;
+    use crosstalk_store::{Store, StoreConfig};
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    /// Every subject's collection reads are unavailable.
+    struct AllSubjectsDown;
+
+    impl FaultPoints for AllSubjectsDown {
+        fn fire(&self, _point: &'static str) -> bool {
+            false
+        }
+        fn fire_for(&self, point: &'static str, _key: u64) -> bool {
+            point == "store.service.subject_unavailable"
+        }
+    }
+
+    async fn status(router: &axum::Router, path: &str, token: Option<&str>) -> u16 {
+        let mut request = http::Request::builder().uri(path);
+        if let Some(token) = token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
+    #[tokio::test]
+    async fn a_user_is_refused_by_authentication_and_the_worker_by_the_fault() {
+        let store = Store::open(
+            redb::backends::InMemoryBackend::new(),
+            Arc::new(ManualClock::new(crosstalk_sim::net::EPOCH_MS)),
+            Arc::new(SeededEntropy::from_seed_u64(7)),
+            StoreConfig {
+                service_token: "svc".into(),
+                password_iterations: 1,
+                limits: Default::default(),
+            },
+        )
+        .unwrap()
+        .with_fault_points(Arc::new(AllSubjectsDown));
+        let (account, session) = store
+            .signup("ann@example.com", "correct horse battery")
+            .unwrap();
+        let router = crosstalk_store::router(Arc::new(store));
+        let base = format!("/v1/service/accounts/{}/recordings", account.0);
+        for path in [format!("{base}?limit=5"), format!("{base}/1/audio")] {
+            assert_eq!(status(&router, &path, None).await, 401, "{path}");
+            assert_eq!(status(&router, &path, Some(&session)).await, 403, "{path}");
+            assert_eq!(status(&router, &path, Some("svc0")).await, 403, "{path}");
+            assert_eq!(status(&router, &path, Some("svc")).await, 503, "{path}");
+        }
+    }
+}
