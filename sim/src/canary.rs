@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 mod feed;
 mod paging;
+mod storage;
 
 #[derive(Default)]
 struct Stash {
@@ -168,10 +169,56 @@ pub enum CanaryBreak {
     NotDurable {
         write: crate::faults::ack_crash::RareWrite,
     },
+    /// The store's disk answers a failed sync as a success (the
+    /// fsync-error-swallowed defect, on the disk): what the store
+    /// acknowledges then is lost in the power loss that follows
+    /// (`Crash::sync_error`).
+    SyncErrorsSwallowed,
+    /// The store's service routes take any bearer token (the
+    /// service-audio-unauthenticated defect, on the wire): a user's own
+    /// session reads someone else's recordings through them.
+    ServiceRoutesOpen,
+    /// The audio of the first recording the store acknowledged is gone
+    /// while it stays listed (a crash between an index commit and its
+    /// audio's): every playback of it answers 500.
+    AudioMissing,
+    /// A playback answered while a deletion of the same recording was in
+    /// flight is kept and served again to every later playback of it (a
+    /// cache the deletion evicted before it committed, refilled from the
+    /// old snapshot). Caught by the real-threads harness's deletion storms.
+    RefilledDuringDeletion,
     /// A read of the notification feed after a cursor takes the cursor's
     /// `seq` for a count of notifications already seen and skips that many
     /// of the whole feed (`canary/feed.rs`).
     FeedCursorAsCount,
+}
+
+/// The store's `disk` answers a failed sync as a success (see
+/// [`CanaryBreak::SyncErrorsSwallowed`]).
+pub fn swallow_sync_errors(router: Router, disk: &crate::faults::disk::SimDisk) -> Router {
+    disk.set_sync_errors_swallowed(true);
+    router
+}
+
+/// Requests to the store's service routes carry `service_token` whatever
+/// their caller sent (see [`CanaryBreak::ServiceRoutesOpen`]).
+pub fn open_service_routes(router: Router, service_token: String) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |mut request: Request, next: Next| {
+            let token = service_token.clone();
+            async move {
+                let path = request.uri().path();
+                if path.starts_with("/v1/service/accounts/")
+                    && let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                {
+                    request
+                        .headers_mut()
+                        .insert(http::header::AUTHORIZATION, value);
+                }
+                next.run(request).await
+            }
+        },
+    ))
 }
 
 /// The store's `disk` drops the syncs of every request of kind `write`
@@ -207,6 +254,7 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
     let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
     let prestaged = Arc::new(Mutex::new(Prestaged::default()));
     let deleted = Arc::new(Mutex::new(std::collections::BTreeSet::<u64>::new()));
+    let remembered = Arc::new(Mutex::new(storage::Remembered::default()));
     let unwrapped = router.clone();
     router.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {
@@ -216,8 +264,15 @@ pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> R
             let last_by_token = last_by_token.clone();
             let prestaged = prestaged.clone();
             let deleted = deleted.clone();
+            let remembered = remembered.clone();
             let unwrapped = unwrapped.clone();
             async move {
+                if matches!(
+                    how,
+                    CanaryBreak::AudioMissing | CanaryBreak::RefilledDuringDeletion
+                ) {
+                    return storage::break_storage(how, &remembered, request, next).await;
+                }
                 if matches!(
                     how,
                     CanaryBreak::DeleteAllFirstPage | CanaryBreak::ListingFirstPageOnly

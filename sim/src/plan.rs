@@ -210,6 +210,41 @@ pub struct Crash {
     /// `Some(n)`: from `at_ms` on, it goes in the middle of the host's n-th
     /// next disk write or sync — inside a commit (hosts with a disk only).
     pub mid_write_ops: Option<u32>,
+    /// From `at_ms` on, the host's next sync fails with an I/O error and
+    /// the power goes at its next write or sync after that (fsyncgate:
+    /// everything since the last good sync is lost). Store only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_error: bool,
+}
+
+/// The store's failed syncs, each followed by a power loss (drawn from a
+/// stream of their own, so that the rest of the plan is as it was).
+fn store_sync_failures(
+    faults: &crate::scenario::FaultSpec,
+    seed: u64,
+    from_ms: u64,
+    active_ms: u64,
+) -> Vec<Crash> {
+    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/sync-failures"));
+    (0..draw(&mut rng, faults.store_sync_failures))
+        .map(|_| Crash {
+            host: crate::net::STORE_HOST.to_string(),
+            at_ms: rng.random_range(from_ms..active_ms.max(from_ms + 1)),
+            downtime_ms: draw(&mut rng, faults.store_downtime_ms),
+            mid_write_ops: None,
+            sync_error: true,
+        })
+        .collect()
+}
+
+impl Plan {
+    /// Whether the store may lose power or fail its disk in this run
+    /// (crashes, crashes right after an acknowledgement, I/O errors).
+    pub fn store_loses_power(&self) -> bool {
+        self.crashes.iter().any(|c| c.host == crate::net::STORE_HOST)
+            || !self.ack_crashes.is_empty()
+            || self.store_io_errors_per_million > 0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1008,8 +1043,14 @@ impl Plan {
                     at_ms,
                     downtime_ms,
                     mid_write_ops,
+                    sync_error: false,
                 });
             }
+        }
+        let sync_failures = store_sync_failures(faults, seed, crash_window_start, active_ms);
+        if !sync_failures.is_empty() {
+            crashes.extend(sync_failures);
+            crashes.sort_by_key(|c| c.at_ms);
         }
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
         // Network faults on the links services use, never overlapping on one

@@ -93,6 +93,9 @@ fn report_data(plan: &Plan, outcome: &RunOutcome) -> Value {
         .iter()
         .map(|c| {
             let how = match c.mid_write_ops {
+                _ if c.sync_error => {
+                    format!("{}'s next sync fails, then it loses power", c.host)
+                }
                 Some(n) => format!("{} loses power at its write {n} from then on", c.host),
                 None => format!("{} crashes", c.host),
             };

@@ -310,6 +310,10 @@ pub struct FaultSpec {
     /// Disk I/O errors on the store's writes and syncs, per million; each one
     /// makes the store process exit and restart.
     pub store_io_errors_per_million: Range,
+    /// Syncs of the store's disk that fail with an I/O error, each followed
+    /// by a power loss at the disk's next write or sync: whatever the store
+    /// wrote since its last good sync is lost (fsyncgate; `faults/disk.rs`).
+    pub store_sync_failures: Range,
     /// Crashes of the export service's host (its disk loses unsynced writes).
     pub export_crashes: Range,
     pub export_downtime_ms: Range,
@@ -345,6 +349,7 @@ impl Default for FaultSpec {
             store_downtime_ms: Range(500, 5_000),
             store_crashes_after_ack: Range(0, 0),
             store_io_errors_per_million: Range(0, 0),
+            store_sync_failures: Range(0, 0),
             export_crashes: Range(0, 0),
             export_downtime_ms: Range(500, 5_000),
             worker_crashes: Range(0, 0),
@@ -826,6 +831,9 @@ impl Scenario {
         }
         f.store_io_errors_per_million
             .validate("faults.store_io_errors_per_million")?;
+        f.store_sync_failures
+            .validate("faults.store_sync_failures")?;
+        at_most("faults.store_sync_failures", f.store_sync_failures.1, 20)?;
         f.device_clock_skew_ms
             .validate("faults.device_clock_skew_ms")?;
         f.sut_fault_points_per_mille

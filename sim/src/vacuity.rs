@@ -69,6 +69,16 @@ const RULES: &[Rule] = &[
         &["store_crashes"],
     ),
     rule(
+        "recordings listed by the final audit played back whole after store crashes",
+        |s| s.faults.store_crashes.1 > 0,
+        &["listed_recordings_played_back"],
+    ),
+    rule(
+        "store disk syncs failed, then the power went",
+        |s| s.faults.store_sync_failures.1 > 0,
+        &["store_power_losses_after_failed_sync"],
+    ),
+    rule(
         "store crashes right after an acknowledged rare write",
         |s| s.faults.store_crashes_after_ack.1 > 0,
         &["store_crashes_after_ack"],
@@ -316,6 +326,7 @@ const RULES: &[Rule] = &[
         &[
             "refused: sign-in as a neighbour",
             "refused: service API with a wrong token",
+            "refused: service route with a user's credentials",
             "refused: worker API with a wrong token",
             "refused: agent console with a wrong token",
         ],
@@ -540,6 +551,11 @@ const THREAD_RULES: &[Rule] = &[
             "deletions_verified",
             "recordings_verified_durable",
         ],
+    ),
+    rule(
+        "playbacks sent after a deletion of the same recording was acknowledged (deletion storms)",
+        |s| s.threads.as_ref().is_some_and(|t| t.deletion_storm.1 > 0),
+        &["requests_after_deletion_acked"],
     ),
     rule(
         "speakers sold while their uploads were in flight",

@@ -297,6 +297,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             let last_store = last_store.clone();
             let contract_broken = contract_broken.clone();
             let token = token.clone();
+            let service_token_for_canary = token.clone();
             let counter = counter.clone();
             restarts.set(restarts.get() + 1);
             let entropy = SeededEntropy::from_seed_bytes(derive(seed, &format!("store/{}", restarts.get())));
@@ -321,6 +322,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                     crate::upload_watch::watch(crosstalk_store::router(store.clone()), door.clone());
                 router = match contract_break {
                     Some(CanaryBreak::NotDurable { write }) => crate::canary::unsynced(router, write, disk),
+                    Some(CanaryBreak::SyncErrorsSwallowed) => crate::canary::swallow_sync_errors(router, &disk),
+                    Some(CanaryBreak::ServiceRoutesOpen) => crate::canary::open_service_routes(router, service_token_for_canary.clone()),
                     Some(how) => crate::canary::break_store(router, how, contract_broken),
                     None => router,
                 };
@@ -678,6 +681,8 @@ struct Crashable {
     restart_at_ms: Option<u64>,
     /// An armed mid-write power loss, with the downtime to apply.
     armed_downtime_ms: Option<u64>,
+    /// Whether that power loss follows a failed sync (`Crash::sync_error`).
+    armed_after_sync_error: bool,
     up_since_ms: u64,
     /// Power losses right after an acknowledged rare write (the store's).
     after_ack: Option<Arc<AckCrash>>,
@@ -692,6 +697,7 @@ impl Crashable {
             schedule: Default::default(),
             restart_at_ms: None,
             armed_downtime_ms: None,
+            armed_after_sync_error: false,
             up_since_ms: 0,
             after_ack: None,
         }
@@ -778,11 +784,18 @@ impl Crashable {
                 // The power went mid-write during the last step; the process
                 // dies with it.
                 self.armed_downtime_ms = None;
-                self.crashed(sim, world, now_ms, downtime_ms, "lost power mid-write");
+                let how = if std::mem::take(&mut self.armed_after_sync_error) {
+                    world.oracle.borrow_mut().on_power_loss_after_failed_sync();
+                    "lost power after a failed sync"
+                } else {
+                    "lost power mid-write"
+                };
+                self.crashed(sim, world, now_ms, downtime_ms, how);
             } else if now_ms >= active_ms {
                 // Faults heal with the active period.
                 disk.disarm();
                 self.armed_downtime_ms = None;
+                self.armed_after_sync_error = false;
             }
         }
         if self.restart_at_ms.is_none()
@@ -795,6 +808,15 @@ impl Crashable {
                 return;
             };
             match (crash.mid_write_ops, &self.disk) {
+                (_, Some(disk)) if crash.sync_error => {
+                    disk.arm_sync_failure();
+                    self.armed_downtime_ms = Some(crash.downtime_ms);
+                    self.armed_after_sync_error = true;
+                    world.trace.borrow_mut().record(
+                        now_ms,
+                        &format!("fault: {} next sync fails, then the power goes", self.name),
+                    );
+                }
                 (Some(ops), Some(disk)) => {
                     disk.arm_power_loss(ops);
                     self.armed_downtime_ms = Some(crash.downtime_ms);
@@ -827,6 +849,7 @@ impl Crashable {
             disk.disarm();
         }
         self.armed_downtime_ms = None;
+        self.armed_after_sync_error = false;
         let how = format!(
             "crashed right after acknowledging a {}",
             struck.write.name()

@@ -41,7 +41,7 @@ fn the_shipped_threads_scenario_runs_under_real_threads() {
 #[test]
 fn the_correct_store_passes_with_races_and_quiescent_probes_counted() {
     let scenario = threads_scenario();
-    let (mut raced, mut quiescent, mut verified) = (0, 0, 0);
+    let (mut raced, mut quiescent, mut verified, mut after_ack) = (0, 0, 0, 0);
     for seed in 0..60 {
         let outcome = run_plan(&Plan::generate(&scenario, seed));
         assert!(outcome.passed(), "seed {seed}: {}", describe(&outcome));
@@ -50,10 +50,12 @@ fn the_correct_store_passes_with_races_and_quiescent_probes_counted() {
         // Whether one seed's requests overlapped is the OS's choice; over
         // sixty seeds some must have.
         raced += c.requests_raced;
+        after_ack += c.requests_after_deletion_acked;
         quiescent += c.quiescent_probes;
         verified += c.deletions_verified + c.recordings_verified_durable;
     }
     assert!(raced > 0, "nothing raced in 60 seeds");
+    assert!(after_ack > 0, "no playback after a deletion's acknowledgement");
     assert!(quiescent > 0 && verified > 0);
 }
 
@@ -70,6 +72,26 @@ fn playback_that_never_forgets_a_deletion_fails_by_erasure() {
             .any(|v| v.invariant == Invariant::Erasure)
     });
     assert!(caught, "a response cache that never evicts went unnoticed");
+}
+
+/// A playback answered while its recording's deletion was in flight, kept
+/// and served again (a cache evicted before the deletion committed and
+/// refilled from the old snapshot): the deletion storms catch it within a
+/// few seeds.
+#[test]
+fn a_cache_refilled_during_a_deletion_is_caught_by_the_deletion_storms() {
+    let scenario = threads_scenario();
+    let caught = (0..4).find(|&seed| {
+        let mut plan = Plan::generate(&scenario, seed);
+        assert!(plan.threads.as_ref().is_some_and(|t| t.deletion_storm > 0));
+        plan.canary_break = Some(CanaryBreak::RefilledDuringDeletion);
+        let outcome = run_plan(&plan);
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::Erasure)
+    });
+    assert!(caught.is_some(), "a cache refilled during a deletion went unnoticed");
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -135,7 +135,11 @@ async fn collection_unavailable(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(account) = collection_read_account(request.method(), request.uri().path()) {
+    // Only the service principal's reads reach the backend: anyone else is
+    // refused by authentication first and learns nothing of its state.
+    if let Some(account) = collection_read_account(request.method(), request.uri().path())
+        && bears_service_token(request.headers(), &store)
+    {
         let injected = &store.injected;
         if injected.fires_for("store.service.subject_unavailable", account)
             || injected.fires("store.service.unavailable")
@@ -146,6 +150,21 @@ async fn collection_unavailable(
         }
     }
     next.run(request).await
+}
+
+/// Whether `headers` carry the service token (compared by digest, as
+/// [`ServicePrincipal`] does).
+fn bears_service_token(headers: &axum::http::HeaderMap, store: &Store) -> bool {
+    let Some(token) = bearer_token(headers) else {
+        return false;
+    };
+    let presented = Sha256::digest(token.as_bytes());
+    let expected = Sha256::digest(store.config.service_token.as_bytes());
+    presented
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// The account of a collection read (`GET .../accounts/{account}/recordings`

@@ -398,6 +398,8 @@ impl Store {
     pub(crate) fn evict_cached(&self, recordings: &[RecordingId], account: Option<AccountId>) {
         self.playback_cache.evict(recordings, account);
         self.response_cache.evict(recordings, account);
+        // Whatever follows an eviction races the playbacks it was for.
+        self.injected.interleave("store.cache.after_evict");
     }
 
     /// Delete `selection` of `account`'s recordings from every table and

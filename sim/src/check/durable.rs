@@ -54,7 +54,66 @@ pub struct AckedProbe {
     pub at_ms: u64,
 }
 
+/// The final audit's playback of a recording its listing showed: `status`
+/// (`None`: no answer on any round, or a server error on every one).
+#[derive(Clone, Copy, Debug)]
+pub struct ListedPlayback {
+    pub principal: usize,
+    pub id: u64,
+    pub nonce: u64,
+    pub status: Option<http::StatusCode>,
+    pub requested_ms: u64,
+    pub at_ms: u64,
+}
+
 impl Oracle {
+    /// The final audit listed `playback.nonce` among `principal`'s own
+    /// recordings and played it back after every fault healed: the audio
+    /// must come back, and be that recording's (a listing entry whose
+    /// playback fails for good is a recording lost). `body` is the answer.
+    pub fn judge_listed_playback(&mut self, playback: ListedPlayback, body: &[u8]) {
+        let ListedPlayback {
+            principal,
+            id,
+            nonce,
+            status,
+            requested_ms,
+            at_ms,
+        } = playback;
+        if status == Some(http::StatusCode::OK) {
+            self.controls.listed_recordings_played_back += 1;
+            self.on_own_audio(principal, id, nonce, http::StatusCode::OK, body, requested_ms, at_ms);
+            return;
+        }
+        let Some(u) = self.utterances.get(&nonce).cloned() else {
+            return;
+        };
+        if u.owner != principal || u.deletion_started_ms.is_some() {
+            return;
+        }
+        let answered = status.map_or_else(
+            || "a server error or nothing on every attempt".to_string(),
+            |s| format!("{s}"),
+        );
+        let detail = format!(
+            "{}; listed by the final audit as rec-{id}, but its playback answered {answered} after every fault healed: a listing entry without its audio is a recording lost",
+            self.provenance(nonce, &u)
+        );
+        self.violate(
+            Invariant::Durability,
+            at_ms,
+            Some(nonce),
+            Some(principal),
+            detail,
+        );
+    }
+
+    /// The store's disk failed a sync and then lost power (fsyncgate):
+    /// whatever it acknowledged after the failed sync is owed all the same.
+    pub fn on_power_loss_after_failed_sync(&mut self) {
+        self.controls.store_power_losses_after_failed_sync += 1;
+    }
+
     /// The store lost power right after acknowledging a rare write.
     pub fn on_crash_after_ack(&mut self) {
         self.controls.store_crashes_after_ack += 1;

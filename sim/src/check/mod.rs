@@ -164,6 +164,10 @@ pub struct Controls {
     pub utterances_uploaded: u64,
     pub history_items_checked: u64,
     pub own_audio_checked: u64,
+    /// Recordings the final audit listed and then played back whole
+    /// (`check/durable.rs`; only where the store may lose power).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub listed_recordings_played_back: u64,
     pub exports_requested: u64,
     pub exports_completed: u64,
     pub archive_recordings_checked: u64,
@@ -182,6 +186,10 @@ pub struct Controls {
     /// power loss (`check/durable.rs`).
     pub store_crashes_after_ack: u64,
     pub acked_states_probed_after_power_loss: u64,
+    /// Power losses of the store's disk right after a sync it failed
+    /// (`Crash::sync_error`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub store_power_losses_after_failed_sync: u64,
     pub export_crashes: u64,
     pub worker_crashes: u64,
     /// Partitions and latency spikes injected.
@@ -325,6 +333,10 @@ pub struct Controls {
     /// Probes of every claim sent after every writer stopped (real threads).
     #[serde(skip_serializing_if = "is_zero")]
     pub quiescent_probes: u64,
+    /// Requests about a recording sent after a deletion of it was
+    /// acknowledged (real threads' deletion storms): each must find it gone.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub requests_after_deletion_acked: u64,
     /// Archives whose manifest's snapshot claim was judged against ground
     /// truth (`check/snapshot.rs`).
     pub snapshot_claims_judged: u64,
@@ -415,6 +427,7 @@ impl Controls {
         self.utterances_uploaded += other.utterances_uploaded;
         self.history_items_checked += other.history_items_checked;
         self.own_audio_checked += other.own_audio_checked;
+        self.listed_recordings_played_back += other.listed_recordings_played_back;
         self.exports_requested += other.exports_requested;
         self.exports_completed += other.exports_completed;
         self.archive_recordings_checked += other.archive_recordings_checked;
@@ -428,6 +441,7 @@ impl Controls {
         self.deletions_acknowledged += other.deletions_acknowledged;
         self.store_crashes += other.store_crashes;
         self.store_crashes_after_ack += other.store_crashes_after_ack;
+        self.store_power_losses_after_failed_sync += other.store_power_losses_after_failed_sync;
         self.acked_states_probed_after_power_loss += other.acked_states_probed_after_power_loss;
         self.export_crashes += other.export_crashes;
         self.worker_crashes += other.worker_crashes;
@@ -526,6 +540,7 @@ impl Controls {
         self.links_delivered_judged += other.links_delivered_judged;
         self.requests_raced += other.requests_raced;
         self.quiescent_probes += other.quiescent_probes;
+        self.requests_after_deletion_acked += other.requests_after_deletion_acked;
     }
 }
 

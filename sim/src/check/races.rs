@@ -27,6 +27,8 @@ impl Oracle {
         let not_done_before = u.deletion_acked_ms.is_none_or(|a| a >= sent_ms);
         if started && not_done_before {
             self.controls.requests_raced += 1;
+        } else if u.deletion_acked_ms.is_some_and(|a| a < sent_ms) {
+            self.controls.requests_after_deletion_acked += 1;
         }
     }
 
@@ -142,6 +144,7 @@ mod tests {
         assert_eq!(o.controls.requests_raced, 2);
         o.on_request_about(7, 9, 10);
         assert_eq!(o.controls.requests_raced, 2, "sent after the ack");
+        assert_eq!(o.controls.requests_after_deletion_acked, 1);
     }
 
     #[test]

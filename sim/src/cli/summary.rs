@@ -62,8 +62,8 @@ pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
     }
     if c.requests_raced > 0 || c.quiescent_probes > 0 {
         println!(
-            "real threads: playbacks that raced a deletion of the same recording {}, quiescent probes {} (the seed fixes the workload, the OS the interleaving)",
-            c.requests_raced, c.quiescent_probes
+            "real threads: playbacks that raced a deletion of the same recording {}, sent after its acknowledgement {}, quiescent probes {} (the seed fixes the workload, the OS the interleaving)",
+            c.requests_raced, c.requests_after_deletion_acked, c.quiescent_probes
         );
     }
     if let Some(line) = heavy_line(c) {

@@ -132,11 +132,17 @@ struct State {
     io_error_denominator: u32,
     /// Power loss armed to strike at the Nth next write or sync.
     armed_ops: Option<u32>,
+    /// The next sync fails with an I/O error, and the power goes at the
+    /// write or sync after it (see [`SimDisk::arm_sync_failure`]).
+    sync_failure_armed: bool,
     /// Set when an armed power loss struck; the world then crashes the host.
     tripped: bool,
     /// Syncs are acknowledged but not performed (a harness self-test's way
     /// to make one kind of write non-durable: `canary::unsynced`).
     syncs_dropped: bool,
+    /// A failed sync is answered as a success (a harness self-test's
+    /// fsyncgate: `canary::swallow_sync_errors`).
+    sync_errors_swallowed: bool,
     /// A sync was dropped since the last real one: a power loss then loses
     /// every unsynced write, none torn or kept, so that the database is
     /// back at its last real sync (as a commit that never asked for a sync
@@ -230,8 +236,10 @@ impl SimDisk {
                 io_error_numerator,
                 io_error_denominator: io_error_denominator.max(1),
                 armed_ops: None,
+                sync_failure_armed: false,
                 tripped: false,
                 syncs_dropped: false,
+                sync_errors_swallowed: false,
                 dropped_since_sync: false,
                 stats: DiskStats::default(),
             })),
@@ -254,6 +262,7 @@ impl SimDisk {
     pub fn crash(&self) {
         let mut state = self.lock();
         state.armed_ops = None;
+        state.sync_failure_armed = false;
         power_loss(&mut state);
     }
 
@@ -264,6 +273,16 @@ impl SimDisk {
         self.lock().armed_ops = Some(ops.max(1));
     }
 
+    /// Arm a failing sync (fsyncgate): the next sync fails with an I/O
+    /// error, and what was written since the last good sync will never be
+    /// durable (the kernel dropped it); the power goes at the next write or
+    /// sync after it, so that everything written since the last good sync
+    /// is lost, none of it torn or kept. A store that takes the error for
+    /// success acknowledges writes that the power loss then takes away.
+    pub fn arm_sync_failure(&self) {
+        self.lock().sync_failure_armed = true;
+    }
+
     /// Whether an armed power loss struck since the last call.
     pub fn take_tripped(&self) -> bool {
         std::mem::take(&mut self.lock().tripped)
@@ -271,12 +290,15 @@ impl SimDisk {
 
     /// Whether a power loss is armed and has not struck yet.
     pub fn is_armed(&self) -> bool {
-        self.lock().armed_ops.is_some()
+        let state = self.lock();
+        state.armed_ops.is_some() || state.sync_failure_armed
     }
 
-    /// Disarm a power loss that has not struck.
+    /// Disarm a power loss (or a failing sync) that has not struck.
     pub fn disarm(&self) {
-        self.lock().armed_ops = None;
+        let mut state = self.lock();
+        state.armed_ops = None;
+        state.sync_failure_armed = false;
     }
 
     /// Harness self-tests only: while `dropped`, a sync succeeds without
@@ -284,6 +306,12 @@ impl SimDisk {
     /// that while stay unsynced until the next real sync.
     pub fn set_syncs_dropped(&self, dropped: bool) {
         self.lock().syncs_dropped = dropped;
+    }
+
+    /// Harness self-tests only: while `swallowed`, a failed sync
+    /// ([`Self::arm_sync_failure`]) is answered as a success.
+    pub fn set_sync_errors_swallowed(&self, swallowed: bool) {
+        self.lock().sync_errors_swallowed = swallowed;
     }
 
     /// Change the injected I/O error rate (0 turns errors off).
@@ -362,6 +390,15 @@ impl StorageBackend for SimDiskHandle {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         self.with(true, |s| {
+            if std::mem::take(&mut s.sync_failure_armed) {
+                s.stats.io_errors_injected += 1;
+                s.dropped_since_sync = true;
+                s.armed_ops = Some(1);
+                if s.sync_errors_swallowed {
+                    return Ok(());
+                }
+                return Err(io::Error::other("simulated disk: sync failed (I/O error)"));
+            }
             if s.syncs_dropped {
                 s.dropped_since_sync = true;
                 return Ok(());
@@ -472,6 +509,88 @@ mod tests {
                 );
             }
             assert!(table.get(999).unwrap().is_none());
+        }
+    }
+
+    /// A backend that takes every sync error for success (fsyncgate).
+    #[derive(Debug)]
+    struct SwallowsSyncErrors(SimDiskHandle);
+
+    impl StorageBackend for SwallowsSyncErrors {
+        fn len(&self) -> Result<u64, io::Error> {
+            self.0.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+            self.0.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), io::Error> {
+            self.0.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), io::Error> {
+            let _ = self.0.sync_data();
+            Ok(())
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+            self.0.write(offset, data)
+        }
+    }
+
+    /// Commit `key` on `db`; whether the commit said it succeeded.
+    fn commit(db: &Database, key: u64) -> bool {
+        let Ok(txn) = db.begin_write() else {
+            return false;
+        };
+        let inserted = txn
+            .open_table(T)
+            .map(|mut t| t.insert(key, key).is_ok())
+            .unwrap_or(false);
+        inserted && txn.commit().is_ok()
+    }
+
+    /// After a crash, the keys of `disk` among `keys`.
+    fn surviving(disk: &SimDisk, keys: &[u64]) -> Vec<u64> {
+        let db = Database::builder()
+            .create_with_backend(disk.open())
+            .unwrap();
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(T).unwrap();
+        keys.iter()
+            .copied()
+            .filter(|k| table.get(*k).unwrap().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_sync_loses_its_writes_at_the_next_power_loss() {
+        for seed in 0..10 {
+            // A store that heeds the error: the commit fails, nothing after.
+            let disk = SimDisk::new(seed, 0, 1);
+            let db = Database::builder()
+                .create_with_backend(disk.open())
+                .unwrap();
+            assert!(commit(&db, 1));
+            disk.arm_sync_failure();
+            assert!(!commit(&db, 2), "the failed sync fails the commit");
+            // (redb may refuse work after the failed commit; the power
+            // goes at its next write, or now.)
+            let _ = commit(&db, 3);
+            if !disk.take_tripped() {
+                disk.crash();
+            }
+            drop(db);
+            assert_eq!(surviving(&disk, &[1, 2, 3]), vec![1], "seed {seed}");
+            // A store that swallows it: the commit is acknowledged, and lost.
+            let disk = SimDisk::new(seed, 0, 1);
+            let db = Database::builder()
+                .create_with_backend(SwallowsSyncErrors(disk.open()))
+                .unwrap();
+            assert!(commit(&db, 1));
+            disk.arm_sync_failure();
+            assert!(commit(&db, 2), "acknowledged all the same");
+            let _ = commit(&db, 3);
+            assert!(disk.take_tripped());
+            drop(db);
+            assert_eq!(surviving(&disk, &[1, 2, 3]), vec![1], "seed {seed}: 2 lost");
         }
     }
 

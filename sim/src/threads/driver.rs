@@ -298,7 +298,7 @@ pub(super) async fn drive(shared: Arc<Shared>, plan: ThreadsPlan) {
     for round in &plan.rounds {
         let tasks = round
             .iter()
-            .map(|op| Box::pin(race(shared.clone(), op.clone())) as _)
+            .map(|op| Box::pin(race(shared.clone(), op.clone(), plan.deletion_storm)) as _)
             .collect();
         all_at_once(&shared, tasks).await;
     }
@@ -406,8 +406,9 @@ async fn upload(shared: Arc<Shared>, account: usize, capture: Capture) {
     }
 }
 
-/// One racing operation.
-async fn race(shared: Arc<Shared>, op: RaceOp) {
+/// One racing operation; a deletion of one recording comes with `storm`
+/// playback loops of it.
+async fn race(shared: Arc<Shared>, op: RaceOp, storm: u32) {
     let account = op.account();
     let Some(creds) = shared.credentials(account) else {
         return;
@@ -418,20 +419,7 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
         RaceOp::List { .. } => list(&shared, account, &creds, false).await,
         RaceOp::Upload { capture, .. } => upload(shared.clone(), account, capture).await,
         RaceOp::DeleteOne { nonce, .. } => {
-            let Some(id) = shared.id_of(nonce) else {
-                return;
-            };
-            let path = format!("/v1/recordings/{id}");
-            shared
-                .call(
-                    account,
-                    Kind::DeleteOne { nonce },
-                    Method::DELETE,
-                    path,
-                    session,
-                    None,
-                )
-                .await;
+            delete_in_a_storm(&shared, account, &creds, nonce, storm).await;
         }
         RaceOp::DeleteRange { from_ms, to_ms, .. } => {
             let body = serde_json::json!({"captured_from_ms": from_ms, "captured_to_ms": to_ms});
@@ -495,6 +483,69 @@ async fn race(shared: Arc<Shared>, op: RaceOp) {
                 lock(&shared.closed).insert(account);
             }
         }
+    }
+}
+
+/// Playbacks each storm loop sends after it saw the deletion acknowledged.
+const STORM_PLAYS_AFTER_ACK: u32 = 3;
+/// Playbacks one storm loop sends at most before the acknowledgement (a
+/// bound, should the deletion never be answered).
+const STORM_PLAYS_BEFORE_ACK: u32 = 400;
+
+/// Delete one recording while `storm` tasks play it back again and again:
+/// each loop starts with the deletion and goes on until a few playbacks
+/// after its acknowledgement, so that some playback reads the database
+/// while the deletion commits (a cache evicted before the commit is refilled
+/// then) and the ones sent after the acknowledgement show what was kept.
+async fn delete_in_a_storm(
+    shared: &Arc<Shared>,
+    account: usize,
+    creds: &Credentials,
+    nonce: u64,
+    storm: u32,
+) {
+    let Some(id) = shared.id_of(nonce) else {
+        return;
+    };
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks: Vec<Task> = (0..storm)
+        .map(|_| {
+            let (shared, creds, answered) = (shared.clone(), creds.clone(), answered.clone());
+            Box::pin(async move { play_until_after(&shared, account, &creds, nonce, &answered).await })
+                as Task
+        })
+        .collect();
+    let (deleter, session) = (shared.clone(), creds.session.clone());
+    tasks.push(Box::pin(async move {
+        let path = format!("/v1/recordings/{id}");
+        let kind = Kind::DeleteOne { nonce };
+        deleter
+            .call(account, kind, Method::DELETE, path, Some(&session), None)
+            .await;
+        answered.store(true, Ordering::SeqCst);
+    }));
+    all_at_once(shared, tasks).await;
+}
+
+/// One storm loop: play `nonce` back until the deletion was `answered`,
+/// then a few times more. Yields between playbacks, so that no loop holds
+/// a worker thread the deletion needs.
+async fn play_until_after(
+    shared: &Shared,
+    account: usize,
+    creds: &Credentials,
+    nonce: u64,
+    answered: &std::sync::atomic::AtomicBool,
+) {
+    let mut before = 0;
+    while !answered.load(Ordering::SeqCst) && before < STORM_PLAYS_BEFORE_ACK {
+        play(shared, account, creds, nonce, false).await;
+        before += 1;
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..STORM_PLAYS_AFTER_ACK {
+        play(shared, account, creds, nonce, false).await;
+        tokio::task::yield_now().await;
     }
 }
 

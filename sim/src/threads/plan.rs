@@ -34,6 +34,10 @@ pub struct ThreadsSpec {
     pub targets_per_round: Range,
     /// Playbacks of each target per round.
     pub plays_per_target: Range,
+    /// Playback loops of a recording started with its one-recording
+    /// deletion, each playing it back until a few plays after the deletion
+    /// was acknowledged (0: none).
+    pub deletion_storm: Range,
     /// Uploads of new recordings per account and round.
     pub uploads_per_round: Range,
     /// Uploads in flight while an account closes.
@@ -57,6 +61,7 @@ impl Default for ThreadsSpec {
             rounds: Range(3, 5),
             targets_per_round: Range(1, 3),
             plays_per_target: Range(2, 4),
+            deletion_storm: Range(0, 0),
             uploads_per_round: Range(0, 2),
             uploads_during_close: Range(2, 4),
             transfer_per_mille: 0,
@@ -74,6 +79,7 @@ impl ThreadsSpec {
             ("threads.rounds", self.rounds),
             ("threads.targets_per_round", self.targets_per_round),
             ("threads.plays_per_target", self.plays_per_target),
+            ("threads.deletion_storm", self.deletion_storm),
             ("threads.uploads_per_round", self.uploads_per_round),
             ("threads.uploads_during_close", self.uploads_during_close),
         ] {
@@ -93,6 +99,9 @@ impl ThreadsSpec {
         }
         if self.plays_per_target.1 > 16 || self.uploads_per_round.1 > 8 {
             return Err("threads: at most 16 plays per target and 8 uploads per round".into());
+        }
+        if self.deletion_storm.1 > 64 {
+            return Err("threads.deletion_storm: at most 64 playback loops".into());
         }
         if self.uploads_during_close.1 > 16 {
             return Err("threads.uploads_during_close: at most 16".into());
@@ -174,6 +183,14 @@ pub struct ThreadsPlan {
     pub interleave_seed: u64,
     pub accounts: Vec<ThreadAccount>,
     pub rounds: Vec<Vec<RaceOp>>,
+    /// Playback loops started with each one-recording deletion (drawn from
+    /// a stream of its own, so that the rest of the plan is as it was).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deletion_storm: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The first capture time; captures are a second apart per account.
@@ -255,6 +272,10 @@ impl ThreadsPlan {
             interleave_seed: rng.random(),
             accounts,
             rounds: plan_rounds,
+            deletion_storm: draw(
+                &mut ChaCha8Rng::from_seed(crate::world::derive(seed, "threads/storm")),
+                spec.deletion_storm,
+            ) as u32,
         }
     }
 

@@ -22,6 +22,7 @@
 //! deletion, so the victim's own audit notices the loss too.
 
 mod key_reuse;
+mod service_routes;
 
 use super::person::{Person, parse, to_json};
 use super::{CallError, pick_in_map, pick_where};
@@ -99,6 +100,7 @@ impl Person {
         self.sign_in_as_neighbour(pick).await?;
         self.sign_up_again_written_otherwise(pick).await?;
         self.knock_with_wrong_tokens(pick).await?;
+        self.service_routes_as_user(pick).await?;
         self.old_session_and_devices(nonce).await?;
         self.replay_own_upload(pick).await?;
         self.reuse_upload_key(pick).await?;

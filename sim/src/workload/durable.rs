@@ -12,12 +12,20 @@
 
 use super::person::{Person, to_json};
 use super::{CallError, World};
-use crate::check::durable::{AckedProbe, AckedWhat};
+use crate::check::durable::{AckedProbe, AckedWhat, ListedPlayback};
 use crate::net::sim_now_ms;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_model::api::IngestRequest;
 use http::Method;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Most listed recordings one person plays back in the final audit.
+const AUDIT_PLAYBACKS: usize = 64;
+/// Rounds of a listed recording's playback, `POLL_MS` apart, before a
+/// server error on every one counts as its audio lost.
+const AUDIT_PLAYBACK_ROUNDS: u32 = 3;
 
 /// Attempts of one probe before its outcome counts as unknown (and it is
 /// tried again at the next chance).
@@ -178,5 +186,52 @@ impl Person {
             ownership_epoch: None,
             intent: None,
         })
+    }
+
+    /// The final audit listed `listed` (nonces): play back each own
+    /// recording in it (a listing entry whose audio is gone is a recording
+    /// lost, as a crash between an index commit and its audio's leaves
+    /// it). Every answer goes to the oracle (`Oracle::judge_listed_playback`).
+    pub(super) async fn play_back_listed(&mut self, listed: &BTreeSet<u64>) -> Result<(), CallError> {
+        let targets: Vec<(u64, u64)> = self
+            .own_recordings
+            .iter()
+            .filter(|r| listed.contains(&r.nonce))
+            .map(|r| (r.id, r.nonce))
+            .take(AUDIT_PLAYBACKS)
+            .collect();
+        let session = self.session.clone();
+        for (id, nonce) in targets {
+            let path = format!("/v1/recordings/{id}/audio");
+            let requested_ms = sim_now_ms();
+            let mut answer = None;
+            for round in 0..AUDIT_PLAYBACK_ROUNDS {
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(super::person::POLL_MS)).await;
+                }
+                match self.call(false, Method::GET, &path, Some(&session), None).await {
+                    Ok(response) => {
+                        answer = Some(response);
+                        break;
+                    }
+                    Err(CallError::Unavailable(e)) => self.trace(format!("audit playback: {e}")),
+                    Err(e) => return Err(e),
+                }
+            }
+            let (status, body) = match &answer {
+                Some(r) => (Some(r.status()), r.body().as_ref()),
+                None => (None, &[][..]),
+            };
+            let playback = ListedPlayback {
+                principal: self.principal,
+                id,
+                nonce,
+                status,
+                requested_ms,
+                at_ms: sim_now_ms(),
+            };
+            self.oracle().judge_listed_playback(playback, body);
+        }
+        Ok(())
     }
 }

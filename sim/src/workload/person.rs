@@ -856,6 +856,9 @@ impl Person {
         };
         self.oracle()
             .audit_history(self.principal, &listed, started_ms, sim_now_ms());
+        if self.world.plan.store_loses_power() {
+            self.play_back_listed(&listed).await?;
+        }
         // Message commands still held: wait for their holds (within the
         // drain), then settle them like any other.
         while let Some(due) = self
