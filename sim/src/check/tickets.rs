@@ -88,7 +88,7 @@ mod tests {
         let accepted = ticket(1_000, Some((202, 1_050)));
         // An account (200) or none (404), answered while it was opened.
         for status in [200, 404] {
-            let o = judged(&[accepted.clone()], &[lookup(1_010, Some((status, 1_020)))]);
+            let o = judged(std::slice::from_ref(&accepted), &[lookup(1_010, Some((status, 1_020)))]);
             assert!(o.violations.is_empty(), "{:?}", o.violations);
             assert_eq!(o.controls.tickets_judged_against_lookups, 1);
         }
@@ -98,7 +98,7 @@ mod tests {
             lookup(1_010, None),
             lookup(500, Some((200, 600))),
         ] {
-            let o = judged(&[accepted.clone()], &[seen]);
+            let o = judged(std::slice::from_ref(&accepted), &[seen]);
             assert_eq!(o.violations.len(), 1);
             assert_eq!(o.violations[0].invariant, Invariant::ApiContract);
             assert!(o.violations[0].detail.starts_with("ticket contract"));
