@@ -798,7 +798,10 @@ impl Scenario {
             ("faults.store_crashes", f.store_crashes),
             ("faults.store_crashes_after_ack", f.store_crashes_after_ack),
             ("faults.export_crashes", f.export_crashes),
-            ("faults.export_crashes_in_publication", f.export_crashes_in_publication),
+            (
+                "faults.export_crashes_in_publication",
+                f.export_crashes_in_publication,
+            ),
             ("faults.worker_crashes", f.worker_crashes),
         ] {
             range.validate(name)?;

@@ -10,9 +10,9 @@ use crate::canary::CanaryBreak;
 use crate::check::contract::FiredPoints;
 use crate::check::{Controls, Event, Oracle, Violation};
 use crate::faults::ack_crash::AckCrash;
-use crate::faults::publish_crash::PublishCrash;
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
+use crate::faults::publish_crash::PublishCrash;
 use crate::net::{
     EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener,
 };
@@ -358,7 +358,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let export_disk = SimDisk::new(export_disk_seed, 0, 1);
     // Power losses inside publications (`faults/publish_crash.rs`).
     let publish_crash = (!plan.publish_crashes.is_empty()).then(|| {
-        PublishCrash::new(plan.publish_crashes.clone(), plan.active_ms, export_disk.clone())
+        PublishCrash::new(
+            plan.publish_crashes.clone(),
+            plan.active_ms,
+            export_disk.clone(),
+        )
     });
     // The workers' lease traffic as the export service's door saw it.
     let lease_log = crate::lease_watch::LeaseLog::default();
@@ -853,7 +857,10 @@ impl Crashable {
         world.oracle.borrow_mut().on_publication_power_loss_armed();
         world.trace.borrow_mut().record(
             now_ms,
-            &format!("fault: {} power loss armed at write {write} of a publication", self.name),
+            &format!(
+                "fault: {} power loss armed at write {write} of a publication",
+                self.name
+            ),
         );
     }
 

@@ -74,7 +74,9 @@ fn reclaim_keeps_fence(State(fences): State<SharedFences>, request: Request, nex
             }
             _ => bytes,
         };
-        let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        let response = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
         if !claim || response.status() != StatusCode::OK {
             return response;
         }
@@ -124,7 +126,10 @@ fn ready_reclaimed(State(seen): State<SharedPublished>, request: Request, next: 
         if let Some(id) = published
             && response.status() == StatusCode::OK
         {
-            seen.lock().unwrap_or_else(|p| p.into_inner()).ready.push(id);
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready
+                .push(id);
         }
         if claim && response.status() == StatusCode::OK {
             let (parts, bytes) = response_bytes(response).await;
@@ -159,12 +164,20 @@ fn a_ready_export_claimed_again_is_caught() {
         4,
         export_layer(|inner| layered(inner, SharedPublished::default(), ready_reclaimed)),
     );
-    assert_caught(&outcome, Invariant::ApiContract, "ready export claimed again");
+    assert_caught(
+        &outcome,
+        Invariant::ApiContract,
+        "ready export claimed again",
+    );
 }
 
 /// Accept every third ticket without asking the store anything, as a
 /// service that takes a failed lookup for an unknown address does.
-fn ticket_without_lookup(State(count): State<Arc<Mutex<u64>>>, request: Request, next: Next) -> Fut {
+fn ticket_without_lookup(
+    State(count): State<Arc<Mutex<u64>>>,
+    request: Request,
+    next: Next,
+) -> Fut {
     Box::pin(async move {
         if request.method() == Method::POST && request.uri().path() == "/v1/tickets" {
             let mut count = count.lock().unwrap_or_else(|p| p.into_inner());

@@ -125,7 +125,8 @@ impl Oracle {
             let published = exchanges.iter().find(|p| {
                 p.call == LeaseCall::Publish
                     && p.export_id == claim.export_id
-                    && p.answered.is_some_and(|(s, at)| s == 200 && at < claim.arrived_ms)
+                    && p.answered
+                        .is_some_and(|(s, at)| s == 200 && at < claim.arrived_ms)
                     && !exchanges.iter().any(|d| {
                         may_revoke(d, claim.export_id)
                             && d.arrived_ms >= p.arrived_ms
@@ -141,7 +142,13 @@ impl Oracle {
                 "lease contract: ready export claimed again: exp-{} was published at {published_ms} ms (accepted) and claimed again under fence {} at {} ms, with no download of it in between that could have revoked it",
                 claim.export_id, claim.fence, claim.arrived_ms
             );
-            self.violate(Invariant::ApiContract, claim_answered_ms, None, None, detail);
+            self.violate(
+                Invariant::ApiContract,
+                claim_answered_ms,
+                None,
+                None,
+                detail,
+            );
         }
     }
 
@@ -266,7 +273,11 @@ mod tests {
         again.fence = 3;
         let o = judged(&[claim.clone(), publish.clone(), again.clone()]);
         assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
-        assert!(o.violations[0].detail.contains("ready export claimed again"));
+        assert!(
+            o.violations[0]
+                .detail
+                .contains("ready export claimed again")
+        );
         // A download answered 200 revokes nothing.
         let mut fine = call(LeaseCall::Download, 9_000, Some((200, 9_010)));
         fine.fence = 0;

@@ -88,7 +88,10 @@ mod tests {
         let accepted = ticket(1_000, Some((202, 1_050)));
         // An account (200) or none (404), answered while it was opened.
         for status in [200, 404] {
-            let o = judged(std::slice::from_ref(&accepted), &[lookup(1_010, Some((status, 1_020)))]);
+            let o = judged(
+                std::slice::from_ref(&accepted),
+                &[lookup(1_010, Some((status, 1_020)))],
+            );
             assert!(o.violations.is_empty(), "{:?}", o.violations);
             assert_eq!(o.controls.tickets_judged_against_lookups, 1);
         }
@@ -104,7 +107,10 @@ mod tests {
             assert!(o.violations[0].detail.starts_with("ticket contract"));
         }
         // A refused ticket (5xx: retry) or an unanswered one is not judged.
-        let o = judged(&[ticket(1_000, Some((503, 1_050))), ticket(1_000, None)], &[]);
+        let o = judged(
+            &[ticket(1_000, Some((503, 1_050))), ticket(1_000, None)],
+            &[],
+        );
         assert!(o.violations.is_empty());
         assert_eq!(o.controls.tickets_judged_against_lookups, 0);
     }

@@ -173,6 +173,9 @@ mod tests {
         let post = Method::POST;
         assert!(is_publication(&post, "/v1/internal/jobs/4/complete"));
         assert!(!is_publication(&post, "/v1/internal/jobs/4/renew"));
-        assert!(!is_publication(&Method::GET, "/v1/internal/jobs/4/complete"));
+        assert!(!is_publication(
+            &Method::GET,
+            "/v1/internal/jobs/4/complete"
+        ));
     }
 }
