@@ -2,9 +2,12 @@
 //! right in front of the export service's router notes, for every claim,
 //! renewal and publication of a job, the export, the fence, when the
 //! request reached the service and when (and how) it was answered, in
-//! simulated ms. These are the simulator's own observations of the wire,
-//! not the service's job state or event log; the oracle judges them
-//! against the lease contract (`check/leases.rs`).
+//! simulated ms. It notes every download too (the export its link names:
+//! a download is the only call that can revoke a ready archive), and every
+//! support ticket opened (with the address it claims). These are the
+//! simulator's own observations of the wire, not the service's job state
+//! or event log; the oracle judges them against the lease contract
+//! (`check/leases.rs`) and the ticket contract (`check/tickets.rs`).
 
 use axum::Router;
 use axum::body::Body;
@@ -20,15 +23,22 @@ pub enum LeaseCall {
     Claim,
     Renew,
     Publish,
+    /// A download by link (the export the link's token names).
+    Download,
+    /// A support ticket opened (`POST /v1/tickets`).
+    Ticket,
 }
 
 /// One worker call as the export service's door saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseExchange {
     pub call: LeaseCall,
-    /// The job and the fence the call names (a claim: those it granted).
+    /// The job and the fence the call names (a claim: those it granted; a
+    /// download: the export its token names, fence 0; a ticket: 0, 0).
     pub export_id: u64,
     pub fence: u64,
+    /// A ticket's claimed address, as sent (empty for every other call).
+    pub email: String,
     /// When the request reached the service's router.
     pub arrived_ms: u64,
     /// The status it was answered with and when; `None` when no answer
@@ -40,10 +50,30 @@ pub struct LeaseExchange {
 /// incarnations and read by the oracle at the end.
 pub type LeaseLog = Arc<Mutex<Vec<LeaseExchange>>>;
 
+/// The export a download token names: its first eight bytes, unverified
+/// (a tampered token names some export, and is refused).
+fn token_export(token: &str) -> u64 {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap_or_default();
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// The call `path` names, and its export id (none for a claim).
 fn classify(method: &Method, path: &str) -> Option<(LeaseCall, u64)> {
+    if *method == Method::GET {
+        let token = path.strip_prefix("/v1/downloads/")?;
+        return Some((LeaseCall::Download, token_export(token)));
+    }
     if *method != Method::POST {
         return None;
+    }
+    if path == "/v1/tickets" {
+        return Some((LeaseCall::Ticket, 0));
     }
     if path == "/v1/internal/jobs/claim" {
         return Some((LeaseCall::Claim, 0));
@@ -79,12 +109,18 @@ async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
         .await
         .unwrap_or_default();
     let fence = field(&bytes, "fence");
+    let email = if call == LeaseCall::Ticket {
+        text_field(&bytes, "claimed_email")
+    } else {
+        String::new()
+    };
     let index = {
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         log.push(LeaseExchange {
             call,
             export_id,
             fence,
+            email,
             arrived_ms,
             answered: None,
         });
@@ -125,12 +161,18 @@ fn field(bytes: &[u8], name: &str) -> u64 {
     value[name].as_u64().unwrap_or(0)
 }
 
+/// A top-level string of a JSON body (empty when absent).
+fn text_field(bytes: &[u8], name: &str) -> String {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    value[name].as_str().unwrap_or_default().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_claims_renewals_and_publications_are_watched() {
+    fn claims_renewals_publications_downloads_and_tickets_are_watched() {
         let post = Method::POST;
         assert_eq!(
             classify(&post, "/v1/internal/jobs/claim"),
@@ -147,5 +189,20 @@ mod tests {
         assert_eq!(classify(&post, "/v1/internal/jobs/7/fail"), None);
         assert_eq!(classify(&Method::GET, "/v1/internal/jobs/7/renew"), None);
         assert_eq!(classify(&post, "/v1/exports"), None);
+        assert_eq!(classify(&post, "/v1/tickets"), Some((LeaseCall::Ticket, 0)));
+        assert_eq!(classify(&post, "/v1/tickets/3/verify"), None);
+        // A download names the export its token's first eight bytes name.
+        use base64::Engine;
+        let mut token = 9u64.to_be_bytes().to_vec();
+        token.extend_from_slice(&[7; 64]);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+        assert_eq!(
+            classify(&Method::GET, &format!("/v1/downloads/{token}")),
+            Some((LeaseCall::Download, 9))
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/downloads/!!"),
+            Some((LeaseCall::Download, 0))
+        );
     }
 }

@@ -98,6 +98,10 @@ pub struct Plan {
     /// (`faults/ack_crash.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ack_crashes: Vec<crate::faults::ack_crash::AckCrashPlan>,
+    /// Power losses of the export host inside a publication
+    /// (`faults/publish_crash.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_crashes: Vec<crate::faults::publish_crash::PublishCrashPlan>,
     /// Chance per thousand that a fault point inside the services fires
     /// during the active period.
     #[serde(default)]
@@ -1157,6 +1161,14 @@ impl Plan {
             (faults.store_downtime_ms.0, faults.store_downtime_ms.1),
             &crate::faults::ack_crash::planned_kinds(&accounts),
         );
+        let publish_crashes = crate::faults::publish_crash::draw(
+            seed,
+            (
+                faults.export_crashes_in_publication.0,
+                faults.export_crashes_in_publication.1,
+            ),
+            (faults.export_downtime_ms.0, faults.export_downtime_ms.1),
+        );
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -1173,6 +1185,7 @@ impl Plan {
             worker_hosts: world.worker_hosts,
             crashes_from_ms: crash_window_start,
             ack_crashes,
+            publish_crashes,
             sut_fault_points_per_mille: draw(&mut rng, faults.sut_fault_points_per_mille) as u32,
             net_faults,
             poison,
@@ -1199,6 +1212,7 @@ impl Plan {
             self.accounts.clear();
             self.crashes.clear();
             self.ack_crashes.clear();
+            self.publish_crashes.clear();
             self.net_faults.clear();
             self.agent = None;
         }

@@ -316,6 +316,10 @@ pub struct FaultSpec {
     pub store_sync_failures: Range,
     /// Crashes of the export service's host (its disk loses unsynced writes).
     pub export_crashes: Range,
+    /// Power losses of the export service's host inside a publication (at
+    /// one of the disk writes from one of the first publications on:
+    /// `faults/publish_crash.rs`), with `export_downtime_ms` of downtime.
+    pub export_crashes_in_publication: Range,
     pub export_downtime_ms: Range,
     /// Crashes of each worker host (stateless; its lease lapses).
     pub worker_crashes: Range,
@@ -351,6 +355,7 @@ impl Default for FaultSpec {
             store_io_errors_per_million: Range(0, 0),
             store_sync_failures: Range(0, 0),
             export_crashes: Range(0, 0),
+            export_crashes_in_publication: Range(0, 0),
             export_downtime_ms: Range(500, 5_000),
             worker_crashes: Range(0, 0),
             worker_downtime_ms: Range(500, 5_000),
@@ -812,6 +817,10 @@ impl Scenario {
             ("faults.store_crashes", f.store_crashes),
             ("faults.store_crashes_after_ack", f.store_crashes_after_ack),
             ("faults.export_crashes", f.export_crashes),
+            (
+                "faults.export_crashes_in_publication",
+                f.export_crashes_in_publication,
+            ),
             ("faults.worker_crashes", f.worker_crashes),
         ] {
             range.validate(name)?;

@@ -240,6 +240,27 @@ const RULES: &[Rule] = &[
             "lapsed_publications_refused",
         ],
     ),
+    // Every claim is judged for a fresh fence; reclaims (a crashed or
+    // stalled worker's lapsed lease, a rebuild) are what the judgement is for.
+    rule(
+        "claims judged for a fresh fence, reclaims among them; claims judged against publications",
+        |s| s.faults.worker_crashes.1 > 0 && exports(s),
+        &[
+            "claims_judged_for_a_fresh_fence",
+            "exports_claimed_again",
+            "claims_judged_against_publication",
+        ],
+    ),
+    rule(
+        "power losses armed inside a publication",
+        |s| s.faults.export_crashes_in_publication.1 > 0 && exports(s),
+        &["publication_power_losses_armed"],
+    ),
+    rule(
+        "tickets accepted judged against the store's lookups",
+        |s| s.actions.ticket_exports.1 > 0,
+        &["tickets_judged_against_lookups"],
+    ),
     rule(
         "downloads refused past the limit",
         |s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0,

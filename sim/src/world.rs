@@ -12,6 +12,7 @@ use crate::check::{Controls, Event, Oracle, Violation};
 use crate::faults::ack_crash::AckCrash;
 use crate::faults::disk::{DiskStats, SimDisk};
 use crate::faults::points::SeededFaultPoints;
+use crate::faults::publish_crash::PublishCrash;
 use crate::net::{
     EPOCH_MS, EXPORT_HOST, EXPORT_PORT, STORE_HOST, STORE_PORT, SimClock, SimConnector, SimListener,
 };
@@ -268,6 +269,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .then(|| AckCrash::new(plan.ack_crashes.clone(), plan.active_ms, store_disk.clone()));
     let contract_break = plan.canary_break;
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The export service's lookups of addresses, as the store's door saw them.
+    let lookup_log = crate::lookup_watch::LookupLog::default();
     // The services' latest incarnations, whose state is digested at the end.
     // (Weak: a crashed incarnation must still be dropped with its host.)
     let last_store: Rc<RefCell<Weak<Store>>> = Rc::default();
@@ -288,10 +291,12 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .borrow_mut()
             .learn_upload_door(upload_door.clone());
         let after_ack = after_ack.clone();
+        let lookups = lookup_log.clone();
         sim.host(STORE_HOST, move || {
             let wrap = wrap.clone();
             let door = upload_door.clone();
             let after_ack = after_ack.clone();
+            let lookups = lookups.clone();
             let disk = disk.clone();
             let world = world.clone();
             let last_store = last_store.clone();
@@ -333,6 +338,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 if let Some(after_ack) = after_ack {
                     router = crate::faults::ack_crash::layer(router, after_ack);
                 }
+                router = crate::lookup_watch::watch(router, lookups);
                 let router = count_requests(router, counter);
                 tokio::select! {
                     biased;
@@ -353,6 +359,14 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .unwrap_or_default(),
     );
     let export_disk = SimDisk::new(export_disk_seed, 0, 1);
+    // Power losses inside publications (`faults/publish_crash.rs`).
+    let publish_crash = (!plan.publish_crashes.is_empty()).then(|| {
+        PublishCrash::new(
+            plan.publish_crashes.clone(),
+            plan.active_ms,
+            export_disk.clone(),
+        )
+    });
     // The workers' lease traffic as the export service's door saw it.
     let lease_log = crate::lease_watch::LeaseLog::default();
     {
@@ -375,9 +389,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let last_export = last_export.clone();
         let wrap = wrappers.export.clone();
         let leases = lease_log.clone();
+        let publish_crash = publish_crash.clone();
         sim.host(EXPORT_HOST, move || {
             let wrap = wrap.clone();
             let leases = leases.clone();
+            let publish_crash = publish_crash.clone();
             let world = world.clone();
             let last_export = last_export.clone();
             let token = token.clone();
@@ -425,6 +441,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 }
                 if let Some(wrap) = wrap {
                     router = wrap(router);
+                }
+                if let Some(crash) = publish_crash {
+                    router = crate::faults::publish_crash::layer(router, crash);
                 }
                 // At the door: what the workers saw, test layers included.
                 router = crate::lease_watch::watch(router, leases);
@@ -508,7 +527,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let mut store_host = Crashable::new(STORE_HOST, Some(store_disk.clone()), true);
     store_host.after_ack = after_ack.clone();
     hosts.push(store_host);
-    hosts.push(Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true));
+    let mut export_host = Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true);
+    export_host.in_publication = publish_crash.clone();
+    hosts.push(export_host);
     for worker in 0..plan.worker_hosts {
         hosts.push(Crashable::new(&format!("worker-{worker}"), None, false));
     }
@@ -622,6 +643,11 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let exchanges = lease_log.lock().unwrap_or_else(|p| p.into_inner());
         let lease_ms = export_config(plan).lease_ms;
         world.oracle.borrow_mut().judge_leases(&exchanges, lease_ms);
+        let lookups = lookup_log.lock().unwrap_or_else(|p| p.into_inner());
+        world
+            .oracle
+            .borrow_mut()
+            .judge_ticket_lookups(&exchanges, &lookups);
     }
     judge_collection_faults(&world);
     let oracle = world.oracle.borrow();
@@ -686,6 +712,8 @@ struct Crashable {
     up_since_ms: u64,
     /// Power losses right after an acknowledged rare write (the store's).
     after_ack: Option<Arc<AckCrash>>,
+    /// Power losses inside a publication (the export service's).
+    in_publication: Option<Arc<PublishCrash>>,
 }
 
 impl Crashable {
@@ -700,6 +728,7 @@ impl Crashable {
             armed_after_sync_error: false,
             up_since_ms: 0,
             after_ack: None,
+            in_publication: None,
         }
     }
 
@@ -747,6 +776,7 @@ impl Crashable {
     /// struck, supervisor restarts, and the next scheduled crash.
     fn tick(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, active_ms: u64) {
         self.crash_after_ack(sim, world, now_ms);
+        self.take_publication_power_loss(world, now_ms);
         if let Some(at) = self.restart_at_ms
             && now_ms >= at
         {
@@ -838,6 +868,24 @@ impl Crashable {
 }
 
 impl Crashable {
+    /// A publication reached the export service and its fault armed a
+    /// power loss of the disk: apply it like an armed mid-write power loss.
+    fn take_publication_power_loss(&mut self, world: &World, now_ms: u64) {
+        let Some((write, downtime_ms)) = self.in_publication.as_ref().and_then(|c| c.take_armed())
+        else {
+            return;
+        };
+        self.armed_downtime_ms = Some(downtime_ms);
+        world.oracle.borrow_mut().on_publication_power_loss_armed();
+        world.trace.borrow_mut().record(
+            now_ms,
+            &format!(
+                "fault: {} power loss armed at write {write} of a publication",
+                self.name
+            ),
+        );
+    }
+
     /// The power went right after an acknowledged rare write, inside the
     /// last step: the process dies with it (an armed mid-write power loss
     /// is moot).

@@ -15,9 +15,25 @@
 //! stall). Answered 200, it is an API-contract violation: "lease contract".
 //! A renewal that reached the service but was never answered (a crash)
 //! leaves the lease's end unknown: that publication is not judged.
+//!
+//! Two more clauses of the same contract, from the same observations:
+//!
+//! - *A claim grants a new fence.* Every claim answered 200 names a fence
+//!   no other answered claim of that export named. A reclaim that hands out
+//!   the fence of a lapsed lease again leaves the stalled worker holding a
+//!   live fence: it renews and publishes its stale snapshot as if it were
+//!   the new attempt ("lease contract: fence granted twice").
+//! - *A ready export is never worked on again* until a download revoked
+//!   it. Publication is final: a claim that reached the service after a
+//!   publication of that export was accepted, with no download of it in
+//!   between that could have revoked it (any download not answered 200;
+//!   revocation happens only there), puts a finished export back to work,
+//!   where it can be fenced, failed or replaced ("lease contract: ready
+//!   export claimed again").
 
 use super::{Invariant, Oracle};
 use crate::lease_watch::{LeaseCall, LeaseExchange};
+use std::collections::BTreeMap;
 
 /// Where the lease of (export, fence) ends at the latest, counting every
 /// call that reached the service by `before_ms` (the publication's answer:
@@ -46,9 +62,98 @@ fn lease_end_bound(
     granted_ms.map(|at| at.max(last_ms).saturating_add(lease_ms))
 }
 
+/// Whether `e` is a claim the service granted (answered 200, naming a job).
+fn granted_claim(e: &LeaseExchange) -> bool {
+    e.call == LeaseCall::Claim && e.export_id != 0 && matches!(e.answered, Some((200, _)))
+}
+
+/// Whether `e` is a download of `export_id` that may have revoked its
+/// archive: anything but a 200 (a revocation answers 410; a crash may cut
+/// its answer off).
+fn may_revoke(e: &LeaseExchange, export_id: u64) -> bool {
+    e.call == LeaseCall::Download
+        && e.export_id == export_id
+        && !matches!(e.answered, Some((200, _)))
+}
+
 impl Oracle {
-    /// Judge every publication the workers sent against its lease.
+    /// The world armed a power loss of the export host inside a
+    /// publication (`faults/publish_crash.rs`).
+    pub fn on_publication_power_loss_armed(&mut self) {
+        self.controls.publication_power_losses_armed += 1;
+    }
+
+    /// Judge the workers' lease traffic: publications against their lease,
+    /// claims for a fresh fence, and claims of finished exports.
     pub fn judge_leases(&mut self, exchanges: &[LeaseExchange], lease_ms: u64) {
+        self.judge_publications(exchanges, lease_ms);
+        self.judge_fences_granted(exchanges);
+        self.judge_ready_reclaims(exchanges);
+    }
+
+    /// Every claim answered 200 names a fence of its export no earlier
+    /// granted claim named.
+    fn judge_fences_granted(&mut self, exchanges: &[LeaseExchange]) {
+        let mut granted: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+        let mut claimed: BTreeMap<u64, u64> = BTreeMap::new();
+        for claim in exchanges.iter().filter(|e| granted_claim(e)) {
+            self.controls.claims_judged_for_a_fresh_fence += 1;
+            let before = claimed.entry(claim.export_id).or_default();
+            if *before > 0 {
+                self.controls.exports_claimed_again += 1;
+            }
+            *before += 1;
+            let at_ms = claim.answered.map_or(claim.arrived_ms, |(_, at)| at);
+            let Some(first_ms) = granted.insert((claim.export_id, claim.fence), at_ms) else {
+                continue;
+            };
+            let detail = format!(
+                "lease contract: fence granted twice: a claim of exp-{} answered at {at_ms} ms granted fence {}, which a claim answered at {first_ms} ms had already granted (a reclaim must fence the lapsed holder out)",
+                claim.export_id, claim.fence
+            );
+            self.violate(Invariant::ApiContract, at_ms, None, None, detail);
+        }
+    }
+
+    /// No claim of an export reaches the service after a publication of it
+    /// was accepted, unless a download that may have revoked it came between.
+    fn judge_ready_reclaims(&mut self, exchanges: &[LeaseExchange]) {
+        for claim in exchanges.iter().filter(|e| granted_claim(e)) {
+            let Some((_, claim_answered_ms)) = claim.answered else {
+                continue;
+            };
+            let published = exchanges.iter().find(|p| {
+                p.call == LeaseCall::Publish
+                    && p.export_id == claim.export_id
+                    && p.answered
+                        .is_some_and(|(s, at)| s == 200 && at < claim.arrived_ms)
+                    && !exchanges.iter().any(|d| {
+                        may_revoke(d, claim.export_id)
+                            && d.arrived_ms >= p.arrived_ms
+                            && d.arrived_ms <= claim_answered_ms
+                    })
+            });
+            self.controls.claims_judged_against_publication += 1;
+            let Some(publish) = published else {
+                continue;
+            };
+            let published_ms = publish.answered.map_or(0, |(_, at)| at);
+            let detail = format!(
+                "lease contract: ready export claimed again: exp-{} was published at {published_ms} ms (accepted) and claimed again under fence {} at {} ms, with no download of it in between that could have revoked it",
+                claim.export_id, claim.fence, claim.arrived_ms
+            );
+            self.violate(
+                Invariant::ApiContract,
+                claim_answered_ms,
+                None,
+                None,
+                detail,
+            );
+        }
+    }
+
+    /// Judge every publication the workers sent against its lease.
+    fn judge_publications(&mut self, exchanges: &[LeaseExchange], lease_ms: u64) {
         for publish in exchanges.iter().filter(|e| e.call == LeaseCall::Publish) {
             let Some((status, answered_ms)) = publish.answered else {
                 continue;
@@ -90,6 +195,7 @@ mod tests {
             call,
             export_id: 3,
             fence: 2,
+            email: String::new(),
             arrived_ms,
             answered,
         }
@@ -139,5 +245,53 @@ mod tests {
         ]);
         assert!(o.violations.is_empty());
         assert_eq!(o.controls.publications_judged_against_lease, 0);
+    }
+
+    #[test]
+    fn a_claim_grants_a_fence_no_other_claim_was_granted() {
+        let first = call(LeaseCall::Claim, 1_000, Some((200, 1_010)));
+        let mut next = call(LeaseCall::Claim, 20_000, Some((200, 20_010)));
+        next.fence = 3;
+        let o = judged(&[first.clone(), next]);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.claims_judged_for_a_fresh_fence, 2);
+        assert_eq!(o.controls.exports_claimed_again, 1);
+        // The lapsed lease's fence handed out again: the stalled holder
+        // still holds a live fence.
+        let again = call(LeaseCall::Claim, 20_000, Some((200, 20_010)));
+        let o = judged(&[first, again]);
+        assert_eq!(o.violations.len(), 1);
+        assert_eq!(o.violations[0].invariant, Invariant::ApiContract);
+        assert!(o.violations[0].detail.contains("fence granted twice"));
+    }
+
+    #[test]
+    fn a_published_export_is_claimed_again_only_after_a_refused_download() {
+        let claim = call(LeaseCall::Claim, 1_000, Some((200, 1_010)));
+        let publish = call(LeaseCall::Publish, 4_000, Some((200, 4_020)));
+        let mut again = call(LeaseCall::Claim, 30_000, Some((200, 30_010)));
+        again.fence = 3;
+        let o = judged(&[claim.clone(), publish.clone(), again.clone()]);
+        assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
+        assert!(
+            o.violations[0]
+                .detail
+                .contains("ready export claimed again")
+        );
+        // A download answered 200 revokes nothing.
+        let mut fine = call(LeaseCall::Download, 9_000, Some((200, 9_010)));
+        fine.fence = 0;
+        let o = judged(&[claim.clone(), publish.clone(), fine, again.clone()]);
+        assert_eq!(o.violations.len(), 1);
+        // One refused (410: a deletion revoked it) puts it back to work.
+        let mut revoking = call(LeaseCall::Download, 9_000, Some((410, 9_010)));
+        revoking.fence = 0;
+        let o = judged(&[claim.clone(), publish.clone(), revoking, again.clone()]);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        // A publication refused (fenced out) finished nothing.
+        let refused = call(LeaseCall::Publish, 4_000, Some((409, 4_020)));
+        let o = judged(&[claim, refused, again]);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.claims_judged_against_publication, 2);
     }
 }

@@ -31,6 +31,7 @@ mod races;
 pub mod recycled;
 pub mod replies;
 mod snapshot;
+mod tickets;
 pub use snapshot::ServiceClock;
 mod steps;
 mod unanswered;
@@ -265,6 +266,17 @@ pub struct Controls {
     pub publications_judged_against_lease: u64,
     pub publications_after_lease_lapsed: u64,
     pub lapsed_publications_refused: u64,
+    /// Claims answered 200 judged for a fence no other claim was granted,
+    /// and those that claimed an export claimed before (reclaims, rebuilds).
+    pub claims_judged_for_a_fresh_fence: u64,
+    pub exports_claimed_again: u64,
+    /// Claims judged against the export's accepted publications (a ready
+    /// export is never claimed again unless a download revoked it).
+    pub claims_judged_against_publication: u64,
+    /// Power losses of the export host armed inside a publication.
+    pub publication_power_losses_armed: u64,
+    /// Tickets accepted (202) judged against the store's answered lookups.
+    pub tickets_judged_against_lookups: u64,
     pub download_limit_refusals: u64,
     pub tickets_verified: u64,
     pub impersonation_codes_refused: u64,
@@ -518,6 +530,11 @@ impl Controls {
         self.publications_judged_against_lease += other.publications_judged_against_lease;
         self.publications_after_lease_lapsed += other.publications_after_lease_lapsed;
         self.lapsed_publications_refused += other.lapsed_publications_refused;
+        self.claims_judged_for_a_fresh_fence += other.claims_judged_for_a_fresh_fence;
+        self.exports_claimed_again += other.exports_claimed_again;
+        self.claims_judged_against_publication += other.claims_judged_against_publication;
+        self.publication_power_losses_armed += other.publication_power_losses_armed;
+        self.tickets_judged_against_lookups += other.tickets_judged_against_lookups;
         self.download_limit_refusals += other.download_limit_refusals;
         self.tickets_verified += other.tickets_verified;
         self.impersonation_codes_refused += other.impersonation_codes_refused;

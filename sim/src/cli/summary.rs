@@ -69,8 +69,22 @@ pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
     if let Some(line) = heavy_line(c) {
         println!("{line}");
     }
+    println!("{}", jobs_line(c));
     println!("{}", c.probe_summary());
     println!("{}", speed_line(totals, wall_seconds));
+}
+
+/// The export jobs' contract: fences, finished exports, tickets' lookups,
+/// and power losses inside publications.
+fn jobs_line(c: &Controls) -> String {
+    format!(
+        "export jobs: claims judged for a fresh fence {} (of exports claimed before {}), claims judged against accepted publications {}; tickets accepted judged against the store's lookups {}; power losses armed inside a publication {}",
+        c.claims_judged_for_a_fresh_fence,
+        c.exports_claimed_again,
+        c.claims_judged_against_publication,
+        c.tickets_judged_against_lookups,
+        c.publication_power_losses_armed,
+    )
 }
 
 /// How many seeds ran, passed and failed.

@@ -5,6 +5,8 @@
 //! - [`disk`]: a simulated disk for the services' redb databases that loses
 //!   unsynced writes (some torn) when its host crashes and can fail I/O.
 //! - [`points`]: seeded fault points inside the services.
+//! - [`publish_crash`]: a power loss of the export host inside a
+//!   publication (at one of its disk writes).
 //! - [`poison`]: the store refusing the export worker's collection reads,
 //!   now and then and, for one poisoned subject, for a long window.
 //!
@@ -15,3 +17,4 @@ pub mod ack_crash;
 pub mod disk;
 pub mod points;
 pub mod poison;
+pub mod publish_crash;
