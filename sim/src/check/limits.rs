@@ -180,11 +180,13 @@ impl LimitsLedger {
     }
 
     /// Whether a request of `owner` that may revoke an archive, sent before
-    /// `before_ms`, may have landed after `built_after_ms`.
+    /// `before_ms`, may have landed after `built_after_ms` (an answer that
+    /// arrived by then landed before: the request sent at `built_after_ms`
+    /// left after it).
     fn may_have_revoked(&self, owner: usize, built_after_ms: u64, before_ms: u64) -> bool {
         self.revoking.get(&owner).is_some_and(|sent| {
             sent.iter().any(|r| {
-                r.sent_ms < before_ms && r.answered_ms.is_none_or(|a| a >= built_after_ms)
+                r.sent_ms < before_ms && r.answered_ms.is_none_or(|a| a > built_after_ms)
             })
         })
     }
@@ -383,7 +385,7 @@ impl Oracle {
                 continue;
             }
             let detail = format!(
-                "a live link refused: exp-{}'s link (first seen ready at {} ms, published after {} ms, lifetime {} ms) was answered 410 at {} ms after {} of {} downloads, with no deletion by its subject and no download of unknown outcome",
+                "a live link refused: exp-{}'s link (first seen ready at {} ms, published after {} ms, lifetime {} ms) was answered 410 at {} ms after {} of {} downloads, with no deletion by its subject that could reach this build of the archive and no download of unknown outcome",
                 link.export_id,
                 link.first_seen_ms,
                 link.published_after_ms,

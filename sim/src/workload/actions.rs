@@ -463,7 +463,7 @@ impl Person {
                 );
                 if downloads == 1 {
                     self.kept.links.push((path.clone(), download_requested_ms));
-                    let exported = (path.clone(), export_id, requested_at_ms);
+                    let exported = (path.clone(), export_id, requested_at_ms, self.principal);
                     self.kept.link_exports.push(exported);
                     let link = PublishedLink {
                         owner: self.principal,

@@ -88,7 +88,14 @@ impl Person {
     /// Have one's latest archive rebuilt after a deletion, use the rebuilt
     /// link to its limit and click the old one again.
     pub(super) async fn rebuild_own_archive(&mut self) -> Result<(), CallError> {
-        let Some((old_path, export_id, requested_at_ms)) = self.kept.link_exports.last().cloned()
+        // Only an export of the account one holds now (not of one closed).
+        let Some((old_path, export_id, requested_at_ms, _)) = self
+            .kept
+            .link_exports
+            .iter()
+            .rev()
+            .find(|link| link.3 == self.principal)
+            .cloned()
         else {
             return Ok(());
         };
@@ -123,17 +130,27 @@ impl Person {
         Ok(())
     }
 
-    /// One status of export `export_id` (`None`: no answer).
+    /// One status of export `export_id` (`None`: no answer, or the session
+    /// ended: the account was closed meanwhile).
     async fn export_status(&self, export_id: u64) -> Result<Option<ExportStatus>, CallError> {
         let session = self.session.clone();
         let path = format!("/v1/exports/{export_id}");
-        match self
-            .expect_json(true, Method::GET, &path, Some(&session), None, &[StatusCode::OK])
+        let response = match self
+            .call(true, Method::GET, &path, Some(&session), None)
             .await
         {
-            Ok(status) => Ok(Some(status)),
-            Err(CallError::Unavailable(_)) => Ok(None),
-            Err(e) => Err(e),
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match response.status() {
+            StatusCode::OK => serde_json::from_slice(response.body())
+                .map(Some)
+                .map_err(|e| CallError::Unexpected(format!("export status unreadable: {e}"))),
+            StatusCode::UNAUTHORIZED => Ok(None),
+            other => Err(CallError::Unexpected(format!(
+                "export status answered {other}"
+            ))),
         }
     }
 
