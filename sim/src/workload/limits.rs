@@ -155,9 +155,10 @@ impl Person {
     }
 
     /// Poll export `export_id` until it shows a link other than
-    /// `old_path`: that link, or `None` when it ended otherwise (judged
-    /// like any finished export) or was still pending at the run's end (a
-    /// liveness violation when `strict`: it had the whole drain).
+    /// `old_path`: that link, or `None` when it still shows `old_path` (the
+    /// refusal was no revocation), ended otherwise (judged like any
+    /// finished export) or was still pending at the run's end (a liveness
+    /// violation when `strict`: it had the whole drain).
     async fn await_rebuild(
         &mut self,
         export_id: u64,
@@ -166,9 +167,17 @@ impl Person {
     ) -> Result<Option<String>, CallError> {
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         loop {
-            if let Some(status) = self.export_status(export_id).await?
+            let status = self.export_status(export_id).await?;
+            // Still ready with the old link: the refusal was its limit or
+            // expiry, not a revocation (judged in `check/limits.rs`).
+            if let Some(status) = &status
+                && status.state == ExportState::Ready
+                && status.download_path.as_deref() == Some(old_path)
+            {
+                return Ok(None);
+            }
+            if let Some(status) = status
                 && status.state != ExportState::Pending
-                && status.download_path.as_deref() != Some(old_path)
             {
                 let principal = self.principal;
                 let path = self.oracle().on_export_finished(
