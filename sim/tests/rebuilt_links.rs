@@ -68,9 +68,15 @@ async fn learn(cache: &Shared, caller: String, path: &str, response: Response) -
 }
 
 /// A download of an export's older link is served as its newest link.
-fn old_link_serves_new_archive(State(cache): State<Shared>, mut request: Request, next: Next) -> Fut {
+fn old_link_serves_new_archive(
+    State(cache): State<Shared>,
+    mut request: Request,
+    next: Next,
+) -> Fut {
     Box::pin(async move {
-        let caller = bearer_token(request.headers()).unwrap_or_default().to_string();
+        let caller = bearer_token(request.headers())
+            .unwrap_or_default()
+            .to_string();
         let path = request.uri().path().to_string();
         if request.method() == Method::GET && path.starts_with("/v1/downloads/") {
             let newest = {
@@ -95,7 +101,9 @@ fn old_link_serves_new_archive(State(cache): State<Shared>, mut request: Request
 /// refused as if expired or used up.
 fn rebuilt_link_refused(State(cache): State<Shared>, request: Request, next: Next) -> Fut {
     Box::pin(async move {
-        let caller = bearer_token(request.headers()).unwrap_or_default().to_string();
+        let caller = bearer_token(request.headers())
+            .unwrap_or_default()
+            .to_string();
         let path = request.uri().path().to_string();
         if request.method() == Method::GET && path.starts_with("/v1/downloads/") {
             let rebuilt = {
@@ -152,5 +160,8 @@ fn the_correct_build_keeps_old_links_dead_and_rebuilt_links_whole() {
     }
     assert!(dead > 0, "no dead link was tried again");
     assert!(to_limit > 0, "no rebuilt link was used to its limit");
-    assert!(late > 0, "no link rebuilt a lifetime after the first was downloaded");
+    assert!(
+        late > 0,
+        "no link rebuilt a lifetime after the first was downloaded"
+    );
 }

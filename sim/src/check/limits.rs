@@ -185,9 +185,8 @@ impl LimitsLedger {
     /// left after it).
     fn may_have_revoked(&self, owner: usize, built_after_ms: u64, before_ms: u64) -> bool {
         self.revoking.get(&owner).is_some_and(|sent| {
-            sent.iter().any(|r| {
-                r.sent_ms < before_ms && r.answered_ms.is_none_or(|a| a > built_after_ms)
-            })
+            sent.iter()
+                .any(|r| r.sent_ms < before_ms && r.answered_ms.is_none_or(|a| a > built_after_ms))
         })
     }
 }
@@ -238,7 +237,7 @@ impl Oracle {
         status: Option<u16>,
         at_ms: u64,
     ) {
-        if !may_revoke(method, path) || !status.is_some_and(|s| s < 500) {
+        if !may_revoke(method, path) || status.is_none_or(|s| s >= 500) {
             return;
         }
         let sent = self.limits.revoking.entry(principal).or_default();

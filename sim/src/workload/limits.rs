@@ -215,7 +215,8 @@ impl Person {
         }
         let mut served = 1;
         while served < max {
-            let (first, second) = tokio::join!(self.download_again(path), self.download_again(path));
+            let (first, second) =
+                tokio::join!(self.download_again(path), self.download_again(path));
             let ok = [first?, second?]
                 .iter()
                 .filter(|s| **s == Some(StatusCode::OK))
