@@ -315,13 +315,9 @@ const RULES: &[Rule] = &[
         &["downloads_refused_past_limit"],
     ),
     rule(
-        "rebuilt archives: dead links tried again, rebuilt links used to their limit and downloaded a lifetime after the first",
+        "rebuilt archives: dead links tried again, rebuilt links used to their limit",
         |s| s.limits.rebuild_per_mille > 0 && exports(s),
-        &[
-            "dead_links_tried_again",
-            "rebuilt_links_used_to_limit",
-            "rebuilt_links_late_downloaded",
-        ],
+        &["dead_links_tried_again", "rebuilt_links_used_to_limit"],
     ),
     rule(
         "downloads refused after expiry (people who wait past their link's lifetime)",

