@@ -381,6 +381,10 @@ pub enum Action {
     /// (`workload/limits.rs`): download it until the service refuses, or
     /// (`past_expiry`) wait until it must have expired and try it again.
     ProbeLinkLimits { past_expiry: bool },
+    /// Have one's latest archive rebuilt (`workload/limits.rs`): delete a
+    /// recording in it a link lifetime after the request, download the
+    /// rebuilt archive to its limit, then click the old link again.
+    RebuildOwnArchive,
     /// Brute-force a ticket for `victim`'s email (`workload/lockout.rs`):
     /// as many wrong codes as the plan's `ticket_attempts` allows, then the
     /// right one, which the victim reads out to a caller posing as support
@@ -453,6 +457,7 @@ impl Action {
             Action::ReadInbox { .. } => "read_inbox",
             Action::Probe { .. } => "probe",
             Action::ProbeLinkLimits { .. } => "probe_link_limits",
+            Action::RebuildOwnArchive => "rebuild_own_archive",
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::TicketAcrossHandover { .. } => "ticket_across_handover",

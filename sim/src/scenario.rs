@@ -451,6 +451,10 @@ pub struct LimitsSpec {
     /// Chance, per thousand accounts, that the person waits until their
     /// latest link has expired and tries it once more.
     pub past_expiry_per_mille: u64,
+    /// Chance, per thousand accounts, that the person has their latest
+    /// archive rebuilt (a deletion a link lifetime after the request), uses
+    /// the rebuilt link to its limit and clicks the old link again.
+    pub rebuild_per_mille: u64,
 }
 
 impl Default for LimitsSpec {
@@ -460,6 +464,7 @@ impl Default for LimitsSpec {
             max_downloads: Range(1, 5),
             past_limit_per_mille: 0,
             past_expiry_per_mille: 0,
+            rebuild_per_mille: 0,
         }
     }
 }

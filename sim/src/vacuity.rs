@@ -358,6 +358,11 @@ const RULES: &[Rule] = &[
         &["downloads_refused_past_limit"],
     ),
     rule(
+        "rebuilt archives: dead links tried again, rebuilt links used to their limit",
+        |s| s.limits.rebuild_per_mille > 0 && exports(s),
+        &["dead_links_tried_again", "rebuilt_links_used_to_limit"],
+    ),
+    rule(
         "downloads refused after expiry (people who wait past their link's lifetime)",
         |s| s.limits.past_expiry_per_mille > 0 && exports(s),
         &["downloads_refused_after_expiry"],

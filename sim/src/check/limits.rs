@@ -30,6 +30,19 @@
 //!   that refusal came back, and answered "ready" with the very same link,
 //!   shows an archive that was never withdrawn and never rebuilt: the
 //!   subject is offered a dead link forever (DESIGN invariants 3 and 8).
+//! - **A dead link stays dead.** Every refusal (410) of a link is for good
+//!   (expired, used up or revoked: none of them is ever undone), and so is
+//!   a link replaced by another one for the same export (a status request
+//!   sent after the old link was seen showed a new one: the archive was
+//!   rebuilt). A 200 to a download sent after either was seen serves a
+//!   revoked link — the old email's link, or a stranger's replay, reaching
+//!   the rebuilt archive (invariant 4).
+//! - **A rebuilt link is new.** A link that replaced an earlier one for the
+//!   same export was built after that one was last seen alive, so it was
+//!   published after then (its lifetime runs from there, not from the
+//!   request) and holds none of the recordings whose deletion was
+//!   acknowledged before then: such a deletion cannot explain a refusal
+//!   of it, and its download count starts from zero.
 
 use super::{Invariant, Oracle};
 use crosstalk_model::api::{ExportState, ExportStatus};
@@ -59,6 +72,21 @@ struct Link {
     unknown: u32,
     /// The latest send of a status request answered "ready" with it.
     last_offered_sent_ms: u64,
+    /// The latest send of a request that found it alive (a status showing
+    /// it, or a download served).
+    alive_sent_ms: u64,
+    /// For a link that replaced an earlier one of its export: when that one
+    /// was last seen alive (its rebuild began later). 0 for a first link.
+    built_after_ms: u64,
+}
+
+/// A request of a principal that may revoke an archive of theirs.
+#[derive(Clone, Copy, Debug)]
+struct Revoking {
+    sent_ms: u64,
+    /// When its definite answer (not a 5xx) arrived; `None`: its effect
+    /// may land any time later.
+    answered_ms: Option<u64>,
 }
 
 /// A 410 to a link's subject, judged at the end of the run.
@@ -79,9 +107,12 @@ pub struct LimitsLedger {
     links: BTreeMap<String, Link>,
     /// Successes and unknown outcomes of paths no status ever showed.
     unseen: BTreeMap<String, (u32, u32)>,
-    /// Principal -> the first send of a request that may revoke an archive.
-    revoking_sent_ms: BTreeMap<usize, u64>,
+    /// Principal -> the requests they sent that may revoke an archive.
+    revoking: BTreeMap<usize, Vec<Revoking>>,
     gone: Vec<Gone>,
+    /// Download path -> the arrival of the first answer proving it dead
+    /// for good (a 410 to it, or a status showing its replacement).
+    dead_from_ms: BTreeMap<String, u64>,
 }
 
 impl LimitsLedger {
@@ -102,21 +133,61 @@ impl LimitsLedger {
                 *latest = (*latest).max(sent_ms);
             }
             (ExportState::Ready, Some(path)) => {
-                let published_after_ms = self.pending_sent_ms.get(&id).copied().unwrap_or(0);
+                let built_after_ms = self.replaced_by(id, path, sent_ms, at_ms);
+                let pending_ms = self.pending_sent_ms.get(&id).copied().unwrap_or(0);
                 let (successes, unknown) = self.unseen.remove(path).unwrap_or_default();
                 let link = self.links.entry(path.clone()).or_insert(Link {
                     owner: principal,
                     export_id: id,
                     first_seen_ms: at_ms,
-                    published_after_ms,
+                    published_after_ms: pending_ms.max(built_after_ms),
                     successes,
                     unknown,
                     last_offered_sent_ms: sent_ms,
+                    alive_sent_ms: sent_ms,
+                    built_after_ms,
                 });
                 link.last_offered_sent_ms = link.last_offered_sent_ms.max(sent_ms);
+                link.alive_sent_ms = link.alive_sent_ms.max(sent_ms);
             }
             _ => {}
         }
+    }
+
+    /// A status request of export `id` sent at `sent_ms` showed `path`
+    /// (arriving at `at_ms`): every other link of the export seen before
+    /// that send is replaced, dead from `at_ms` on. Returns when the
+    /// latest of them was last seen alive (0 when none).
+    fn replaced_by(&mut self, id: u64, path: &str, sent_ms: u64, at_ms: u64) -> u64 {
+        let older: Vec<(String, u64)> = self
+            .links
+            .iter()
+            .filter(|(p, l)| l.export_id == id && p.as_str() != path && l.first_seen_ms < sent_ms)
+            .map(|(p, l)| (p.clone(), l.alive_sent_ms))
+            .collect();
+        let mut built_after_ms = 0;
+        for (old, alive_ms) in older {
+            built_after_ms = built_after_ms.max(alive_ms);
+            self.dead_from(&old, at_ms);
+        }
+        built_after_ms
+    }
+
+    /// `path` is known dead from `at_ms` on (kept at the earliest).
+    fn dead_from(&mut self, path: &str, at_ms: u64) {
+        let known = self.dead_from_ms.entry(path.to_string()).or_insert(at_ms);
+        *known = (*known).min(at_ms);
+    }
+
+    /// Whether a request of `owner` that may revoke an archive, sent before
+    /// `before_ms`, may have landed after `built_after_ms` (an answer that
+    /// arrived by then landed before: the request sent at `built_after_ms`
+    /// left after it).
+    fn may_have_revoked(&self, owner: usize, built_after_ms: u64, before_ms: u64) -> bool {
+        self.revoking.get(&owner).is_some_and(|sent| {
+            sent.iter()
+                .any(|r| r.sent_ms < before_ms && r.answered_ms.is_none_or(|a| a > built_after_ms))
+        })
     }
 }
 
@@ -142,10 +213,40 @@ impl Oracle {
     ) {
         self.note_sale(principal, method, path);
         if may_revoke(method, path) {
+            let revoking = Revoking {
+                sent_ms,
+                answered_ms: None,
+            };
             self.limits
-                .revoking_sent_ms
+                .revoking
                 .entry(principal)
-                .or_insert(sent_ms);
+                .or_default()
+                .push(revoking);
+        }
+    }
+
+    /// The store answered a request of `principal` sent at `sent_ms`
+    /// (`status` `None`: no answer): a definite answer to a request that
+    /// may revoke an archive bounds when its effect landed.
+    pub fn store_reply_arrived(
+        &mut self,
+        principal: usize,
+        method: &http::Method,
+        path: &str,
+        sent_ms: u64,
+        status: Option<u16>,
+        at_ms: u64,
+    ) {
+        if !may_revoke(method, path) || status.is_none_or(|s| s >= 500) {
+            return;
+        }
+        let sent = self.limits.revoking.entry(principal).or_default();
+        if let Some(r) = sent
+            .iter_mut()
+            .rev()
+            .find(|r| r.sent_ms == sent_ms && r.answered_ms.is_none())
+        {
+            r.answered_ms = Some(at_ms);
         }
     }
 
@@ -189,6 +290,7 @@ impl Oracle {
         let Some(limits) = self.limits.limits else {
             return;
         };
+        self.judge_dead_link(principal, path, sent_ms, status, at_ms);
         let known = self.limits.links.contains_key(path);
         let counts = match self.limits.links.get_mut(path) {
             Some(link) => (&mut link.successes, &mut link.unknown),
@@ -216,6 +318,9 @@ impl Oracle {
             Some(_) => return,
         }
         let successes = *counts.0;
+        if let Some(link) = self.limits.links.get_mut(path) {
+            link.alive_sent_ms = link.alive_sent_ms.max(sent_ms);
+        }
         self.controls.downloads_judged_against_limits += 1;
         let link = self.limits.links.get(path).cloned();
         let export = link
@@ -247,6 +352,7 @@ impl Oracle {
         let Some(limits) = self.limits.limits else {
             return;
         };
+        self.count_rebuilt_links(limits);
         let gone = std::mem::take(&mut self.limits.gone);
         for g in gone {
             let Some(link) = self.limits.links.get(&g.path).cloned() else {
@@ -271,16 +377,14 @@ impl Oracle {
                 continue;
             }
             self.judge_revoked_link(&link, &g);
-            let maybe_revoked = self
+            if self
                 .limits
-                .revoking_sent_ms
-                .get(&link.owner)
-                .is_some_and(|&sent| sent < g.at_ms);
-            if maybe_revoked {
+                .may_have_revoked(link.owner, link.built_after_ms, g.at_ms)
+            {
                 continue;
             }
             let detail = format!(
-                "a live link refused: exp-{}'s link (first seen ready at {} ms, published after {} ms, lifetime {} ms) was answered 410 at {} ms after {} of {} downloads, with no deletion by its subject and no download of unknown outcome",
+                "a live link refused: exp-{}'s link (first seen ready at {} ms, published after {} ms, lifetime {} ms) was answered 410 at {} ms after {} of {} downloads, with no deletion by its subject that could reach this build of the archive and no download of unknown outcome",
                 link.export_id,
                 link.first_seen_ms,
                 link.published_after_ms,
@@ -301,6 +405,72 @@ impl Oracle {
 }
 
 impl Oracle {
+    /// A download of `path` sent at `sent_ms` was answered `status` at
+    /// `at_ms`: a 410 kills the link for good; a 200 to a download sent
+    /// after the link was known dead serves a revoked link.
+    fn judge_dead_link(
+        &mut self,
+        principal: usize,
+        path: &str,
+        sent_ms: u64,
+        status: Option<u16>,
+        at_ms: u64,
+    ) {
+        let dead_ms = self.limits.dead_from_ms.get(path).copied();
+        if let Some(dead_ms) = dead_ms
+            && sent_ms >= dead_ms
+            && let Some(status) = status
+            && status < 500
+        {
+            self.controls.dead_links_tried_again += 1;
+            if status == 200 {
+                let export = self
+                    .limits
+                    .links
+                    .get(path)
+                    .map(|l| format!("exp-{}'s", l.export_id))
+                    .unwrap_or_else(|| "an export's".into());
+                let detail = format!(
+                    "a revoked link served: {export} link was known dead at {dead_ms} ms (refused 410, or replaced by a rebuilt archive's link), yet a download of it sent by {} at {sent_ms} ms was answered 200",
+                    self.who(principal)
+                );
+                self.violate(Invariant::LinkBinding, at_ms, None, Some(principal), detail);
+            }
+        }
+        if status == Some(410) {
+            self.limits.dead_from(path, at_ms);
+        }
+    }
+
+    /// Count the rebuilt links their subject used to the limit (at the end
+    /// of the run), and those published a lifetime or more after their
+    /// export's first link was seen and still downloaded.
+    fn count_rebuilt_links(&mut self, limits: ExportLimits) {
+        let rebuilt: Vec<&Link> = self
+            .limits
+            .links
+            .values()
+            .filter(|l| l.built_after_ms > 0)
+            .collect();
+        let to_limit = rebuilt
+            .iter()
+            .filter(|l| l.successes >= limits.max_downloads)
+            .count() as u64;
+        let late = rebuilt
+            .iter()
+            .filter(|l| {
+                l.successes > 0
+                    && self.limits.links.values().any(|first| {
+                        first.export_id == l.export_id
+                            && first.built_after_ms == 0
+                            && l.first_seen_ms >= first.first_seen_ms + limits.link_ttl_ms
+                    })
+            })
+            .count() as u64;
+        self.controls.rebuilt_links_used_to_limit += to_limit;
+        self.controls.rebuilt_links_late_downloaded += late;
+    }
+
     /// `g` refused `link` while neither its limit nor its expiry can explain
     /// it: a revocation, after which no status may offer the link again.
     fn judge_revoked_link(&mut self, link: &Link, g: &Gone) {
@@ -489,5 +659,106 @@ mod tests {
         o.judge_limits();
         assert!(o.violations.is_empty());
         assert_eq!(o.controls.downloads_refused_after_expiry, 1);
+    }
+
+    /// A status of export 7 sent at `sent` and arriving 5 ms later.
+    fn shown(o: &mut Oracle, state: ExportState, path: Option<&str>, sent: u64) {
+        let body = serde_json::to_vec(&ExportStatus {
+            export_id: crosstalk_model::ExportId(7),
+            state,
+            requested_at_ms: 0,
+            due_at_ms: 0,
+            overdue: false,
+            extension_reason: None,
+            snapshot_at_ms: None,
+            download_path: path.map(str::to_string),
+            expires_at_ms: None,
+            downloads_left: None,
+            failure: None,
+        })
+        .unwrap();
+        let get = http::Method::GET;
+        o.export_reply(0, &get, "/v1/exports/7", sent, Some(200), &body, sent + 5);
+    }
+
+    fn download(o: &mut Oracle, path: &str, sent: u64, status: u16) {
+        let get = http::Method::GET;
+        o.export_reply(0, &get, path, sent, Some(status), b"", sent + 5);
+    }
+
+    /// Downloaded once, a recording deleted (answered), the page opened
+    /// again and the link clicked (revoked), then rebuilt under "/n".
+    fn rebuilt(o: &mut Oracle) {
+        shown(o, ExportState::Ready, Some("/v1/downloads/o"), 1_000);
+        download(o, "/v1/downloads/o", 1_100, 200);
+        let delete = http::Method::DELETE;
+        o.store_request_sent(0, &delete, "/v1/recordings/3", 1_200);
+        o.store_reply_arrived(0, &delete, "/v1/recordings/3", 1_200, Some(200), 1_205);
+        shown(o, ExportState::Ready, Some("/v1/downloads/o"), 1_300);
+        download(o, "/v1/downloads/o", 1_400, 410);
+        shown(o, ExportState::Pending, None, 1_500);
+        shown(o, ExportState::Ready, Some("/v1/downloads/n"), 1_600);
+    }
+
+    /// A link refused, or replaced by a rebuild, never serves again.
+    #[test]
+    fn a_dead_link_never_serves_again() {
+        let mut o = oracle(3);
+        rebuilt(&mut o);
+        download(&mut o, "/v1/downloads/n", 1_700, 200);
+        download(&mut o, "/v1/downloads/o", 1_800, 410);
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.dead_links_tried_again, 1);
+        download(&mut o, "/v1/downloads/o", 1_900, 200);
+        assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
+        assert_eq!(o.violations[0].invariant, Invariant::LinkBinding);
+        assert!(o.violations[0].detail.starts_with("a revoked link served"));
+        // Replaced without a refusal ever seen: dead from the new link on.
+        let mut o = oracle(3);
+        shown(&mut o, ExportState::Ready, Some("/v1/downloads/o"), 1_000);
+        shown(&mut o, ExportState::Ready, Some("/v1/downloads/n"), 2_000);
+        download(&mut o, "/v1/downloads/o", 2_000, 200);
+        assert!(o.violations.is_empty(), "sent before the new link arrived");
+        download(&mut o, "/v1/downloads/o", 2_005, 200);
+        assert!(o.violations[0].detail.starts_with("a revoked link served"));
+    }
+
+    /// A deletion answered before the rebuild began explains no refusal of
+    /// the rebuilt link: its count and lifetime are its own.
+    #[test]
+    fn a_rebuilt_link_has_its_own_allowance_and_lifetime() {
+        let mut o = oracle(3);
+        rebuilt(&mut o);
+        for sent in [1_700, 1_800, 1_900] {
+            download(&mut o, "/v1/downloads/n", sent, 200);
+        }
+        download(&mut o, "/v1/downloads/n", 2_000, 410);
+        o.judge_limits();
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
+        assert_eq!(o.controls.rebuilt_links_used_to_limit, 1);
+        // Inherited count: refused after one download of the new link.
+        let mut o = oracle(3);
+        rebuilt(&mut o);
+        download(&mut o, "/v1/downloads/n", 1_700, 200);
+        download(&mut o, "/v1/downloads/n", 1_800, 410);
+        o.judge_limits();
+        assert_eq!(o.violations.len(), 1, "{:?}", o.violations);
+        assert!(o.violations[0].detail.starts_with("a live link refused"));
+        // Published expired (its lifetime counted from the request): the
+        // old link's lifetime is over, the new one's is not.
+        let mut o = oracle(3);
+        rebuilt(&mut o);
+        download(&mut o, "/v1/downloads/n", 61_200, 410);
+        o.judge_limits();
+        assert!(o.violations[0].detail.starts_with("a live link refused"));
+        // A deletion whose answer never came may land on the rebuild.
+        let mut o = oracle(3);
+        rebuilt(&mut o);
+        let delete = http::Method::DELETE;
+        o.store_request_sent(0, &delete, "/v1/recordings/4", 1_650);
+        o.store_reply_arrived(0, &delete, "/v1/recordings/4", 1_650, None, 1_655);
+        download(&mut o, "/v1/downloads/n", 1_700, 410);
+        o.judge_limits();
+        assert!(o.violations.is_empty(), "{:?}", o.violations);
     }
 }

@@ -330,6 +330,15 @@ pub struct Controls {
     /// tried after it must have expired.
     pub downloads_refused_past_limit: u64,
     pub downloads_refused_after_expiry: u64,
+    /// Downloads of a link sent after it was known dead (refused, or
+    /// replaced by a rebuild) with a definite answer: all must be refused.
+    pub dead_links_tried_again: u64,
+    /// Rebuilt links (after a revocation) downloaded to their full limit.
+    pub rebuilt_links_used_to_limit: u64,
+    /// Rebuilt links first seen a link lifetime or more after their
+    /// export's first link, and downloaded.
+    pub rebuilt_links_late_downloaded: u64,
+
     /// Archive entries whose audio, transcript, manifest fields and digest
     /// were found to be of one utterance.
     pub archive_entries_judged_whole: u64,
@@ -492,6 +501,9 @@ impl Controls {
         self.gone_answers_judged += other.gone_answers_judged;
         self.downloads_refused_past_limit += other.downloads_refused_past_limit;
         self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
+        self.dead_links_tried_again += other.dead_links_tried_again;
+        self.rebuilt_links_used_to_limit += other.rebuilt_links_used_to_limit;
+        self.rebuilt_links_late_downloaded += other.rebuilt_links_late_downloaded;
         self.archive_entries_judged_whole += other.archive_entries_judged_whole;
         self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
         self.snapshot_claims_judged += other.snapshot_claims_judged;

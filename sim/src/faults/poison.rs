@@ -68,6 +68,7 @@ fn has_one_job(account: &AccountPlan) -> bool {
             | Action::DeleteAll
             | Action::Probe { .. }
             | Action::ProbeLinkLimits { .. }
+            | Action::RebuildOwnArchive
             | Action::CloseAccount
             | Action::SignUpAgain
             | Action::ConfirmAfterRecycle { .. }

@@ -41,7 +41,7 @@ pub fn schedule_probes(
     accounts: &mut [AccountPlan],
 ) -> bool {
     let l = &scenario.limits;
-    if l.past_limit_per_mille + l.past_expiry_per_mille == 0 {
+    if l.past_limit_per_mille + l.past_expiry_per_mille + l.rebuild_per_mille == 0 {
         return false;
     }
     let mut rng = rng(seed, "plan/limit-probes");
@@ -60,17 +60,17 @@ pub fn schedule_probes(
         if !exports {
             continue;
         }
-        let past_expiry = if roll < l.past_limit_per_mille {
-            false
-        } else if roll < l.past_limit_per_mille + l.past_expiry_per_mille {
-            true
+        let probes = l.past_limit_per_mille + l.past_expiry_per_mille;
+        let action = if roll < l.past_limit_per_mille {
+            Action::ProbeLinkLimits { past_expiry: false }
+        } else if roll < probes {
+            Action::ProbeLinkLimits { past_expiry: true }
+        } else if roll < probes + l.rebuild_per_mille {
+            Action::RebuildOwnArchive
         } else {
             continue;
         };
-        account.actions.push(TimedAction {
-            at_ms,
-            action: Action::ProbeLinkLimits { past_expiry },
-        });
+        account.actions.push(TimedAction { at_ms, action });
         account.actions.sort_by_key(|a| a.at_ms);
     }
     false

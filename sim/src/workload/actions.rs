@@ -136,6 +136,7 @@ impl Person {
             Action::ReadInbox { pick } => self.read_inbox(pick).await,
             Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
             Action::ProbeLinkLimits { past_expiry } => self.probe_link_limits(past_expiry).await,
+            Action::RebuildOwnArchive => self.rebuild_own_archive().await,
             Action::BruteForceTicket {
                 victim,
                 by_victim,
@@ -466,6 +467,8 @@ impl Person {
                 );
                 if downloads == 1 {
                     self.kept.links.push((path.clone(), download_requested_ms));
+                    let exported = (path.clone(), export_id, requested_at_ms, self.principal);
+                    self.kept.link_exports.push(exported);
                     let link = PublishedLink {
                         owner: self.principal,
                         export_id,

@@ -59,6 +59,9 @@ pub(crate) struct Kept {
     pub(super) last_deletion_ms: u64,
     /// Own download links: (path, when first downloaded).
     pub(super) links: Vec<(String, u64)>,
+    /// The same links with their export: (path, export id, when asked,
+    /// the principal whose export it is).
+    pub(super) link_exports: Vec<(String, u64, u64, usize)>,
     /// Device tokens replaced by a sale, a reset or the account's closing.
     pub(super) retired_tokens: Vec<String>,
     /// The session of the account this person closed.

@@ -9,14 +9,27 @@
 //! answer reaches the oracle through the person's HTTP calls
 //! (`Oracle::export_reply`, judged in `check/limits.rs`), and every archive
 //! served is judged like any other delivery, entry by entry.
+//!
+//! Others have their latest archive rebuilt, as the contract promises
+//! after a deletion: a link lifetime after their request (when the run is
+//! long enough) they delete the oldest recording, open the export's page
+//! and click its link (refused: revoked), wait for the rebuilt archive,
+//! download it to its limit — the rebuilt link's allowance and lifetime are
+//! its own — and finally click the old link from the first email again,
+//! which must stay dead.
 
 use super::CallError;
-use super::person::{Person, sleep_until};
+use super::person::{POLL_MS, Person, sleep_until};
 use crate::net::sim_now_ms;
+use crosstalk_model::api::{ExportState, ExportStatus};
 use http::{Method, StatusCode};
 
 /// The latest a probe past expiry may begin, before the run's end.
 const EXPIRY_PROBE_MARGIN_MS: u64 = 60_000;
+
+/// The latest a rebuild may be asked for, before the run's end: time to
+/// build it, download it to its limit and click the old link again.
+const REBUILD_MARGIN_MS: u64 = 180_000;
 
 /// How often a person waiting for a link to expire lets their devices
 /// upload what they buffered.
@@ -57,6 +70,163 @@ impl Person {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Wait until `until_ms`, letting one's devices upload meanwhile.
+    async fn wait_flushing(&mut self, until_ms: u64) -> Result<(), CallError> {
+        while sim_now_ms() < until_ms {
+            sleep_until((sim_now_ms() + DEVICE_FLUSH_MS).min(until_ms)).await;
+            match self.flush_all_devices().await {
+                Ok(()) | Err(CallError::Unavailable(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Have one's latest archive rebuilt after a deletion, use the rebuilt
+    /// link to its limit and click the old one again.
+    pub(super) async fn rebuild_own_archive(&mut self) -> Result<(), CallError> {
+        // Only an export of the account one holds now (not of one closed).
+        let Some((old_path, export_id, requested_at_ms, _)) = self
+            .kept
+            .link_exports
+            .iter()
+            .rev()
+            .find(|link| link.3 == self.principal)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let plan = &self.world.plan;
+        let wake_ms = requested_at_ms + plan.link_ttl_ms + 1_000;
+        if wake_ms + REBUILD_MARGIN_MS <= plan.active_ms + plan.drain_ms {
+            self.wait_flushing(wake_ms).await?;
+        }
+        // The oldest recording, captured before the request: in the archive.
+        if self.own_recordings.is_empty() {
+            return Ok(());
+        }
+        let deleted = self.kept.deleted.len();
+        self.delete_one(0).await?;
+        if self.kept.deleted.len() == deleted {
+            return Ok(());
+        }
+        // Open the export's page, then click its link: refused, revoked.
+        if self.export_status(export_id).await?.is_none()
+            || self.download_again(&old_path).await? != Some(StatusCode::GONE)
+        {
+            return Ok(());
+        }
+        // Deleted within the active phase: the rebuild has the whole drain.
+        let strict = self.kept.last_deletion_ms <= self.world.plan.active_ms;
+        let Some(new_path) = self.await_rebuild(export_id, &old_path, strict).await? else {
+            return Ok(());
+        };
+        self.download_to_limit(&new_path).await?;
+        // The first email's link, clicked again: dead for good.
+        self.download_again(&old_path).await?;
+        Ok(())
+    }
+
+    /// One status of export `export_id` (`None`: no answer, or the session
+    /// ended: the account was closed meanwhile).
+    async fn export_status(&self, export_id: u64) -> Result<Option<ExportStatus>, CallError> {
+        let session = self.session.clone();
+        let path = format!("/v1/exports/{export_id}");
+        let response = match self
+            .call(true, Method::GET, &path, Some(&session), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(CallError::Unavailable(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match response.status() {
+            StatusCode::OK => serde_json::from_slice(response.body())
+                .map(Some)
+                .map_err(|e| CallError::Unexpected(format!("export status unreadable: {e}"))),
+            StatusCode::UNAUTHORIZED => Ok(None),
+            other => Err(CallError::Unexpected(format!(
+                "export status answered {other}"
+            ))),
+        }
+    }
+
+    /// Poll export `export_id` until it shows a link other than
+    /// `old_path`: that link, or `None` when it still shows `old_path` (the
+    /// refusal was no revocation), ended otherwise (judged like any
+    /// finished export) or was still pending at the run's end (a liveness
+    /// violation when `strict`: it had the whole drain).
+    async fn await_rebuild(
+        &mut self,
+        export_id: u64,
+        old_path: &str,
+        strict: bool,
+    ) -> Result<Option<String>, CallError> {
+        let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
+        loop {
+            let status = self.export_status(export_id).await?;
+            // Still ready with the old link: the refusal was its limit or
+            // expiry, not a revocation (judged in `check/limits.rs`).
+            if let Some(status) = &status
+                && status.state == ExportState::Ready
+                && status.download_path.as_deref() == Some(old_path)
+            {
+                return Ok(None);
+            }
+            if let Some(status) = status
+                && status.state != ExportState::Pending
+            {
+                let principal = self.principal;
+                let path = self.oracle().on_export_finished(
+                    principal,
+                    export_id,
+                    status.state,
+                    status.download_path,
+                    status.failure,
+                    sim_now_ms(),
+                );
+                return Ok(path);
+            }
+            if sim_now_ms() + POLL_MS > deadline_ms {
+                if strict {
+                    let (principal, asked_ms) = (self.principal, self.kept.last_deletion_ms);
+                    self.oracle().on_export_pending_at_deadline(
+                        principal,
+                        export_id,
+                        asked_ms,
+                        sim_now_ms(),
+                    );
+                }
+                return Ok(None);
+            }
+            sleep_until(sim_now_ms() + POLL_MS).await;
+        }
+    }
+
+    /// Download `path` as often as the limit allows (the first alone, then
+    /// two at a time, as a double click sends them), and once more.
+    async fn download_to_limit(&self, path: &str) -> Result<(), CallError> {
+        let max = self.world.plan.max_downloads;
+        if self.download_again(path).await? != Some(StatusCode::OK) {
+            return Ok(());
+        }
+        let mut served = 1;
+        while served < max {
+            let (first, second) =
+                tokio::join!(self.download_again(path), self.download_again(path));
+            let ok = [first?, second?]
+                .iter()
+                .filter(|s| **s == Some(StatusCode::OK))
+                .count() as u32;
+            served += ok;
+            if ok < 2 {
+                break;
+            }
+        }
+        self.download_again(path).await?;
         Ok(())
     }
 

@@ -222,6 +222,17 @@ impl Person {
             let sent = self
                 .send_patiently(client, &method, path, bearer, &body)
                 .await?;
+            if !to_export {
+                let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+                self.oracle().store_reply_arrived(
+                    self.principal,
+                    &method,
+                    path,
+                    sent_ms,
+                    status,
+                    sim_now_ms(),
+                );
+            }
             if to_export {
                 let (status, reply) = match &sent {
                     Ok(r) => (Some(r.status().as_u16()), r.body().as_ref()),
