@@ -19,7 +19,7 @@
 //! which must stay dead.
 
 use super::CallError;
-use super::person::{POLL_MS, Person, sleep_until};
+use super::person::{POLL_MS, Person};
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{ExportState, ExportStatus};
 use http::{Method, StatusCode};
@@ -51,7 +51,8 @@ impl Person {
             // buffered while offline goes up as soon as it is back, so a
             // broadcast it heard still reaches the store within the hold.
             while sim_now_ms() < wake_ms {
-                sleep_until((sim_now_ms() + DEVICE_FLUSH_MS).min(wake_ms)).await;
+                self.pass_time_until((sim_now_ms() + DEVICE_FLUSH_MS).min(wake_ms))
+                    .await?;
                 match self.flush_all_devices().await {
                     Ok(()) | Err(CallError::Unavailable(_)) => {}
                     Err(e) => return Err(e),
@@ -76,7 +77,8 @@ impl Person {
     /// Wait until `until_ms`, letting one's devices upload meanwhile.
     async fn wait_flushing(&mut self, until_ms: u64) -> Result<(), CallError> {
         while sim_now_ms() < until_ms {
-            sleep_until((sim_now_ms() + DEVICE_FLUSH_MS).min(until_ms)).await;
+            self.pass_time_until((sim_now_ms() + DEVICE_FLUSH_MS).min(until_ms))
+                .await?;
             match self.flush_all_devices().await {
                 Ok(()) | Err(CallError::Unavailable(_)) => {}
                 Err(e) => return Err(e),
@@ -202,7 +204,7 @@ impl Person {
                 }
                 return Ok(None);
             }
-            sleep_until(sim_now_ms() + POLL_MS).await;
+            self.pass_time_until(sim_now_ms() + POLL_MS).await?;
         }
     }
 
