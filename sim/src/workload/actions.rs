@@ -372,6 +372,9 @@ impl Person {
         let deadline_ms = self.world.plan.active_ms + self.world.plan.drain_ms;
         // Whether the archive awaited is the rebuild of a revoked one.
         let mut revoked = false;
+        // A link refused before its first download, to which the export's
+        // page must not lead again.
+        let mut refused_path: Option<String> = None;
         loop {
             let status = loop {
                 let polled: Result<ExportStatus, CallError> = self
@@ -411,6 +414,11 @@ impl Person {
             ) else {
                 return Ok(());
             };
+            if refused_path.as_deref() == Some(path.as_str()) {
+                // Still the refused link: its expiry, not a revocation
+                // (judged at the end of the run, `check/limits.rs`).
+                return Ok(());
+            }
             let mut deleted_since_ready = false;
             if delete_first && !self.own_recordings.is_empty() {
                 // "Oh, not that one": delete a recording before downloading.
@@ -449,6 +457,16 @@ impl Person {
                     }
                     DownloadNext::Judge => {}
                     DownloadNext::AwaitRebuild => {
+                        revoked = true;
+                        break;
+                    }
+                    DownloadNext::Stop
+                        if downloads == 0 && response.status() == StatusCode::GONE =>
+                    {
+                        // Refused before one ever got it: back to the
+                        // export's page, whose rebuilt link (a deletion of
+                        // one's own revoked the archive) is followed.
+                        refused_path = Some(path.clone());
                         revoked = true;
                         break;
                     }
