@@ -33,23 +33,31 @@ fn invariants(outcome: &RunOutcome) -> Vec<Invariant> {
 
 #[test]
 fn a_refused_audio_read_taken_for_a_deletion_fails_exactness() {
-    let plan = plan("gdpr-wrong-customer.toml", 1);
-    let correct = run(plan.clone(), None);
+    // A refused read must fall on a recording the archive needs, which
+    // takes a few seeds: the first seed where it does is the witness.
+    let mut refused = 0;
+    for seed in 1..12 {
+        let plan = plan("gdpr-wrong-customer.toml", seed);
+        let correct = run(plan.clone(), None);
+        assert!(
+            correct.violations.is_empty(),
+            "correct build, seed {seed}: {:?}",
+            correct.violations
+        );
+        refused += correct.controls.collection_reads_refused;
+        if correct.controls.collection_reads_refused == 0 {
+            continue;
+        }
+        let broken = run(plan, Some(CanaryBreak::UnavailableAsDeleted));
+        if invariants(&broken).contains(&Invariant::Exactness) {
+            return;
+        }
+    }
     assert!(
-        correct.violations.is_empty(),
-        "correct build: {:?}",
-        correct.violations
-    );
-    assert!(
-        correct.controls.collection_reads_refused > 0,
+        refused > 0,
         "the store never refused a collection read: nothing was tested"
     );
-    let broken = run(plan, Some(CanaryBreak::UnavailableAsDeleted));
-    assert!(
-        invariants(&broken).contains(&Invariant::Exactness),
-        "an archive missing a refused recording was not caught: {:?}",
-        broken.violations
-    );
+    panic!("an archive missing a refused recording was never caught in seeds 1..12");
 }
 
 #[test]
