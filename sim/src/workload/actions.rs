@@ -6,16 +6,15 @@ use super::airing::Airing;
 use super::person::{Device, OwnRecording, POLL_MS, Person, SpokenMessage, parse, to_json};
 use super::{CallError, PublishedLink, pick_where};
 use crate::check::durable::AckedWhat;
-use crate::check::replies::links_in;
 use crate::check::feed::FeedReread;
+use crate::check::replies::links_in;
 use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext};
 use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;
 use crate::plan::{Action, display_name};
 use crosstalk_model::api::{
     ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState,
-    ExportStatus, InboxItem, MessageState, MessageView, SendMessageRequest,
-    TransferDeviceRequest,
+    ExportStatus, InboxItem, MessageState, MessageView, SendMessageRequest, TransferDeviceRequest,
 };
 use crosstalk_model::api::{Notification, TicketStatus, VerifyTicketRequest};
 use crosstalk_service::HttpResponse;
@@ -59,7 +58,9 @@ impl Person {
                 if let Some(echo) = also_heard
                     && self.devices.len() > 1
                 {
-                    return self.speak_near_two_devices(device, [nonce, echo], content, phrase).await;
+                    return self
+                        .speak_near_two_devices(device, [nonce, echo], content, phrase)
+                        .await;
                 }
                 self.speak(device, nonce, content, phrase, purchase, message, speaker)
                     .await?;
@@ -1146,19 +1147,7 @@ impl Person {
         if !self.spoken_messages.iter().any(due) {
             return Ok(());
         }
-        let session = self.session.clone();
-        let outgoing: Vec<MessageView> = self
-            .expect_json(
-                false,
-                Method::GET,
-                "/v1/messages",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
-        self.oracle()
-            .on_messages_listed(self.principal, &outgoing, sim_now_ms());
+        let outgoing = self.list_outgoing_messages().await?;
         let mut keep = Vec::new();
         for spoken in std::mem::take(&mut self.spoken_messages) {
             let buffered = self

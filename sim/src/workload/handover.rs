@@ -36,8 +36,7 @@ use crate::check::handover::HandoverVerification;
 use crate::net::sim_now_ms;
 use crate::plan::{ITEMS, PHRASES, display_name};
 use crosstalk_model::api::{
-    Intent, LoginRequest, MessageView, OrderView, SignupResponse, TicketRequest, TicketStatus,
-    VerifyTicketRequest,
+    Intent, LoginRequest, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -405,34 +404,9 @@ impl Person {
         for id in told {
             self.play_told_recording(id).await?;
         }
-        let session = self.session.clone();
-        let orders: Vec<OrderView> = self
-            .expect_json(
-                false,
-                Method::GET,
-                "/v1/orders",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
-        self.oracle()
-            .on_orders_listed(self.principal, &orders, sim_now_ms());
-        let messages: Vec<MessageView> = self
-            .expect_json(
-                false,
-                Method::GET,
-                "/v1/messages",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
-        {
-            let mut oracle = self.oracle();
-            oracle.on_messages_listed(self.principal, &messages, sim_now_ms());
-            oracle.on_moving_in_listings_judged();
-        }
+        self.audit_orders().await?;
+        self.list_outgoing_messages().await?;
+        self.oracle().on_moving_in_listings_judged();
         self.read_inbox(0).await
     }
 

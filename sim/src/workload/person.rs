@@ -12,7 +12,7 @@ use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
-    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, OrderView,
+    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, MessageView, OrderView,
     RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
@@ -903,7 +903,7 @@ impl Person {
 
     /// Every order must come from this principal's own capture, and none
     /// from broadcast audio may have been placed.
-    async fn audit_orders(&mut self) -> Result<(), CallError> {
+    pub(super) async fn audit_orders(&mut self) -> Result<(), CallError> {
         let session = self.session.clone();
         let orders: Vec<OrderView> = self
             .expect_json(
@@ -918,6 +918,24 @@ impl Person {
         self.oracle()
             .on_orders_listed(self.principal, &orders, sim_now_ms());
         Ok(())
+    }
+
+    /// List one's outgoing messages; each must carry one's own capture.
+    pub(super) async fn list_outgoing_messages(&mut self) -> Result<Vec<MessageView>, CallError> {
+        let session = self.session.clone();
+        let outgoing: Vec<MessageView> = self
+            .expect_json(
+                false,
+                Method::GET,
+                "/v1/messages",
+                Some(&session),
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        self.oracle()
+            .on_messages_listed(self.principal, &outgoing, sim_now_ms());
+        Ok(outgoing)
     }
 }
 
