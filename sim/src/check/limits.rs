@@ -533,41 +533,8 @@ mod tests {
     }
 
     fn ready(oracle: &mut Oracle, pending_sent: u64, seen: u64) {
-        let status = |state: ExportState, path: Option<&str>| {
-            serde_json::to_vec(&ExportStatus {
-                export_id: crosstalk_model::ExportId(7),
-                state,
-                requested_at_ms: 0,
-                due_at_ms: 0,
-                overdue: false,
-                extension_reason: None,
-                snapshot_at_ms: None,
-                download_path: path.map(str::to_string),
-                expires_at_ms: None,
-                downloads_left: None,
-                failure: None,
-            })
-            .unwrap()
-        };
-        let get = http::Method::GET;
-        oracle.export_reply(
-            0,
-            &get,
-            "/v1/exports/7",
-            pending_sent,
-            Some(200),
-            &status(ExportState::Pending, None),
-            pending_sent + 5,
-        );
-        oracle.export_reply(
-            0,
-            &get,
-            "/v1/exports/7",
-            seen - 5,
-            Some(200),
-            &status(ExportState::Ready, Some("/v1/downloads/t")),
-            seen,
-        );
+        shown(oracle, ExportState::Pending, None, pending_sent);
+        shown(oracle, ExportState::Ready, Some("/v1/downloads/t"), seen - 5);
     }
 
     #[test]
