@@ -29,6 +29,7 @@ pub mod fuzzing;
 pub mod guard;
 pub mod hunt;
 pub mod lease_watch;
+pub mod load_watch;
 pub mod lookup_watch;
 pub mod net;
 pub mod plan;

@@ -383,9 +383,11 @@ const RULES: &[Rule] = &[
     // Every check below judges something every run of its scenario does;
     // a count of zero means the check (or the feature) silently stopped.
     rule(
-        "owners' listings, playback and contact lists judged, service state hashed",
+        "owners' listings, playback and contact lists judged, service state hashed, error bodies and cache headers judged",
         |_| true,
         &[
+            "error_bodies_judged",
+            "cache_headers_judged",
             "history_items_checked",
             "own_audio_checked",
             "contact_lists_judged",

@@ -271,6 +271,10 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The export service's lookups of addresses, as the store's door saw them.
     let lookup_log = crate::lookup_watch::LookupLog::default();
+    // The requests in flight inside each service, as the simulator counts
+    // them (the services' overloaded refusals are judged against them).
+    let store_load = crate::load_watch::LoadGauge::default();
+    let export_load = crate::load_watch::LoadGauge::default();
     // The services' latest incarnations, whose state is digested at the end.
     // (Weak: a crashed incarnation must still be dropped with its host.)
     let last_store: Rc<RefCell<Weak<Store>>> = Rc::default();
@@ -292,7 +296,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .learn_upload_door(upload_door.clone());
         let after_ack = after_ack.clone();
         let lookups = lookup_log.clone();
+        let load = store_load.clone();
         sim.host(STORE_HOST, move || {
+            let load = load.clone();
             let wrap = wrap.clone();
             let door = upload_door.clone();
             let after_ack = after_ack.clone();
@@ -339,7 +345,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                     router = crate::faults::ack_crash::layer(router, after_ack);
                 }
                 router = crate::lookup_watch::watch(router, lookups);
-                let router = count_requests(router, counter);
+                let router = crate::load_watch::watch(count_requests(router, counter), load);
                 tokio::select! {
                     biased;
                     _ = store.until_storage_fails() => {
@@ -390,7 +396,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         let wrap = wrappers.export.clone();
         let leases = lease_log.clone();
         let publish_crash = publish_crash.clone();
+        let load = export_load.clone();
         sim.host(EXPORT_HOST, move || {
+            let load = load.clone();
             let wrap = wrap.clone();
             let leases = leases.clone();
             let publish_crash = publish_crash.clone();
@@ -449,7 +457,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 router = crate::lease_watch::watch(router, leases);
                 crosstalk_service::serve_limited(
                     listener,
-                    count_requests(router, counter),
+                    crate::load_watch::watch(count_requests(router, counter), load),
                     Spawner::Local,
                     limits,
                 )
@@ -637,6 +645,12 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .oracle
         .borrow_mut()
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
+    {
+        let mut oracle = world.oracle.borrow_mut();
+        oracle.judge_load_shedding(STORE_HOST, &store_load, SERVE_LIMITS.max_in_flight);
+        let export_limit = export_config(plan).limits.max_in_flight;
+        oracle.judge_load_shedding(EXPORT_HOST, &export_load, export_limit);
+    }
     world.oracle.borrow_mut().judge_limits();
     world.oracle.borrow_mut().judge_books();
     {

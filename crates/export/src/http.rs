@@ -52,6 +52,7 @@ pub fn router(service: Arc<ExportService>) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024))
         .merge(internal_routes)
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(crosstalk_service::no_store))
         .with_state(service)
 }
 

@@ -9,6 +9,8 @@
 //! - [`ApiError`] and [`json_errors`]: every 4xx/5xx leaves as a JSON
 //!   [`ErrorBody`](crosstalk_model::api::ErrorBody), including the rejections
 //!   axum produces on its own (unknown route, bad path, body too large).
+//! - [`no_store`]: `Cache-Control: no-store` on every answer (each is
+//!   about one person; no cache may keep it).
 //! - [`JsonBody`]: a JSON extractor whose failures are [`ApiError`]s.
 //! - [`probe!`]: code probes, counted per thread in simulation builds
 //!   (the `probes` feature), free otherwise.
@@ -24,6 +26,7 @@ pub mod digest;
 mod error;
 pub mod fault_points;
 mod inject;
+mod no_store;
 pub mod planted;
 pub mod probes;
 pub mod real;
@@ -36,6 +39,7 @@ pub mod test_support;
 pub use client::{BoxIo, ClientError, Connect, ConnectFuture, HttpClient, HttpResponse};
 pub use error::{ApiError, JsonBody, bearer_token, json_errors};
 pub use inject::{Inject, Injected};
+pub use no_store::no_store;
 pub use planted::{Bug, Planted};
 pub use server::{
     OVERLOADED, ServeLimits, limit_in_flight, overloaded, serve, serve_limited, serve_with,

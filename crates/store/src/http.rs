@@ -90,6 +90,7 @@ pub fn router(store: Arc<Store>) -> Router {
         .merge(service_routes)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(crosstalk_service::no_store))
         .with_state(store)
 }
 

@@ -309,14 +309,21 @@ pub struct Controls {
     /// Requests a service refused as overloaded (503 `overloaded`) that the
     /// client retried after the service's `Retry-After`.
     pub overloaded_retries: u64,
-    // The next three are fed by `replies.rs`, which only the `export_api`
-    // fuzz target calls so far: left out of a summary while zero.
+    // The next ones are fed by `replies.rs`, through which every answer
+    // any driver received is judged (the simulator's clients, the
+    // `export_api` fuzz target, the real-threads harness).
     /// Error answers whose JSON `{"error", "message"}` body was checked.
-    #[serde(skip_serializing_if = "is_zero")]
     pub error_bodies_judged: u64,
     /// Error answers without one (each also a violation).
     #[serde(skip_serializing_if = "is_zero")]
     pub error_bodies_malformed: u64,
+    /// Overloaded refusals (503 `overloaded`) judged against the requests
+    /// measured in flight inside the service (`load_watch.rs`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub load_shedding_judged: u64,
+    /// Answers to authenticated requests whose `Cache-Control` was judged:
+    /// none may be storable by a shared cache (`replies.rs`).
+    pub cache_headers_judged: u64,
     /// Download links found in what a principal received, judged by whose
     /// account they name.
     #[serde(skip_serializing_if = "is_zero")]
@@ -566,6 +573,8 @@ impl Controls {
         self.state_digests_taken += other.state_digests_taken;
         self.error_bodies_judged += other.error_bodies_judged;
         self.error_bodies_malformed += other.error_bodies_malformed;
+        self.cache_headers_judged += other.cache_headers_judged;
+        self.load_shedding_judged += other.load_shedding_judged;
         self.links_delivered_judged += other.links_delivered_judged;
         self.requests_raced += other.requests_raced;
         self.quiescent_probes += other.quiescent_probes;
@@ -646,6 +655,9 @@ pub struct Oracle {
     unresolved_deletions: BTreeMap<u64, UnresolvedDeletion>,
     /// Server errors received, judged at the end against the fault log.
     server_errors: Vec<ServerError>,
+    /// Every 503 `overloaded` a client received (also those it waited out),
+    /// judged against the load measured inside the service.
+    overloaded_answers: Vec<ServerError>,
     /// Confirmed messages: (nonce, recipient principal) -> when the store
     /// acknowledged the confirmation.
     confirmed_messages: BTreeMap<(u64, usize), u64>,
@@ -721,6 +733,7 @@ impl Oracle {
             deleted_recordings: BTreeMap::new(),
             unresolved_deletions: BTreeMap::new(),
             server_errors: Vec::new(),
+            overloaded_answers: Vec::new(),
             confirmed_messages: BTreeMap::new(),
             limits: limits::LimitsLedger::default(),
             claims: claims::ClaimsLedger::default(),
@@ -1063,6 +1076,49 @@ impl Oracle {
         self.server_errors.push(error);
     }
 
+    /// A service refused a request as overloaded (503 `overloaded`) and the
+    /// client waited it out: judged at the end of the run against the load
+    /// measured inside the service ([`Self::judge_load_shedding`]).
+    pub fn overloaded_answer(&mut self, answer: ServerError) {
+        self.overloaded_answers.push(answer);
+    }
+
+    /// Every overloaded refusal from `service` (its bound `max_in_flight`
+    /// requests at once), held against `gauge`, the requests the simulator
+    /// measured inside it: the service claimed its bound was reached, so at
+    /// some moment of the request's lifetime at least that many must have
+    /// been in flight. A refusal below the bound is the service's own count
+    /// gone wrong (a leak on some path: it ends by refusing everyone).
+    pub fn judge_load_shedding(
+        &mut self,
+        service: &str,
+        gauge: &crate::load_watch::LoadGauge,
+        max_in_flight: usize,
+    ) {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.overloaded_answers)
+            .into_iter()
+            .partition(|a| a.service == service);
+        self.overloaded_answers = others;
+        for answer in mine {
+            self.controls.load_shedding_judged += 1;
+            let peak = gauge.peak(answer.sent_ms, answer.at_ms);
+            if peak >= max_in_flight {
+                continue;
+            }
+            let detail = format!(
+                "{} to the {service} service, sent at {} ms, was refused as overloaded at {} ms, while at most {peak} requests were in flight inside the service (its bound is {max_in_flight}): the service's count of requests in flight is wrong",
+                answer.request, answer.sent_ms, answer.at_ms
+            );
+            self.violate(
+                Invariant::ApiContract,
+                answer.at_ms,
+                None,
+                answer.principal,
+                detail,
+            );
+        }
+    }
+
     /// The API contract, judged once the run is over: every server error
     /// with no fault near it, and every panic inside a service, is a
     /// violation.
@@ -1078,6 +1134,7 @@ impl Oracle {
         for error in std::mem::take(&mut self.server_errors) {
             if error.is_load_shedding() {
                 self.controls.server_errors_excused += 1;
+                self.overloaded_answers.push(error);
                 continue;
             }
             if log

@@ -28,6 +28,10 @@ pub struct Answer<'a> {
     pub body: &'a [u8],
     /// False for answers that carry no body by definition (`HEAD`).
     pub has_body: bool,
+    /// The answer's `Cache-Control` header ("" when absent).
+    pub cache_control: &'a str,
+    /// Whether the request carried credentials (`Authorization`).
+    pub authenticated: bool,
     pub principal: Option<usize>,
     pub sent_ms: u64,
     pub at_ms: u64,
@@ -80,11 +84,38 @@ pub fn error_body_fault(content_type: &str, body: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether a shared cache (a caching proxy between the clients and the
+/// service, a CDN) may store an answer to a request that carried
+/// `Authorization` and serve it to the next client asking for the same URL
+/// (RFC 9111 §3 and §3.5): only when the answer explicitly allows it with
+/// `public`, `s-maxage` or `must-revalidate`, and says neither `no-store`,
+/// `private` (unqualified: `private="field"` only withholds that field)
+/// nor `no-cache` (stored but revalidated, with the next client's own
+/// credentials, before every reuse).
+pub fn shared_cache_may_store_authorized(cache_control: &str) -> bool {
+    let mut allows = false;
+    for directive in cache_control.split(',') {
+        let directive = directive.trim().to_ascii_lowercase();
+        let (name, has_value) = match directive.split_once('=') {
+            Some((name, _)) => (name.trim().to_string(), true),
+            None => (directive.clone(), false),
+        };
+        match name.as_str() {
+            "no-store" => return false,
+            "private" | "no-cache" if !has_value => return false,
+            "public" | "s-maxage" | "must-revalidate" => allows = true,
+            _ => {}
+        }
+    }
+    allows
+}
+
 impl Oracle {
-    /// Judge one answer's status and error body; keep a 5xx for the
-    /// end-of-run verdict against the faults injected.
+    /// Judge one answer's status, error body and cacheability; keep a 5xx
+    /// for the end-of-run verdict against the faults injected.
     pub fn answer_received(&mut self, answer: &Answer<'_>) {
         self.reply_judged();
+        self.judge_cacheability(answer);
         let error = answer.status >= 400;
         if error
             && answer.has_body
@@ -118,6 +149,33 @@ impl Oracle {
                 sent_ms: answer.sent_ms,
                 at_ms: answer.at_ms,
             });
+        }
+    }
+
+    /// An answer to an authenticated request is meant for its principal
+    /// alone (a history, a recording, an archive, an export's status): a
+    /// shared cache that may store it would hand it to the next client
+    /// asking for the same URL (Steam 2015; a CDN in front of a personal
+    /// API is ordinary deployment).
+    fn judge_cacheability(&mut self, answer: &Answer<'_>) {
+        if !answer.authenticated {
+            return;
+        }
+        self.controls.cache_headers_judged += 1;
+        if shared_cache_may_store_authorized(answer.cache_control) {
+            let detail = format!(
+                "{} to the {} service answered {} with Cache-Control: {:?}: a shared cache may store \
+                 this answer to an authenticated request and serve it to the next client asking for \
+                 the same URL",
+                answer.request, answer.service, answer.status, answer.cache_control
+            );
+            self.violate(
+                Invariant::RequestIntegrity,
+                answer.at_ms,
+                None,
+                answer.principal,
+                detail,
+            );
         }
     }
 
@@ -167,6 +225,8 @@ mod tests {
             content_type,
             body,
             has_body: true,
+            cache_control: "no-store",
+            authenticated: true,
             principal: Some(0),
             sent_ms: 5,
             at_ms: 6,

@@ -749,6 +749,10 @@ struct Reply {
     path: String,
     status: StatusCode,
     content_type: String,
+    /// The `Cache-Control` header ("" when absent).
+    cache_control: String,
+    /// Whether the request carried a bearer token.
+    authenticated: bool,
     body: Bytes,
     /// When the request was sent and the answer read (the client's times).
     sent_ms: u64,
@@ -1022,7 +1026,8 @@ impl<'a> Harness<'a> {
         let request = self.request(&method, path, token, body);
         let response = self.world.router(server).oneshot(request).await;
         let Ok(response) = response;
-        self.reply(server, method, path, sent_ms, response).await
+        self.reply(server, method, path, token.is_some(), sent_ms, response)
+            .await
     }
 
     fn request(
@@ -1065,15 +1070,21 @@ impl<'a> Harness<'a> {
         server: Server,
         method: Method,
         path: &str,
+        authenticated: bool,
         sent_ms: u64,
         response: axum::response::Response,
     ) -> Reply {
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let (content_type, cache_control) = {
+            let header = |name: header::HeaderName| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (header(header::CONTENT_TYPE), header(header::CACHE_CONTROL))
+        };
         let status = response.status();
         let body = match response.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -1093,6 +1104,8 @@ impl<'a> Harness<'a> {
             path: path.to_string(),
             status,
             content_type,
+            cache_control,
+            authenticated,
             body,
             sent_ms,
             at_ms: self.observed_ms(),
@@ -1116,6 +1129,8 @@ impl<'a> Harness<'a> {
             content_type: &reply.content_type,
             body: &reply.body,
             has_body: reply.method != Method::HEAD,
+            cache_control: &reply.cache_control,
+            authenticated: reply.authenticated,
             principal: Some(who),
             sent_ms: reply.sent_ms,
             at_ms: reply.at_ms,
@@ -2313,7 +2328,7 @@ impl<'a> Harness<'a> {
         };
         if let Some(Ok(response)) = answered {
             let reply = self
-                .reply(Server::Export, method, &path, sent_ms, response)
+                .reply(Server::Export, method, &path, token.is_some(), sent_ms, response)
                 .await;
             self.judge(&reply, receiver, true);
         }

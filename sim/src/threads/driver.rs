@@ -107,6 +107,10 @@ pub(super) struct Record {
     pub request: String,
     pub status: u16,
     pub content_type: String,
+    /// The `Cache-Control` header ("" when absent).
+    pub cache_control: String,
+    /// Whether the request carried a bearer token.
+    pub authenticated: bool,
     pub body: Bytes,
     pub sent: u64,
     pub at: u64,
@@ -227,12 +231,18 @@ impl Shared {
         let sent = self.tick();
         let Ok(response) = self.router.clone().oneshot(request).await;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let (content_type, cache_control) = {
+            let header = |name: header::HeaderName| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (header(header::CONTENT_TYPE), header(header::CACHE_CONTROL))
+        };
+        let authenticated = token.is_some();
         let (status, body) = match response.into_body().collect().await {
             Ok(collected) => (status, collected.to_bytes()),
             // A body that broke off is no answer: a server error.
@@ -244,6 +254,8 @@ impl Shared {
             request: format!("{method} {path}"),
             status,
             content_type,
+            cache_control,
+            authenticated,
             body,
             sent,
             at: self.tick(),

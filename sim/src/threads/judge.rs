@@ -95,6 +95,8 @@ fn contract(oracle: &mut Oracle, r: &Record) {
         content_type: &r.content_type,
         body: &r.body,
         has_body: true,
+        cache_control: &r.cache_control,
+        authenticated: r.authenticated,
         principal: Some(r.account),
         sent_ms: r.sent,
         at_ms: r.at,

@@ -71,22 +71,19 @@ impl Agent {
             .record(sim_now_ms(), &format!("agent {event}"));
     }
 
-    /// Hand a reply of the console to the oracle: a 5xx is judged against
-    /// the faults near it (the API contract).
+    /// Hand a reply of the console to the oracle: its error body is judged
+    /// at once, a 5xx against the faults near it (the API contract).
     fn judge_reply(&self, r: &HttpResponse, method: &Method, path: &str, sent_ms: u64) {
-        let mut oracle = self.world.oracle.borrow_mut();
-        oracle.reply_judged();
-        if r.status().is_server_error() {
-            oracle.server_error(crate::check::contract::ServerError {
-                service: crate::net::EXPORT_HOST,
-                request: format!("agent {method} {path}"),
-                status: Some(r.status().as_u16()),
-                body: String::from_utf8_lossy(r.body()).into_owned(),
-                principal: None,
-                sent_ms,
-                at_ms: sim_now_ms(),
-            });
-        }
+        let answer = super::answer_of(
+            crate::net::EXPORT_HOST,
+            format!("agent {method} {path}"),
+            method,
+            r,
+            None,
+            true,
+            sent_ms,
+        );
+        self.world.oracle.borrow_mut().answer_received(&answer);
     }
 
     async fn call(
@@ -133,6 +130,18 @@ impl Agent {
                 return response.ok();
             };
             waits += 1;
+            if let Ok(r) = &response {
+                let mut oracle = self.world.oracle.borrow_mut();
+                oracle.overloaded_answer(crate::check::contract::ServerError {
+                    service: crate::net::EXPORT_HOST,
+                    request: format!("agent {method} {path}"),
+                    status: Some(r.status().as_u16()),
+                    body: String::from_utf8_lossy(r.body()).into_owned(),
+                    principal: None,
+                    sent_ms,
+                    at_ms: sim_now_ms(),
+                });
+            }
             self.world.oracle.borrow_mut().on(Event::OverloadedRetry);
             tokio::time::sleep(wait).await;
         }

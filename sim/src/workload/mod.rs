@@ -203,3 +203,37 @@ impl World {
         })
     }
 }
+
+/// One answer of a service as the oracle judges it: the request, the
+/// status, the headers it judges and the body, who asked (and whether with
+/// credentials), and the client's times (the answer arrived now).
+fn answer_of<'a>(
+    service: &'static str,
+    request: String,
+    method: &http::Method,
+    response: &'a crosstalk_service::HttpResponse,
+    principal: Option<usize>,
+    authenticated: bool,
+    sent_ms: u64,
+) -> crate::check::replies::Answer<'a> {
+    let header = |name: http::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    crate::check::replies::Answer {
+        service,
+        request,
+        status: response.status().as_u16(),
+        content_type: header(http::header::CONTENT_TYPE),
+        body: response.body(),
+        has_body: method != http::Method::HEAD,
+        cache_control: header(http::header::CACHE_CONTROL),
+        authenticated,
+        principal,
+        sent_ms,
+        at_ms: crate::net::sim_now_ms(),
+    }
+}

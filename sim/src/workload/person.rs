@@ -219,8 +219,9 @@ impl Person {
                 self.oracle()
                     .store_request_sent(self.principal, &method, path, sent_ms);
             }
+            let service = if to_export { EXPORT_HOST } else { STORE_HOST };
             let sent = self
-                .send_patiently(client, &method, path, bearer, &body)
+                .send_patiently(client, service, &method, path, bearer, &body)
                 .await?;
             if !to_export {
                 let status = sent.as_ref().ok().map(|r| r.status().as_u16());
@@ -256,19 +257,19 @@ impl Person {
                         response.status().as_u16(),
                         &digest[..16]
                     ));
-                    self.oracle().reply_judged();
+                    let request = format!("{method} {path}");
+                    self.oracle().answer_received(&super::answer_of(
+                        service,
+                        request,
+                        &method,
+                        &response,
+                        Some(self.principal),
+                        bearer.is_some(),
+                        sent_ms,
+                    ));
                     if !response.status().is_server_error() {
                         return Ok(response);
                     }
-                    self.oracle().server_error(ServerError {
-                        service: if to_export { EXPORT_HOST } else { STORE_HOST },
-                        request: format!("{method} {path}"),
-                        status: Some(response.status().as_u16()),
-                        body: String::from_utf8_lossy(response.body()).into_owned(),
-                        principal: Some(self.principal),
-                        sent_ms,
-                        at_ms: sim_now_ms(),
-                    });
                     last_error = format!("answered {}", response.status());
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS << attempt)).await;
                 }
@@ -292,6 +293,7 @@ impl Person {
     async fn send_patiently(
         &self,
         client: &HttpClient,
+        service: &'static str,
         method: &Method,
         path: &str,
         bearer: Option<&str>,
@@ -312,6 +314,7 @@ impl Person {
             self.world
                 .client_requests
                 .set(self.world.client_requests.get() + 1);
+            let sent_ms = sim_now_ms();
             let sent = client.send(request).await;
             let jitter_ms = (self.index as u64 * 97 + waits * 31) % 1000;
             let wait = match &sent {
@@ -324,6 +327,17 @@ impl Person {
                 return Ok(sent);
             };
             waits += 1;
+            if let Ok(response) = &sent {
+                self.oracle().overloaded_answer(ServerError {
+                    service,
+                    request: format!("{method} {path}"),
+                    status: Some(response.status().as_u16()),
+                    body: String::from_utf8_lossy(response.body()).into_owned(),
+                    principal: Some(self.principal),
+                    sent_ms,
+                    at_ms: sim_now_ms(),
+                });
+            }
             self.oracle().on(Event::OverloadedRetry);
             self.trace(format!(
                 "{method} {path} -> 503 overloaded, retrying in {} ms",
