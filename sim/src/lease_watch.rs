@@ -44,6 +44,10 @@ pub struct LeaseExchange {
     /// The status it was answered with and when; `None` when no answer
     /// ever left the service (it crashed mid-request).
     pub answered: Option<(u16, u64)>,
+    /// For a claim or renewal answered 200: when the service said the lease
+    /// now ends (`lease_expires_at_ms`, on the services' clock: the
+    /// simulated epoch plus simulated ms).
+    pub lease_expires_at_ms: Option<u64>,
 }
 
 /// Every worker call of one run, shared by the export service's
@@ -123,6 +127,7 @@ async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
             email,
             arrived_ms,
             answered: None,
+            lease_expires_at_ms: None,
         });
         log.len() - 1
     };
@@ -130,23 +135,28 @@ async fn observe(log: &LeaseLog, request: Request, next: Next) -> Response {
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = response.status().as_u16();
-    let (response, granted) = if call == LeaseCall::Claim && status == 200 {
+    let leased = matches!(call, LeaseCall::Claim | LeaseCall::Renew) && status == 200;
+    let (response, granted, lease_expires_at_ms) = if leased {
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();
-        let granted = (field(&bytes, "export_id"), field(&bytes, "fence"));
+        let granted = (call == LeaseCall::Claim)
+            .then(|| (field(&bytes, "export_id"), field(&bytes, "fence")));
+        let expires = field(&bytes, "lease_expires_at_ms");
         (
             Response::from_parts(parts, Body::from(bytes)),
-            Some(granted),
+            granted,
+            Some(expires),
         )
     } else {
-        (response, None)
+        (response, None, None)
     };
     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(exchange) = log.get_mut(index) {
         exchange.answered = Some((status, crate::net::sim_now_ms()));
+        exchange.lease_expires_at_ms = lease_expires_at_ms;
         if let Some((export_id, fence)) = granted {
             exchange.export_id = export_id;
             exchange.fence = fence;

@@ -230,6 +230,11 @@ const RULES: &[Rule] = &[
         |s| s.actions.delete_before_download_per_mille > 0 && s.actions.exports.1 > 0,
         &["rebuilt_archives_downloaded", "revoked_links_judged"],
     ),
+    rule(
+        "leases granted by claims and renewals judged",
+        |s| s.actions.exports.1 > 0,
+        &["lease_grants_judged"],
+    ),
     // The publish stall (a fault point inside the workers) ends just past
     // the lease, often before any other worker claims the job.
     rule(

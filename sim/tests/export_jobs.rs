@@ -205,6 +205,49 @@ fn a_ticket_accepted_without_its_lookup_is_caught() {
     assert_caught(&outcome, Invariant::ApiContract, "ticket contract");
 }
 
+/// Each job's lease end as the layer last granted it, and the lease's
+/// length (learned from each claim: its end minus now).
+type SharedExpiries = Arc<Mutex<BTreeMap<u64, (u64, u64)>>>;
+
+/// A renewal counted from the lease's old end instead of from now: every
+/// renewal's answer says the lease ends one lease after the end the last
+/// claim or renewal granted.
+fn renew_from_expiry(State(ends): State<SharedExpiries>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let path = request.uri().path().to_string();
+        let job = job_call(request.method(), &path);
+        let response = next.run(request).await;
+        let renewal = path.ends_with("/renew");
+        if response.status() != StatusCode::OK || !(renewal || path.ends_with("/claim")) {
+            return response;
+        }
+        let (parts, bytes) = response_bytes(response).await;
+        let mut body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let granted = body["lease_expires_at_ms"].as_u64().unwrap_or(0);
+        let now = crosstalk_sim::net::EPOCH_MS + crosstalk_sim::net::sim_now_ms();
+        let export = job.or_else(|| body["export_id"].as_u64()).unwrap_or(0);
+        let mut ends = ends.lock().unwrap_or_else(|p| p.into_inner());
+        let (end, lease) = match (renewal, ends.get(&export)) {
+            (true, Some(&(old_end, lease))) => (old_end + lease, lease),
+            _ => (granted, granted.saturating_sub(now)),
+        };
+        ends.insert(export, (end, lease));
+        body["lease_expires_at_ms"] = serde_json::json!(end);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        Response::from_parts(parts, Body::from(bytes))
+    })
+}
+
+#[test]
+fn a_renewal_counted_from_the_old_expiry_is_caught() {
+    let outcome = first_failure(
+        &scenario("chaos"),
+        4,
+        export_layer(|inner| layered(inner, SharedExpiries::default(), renew_from_expiry)),
+    );
+    assert_caught(&outcome, Invariant::ApiContract, "granted a lease until");
+}
+
 #[test]
 fn the_correct_build_passes_with_the_jobs_controls_counted() {
     let outcome = run_plan(&Plan::generate(&scenario("chaos"), 0));
@@ -214,6 +257,7 @@ fn the_correct_build_passes_with_the_jobs_controls_counted() {
     assert!(c.exports_claimed_again > 0, "no export was claimed again");
     assert!(c.claims_judged_against_publication > 0);
     assert!(c.tickets_judged_against_lookups > 0);
+    assert!(c.lease_grants_judged > 0);
 }
 
 #[test]

@@ -87,8 +87,42 @@ impl Oracle {
     /// claims for a fresh fence, and claims of finished exports.
     pub fn judge_leases(&mut self, exchanges: &[LeaseExchange], lease_ms: u64) {
         self.judge_publications(exchanges, lease_ms);
+        self.judge_lease_grants(exchanges, lease_ms);
         self.judge_fences_granted(exchanges);
         self.judge_ready_reclaims(exchanges);
+    }
+
+    /// Every claim and renewal answered 200 grants a lease of exactly
+    /// `lease_ms` from the moment the service handled it: its
+    /// `lease_expires_at_ms` lies within `lease_ms` after the call reached
+    /// the service and after it was answered. A lease that ends later (a
+    /// renewal counted from the old expiry, not from now) keeps a stalled
+    /// worker's claim alive past what the contract promises the next
+    /// worker; one that ends sooner fences out a worker in good standing.
+    fn judge_lease_grants(&mut self, exchanges: &[LeaseExchange], lease_ms: u64) {
+        for e in exchanges {
+            let (Some(expires), Some((200, answered_ms))) = (e.lease_expires_at_ms, e.answered)
+            else {
+                continue;
+            };
+            self.controls.lease_grants_judged += 1;
+            let earliest = crate::net::EPOCH_MS + e.arrived_ms + lease_ms;
+            let latest = crate::net::EPOCH_MS + answered_ms + lease_ms;
+            if (earliest..=latest).contains(&expires) {
+                continue;
+            }
+            let detail = format!(
+                "lease contract: a {:?} of exp-{} (fence {}) that reached the service at {} ms and was answered at {answered_ms} ms granted a lease until {} ms, not {lease_ms} ms from then ({} ..= {} ms)",
+                e.call,
+                e.export_id,
+                e.fence,
+                e.arrived_ms,
+                expires.saturating_sub(crate::net::EPOCH_MS),
+                earliest - crate::net::EPOCH_MS,
+                latest - crate::net::EPOCH_MS,
+            );
+            self.violate(Invariant::ApiContract, answered_ms, None, None, detail);
+        }
     }
 
     /// Every claim answered 200 names a fence of its export no earlier
@@ -198,6 +232,7 @@ mod tests {
             email: String::new(),
             arrived_ms,
             answered,
+            lease_expires_at_ms: None,
         }
     }
 
@@ -205,6 +240,39 @@ mod tests {
         let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
         o.judge_leases(exchanges, 8_000);
         o
+    }
+
+    #[test]
+    fn a_lease_granted_ends_lease_ms_after_the_call() {
+        let granted = |expires_ms: u64| {
+            let mut renew = call(LeaseCall::Renew, 3_000, Some((200, 3_010)));
+            renew.lease_expires_at_ms = Some(crate::net::EPOCH_MS + expires_ms);
+            renew
+        };
+        // 8 s from any moment the service handled it: fine.
+        for expires_ms in [11_000, 11_005, 11_010] {
+            let o = judged(&[granted(expires_ms)]);
+            assert!(
+                o.violations().is_empty(),
+                "{expires_ms}: {:?}",
+                o.violations()
+            );
+            assert_eq!(o.controls().lease_grants_judged, 1);
+        }
+        // Counted from the old expiry (later), or cut short (sooner).
+        for expires_ms in [19_000, 11_011, 10_999] {
+            let o = judged(&[granted(expires_ms)]);
+            assert!(
+                o.violations()
+                    .iter()
+                    .any(|v| v.detail.contains("granted a lease until")),
+                "{expires_ms}"
+            );
+        }
+        // A refused renewal grants nothing.
+        let mut refused = granted(19_000);
+        refused.answered = Some((409, 3_010));
+        assert_eq!(judged(&[refused]).controls().lease_grants_judged, 0);
     }
 
     #[test]

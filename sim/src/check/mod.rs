@@ -321,6 +321,9 @@ pub struct Controls {
     /// measured in flight inside the service (`load_watch.rs`).
     #[serde(skip_serializing_if = "is_zero")]
     pub load_shedding_judged: u64,
+    /// Leases granted by a claim or renewal judged to end exactly
+    /// `lease_ms` after the call (`check/leases.rs`).
+    pub lease_grants_judged: u64,
     /// Answers to authenticated requests whose `Cache-Control` was judged:
     /// none may be storable by a shared cache (`replies.rs`).
     pub cache_headers_judged: u64,
@@ -574,6 +577,7 @@ impl Controls {
         self.error_bodies_judged += other.error_bodies_judged;
         self.error_bodies_malformed += other.error_bodies_malformed;
         self.cache_headers_judged += other.cache_headers_judged;
+        self.lease_grants_judged += other.lease_grants_judged;
         self.load_shedding_judged += other.load_shedding_judged;
         self.links_delivered_judged += other.links_delivered_judged;
         self.requests_raced += other.requests_raced;

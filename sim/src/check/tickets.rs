@@ -66,6 +66,7 @@ mod tests {
             email: " Ann@X.org".into(),
             arrived_ms,
             answered,
+            lease_expires_at_ms: None,
         }
     }
 

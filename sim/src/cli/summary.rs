@@ -204,7 +204,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.sut_faults_fired,
         ),
         format!(
-            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; dead links (refused or replaced) tried again {}, all refused; rebuilt links used to their limit {}, rebuilt a link lifetime after the first and downloaded {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {})",
+            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; dead links (refused or replaced) tried again {}, all refused; rebuilt links used to their limit {}, rebuilt a link lifetime after the first and downloaded {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {}), leases granted by claims and renewals judged to end lease_ms after the call {}",
             c.downloads_judged_against_limits,
             c.gone_answers_judged,
             c.downloads_refused_past_limit,
@@ -217,6 +217,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.publications_judged_against_lease,
             c.publications_after_lease_lapsed,
             c.lapsed_publications_refused,
+            c.lease_grants_judged,
         ),
     ]
 }
