@@ -647,9 +647,8 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
         .judge_contract(&world.fault_log.borrow(), collecting_panics.finish());
     {
         let mut oracle = world.oracle.borrow_mut();
-        oracle.judge_load_shedding(STORE_HOST, &store_load, SERVE_LIMITS.max_in_flight);
-        let export_limit = export_config(plan).limits.max_in_flight;
-        oracle.judge_load_shedding(EXPORT_HOST, &export_load, export_limit);
+        oracle.judge_load_shedding(STORE_HOST, &store_load, SERVE_LIMITS);
+        oracle.judge_load_shedding(EXPORT_HOST, &export_load, export_config(plan).limits);
     }
     world.oracle.borrow_mut().judge_limits();
     world.oracle.borrow_mut().judge_books();

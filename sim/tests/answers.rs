@@ -1,8 +1,9 @@
 //! Every answer the simulator's clients receive is judged by the one
 //! oracle (`check/replies.rs`), not only the fuzz target's: an error with
 //! a body that is not the JSON error format, an answer to an
-//! authenticated request that a shared cache may store, and a refusal as
-//! overloaded while the service was not, each fail a run; the correct
+//! authenticated request that a shared cache may store, a refusal as
+//! overloaded while the service was not, and one whose `Retry-After` is
+//! not the configured seconds, each fail a run; the correct
 //! build passes with each check's positive control counted.
 //!
 //! Each defect is planted by a test-only layer in front of a service, as
@@ -138,6 +139,33 @@ fn a_refusal_as_overloaded_below_the_bound_fails_a_simulated_run() {
         })),
     });
     assert_caught(&outcome, Invariant::ApiContract, "refused as overloaded");
+}
+
+/// Refuses the third request for a person's export as overloaded, once,
+/// asking the client to wait in milliseconds where the contract says
+/// seconds.
+fn retry_after_in_ms(State(seen): State<Arc<AtomicU64>>, request: Request, next: Next) -> Fut {
+    Box::pin(async move {
+        let exports = request.uri().path().starts_with("/v1/exports");
+        if exports && seen.fetch_add(1, Ordering::Relaxed) == 2 {
+            return crosstalk_service::overloaded(crosstalk_service::ServeLimits {
+                max_in_flight: 256,
+                retry_after_s: 1000,
+            });
+        }
+        next.run(request).await
+    })
+}
+
+#[test]
+fn a_retry_after_in_the_wrong_unit_fails_a_simulated_run() {
+    let outcome = first_failure(&scenario("smoke"), 3, |_| Wrappers {
+        store: None,
+        export: Some(Rc::new(|inner| {
+            layered(inner, Arc::new(AtomicU64::new(0)), retry_after_in_ms)
+        })),
+    });
+    assert_caught(&outcome, Invariant::ApiContract, "Retry-After: \"1000\"");
 }
 
 // --- The correct build. -------------------------------------------------

@@ -321,6 +321,10 @@ pub struct Controls {
     /// measured in flight inside the service (`load_watch.rs`).
     #[serde(skip_serializing_if = "is_zero")]
     pub load_shedding_judged: u64,
+    /// `Retry-After` headers of overloaded refusals judged against the
+    /// service's configured seconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retry_afters_judged: u64,
     /// Leases granted by a claim or renewal judged to end exactly
     /// `lease_ms` after the call (`check/leases.rs`).
     pub lease_grants_judged: u64,
@@ -578,6 +582,7 @@ impl Controls {
         self.error_bodies_malformed += other.error_bodies_malformed;
         self.cache_headers_judged += other.cache_headers_judged;
         self.lease_grants_judged += other.lease_grants_judged;
+        self.retry_afters_judged += other.retry_afters_judged;
         self.load_shedding_judged += other.load_shedding_judged;
         self.links_delivered_judged += other.links_delivered_judged;
         self.requests_raced += other.requests_raced;
@@ -659,9 +664,10 @@ pub struct Oracle {
     unresolved_deletions: BTreeMap<u64, UnresolvedDeletion>,
     /// Server errors received, judged at the end against the fault log.
     server_errors: Vec<ServerError>,
-    /// Every 503 `overloaded` a client received (also those it waited out),
-    /// judged against the load measured inside the service.
-    overloaded_answers: Vec<ServerError>,
+    /// Every 503 `overloaded` a client received (also those it waited out)
+    /// with its `Retry-After` when the client read it, judged against the
+    /// load measured inside the service.
+    overloaded_answers: Vec<(ServerError, Option<String>)>,
     /// Confirmed messages: (nonce, recipient principal) -> when the store
     /// acknowledged the confirmation.
     confirmed_messages: BTreeMap<(u64, usize), u64>,
@@ -1083,8 +1089,8 @@ impl Oracle {
     /// A service refused a request as overloaded (503 `overloaded`) and the
     /// client waited it out: judged at the end of the run against the load
     /// measured inside the service ([`Self::judge_load_shedding`]).
-    pub fn overloaded_answer(&mut self, answer: ServerError) {
-        self.overloaded_answers.push(answer);
+    pub fn overloaded_answer(&mut self, answer: ServerError, retry_after: Option<String>) {
+        self.overloaded_answers.push((answer, retry_after));
     }
 
     /// Every overloaded refusal from `service` (its bound `max_in_flight`
@@ -1093,18 +1099,26 @@ impl Oracle {
     /// some moment of the request's lifetime at least that many must have
     /// been in flight. A refusal below the bound is the service's own count
     /// gone wrong (a leak on some path: it ends by refusing everyone).
+    /// Each refusal's `Retry-After` (where the client read it) must say
+    /// the service's configured `retry_after_s` in seconds (RFC 9110
+    /// §10.2.3): a fleet of clients honours it to the letter, so a value in
+    /// the wrong unit stalls every device for a thousand times longer.
     pub fn judge_load_shedding(
         &mut self,
         service: &str,
         gauge: &crate::load_watch::LoadGauge,
-        max_in_flight: usize,
+        limits: crosstalk_service::ServeLimits,
     ) {
+        let max_in_flight = limits.max_in_flight;
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.overloaded_answers)
             .into_iter()
-            .partition(|a| a.service == service);
+            .partition(|(a, _)| a.service == service);
         self.overloaded_answers = others;
-        for answer in mine {
+        for (answer, retry_after) in mine {
             self.controls.load_shedding_judged += 1;
+            if let Some(retry_after) = retry_after {
+                self.judge_retry_after(&answer, &retry_after, limits.retry_after_s);
+            }
             let peak = gauge.peak(answer.sent_ms, answer.at_ms);
             if peak >= max_in_flight {
                 continue;
@@ -1123,6 +1137,24 @@ impl Oracle {
         }
     }
 
+    fn judge_retry_after(&mut self, answer: &ServerError, retry_after: &str, seconds: u32) {
+        self.controls.retry_afters_judged += 1;
+        if retry_after.trim().parse::<u32>().ok() == Some(seconds) {
+            return;
+        }
+        let detail = format!(
+            "{} to the {} service was refused as overloaded at {} ms with Retry-After: {retry_after:?}, not the {seconds} s the service is configured to ask for",
+            answer.request, answer.service, answer.at_ms
+        );
+        self.violate(
+            Invariant::ApiContract,
+            answer.at_ms,
+            None,
+            answer.principal,
+            detail,
+        );
+    }
+
     /// The API contract, judged once the run is over: every server error
     /// with no fault near it, and every panic inside a service, is a
     /// violation.
@@ -1138,7 +1170,7 @@ impl Oracle {
         for error in std::mem::take(&mut self.server_errors) {
             if error.is_load_shedding() {
                 self.controls.server_errors_excused += 1;
-                self.overloaded_answers.push(error);
+                self.overloaded_answers.push((error, None));
                 continue;
             }
             if log

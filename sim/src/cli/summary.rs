@@ -226,11 +226,12 @@ fn export_lines(c: &Controls) -> [String; 2] {
 fn contract_lines(c: &Controls) -> [String; 6] {
     [
         format!(
-            "api contract: replies judged {}, error bodies judged JSON {}, authenticated answers judged not storable by a shared cache {}, refusals as overloaded judged against the load measured inside the service {}, server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
+            "api contract: replies judged {}, error bodies judged JSON {}, authenticated answers judged not storable by a shared cache {}, refusals as overloaded judged against the load measured inside the service {} (their Retry-After {}), server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
             c.api_replies_judged,
             c.error_bodies_judged,
             c.cache_headers_judged,
             c.load_shedding_judged,
+            c.retry_afters_judged,
             c.server_errors_excused,
             c.panic_hooks_installed,
             c.deletion_answers_judged,

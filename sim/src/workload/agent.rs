@@ -132,15 +132,18 @@ impl Agent {
             waits += 1;
             if let Ok(r) = &response {
                 let mut oracle = self.world.oracle.borrow_mut();
-                oracle.overloaded_answer(crate::check::contract::ServerError {
-                    service: crate::net::EXPORT_HOST,
-                    request: format!("agent {method} {path}"),
-                    status: Some(r.status().as_u16()),
-                    body: String::from_utf8_lossy(r.body()).into_owned(),
-                    principal: None,
-                    sent_ms,
-                    at_ms: sim_now_ms(),
-                });
+                oracle.overloaded_answer(
+                    crate::check::contract::ServerError {
+                        service: crate::net::EXPORT_HOST,
+                        request: format!("agent {method} {path}"),
+                        status: Some(r.status().as_u16()),
+                        body: String::from_utf8_lossy(r.body()).into_owned(),
+                        principal: None,
+                        sent_ms,
+                        at_ms: sim_now_ms(),
+                    },
+                    super::retry_after(r),
+                );
             }
             self.world.oracle.borrow_mut().on(Event::OverloadedRetry);
             tokio::time::sleep(wait).await;

@@ -237,3 +237,11 @@ fn answer_of<'a>(
         at_ms: crate::net::sim_now_ms(),
     }
 }
+
+/// An answer's `Retry-After` header as sent (`None` when absent).
+fn retry_after(response: &crosstalk_service::HttpResponse) -> Option<String> {
+    response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}

@@ -328,15 +328,18 @@ impl Person {
             };
             waits += 1;
             if let Ok(response) = &sent {
-                self.oracle().overloaded_answer(ServerError {
-                    service,
-                    request: format!("{method} {path}"),
-                    status: Some(response.status().as_u16()),
-                    body: String::from_utf8_lossy(response.body()).into_owned(),
-                    principal: Some(self.principal),
-                    sent_ms,
-                    at_ms: sim_now_ms(),
-                });
+                self.oracle().overloaded_answer(
+                    ServerError {
+                        service,
+                        request: format!("{method} {path}"),
+                        status: Some(response.status().as_u16()),
+                        body: String::from_utf8_lossy(response.body()).into_owned(),
+                        principal: Some(self.principal),
+                        sent_ms,
+                        at_ms: sim_now_ms(),
+                    },
+                    super::retry_after(response),
+                );
             }
             self.oracle().on(Event::OverloadedRetry);
             self.trace(format!(
