@@ -549,6 +549,19 @@ pub const PHRASES: &[&str] = &[
     "how long is the drive to work",
     "what's on my calendar today",
     "read me the news",
+    // What people say is not plain ASCII: quotes, apostrophes, ampersands,
+    // angle brackets, slashes, percent and plus signs, accents, scripts
+    // written right to left, emoji. A service that escapes, truncates,
+    // re-encodes or normalises a transcript anywhere on its way back is
+    // caught by the oracle comparing every copy with the text sent.
+    "remind me: \"dentist\" at 3 o'clock, not 4",
+    "add 2 × 500 g flour & 1/2 cup sugar; 100% cocoa",
+    "play \"Ça plane pour moi\" by Plastic Bertrand",
+    "text Zoë: <running late> \\ back in 5",
+    "what's 5 + 3 = ? #maths",
+    "wish José a happy birthday 🎂🎉",
+    "say مرحبا to Grandma and שלום to Avi",
+    "note {curly} [square] and 'single' quotes, façade, naïve, ﬁ ligature",
 ];
 
 /// Swarm testing: each seed switches off each optional feature and fault

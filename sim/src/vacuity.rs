@@ -388,11 +388,12 @@ const RULES: &[Rule] = &[
     // Every check below judges something every run of its scenario does;
     // a count of zero means the check (or the feature) silently stopped.
     rule(
-        "owners' listings, playback and contact lists judged, service state hashed, error bodies and cache headers judged",
+        "owners' listings, playback and contact lists judged, service state hashed, error bodies, cache headers and transcripts judged",
         |_| true,
         &[
             "error_bodies_judged",
             "cache_headers_judged",
+            "transcripts_judged_exact",
             "history_items_checked",
             "own_audio_checked",
             "contact_lists_judged",

@@ -8,7 +8,8 @@
 //! and matches the digest the manifest gives; the audio and the transcript
 //! each carry exactly one mark, of one and the same utterance; the id the
 //! manifest names is the id the store acknowledged that utterance under (or
-//! no other utterance's); the capture time is the one its device sent; and
+//! no other utterance's); the transcript is, character for character, the
+//! one its device sent; the capture time is the one its device sent; and
 //! no audio file is left that the manifest does not name. Whose utterance
 //! it is and whether it was live at the snapshot stay the judgement of
 //! `Oracle::receive` and `Oracle::check_archive`.
@@ -26,6 +27,8 @@ pub struct EntryView {
     /// `None`: the archive has no file at `audio_path`.
     pub audio_marks: Option<Vec<u64>>,
     pub transcript_marks: Vec<u64>,
+    /// The transcript as the manifest gives it.
+    pub transcript: String,
     /// The manifest's digest matches the file's bytes.
     pub digest_matches: bool,
 }
@@ -50,6 +53,7 @@ pub fn entry_views(
                 audio_path: entry.audio_path.clone(),
                 audio_marks: audio.map(|bytes| oracle.key().decode_audio(bytes).nonces),
                 transcript_marks: oracle.key().decode_transcript(&entry.transcript).nonces,
+                transcript: entry.transcript.clone(),
                 digest_matches: audio
                     .is_some_and(|bytes| crosstalk_model::sha256_hex(bytes) == entry.sha256),
             }
@@ -140,6 +144,15 @@ impl Oracle {
             }
             Some(_) => {}
         }
+        if let Some(sent) = &truth.transcript
+            && *sent != entry.transcript
+        {
+            let fault = format!(
+                "its transcript is not the one its device sent: sent {sent:?}, given {:?}",
+                entry.transcript
+            );
+            return Some((Some(audio_nonce), fault));
+        }
         match truth.captured_at_ms {
             Some(at) if at != entry.captured_at_ms => Some((
                 Some(audio_nonce),
@@ -180,5 +193,40 @@ impl Oracle {
             at_ms,
         );
         self.judge_entries_whole(subject, channel, contents, at_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::WatermarkKey;
+
+    #[test]
+    fn an_entry_whose_transcript_is_not_the_one_sent_is_not_whole() {
+        let mut oracle = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        let nonce = 7;
+        let sent = oracle.key().transcript(nonce, "add milk & <eggs> — 🎂");
+        oracle.utterance_started(nonce, 0, 0, 1);
+        oracle.utterance_captured_at(nonce, 5);
+        oracle.transcript_sent(&sent);
+        oracle.utterance_acked(nonce, 70, 2);
+        let entry = |transcript: &str| EntryView {
+            recording_id: 70,
+            captured_at_ms: 5,
+            audio_path: "audio/70.wav".into(),
+            audio_marks: Some(vec![nonce]),
+            transcript_marks: oracle.key().decode_transcript(transcript).nonces,
+            transcript: transcript.to_string(),
+            digest_matches: true,
+        };
+        assert_eq!(oracle.entry_fault(&entry(&sent)), None);
+        let escaped = sent.replace('&', "&amp;");
+        let fault = oracle.entry_fault(&entry(&escaped));
+        assert!(
+            fault
+                .as_ref()
+                .is_some_and(|(_, f)| f.contains("not the one its device sent")),
+            "{fault:?}"
+        );
     }
 }

@@ -325,6 +325,9 @@ pub struct Controls {
     /// service's configured seconds.
     #[serde(skip_serializing_if = "is_zero")]
     pub retry_afters_judged: u64,
+    /// Transcripts in listings judged character for character against the
+    /// text their device sent (archive entries: `archive_entries_judged_whole`).
+    pub transcripts_judged_exact: u64,
     /// Leases granted by a claim or renewal judged to end exactly
     /// `lease_ms` after the call (`check/leases.rs`).
     pub lease_grants_judged: u64,
@@ -582,6 +585,7 @@ impl Controls {
         self.error_bodies_malformed += other.error_bodies_malformed;
         self.cache_headers_judged += other.cache_headers_judged;
         self.lease_grants_judged += other.lease_grants_judged;
+        self.transcripts_judged_exact += other.transcripts_judged_exact;
         self.retry_afters_judged += other.retry_afters_judged;
         self.load_shedding_judged += other.load_shedding_judged;
         self.links_delivered_judged += other.links_delivered_judged;
@@ -609,6 +613,9 @@ pub struct Utterance {
     /// The capture time as the device sent it (its clock, skew and all):
     /// what a range deletion selects by.
     pub captured_at_ms: Option<u64>,
+    /// The transcript as the device sent it: every copy delivered back must
+    /// be the same text, character for character.
+    pub transcript: Option<String>,
 }
 
 /// What a deletion request asked the store to delete.
@@ -835,6 +842,7 @@ impl Oracle {
             sent_to: BTreeSet::new(),
             broadcast: false,
             captured_at_ms: None,
+            transcript: None,
         });
     }
 
@@ -956,6 +964,44 @@ impl Oracle {
                     );
                 }
             }
+        }
+    }
+
+    /// A device sent `transcript` in an upload: the text of the utterance
+    /// whose mark it carries, as ground truth (the first text sent wins).
+    pub fn transcript_sent(&mut self, transcript: &str) {
+        let decoded = self.key.decode_transcript(transcript);
+        if let [nonce] = decoded.nonces[..]
+            && let Some(u) = self.utterances.get_mut(&nonce)
+        {
+            u.transcript.get_or_insert_with(|| transcript.to_string());
+        }
+    }
+
+    /// A listing gave `receiver` `transcript` for one of their recordings:
+    /// it must be the text its device sent, character for character (a
+    /// transcript escaped, truncated, re-encoded or normalised on its way
+    /// through the services is not the person's data any more).
+    pub fn judge_transcript(&mut self, receiver: usize, channel: &str, transcript: &str, at_ms: u64) {
+        let decoded = self.key.decode_transcript(transcript);
+        let [nonce] = decoded.nonces[..] else {
+            return;
+        };
+        let Some(sent) = self.utterances.get(&nonce).and_then(|u| u.transcript.clone()) else {
+            return;
+        };
+        self.controls.transcripts_judged_exact += 1;
+        if sent != transcript {
+            let detail = format!(
+                "the transcript of utterance {nonce:016x} delivered via {channel} is not the one its device sent: sent {sent:?}, given {transcript:?}"
+            );
+            self.violate(
+                Invariant::RequestIntegrity,
+                at_ms,
+                Some(nonce),
+                Some(receiver),
+                detail,
+            );
         }
     }
 

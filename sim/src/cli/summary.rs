@@ -111,11 +111,12 @@ fn seeds_line(totals: &Totals) -> String {
 fn delivery_lines(c: &Controls) -> [String; 2] {
     [
         format!(
-            "positive controls: exports completed {} of {} requested; recordings delivered and judged {} (history {}, playback {}, in archives {}); uploads acknowledged {}; racy recordings allowed {}",
+            "positive controls: exports completed {} of {} requested; recordings delivered and judged {} (history {}, their transcripts judged character for character {}, playback {}, in archives {}); uploads acknowledged {}; racy recordings allowed {}",
             c.exports_completed,
             c.exports_requested,
             c.recordings_delivered,
             c.history_items_checked,
+            c.transcripts_judged_exact,
             c.own_audio_checked,
             c.archive_recordings_checked,
             c.utterances_uploaded,

@@ -1004,6 +1004,7 @@ impl Person {
         };
         self.oracle()
             .utterance_started(nonce, self.principal, 0, now);
+        self.oracle().transcript_sent(&transcript);
         let body = to_json(&IngestRequest {
             upload_key: format!("retired-{nonce:016x}"),
             captured_at_ms: crate::net::EPOCH_MS + now,

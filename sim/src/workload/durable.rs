@@ -178,6 +178,7 @@ impl Person {
         };
         self.oracle()
             .utterance_started(nonce, self.principal, 0, now);
+        self.oracle().transcript_sent(&transcript);
         to_json(&IngestRequest {
             upload_key: format!("acked-{nonce:016x}"),
             captured_at_ms: crate::net::EPOCH_MS + now,

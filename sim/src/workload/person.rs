@@ -568,6 +568,7 @@ impl Person {
         self.oracle().utterance_captured_at(nonce, captured_at_ms);
         let upload_key = self.devices[device].next_upload_key.to_string();
         self.devices[device].next_upload_key += 1;
+        self.oracle().transcript_sent(&transcript);
         let upload = IngestRequest {
             upload_key,
             captured_at_ms,
@@ -806,6 +807,7 @@ impl Person {
             for item in &page.items {
                 let decoded = oracle.key().decode_transcript(&item.transcript);
                 oracle.on(Event::HistoryItemChecked);
+                oracle.judge_transcript(self.principal, channel, &item.transcript, now);
                 let own = oracle.receive(self.principal, channel, &decoded, started_ms, now);
                 if let [nonce] = own[..] {
                     oracle.own_listing_named(self.principal, item.id.0, nonce);
