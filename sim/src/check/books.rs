@@ -15,14 +15,18 @@
 //! answer, 5xx), the right outcome and ticket, and no entry for an action
 //! nobody took.
 //!
-//! The overdue queue lists every request past its due date that is not
+//! The overdue queue lists every request past its own due date that is not
 //! ready. The oracle knows when each direct export request was sent and
-//! answered, so a listing before `deadline_ms` after its sending is wrong;
-//! it knows which exports its subjects saw `failed` (the poisoned subject's
-//! job, a terminal state), so a read sent after such an export's latest
-//! possible due date must list it; and it knows which archives their
-//! subjects downloaded whole, so an export delivered to a subject who never
-//! deleted anything (nothing can revoke it) must not be listed afterwards.
+//! answered, and which extensions the agent sent and how they were answered
+//! (`check/deadlines.rs`), so a listing before `deadline_ms` after its
+//! sending is wrong, and before `deadline_ms` plus the extension for a
+//! request whose extension was granted before the read; it knows which
+//! exports its subjects saw `failed` (the poisoned subject's job, a terminal
+//! state), so a read sent after such an export's latest possible due date
+//! (the extended one only where an extension of that very request may have
+//! landed) must list it; and it knows which archives their subjects
+//! downloaded whole, so an export delivered to a subject who never deleted
+//! anything (nothing can revoke it) must not be listed afterwards.
 
 use super::{Invariant, Oracle};
 use crosstalk_model::api::{AuditEntry, ExportStatus};
@@ -82,48 +86,37 @@ pub(super) struct BooksLedger {
     delivered: BTreeMap<u64, (usize, u64)>,
     /// Principals who started any deletion or closed their account.
     deleting: BTreeSet<usize>,
-    /// Exports whose deadline the agent may have extended.
-    extended: BTreeSet<u64>,
     /// The contract's deadline and extension, in ms.
     deadline_ms: u64,
     extension_ms: u64,
 }
 
 impl BooksLedger {
-    /// The latest due date export `export_id` can have.
-    fn latest_due_ms(&self, export_id: u64) -> Option<u64> {
+    pub(super) fn learn_deadlines(&mut self, deadline_ms: u64, extension_ms: u64) {
+        self.deadline_ms = deadline_ms;
+        self.extension_ms = extension_ms;
+    }
+
+    /// The latest due date export `export_id` can have; `extended` when an
+    /// extension of it may have landed.
+    fn latest_due_ms(&self, export_id: u64, extended: bool) -> Option<u64> {
         let (_, _, answered_ms) = self.accepted.get(&export_id)?;
-        let extension = if self.extended.contains(&export_id) {
-            self.extension_ms
-        } else {
-            0
-        };
+        let extension = if extended { self.extension_ms } else { 0 };
         Some(answered_ms + self.deadline_ms + extension)
     }
 
-    /// When a read must list `export_id` (failed and past due), if ever.
-    fn must_list_from_ms(&self, export_id: u64) -> Option<u64> {
+    /// When a read must list `export_id` (failed and past due), if ever;
+    /// `extended` as for [`Self::latest_due_ms`].
+    fn must_list_from_ms(&self, export_id: u64, extended: bool) -> Option<u64> {
         let failed_ms = *self.failed_seen.get(&export_id)?;
-        let due_ms = self.latest_due_ms(export_id)?;
+        let due_ms = self.latest_due_ms(export_id, extended)?;
         Some(failed_ms.max(due_ms + OVERDUE_MARGIN_MS))
     }
 }
 
 impl Oracle {
-    /// The export contract's deadline and its one extension (ms).
-    pub fn learn_deadlines(&mut self, deadline_ms: u64, extension_ms: u64) {
-        self.books.deadline_ms = deadline_ms;
-        self.books.extension_ms = extension_ms;
-    }
-
     /// The agent took `action` through the console.
     pub fn on_agent_action(&mut self, action: AgentAction) {
-        if action.action == "extend-deadline"
-            && let Some(export_id) = action.export_id
-            && action.status.is_none_or(|s| s == 200 || s >= 500)
-        {
-            self.books.extended.insert(export_id);
-        }
         self.books.actions.push(action);
     }
 
@@ -164,14 +157,15 @@ impl Oracle {
             .or_insert((principal, sent_ms, reply_ms));
     }
 
-    /// The earliest time a read of the overdue queue must list an export
-    /// the oracle knows undelivered (for the agent's last read).
+    /// The earliest time a read of the overdue queue judges an export the
+    /// oracle knows undelivered past its first due date (for the agent's
+    /// last read): listed if it was not extended, left out if it was.
     pub fn overdue_read_due_ms(&self) -> Option<u64> {
         let books = &self.books;
         books
             .failed_seen
             .keys()
-            .filter_map(|&e| books.must_list_from_ms(e))
+            .filter_map(|&e| books.must_list_from_ms(e, false))
             .min()
     }
 
@@ -343,28 +337,47 @@ impl Oracle {
             self.controls.overdue_listings_judged += 1;
             self.judge_overdue_listed(read);
             self.judge_overdue_missing(read);
+            self.count_overdue_extended(read);
         }
+        self.count_extended_judged();
     }
 
-    /// Nothing listed before its deadline, nor once delivered for good.
+    /// The earliest due date of `export_id` as `read` must see it: its
+    /// request's sending plus the deadline, plus the extension when one of
+    /// it was granted before the read was sent.
+    fn earliest_due_ms(&self, export_id: u64, read: &OverdueRead) -> Option<(usize, u64, u64)> {
+        let (principal, sent_ms, _) = *self.books.accepted.get(&export_id)?;
+        let extended = self.deadlines.granted_by(export_id, read.sent_ms);
+        let extension = if extended { self.books.extension_ms } else { 0 };
+        Some((
+            principal,
+            sent_ms,
+            sent_ms + self.books.deadline_ms + extension,
+        ))
+    }
+
+    /// Nothing listed before its own deadline, nor once delivered for good.
     fn judge_overdue_listed(&mut self, read: &OverdueRead) {
         for &export_id in &read.listed {
             let early = self
-                .books
-                .accepted
-                .get(&export_id)
-                .filter(|(_, sent_ms, _)| read.reply_ms < sent_ms + self.books.deadline_ms);
+                .earliest_due_ms(export_id, read)
+                .filter(|(_, _, due_ms)| read.reply_ms < *due_ms);
             let delivered = self
                 .books
                 .delivered
                 .get(&export_id)
                 .filter(|(p, at_ms)| *at_ms < read.sent_ms && !self.books.deleting.contains(p));
             let detail = match (early, delivered) {
-                (Some((p, sent_ms, _)), _) => format!(
-                    "the overdue queue read at {} ms lists exp-{export_id}, which {} asked for at {sent_ms} ms: not due before {} ms",
+                (Some((p, sent_ms, due_ms)), _) => format!(
+                    "the overdue queue read at {} ms lists exp-{export_id}, which {} asked for at {sent_ms} ms: not due before {due_ms} ms{}",
                     read.reply_ms,
-                    self.who(*p),
-                    sent_ms + self.books.deadline_ms
+                    self.who(p),
+                    match self.deadlines.granted_ms(export_id) {
+                        Some(g) if g <= read.sent_ms => format!(
+                            " (its deadline was extended, granted at {g} ms: the queue must honour the extension)"
+                        ),
+                        _ => String::new(),
+                    }
                 ),
                 (None, Some((p, at_ms))) => format!(
                     "the overdue queue read at {} ms lists exp-{export_id}, which {} downloaded whole at {at_ms} ms and never deleted anything since (it is delivered)",
@@ -377,11 +390,13 @@ impl Oracle {
         }
     }
 
-    /// Every export known undelivered and past due is listed.
+    /// Every export known undelivered and past its own due date is listed
+    /// (the extended one only where an extension of it may have landed).
     fn judge_overdue_missing(&mut self, read: &OverdueRead) {
         let failed: Vec<u64> = self.books.failed_seen.keys().copied().collect();
         for export_id in failed {
-            let Some(from_ms) = self.books.must_list_from_ms(export_id) else {
+            let extended = self.deadlines.may_have_landed_by(export_id, read.reply_ms);
+            let Some(from_ms) = self.books.must_list_from_ms(export_id, extended) else {
                 continue;
             };
             if read.sent_ms < from_ms {
@@ -393,11 +408,37 @@ impl Oracle {
             }
             let principal = self.books.accepted.get(&export_id).map(|(p, _, _)| *p);
             let detail = format!(
-                "the overdue queue read at {} ms omits exp-{export_id}, seen failed by its subject and due by {} ms at the latest (an undelivered request past its due date)",
+                "the overdue queue read at {} ms omits exp-{export_id}, seen failed by its subject and due by {} ms at the latest{} (an undelivered request past its due date)",
                 read.sent_ms,
-                self.books.latest_due_ms(export_id).unwrap_or(0)
+                self.books.latest_due_ms(export_id, extended).unwrap_or(0),
+                if extended {
+                    ", extended included"
+                } else {
+                    ", never extended"
+                }
             );
             self.violate(Invariant::Liveness, read.reply_ms, None, principal, detail);
+        }
+    }
+
+    /// Count the extended requests `read` had to leave out though they were
+    /// past their first due date and known undelivered (failed before it):
+    /// a queue that ignores the extension lists them.
+    fn count_overdue_extended(&mut self, read: &OverdueRead) {
+        let failed: Vec<(u64, u64)> = self
+            .books
+            .failed_seen
+            .iter()
+            .map(|(&e, &at)| (e, at))
+            .collect();
+        for (export_id, failed_ms) in failed {
+            let extended = self.deadlines.granted_by(export_id, read.sent_ms);
+            let first_due = self.books.must_list_from_ms(export_id, false);
+            if extended && failed_ms <= read.sent_ms && first_due.is_some_and(|d| d <= read.sent_ms)
+            {
+                self.controls.overdue_listings_judged_with_extended += 1;
+                self.deadlines.judged_on_extension(export_id);
+            }
         }
     }
 }
