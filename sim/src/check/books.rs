@@ -28,6 +28,7 @@
 //! downloaded whole, so an export delivered to a subject who never deleted
 //! anything (nothing can revoke it) must not be listed afterwards.
 
+use super::deadlines::Shown;
 use super::{Invariant, Oracle};
 use crosstalk_model::api::{AuditEntry, ExportStatus};
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,8 +133,19 @@ impl Oracle {
     }
 
     /// The agent read the overdue queue: `listed`, asked at `sent_ms`,
-    /// answered at `reply_ms`.
+    /// answered at `reply_ms`. Each listed status's deadline is judged as
+    /// any other status (`check/deadlines.rs`).
     pub fn on_overdue_read(&mut self, listed: &[ExportStatus], sent_ms: u64, reply_ms: u64) {
+        for status in listed {
+            let extended = self.deadlines.granted_by(status.export_id.0, sent_ms);
+            self.judge_shown(Shown {
+                status,
+                viewer: None,
+                sent_ms,
+                at_ms: reply_ms,
+                extended,
+            });
+        }
         let listed = listed.iter().map(|s| s.export_id.0).collect();
         self.books.overdue_reads.push(OverdueRead {
             sent_ms,
@@ -532,12 +544,14 @@ mod tests {
         }
     }
 
+    /// Exp-`export_id` as the overdue queue lists it: failed, asked for
+    /// at 1 s, due a deadline later.
     fn listed(export_id: u64) -> ExportStatus {
         ExportStatus {
             export_id: ExportId(export_id),
             state: ExportState::Failed,
-            requested_at_ms: 0,
-            due_at_ms: 0,
+            requested_at_ms: EPOCH_MS + 1_000,
+            due_at_ms: EPOCH_MS + 1_000 + 600_000,
             overdue: true,
             extension_reason: None,
             snapshot_at_ms: None,

@@ -223,6 +223,9 @@ impl Oracle {
             _ => Outcome::Unknown,
         };
         let extension = extension.clone();
+        if status.is_some() {
+            self.controls.agent_actions += 1;
+        }
         let Some(status) = status.filter(|s| *s < 500) else {
             return;
         };
@@ -392,7 +395,7 @@ impl Oracle {
 
     /// Judge one status's reason, due date and overdue flag; report the
     /// first fault, once per request.
-    fn judge_shown(&mut self, shown: Shown<'_>) {
+    pub(super) fn judge_shown(&mut self, shown: Shown<'_>) {
         let Some(terms) = self.deadlines.terms else {
             return;
         };
