@@ -241,22 +241,26 @@ impl Oracle {
 
     /// The first unmatched action `entry` can stand for: same action and
     /// ticket, written while the action was under way (an action without a
-    /// definite answer may be written any time after it was sent).
+    /// definite answer may be written any time after it was sent). Where
+    /// the times fit several, a definite action the entry agrees with comes
+    /// first, then one without a definite answer (whose entry may be written
+    /// after the agent gave up and took the next action), and only then a
+    /// definite one the entry contradicts (a violation).
     fn match_entry(&self, entry: &AuditEntry, matched: &[bool]) -> Option<usize> {
         let (first, last) = self.service_clock.span(entry.at_ms)?;
-        let fits = |a: &AgentAction, open_ended: bool| {
+        let fits = |a: &AgentAction| {
             a.action == entry.action
                 && a.ticket_id == entry.ticket_id
                 && last >= a.sent_ms
-                && (open_ended || first <= a.reply_ms)
+                && (!a.definite() || first <= a.reply_ms)
         };
         let actions = &self.books.actions;
-        let definite = (0..actions.len())
-            .find(|&i| !matched[i] && actions[i].definite() && fits(&actions[i], false));
-        definite.or_else(|| {
-            (0..actions.len())
-                .find(|&i| !matched[i] && !actions[i].definite() && fits(&actions[i], true))
-        })
+        let unmatched = || (0..actions.len()).filter(|&i| !matched[i] && fits(&actions[i]));
+        let agreeing = unmatched()
+            .find(|&i| actions[i].definite() && entry_disagrees(entry, &actions[i]).is_none());
+        agreeing
+            .or_else(|| unmatched().find(|&i| !actions[i].definite()))
+            .or_else(|| unmatched().next())
     }
 
     /// An entry names the agent and carries no personal data.
@@ -276,28 +280,14 @@ impl Oracle {
 
     /// The entry's outcome and export agree with what the agent saw.
     fn judge_entry_outcome(&mut self, entry: &AuditEntry, action: &AgentAction) {
-        let refused = entry.outcome.starts_with("refused") || entry.outcome.starts_with("failed");
-        let wrong_outcome = match action.status {
-            Some(s) if (200..300).contains(&s) => refused,
-            Some(s) if (400..500).contains(&s) => !refused,
-            _ => false,
-        };
-        let attach_refused = action.status == Some(400) && action.action == "resend-link";
-        let export_judged = action.status.is_some_and(|s| (200..300).contains(&s))
-            || attach_refused
-            || action.action == "extend-deadline";
-        let wrong_export = export_judged
-            && action.export_id.is_some()
-            && action.status.is_some()
-            && entry.export_id.map(|e| e.0) != action.export_id;
-        if !wrong_outcome && !wrong_export {
-            if refused {
+        let Some(what) = entry_disagrees(entry, action) else {
+            if is_refusal(entry) {
                 self.controls.audit_refusals_judged += 1;
             }
             return;
-        }
+        };
         let detail = format!(
-            "audit entry #{} records {} on ticket {:?} as \"{}\" for export {:?}; the console answered the agent {:?} for export {:?}",
+            "audit entry #{} records {} on ticket {:?} as \"{}\" for export {:?}; the console answered the agent {:?} for export {:?} (another {what})",
             entry.seq,
             entry.action,
             entry.ticket_id,
@@ -455,6 +445,38 @@ impl Oracle {
     }
 }
 
+/// Whether `entry` says its action was refused (or failed).
+fn is_refusal(entry: &AuditEntry) -> bool {
+    entry.outcome.starts_with("refused") || entry.outcome.starts_with("failed")
+}
+
+/// How `entry` contradicts what the agent saw of `action`, if it does: an
+/// outcome other than its answer's (done for a 2xx, refused for a 4xx), or
+/// another export than the one it named.
+fn entry_disagrees(entry: &AuditEntry, action: &AgentAction) -> Option<&'static str> {
+    let refused = is_refusal(entry);
+    let wrong_outcome = match action.status {
+        Some(s) if (200..300).contains(&s) => refused,
+        Some(s) if (400..500).contains(&s) => !refused,
+        _ => false,
+    };
+    let attach_refused = action.status == Some(400) && action.action == "resend-link";
+    let export_judged = action.status.is_some_and(|s| (200..300).contains(&s))
+        || attach_refused
+        || action.action == "extend-deadline";
+    let wrong_export = export_judged
+        && action.export_id.is_some()
+        && action.status.is_some()
+        && entry.export_id.map(|e| e.0) != action.export_id;
+    if wrong_outcome {
+        Some("outcome")
+    } else if wrong_export {
+        Some("export")
+    } else {
+        None
+    }
+}
+
 impl Oracle {
     /// The agent re-sent the link of a ticket of `subject` (sent at
     /// `sent_ms`, answered `status` at `at_ms`). Once the subject's closing
@@ -595,6 +617,34 @@ mod tests {
             o.violations
                 .iter()
                 .all(|v| v.invariant == Invariant::AgentContainment)
+        );
+    }
+
+    #[test]
+    fn a_timed_out_actions_late_entry_is_not_taken_for_the_next_ones() {
+        // The agent gave up on a resend at 110 and sent it again; the first
+        // one's failure was written at 112, while the second was under way.
+        let mut o = oracle();
+        o.on_agent_action(resend(10, None, 100));
+        o.on_agent_action(resend(10, Some(200), 110));
+        let page = vec![
+            entry(1, 10, 112, "failed: recording store unavailable"),
+            entry(2, 10, 115, "sent to the subject's own feed"),
+        ];
+        o.on_audit_read(page, 1_000, true);
+        o.judge_books();
+        assert!(o.violations.is_empty(), "{:#?}", o.violations);
+        // With no other action to stand for, the failure contradicts the 200.
+        let mut o = oracle();
+        o.on_agent_action(resend(10, Some(200), 110));
+        o.on_audit_read(vec![entry(1, 10, 112, "failed: timed out")], 1_000, true);
+        o.judge_books();
+        assert!(
+            o.violations
+                .iter()
+                .any(|v| v.detail.contains("another outcome")),
+            "{:#?}",
+            o.violations
         );
     }
 
