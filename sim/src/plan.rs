@@ -179,6 +179,13 @@ pub struct AgentPlan {
     /// (each such ticket, each shift): its link is re-sent.
     #[serde(default)]
     pub callback_per_mille: u32,
+    /// Extending a request's deadline as complex, per request the agent
+    /// learns of (this seed's draw from the scenario's range).
+    #[serde(default)]
+    pub extend_per_mille: u32,
+    /// An extension's reason left empty or pasted far too long.
+    #[serde(default)]
+    pub bad_reason_per_mille: u32,
     /// Seed of the agent's own choices.
     pub seed: u64,
 }
@@ -649,6 +656,13 @@ pub fn swarm(scenario: &Scenario, rng: &mut ChaCha8Rng) -> (Scenario, Vec<String
 
 fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {
     rng.random_range(range.0..=range.1)
+}
+
+/// This seed's chance that the agent extends a request it learns of, from
+/// a stream of its own (so that every other draw of a plan stays as it was).
+fn draw_extend_per_mille(scenario: &Scenario, seed: u64) -> u32 {
+    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/extensions"));
+    draw(&mut rng, scenario.agent.extend_per_mille) as u32
 }
 
 impl Plan {
@@ -1128,6 +1142,8 @@ impl Plan {
             weak_proof_per_mille: scenario.agent.weak_proof_per_mille,
             duplicate_per_mille: scenario.agent.duplicate_per_mille,
             callback_per_mille: scenario.agent.callback_per_mille,
+            extend_per_mille: draw_extend_per_mille(scenario, seed),
+            bad_reason_per_mille: scenario.agent.bad_reason_per_mille,
             seed: rng.random(),
         });
         let (link_ttl_ms, max_downloads) = limits::draw_limits(scenario, seed);
@@ -1168,7 +1184,7 @@ impl Plan {
                 faults.poisoned_subject_window_ms.1,
             ),
             active_ms + world.drain_seconds * 1000 / 2,
-            &accounts,
+            &mut accounts,
         );
         let ack_crashes = crate::faults::ack_crash::draw(
             seed,

@@ -417,6 +417,13 @@ pub struct AgentSpec {
     /// A customer calling back about an earlier ticket, per ticket and
     /// shift: the agent re-sends its link.
     pub callback_per_mille: u32,
+    /// The chance, per request the agent learns of, that it extends the
+    /// request's deadline as complex (GDPR Art. 12(3)); drawn per seed
+    /// from this range.
+    pub extend_per_mille: Range,
+    /// Leaving an extension's reason empty, or pasting a whole e-mail
+    /// thread into it, per extension.
+    pub bad_reason_per_mille: u32,
 }
 
 impl Default for AgentSpec {
@@ -430,6 +437,8 @@ impl Default for AgentSpec {
             weak_proof_per_mille: 200,
             duplicate_per_mille: 100,
             callback_per_mille: 0,
+            extend_per_mille: Range(200, 800),
+            bad_reason_per_mille: 100,
         }
     }
 }
@@ -794,9 +803,17 @@ impl Scenario {
             g.weak_proof_per_mille,
             g.duplicate_per_mille,
             g.callback_per_mille,
+            g.bad_reason_per_mille,
         ];
         let most = mistakes.iter().copied().max().unwrap_or(0);
-        at_most("agent.*_per_mille", u64::from(most), 1000)
+        at_most("agent.*_per_mille", u64::from(most), 1000)?;
+        g.extend_per_mille.validate("agent.extend_per_mille")?;
+        between(
+            "agent.extend_per_mille",
+            (g.extend_per_mille.0, g.extend_per_mille.1),
+            0,
+            1000,
+        )
     }
 
     fn validate_broadcasts(&self) -> Result<(), ScenarioError> {

@@ -372,6 +372,7 @@ impl Shrinker<'_> {
         careful.swap_per_mille = 0;
         careful.weak_proof_per_mille = 0;
         careful.duplicate_per_mille = 0;
+        careful.bad_reason_per_mille = 0;
         if careful == agent {
             return;
         }
@@ -381,12 +382,13 @@ impl Shrinker<'_> {
             return;
         }
         type Rate = fn(&mut crate::plan::AgentPlan) -> &mut u32;
-        let rates: [Rate; 5] = [
+        let rates: [Rate; 6] = [
             |a| &mut a.typo_per_mille,
             |a| &mut a.stale_clipboard_per_mille,
             |a| &mut a.swap_per_mille,
             |a| &mut a.weak_proof_per_mille,
             |a| &mut a.duplicate_per_mille,
+            |a| &mut a.bad_reason_per_mille,
         ];
         for rate in rates {
             let mut candidate = self.best.clone();

@@ -285,10 +285,24 @@ const RULES: &[Rule] = &[
             "overdue_listings_judged",
         ],
     ),
-    // (A failed request past its due date, `overdue_exports_required`, needs
-    // a poisoned subject eligible and early enough: under one seed in ten of
-    // smoke, too rare for a rule at 20 seeds; `sim/tests/agent_books.rs`
-    // proves it is reached.)
+    // A failed request past its first due date needs a poisoned subject
+    // whose window outlasts the job's attempts, early enough for the drain
+    // to reach its due date (smoke: about one seed in four each way, as the
+    // agent extended it or not).
+    Rule {
+        label: "overdue reads past a failed request's first due date: listed when not extended, left out when extended",
+        enabled: |s| {
+            agent_extends(s)
+                && s.faults.poisoned_subject_per_mille > 0
+                && s.faults.poisoned_subject_window_ms.0 >= 300_000
+                && s.world.drain_seconds >= 600
+        },
+        controls: &[
+            "overdue_exports_required",
+            "overdue_listings_judged_with_extended",
+        ],
+        min_seeds: 2 * MIN_SEEDS,
+    },
     rule(
         "call-backs after the subject closed and the address was signed up again, refused",
         |s| {
@@ -522,9 +536,27 @@ const RULES: &[Rule] = &[
         &["messages_refused_by_sender"],
     ),
     rule(
-        "agent actions judged: second extensions",
-        |s| s.agent.enabled && s.actions.ticket_exports.1 > 0,
-        &["agent_actions", "second_extensions_judged"],
+        "agent actions judged: deadline extensions granted, extended requests judged on their extended deadline",
+        agent_extends,
+        &[
+            "agent_actions",
+            "extensions_granted",
+            "extended_requests_judged_on_liveness",
+        ],
+    ),
+    rule(
+        "deadline extensions refused: a second one, a number no request has, a blank or oversized reason",
+        |s| {
+            agent_extends(s)
+                && s.agent.duplicate_per_mille > 0
+                && s.agent.typo_per_mille > 0
+                && s.agent.bad_reason_per_mille > 0
+        },
+        &[
+            "extensions_refused_twice",
+            "extensions_refused_unknown_export",
+            "extensions_refused_bad_reason",
+        ],
     ),
     // Tickets left awaiting verification for the agent to be talked round
     // on are the impersonators' (a customer verifies their own at once).
@@ -655,6 +687,12 @@ fn curious(s: &Scenario) -> bool {
 /// Whether people delete recordings (one at a time or by range).
 fn deletions(s: &Scenario) -> bool {
     s.actions.deletions.1 > 0 || s.actions.range_deletions.1 > 0
+}
+
+/// Whether the support agent extends requests' deadlines (it learns of
+/// every request, direct or by ticket).
+fn agent_extends(s: &Scenario) -> bool {
+    s.agent.enabled && s.agent.extend_per_mille.1 > 0 && exports(s)
 }
 
 /// Whether people ask for exports at all (directly or by ticket).
@@ -899,8 +937,18 @@ mod tests {
             ),
             (
                 "gdpr-wrong-customer",
-                "second_extensions_judged",
+                "extended_requests_judged_on_liveness",
                 "agent actions judged",
+            ),
+            (
+                "smoke",
+                "extensions_refused_bad_reason",
+                "deadline extensions refused",
+            ),
+            (
+                "smoke",
+                "overdue_listings_judged_with_extended",
+                "left out when extended",
             ),
             (
                 "gdpr-wrong-customer",

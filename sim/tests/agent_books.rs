@@ -88,8 +88,9 @@ fn overdue_only_pending(_: State<()>, request: Request, next: Next) -> Fut {
     ))
 }
 
-/// Smoke as shipped, swarm testing on: a poisoned subject needs a seed in
-/// which nobody-probes-everything is switched off (`faults/poison.rs`).
+/// Smoke as shipped, swarm testing on: its first seeds have a poisoned
+/// subject whose failed request the agent did not extend, past its due
+/// date before the run ends (`faults/poison.rs`).
 fn smoke_as_shipped() -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/smoke.toml");
     Scenario::load(&path).expect("shipped scenario loads")

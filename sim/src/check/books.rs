@@ -15,15 +15,20 @@
 //! answer, 5xx), the right outcome and ticket, and no entry for an action
 //! nobody took.
 //!
-//! The overdue queue lists every request past its due date that is not
+//! The overdue queue lists every request past its own due date that is not
 //! ready. The oracle knows when each direct export request was sent and
-//! answered, so a listing before `deadline_ms` after its sending is wrong;
-//! it knows which exports its subjects saw `failed` (the poisoned subject's
-//! job, a terminal state), so a read sent after such an export's latest
-//! possible due date must list it; and it knows which archives their
-//! subjects downloaded whole, so an export delivered to a subject who never
-//! deleted anything (nothing can revoke it) must not be listed afterwards.
+//! answered, and which extensions the agent sent and how they were answered
+//! (`check/deadlines.rs`), so a listing before `deadline_ms` after its
+//! sending is wrong, and before `deadline_ms` plus the extension for a
+//! request whose extension was granted before the read; it knows which
+//! exports its subjects saw `failed` (the poisoned subject's job, a terminal
+//! state), so a read sent after such an export's latest possible due date
+//! (the extended one only where an extension of that very request may have
+//! landed) must list it; and it knows which archives their subjects
+//! downloaded whole, so an export delivered to a subject who never deleted
+//! anything (nothing can revoke it) must not be listed afterwards.
 
+use super::deadlines::Shown;
 use super::{Invariant, Oracle};
 use crosstalk_model::api::{AuditEntry, ExportStatus};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,48 +87,37 @@ pub(super) struct BooksLedger {
     delivered: BTreeMap<u64, (usize, u64)>,
     /// Principals who started any deletion or closed their account.
     deleting: BTreeSet<usize>,
-    /// Exports whose deadline the agent may have extended.
-    extended: BTreeSet<u64>,
     /// The contract's deadline and extension, in ms.
     deadline_ms: u64,
     extension_ms: u64,
 }
 
 impl BooksLedger {
-    /// The latest due date export `export_id` can have.
-    fn latest_due_ms(&self, export_id: u64) -> Option<u64> {
+    pub(super) fn learn_deadlines(&mut self, deadline_ms: u64, extension_ms: u64) {
+        self.deadline_ms = deadline_ms;
+        self.extension_ms = extension_ms;
+    }
+
+    /// The latest due date export `export_id` can have; `extended` when an
+    /// extension of it may have landed.
+    fn latest_due_ms(&self, export_id: u64, extended: bool) -> Option<u64> {
         let (_, _, answered_ms) = self.accepted.get(&export_id)?;
-        let extension = if self.extended.contains(&export_id) {
-            self.extension_ms
-        } else {
-            0
-        };
+        let extension = if extended { self.extension_ms } else { 0 };
         Some(answered_ms + self.deadline_ms + extension)
     }
 
-    /// When a read must list `export_id` (failed and past due), if ever.
-    fn must_list_from_ms(&self, export_id: u64) -> Option<u64> {
+    /// When a read must list `export_id` (failed and past due), if ever;
+    /// `extended` as for [`Self::latest_due_ms`].
+    fn must_list_from_ms(&self, export_id: u64, extended: bool) -> Option<u64> {
         let failed_ms = *self.failed_seen.get(&export_id)?;
-        let due_ms = self.latest_due_ms(export_id)?;
+        let due_ms = self.latest_due_ms(export_id, extended)?;
         Some(failed_ms.max(due_ms + OVERDUE_MARGIN_MS))
     }
 }
 
 impl Oracle {
-    /// The export contract's deadline and its one extension (ms).
-    pub fn learn_deadlines(&mut self, deadline_ms: u64, extension_ms: u64) {
-        self.books.deadline_ms = deadline_ms;
-        self.books.extension_ms = extension_ms;
-    }
-
     /// The agent took `action` through the console.
     pub fn on_agent_action(&mut self, action: AgentAction) {
-        if action.action == "extend-deadline"
-            && let Some(export_id) = action.export_id
-            && action.status.is_none_or(|s| s == 200 || s >= 500)
-        {
-            self.books.extended.insert(export_id);
-        }
         self.books.actions.push(action);
     }
 
@@ -139,8 +133,19 @@ impl Oracle {
     }
 
     /// The agent read the overdue queue: `listed`, asked at `sent_ms`,
-    /// answered at `reply_ms`.
+    /// answered at `reply_ms`. Each listed status's deadline is judged as
+    /// any other status (`check/deadlines.rs`).
     pub fn on_overdue_read(&mut self, listed: &[ExportStatus], sent_ms: u64, reply_ms: u64) {
+        for status in listed {
+            let extended = self.deadlines.granted_by(status.export_id.0, sent_ms);
+            self.judge_shown(Shown {
+                status,
+                viewer: None,
+                sent_ms,
+                at_ms: reply_ms,
+                extended,
+            });
+        }
         let listed = listed.iter().map(|s| s.export_id.0).collect();
         self.books.overdue_reads.push(OverdueRead {
             sent_ms,
@@ -164,14 +169,15 @@ impl Oracle {
             .or_insert((principal, sent_ms, reply_ms));
     }
 
-    /// The earliest time a read of the overdue queue must list an export
-    /// the oracle knows undelivered (for the agent's last read).
+    /// The earliest time a read of the overdue queue judges an export the
+    /// oracle knows undelivered past its first due date (for the agent's
+    /// last read): listed if it was not extended, left out if it was.
     pub fn overdue_read_due_ms(&self) -> Option<u64> {
         let books = &self.books;
         books
             .failed_seen
             .keys()
-            .filter_map(|&e| books.must_list_from_ms(e))
+            .filter_map(|&e| books.must_list_from_ms(e, false))
             .min()
     }
 
@@ -235,22 +241,26 @@ impl Oracle {
 
     /// The first unmatched action `entry` can stand for: same action and
     /// ticket, written while the action was under way (an action without a
-    /// definite answer may be written any time after it was sent).
+    /// definite answer may be written any time after it was sent). Where
+    /// the times fit several, a definite action the entry agrees with comes
+    /// first, then one without a definite answer (whose entry may be written
+    /// after the agent gave up and took the next action), and only then a
+    /// definite one the entry contradicts (a violation).
     fn match_entry(&self, entry: &AuditEntry, matched: &[bool]) -> Option<usize> {
         let (first, last) = self.service_clock.span(entry.at_ms)?;
-        let fits = |a: &AgentAction, open_ended: bool| {
+        let fits = |a: &AgentAction| {
             a.action == entry.action
                 && a.ticket_id == entry.ticket_id
                 && last >= a.sent_ms
-                && (open_ended || first <= a.reply_ms)
+                && (!a.definite() || first <= a.reply_ms)
         };
         let actions = &self.books.actions;
-        let definite = (0..actions.len())
-            .find(|&i| !matched[i] && actions[i].definite() && fits(&actions[i], false));
-        definite.or_else(|| {
-            (0..actions.len())
-                .find(|&i| !matched[i] && !actions[i].definite() && fits(&actions[i], true))
-        })
+        let unmatched = || (0..actions.len()).filter(|&i| !matched[i] && fits(&actions[i]));
+        let agreeing = unmatched()
+            .find(|&i| actions[i].definite() && entry_disagrees(entry, &actions[i]).is_none());
+        agreeing
+            .or_else(|| unmatched().find(|&i| !actions[i].definite()))
+            .or_else(|| unmatched().next())
     }
 
     /// An entry names the agent and carries no personal data.
@@ -270,28 +280,14 @@ impl Oracle {
 
     /// The entry's outcome and export agree with what the agent saw.
     fn judge_entry_outcome(&mut self, entry: &AuditEntry, action: &AgentAction) {
-        let refused = entry.outcome.starts_with("refused") || entry.outcome.starts_with("failed");
-        let wrong_outcome = match action.status {
-            Some(s) if (200..300).contains(&s) => refused,
-            Some(s) if (400..500).contains(&s) => !refused,
-            _ => false,
-        };
-        let attach_refused = action.status == Some(400) && action.action == "resend-link";
-        let export_judged = action.status.is_some_and(|s| (200..300).contains(&s))
-            || attach_refused
-            || action.action == "extend-deadline";
-        let wrong_export = export_judged
-            && action.export_id.is_some()
-            && action.status.is_some()
-            && entry.export_id.map(|e| e.0) != action.export_id;
-        if !wrong_outcome && !wrong_export {
-            if refused {
+        let Some(what) = entry_disagrees(entry, action) else {
+            if is_refusal(entry) {
                 self.controls.audit_refusals_judged += 1;
             }
             return;
-        }
+        };
         let detail = format!(
-            "audit entry #{} records {} on ticket {:?} as \"{}\" for export {:?}; the console answered the agent {:?} for export {:?}",
+            "audit entry #{} records {} on ticket {:?} as \"{}\" for export {:?}; the console answered the agent {:?} for export {:?} (another {what})",
             entry.seq,
             entry.action,
             entry.ticket_id,
@@ -343,28 +339,47 @@ impl Oracle {
             self.controls.overdue_listings_judged += 1;
             self.judge_overdue_listed(read);
             self.judge_overdue_missing(read);
+            self.count_overdue_extended(read);
         }
+        self.count_extended_judged();
     }
 
-    /// Nothing listed before its deadline, nor once delivered for good.
+    /// The earliest due date of `export_id` as `read` must see it: its
+    /// request's sending plus the deadline, plus the extension when one of
+    /// it was granted before the read was sent.
+    fn earliest_due_ms(&self, export_id: u64, read: &OverdueRead) -> Option<(usize, u64, u64)> {
+        let (principal, sent_ms, _) = *self.books.accepted.get(&export_id)?;
+        let extended = self.deadlines.granted_by(export_id, read.sent_ms);
+        let extension = if extended { self.books.extension_ms } else { 0 };
+        Some((
+            principal,
+            sent_ms,
+            sent_ms + self.books.deadline_ms + extension,
+        ))
+    }
+
+    /// Nothing listed before its own deadline, nor once delivered for good.
     fn judge_overdue_listed(&mut self, read: &OverdueRead) {
         for &export_id in &read.listed {
             let early = self
-                .books
-                .accepted
-                .get(&export_id)
-                .filter(|(_, sent_ms, _)| read.reply_ms < sent_ms + self.books.deadline_ms);
+                .earliest_due_ms(export_id, read)
+                .filter(|(_, _, due_ms)| read.reply_ms < *due_ms);
             let delivered = self
                 .books
                 .delivered
                 .get(&export_id)
                 .filter(|(p, at_ms)| *at_ms < read.sent_ms && !self.books.deleting.contains(p));
             let detail = match (early, delivered) {
-                (Some((p, sent_ms, _)), _) => format!(
-                    "the overdue queue read at {} ms lists exp-{export_id}, which {} asked for at {sent_ms} ms: not due before {} ms",
+                (Some((p, sent_ms, due_ms)), _) => format!(
+                    "the overdue queue read at {} ms lists exp-{export_id}, which {} asked for at {sent_ms} ms: not due before {due_ms} ms{}",
                     read.reply_ms,
-                    self.who(*p),
-                    sent_ms + self.books.deadline_ms
+                    self.who(p),
+                    match self.deadlines.granted_ms(export_id) {
+                        Some(g) if g <= read.sent_ms => format!(
+                            " (its deadline was extended, granted at {g} ms: the queue must honour the extension)"
+                        ),
+                        _ => String::new(),
+                    }
                 ),
                 (None, Some((p, at_ms))) => format!(
                     "the overdue queue read at {} ms lists exp-{export_id}, which {} downloaded whole at {at_ms} ms and never deleted anything since (it is delivered)",
@@ -377,11 +392,13 @@ impl Oracle {
         }
     }
 
-    /// Every export known undelivered and past due is listed.
+    /// Every export known undelivered and past its own due date is listed
+    /// (the extended one only where an extension of it may have landed).
     fn judge_overdue_missing(&mut self, read: &OverdueRead) {
         let failed: Vec<u64> = self.books.failed_seen.keys().copied().collect();
         for export_id in failed {
-            let Some(from_ms) = self.books.must_list_from_ms(export_id) else {
+            let extended = self.deadlines.may_have_landed_by(export_id, read.reply_ms);
+            let Some(from_ms) = self.books.must_list_from_ms(export_id, extended) else {
                 continue;
             };
             if read.sent_ms < from_ms {
@@ -393,12 +410,70 @@ impl Oracle {
             }
             let principal = self.books.accepted.get(&export_id).map(|(p, _, _)| *p);
             let detail = format!(
-                "the overdue queue read at {} ms omits exp-{export_id}, seen failed by its subject and due by {} ms at the latest (an undelivered request past its due date)",
+                "the overdue queue read at {} ms omits exp-{export_id}, seen failed by its subject and due by {} ms at the latest{} (an undelivered request past its due date)",
                 read.sent_ms,
-                self.books.latest_due_ms(export_id).unwrap_or(0)
+                self.books.latest_due_ms(export_id, extended).unwrap_or(0),
+                if extended {
+                    ", extended included"
+                } else {
+                    ", never extended"
+                }
             );
             self.violate(Invariant::Liveness, read.reply_ms, None, principal, detail);
         }
+    }
+
+    /// Count the extended requests `read` had to leave out though they were
+    /// past their first due date and known undelivered (failed before it):
+    /// a queue that ignores the extension lists them.
+    fn count_overdue_extended(&mut self, read: &OverdueRead) {
+        let failed: Vec<(u64, u64)> = self
+            .books
+            .failed_seen
+            .iter()
+            .map(|(&e, &at)| (e, at))
+            .collect();
+        for (export_id, failed_ms) in failed {
+            let extended = self.deadlines.granted_by(export_id, read.sent_ms);
+            let first_due = self.books.must_list_from_ms(export_id, false);
+            if extended && failed_ms <= read.sent_ms && first_due.is_some_and(|d| d <= read.sent_ms)
+            {
+                self.controls.overdue_listings_judged_with_extended += 1;
+                self.deadlines.judged_on_extension(export_id);
+            }
+        }
+    }
+}
+
+/// Whether `entry` says its action was refused (or failed).
+fn is_refusal(entry: &AuditEntry) -> bool {
+    entry.outcome.starts_with("refused") || entry.outcome.starts_with("failed")
+}
+
+/// How `entry` contradicts what the agent saw of `action`, if it does: an
+/// outcome other than its answer's (done for a 2xx, refused for a 4xx), or
+/// another export than the one it named.
+fn entry_disagrees(entry: &AuditEntry, action: &AgentAction) -> Option<&'static str> {
+    let refused = is_refusal(entry);
+    let wrong_outcome = match action.status {
+        Some(s) if (200..300).contains(&s) => refused,
+        Some(s) if (400..500).contains(&s) => !refused,
+        _ => false,
+    };
+    let attach_refused = action.status == Some(400) && action.action == "resend-link";
+    let export_judged = action.status.is_some_and(|s| (200..300).contains(&s))
+        || attach_refused
+        || action.action == "extend-deadline";
+    let wrong_export = export_judged
+        && action.export_id.is_some()
+        && action.status.is_some()
+        && entry.export_id.map(|e| e.0) != action.export_id;
+    if wrong_outcome {
+        Some("outcome")
+    } else if wrong_export {
+        Some("export")
+    } else {
+        None
     }
 }
 
@@ -491,12 +566,14 @@ mod tests {
         }
     }
 
+    /// Exp-`export_id` as the overdue queue lists it: failed, asked for
+    /// at 1 s, due a deadline later.
     fn listed(export_id: u64) -> ExportStatus {
         ExportStatus {
             export_id: ExportId(export_id),
             state: ExportState::Failed,
-            requested_at_ms: 0,
-            due_at_ms: 0,
+            requested_at_ms: EPOCH_MS + 1_000,
+            due_at_ms: EPOCH_MS + 1_000 + 600_000,
             overdue: true,
             extension_reason: None,
             snapshot_at_ms: None,
@@ -540,6 +617,34 @@ mod tests {
             o.violations
                 .iter()
                 .all(|v| v.invariant == Invariant::AgentContainment)
+        );
+    }
+
+    #[test]
+    fn a_timed_out_actions_late_entry_is_not_taken_for_the_next_ones() {
+        // The agent gave up on a resend at 110 and sent it again; the first
+        // one's failure was written at 112, while the second was under way.
+        let mut o = oracle();
+        o.on_agent_action(resend(10, None, 100));
+        o.on_agent_action(resend(10, Some(200), 110));
+        let page = vec![
+            entry(1, 10, 112, "failed: recording store unavailable"),
+            entry(2, 10, 115, "sent to the subject's own feed"),
+        ];
+        o.on_audit_read(page, 1_000, true);
+        o.judge_books();
+        assert!(o.violations.is_empty(), "{:#?}", o.violations);
+        // With no other action to stand for, the failure contradicts the 200.
+        let mut o = oracle();
+        o.on_agent_action(resend(10, Some(200), 110));
+        o.on_audit_read(vec![entry(1, 10, 112, "failed: timed out")], 1_000, true);
+        o.judge_books();
+        assert!(
+            o.violations
+                .iter()
+                .any(|v| v.detail.contains("another outcome")),
+            "{:#?}",
+            o.violations
         );
     }
 

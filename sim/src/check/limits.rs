@@ -276,6 +276,7 @@ impl Oracle {
             (is_status && status == Some(200)) || (is_request && matches!(status, Some(200 | 202)));
         if answered && let Ok(export) = serde_json::from_slice::<ExportStatus>(body) {
             self.limits.status_seen(principal, &export, sent_ms, at_ms);
+            self.deadline_shown(principal, &export, sent_ms, at_ms);
         }
     }
 

@@ -12,7 +12,7 @@ pub mod claims;
 pub mod closed;
 mod contacts;
 pub mod contract;
-mod deadlines;
+pub mod deadlines;
 pub mod driver;
 pub mod durable;
 pub mod entries;
@@ -399,8 +399,16 @@ pub struct Controls {
     /// capture (`check/household.rs`).
     #[serde(skip_serializing_if = "is_zero")]
     pub outgoing_messages_judged: u64,
-    /// Second extensions of one export's deadline judged (`check/deadlines.rs`).
-    pub second_extensions_judged: u64,
+    /// The agent's extensions of a request's deadline (`check/deadlines.rs`):
+    /// granted, and refused because the request was already extended, the
+    /// number was no request's, or the reason was blank or too long.
+    pub extensions_granted: u64,
+    pub extensions_refused_twice: u64,
+    pub extensions_refused_unknown_export: u64,
+    pub extensions_refused_bad_reason: u64,
+    /// Extended requests whose liveness was judged on the extended deadline
+    /// (their subject's status, an overdue read past the first due date).
+    pub extended_requests_judged_on_liveness: u64,
     /// Collection reads of the export worker the store refused with a
     /// transient 503 (`faults/poison.rs`); left out of a summary while zero.
     #[serde(skip_serializing_if = "is_zero")]
@@ -423,6 +431,9 @@ pub struct Controls {
     /// and past due that a read had to list.
     pub overdue_listings_judged: u64,
     pub overdue_exports_required: u64,
+    /// Extended requests known undelivered past their first due date that
+    /// an overdue read had to leave out, counted per read.
+    pub overdue_listings_judged_with_extended: u64,
     /// Links re-sent for tickets whose subject closed and whose address
     /// was signed up again, and of them refused.
     pub callbacks_after_recycling: u64,
@@ -531,7 +542,11 @@ impl Controls {
         self.moved_out_intents_flushed += other.moved_out_intents_flushed;
         self.moving_in_listings_judged += other.moving_in_listings_judged;
         self.outgoing_messages_judged += other.outgoing_messages_judged;
-        self.second_extensions_judged += other.second_extensions_judged;
+        self.extensions_granted += other.extensions_granted;
+        self.extensions_refused_twice += other.extensions_refused_twice;
+        self.extensions_refused_unknown_export += other.extensions_refused_unknown_export;
+        self.extensions_refused_bad_reason += other.extensions_refused_bad_reason;
+        self.extended_requests_judged_on_liveness += other.extended_requests_judged_on_liveness;
         self.collection_reads_refused += other.collection_reads_refused;
         self.poisoned_reads_refused += other.poisoned_reads_refused;
         self.poison_retries_judged += other.poison_retries_judged;
@@ -540,6 +555,7 @@ impl Controls {
         self.audit_refusals_judged += other.audit_refusals_judged;
         self.overdue_listings_judged += other.overdue_listings_judged;
         self.overdue_exports_required += other.overdue_exports_required;
+        self.overdue_listings_judged_with_extended += other.overdue_listings_judged_with_extended;
         self.callbacks_after_recycling += other.callbacks_after_recycling;
         self.callbacks_after_recycling_refused += other.callbacks_after_recycling_refused;
         self.ambient_captures += other.ambient_captures;
@@ -698,6 +714,8 @@ pub struct Oracle {
     poison: poison::PoisonLedger,
     /// The agent's actions, its books as read, and what they must show.
     books: books::BooksLedger,
+    /// The requests' deadlines and the agent's extensions of them.
+    deadlines: deadlines::DeadlineLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -762,6 +780,7 @@ impl Oracle {
             unanswered: unanswered::UnansweredLedger::default(),
             poison: poison::PoisonLedger::default(),
             books: books::BooksLedger::default(),
+            deadlines: deadlines::DeadlineLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }

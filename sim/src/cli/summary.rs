@@ -224,7 +224,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
 }
 
 /// The API contract and the support agent.
-fn contract_lines(c: &Controls) -> [String; 6] {
+fn contract_lines(c: &Controls) -> [String; 7] {
     [
         format!(
             "api contract: replies judged {}, error bodies judged JSON {}, authenticated answers judged not storable by a shared cache {}, refusals as overloaded judged against the load measured inside the service {} (their Retry-After {}), server errors excused by a fault near them {}, runs with the panic hook {}; deletion answers judged {} (ids of uploads still in flight {}); foreign-access statuses judged {}; service state digests {}",
@@ -248,23 +248,31 @@ fn contract_lines(c: &Controls) -> [String; 6] {
             c.archive_attachments_refused,
         ),
         format!(
-            "agent's books: audit entries judged {} (refusals and failures among them {}), overdue queue reads judged {} (exports known undelivered past due that had to be listed {}); call-backs after the subject closed and the address was signed up again {} (refused {})",
+            "agent's books: audit entries judged {} (refusals and failures among them {}), overdue queue reads judged {} (exports known undelivered past due that had to be listed {}, extended ones past their first due date that had to be left out {}); call-backs after the subject closed and the address was signed up again {} (refused {})",
             c.audit_entries_judged,
             c.audit_refusals_judged,
             c.overdue_listings_judged,
             c.overdue_exports_required,
+            c.overdue_listings_judged_with_extended,
             c.callbacks_after_recycling,
             c.callbacks_after_recycling_refused,
         ),
         format!(
-            "claims read back: archive snapshot claims judged {} (uploads that raced their owner's export build {}, always-on speaker captures {}), contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {}), second deadline extensions judged {}",
+            "deadline extensions: granted {}, refused as a second extension {}, for a number no request has {}, for a blank or oversized reason {}; extended requests judged on their extended deadline {}",
+            c.extensions_granted,
+            c.extensions_refused_twice,
+            c.extensions_refused_unknown_export,
+            c.extensions_refused_bad_reason,
+            c.extended_requests_judged_on_liveness,
+        ),
+        format!(
+            "claims read back: archive snapshot claims judged {} (uploads that raced their owner's export build {}, always-on speaker captures {}), contact lists judged {}, uploads of closed accounts judged {} (refused with 410 {})",
             c.snapshot_claims_judged,
             c.uploads_raced_export_build,
             c.ambient_captures,
             c.contact_lists_judged,
             c.uploads_for_closed_accounts_judged,
             c.uploads_refused_owner_closed,
-            c.second_extensions_judged,
         ),
         format!(
             "moving out: captures flushed under the buyer after the seller closed {}, spoken orders and messages among the flushed captures {}, the buyer's orders and messages listings judged {}; outgoing messages judged to carry the sender's own capture {}",

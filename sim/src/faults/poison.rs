@@ -10,7 +10,10 @@
 //! no deletion, no account closing, nobody opening tickets in their name),
 //! so every refused read the store answers for them belongs to that one
 //! job, at most one per attempt (the worker gives up an attempt at its
-//! first refused read). The window opens at or before the request, so the
+//! first refused read). Where the plan has no such person, one who asks
+//! for an export is made one: their other requests, tickets, deletions and
+//! probes are left out (never anyone's account closing, address handover
+//! or move, which other people's actions count on). The window opens at or before the request, so the
 //! job cannot be ready (and revoked, which resets its attempts) inside it.
 //! [`CollectionFaults`] is the ground truth the oracle judges the export
 //! service's retries by (`check/poison.rs`): when each refused read came.
@@ -80,6 +83,52 @@ fn has_one_job(account: &AccountPlan) -> bool {
     requests == 1
 }
 
+/// Whether `account` can be left with one export job by leaving out what
+/// would give it another or revoke it: it asks for an export, and takes
+/// no part in a closing, an address handover, a move or a "delete all".
+fn can_keep_one_job(account: &AccountPlan) -> bool {
+    let mut requests = false;
+    for timed in &account.actions {
+        match &timed.action {
+            Action::RequestExport { .. } => requests = true,
+            Action::CloseAccount
+            | Action::SignUpAgain
+            | Action::ConfirmAfterRecycle { .. }
+            | Action::TicketAcrossHandover { .. }
+            | Action::MoveOut { .. }
+            | Action::DeleteAll => return false,
+            _ => {}
+        }
+    }
+    requests
+}
+
+/// Leave `account` one export job: its first request stays (with no
+/// deletion before its download and no ticket beside it); its other
+/// requests, tickets, deletions and probes go.
+fn keep_one_job(account: &mut AccountPlan) {
+    let mut first = true;
+    account.actions.retain_mut(|timed| match &mut timed.action {
+        Action::RequestExport {
+            delete_first,
+            by_ticket,
+            ..
+        } => {
+            *delete_first = false;
+            *by_ticket = false;
+            std::mem::replace(&mut first, false)
+        }
+        Action::TicketExport
+        | Action::DeleteOne { .. }
+        | Action::DeleteRange { .. }
+        | Action::Probe { .. }
+        | Action::ProbeLinkLimits { .. }
+        | Action::RebuildOwnArchive => false,
+        _ => true,
+    });
+    debug_assert!(has_one_job(account));
+}
+
 /// Whom anyone opens a ticket for (impersonators, brute-forcers).
 fn ticket_victims(accounts: &[AccountPlan]) -> std::collections::BTreeSet<u32> {
     let mut victims = std::collections::BTreeSet::new();
@@ -98,17 +147,17 @@ fn ticket_victims(accounts: &[AccountPlan]) -> std::collections::BTreeSet<u32> {
 }
 
 /// Draw the poisoned subject of seed `seed`, with chance `per_mille`: a
-/// person with one export job, their reads refused from up to 5 s before
-/// the request for `window_ms` (drawn from the range), healed at the latest
-/// half-way through the drain (`ends_by_ms`), so that a job that gave up
-/// can be asked for again. From its own generator, so the rest of the plan
-/// is what it was without it.
+/// person with one export job (made one if nobody is), their reads refused
+/// from up to 5 s before the request for `window_ms` (drawn from the
+/// range), healed at the latest half-way through the drain (`ends_by_ms`),
+/// so that a job that gave up can be asked for again. From its own
+/// generator, so the rest of the plan is what it was without it.
 pub fn draw(
     seed: u64,
     per_mille: u64,
     window_ms: (u64, u64),
     ends_by_ms: u64,
-    accounts: &[AccountPlan],
+    accounts: &mut [AccountPlan],
 ) -> Option<PoisonPlan> {
     if per_mille == 0 {
         return None;
@@ -118,20 +167,28 @@ pub fn draw(
         return None;
     }
     let victims = ticket_victims(accounts);
-    let eligible: Vec<(u32, u64)> = (0..accounts.len())
-        .filter(|&i| has_one_job(&accounts[i]) && !victims.contains(&(i as u32)))
-        .filter_map(|i| {
-            let request = accounts[i]
-                .actions
-                .iter()
-                .find(|t| matches!(t.action, Action::RequestExport { .. }))?;
-            Some((i as u32, request.at_ms))
-        })
+    let free = |i: &usize| !victims.contains(&(*i as u32));
+    let mut eligible: Vec<usize> = (0..accounts.len())
+        .filter(|i| has_one_job(&accounts[*i]) && free(i))
         .collect();
     if eligible.is_empty() {
-        return None;
+        let candidates: Vec<usize> = (0..accounts.len())
+            .filter(|i| can_keep_one_job(&accounts[*i]) && free(i))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let made = candidates[rng.random_range(0..candidates.len())];
+        keep_one_job(&mut accounts[made]);
+        eligible.push(made);
     }
-    let (principal, request_ms) = eligible[rng.random_range(0..eligible.len())];
+    let principal = eligible[rng.random_range(0..eligible.len())];
+    let request_ms = accounts[principal]
+        .actions
+        .iter()
+        .find(|t| matches!(t.action, Action::RequestExport { .. }))?
+        .at_ms;
+    let principal = principal as u32;
     let from_ms = request_ms.saturating_sub(rng.random_range(0..=5_000));
     let length = rng.random_range(window_ms.0..=window_ms.1.max(window_ms.0));
     let until_ms = from_ms.saturating_add(length).min(ends_by_ms);
@@ -250,12 +307,42 @@ mod tests {
             account(vec![Action::ListHistory, export()]),
         ];
         for seed in 0..20 {
-            let plan = draw(seed, 1000, (60_000, 90_000), 180_000, &accounts).unwrap();
+            let mut accounts = accounts.clone();
+            let plan = draw(seed, 1000, (60_000, 90_000), 180_000, &mut accounts).unwrap();
             assert_eq!(plan.principal, 2);
             assert!(plan.from_ms <= 30_000 && plan.from_ms >= 25_000);
             assert!(plan.until_ms - plan.from_ms >= 60_000);
         }
-        assert_eq!(draw(1, 0, (60_000, 90_000), 180_000, &accounts), None);
+        let mut unchanged = accounts.clone();
+        assert_eq!(draw(1, 0, (60_000, 90_000), 180_000, &mut unchanged), None);
+    }
+
+    #[test]
+    fn where_nobody_has_one_export_job_someone_is_left_with_one() {
+        let closes = account(vec![export(), Action::CloseAccount]);
+        let probes = account(vec![
+            Action::Probe { pick: 1, nonce: 2 },
+            export(),
+            Action::TicketExport,
+            export(),
+            Action::DeleteOne { pick: 1 },
+            Action::ListHistory,
+        ]);
+        for seed in 0..20 {
+            let mut accounts = vec![closes.clone(), probes.clone()];
+            let plan = draw(seed, 1000, (60_000, 90_000), 180_000, &mut accounts).unwrap();
+            assert_eq!(plan.principal, 1);
+            assert_eq!(accounts[0], closes, "an account closing stays as it was");
+            assert!(has_one_job(&accounts[1]));
+            let kept: Vec<&str> = accounts[1]
+                .actions
+                .iter()
+                .map(|t| t.action.name())
+                .collect();
+            assert_eq!(kept, ["request_export", "list_history"]);
+        }
+        let mut nobody = vec![closes.clone()];
+        assert_eq!(draw(1, 1000, (60_000, 90_000), 180_000, &mut nobody), None);
     }
 
     #[test]

@@ -263,6 +263,7 @@ impl Person {
             .borrow_mut()
             .exports
             .push((self.principal, accepted.export_id.0));
+        self.requests.push((self.principal, accepted.export_id.0));
         let mut later = Vec::new();
         // A repeat may find the first request already answered and start a
         // new one; the repeats after it join that newest one.
@@ -337,6 +338,7 @@ impl Person {
                 let (principal, id) = (self.principal, accepted.export_id.0);
                 self.oracle()
                     .on_export_accepted(principal, id, requested_at_ms, sim_now_ms());
+                self.requests.push((principal, id));
                 Ok(Some((accepted.export_id.0, requested_at_ms)))
             }
             StatusCode::TOO_MANY_REQUESTS => {
@@ -555,6 +557,7 @@ impl Person {
             board.exports.push((self.principal, export_id.0));
             if joined { 0 } else { opened_at_ms }
         };
+        self.requests.push((self.principal, export_id.0));
         self.verify_ticket_again(ticket_id, &code, export_id.0)
             .await?;
         Ok(Some((export_id.0, must_since_ms)))

@@ -7,15 +7,23 @@
 //!
 //! Customers call back: now and then the agent re-sends the link of a
 //! ticket worked long ago, whose subject may have closed their account
-//! since (and someone else may hold the address now). And the agent reads
-//! its books — the console's audit log and overdue queue — now and then and
-//! at the end; every console action it takes is reported to the oracle,
-//! which matches the books against them (`check/books.rs`).
+//! since (and someone else may hold the address now). Customers write in
+//! about their requests, and the agent extends some of them as complex
+//! (GDPR Art. 12(3): once, by two further months, with a reason), with the
+//! mistakes agents make there too: the same request extended twice, a
+//! neighbouring request's number or one from another system typed in, the
+//! reason left empty or a whole e-mail thread pasted into it; each
+//! extension is reported when sent and when answered (`check/deadlines.rs`).
+//! And the agent reads its books — the console's audit log and overdue
+//! queue — now and then and at the end; every console action it takes is
+//! reported to the oracle, which matches the books against them
+//! (`check/books.rs`).
 
 use super::World;
 use super::person::to_json;
 use crate::check::Event;
 use crate::check::books::AgentAction;
+use crate::check::deadlines::{MAX_REASON_BYTES, NO_SUCH_EXPORT_FROM};
 use crate::net::{
     EXPORT_HOST, EXPORT_PORT, MAX_OVERLOAD_WAITS, SimConnector, overload_wait, sim_now_ms,
 };
@@ -48,6 +56,16 @@ const COMPLAINT_POLL_MS: u64 = 5_000;
 /// The agent's last read of its books ends this long before the drain does.
 const LAST_READ_BEFORE_END_MS: u64 = 5_000;
 
+/// Why a request is complex, as the agent writes it for its subject.
+const REASONS: &[&str] = &[
+    "the request covers several devices",
+    "the account holds years of recordings",
+    "collecting the recordings keeps failing; it needs more time",
+];
+
+/// A line of the e-mail thread an agent pastes as a reason by mistake.
+const THREAD_LINE: &str = "Re: Fwd: your request for a copy of your recordings, as discussed. ";
+
 struct Agent {
     world: Rc<World>,
     plan: AgentPlan,
@@ -57,6 +75,11 @@ struct Agent {
     exports_listed: BTreeMap<u64, Option<ExportId>>,
     /// The last audit entry read.
     audit_after: u64,
+    /// How many of the board's requests the agent went through.
+    requests_reviewed: usize,
+    /// The requests it went through (a ticket may join a request listed
+    /// before).
+    reviewed: BTreeSet<u64>,
 }
 
 impl Agent {
@@ -317,9 +340,6 @@ impl Agent {
                         }
                     }
                     self.resend(target, attach).await;
-                    if let Some(export) = ticket.export_id {
-                        self.extend_twice(export).await;
-                    }
                     if self.chance(self.plan.duplicate_per_mille) {
                         self.error("sends it twice");
                         self.resend(target, attach).await;
@@ -329,32 +349,90 @@ impl Agent {
                 }
             }
         }
+        self.review_requests().await;
     }
 }
 
 impl Agent {
-    /// Extend the deadline of a verified ticket's export (a complex
-    /// request), clicking twice: the second must be refused.
-    async fn extend_twice(&self, export_id: ExportId) {
-        let path = format!("/v1/agent/exports/{}/extend", export_id.0);
-        let Ok(body) = to_json(&ExtendRequest {
-            reason: "the request covers several devices".to_string(),
-        }) else {
-            return;
-        };
-        let export = Some(export_id.0);
-        let first = self
-            .act(
-                "extend-deadline",
-                None,
-                export,
-                Method::POST,
-                &path,
-                Some(body.clone()),
-            )
-            .await;
-        self.error("extends the deadline twice");
-        let second = self
+    /// Customers write in about the requests they made (the board's
+    /// requests, in the order they were made): the agent extends some as
+    /// complex.
+    async fn review_requests(&mut self) {
+        loop {
+            let next = self
+                .world
+                .board
+                .borrow()
+                .exports
+                .get(self.requests_reviewed)
+                .copied();
+            let Some((_, export_id)) = next else {
+                return;
+            };
+            self.requests_reviewed += 1;
+            if self.reviewed.insert(export_id) && self.chance(self.plan.extend_per_mille) {
+                self.extend_request(export_id).await;
+            }
+        }
+    }
+
+    /// Extend request `export_id`'s deadline, with the mistakes agents make:
+    /// a blank or pasted reason first, a wrong number (looked at again only
+    /// when the console says there is no such request), the click repeated.
+    async fn extend_request(&mut self, export_id: u64) {
+        let reason = REASONS[self.rng.random_range(0..REASONS.len())];
+        if self.chance(self.plan.bad_reason_per_mille) {
+            let bad = if self.rng.random_bool(0.5) {
+                self.error("leaves the extension's reason empty");
+                " ".repeat(self.rng.random_range(0..3))
+            } else {
+                self.error("pastes a whole e-mail thread as the reason");
+                let bytes = self
+                    .rng
+                    .random_range(MAX_REASON_BYTES + 1..=2 * MAX_REASON_BYTES);
+                THREAD_LINE.repeat(bytes / THREAD_LINE.len() + 1)[..bytes].to_string()
+            };
+            self.extend(export_id, &bad).await;
+        }
+        if self.chance(self.plan.typo_per_mille) {
+            let wrong = if self.rng.random_bool(0.5) {
+                self.error("types a neighbouring request's number");
+                if self.rng.random_bool(0.5) {
+                    export_id + 1
+                } else {
+                    export_id.saturating_sub(1)
+                }
+            } else {
+                self.error("pastes a number from another system");
+                NO_SUCH_EXPORT_FROM + self.rng.random_range(0..1_000_000)
+            };
+            if self.extend(wrong, reason).await != Some(404) {
+                // Done, as far as the agent can tell.
+                return;
+            }
+        }
+        self.extend(export_id, reason).await;
+        if self.chance(self.plan.duplicate_per_mille) {
+            self.error("extends the deadline twice");
+            self.extend(export_id, reason).await;
+        }
+    }
+
+    /// POST one extension of `export_id` with `reason`, reported to the
+    /// oracle when sent and when answered; its status, if one came.
+    async fn extend(&self, export_id: u64, reason: &str) -> Option<u16> {
+        let path = format!("/v1/agent/exports/{export_id}/extend");
+        let body = to_json(&ExtendRequest {
+            reason: reason.to_string(),
+        })
+        .ok()?;
+        let sent =
+            self.world
+                .oracle
+                .borrow_mut()
+                .on_extension_sent(export_id, reason, sim_now_ms());
+        let export = Some(export_id);
+        let response = self
             .act(
                 "extend-deadline",
                 None,
@@ -364,12 +442,25 @@ impl Agent {
                 Some(body),
             )
             .await;
-        self.world.oracle.borrow_mut().on_deadline_extended_twice(
-            export_id.0,
-            first.map(|r| r.status().as_u16()),
-            second.map(|r| r.status().as_u16()),
+        let status = response.as_ref().map(|r| r.status().as_u16());
+        let (content_type, body) = match &response {
+            Some(r) => (
+                r.headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                r.body().as_ref(),
+            ),
+            None => ("", &[][..]),
+        };
+        self.world.oracle.borrow_mut().on_extension_answered(
+            sent,
+            status,
+            content_type,
+            body,
             sim_now_ms(),
         );
+        status
     }
 }
 
@@ -449,6 +540,8 @@ pub async fn agent(world: Rc<World>, plan: AgentPlan) {
         rng,
         exports_listed: BTreeMap::new(),
         audit_after: 0,
+        requests_reviewed: 0,
+        reviewed: BTreeSet::new(),
     };
     let mut handled = BTreeSet::new();
     let mut vouched = BTreeSet::new();

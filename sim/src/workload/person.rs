@@ -12,8 +12,9 @@ use crate::plan::{ITEMS, PHRASES, display_name};
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
-    AddContactRequest, IngestRequest, IngestResponse, Intent, LoginRequest, MessageView, OrderView,
-    RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse, SignupRequest, SignupResponse,
+    AddContactRequest, ExportStatus, IngestRequest, IngestResponse, Intent, LoginRequest,
+    MessageView, OrderView, RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse,
+    SignupRequest, SignupResponse,
 };
 use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
 use crosstalk_store::media::HOLD_MS;
@@ -139,6 +140,9 @@ pub(super) struct Person {
     /// The account's always-on speaker, uploading on its own
     /// (`devices.rs`); `None` when the plan gives the account none.
     pub(super) always_on: Option<super::devices::AlwaysOnLink>,
+    /// The export requests one was told were taken on: (principal, export
+    /// id), looked at once more in the final audit.
+    pub(super) requests: Vec<(usize, u64)>,
 }
 
 /// A "send a message" command one of the person's devices captured.
@@ -912,6 +916,7 @@ impl Person {
             }
         }
         self.audit_orders().await?;
+        self.look_at_own_requests().await?;
         // Whatever reached the account's feed and inbox by the end is
         // judged too.
         self.read_notifications().await?;
@@ -936,6 +941,38 @@ impl Person {
             .await?;
         self.oracle()
             .on_orders_listed(self.principal, &orders, sim_now_ms());
+        Ok(())
+    }
+
+    /// Look at each of one's export requests once more, as someone told of
+    /// an extension would: the oracle judges the deadline and the reason
+    /// each status shows (`check/deadlines.rs`).
+    async fn look_at_own_requests(&mut self) -> Result<(), CallError> {
+        let session = self.session.clone();
+        let principal = self.principal;
+        let mine: BTreeSet<u64> = self
+            .requests
+            .iter()
+            .filter(|(p, _)| *p == principal)
+            .map(|(_, id)| *id)
+            .collect();
+        for export_id in mine {
+            let path = format!("/v1/exports/{export_id}");
+            let looked: Result<ExportStatus, CallError> = self
+                .expect_json(
+                    true,
+                    Method::GET,
+                    &path,
+                    Some(&session),
+                    None,
+                    &[StatusCode::OK],
+                )
+                .await;
+            match looked {
+                Ok(_) | Err(CallError::Unavailable(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -984,6 +1021,7 @@ impl Person {
             kept: Default::default(),
             inbox_seen: Vec::new(),
             always_on: None,
+            requests: Vec::new(),
         }
     }
 }
