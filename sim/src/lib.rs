@@ -2,6 +2,7 @@
 //! recording store and an export service, judged by a watermark oracle.
 //!
 //! - [`scenario`]: declarative TOML describing a world and its action mix.
+//! - [`addresses`]: email addresses as real people have and type them.
 //! - [`plan`]: seed + scenario → every action of one run, as plain data.
 //! - [`world`]: executes a plan on turmoil hosts ([`net`] is the glue).
 //! - [`workload`]: the people and devices, as tasks on client hosts.
@@ -20,6 +21,7 @@
 //!   [`hunt`]: the planted-bug detection benchmark;
 //!   [`guard`]: a harness failure as one line (exit 2), never a backtrace.
 
+pub mod addresses;
 pub mod bench;
 pub mod canary;
 pub mod check;

@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 mod chatter;
+mod data;
 mod handover;
 mod heavy;
 mod limits;
 mod probes;
 
 pub use chatter::AmbientCapture;
+pub use data::{ADDRESSES_SWARM_NAME, AUDIO_SIZES_SWARM_NAME};
 pub use heavy::SWARM_NAME as HEAVY_SWARM_NAME;
 
 /// Chances per thousand of the clients' quirks (`workload/quirks.rs`):
@@ -311,6 +313,11 @@ pub enum Action {
         /// same words at the same instant, as its own recording (this nonce).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         also_heard: Option<u64>,
+        /// The capture's length in bytes, when it is not the short default
+        /// (`plan/data.rs`: a realistic length, the API's limit, or one byte
+        /// past it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio_bytes: Option<u32>,
     },
     /// A device of this account hears broadcast `broadcast` (the same
     /// content in every home) and uploads its own capture of it. The
@@ -324,6 +331,9 @@ pub enum Action {
         item: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_to: Option<u32>,
+        /// The capture's length in bytes, when it is not the short default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio_bytes: Option<u32>,
     },
     /// List the whole history, page by page.
     ListHistory,
@@ -746,6 +756,7 @@ impl Plan {
                         message,
                         speaker: None,
                         also_heard,
+                        audio_bytes: None,
                     },
                 );
             }
@@ -956,6 +967,7 @@ impl Plan {
                         message: None,
                         speaker,
                         also_heard: None,
+                        audio_bytes: None,
                     };
                     accounts[hearer].actions.push(TimedAction { at_ms, action });
                 }
@@ -1021,6 +1033,7 @@ impl Plan {
                     content,
                     item,
                     message_to,
+                    audio_bytes: None,
                 };
                 account.actions.push(TimedAction {
                     at_ms: heard_at,
@@ -1176,6 +1189,7 @@ impl Plan {
             &mut accounts,
             &mut nonces,
         ));
+        swarm_off.extend(data::apply(scenario, seed, &mut accounts));
         let poison = crate::faults::poison::draw(
             seed,
             faults.poisoned_subject_per_mille,

@@ -79,6 +79,10 @@ pub struct Scenario {
     /// (`plan/heavy.rs`).
     #[serde(default, skip_serializing_if = "HeavySpec::is_off")]
     pub heavy: HeavySpec,
+    /// Real users' data: awkward addresses and captures of real lengths
+    /// (`plan/data.rs`).
+    #[serde(default)]
+    pub data: DataSpec,
 }
 
 /// The harness a scenario runs under.
@@ -514,6 +518,45 @@ impl HeavySpec {
     }
 }
 
+/// Real users' data (`plan/data.rs`), drawn per seed from streams of their
+/// own: addresses as people have and type them (`addresses.rs`), and
+/// captures of the lengths people speak, up to the API's limit and one
+/// byte past it. Swarm testing switches each off in one seed of four.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// Chance, per thousand people, of an awkward address (plus-addressing,
+    /// apostrophes, mixed case, the characters a query must encode).
+    pub awkward_address_per_mille: u64,
+    /// Chance, per thousand captures of a planned utterance or broadcast, of
+    /// a realistic length: 5 to 15 s at 16 kHz, 16-bit mono (160 to 480 KB).
+    pub long_capture_per_mille: u64,
+    /// Chance, per thousand such captures, of exactly the API's limit
+    /// (`crosstalk_model::MAX_AUDIO_BYTES`).
+    pub capture_at_limit_per_mille: u64,
+    /// Chance, per thousand such captures, of one byte over the limit: the
+    /// store must refuse it (413, with a JSON error).
+    pub capture_over_limit_per_mille: u64,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            awkward_address_per_mille: 200,
+            long_capture_per_mille: 0,
+            capture_at_limit_per_mille: 0,
+            capture_over_limit_per_mille: 0,
+        }
+    }
+}
+
+impl DataSpec {
+    /// Whether any capture is of a length other than the short default.
+    pub fn sized_captures(&self) -> bool {
+        self.long_capture_per_mille + self.capture_at_limit_per_mille + self.capture_over_limit_per_mille > 0
+    }
+}
+
 /// A deliberately broken world, used only by the harness's own tests to
 /// prove the oracle sees: when `leak_into_archives` is on, a wrapper in
 /// front of the export service slips one recording from another account's
@@ -654,7 +697,16 @@ impl Scenario {
         self.validate_action_shares()?;
         self.validate_broadcasts()?;
         self.validate_heavy()?;
+        self.validate_data()?;
         self.validate_faults()
+    }
+
+    fn validate_data(&self) -> Result<(), ScenarioError> {
+        let d = &self.data;
+        at_most("data.awkward_address_per_mille", d.awkward_address_per_mille, 1000)?;
+        let captures =
+            d.long_capture_per_mille + d.capture_at_limit_per_mille + d.capture_over_limit_per_mille;
+        at_most("data.*_capture_per_mille (together)", captures, 1000)
     }
 
     fn validate_heavy(&self) -> Result<(), ScenarioError> {

@@ -484,11 +484,13 @@ fn simplify(action: &mut Action) -> bool {
             purchase,
             message,
             speaker,
+            audio_bytes,
             ..
         } => {
             *purchase = None;
             *message = None;
             *speaker = None;
+            *audio_bytes = None;
         }
         _ => {}
     }

@@ -267,6 +267,32 @@ const RULES: &[Rule] = &[
         &["tickets_judged_against_lookups"],
     ),
     rule(
+        "the store's lookups judged against who held the address",
+        |s| s.actions.ticket_exports.1 > 0 || s.actions.impersonations.1 > 0,
+        &["lookups_judged_against_holders"],
+    ),
+    // Every awkward address signs in on a second device after signing up.
+    rule(
+        "requests by awkward addresses judged against who held them, sign-ins with the right password",
+        |s| s.data.awkward_address_per_mille > 0,
+        &["awkward_address_requests_judged", "sign_ins_judged"],
+    ),
+    rule(
+        "captures of a real length stored and delivered whole",
+        |s| s.data.long_capture_per_mille > 0,
+        &["large_captures_uploaded", "large_captures_delivered_whole"],
+    ),
+    rule(
+        "captures at exactly the API's limit stored",
+        |s| s.data.capture_at_limit_per_mille > 0,
+        &["captures_at_limit_uploaded"],
+    ),
+    rule(
+        "captures one byte past the API's limit refused with 413 and a JSON error",
+        |s| s.data.capture_over_limit_per_mille > 0,
+        &["oversized_captures_refused"],
+    ),
+    rule(
         "downloads refused past the limit",
         |s| s.actions.redownloads.1 >= 3 && s.actions.exports.1 > 0,
         &["download_limit_refusals"],
@@ -410,6 +436,7 @@ const RULES: &[Rule] = &[
             "transcripts_judged_exact",
             "history_items_checked",
             "own_audio_checked",
+            "audio_deliveries_judged_whole",
             "contact_lists_judged",
             "state_digests_taken",
         ],

@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 const MAGIC: [u8; 4] = *b"XTWM";
 const MARK_LEN: usize = 4 + 8 + 8;
 const SAMPLE_RATE: u32 = 8_000;
+/// The sample rate of a capture of a real length (`audio_of_length`).
+const LONG_SAMPLE_RATE: u32 = 16_000;
+const WAV_HEADER_BYTES: usize = 44;
 const CONTENT_SAMPLES: usize = 240;
 const TRANSCRIPT_OPEN: &str = "[[xt:";
 const TRANSCRIPT_CLOSE: &str = "]]";
@@ -60,20 +63,39 @@ impl WatermarkKey {
     /// Broadcast captures share `content` but each has its own nonce.
     pub fn audio(&self, nonce: u64, content: u64) -> Vec<u8> {
         let mut samples: Vec<i16> = Vec::with_capacity(CONTENT_SAMPLES + MARK_LEN + 8);
-        // A sawtooth whose period and phase come from the content id: the
-        // "speech". Silence pads the mark on both sides.
-        let (period, phase) = speech_shape(content);
-        for i in 0..CONTENT_SAMPLES {
-            let position = ((i + phase) % period) as i32;
-            let value = (position * 2 * 12_000 / period as i32) - 12_000;
-            samples.push(value as i16);
-        }
+        speech(content, CONTENT_SAMPLES, &mut samples);
+        self.push_mark(nonce, &mut samples);
+        wav(&samples, SAMPLE_RATE, false)
+    }
+
+    /// A capture of `bytes` bytes in all (`None`, or too few for a long
+    /// capture: the short one of [`WatermarkKey::audio`]): a 16 kHz WAV whose
+    /// speech lasts as long as the length allows, then the mark. Its first
+    /// samples are those of the short capture of the same content, so the
+    /// store's fingerprint hears the same sound. An odd length (one byte
+    /// past the API's limit) ends in half a sample.
+    pub fn audio_of_length(&self, nonce: u64, content: u64, bytes: Option<u32>) -> Vec<u8> {
+        let short = WAV_HEADER_BYTES + 2 * (CONTENT_SAMPLES + MARK_LEN + 8);
+        let Some(bytes) = bytes.map(|b| b as usize).filter(|b| *b > short) else {
+            return self.audio(nonce, content);
+        };
+        let data_bytes = bytes - WAV_HEADER_BYTES;
+        let speech_samples = data_bytes / 2 - (MARK_LEN + 8);
+        let mut samples: Vec<i16> = Vec::with_capacity(data_bytes / 2);
+        speech(content, speech_samples, &mut samples);
+        self.push_mark(nonce, &mut samples);
+        let audio = wav(&samples, LONG_SAMPLE_RATE, data_bytes % 2 == 1);
+        debug_assert_eq!(audio.len(), bytes);
+        audio
+    }
+
+    /// The mark after the speech, padded with silence on both sides.
+    fn push_mark(&self, nonce: u64, samples: &mut Vec<i16>) {
         samples.extend_from_slice(&[0; 4]);
         for byte in self.mark(nonce) {
             samples.push(encode_byte(byte));
         }
         samples.extend_from_slice(&[0; 4]);
-        wav(&samples)
     }
 
     /// A transcript: the words, then the bracketed marker.
@@ -157,23 +179,39 @@ fn decode_byte(sample: i16) -> Option<u8> {
     Some(((sample >> 8) + 128) as u8)
 }
 
-fn wav(samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + data_len as usize);
+/// `count` samples of the "speech" of `content`: a sawtooth whose period
+/// and phase come from the content id.
+fn speech(content: u64, count: usize, samples: &mut Vec<i16>) {
+    let (period, phase) = speech_shape(content);
+    for i in 0..count {
+        let position = ((i + phase) % period) as i32;
+        let value = (position * 2 * 12_000 / period as i32) - 12_000;
+        samples.push(value as i16);
+    }
+}
+
+/// A mono 16-bit WAV of `samples` at `rate`; with `half_sample`, its data
+/// ends in one byte more (a capture one byte past a limit).
+fn wav(samples: &[i16], rate: u32, half_sample: bool) -> Vec<u8> {
+    let data_len = (samples.len() * 2 + usize::from(half_sample)) as u32;
+    let mut out = Vec::with_capacity(WAV_HEADER_BYTES + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
     out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
-    out.extend_from_slice(&(SAMPLE_RATE * 2).to_le_bytes()); // byte rate
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes()); // byte rate
     out.extend_from_slice(&2u16.to_le_bytes()); // block align
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
     for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
+    }
+    if half_sample {
+        out.push(0);
     }
     out
 }
@@ -282,6 +320,23 @@ mod tests {
         let raw: Vec<u8> = blob[1..].to_vec();
         let decoded = key.decode_audio(&raw[1..]);
         assert_eq!(decoded.nonces, vec![1, 2]);
+    }
+
+    #[test]
+    fn captures_of_real_lengths_keep_their_length_their_mark_and_their_sound() {
+        let key = WatermarkKey::for_seed(5);
+        let max = crosstalk_model::MAX_AUDIO_BYTES as u32;
+        for bytes in [160_000, 480_000, max, max + 1] {
+            let audio = key.audio_of_length(77, 1234, Some(bytes));
+            assert_eq!(audio.len(), bytes as usize);
+            assert_eq!(key.decode_audio(&audio).nonces, vec![77]);
+            // The same first samples as the short capture of the content.
+            let short = key.audio(78, 1234);
+            assert_eq!(audio[44..44 + CONTENT_SAMPLES * 2], short[44..44 + CONTENT_SAMPLES * 2]);
+            // Cut short, the mark is gone.
+            assert!(key.decode_audio(&audio[..audio.len() / 2]).nonces.is_empty());
+        }
+        assert_eq!(key.audio_of_length(9, 1, None), key.audio(9, 1));
     }
 
     #[test]

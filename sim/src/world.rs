@@ -661,6 +661,7 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .oracle
             .borrow_mut()
             .judge_ticket_lookups(&exchanges, &lookups);
+        world.oracle.borrow_mut().judge_lookups(&lookups);
     }
     judge_collection_faults(&world);
     let oracle = world.oracle.borrow();

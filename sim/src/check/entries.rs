@@ -9,8 +9,10 @@
 //! each carry exactly one mark, of one and the same utterance; the id the
 //! manifest names is the id the store acknowledged that utterance under (or
 //! no other utterance's); the transcript is, character for character, the
-//! one its device sent; the capture time is the one its device sent; and
-//! no audio file is left that the manifest does not name. Whose utterance
+//! one its device sent; the capture time is the one its device sent; the
+//! audio is the capture's own bytes, whole, whatever its length
+//! (`check/audio.rs`); and no audio file is left that the manifest does not
+//! name. Whose utterance
 //! it is and whether it was live at the snapshot stay the judgement of
 //! `Oracle::receive` and `Oracle::check_archive`.
 
@@ -31,6 +33,9 @@ pub struct EntryView {
     pub transcript: String,
     /// The manifest's digest matches the file's bytes.
     pub digest_matches: bool,
+    /// The audio file's length and SHA-256, when there is one.
+    pub audio_len: usize,
+    pub audio_sha256: String,
 }
 
 /// Read `manifest` against the archive's `files` (name -> bytes): one view
@@ -47,6 +52,7 @@ pub fn entry_views(
         .map(|entry| {
             named.insert(entry.audio_path.clone());
             let audio = files.get(&entry.audio_path);
+            let audio_sha256 = audio.map(|b| crosstalk_model::sha256_hex(b)).unwrap_or_default();
             EntryView {
                 recording_id: entry.id.0,
                 captured_at_ms: entry.captured_at_ms,
@@ -54,8 +60,9 @@ pub fn entry_views(
                 audio_marks: audio.map(|bytes| oracle.key().decode_audio(bytes).nonces),
                 transcript_marks: oracle.key().decode_transcript(&entry.transcript).nonces,
                 transcript: entry.transcript.clone(),
-                digest_matches: audio
-                    .is_some_and(|bytes| crosstalk_model::sha256_hex(bytes) == entry.sha256),
+                digest_matches: audio.is_some() && audio_sha256 == entry.sha256,
+                audio_len: audio.map_or(0, Vec::len),
+                audio_sha256,
             }
         })
         .collect();
@@ -88,7 +95,12 @@ impl Oracle {
         }
         for entry in &contents.entries {
             match self.entry_fault(entry) {
-                None => self.controls.archive_entries_judged_whole += 1,
+                None => {
+                    self.controls.archive_entries_judged_whole += 1;
+                    if let Some(&[nonce]) = entry.audio_marks.as_deref() {
+                        self.audio_judged_whole(nonce);
+                    }
+                }
                 Some((nonce, fault)) => {
                     let detail = format!(
                         "{channel}: the manifest entry of rec-{} ({}) is not one utterance's: {fault}",
@@ -125,6 +137,9 @@ impl Oracle {
                 "its audio is utterance {audio_nonce:016x} but its transcript is utterance {text_nonce:016x}"
             );
             return Some((Some(audio_nonce), fault));
+        }
+        if let Some(fault) = self.audio_fault(audio_nonce, entry.audio_len, &entry.audio_sha256) {
+            return Some((Some(audio_nonce), format!("its audio is not as captured: {fault}")));
         }
         let truth = self.utterances.get(&audio_nonce)?;
         match truth.recording_id {
@@ -218,6 +233,8 @@ mod tests {
             transcript_marks: oracle.key().decode_transcript(transcript).nonces,
             transcript: transcript.to_string(),
             digest_matches: true,
+            audio_len: 0,
+            audio_sha256: String::new(),
         };
         assert_eq!(oracle.entry_fault(&entry(&sent)), None);
         let escaped = sent.replace('&', "&amp;");

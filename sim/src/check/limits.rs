@@ -212,6 +212,7 @@ impl Oracle {
         sent_ms: u64,
     ) {
         self.note_sale(principal, method, path);
+        self.note_address_request(principal, method, path, sent_ms);
         if may_revoke(method, path) {
             let revoking = Revoking {
                 sent_ms,

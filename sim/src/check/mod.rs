@@ -6,7 +6,9 @@
 //! the SUT's ids, owners or manifests. Each check also counts its positive
 //! control, so a run in which nothing was delivered cannot pass as "no leak".
 
+pub mod addresses;
 pub mod adversary;
+pub mod audio;
 pub mod books;
 pub mod claims;
 pub mod closed;
@@ -459,6 +461,27 @@ pub struct Controls {
     pub delete_all_forgotten_by_history: u64,
     /// Archives judged that held more recordings than one store page.
     pub archives_past_page_clamp: u64,
+    /// Requests carrying an address judged against who held it
+    /// (`check/addresses.rs`), and of them those by awkward addresses;
+    /// lookups the store answered judged so, and sign-ins with the right
+    /// password judged to open one's own account.
+    pub address_requests_judged: u64,
+    pub awkward_address_requests_judged: u64,
+    pub lookups_judged_against_holders: u64,
+    pub sign_ins_judged: u64,
+    /// Captures of a real length (`check/audio.rs`): stored, stored at
+    /// exactly the API's limit, refused one byte past it (413 with a JSON
+    /// error), and delivered byte for byte as captured.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub large_captures_uploaded: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub captures_at_limit_uploaded: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub oversized_captures_refused: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub large_captures_delivered_whole: u64,
+    /// Audio deliveries of one capture compared byte for byte with it.
+    pub audio_deliveries_judged_whole: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -567,6 +590,15 @@ impl Controls {
         self.delete_all_recordings_covered += other.delete_all_recordings_covered;
         self.delete_all_forgotten_by_history += other.delete_all_forgotten_by_history;
         self.archives_past_page_clamp += other.archives_past_page_clamp;
+        self.address_requests_judged += other.address_requests_judged;
+        self.awkward_address_requests_judged += other.awkward_address_requests_judged;
+        self.lookups_judged_against_holders += other.lookups_judged_against_holders;
+        self.sign_ins_judged += other.sign_ins_judged;
+        self.large_captures_uploaded += other.large_captures_uploaded;
+        self.captures_at_limit_uploaded += other.captures_at_limit_uploaded;
+        self.oversized_captures_refused += other.oversized_captures_refused;
+        self.large_captures_delivered_whole += other.large_captures_delivered_whole;
+        self.audio_deliveries_judged_whole += other.audio_deliveries_judged_whole;
         self.exports_rate_limited += other.exports_rate_limited;
         self.archives_revoked += other.archives_revoked;
         self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
@@ -716,6 +748,10 @@ pub struct Oracle {
     books: books::BooksLedger,
     /// The requests' deadlines and the agent's extensions of them.
     deadlines: deadlines::DeadlineLedger,
+    /// Who held which address when (`check/addresses.rs`).
+    addresses: addresses::AddressLedger,
+    /// Each capture's length and digest (`check/audio.rs`).
+    audio: audio::AudioLedger,
     /// Only the oracle records a verdict (see ARCHITECTURE.md).
     violations: Vec<Violation>,
     /// Only the oracle counts; everyone else reads [`Oracle::controls`].
@@ -753,6 +789,10 @@ pub struct ArchiveContents {
 
 impl Oracle {
     pub fn new(key: WatermarkKey, emails: Vec<String>) -> Self {
+        let mut addresses = addresses::AddressLedger::default();
+        for (principal, email) in emails.iter().enumerate() {
+            addresses.note_principal(principal, email);
+        }
         let people = emails
             .into_iter()
             .map(|email| Person {
@@ -781,6 +821,8 @@ impl Oracle {
             poison: poison::PoisonLedger::default(),
             books: books::BooksLedger::default(),
             deadlines: deadlines::DeadlineLedger::default(),
+            addresses,
+            audio: audio::AudioLedger::default(),
             violations: Vec::new(),
             controls: Controls::default(),
         }
@@ -898,6 +940,7 @@ impl Oracle {
 
     /// A new principal (a new sign-up, possibly with a recycled email).
     pub fn add_principal(&mut self, email: String) -> usize {
+        self.addresses.note_principal(self.people.len(), &email);
         self.people.push(Person {
             email,
             account_id: None,

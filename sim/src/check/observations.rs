@@ -80,7 +80,9 @@ impl Oracle {
         self.controls.own_audio_checked += 1;
         let channel = format!("playback of rec-{id}");
         self.receive(principal, &channel, &decoded, requested_ms, now);
-        if decoded.nonces != [nonce] {
+        if decoded.nonces == [nonce] {
+            self.judge_own_audio_whole(principal, id, nonce, body, now);
+        } else {
             let detail = format!(
                 "asked for rec-{id} (utterance {nonce:016x}) but received {:?}",
                 decoded.nonces
@@ -414,9 +416,8 @@ impl Oracle {
         now: u64,
     ) {
         self.controls.guessed_audio_attempts += 1;
-        let decoded = self.key().decode_audio(body);
         let channel = format!("guessed recording id rec-{id}");
-        self.receive(principal, &channel, &decoded, requested_ms, now);
+        self.receive_audio(principal, &channel, body, requested_ms, now);
     }
 
     /// `principal` asked for someone else's rec-`id` and was refused with

@@ -44,8 +44,15 @@ impl Oracle {
             {
                 continue;
             }
+            // What the store was asked meanwhile, if not this address: a
+            // query built without percent-encoding reaches it mangled.
+            let asked: Vec<&str> = lookups
+                .iter()
+                .filter(|l| l.arrived_ms >= ticket.arrived_ms && l.arrived_ms <= answered_ms)
+                .map(|l| l.email.as_str())
+                .collect();
             let detail = format!(
-                "ticket contract: a ticket for {email} reached the export service at {} ms and was accepted (202) at {answered_ms} ms, but the store answered no lookup of that address meanwhile: a failed lookup was taken for an unknown address (a real customer gets no challenge and no reason to retry)",
+                "ticket contract: a ticket for {email} reached the export service at {} ms and was accepted (202) at {answered_ms} ms, but the store answered no lookup of that address meanwhile (it was asked about {asked:?}): a failed or mangled lookup was taken for an unknown address (a real customer gets no challenge and no reason to retry)",
                 ticket.arrived_ms
             );
             self.violate(Invariant::ApiContract, answered_ms, None, None, detail);
@@ -75,6 +82,7 @@ mod tests {
             email: "ann@x.org".into(),
             arrived_ms,
             answered,
+            account_id: None,
         }
     }
 

@@ -69,9 +69,27 @@ pub(super) fn print_summary(totals: &Totals, wall_seconds: f64) {
     if let Some(line) = heavy_line(c) {
         println!("{line}");
     }
+    println!("{}", real_data_line(c));
     println!("{}", jobs_line(c));
     println!("{}", c.probe_summary());
     println!("{}", speed_line(totals, wall_seconds));
+}
+
+/// Real users' data: requests carrying an address judged against who held
+/// it (`check/addresses.rs`), and captures of real lengths (`check/audio.rs`).
+fn real_data_line(c: &Controls) -> String {
+    format!(
+        "real users' data: requests carrying an address judged against who held it {} (by awkward addresses {}; the store's lookups {}, sign-ins with the right password {}); captures of a real length stored {} (at exactly the limit {}), refused one byte past it {}, delivered whole {} (of {} deliveries of one capture judged byte for byte)",
+        c.address_requests_judged,
+        c.awkward_address_requests_judged,
+        c.lookups_judged_against_holders,
+        c.sign_ins_judged,
+        c.large_captures_uploaded,
+        c.captures_at_limit_uploaded,
+        c.oversized_captures_refused,
+        c.large_captures_delivered_whole,
+        c.audio_deliveries_judged_whole,
+    )
 }
 
 /// The export jobs' contract: fences, finished exports, tickets' lookups,

@@ -811,7 +811,12 @@ impl<'a> Harness<'a> {
         let planted = Planted::of(bug);
         let people = (0..PEOPLE)
             .map(|i| Person {
-                email: format!("person{i}@example.com"),
+                // Every other person's address holds every character a
+                // query must percent-encode (`crate::addresses`).
+                email: match i % 2 {
+                    0 => format!("person{i}@example.com"),
+                    _ => crate::addresses::awkward(i, 0, 4),
+                },
                 current: None,
                 sessions: Vec::new(),
                 devices: Vec::new(),

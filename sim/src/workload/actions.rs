@@ -54,16 +54,27 @@ impl Person {
                 message,
                 speaker,
                 also_heard,
+                audio_bytes,
             } => {
                 if let Some(echo) = also_heard
                     && self.devices.len() > 1
                 {
+                    let nonces = [nonce, echo];
                     return self
-                        .speak_near_two_devices(device, [nonce, echo], content, phrase)
+                        .speak_near_two_devices(device, nonces, content, phrase, audio_bytes)
                         .await;
                 }
-                self.speak(device, nonce, content, phrase, purchase, message, speaker)
-                    .await?;
+                self.speak(
+                    device,
+                    nonce,
+                    content,
+                    phrase,
+                    purchase,
+                    message,
+                    speaker,
+                    audio_bytes,
+                )
+                .await?;
                 match self.spoken_messages.last().copied() {
                     Some(spoken) if spoken.nonce == nonce => {
                         let Some(intended) = spoken.intended else {
@@ -82,6 +93,7 @@ impl Person {
                 content,
                 item,
                 message_to,
+                audio_bytes,
             } => {
                 let airing = Airing {
                     broadcast,
@@ -90,6 +102,7 @@ impl Person {
                     content,
                     item,
                     message_to,
+                    audio_bytes,
                 };
                 self.hear_broadcast(airing).await
             }
@@ -568,7 +581,8 @@ impl Person {
         if victim == self.index || victim >= self.world.plan.accounts.len() {
             return Ok(());
         }
-        let claimed_email = self.world.plan.accounts[victim].email.clone();
+        let victims = &self.world.plan.accounts[victim].email;
+        let claimed_email = self.typed(victims, &format!("impersonate/{victim}"));
         // Knowing an address must never be enough: whatever the victim
         // asked for before, a new ticket starts unverified.
         let Some(ticket_id) = self
@@ -908,10 +922,13 @@ impl Person {
         chosen: usize,
         to: usize,
     ) -> Result<Option<Device>, CallError> {
-        let to_email = self.world.plan.accounts[to].email.clone();
-        let body = to_json(&TransferDeviceRequest { to_email })?;
+        let device_id = self.devices[chosen].id;
+        let to_email = self.typed(&self.world.plan.accounts[to].email, &format!("sale/{device_id}"));
+        let body = to_json(&TransferDeviceRequest {
+            to_email: to_email.clone(),
+        })?;
         let session = self.session.clone();
-        let path = format!("/v1/devices/{}/transfer", self.devices[chosen].id);
+        let path = format!("/v1/devices/{device_id}/transfer");
         self.world
             .board
             .borrow_mut()
@@ -921,6 +938,17 @@ impl Person {
         let response = self
             .call(false, Method::POST, &path, Some(&session), Some(body))
             .await?;
+        let registered = self.world.board.borrow().devices.get(&device_id) == Some(&self.principal);
+        let sale = crate::check::addresses::SaleAnswer {
+            seller: self.principal,
+            device: device_id,
+            registered_by_seller: registered,
+            typed: &to_email,
+            status: response.status().as_u16(),
+            sent_ms,
+            at_ms: sim_now_ms(),
+        };
+        self.oracle().on_sale_answered(sale);
         match response.status() {
             StatusCode::OK => {
                 let credentials: DeviceCredentials = parse(&response)?;
@@ -1013,8 +1041,26 @@ impl Person {
             names[chosen].clone()
         };
         // The contact has no open account (closed), or the recording was
-        // just deleted: nothing to send.
-        let Some(pending) = self.send_to_contact(id, display_name(heard)).await? else {
+        // just deleted: nothing to send (the oracle judges which).
+        let sent_ms = sim_now_ms();
+        let pending = self.send_to_contact(id, display_name(heard)).await?;
+        let contacts: Vec<String> = self
+            .contacts
+            .values()
+            .map(|&other| self.typed_contact_address(other))
+            .collect();
+        let contact = self.typed_contact_address(heard);
+        let addressed = crate::check::addresses::MessageAddressed {
+            sender: self.principal,
+            nonce,
+            contact: &contact,
+            contacts: &contacts,
+            resolved: pending.as_ref().map(|p| p.resolved_contact.email.as_str()),
+            sent_ms,
+            at_ms: sim_now_ms(),
+        };
+        self.oracle().on_message_addressed(addressed);
+        let Some(pending) = pending else {
             return Ok(());
         };
         if pending.state != MessageState::Pending {
@@ -1033,7 +1079,7 @@ impl Person {
             self.oracle().on(Event::MessageRefusedBySender);
             return Ok(());
         }
-        if self.confirm_message(&pending, nonce).await? {
+        if self.confirm_message(&pending, nonce, true).await? {
             self.oracle().on(Event::MessageDelivered);
         }
         Ok(())
@@ -1055,26 +1101,41 @@ impl Person {
             .await
     }
 
-    /// Confirm a pending message naming the address it resolved to. True
-    /// when the store delivered it.
+    /// Confirm a pending message naming the address it resolved to, as the
+    /// sender keeps it in their contacts when it is a contact's (so in the
+    /// letters they typed it in). True when the store delivered it. With
+    /// `meant`, the message resolved to the person meant: the oracle judges
+    /// a refusal.
     async fn confirm_message(
         &mut self,
         pending: &MessageView,
         nonce: u64,
+        meant: bool,
     ) -> Result<bool, CallError> {
         let email = pending.resolved_contact.email.clone();
-        let recipient = self
-            .world
-            .board
-            .borrow()
-            .principal_by_email
-            .get(&email)
-            .copied();
+        let recipient = self.world.board.borrow().holder_of(&email);
+        let named = self
+            .contacts
+            .values()
+            .map(|&other| self.typed_contact_address(other))
+            .find(|typed| crate::addresses::normalized(typed) == crate::addresses::normalized(&email))
+            .unwrap_or_else(|| email.clone());
         // From the moment the confirmation is sent, the recipient may see it.
         if let Some(recipient) = recipient {
             self.oracle().sent(nonce, recipient);
         }
-        let response = self.post_confirmation(pending.message_id, &email).await?;
+        let response = self.post_confirmation(pending.message_id, &named).await?;
+        if meant {
+            let answer = crate::check::addresses::ConfirmationAnswer {
+                sender: self.principal,
+                message_id: pending.message_id,
+                named: &named,
+                resolved: &email,
+                status: response.status().as_u16(),
+                at_ms: sim_now_ms(),
+            };
+            self.oracle().on_confirmation_answered(answer);
+        }
         match response.status() {
             StatusCode::OK => {
                 if let Some(recipient) = recipient {
@@ -1173,8 +1234,10 @@ impl Person {
             };
             // The message the command created (the same recording may also
             // have been sent from the app: that one is not spoken).
-            let Some(message) = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken) else {
-                continue; // The name is not exactly one of the contacts: nothing to send.
+            let message = outgoing.iter().find(|m| m.recording_id.0 == id && m.spoken);
+            self.report_spoken_resolution(&spoken, message);
+            let Some(message) = message else {
+                continue; // The contact has no open account: nothing to send.
             };
             let intended_email = spoken
                 .intended
@@ -1195,12 +1258,12 @@ impl Person {
                 SpokenNext::Hold => keep.push(spoken),
                 SpokenNext::Drop => {}
                 SpokenNext::ConfirmIntended => {
-                    if self.confirm_message(message, spoken.nonce).await? {
+                    if self.confirm_message(message, spoken.nonce, true).await? {
                         self.oracle().on(Event::SpokenMessageDelivered);
                     }
                 }
                 SpokenNext::ConfirmBroadcast => {
-                    let sent = self.confirm_message(message, spoken.nonce).await?;
+                    let sent = self.confirm_message(message, spoken.nonce, false).await?;
                     self.oracle()
                         .on_broadcast_confirmed(&listing, sent, sim_now_ms());
                 }
@@ -1210,6 +1273,29 @@ impl Person {
         keep.extend(std::mem::take(&mut self.spoken_messages));
         self.spoken_messages = keep;
         Ok(())
+    }
+
+    /// What the store made of a spoken "send this to <contact>" (a message
+    /// resolved to some address, or none), for the oracle to judge against
+    /// the contacts the speaker gave it.
+    fn report_spoken_resolution(&self, spoken: &SpokenMessage, message: Option<&MessageView>) {
+        let Some(intended) = spoken.intended else {
+            return; // Broadcast audio: the name need be nobody's contact.
+        };
+        let contacts: Vec<String> = self
+            .contacts
+            .values()
+            .map(|&other| self.typed_contact_address(other))
+            .collect();
+        let contact = self.typed_contact_address(intended);
+        let resolved = message.map(|m| m.resolved_contact.email.as_str());
+        self.oracle().on_spoken_message_addressed(
+            self.principal,
+            spoken.nonce,
+            &contact,
+            &contacts,
+            resolved,
+        );
     }
 
     /// The store never restarted in this run (no crash, no disk error): its
@@ -1265,14 +1351,10 @@ impl Person {
             StatusCode::OK => {
                 let now = sim_now_ms();
                 let mut oracle = self.oracle();
-                let decoded = oracle.key().decode_audio(response.body());
-                oracle.receive(
-                    self.principal,
-                    &format!("inbox audio {}", item.message_id),
-                    &decoded,
-                    requested_ms,
-                    now,
-                );
+                let listed = oracle.key().decode_transcript(&item.recording.transcript);
+                let expected = listed.nonces.first().copied();
+                let (principal, id, audio) = (self.principal, item.message_id, response.body());
+                oracle.on_inbox_audio(principal, id, expected, audio, requested_ms, now);
                 Ok(())
             }
             // Its sender deleted it in between.
@@ -1319,11 +1401,10 @@ impl Person {
         oracle.on(Event::WithdrawnMessageRechecked);
         match response.status() {
             StatusCode::OK => {
-                let decoded = oracle.key().decode_audio(response.body());
-                oracle.receive(
+                oracle.receive_audio(
                     principal,
                     &format!("inbox audio {message_id} (no longer listed)"),
-                    &decoded,
+                    response.body(),
                     requested_ms,
                     sim_now_ms(),
                 );
@@ -1407,8 +1488,7 @@ impl Person {
         self.world
             .board
             .borrow_mut()
-            .principal_by_email
-            .remove(&email);
+            .release(&email);
         self.closed = true;
         self.always_on_account_closed();
         self.state_acknowledged(AckedWhat::Closed, session, first_sent_ms);

@@ -181,15 +181,9 @@ impl Person {
         if response.status() != StatusCode::OK {
             return;
         }
-        let mut oracle = self.oracle();
-        let decoded = oracle.key().decode_audio(response.body());
-        oracle.receive(
-            self.principal,
-            channel,
-            &decoded,
-            requested_ms,
-            sim_now_ms(),
-        );
+        let (principal, body, now) = (self.principal, response.body(), sim_now_ms());
+        self.oracle()
+            .receive_audio(principal, channel, body, requested_ms, now);
     }
 
     /// Whatever listing a failed refusal delivered, judged item by item.
@@ -248,12 +242,14 @@ impl Person {
     /// first from the email of the `pick`-th planned account on.
     fn neighbour(&self, pick: u64) -> Option<(String, usize)> {
         let accounts = &self.world.plan.accounts;
-        let start = &accounts
-            .get((pick % accounts.len().max(1) as u64) as usize)?
-            .email;
+        let start = crate::addresses::normalized(
+            &accounts
+                .get((pick % accounts.len().max(1) as u64) as usize)?
+                .email,
+        );
         pick_in_map(
             &self.world.board.borrow().principal_by_email,
-            start,
+            &start,
             |_, p| *p != self.principal,
         )
         .map(|(email, p)| (email.clone(), *p))
@@ -1259,7 +1255,10 @@ fn protected_doors<'a>(
     vec![
         store(
             Method::GET,
-            format!("/v1/service/lookup?email={email}"),
+            format!(
+                "/v1/service/lookup?email={}",
+                crate::addresses::query_encoded(email)
+            ),
             None,
         ),
         store(

@@ -30,6 +30,8 @@ pub(super) struct Airing {
     pub(super) content: u64,
     pub(super) item: u32,
     pub(super) message_to: Option<u32>,
+    /// The capture's length (`None`: the short default).
+    pub(super) audio_bytes: Option<u32>,
 }
 
 impl Airing {
@@ -43,6 +45,7 @@ impl Airing {
                 content,
                 item,
                 message_to,
+                audio_bytes,
             } => Some(Airing {
                 broadcast,
                 device,
@@ -50,6 +53,7 @@ impl Airing {
                 content,
                 item,
                 message_to,
+                audio_bytes,
             }),
             _ => None,
         }
@@ -92,7 +96,8 @@ impl Person {
                 )
             }
         };
-        self.capture(airing.device, airing.nonce, airing.content, &words, Some(intent))
+        let (device, nonce, content) = (airing.device, airing.nonce, airing.content);
+        self.capture_of_length(device, nonce, content, &words, Some(intent), airing.audio_bytes)
             .await
     }
 

@@ -132,14 +132,8 @@ impl Person {
                 &what,
             );
             if response.status() == StatusCode::OK {
-                let decoded = oracle.key().decode_audio(response.body());
-                oracle.receive(
-                    principal,
-                    "playback after delete all",
-                    &decoded,
-                    requested_ms,
-                    at_ms,
-                );
+                let channel = "playback after delete all";
+                oracle.receive_audio(principal, channel, response.body(), requested_ms, at_ms);
             }
         }
         Ok(())

@@ -36,7 +36,7 @@ use crate::check::handover::HandoverVerification;
 use crate::net::sim_now_ms;
 use crate::plan::{ITEMS, PHRASES, display_name};
 use crosstalk_model::api::{
-    Intent, LoginRequest, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
+    Intent, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -73,7 +73,7 @@ impl Person {
         for (turn, nonce) in nonces.into_iter().enumerate() {
             let content = nonce.rotate_left(17) ^ 0x6e65_7763_6f6d_6572;
             newcomer
-                .speak(turn as u32, nonce, content, turn as u32, None, None, None)
+                .speak(turn as u32, nonce, content, turn as u32, None, None, None, None)
                 .await?;
         }
         let sent_ms = sim_now_ms();
@@ -107,8 +107,9 @@ impl Person {
         &mut self,
         message: &str,
     ) -> Result<Option<(u64, String)>, CallError> {
+        let typed = self.typed(&self.email(), &format!("ticket/{}", self.principal));
         let body = to_json(&TicketRequest {
-            claimed_email: self.email(),
+            claimed_email: typed,
             message: message.to_string(),
         })?;
         let response = self
@@ -327,21 +328,14 @@ impl Person {
             .world
             .board
             .borrow()
-            .principal_by_email
-            .get(&email)
-            .copied();
+            .holder_of(&email);
         let Some(principal) = principal else {
             return Ok(None);
         };
         let mut buyer = Person::new(self.world.clone(), to);
         buyer.principal = principal;
-        let body = to_json(&LoginRequest {
-            email,
-            password: buyer.password(),
-        })?;
-        let response = buyer
-            .call(false, Method::POST, "/v1/sessions", None, Some(body))
-            .await?;
+        let typed = buyer.typed(&email, &format!("buyer/{principal}"));
+        let response = buyer.sign_in_as_typed(&typed).await?;
         if response.status() != StatusCode::CREATED {
             return Ok(None);
         }

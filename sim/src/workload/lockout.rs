@@ -40,9 +40,7 @@ impl Person {
             .world
             .board
             .borrow()
-            .principal_by_email
-            .get(&email)
-            .copied();
+            .holder_of(&email);
         let Some(holder) = holder else {
             return Ok(());
         };
@@ -157,13 +155,22 @@ impl Person {
             email: email.to_string(),
             password: password_of(self.world.plan.seed, holder),
         })?;
+        let sent_ms = sim_now_ms();
         let response = self
             .call(false, Method::POST, "/v1/sessions", None, Some(body))
             .await?;
-        if response.status() != StatusCode::CREATED {
+        let signed_in = parse::<SignupResponse>(&response).ok();
+        self.oracle().on_sign_in(crate::check::addresses::SignIn {
+            principal: holder,
+            typed: email,
+            status: response.status().as_u16(),
+            account_id: signed_in.as_ref().map(|s| s.account_id.0),
+            sent_ms,
+            at_ms: sim_now_ms(),
+        });
+        let Some(session) = signed_in.filter(|_| response.status() == StatusCode::CREATED) else {
             return Ok(None);
-        }
-        let session: SignupResponse = parse(&response)?;
+        };
         let response = self
             .call(
                 false,

@@ -62,7 +62,8 @@ pub struct Board {
     pub links: Vec<PublishedLink>,
     /// (owner principal, recording id)
     pub recordings: Vec<(usize, u64)>,
-    /// email -> the principal currently signed up with it
+    /// Address (normalized: trimmed, lower-cased, as the services compare
+    /// them) -> the principal currently signed up with it.
     pub principal_by_email: BTreeMap<String, usize>,
     /// Devices sold and not yet picked up: (buyer's person index, device).
     pub(crate) handoffs: Vec<(usize, person::Device)>,
@@ -86,6 +87,24 @@ pub struct Board {
 const BOARD_CURSORS: usize = 64;
 
 impl Board {
+    /// The principal signed up with `email` (however it is typed) now.
+    pub fn holder_of(&self, email: &str) -> Option<usize> {
+        let address = crate::addresses::normalized(email);
+        self.principal_by_email.get(&address).copied()
+    }
+
+    /// `principal` signed up with `email`.
+    pub fn set_holder(&mut self, email: &str, principal: usize) {
+        let address = crate::addresses::normalized(email);
+        self.principal_by_email.insert(address, principal);
+    }
+
+    /// Whoever held `email` closed their account.
+    pub fn release(&mut self, email: &str) {
+        let address = crate::addresses::normalized(email);
+        self.principal_by_email.remove(&address);
+    }
+
     /// Remember a cursor `principal` was given, as a proxy's log would.
     pub fn keep_cursor(&mut self, principal: usize, cursor: &str) {
         if self.cursors.len() >= BOARD_CURSORS {

@@ -44,6 +44,8 @@ pub(crate) struct PendingUpload {
     /// The principal who owned the device when it captured this.
     pub(super) speaker: usize,
     pub(super) captured_at_ms: u64,
+    /// The capture's audio length in bytes (possibly past the API's limit).
+    pub(super) audio_bytes: usize,
     pub(super) body: Vec<u8>,
 }
 
@@ -152,6 +154,16 @@ pub(super) struct SpokenMessage {
     /// Whom the speaker meant (`None`: broadcast audio; nobody at home spoke).
     pub(super) intended: Option<usize>,
     pub(super) spoken_at_ms: u64,
+}
+
+/// One capture to make: its utterance, the sound's content, the words of
+/// its transcript, and its length (`None`: the short default).
+#[derive(Clone, Copy)]
+struct Spoken<'a> {
+    nonce: u64,
+    content: u64,
+    words: &'a str,
+    audio_bytes: Option<u32>,
 }
 
 /// The password principal `principal` signs up with in the run of `seed`.
@@ -413,16 +425,11 @@ impl Person {
             }
             other => return Err(CallError::Unexpected(format!("sign-up answered {other}"))),
         };
-        {
-            let mut oracle = self.oracle();
-            oracle.people[self.principal].account_id = Some(signup.account_id.0);
-        }
+        let (principal, now) = (self.principal, sim_now_ms());
+        self.oracle()
+            .on_signed_up(principal, signup.account_id.0, now);
         (self.world.collection_faults).learn_account(self.principal, signup.account_id.0);
-        self.world
-            .board
-            .borrow_mut()
-            .principal_by_email
-            .insert(email, self.principal);
+        self.world.board.borrow_mut().set_holder(&email, self.principal);
         self.session = signup.session_token;
         self.closed = false;
         self.notification_seq = 0;
@@ -464,12 +471,13 @@ impl Person {
                 .insert(registered.device_id.0, self.principal);
         }
         self.register_always_on().await?;
+        self.sign_in_on_another_device().await?;
         self.contacts.clear();
         let contact_people = self.world.plan.accounts[self.index].contacts.clone();
         for other in contact_people {
             let other = other as usize;
             let name = display_name(other);
-            let email = self.world.plan.accounts[other].email.clone();
+            let email = self.typed_contact_address(other);
             let body = to_json(&AddContactRequest {
                 name: name.clone(),
                 email,
@@ -489,6 +497,60 @@ impl Person {
             self.contacts.insert(name.to_lowercase(), other);
         }
         Ok(())
+    }
+
+    /// How this person types `email` on occasion `what` (`addresses.rs`):
+    /// the same occasion is always typed the same way.
+    pub(super) fn typed(&self, email: &str, what: &str) -> String {
+        let occasion = format!("p{}/{what}", self.index);
+        let how = crate::addresses::way_of_typing(self.world.plan.seed, &occasion);
+        crate::addresses::as_typed(email, how)
+    }
+
+    /// Person `other`'s address as this person keeps it in their contacts.
+    pub(super) fn typed_contact_address(&self, other: usize) -> String {
+        let email = &self.world.plan.accounts[other].email;
+        self.typed(email, &format!("contact/{other}"))
+    }
+
+    /// Someone with an awkward address signs in on their phone too, right
+    /// after signing up, typing it as the phone's keyboard has it: the
+    /// right password must open their own account. (No answer: the phone
+    /// tries another day; the sign-up stands.)
+    async fn sign_in_on_another_device(&mut self) -> Result<(), CallError> {
+        let email = self.email();
+        if !crate::addresses::is_awkward(&email) {
+            return Ok(());
+        }
+        let typed = self.typed(&email, &format!("phone/{}", self.principal));
+        match self.sign_in_as_typed(&typed).await {
+            Ok(_) | Err(CallError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sign in with one's own address as `typed` and one's own password;
+    /// the oracle judges the answer, which is returned.
+    pub(super) async fn sign_in_as_typed(&mut self, typed: &str) -> Result<HttpResponse, CallError> {
+        let body = to_json(&LoginRequest {
+            email: typed.to_string(),
+            password: self.password(),
+        })?;
+        let sent_ms = sim_now_ms();
+        let response = self
+            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .await?;
+        let signed_in = parse::<SignupResponse>(&response).ok();
+        let sign_in = crate::check::addresses::SignIn {
+            principal: self.principal,
+            typed,
+            status: response.status().as_u16(),
+            account_id: signed_in.map(|s| s.account_id.0),
+            sent_ms,
+            at_ms: sim_now_ms(),
+        };
+        self.oracle().on_sign_in(sign_in);
+        Ok(response)
     }
 
     /// Take delivery of devices bought from other people.
@@ -515,7 +577,27 @@ impl Person {
         words: &str,
         intent: Option<Intent>,
     ) -> Result<(), CallError> {
-        match self.stage_capture(device, nonce, content, words, intent)? {
+        self.capture_of_length(device, nonce, content, words, intent, None)
+            .await
+    }
+
+    /// [`Person::capture`] of a capture `audio_bytes` long (`None`: short).
+    pub(super) async fn capture_of_length(
+        &mut self,
+        device: u32,
+        nonce: u64,
+        content: u64,
+        words: &str,
+        intent: Option<Intent>,
+        audio_bytes: Option<u32>,
+    ) -> Result<(), CallError> {
+        let spoken = Spoken {
+            nonce,
+            content,
+            words,
+            audio_bytes,
+        };
+        match self.stage_capture(device, spoken, intent)? {
             Some(device) => self.flush_device(device).await,
             None => Ok(()),
         }
@@ -530,10 +612,17 @@ impl Person {
         nonces: [u64; 2],
         content: u64,
         phrase: u32,
+        audio_bytes: Option<u32>,
     ) -> Result<(), CallError> {
         let words = PHRASES[phrase as usize % PHRASES.len()];
-        let first = self.stage_capture(device, nonces[0], content, words, None)?;
-        let second = self.stage_capture(device + 1, nonces[1], content, words, None)?;
+        let spoken = |nonce| Spoken {
+            nonce,
+            content,
+            words,
+            audio_bytes,
+        };
+        let first = self.stage_capture(device, spoken(nonces[0]), None)?;
+        let second = self.stage_capture(device + 1, spoken(nonces[1]), None)?;
         self.oracle().on(Event::CaptureByTwoSpeakers);
         for device in [first, second].into_iter().flatten() {
             self.flush_device(device).await?;
@@ -546,11 +635,15 @@ impl Person {
     fn stage_capture(
         &mut self,
         device: u32,
-        nonce: u64,
-        content: u64,
-        words: &str,
+        spoken: Spoken<'_>,
         intent: Option<Intent>,
     ) -> Result<Option<usize>, CallError> {
+        let Spoken {
+            nonce,
+            content,
+            words,
+            audio_bytes,
+        } = spoken;
         if self.devices.is_empty() {
             self.trace(format!("no device to capture {nonce:016x}"));
             return Ok(None);
@@ -560,12 +653,13 @@ impl Person {
         let (audio, transcript) = {
             let oracle = self.world.oracle.borrow();
             (
-                oracle.key().audio(nonce, content),
+                oracle.key().audio_of_length(nonce, content, audio_bytes),
                 oracle.key().transcript(nonce, words),
             )
         };
         self.oracle()
             .utterance_started(nonce, self.principal, self.devices[device].id as u32, now);
+        self.oracle().utterance_audio(nonce, &audio);
         // The device's own (possibly wrong) clock stamps the capture.
         let captured_at_ms =
             (crate::net::EPOCH_MS + now).saturating_add_signed(self.devices[device].clock_skew_ms);
@@ -577,7 +671,7 @@ impl Person {
             upload_key,
             captured_at_ms,
             transcript,
-            audio_base64: base64::engine::general_purpose::STANDARD.encode(audio),
+            audio_base64: base64::engine::general_purpose::STANDARD.encode(&audio),
             ownership_epoch: self.devices[device].epoch_to_send(),
             intent,
         };
@@ -587,6 +681,7 @@ impl Person {
             nonce,
             speaker,
             captured_at_ms,
+            audio_bytes: audio.len(),
             body,
         });
         Ok(Some(device))
@@ -602,6 +697,7 @@ impl Person {
         purchase: Option<u32>,
         message: Option<u64>,
         speaker: Option<u32>,
+        audio_bytes: Option<u32>,
     ) -> Result<(), CallError> {
         if let Some(housemate) = speaker {
             // A housemate talks near this person's device: the capture is
@@ -614,22 +710,19 @@ impl Person {
                 PHRASES[phrase as usize % PHRASES.len()],
                 display_name(housemate as usize)
             );
-            return self.capture(device, nonce, content, &words, None).await;
+            return self
+                .capture_of_length(device, nonce, content, &words, None, audio_bytes)
+                .await;
         }
         match (purchase, message) {
             (Some(item), _) => {
                 let item = ITEMS[item as usize % ITEMS.len()];
                 let words = format!("alexa, order {item}");
-                self.capture(
-                    device,
-                    nonce,
-                    content,
-                    &words,
-                    Some(Intent::Purchase {
-                        item: item.to_string(),
-                    }),
-                )
-                .await
+                let intent = Intent::Purchase {
+                    item: item.to_string(),
+                };
+                self.capture_of_length(device, nonce, content, &words, Some(intent), audio_bytes)
+                    .await
             }
             (None, Some(pick)) if !self.contacts.is_empty() && !self.devices.is_empty() => {
                 let names: Vec<usize> = self.contacts.values().copied().collect();
@@ -641,18 +734,14 @@ impl Person {
                     intended: Some(intended),
                     spoken_at_ms: sim_now_ms(),
                 });
-                self.capture(
-                    device,
-                    nonce,
-                    content,
-                    &words,
-                    Some(Intent::Message { contact_name: name }),
-                )
-                .await
+                let intent = Intent::Message { contact_name: name };
+                self.capture_of_length(device, nonce, content, &words, Some(intent), audio_bytes)
+                    .await
             }
             _ => {
                 let words = PHRASES[phrase as usize % PHRASES.len()];
-                self.capture(device, nonce, content, words, None).await
+                self.capture_of_length(device, nonce, content, words, None, audio_bytes)
+                    .await
             }
         }
     }
@@ -667,10 +756,11 @@ impl Person {
         }
         let token = self.devices[device].token.clone();
         while let Some(pending) = self.devices[device].buffer.front() {
-            let (nonce, speaker, captured_at_ms, body) = (
+            let (nonce, speaker, captured_at_ms, audio_bytes, body) = (
                 pending.nonce,
                 pending.speaker,
                 pending.captured_at_ms,
+                pending.audio_bytes,
                 pending.body.clone(),
             );
             let sent_ms = sim_now_ms();
@@ -698,6 +788,7 @@ impl Person {
                     }
                     let id = ingested.recording_id.0;
                     self.oracle().utterance_acked(nonce, id, sim_now_ms());
+                    self.oracle().on_capture_stored(nonce, sim_now_ms());
                     self.oracle()
                         .on_upload_accepted(nonce, sent_ms, sim_now_ms());
                     let deleted = self.oracle().recording_deleted(id);
@@ -738,6 +829,26 @@ impl Person {
                         lost.buffer.len()
                     ));
                     return Ok(());
+                }
+                Ok(response)
+                    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+                        || (response.status().is_client_error()
+                            && audio_bytes > crosstalk_model::MAX_AUDIO_BYTES) =>
+                {
+                    // Too long for the API: the app drops it and tells its
+                    // user (the oracle judges the refusal).
+                    let status = response.status().as_u16();
+                    let now = sim_now_ms();
+                    let dropped =
+                        self.oracle()
+                            .on_capture_refused(nonce, status, response.body(), now);
+                    if !dropped {
+                        return Err(CallError::Unexpected(format!(
+                            "an upload of {audio_bytes} bytes of audio answered {status}"
+                        )));
+                    }
+                    self.devices[device].buffer.pop_front();
+                    self.trace(format!("capture {nonce:016x} too long: dropped"));
                 }
                 Ok(response) => {
                     return Err(CallError::Unexpected(format!(

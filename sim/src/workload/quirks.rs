@@ -19,7 +19,7 @@ use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crosstalk_model::api::{
-    LoginRequest, MessageState, MessageView, SignupRequest, TicketStatus, VerifyTicketRequest,
+    MessageState, MessageView, SignupRequest, TicketStatus, VerifyTicketRequest,
 };
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
@@ -116,13 +116,7 @@ impl Person {
         );
         // The app gives up on its stale session and signs in: the right
         // password opens a second session of one's own account.
-        let body = to_json(&LoginRequest {
-            email: self.email(),
-            password: self.password(),
-        })?;
-        let response = self
-            .call(false, Method::POST, "/v1/sessions", None, Some(body))
-            .await?;
+        let response = self.sign_in_as_typed(&self.email()).await?;
         let what = "signed in with their own email and password";
         self.judge_quirk(
             SIGN_IN_AGAIN,
@@ -284,9 +278,7 @@ impl Person {
             .world
             .board
             .borrow()
-            .principal_by_email
-            .get(&message.resolved_contact.email)
-            .copied();
+            .holder_of(&message.resolved_contact.email);
         if let Some(recipient) = recipient {
             self.oracle().sent(nonce, recipient);
         }

@@ -68,9 +68,7 @@ impl Person {
         self.world
             .board
             .borrow()
-            .principal_by_email
-            .get(email)
-            .copied()
+            .holder_of(email)
     }
 
     /// Wait until someone other than `old` holds `email` (signed up
