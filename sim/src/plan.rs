@@ -257,6 +257,17 @@ impl Plan {
         self.crashes.iter().any(|c| c.host == crate::net::STORE_HOST)
             || !self.ack_crashes.is_empty()
             || self.store_io_errors_per_million > 0
+            || self.downloads_while_store_down()
+    }
+
+    /// Whether someone downloads while the store loses power inside their
+    /// download (`faults/live_check.rs`).
+    pub fn downloads_while_store_down(&self) -> bool {
+        self.accounts.iter().any(|a| {
+            a.actions
+                .iter()
+                .any(|t| matches!(t.action, Action::DownloadWhileStoreDown { .. }))
+        })
     }
 }
 
@@ -402,6 +413,12 @@ pub enum Action {
     /// recording in it a link lifetime after the request, download the
     /// rebuilt archive to its limit, then click the old link again.
     RebuildOwnArchive,
+    /// Delete the oldest recording of one's latest ready archive and click
+    /// its link again while the store loses power between the download's
+    /// introspection and its live check (`workload/limits.rs`,
+    /// `faults/live_check.rs`), down `downtime_ms`; click it once more
+    /// after the store is back.
+    DownloadWhileStoreDown { downtime_ms: u64 },
     /// Brute-force a ticket for `victim`'s email (`workload/lockout.rs`):
     /// as many wrong codes as the plan's `ticket_attempts` allows, then the
     /// right one, which the victim reads out to a caller posing as support
@@ -475,6 +492,7 @@ impl Action {
             Action::Probe { .. } => "probe",
             Action::ProbeLinkLimits { .. } => "probe_link_limits",
             Action::RebuildOwnArchive => "rebuild_own_archive",
+            Action::DownloadWhileStoreDown { .. } => "download_while_store_down",
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::TicketAcrossHandover { .. } => "ticket_across_handover",
@@ -1163,6 +1181,9 @@ impl Plan {
         let mut swarm_off = swarm_off;
         if limits::schedule_probes(scenario, seed, active_ms, &mut accounts) {
             swarm_off.push(limits::SWARM_NAME.to_string());
+        }
+        if limits::schedule_store_down_downloads(scenario, seed, active_ms, &mut accounts) {
+            swarm_off.push(limits::STORE_DOWN_SWARM_NAME.to_string());
         }
         let ticket_attempts = probes::draw_ticket_attempts(seed);
         swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));

@@ -468,6 +468,11 @@ pub struct LimitsSpec {
     /// archive rebuilt (a deletion a link lifetime after the request), uses
     /// the rebuilt link to its limit and clicks the old link again.
     pub rebuild_per_mille: u64,
+    /// Chance, per thousand accounts with an export request early enough,
+    /// that right after their export flow the person deletes a recording of
+    /// the archive and clicks its link again just as the store loses power
+    /// between the download's introspection and its live check.
+    pub store_down_download_per_mille: u64,
 }
 
 impl Default for LimitsSpec {
@@ -478,6 +483,7 @@ impl Default for LimitsSpec {
             past_limit_per_mille: 0,
             past_expiry_per_mille: 0,
             rebuild_per_mille: 0,
+            store_down_download_per_mille: 0,
         }
     }
 }

@@ -295,6 +295,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .borrow_mut()
             .learn_upload_door(upload_door.clone());
         let after_ack = after_ack.clone();
+        let after_introspect = plan
+            .downloads_while_store_down()
+            .then(|| world.introspect_crash.clone());
         let lookups = lookup_log.clone();
         let load = store_load.clone();
         sim.host(STORE_HOST, move || {
@@ -302,6 +305,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             let wrap = wrap.clone();
             let door = upload_door.clone();
             let after_ack = after_ack.clone();
+            let after_introspect = after_introspect
+                .clone()
+                .map(|crash| (crash, disk.clone()));
             let lookups = lookups.clone();
             let disk = disk.clone();
             let world = world.clone();
@@ -343,6 +349,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 }
                 if let Some(after_ack) = after_ack {
                     router = crate::faults::ack_crash::layer(router, after_ack);
+                }
+                if let Some((crash, power)) = after_introspect {
+                    router = crate::faults::live_check::layer(router, crash, power);
                 }
                 router = crate::lookup_watch::watch(router, lookups);
                 let router = crate::load_watch::watch(count_requests(router, counter), load);
@@ -534,6 +543,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let mut hosts: Vec<Crashable> = Vec::new();
     let mut store_host = Crashable::new(STORE_HOST, Some(store_disk.clone()), true);
     store_host.after_ack = after_ack.clone();
+    store_host.after_introspect = plan
+        .downloads_while_store_down()
+        .then(|| world.introspect_crash.clone());
     hosts.push(store_host);
     let mut export_host = Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true);
     export_host.in_publication = publish_crash.clone();
@@ -726,6 +738,8 @@ struct Crashable {
     up_since_ms: u64,
     /// Power losses right after an acknowledged rare write (the store's).
     after_ack: Option<Arc<AckCrash>>,
+    /// Power losses right after an armed introspection (the store's).
+    after_introspect: Option<Arc<crate::faults::live_check::IntrospectCrash>>,
     /// Power losses inside a publication (the export service's).
     in_publication: Option<Arc<PublishCrash>>,
 }
@@ -742,6 +756,7 @@ impl Crashable {
             armed_after_sync_error: false,
             up_since_ms: 0,
             after_ack: None,
+            after_introspect: None,
             in_publication: None,
         }
     }
@@ -777,6 +792,10 @@ impl Crashable {
             now_ms + downtime_ms,
         );
         world.oracle.borrow_mut().on_crash(&self.name);
+        world
+            .oracle
+            .borrow_mut()
+            .on_host_down(&self.name, since_ms, now_ms + downtime_ms);
         if self.name == STORE_HOST {
             world.store_power_lost_ms.set(Some(since_ms));
         }
@@ -790,6 +809,7 @@ impl Crashable {
     /// struck, supervisor restarts, and the next scheduled crash.
     fn tick(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, active_ms: u64) {
         self.crash_after_ack(sim, world, now_ms);
+        self.crash_after_introspect(sim, world, now_ms);
         self.take_publication_power_loss(world, now_ms);
         if let Some(at) = self.restart_at_ms
             && now_ms >= at
@@ -812,6 +832,10 @@ impl Crashable {
             // The process exited by itself (it could not open its database,
             // or its disk failed); a supervisor starts it again shortly.
             self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
+            world
+                .oracle
+                .borrow_mut()
+                .on_host_down(&self.name, now_ms, now_ms + SUPERVISOR_RESTART_MS);
             world.fault_log.borrow_mut().push(
                 format!("{} exited by itself", self.name),
                 &[self.name.as_str()],
@@ -918,6 +942,21 @@ impl Crashable {
         );
         world.oracle.borrow_mut().on_crash_after_ack();
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, &how);
+    }
+
+    /// The power went right after the store introspected a download's
+    /// session (`faults/live_check.rs`), inside the last step.
+    fn crash_after_introspect(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64) {
+        let Some(struck) = self.after_introspect.as_ref().and_then(|a| a.take_struck()) else {
+            return;
+        };
+        if let Some(disk) = &self.disk {
+            disk.disarm();
+        }
+        self.armed_downtime_ms = None;
+        self.armed_after_sync_error = false;
+        let how = "crashed right after introspecting a download's session";
+        self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, how);
     }
 }
 

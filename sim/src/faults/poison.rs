@@ -72,6 +72,7 @@ fn has_one_job(account: &AccountPlan) -> bool {
             | Action::Probe { .. }
             | Action::ProbeLinkLimits { .. }
             | Action::RebuildOwnArchive
+            | Action::DownloadWhileStoreDown { .. }
             | Action::CloseAccount
             | Action::SignUpAgain
             | Action::ConfirmAfterRecycle { .. }
@@ -123,7 +124,8 @@ fn keep_one_job(account: &mut AccountPlan) {
         | Action::DeleteRange { .. }
         | Action::Probe { .. }
         | Action::ProbeLinkLimits { .. }
-        | Action::RebuildOwnArchive => false,
+        | Action::RebuildOwnArchive
+        | Action::DownloadWhileStoreDown { .. } => false,
         _ => true,
     });
     debug_assert!(has_one_job(account));

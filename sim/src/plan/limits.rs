@@ -1,8 +1,15 @@
 //! The export contract's limits as plan data, and the people who try past
 //! them.
 //!
-//! Both are drawn from a stream derived from the seed for this purpose
-//! alone (`world::derive(seed, "plan/limits")` and `"plan/limit-probes"`), after everything else, so
+//! Some of them, right after an export flow of theirs, delete a recording
+//! of the archive and click its link again just as the store loses power
+//! between the download's two calls to it (`Action::DownloadWhileStoreDown`):
+//! the export service's erasure check cannot reach the store and must
+//! refuse, never assume the archive still whole.
+//!
+//! All are drawn from streams derived from the seed for this purpose
+//! alone (`world::derive(seed, "plan/limits")`, `"plan/limit-probes"` and
+//! `"plan/store-down-downloads"`), after everything else, so
 //! that adding them left every other draw of a plan as it was. A scenario
 //! sets the ranges (`[limits]`); swarm testing switches the probes off in
 //! one seed of four, as it does every other optional feature.
@@ -14,6 +21,15 @@ use rand_chacha::ChaCha8Rng;
 
 /// The swarm name of the limit probes (listed in `Plan::swarm_off`).
 pub const SWARM_NAME: &str = "limit_probes";
+/// The swarm name of the downloads while the store is down.
+pub const STORE_DOWN_SWARM_NAME: &str = "store_down_downloads";
+
+/// The store's downtime in those downloads (ms): long enough that the
+/// download's answer (or its client's timeout) comes before the restart.
+const STORE_DOWN_MS: (u64, u64) = (15_000, 25_000);
+/// The latest such a download may follow its export request, before the
+/// run's active period ends (the crash, like every fault, heals with it).
+const STORE_DOWN_MARGIN_MS: u64 = 90_000;
 
 fn rng(seed: u64, purpose: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(crate::world::derive(seed, purpose))
@@ -71,6 +87,49 @@ pub fn schedule_probes(
             continue;
         };
         account.actions.push(TimedAction { at_ms, action });
+        account.actions.sort_by_key(|a| a.at_ms);
+    }
+    false
+}
+
+/// Give some people who ask for an export a download of it, right after
+/// their export flow, while the store is down (`[limits]
+/// store_down_download_per_mille`). Returns whether swarm testing switched
+/// them off for this seed.
+pub fn schedule_store_down_downloads(
+    scenario: &Scenario,
+    seed: u64,
+    active_ms: u64,
+    accounts: &mut [AccountPlan],
+) -> bool {
+    let per_mille = scenario.limits.store_down_download_per_mille;
+    if per_mille == 0 {
+        return false;
+    }
+    let mut rng = rng(seed, "plan/store-down-downloads");
+    if scenario.swarm && rng.random_ratio(1, 4) {
+        return true;
+    }
+    let latest_ms = active_ms.saturating_sub(STORE_DOWN_MARGIN_MS);
+    for account in accounts.iter_mut() {
+        let roll = rng.random_range(0..1000u64);
+        let downtime_ms = rng.random_range(STORE_DOWN_MS.0..=STORE_DOWN_MS.1);
+        let request_ms = account
+            .actions
+            .iter()
+            .filter(|a| matches!(a.action, Action::RequestExport { .. }) && a.at_ms < latest_ms)
+            .map(|a| a.at_ms)
+            .next_back();
+        let Some(request_ms) = request_ms else {
+            continue;
+        };
+        if roll >= per_mille {
+            continue;
+        }
+        account.actions.push(TimedAction {
+            at_ms: request_ms + 1,
+            action: Action::DownloadWhileStoreDown { downtime_ms },
+        });
         account.actions.sort_by_key(|a| a.at_ms);
     }
     false

@@ -151,6 +151,9 @@ impl Person {
             Action::Probe { pick, nonce } => self.probe(pick, nonce).await,
             Action::ProbeLinkLimits { past_expiry } => self.probe_link_limits(past_expiry).await,
             Action::RebuildOwnArchive => self.rebuild_own_archive().await,
+            Action::DownloadWhileStoreDown { downtime_ms } => {
+                self.download_while_store_down(downtime_ms).await
+            }
             Action::BruteForceTicket {
                 victim,
                 by_victim,

@@ -31,6 +31,10 @@ const EXPIRY_PROBE_MARGIN_MS: u64 = 60_000;
 /// build it, download it to its limit and click the old link again.
 const REBUILD_MARGIN_MS: u64 = 180_000;
 
+/// The least time left in the active period after the store is back from
+/// a download while it was down.
+const STORE_DOWN_MARGIN_MS: u64 = 30_000;
+
 /// How often a person waiting for a link to expire lets their devices
 /// upload what they buffered.
 const DEVICE_FLUSH_MS: u64 = 1_000;
@@ -129,6 +133,71 @@ impl Person {
         self.download_to_limit(&new_path).await?;
         // The first email's link, clicked again: dead for good.
         self.download_again(&old_path).await?;
+        Ok(())
+    }
+
+    /// Delete the oldest recording of one's latest archive and click its
+    /// link again just as the store loses power between the download's
+    /// introspection and its live check (armed here, struck by the store's
+    /// door: `faults/live_check.rs`); once the store is back, click it
+    /// again. Whatever is served is judged like every delivery; the oracle
+    /// counts the download by the crash windows, not by its answer.
+    pub(super) async fn download_while_store_down(
+        &mut self,
+        downtime_ms: u64,
+    ) -> Result<(), CallError> {
+        // Only a link of the account one holds now (not of one closed).
+        let Some((path, _, _, _)) = self
+            .kept
+            .link_exports
+            .iter()
+            .rev()
+            .find(|link| link.3 == self.principal)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        // The store must be back well within the active period.
+        if sim_now_ms() + downtime_ms + STORE_DOWN_MARGIN_MS > self.world.plan.active_ms {
+            return Ok(());
+        }
+        // The oldest recording, captured before the request: in the archive.
+        let Some(oldest) = self.own_recordings.first().copied() else {
+            return Ok(());
+        };
+        let deleted = self.kept.deleted.len();
+        self.delete_one(0).await?;
+        if self.kept.deleted.len() == deleted {
+            return Ok(());
+        }
+        let session = self.session.clone();
+        self.world.introspect_crash.arm(&session, downtime_ms);
+        let sent_ms = sim_now_ms();
+        let answer = self
+            .call_with_attempts(1, true, Method::GET, &path, Some(&session), None)
+            .await;
+        let ended_ms = sim_now_ms();
+        self.world.introspect_crash.disarm();
+        self.oracle()
+            .on_download_after_deletion(oldest.nonce, sent_ms, ended_ms);
+        match answer {
+            Ok(response) if response.status() == StatusCode::OK => {
+                let channel = format!("{path} downloaded while the store was down");
+                self.oracle().on_archive_downloaded_again(
+                    self.principal,
+                    &channel,
+                    response.body(),
+                    sent_ms,
+                    ended_ms,
+                );
+            }
+            Ok(_) | Err(CallError::Unavailable(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // Once the store is back: refused (revoked), or rebuilt without it.
+        self.wait_flushing(sent_ms + downtime_ms + DEVICE_FLUSH_MS)
+            .await?;
+        self.download_again(&path).await?;
         Ok(())
     }
 
