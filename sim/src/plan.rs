@@ -264,9 +264,15 @@ impl Plan {
     /// download (`faults/live_check.rs`).
     pub fn downloads_while_store_down(&self) -> bool {
         self.accounts.iter().any(|a| {
-            a.actions
-                .iter()
-                .any(|t| matches!(t.action, Action::DownloadWhileStoreDown { .. }))
+            a.actions.iter().any(|t| {
+                matches!(
+                    t.action,
+                    Action::RequestExport {
+                        store_down_ms: Some(_),
+                        ..
+                    }
+                )
+            })
         })
     }
 }
@@ -363,6 +369,12 @@ pub enum Action {
         /// address, verified) while the first request is being built.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         by_ticket: bool,
+        /// With `delete_first`: the store loses power as the first
+        /// download's live check reaches it (`faults/live_check.rs`), and
+        /// stays down this long (ms); the person clicks the link again
+        /// until the store is back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_down_ms: Option<u64>,
     },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
@@ -413,12 +425,6 @@ pub enum Action {
     /// recording in it a link lifetime after the request, download the
     /// rebuilt archive to its limit, then click the old link again.
     RebuildOwnArchive,
-    /// Delete the oldest recording of one's latest ready archive and click
-    /// its link again while the store loses power between the download's
-    /// introspection and its live check (`workload/limits.rs`,
-    /// `faults/live_check.rs`), down `downtime_ms`; click it once more
-    /// after the store is back.
-    DownloadWhileStoreDown { downtime_ms: u64 },
     /// Brute-force a ticket for `victim`'s email (`workload/lockout.rs`):
     /// as many wrong codes as the plan's `ticket_attempts` allows, then the
     /// right one, which the victim reads out to a caller posing as support
@@ -492,7 +498,6 @@ impl Action {
             Action::Probe { .. } => "probe",
             Action::ProbeLinkLimits { .. } => "probe_link_limits",
             Action::RebuildOwnArchive => "rebuild_own_archive",
-            Action::DownloadWhileStoreDown { .. } => "download_while_store_down",
             Action::BruteForceTicket { .. } => "brute_force_ticket",
             Action::ConfirmAfterRecycle { .. } => "confirm_after_recycle",
             Action::TicketAcrossHandover { .. } => "ticket_across_handover",
@@ -807,6 +812,7 @@ impl Plan {
                         redownloads,
                         repeats,
                         by_ticket,
+                        store_down_ms: None,
                     },
                 );
             }

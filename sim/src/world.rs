@@ -738,7 +738,7 @@ struct Crashable {
     up_since_ms: u64,
     /// Power losses right after an acknowledged rare write (the store's).
     after_ack: Option<Arc<AckCrash>>,
-    /// Power losses right after an armed introspection (the store's).
+    /// Power losses as an armed download's live check arrives (the store's).
     after_introspect: Option<Arc<crate::faults::live_check::IntrospectCrash>>,
     /// Power losses inside a publication (the export service's).
     in_publication: Option<Arc<PublishCrash>>,
@@ -792,10 +792,6 @@ impl Crashable {
             now_ms + downtime_ms,
         );
         world.oracle.borrow_mut().on_crash(&self.name);
-        world
-            .oracle
-            .borrow_mut()
-            .on_host_down(&self.name, since_ms, now_ms + downtime_ms);
         if self.name == STORE_HOST {
             world.store_power_lost_ms.set(Some(since_ms));
         }
@@ -832,10 +828,6 @@ impl Crashable {
             // The process exited by itself (it could not open its database,
             // or its disk failed); a supervisor starts it again shortly.
             self.restart_at_ms = Some(now_ms + SUPERVISOR_RESTART_MS);
-            world
-                .oracle
-                .borrow_mut()
-                .on_host_down(&self.name, now_ms, now_ms + SUPERVISOR_RESTART_MS);
             world.fault_log.borrow_mut().push(
                 format!("{} exited by itself", self.name),
                 &[self.name.as_str()],
@@ -944,8 +936,8 @@ impl Crashable {
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, &how);
     }
 
-    /// The power went right after the store introspected a download's
-    /// session (`faults/live_check.rs`), inside the last step.
+    /// The power went as a download's live check reached the store
+    /// (`faults/live_check.rs`), inside the last step.
     fn crash_after_introspect(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64) {
         let Some(struck) = self.after_introspect.as_ref().and_then(|a| a.take_struck()) else {
             return;
@@ -955,7 +947,8 @@ impl Crashable {
         }
         self.armed_downtime_ms = None;
         self.armed_after_sync_error = false;
-        let how = "crashed right after introspecting a download's session";
+        let how = "lost power as a download's live check arrived";
+        world.oracle.borrow_mut().on_live_check_cut_off(struck.at_ms);
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, how);
     }
 }

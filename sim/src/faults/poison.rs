@@ -72,7 +72,6 @@ fn has_one_job(account: &AccountPlan) -> bool {
             | Action::Probe { .. }
             | Action::ProbeLinkLimits { .. }
             | Action::RebuildOwnArchive
-            | Action::DownloadWhileStoreDown { .. }
             | Action::CloseAccount
             | Action::SignUpAgain
             | Action::ConfirmAfterRecycle { .. }
@@ -113,10 +112,12 @@ fn keep_one_job(account: &mut AccountPlan) {
         Action::RequestExport {
             delete_first,
             by_ticket,
+            store_down_ms,
             ..
         } => {
             *delete_first = false;
             *by_ticket = false;
+            *store_down_ms = None;
             std::mem::replace(&mut first, false)
         }
         Action::TicketExport
@@ -124,8 +125,7 @@ fn keep_one_job(account: &mut AccountPlan) {
         | Action::DeleteRange { .. }
         | Action::Probe { .. }
         | Action::ProbeLinkLimits { .. }
-        | Action::RebuildOwnArchive
-        | Action::DownloadWhileStoreDown { .. } => false,
+        | Action::RebuildOwnArchive => false,
         _ => true,
     });
     debug_assert!(has_one_job(account));

@@ -1,11 +1,11 @@
 //! The export contract's limits as plan data, and the people who try past
 //! them.
 //!
-//! Some of them, right after an export flow of theirs, delete a recording
-//! of the archive and click its link again just as the store loses power
-//! between the download's two calls to it (`Action::DownloadWhileStoreDown`):
-//! the export service's erasure check cannot reach the store and must
-//! refuse, never assume the archive still whole.
+//! Some who delete a recording of their archive before downloading it
+//! click its link just as the store loses power between the download's two
+//! calls to it (`Action::RequestExport::store_down_ms`): the export
+//! service's erasure check cannot reach the store and must refuse, never
+//! assume the archive still whole.
 //!
 //! All are drawn from streams derived from the seed for this purpose
 //! alone (`world::derive(seed, "plan/limits")`, `"plan/limit-probes"` and
@@ -25,10 +25,10 @@ pub const SWARM_NAME: &str = "limit_probes";
 pub const STORE_DOWN_SWARM_NAME: &str = "store_down_downloads";
 
 /// The store's downtime in those downloads (ms): long enough that the
-/// download's answer (or its client's timeout) comes before the restart.
+/// person clicks again (and is refused at the door) before it is back.
 const STORE_DOWN_MS: (u64, u64) = (15_000, 25_000);
-/// The latest such a download may follow its export request, before the
-/// run's active period ends (the crash, like every fault, heals with it).
+/// The latest such an export may be requested, before the run's active
+/// period ends (the crash, like every fault, heals with it).
 const STORE_DOWN_MARGIN_MS: u64 = 90_000;
 
 fn rng(seed: u64, purpose: &str) -> ChaCha8Rng {
@@ -92,10 +92,10 @@ pub fn schedule_probes(
     false
 }
 
-/// Give some people who ask for an export a download of it, right after
-/// their export flow, while the store is down (`[limits]
-/// store_down_download_per_mille`). Returns whether swarm testing switched
-/// them off for this seed.
+/// Of the export requests followed by a deletion before the download, early
+/// enough in the active period, some download while the store is down
+/// (`[limits] store_down_download_per_mille`). Returns whether swarm
+/// testing switched them off for this seed.
 pub fn schedule_store_down_downloads(
     scenario: &Scenario,
     seed: u64,
@@ -111,26 +111,20 @@ pub fn schedule_store_down_downloads(
         return true;
     }
     let latest_ms = active_ms.saturating_sub(STORE_DOWN_MARGIN_MS);
-    for account in accounts.iter_mut() {
-        let roll = rng.random_range(0..1000u64);
-        let downtime_ms = rng.random_range(STORE_DOWN_MS.0..=STORE_DOWN_MS.1);
-        let request_ms = account
-            .actions
-            .iter()
-            .filter(|a| matches!(a.action, Action::RequestExport { .. }) && a.at_ms < latest_ms)
-            .map(|a| a.at_ms)
-            .next_back();
-        let Some(request_ms) = request_ms else {
+    for timed in accounts.iter_mut().flat_map(|a| a.actions.iter_mut()) {
+        let Action::RequestExport {
+            delete_first: true,
+            store_down_ms,
+            ..
+        } = &mut timed.action
+        else {
             continue;
         };
-        if roll >= per_mille {
-            continue;
+        let roll = rng.random_range(0..1000u64);
+        let downtime_ms = rng.random_range(STORE_DOWN_MS.0..=STORE_DOWN_MS.1);
+        if roll < per_mille && timed.at_ms < latest_ms {
+            *store_down_ms = Some(downtime_ms);
         }
-        account.actions.push(TimedAction {
-            at_ms: request_ms + 1,
-            action: Action::DownloadWhileStoreDown { downtime_ms },
-        });
-        account.actions.sort_by_key(|a| a.at_ms);
     }
     false
 }

@@ -32,8 +32,11 @@ const EXPIRY_PROBE_MARGIN_MS: u64 = 60_000;
 const REBUILD_MARGIN_MS: u64 = 180_000;
 
 /// The least time left in the active period after the store is back from
-/// a download while it was down.
+/// a download's power loss.
 const STORE_DOWN_MARGIN_MS: u64 = 30_000;
+
+/// How long after a deletion's confirmation its owner clicks the link.
+const CLICK_AFTER_DELETION_MS: u64 = 1_000;
 
 /// How often a person waiting for a link to expire lets their devices
 /// upload what they buffered.
@@ -136,53 +139,40 @@ impl Person {
         Ok(())
     }
 
-    /// Delete the oldest recording of one's latest archive and click its
-    /// link again just as the store loses power between the download's
-    /// introspection and its live check (armed here, struck by the store's
-    /// door: `faults/live_check.rs`); once the store is back, click it
-    /// again. Whatever is served is judged like every delivery; the oracle
-    /// counts the download by the crash windows, not by its answer.
+    /// Click `path` once, its archive's recording of utterance `deleted`
+    /// just deleted, as the store loses power when the download's live
+    /// check reaches it (armed here, struck at the store's door:
+    /// `faults/live_check.rs`) for `downtime_ms`. Whatever is served is
+    /// judged like every delivery; the oracle counts the download by when
+    /// the store's door cut the live check off, not by its answer. The
+    /// caller then clicks again until the store is back.
     pub(super) async fn download_while_store_down(
         &mut self,
+        path: &str,
+        deleted: u64,
         downtime_ms: u64,
     ) -> Result<(), CallError> {
-        // Only a link of the account one holds now (not of one closed).
-        let Some((path, _, _, _)) = self
-            .kept
-            .link_exports
-            .iter()
-            .rev()
-            .find(|link| link.3 == self.principal)
-            .cloned()
-        else {
-            return Ok(());
-        };
-        // The store must be back well within the active period.
+        // The store must be back well within the active period (faults
+        // heal with it).
         if sim_now_ms() + downtime_ms + STORE_DOWN_MARGIN_MS > self.world.plan.active_ms {
             return Ok(());
         }
-        // The oldest recording, captured before the request: in the archive.
-        let Some(oldest) = self.own_recordings.first().copied() else {
-            return Ok(());
-        };
-        let deleted = self.kept.deleted.len();
-        self.delete_one(0).await?;
-        if self.kept.deleted.len() == deleted {
-            return Ok(());
-        }
+        // A moment after the deletion's confirmation, the click.
+        self.pass_time_until(sim_now_ms() + CLICK_AFTER_DELETION_MS)
+            .await?;
         let session = self.session.clone();
         self.world.introspect_crash.arm(&session, downtime_ms);
         let sent_ms = sim_now_ms();
         let answer = self
-            .call_with_attempts(1, true, Method::GET, &path, Some(&session), None)
+            .call_with_attempts(1, true, Method::GET, path, Some(&session), None)
             .await;
         let ended_ms = sim_now_ms();
         self.world.introspect_crash.disarm();
         self.oracle()
-            .on_download_after_deletion(oldest.nonce, sent_ms, ended_ms);
+            .on_download_after_deletion(deleted, sent_ms, ended_ms);
         match answer {
             Ok(response) if response.status() == StatusCode::OK => {
-                let channel = format!("{path} downloaded while the store was down");
+                let channel = format!("{path} downloaded as the store lost power");
                 self.oracle().on_archive_downloaded_again(
                     self.principal,
                     &channel,
@@ -190,15 +180,11 @@ impl Person {
                     sent_ms,
                     ended_ms,
                 );
+                Ok(())
             }
-            Ok(_) | Err(CallError::Unavailable(_)) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(CallError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        // Once the store is back: refused (revoked), or rebuilt without it.
-        self.wait_flushing(sent_ms + downtime_ms + DEVICE_FLUSH_MS)
-            .await?;
-        self.download_again(&path).await?;
-        Ok(())
     }
 
     /// One status of export `export_id` (`None`: no answer, or the session
