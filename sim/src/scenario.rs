@@ -468,10 +468,10 @@ pub struct LimitsSpec {
     /// archive rebuilt (a deletion a link lifetime after the request), uses
     /// the rebuilt link to its limit and clicks the old link again.
     pub rebuild_per_mille: u64,
-    /// Chance, per thousand accounts with an export request early enough,
-    /// that right after their export flow the person deletes a recording of
-    /// the archive and clicks its link again just as the store loses power
-    /// between the download's introspection and its live check.
+    /// Chance, per thousand export requests followed by a deletion before
+    /// the download (`[actions] delete_before_download_per_mille`) early
+    /// enough in the run, that the download's live check finds the store
+    /// losing power (`faults/live_check.rs`).
     pub store_down_download_per_mille: u64,
 }
 

@@ -409,7 +409,11 @@ const RULES: &[Rule] = &[
     ),
     rule(
         "downloads while the store was down after a deletion (the export's live check could not reach it)",
-        |s| s.limits.store_down_download_per_mille > 0 && exports(s),
+        |s| {
+            s.limits.store_down_download_per_mille > 0
+                && s.actions.delete_before_download_per_mille > 0
+                && exports(s)
+        },
         &["downloads_while_store_down_after_deletion"],
     ),
     rule(
