@@ -69,3 +69,53 @@ impl Oracle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watermark::WatermarkKey;
+
+    /// An oracle whose person 0 recorded utterance 7 (recording 70) and had
+    /// its deletion acknowledged at 1 000 ms.
+    fn oracle() -> Oracle {
+        let mut o = Oracle::new(WatermarkKey::for_seed(1), vec!["a@x".into()]);
+        o.utterance_started(7, 0, 0, 1);
+        o.utterance_acked(7, 70, 2);
+        o.deletion_started(7, 900);
+        o.deletion_acked(7, 1_000);
+        o
+    }
+
+    fn counted(o: &mut Oracle) -> u64 {
+        o.count_live_check_probes();
+        o.controls.downloads_while_store_down_after_deletion
+    }
+
+    #[test]
+    fn a_download_whose_live_check_was_cut_off_after_the_deletion_counts() {
+        let mut o = oracle();
+        o.on_download_after_deletion(7, 2_000, 2_100);
+        o.on_live_check_cut_off(2_050);
+        assert_eq!(counted(&mut o), 1);
+    }
+
+    #[test]
+    fn nothing_counts_without_the_ground_truth() {
+        // No power loss inside the exchange (the services' answer is not asked).
+        let mut o = oracle();
+        o.on_download_after_deletion(7, 2_000, 2_100);
+        o.on_live_check_cut_off(1_990);
+        o.on_live_check_cut_off(2_101);
+        assert_eq!(counted(&mut o), 0);
+        // The deletion acknowledged in the same millisecond as the click
+        // (the oracle cannot order them), or never.
+        let mut o = oracle();
+        o.on_download_after_deletion(7, 1_000, 1_100);
+        o.on_live_check_cut_off(1_050);
+        assert_eq!(counted(&mut o), 0);
+        let mut o = oracle();
+        o.on_download_after_deletion(8, 2_000, 2_100);
+        o.on_live_check_cut_off(2_050);
+        assert_eq!(counted(&mut o), 0);
+    }
+}

@@ -298,6 +298,7 @@ mod tests {
             redownloads: 0,
             repeats: 0,
             by_ticket: false,
+            store_down_ms: None,
         }
     }
 
