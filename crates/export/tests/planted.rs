@@ -10,8 +10,8 @@
 #![cfg(feature = "planted-bugs")]
 
 use axum::Router;
-use axum::response::IntoResponse;
 use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_export::archive;

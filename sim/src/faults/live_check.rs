@@ -142,8 +142,7 @@ pub fn layer(router: Router, crash: Arc<IntrospectCrash>, disk: SimDisk) -> Rout
                 if crash.lock().armed.is_none() {
                     return next.run(request).await;
                 }
-                if let Some(account) = live_check_account(request.method(), request.uri().path())
-                {
+                if let Some(account) = live_check_account(request.method(), request.uri().path()) {
                     if crash.live_check_arrived(account, &disk) {
                         return crosstalk_service::ApiError::unavailable(
                             "the recording store is unavailable",
@@ -205,8 +204,17 @@ mod tests {
     #[test]
     fn live_checks_are_recognised_by_method_and_path() {
         let live = |m: Method, p: &str| live_check_account(&m, p);
-        assert_eq!(live(Method::POST, "/v1/service/accounts/12/recordings/live"), Some(12));
-        assert_eq!(live(Method::GET, "/v1/service/accounts/12/recordings/live"), None);
-        assert_eq!(live(Method::POST, "/v1/service/accounts/12/recordings"), None);
+        assert_eq!(
+            live(Method::POST, "/v1/service/accounts/12/recordings/live"),
+            Some(12)
+        );
+        assert_eq!(
+            live(Method::GET, "/v1/service/accounts/12/recordings/live"),
+            None
+        );
+        assert_eq!(
+            live(Method::POST, "/v1/service/accounts/12/recordings"),
+            None
+        );
     }
 }
