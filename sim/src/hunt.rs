@@ -28,6 +28,8 @@ pub fn default_scenario(bug: Bug) -> &'static str {
         Bug::SharedTempPath => "gdpr-wrong-customer",
         Bug::UnboundLink => "smoke",
         Bug::DeleteExportRace => "deletion-vs-export",
+        // A download whose erasure check cannot reach the store.
+        Bug::LiveCheckFailsOpen => "deletion-vs-export",
         Bug::CacheMissingTenant => "smoke",
         Bug::ContactFuzzyMatch => "portland-message",
         Bug::RecycledAccountId => "recycled-identity",

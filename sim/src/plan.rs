@@ -257,6 +257,23 @@ impl Plan {
         self.crashes.iter().any(|c| c.host == crate::net::STORE_HOST)
             || !self.ack_crashes.is_empty()
             || self.store_io_errors_per_million > 0
+            || self.downloads_while_store_down()
+    }
+
+    /// Whether someone downloads while the store loses power inside their
+    /// download (`faults/live_check.rs`).
+    pub fn downloads_while_store_down(&self) -> bool {
+        self.accounts.iter().any(|a| {
+            a.actions.iter().any(|t| {
+                matches!(
+                    t.action,
+                    Action::RequestExport {
+                        store_down_ms: Some(_),
+                        ..
+                    }
+                )
+            })
+        })
     }
 }
 
@@ -352,6 +369,12 @@ pub enum Action {
         /// address, verified) while the first request is being built.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         by_ticket: bool,
+        /// With `delete_first`: the store loses power as the first
+        /// download's live check reaches it (`faults/live_check.rs`), and
+        /// stays down this long (ms); the person clicks the link again
+        /// until the store is back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_down_ms: Option<u64>,
     },
     /// Ask for one's data through a support ticket: open it, read the code
     /// from one's own notifications, verify, then wait and download.
@@ -789,6 +812,7 @@ impl Plan {
                         redownloads,
                         repeats,
                         by_ticket,
+                        store_down_ms: None,
                     },
                 );
             }
@@ -1163,6 +1187,9 @@ impl Plan {
         let mut swarm_off = swarm_off;
         if limits::schedule_probes(scenario, seed, active_ms, &mut accounts) {
             swarm_off.push(limits::SWARM_NAME.to_string());
+        }
+        if limits::schedule_store_down_downloads(scenario, seed, active_ms, &mut accounts) {
+            swarm_off.push(limits::STORE_DOWN_SWARM_NAME.to_string());
         }
         let ticket_attempts = probes::draw_ticket_attempts(seed);
         swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));

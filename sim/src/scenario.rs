@@ -468,6 +468,11 @@ pub struct LimitsSpec {
     /// archive rebuilt (a deletion a link lifetime after the request), uses
     /// the rebuilt link to its limit and clicks the old link again.
     pub rebuild_per_mille: u64,
+    /// Chance, per thousand export requests followed by a deletion before
+    /// the download (`[actions] delete_before_download_per_mille`) early
+    /// enough in the run, that the download's live check finds the store
+    /// losing power (`faults/live_check.rs`).
+    pub store_down_download_per_mille: u64,
 }
 
 impl Default for LimitsSpec {
@@ -478,6 +483,7 @@ impl Default for LimitsSpec {
             past_limit_per_mille: 0,
             past_expiry_per_mille: 0,
             rebuild_per_mille: 0,
+            store_down_download_per_mille: 0,
         }
     }
 }

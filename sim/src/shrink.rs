@@ -472,11 +472,13 @@ fn simplify(action: &mut Action) -> bool {
             redownloads,
             repeats,
             by_ticket,
+            store_down_ms,
         } => {
             *delete_first = false;
             *redownloads = 0;
             *repeats = 0;
             *by_ticket = false;
+            *store_down_ms = None;
         }
         Action::Impersonate { guesses, .. } => *guesses = 1,
         Action::DeviceOutage { for_ms, .. } => *for_ms = (*for_ms / 2).max(1_000),

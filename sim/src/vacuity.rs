@@ -408,6 +408,15 @@ const RULES: &[Rule] = &[
         &["dead_links_tried_again", "rebuilt_links_used_to_limit"],
     ),
     rule(
+        "downloads while the store was down after a deletion (the export's live check could not reach it)",
+        |s| {
+            s.limits.store_down_download_per_mille > 0
+                && s.actions.delete_before_download_per_mille > 0
+                && exports(s)
+        },
+        &["downloads_while_store_down_after_deletion"],
+    ),
+    rule(
         "downloads refused after expiry (people who wait past their link's lifetime)",
         |s| s.limits.past_expiry_per_mille > 0 && exports(s),
         &["downloads_refused_after_expiry"],

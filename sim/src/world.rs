@@ -295,6 +295,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             .borrow_mut()
             .learn_upload_door(upload_door.clone());
         let after_ack = after_ack.clone();
+        let after_introspect = plan
+            .downloads_while_store_down()
+            .then(|| world.introspect_crash.clone());
         let lookups = lookup_log.clone();
         let load = store_load.clone();
         sim.host(STORE_HOST, move || {
@@ -302,6 +305,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
             let wrap = wrap.clone();
             let door = upload_door.clone();
             let after_ack = after_ack.clone();
+            let after_introspect = after_introspect
+                .clone()
+                .map(|crash| (crash, disk.clone()));
             let lookups = lookups.clone();
             let disk = disk.clone();
             let world = world.clone();
@@ -343,6 +349,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
                 }
                 if let Some(after_ack) = after_ack {
                     router = crate::faults::ack_crash::layer(router, after_ack);
+                }
+                if let Some((crash, power)) = after_introspect {
+                    router = crate::faults::live_check::layer(router, crash, power);
                 }
                 router = crate::lookup_watch::watch(router, lookups);
                 let router = crate::load_watch::watch(count_requests(router, counter), load);
@@ -534,6 +543,9 @@ pub fn run_plan_with(plan: &Plan, wrappers: &Wrappers) -> RunOutcome {
     let mut hosts: Vec<Crashable> = Vec::new();
     let mut store_host = Crashable::new(STORE_HOST, Some(store_disk.clone()), true);
     store_host.after_ack = after_ack.clone();
+    store_host.after_introspect = plan
+        .downloads_while_store_down()
+        .then(|| world.introspect_crash.clone());
     hosts.push(store_host);
     let mut export_host = Crashable::new(EXPORT_HOST, Some(export_disk.clone()), true);
     export_host.in_publication = publish_crash.clone();
@@ -726,6 +738,8 @@ struct Crashable {
     up_since_ms: u64,
     /// Power losses right after an acknowledged rare write (the store's).
     after_ack: Option<Arc<AckCrash>>,
+    /// Power losses as an armed download's live check arrives (the store's).
+    after_introspect: Option<Arc<crate::faults::live_check::IntrospectCrash>>,
     /// Power losses inside a publication (the export service's).
     in_publication: Option<Arc<PublishCrash>>,
 }
@@ -742,6 +756,7 @@ impl Crashable {
             armed_after_sync_error: false,
             up_since_ms: 0,
             after_ack: None,
+            after_introspect: None,
             in_publication: None,
         }
     }
@@ -790,6 +805,7 @@ impl Crashable {
     /// struck, supervisor restarts, and the next scheduled crash.
     fn tick(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64, active_ms: u64) {
         self.crash_after_ack(sim, world, now_ms);
+        self.crash_after_introspect(sim, world, now_ms);
         self.take_publication_power_loss(world, now_ms);
         if let Some(at) = self.restart_at_ms
             && now_ms >= at
@@ -918,6 +934,22 @@ impl Crashable {
         );
         world.oracle.borrow_mut().on_crash_after_ack();
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, &how);
+    }
+
+    /// The power went as a download's live check reached the store
+    /// (`faults/live_check.rs`), inside the last step.
+    fn crash_after_introspect(&mut self, sim: &mut turmoil::Sim<'_>, world: &World, now_ms: u64) {
+        let Some(struck) = self.after_introspect.as_ref().and_then(|a| a.take_struck()) else {
+            return;
+        };
+        if let Some(disk) = &self.disk {
+            disk.disarm();
+        }
+        self.armed_downtime_ms = None;
+        self.armed_after_sync_error = false;
+        let how = "lost power as a download's live check arrived";
+        world.oracle.borrow_mut().on_live_check_cut_off(struck.at_ms);
+        self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, how);
     }
 }
 

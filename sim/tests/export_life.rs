@@ -125,14 +125,18 @@ fn a_publication_accepted_after_its_lease_lapsed_is_caught() {
 #[test]
 fn the_correct_build_refuses_publications_after_a_lapsed_lease() {
     let scenario = scenario("chaos");
-    let outcome = run_plan(&Plan::generate(&scenario, 4));
-    assert!(outcome.passed(), "{:#?}", outcome.violations);
+    // The witness: the first chaos seed from 4 on where a worker stalls past
+    // its lease (seed 4 no longer had one once the live-check probe's power
+    // losses joined chaos's plans).
+    let outcome = (4..24)
+        .map(|seed| run_plan(&Plan::generate(&scenario, seed)))
+        .find(|outcome| {
+            assert!(outcome.passed(), "{:#?}", outcome.violations);
+            outcome.controls.publications_after_lease_lapsed > 0
+        })
+        .expect("a worker stalled past its lease in one of chaos seeds 4..24");
     let c = &outcome.controls;
     assert!(c.publications_judged_against_lease > 0);
-    assert!(
-        c.publications_after_lease_lapsed > 0,
-        "no worker stalled past its lease"
-    );
     assert_eq!(
         c.lapsed_publications_refused,
         c.publications_after_lease_lapsed

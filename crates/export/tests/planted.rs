@@ -11,6 +11,7 @@
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_export::archive;
@@ -90,6 +91,12 @@ fn with_and_without(bug: Bug) -> [(bool, Planted); 2] {
 
 impl World {
     fn new(seed: u64, planted: Planted) -> Self {
+        Self::with_export_store(seed, planted, |store| store)
+    }
+
+    /// A world whose export service reaches the store through `wrap` (the
+    /// workers and the tests reach it directly).
+    fn with_export_store(seed: u64, planted: Planted, wrap: fn(Router) -> Router) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let store = Store::open(
             redb::backends::InMemoryBackend::new(),
@@ -107,7 +114,7 @@ impl World {
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
             Arc::new(SeededEntropy::from_seed_u64(seed ^ 0x5eed)),
-            StoreClient::new(client(&store, 4), SERVICE_TOKEN),
+            StoreClient::new(client(&wrap(store.clone()), 4), SERVICE_TOKEN),
             ExportConfig {
                 worker_token: WORKER_TOKEN.to_string(),
                 agent_tokens: vec![("agent-a".into(), AGENT_TOKEN.into())],
@@ -407,6 +414,55 @@ async fn delete_export_race_delivers_a_deleted_recording() {
         } else {
             reply.error(StatusCode::GONE);
             assert_eq!(w.status(&alice, export).await.state, ExportState::Pending);
+        }
+    }
+}
+
+/// The store's door as the export service reaches it while the shard that
+/// holds recordings is down: sessions are still introspected, every live
+/// check is refused 503.
+fn live_checks_refused(store: Router) -> Router {
+    store.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            if request.uri().path().ends_with("/recordings/live") {
+                let body = json!({ "error": "unavailable", "message": "shard down" });
+                return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            }
+            next.run(request).await
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn live_check_fails_open_delivers_a_deleted_recording_while_the_store_cannot_answer() {
+    for (planted, set) in with_and_without(Bug::LiveCheckFailsOpen) {
+        let w = World::with_export_store(7, set, live_checks_refused);
+        let alice = w.person("alice@example.com").await;
+        let a0 = w.ingest(&alice, "a0", 0).await;
+        let a1 = w.ingest(&alice, "a1", 1).await;
+        let worker = w.worker("w1");
+        let (export, path) = w.ready_export(&alice, &worker).await;
+
+        // Alice deletes a recording after the archive was published, then
+        // clicks the link while the store cannot answer the live check.
+        w.store_call(
+            Method::DELETE,
+            &format!("/v1/recordings/{}", a1.0),
+            Some(&alice.session),
+            None,
+        )
+        .await
+        .json::<Value>(StatusCode::OK);
+        let reply = w
+            .export_call(Method::GET, &path, Some(&alice.session), None)
+            .await;
+        if planted {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            assert_eq!(contents(&reply.body), (alice.account, vec![a0, a1]));
+        } else {
+            assert!(reply.status.is_server_error(), "{}", reply.text());
+            // Nothing was decided: the link stays as it was until the store answers.
+            assert_eq!(w.status(&alice, export).await.state, ExportState::Ready);
         }
     }
 }

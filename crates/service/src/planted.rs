@@ -33,10 +33,11 @@ pub enum Bug {
     WeakIdentity,
     StaleCacheFill,
     CloseMissesLateUpload,
+    LiveCheckFailsOpen,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::AgentFreeRecipient,
         Bug::PoolCancelDesync,
         Bug::FingerprintCache,
@@ -53,6 +54,7 @@ impl Bug {
         Bug::WeakIdentity,
         Bug::StaleCacheFill,
         Bug::CloseMissesLateUpload,
+        Bug::LiveCheckFailsOpen,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +75,7 @@ impl Bug {
             Bug::WeakIdentity => "weak-identity",
             Bug::StaleCacheFill => "stale-cache-fill",
             Bug::CloseMissesLateUpload => "close-misses-late-upload",
+            Bug::LiveCheckFailsOpen => "live-check-fails-open",
         }
     }
 
@@ -95,6 +98,7 @@ impl Bug {
             Bug::WeakIdentity => "Pavur 2019, Honan 2012",
             Bug::StaleCacheFill => "Steam 2015, Wyze 2024",
             Bug::CloseMissesLateUpload => "Twitter 2019, Instagram 2020",
+            Bug::LiveCheckFailsOpen => "Twitter 2019, Instagram 2020",
         }
     }
 
@@ -128,6 +132,9 @@ impl Bug {
             }
             Bug::CloseMissesLateUpload => {
                 "closing an account forgets the uploads that landed between its two transactions"
+            }
+            Bug::LiveCheckFailsOpen => {
+                "the download's erasure check assumes every recording live when the store cannot answer"
             }
         }
     }
@@ -207,7 +214,7 @@ mod tests {
         let mut names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
         assert!(
             "no-such-bug"
                 .parse::<Bug>()

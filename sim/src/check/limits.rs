@@ -351,6 +351,7 @@ impl Oracle {
     /// Judge every 410 a link's subject received (at the end of the run,
     /// when every attempt of unknown outcome is known).
     pub fn judge_limits(&mut self) {
+        self.count_live_check_probes();
         let Some(limits) = self.limits.limits else {
             return;
         };

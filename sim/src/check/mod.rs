@@ -25,6 +25,7 @@ pub mod history;
 mod household;
 mod leases;
 pub mod limits;
+mod live_check;
 pub mod lockout;
 mod observations;
 pub mod panics;
@@ -357,6 +358,10 @@ pub struct Controls {
     /// Rebuilt links first seen a link lifetime or more after their
     /// export's first link, and downloaded.
     pub rebuilt_links_late_downloaded: u64,
+    /// Downloads of a link sent after one of its archive's recordings was
+    /// deleted, whose live check found the store down (it lost power
+    /// inside the exchange and came back only after the answer).
+    pub downloads_while_store_down_after_deletion: u64,
 
     /// Archive entries whose audio, transcript, manifest fields and digest
     /// were found to be of one utterance.
@@ -555,6 +560,8 @@ impl Controls {
         self.dead_links_tried_again += other.dead_links_tried_again;
         self.rebuilt_links_used_to_limit += other.rebuilt_links_used_to_limit;
         self.rebuilt_links_late_downloaded += other.rebuilt_links_late_downloaded;
+        self.downloads_while_store_down_after_deletion +=
+            other.downloads_while_store_down_after_deletion;
         self.archive_entries_judged_whole += other.archive_entries_judged_whole;
         self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
         self.snapshot_claims_judged += other.snapshot_claims_judged;
@@ -728,6 +735,8 @@ pub struct Oracle {
     confirmed_messages: BTreeMap<(u64, usize), u64>,
     /// The export contract's limits and what clients saw of every link.
     limits: limits::LimitsLedger,
+    /// Downloads whose live check could not reach the store.
+    live_check: live_check::LiveCheckLedger,
     claims: claims::ClaimsLedger,
     /// The ticket lockout's limit and the wrong codes surely counted.
     lockout: lockout::LockoutLedger,
@@ -811,6 +820,7 @@ impl Oracle {
             overloaded_answers: Vec::new(),
             confirmed_messages: BTreeMap::new(),
             limits: limits::LimitsLedger::default(),
+            live_check: live_check::LiveCheckLedger::default(),
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
             service_clock: snapshot::ServiceClock::default(),

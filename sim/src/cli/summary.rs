@@ -223,7 +223,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.sut_faults_fired,
         ),
         format!(
-            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; dead links (refused or replaced) tried again {}, all refused; rebuilt links used to their limit {}, rebuilt a link lifetime after the first and downloaded {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {}), leases granted by claims and renewals judged to end lease_ms after the call {}",
+            "export limits: successful downloads judged against the link's limits {}, refusals (410) judged for a cause {}: downloads refused past limit {}, downloads refused after expiry {}; dead links (refused or replaced) tried again {}, all refused; rebuilt links used to their limit {}, rebuilt a link lifetime after the first and downloaded {}; downloads tried while the store was down after a deletion {}; archive entries judged whole {}; own devices' resets answered 404 judged {}; workers' publications judged against their lease {} (reached the service after it lapsed {}, refused {}), leases granted by claims and renewals judged to end lease_ms after the call {}",
             c.downloads_judged_against_limits,
             c.gone_answers_judged,
             c.downloads_refused_past_limit,
@@ -231,6 +231,7 @@ fn export_lines(c: &Controls) -> [String; 2] {
             c.dead_links_tried_again,
             c.rebuilt_links_used_to_limit,
             c.rebuilt_links_late_downloaded,
+            c.downloads_while_store_down_after_deletion,
             c.archive_entries_judged_whole,
             c.refusals_of_own_things_judged,
             c.publications_judged_against_lease,

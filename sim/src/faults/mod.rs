@@ -4,6 +4,9 @@
 //!   rare write (an account closed, a device sold or reset, a deletion).
 //! - [`disk`]: a simulated disk for the services' redb databases that loses
 //!   unsynced writes (some torn) when its host crashes and can fail I/O.
+//! - [`live_check`]: a power loss of the store right after it introspects
+//!   the session of a download whose archive lost a recording, so that the
+//!   export's live check finds the store down.
 //! - [`points`]: seeded fault points inside the services.
 //! - [`publish_crash`]: a power loss of the export host inside a
 //!   publication (at one of its disk writes).
@@ -15,6 +18,7 @@
 
 pub mod ack_crash;
 pub mod disk;
+pub mod live_check;
 pub mod points;
 pub mod poison;
 pub mod publish_crash;

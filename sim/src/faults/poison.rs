@@ -112,10 +112,12 @@ fn keep_one_job(account: &mut AccountPlan) {
         Action::RequestExport {
             delete_first,
             by_ticket,
+            store_down_ms,
             ..
         } => {
             *delete_first = false;
             *by_ticket = false;
+            *store_down_ms = None;
             std::mem::replace(&mut first, false)
         }
         Action::TicketExport
@@ -296,6 +298,7 @@ mod tests {
             redownloads: 0,
             repeats: 0,
             by_ticket: false,
+            store_down_ms: None,
         }
     }
 

@@ -150,5 +150,6 @@ fn export() -> Action {
         redownloads: 0,
         repeats: 0,
         by_ticket: false,
+        store_down_ms: None,
     }
 }

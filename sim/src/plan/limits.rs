@@ -1,8 +1,15 @@
 //! The export contract's limits as plan data, and the people who try past
 //! them.
 //!
-//! Both are drawn from a stream derived from the seed for this purpose
-//! alone (`world::derive(seed, "plan/limits")` and `"plan/limit-probes"`), after everything else, so
+//! Some who delete a recording of their archive before downloading it
+//! click its link just as the store loses power between the download's two
+//! calls to it (`Action::RequestExport::store_down_ms`): the export
+//! service's erasure check cannot reach the store and must refuse, never
+//! assume the archive still whole.
+//!
+//! All are drawn from streams derived from the seed for this purpose
+//! alone (`world::derive(seed, "plan/limits")`, `"plan/limit-probes"` and
+//! `"plan/store-down-downloads"`), after everything else, so
 //! that adding them left every other draw of a plan as it was. A scenario
 //! sets the ranges (`[limits]`); swarm testing switches the probes off in
 //! one seed of four, as it does every other optional feature.
@@ -14,6 +21,15 @@ use rand_chacha::ChaCha8Rng;
 
 /// The swarm name of the limit probes (listed in `Plan::swarm_off`).
 pub const SWARM_NAME: &str = "limit_probes";
+/// The swarm name of the downloads while the store is down.
+pub const STORE_DOWN_SWARM_NAME: &str = "store_down_downloads";
+
+/// The store's downtime in those downloads (ms): long enough that the
+/// person clicks again (and is refused at the door) before it is back.
+const STORE_DOWN_MS: (u64, u64) = (15_000, 25_000);
+/// The latest such an export may be requested, before the run's active
+/// period ends (the crash, like every fault, heals with it).
+const STORE_DOWN_MARGIN_MS: u64 = 90_000;
 
 fn rng(seed: u64, purpose: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(crate::world::derive(seed, purpose))
@@ -72,6 +88,43 @@ pub fn schedule_probes(
         };
         account.actions.push(TimedAction { at_ms, action });
         account.actions.sort_by_key(|a| a.at_ms);
+    }
+    false
+}
+
+/// Of the export requests followed by a deletion before the download, early
+/// enough in the active period, some download while the store is down
+/// (`[limits] store_down_download_per_mille`). Returns whether swarm
+/// testing switched them off for this seed.
+pub fn schedule_store_down_downloads(
+    scenario: &Scenario,
+    seed: u64,
+    active_ms: u64,
+    accounts: &mut [AccountPlan],
+) -> bool {
+    let per_mille = scenario.limits.store_down_download_per_mille;
+    if per_mille == 0 {
+        return false;
+    }
+    let mut rng = rng(seed, "plan/store-down-downloads");
+    if scenario.swarm && rng.random_ratio(1, 4) {
+        return true;
+    }
+    let latest_ms = active_ms.saturating_sub(STORE_DOWN_MARGIN_MS);
+    for timed in accounts.iter_mut().flat_map(|a| a.actions.iter_mut()) {
+        let Action::RequestExport {
+            delete_first: true,
+            store_down_ms,
+            ..
+        } = &mut timed.action
+        else {
+            continue;
+        };
+        let roll = rng.random_range(0..1000u64);
+        let downtime_ms = rng.random_range(STORE_DOWN_MS.0..=STORE_DOWN_MS.1);
+        if roll < per_mille && timed.at_ms < latest_ms {
+            *store_down_ms = Some(downtime_ms);
+        }
     }
     false
 }

@@ -113,9 +113,14 @@ impl Person {
                 redownloads,
                 repeats,
                 by_ticket,
+                store_down_ms,
             } => {
-                self.request_export(delete_first, redownloads, repeats, by_ticket)
-                    .await?;
+                self.store_down_ms = store_down_ms;
+                let done = self
+                    .request_export(delete_first, redownloads, repeats, by_ticket)
+                    .await;
+                self.store_down_ms = None;
+                done?;
                 self.ask_again_after_poison().await
             }
             Action::TicketExport => self.ticket_export().await,
@@ -440,7 +445,17 @@ impl Person {
                 // "Oh, not that one": delete a recording before downloading.
                 delete_first = false;
                 deleted_since_ready = true;
+                let deleted = self.own_recordings[0].nonce;
+                let before = self.kept.deleted.len();
                 self.delete_one(0).await?;
+                // And the store loses power as the download's live check
+                // reaches it (`faults/live_check.rs`).
+                if let Some(downtime_ms) = self.store_down_ms.take()
+                    && self.kept.deleted.len() > before
+                {
+                    self.download_while_store_down(&path, deleted, downtime_ms)
+                        .await?;
+                }
             }
             let mut downloads = 0;
             let rebuilt = revoked;

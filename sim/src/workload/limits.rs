@@ -31,6 +31,13 @@ const EXPIRY_PROBE_MARGIN_MS: u64 = 60_000;
 /// build it, download it to its limit and click the old link again.
 const REBUILD_MARGIN_MS: u64 = 180_000;
 
+/// The least time left in the active period after the store is back from
+/// a download's power loss.
+const STORE_DOWN_MARGIN_MS: u64 = 30_000;
+
+/// How long after a deletion's confirmation its owner clicks the link.
+const CLICK_AFTER_DELETION_MS: u64 = 1_000;
+
 /// How often a person waiting for a link to expire lets their devices
 /// upload what they buffered.
 const DEVICE_FLUSH_MS: u64 = 1_000;
@@ -130,6 +137,54 @@ impl Person {
         // The first email's link, clicked again: dead for good.
         self.download_again(&old_path).await?;
         Ok(())
+    }
+
+    /// Click `path` once, its archive's recording of utterance `deleted`
+    /// just deleted, as the store loses power when the download's live
+    /// check reaches it (armed here, struck at the store's door:
+    /// `faults/live_check.rs`) for `downtime_ms`. Whatever is served is
+    /// judged like every delivery; the oracle counts the download by when
+    /// the store's door cut the live check off, not by its answer. The
+    /// caller then clicks again until the store is back.
+    pub(super) async fn download_while_store_down(
+        &mut self,
+        path: &str,
+        deleted: u64,
+        downtime_ms: u64,
+    ) -> Result<(), CallError> {
+        // The store must be back well within the active period (faults
+        // heal with it).
+        if sim_now_ms() + downtime_ms + STORE_DOWN_MARGIN_MS > self.world.plan.active_ms {
+            return Ok(());
+        }
+        // A moment after the deletion's confirmation, the click.
+        self.pass_time_until(sim_now_ms() + CLICK_AFTER_DELETION_MS)
+            .await?;
+        let session = self.session.clone();
+        self.world.introspect_crash.arm(&session, downtime_ms);
+        let sent_ms = sim_now_ms();
+        let answer = self
+            .call_with_attempts(1, true, Method::GET, path, Some(&session), None)
+            .await;
+        let ended_ms = sim_now_ms();
+        self.world.introspect_crash.disarm();
+        self.oracle()
+            .on_download_after_deletion(deleted, sent_ms, ended_ms);
+        match answer {
+            Ok(response) if response.status() == StatusCode::OK => {
+                let channel = format!("{path} downloaded as the store lost power");
+                self.oracle().on_archive_downloaded_again(
+                    self.principal,
+                    &channel,
+                    response.body(),
+                    sent_ms,
+                    ended_ms,
+                );
+                Ok(())
+            }
+            Ok(_) | Err(CallError::Unavailable(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// One status of export `export_id` (`None`: no answer, or the session

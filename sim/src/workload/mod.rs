@@ -171,6 +171,9 @@ pub struct World {
     /// (`durable.rs`).
     pub store_power_lost_ms: Cell<Option<u64>>,
     pub store_back_ms: Cell<Option<u64>>,
+    /// The store's power loss right after it introspects an armed session
+    /// (`faults/live_check.rs`), armed by a person about to download.
+    pub introspect_crash: std::sync::Arc<crate::faults::live_check::IntrospectCrash>,
 }
 
 /// Why a call did not give the answer its caller expected.
@@ -219,6 +222,7 @@ impl World {
             )),
             store_power_lost_ms: Cell::new(None),
             store_back_ms: Cell::new(None),
+            introspect_crash: Default::default(),
         })
     }
 }

@@ -120,6 +120,9 @@ pub(super) struct Person {
     /// Every upload of this principal's the store acknowledged and that was
     /// not deleted since.
     pub(super) own_recordings: Vec<OwnRecording>,
+    /// The export request being worked meets a store that loses power as
+    /// its first download's live check arrives, down this long (ms).
+    pub(super) store_down_ms: Option<u64>,
     /// People in the contact list, by lower-case display name.
     pub(super) contacts: BTreeMap<String, usize>,
     /// The last notification read.
@@ -1124,6 +1127,7 @@ impl Person {
             closed: false,
             devices: Vec::new(),
             own_recordings: Vec::new(),
+            store_down_ms: None,
             contacts: BTreeMap::new(),
             notification_seq: 0,
             spoken_messages: Vec::new(),
