@@ -254,7 +254,9 @@ impl Plan {
     /// Whether the store may lose power or fail its disk in this run
     /// (crashes, crashes right after an acknowledgement, I/O errors).
     pub fn store_loses_power(&self) -> bool {
-        self.crashes.iter().any(|c| c.host == crate::net::STORE_HOST)
+        self.crashes
+            .iter()
+            .any(|c| c.host == crate::net::STORE_HOST)
             || !self.ack_crashes.is_empty()
             || self.store_io_errors_per_million > 0
             || self.downloads_while_store_down()
@@ -762,10 +764,12 @@ impl Plan {
                     && message.is_none()
                     && a.two_speakers_per_mille > 0
                     && rng.random_ratio(a.two_speakers_per_mille.min(1000) as u32, 1000))
-                .then(|| loop {
-                    let candidate: u64 = rng.random();
-                    if nonces.insert(candidate) {
-                        break candidate;
+                .then(|| {
+                    loop {
+                        let candidate: u64 = rng.random();
+                        if nonces.insert(candidate) {
+                            break candidate;
+                        }
                     }
                 });
                 push(

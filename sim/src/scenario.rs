@@ -559,7 +559,10 @@ impl Default for DataSpec {
 impl DataSpec {
     /// Whether any capture is of a length other than the short default.
     pub fn sized_captures(&self) -> bool {
-        self.long_capture_per_mille + self.capture_at_limit_per_mille + self.capture_over_limit_per_mille > 0
+        self.long_capture_per_mille
+            + self.capture_at_limit_per_mille
+            + self.capture_over_limit_per_mille
+            > 0
     }
 }
 
@@ -709,9 +712,14 @@ impl Scenario {
 
     fn validate_data(&self) -> Result<(), ScenarioError> {
         let d = &self.data;
-        at_most("data.awkward_address_per_mille", d.awkward_address_per_mille, 1000)?;
-        let captures =
-            d.long_capture_per_mille + d.capture_at_limit_per_mille + d.capture_over_limit_per_mille;
+        at_most(
+            "data.awkward_address_per_mille",
+            d.awkward_address_per_mille,
+            1000,
+        )?;
+        let captures = d.long_capture_per_mille
+            + d.capture_at_limit_per_mille
+            + d.capture_over_limit_per_mille;
         at_most("data.*_capture_per_mille (together)", captures, 1000)
     }
 

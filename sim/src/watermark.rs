@@ -332,9 +332,16 @@ mod tests {
             assert_eq!(key.decode_audio(&audio).nonces, vec![77]);
             // The same first samples as the short capture of the content.
             let short = key.audio(78, 1234);
-            assert_eq!(audio[44..44 + CONTENT_SAMPLES * 2], short[44..44 + CONTENT_SAMPLES * 2]);
+            assert_eq!(
+                audio[44..44 + CONTENT_SAMPLES * 2],
+                short[44..44 + CONTENT_SAMPLES * 2]
+            );
             // Cut short, the mark is gone.
-            assert!(key.decode_audio(&audio[..audio.len() / 2]).nonces.is_empty());
+            assert!(
+                key.decode_audio(&audio[..audio.len() / 2])
+                    .nonces
+                    .is_empty()
+            );
         }
         assert_eq!(key.audio_of_length(9, 1, None), key.audio(9, 1));
     }

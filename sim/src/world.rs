@@ -948,7 +948,10 @@ impl Crashable {
         self.armed_downtime_ms = None;
         self.armed_after_sync_error = false;
         let how = "lost power as a download's live check arrived";
-        world.oracle.borrow_mut().on_live_check_cut_off(struck.at_ms);
+        world
+            .oracle
+            .borrow_mut()
+            .on_live_check_cut_off(struck.at_ms);
         self.crashed_since(sim, world, struck.at_ms, now_ms, struck.downtime_ms, how);
     }
 }

@@ -83,7 +83,10 @@ fn a_store_that_takes_a_failed_sync_for_success_loses_what_it_acknowledged() {
         &[Invariant::Durability, Invariant::Erasure],
         "",
     );
-    assert!(seed.is_some(), "a swallowed sync error went unnoticed in 8 seeds");
+    assert!(
+        seed.is_some(),
+        "a swallowed sync error went unnoticed in 8 seeds"
+    );
 }
 
 #[test]
@@ -95,7 +98,10 @@ fn a_listed_recording_without_its_audio_is_lost() {
         &[Invariant::Durability],
         "without its audio",
     );
-    assert!(seed.is_some(), "a listed recording without audio went unnoticed");
+    assert!(
+        seed.is_some(),
+        "a listed recording without audio went unnoticed"
+    );
 }
 
 #[test]
@@ -111,7 +117,10 @@ fn service_routes_refuse_a_users_own_credentials() {
             .get("service route with a user's credentials")
             .map_or(0, |p| p.refused);
     }
-    assert!(refused > 0, "no service route probed with a user's credentials");
+    assert!(
+        refused > 0,
+        "no service route probed with a user's credentials"
+    );
     let seed = caught(
         "smoke.toml",
         CanaryBreak::ServiceRoutesOpen,

@@ -55,7 +55,10 @@ fn the_correct_store_passes_with_races_and_quiescent_probes_counted() {
         verified += c.deletions_verified + c.recordings_verified_durable;
     }
     assert!(raced > 0, "nothing raced in 60 seeds");
-    assert!(after_ack > 0, "no playback after a deletion's acknowledgement");
+    assert!(
+        after_ack > 0,
+        "no playback after a deletion's acknowledgement"
+    );
     assert!(quiescent > 0 && verified > 0);
 }
 
@@ -91,7 +94,10 @@ fn a_cache_refilled_during_a_deletion_is_caught_by_the_deletion_storms() {
             .iter()
             .any(|v| v.invariant == Invariant::Erasure)
     });
-    assert!(caught.is_some(), "a cache refilled during a deletion went unnoticed");
+    assert!(
+        caught.is_some(),
+        "a cache refilled during a deletion went unnoticed"
+    );
 }
 
 #[cfg(feature = "planted-bugs")]

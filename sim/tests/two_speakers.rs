@@ -22,7 +22,13 @@ fn echoes(plan: &Plan) -> usize {
         .iter()
         .flat_map(|a| a.actions.iter().map(move |t| (a.devices, &t.action)))
         .filter(|(devices, action)| {
-            let echoed = matches!(action, Action::Speak { also_heard: Some(_), .. });
+            let echoed = matches!(
+                action,
+                Action::Speak {
+                    also_heard: Some(_),
+                    ..
+                }
+            );
             assert!(!echoed || *devices > 1, "an echo needs a second device");
             echoed
         })
@@ -32,7 +38,9 @@ fn echoes(plan: &Plan) -> usize {
 #[test]
 fn two_speakers_are_planned_only_where_a_scenario_asks() {
     let with = scenario("smoke.toml");
-    let planned: usize = (0..4).map(|seed| echoes(&Plan::generate(&with, seed))).sum();
+    let planned: usize = (0..4)
+        .map(|seed| echoes(&Plan::generate(&with, seed)))
+        .sum();
     assert!(planned > 0);
     let without = scenario("device-resale.toml");
     for seed in 0..4 {

@@ -55,8 +55,7 @@ async fn audio_missing(remembered: &Mutex<Remembered>, request: Request, next: N
         return crosstalk_service::ApiError::internal("recording without audio").into_response();
     }
     let response = next.run(request).await;
-    if method != http::Method::POST || path != "/v1/recordings" || !response.status().is_success()
-    {
+    if method != http::Method::POST || path != "/v1/recordings" || !response.status().is_success() {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -82,7 +82,15 @@ impl Oracle {
         } = playback;
         if status == Some(http::StatusCode::OK) {
             self.controls.listed_recordings_played_back += 1;
-            self.on_own_audio(principal, id, nonce, http::StatusCode::OK, body, requested_ms, at_ms);
+            self.on_own_audio(
+                principal,
+                id,
+                nonce,
+                http::StatusCode::OK,
+                body,
+                requested_ms,
+                at_ms,
+            );
             return;
         }
         let Some(u) = self.utterances.get(&nonce).cloned() else {

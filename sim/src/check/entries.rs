@@ -52,7 +52,9 @@ pub fn entry_views(
         .map(|entry| {
             named.insert(entry.audio_path.clone());
             let audio = files.get(&entry.audio_path);
-            let audio_sha256 = audio.map(|b| crosstalk_model::sha256_hex(b)).unwrap_or_default();
+            let audio_sha256 = audio
+                .map(|b| crosstalk_model::sha256_hex(b))
+                .unwrap_or_default();
             EntryView {
                 recording_id: entry.id.0,
                 captured_at_ms: entry.captured_at_ms,
@@ -139,7 +141,10 @@ impl Oracle {
             return Some((Some(audio_nonce), fault));
         }
         if let Some(fault) = self.audio_fault(audio_nonce, entry.audio_len, &entry.audio_sha256) {
-            return Some((Some(audio_nonce), format!("its audio is not as captured: {fault}")));
+            return Some((
+                Some(audio_nonce),
+                format!("its audio is not as captured: {fault}"),
+            ));
         }
         let truth = self.utterances.get(&audio_nonce)?;
         match truth.recording_id {

@@ -42,7 +42,13 @@ impl Oracle {
                     "{who}'s feed read after seq {} returned seq {seq} after seq {previous} (at or before the cursor, or out of order)",
                     read.after
                 );
-                self.violate(Invariant::RequestIntegrity, now, None, Some(read.principal), detail);
+                self.violate(
+                    Invariant::RequestIntegrity,
+                    now,
+                    None,
+                    Some(read.principal),
+                    detail,
+                );
                 return;
             }
             previous = seq;
@@ -64,7 +70,13 @@ impl Oracle {
                 read.after,
                 missing.len()
             );
-            self.violate(Invariant::RequestIntegrity, now, None, Some(read.principal), detail);
+            self.violate(
+                Invariant::RequestIntegrity,
+                now,
+                None,
+                Some(read.principal),
+                detail,
+            );
         }
     }
 }

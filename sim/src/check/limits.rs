@@ -537,7 +537,12 @@ mod tests {
 
     fn ready(oracle: &mut Oracle, pending_sent: u64, seen: u64) {
         shown(oracle, ExportState::Pending, None, pending_sent);
-        shown(oracle, ExportState::Ready, Some("/v1/downloads/t"), seen - 5);
+        shown(
+            oracle,
+            ExportState::Ready,
+            Some("/v1/downloads/t"),
+            seen - 5,
+        );
     }
 
     #[test]

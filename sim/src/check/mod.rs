@@ -1054,12 +1054,22 @@ impl Oracle {
     /// it must be the text its device sent, character for character (a
     /// transcript escaped, truncated, re-encoded or normalised on its way
     /// through the services is not the person's data any more).
-    pub fn judge_transcript(&mut self, receiver: usize, channel: &str, transcript: &str, at_ms: u64) {
+    pub fn judge_transcript(
+        &mut self,
+        receiver: usize,
+        channel: &str,
+        transcript: &str,
+        at_ms: u64,
+    ) {
         let decoded = self.key.decode_transcript(transcript);
         let [nonce] = decoded.nonces[..] else {
             return;
         };
-        let Some(sent) = self.utterances.get(&nonce).and_then(|u| u.transcript.clone()) else {
+        let Some(sent) = self
+            .utterances
+            .get(&nonce)
+            .and_then(|u| u.transcript.clone())
+        else {
             return;
         };
         self.controls.transcripts_judged_exact += 1;

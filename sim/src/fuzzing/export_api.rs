@@ -2333,7 +2333,14 @@ impl<'a> Harness<'a> {
         };
         if let Some(Ok(response)) = answered {
             let reply = self
-                .reply(Server::Export, method, &path, token.is_some(), sent_ms, response)
+                .reply(
+                    Server::Export,
+                    method,
+                    &path,
+                    token.is_some(),
+                    sent_ms,
+                    response,
+                )
                 .await;
             self.judge(&reply, receiver, true);
         }

@@ -523,8 +523,9 @@ async fn delete_in_a_storm(
     let mut tasks: Vec<Task> = (0..storm)
         .map(|_| {
             let (shared, creds, answered) = (shared.clone(), creds.clone(), answered.clone());
-            Box::pin(async move { play_until_after(&shared, account, &creds, nonce, &answered).await })
-                as Task
+            Box::pin(
+                async move { play_until_after(&shared, account, &creds, nonce, &answered).await },
+            ) as Task
         })
         .collect();
     let (deleter, session) = (shared.clone(), creds.session.clone());

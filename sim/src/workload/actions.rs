@@ -12,6 +12,7 @@ use crate::check::{DeletionScope, DownloadNext, Event, SpokenListing, SpokenNext
 use crate::faults::ack_crash::RareWrite;
 use crate::net::sim_now_ms;
 use crate::plan::{Action, display_name};
+use crate::workload::Service;
 use crosstalk_model::api::{
     ConfirmMessageRequest, DeleteRequest, DeleteResponse, DeviceCredentials, ExportState,
     ExportStatus, InboxItem, MessageState, MessageView, SendMessageRequest, TransferDeviceRequest,
@@ -203,7 +204,7 @@ impl Person {
         let requested_ms = sim_now_ms();
         let response = self
             .call(
-                false,
+                Service::Store,
                 Method::GET,
                 &format!("/v1/recordings/{id}/audio"),
                 Some(&session),
@@ -234,7 +235,13 @@ impl Person {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
         let response = match self
-            .call(true, Method::POST, "/v1/exports", Some(&session), None)
+            .call(
+                Service::Export,
+                Method::POST,
+                "/v1/exports",
+                Some(&session),
+                None,
+            )
             .await
         {
             Ok(response) => response,
@@ -326,7 +333,13 @@ impl Person {
         let session = self.session.clone();
         let requested_at_ms = sim_now_ms();
         let response = match self
-            .call(true, Method::POST, "/v1/exports", Some(&session), None)
+            .call(
+                Service::Export,
+                Method::POST,
+                "/v1/exports",
+                Some(&session),
+                None,
+            )
             .await
         {
             Ok(response) => response,
@@ -400,7 +413,7 @@ impl Person {
             let status = loop {
                 let polled: Result<ExportStatus, CallError> = self
                     .expect_json(
-                        true,
+                        Service::Export,
                         Method::GET,
                         &format!("/v1/exports/{export_id}"),
                         Some(&session),
@@ -463,7 +476,7 @@ impl Person {
                 let download_requested_ms = sim_now_ms();
                 let response = loop {
                     match self
-                        .call(true, Method::GET, &path, Some(&session), None)
+                        .call(Service::Export, Method::GET, &path, Some(&session), None)
                         .await
                     {
                         Ok(response) => break response,
@@ -561,7 +574,7 @@ impl Person {
         let path = format!("/v1/tickets/{ticket_id}/verify");
         let verified: TicketStatus = self
             .expect_json(
-                true,
+                Service::Export,
                 Method::POST,
                 &path,
                 None,
@@ -611,7 +624,7 @@ impl Person {
             let body = to_json(&VerifyTicketRequest { code })?;
             let path = format!("/v1/tickets/{ticket_id}/verify");
             let response = self
-                .call(true, Method::POST, &path, None, Some(body))
+                .call(Service::Export, Method::POST, &path, None, Some(body))
                 .await?;
             let now = sim_now_ms();
             let status = response.status();
@@ -653,7 +666,7 @@ impl Person {
             };
             let requested_ms = sim_now_ms();
             let response = self
-                .call(true, Method::GET, &path, Some(&session), None)
+                .call(Service::Export, Method::GET, &path, Some(&session), None)
                 .await?;
             let now = sim_now_ms();
             self.oracle().on_notified_link(
@@ -675,7 +688,7 @@ impl Person {
         let session = self.session.clone();
         let notes: Vec<Notification> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/notifications?after=0",
                 Some(&session),
@@ -692,7 +705,7 @@ impl Person {
         let path = format!("/v1/notifications?after={}", self.notification_seq);
         let notes: Vec<Notification> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 &path,
                 Some(&session),
@@ -730,7 +743,13 @@ impl Person {
         // With one's own session: the link alone must not be enough.
         let requested_ms = sim_now_ms();
         let response = match self
-            .call(true, Method::GET, &link.path, Some(&session), None)
+            .call(
+                Service::Export,
+                Method::GET,
+                &link.path,
+                Some(&session),
+                None,
+            )
             .await
         {
             Ok(response) => response,
@@ -748,7 +767,10 @@ impl Person {
             now,
         );
         // Without any session: must be refused as unauthenticated.
-        let response = match self.call(true, Method::GET, &link.path, None, None).await {
+        let response = match self
+            .call(Service::Export, Method::GET, &link.path, None, None)
+            .await
+        {
             Ok(response) => response,
             Err(CallError::Unavailable(_)) => return Ok(()),
             Err(e) => return Err(e),
@@ -774,7 +796,7 @@ impl Person {
         let requested_ms = sim_now_ms();
         let guessed = format!("/v1/recordings/{id}/audio");
         let response = match self
-            .call(false, Method::GET, &guessed, Some(&session), None)
+            .call(Service::Store, Method::GET, &guessed, Some(&session), None)
             .await
         {
             Ok(response) => response,
@@ -797,7 +819,7 @@ impl Person {
         // for an id nobody will ever have.
         let nonexistent = match self
             .call(
-                false,
+                Service::Store,
                 Method::GET,
                 &format!("/v1/recordings/{}/audio", u64::MAX),
                 Some(&session),
@@ -828,7 +850,7 @@ impl Person {
         self.oracle().deletion_started(chosen.nonce, sim_now_ms());
         let response = self
             .call(
-                false,
+                Service::Store,
                 Method::DELETE,
                 &format!("/v1/recordings/{}", chosen.id),
                 Some(&session),
@@ -882,7 +904,7 @@ impl Person {
         let session = self.session.clone();
         match self
             .call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings/delete",
                 Some(&session),
@@ -938,7 +960,10 @@ impl Person {
         to: usize,
     ) -> Result<Option<Device>, CallError> {
         let device_id = self.devices[chosen].id;
-        let to_email = self.typed(&self.world.plan.accounts[to].email, &format!("sale/{device_id}"));
+        let to_email = self.typed(
+            &self.world.plan.accounts[to].email,
+            &format!("sale/{device_id}"),
+        );
         let body = to_json(&TransferDeviceRequest {
             to_email: to_email.clone(),
         })?;
@@ -951,7 +976,13 @@ impl Person {
             .insert(self.devices[chosen].id);
         let sent_ms = sim_now_ms();
         let response = self
-            .call(false, Method::POST, &path, Some(&session), Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                &path,
+                Some(&session),
+                Some(body),
+            )
             .await?;
         let registered = self.world.board.borrow().devices.get(&device_id) == Some(&self.principal);
         let sale = crate::check::addresses::SaleAnswer {
@@ -995,7 +1026,7 @@ impl Person {
         let path = format!("/v1/devices/{}/reset", self.devices[chosen].id);
         let sent_ms = sim_now_ms();
         let response = self
-            .call(false, Method::POST, &path, Some(&session), None)
+            .call(Service::Store, Method::POST, &path, Some(&session), None)
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             // Not ours any more: a sale whose answer was lost went through
@@ -1112,8 +1143,14 @@ impl Person {
         })?;
         let path = format!("/v1/messages/{message_id}/confirm");
         let session = self.session.clone();
-        self.call(false, Method::POST, &path, Some(&session), Some(body))
-            .await
+        self.call(
+            Service::Store,
+            Method::POST,
+            &path,
+            Some(&session),
+            Some(body),
+        )
+        .await
     }
 
     /// Confirm a pending message naming the address it resolved to, as the
@@ -1133,7 +1170,9 @@ impl Person {
             .contacts
             .values()
             .map(|&other| self.typed_contact_address(other))
-            .find(|typed| crate::addresses::normalized(typed) == crate::addresses::normalized(&email))
+            .find(|typed| {
+                crate::addresses::normalized(typed) == crate::addresses::normalized(&email)
+            })
             .unwrap_or_else(|| email.clone());
         // From the moment the confirmation is sent, the recipient may see it.
         if let Some(recipient) = recipient {
@@ -1179,7 +1218,7 @@ impl Person {
         })?;
         let session = self.session.clone();
         self.call(
-            false,
+            Service::Store,
             Method::POST,
             "/v1/messages",
             Some(&session),
@@ -1326,7 +1365,7 @@ impl Person {
         let requested_ms = sim_now_ms();
         let items: Vec<InboxItem> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/inbox",
                 Some(&session),
@@ -1360,7 +1399,7 @@ impl Person {
         let path = format!("/v1/inbox/{}/audio", item.message_id);
         let requested_ms = sim_now_ms();
         let response = self
-            .call(false, Method::GET, &path, Some(&session), None)
+            .call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?;
         match response.status() {
             StatusCode::OK => {
@@ -1410,7 +1449,7 @@ impl Person {
         let path = format!("/v1/inbox/{message_id}/audio");
         let requested_ms = sim_now_ms();
         let response = self
-            .call(false, Method::GET, &path, Some(&session), None)
+            .call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?;
         let mut oracle = self.oracle();
         oracle.on(Event::WithdrawnMessageRechecked);
@@ -1441,7 +1480,13 @@ impl Person {
             password: self.password(),
         })?;
         let response = self
-            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(body),
+            )
             .await?;
         Ok(response.status() == StatusCode::UNAUTHORIZED)
     }
@@ -1455,7 +1500,7 @@ impl Person {
             let sent_ms = sim_now_ms();
             match self
                 .call(
-                    false,
+                    Service::Store,
                     Method::DELETE,
                     "/v1/accounts/me",
                     Some(&session),
@@ -1500,10 +1545,7 @@ impl Person {
         let now = sim_now_ms();
         self.oracle().account_closed(self.principal, now);
         let email = self.email();
-        self.world
-            .board
-            .borrow_mut()
-            .release(&email);
+        self.world.board.borrow_mut().release(&email);
         self.closed = true;
         self.always_on_account_closed();
         self.state_acknowledged(AckedWhat::Closed, session, first_sent_ms);

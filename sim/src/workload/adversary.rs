@@ -28,6 +28,7 @@ use super::person::{Person, parse, to_json};
 use super::{CallError, pick_in_map, pick_where};
 use crate::check::{Event, Invariant};
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use crosstalk_model::api::{
@@ -39,11 +40,11 @@ use crosstalk_service::HttpResponse;
 use http::{Method, StatusCode};
 use std::collections::BTreeSet;
 
-/// A door: the kind of attempt, whether it is the export's, the method,
+/// A door: the kind of attempt, the service it is at, the method,
 /// the path, the body, and the real token.
 type Door<'a> = (
     &'static str,
-    bool,
+    Service,
     Method,
     String,
     Option<Vec<u8>>,
@@ -124,7 +125,7 @@ impl Person {
             return Ok(());
         };
         if let Some(r) = self
-            .probe_call(true, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Export, Method::GET, &path, Some(&session), None)
             .await?
         {
             let what = "downloaded their own archive after closing the account";
@@ -142,13 +143,13 @@ impl Person {
     /// One exchange of a probe; `None` when the service did not answer.
     async fn probe_call(
         &self,
-        to_export: bool,
+        service: Service,
         method: Method,
         path: &str,
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<Option<HttpResponse>, CallError> {
-        let sent = self.call_with_attempts(PROBE_ATTEMPTS, to_export, method, path, bearer, body);
+        let sent = self.call_with_attempts(PROBE_ATTEMPTS, service, method, path, bearer, body);
         match sent.await {
             Ok(response) => Ok(Some(response)),
             Err(CallError::Unavailable(_)) => Ok(None),
@@ -288,7 +289,7 @@ impl Person {
         let audio = format!("/v1/recordings/{id}/audio");
         let requested = sim_now_ms();
         if let Some(r) = self
-            .probe_call(false, Method::GET, &audio, Some(&session), None)
+            .probe_call(Service::Store, Method::GET, &audio, Some(&session), None)
             .await?
         {
             let what = format!("played back rec-{id} of another account");
@@ -304,7 +305,7 @@ impl Person {
         let param = UNDOCUMENTED[(pick % UNDOCUMENTED.len() as u64) as usize];
         let path = format!("{audio}?{param}={}", self.account_of(owner));
         if let Some(r) = self
-            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?
         {
             let what = format!("played back rec-{id} naming its owner in ?{param}=");
@@ -323,7 +324,7 @@ impl Person {
         }
         let path = format!("/v1/recordings/{id}");
         if let Some(r) = self
-            .probe_call(false, Method::DELETE, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::DELETE, &path, Some(&session), None)
             .await?
         {
             // Never reported to the oracle as a deletion: if it went
@@ -352,7 +353,7 @@ impl Person {
         let session = self.session.clone();
         let Some(r) = self
             .probe_call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/messages",
                 Some(&session),
@@ -380,8 +381,14 @@ impl Person {
             contact_email: pending.resolved_contact.email.clone(),
         })?;
         let path = format!("/v1/messages/{}/confirm", pending.message_id);
-        self.probe_call(false, Method::POST, &path, Some(&session), Some(body))
-            .await?;
+        self.probe_call(
+            Service::Store,
+            Method::POST,
+            &path,
+            Some(&session),
+            Some(body),
+        )
+        .await?;
         Ok(())
     }
 
@@ -417,7 +424,7 @@ impl Person {
             let session = self.session.clone();
             let sent_ms = sim_now_ms();
             let sent = self.probe_call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings/delete",
                 Some(&session),
@@ -496,7 +503,7 @@ impl Person {
         let session = self.session.clone();
         let path = format!("/v1/devices/{device}/reset");
         if let Some(r) = self
-            .probe_call(false, Method::POST, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::POST, &path, Some(&session), None)
             .await?
         {
             let what = format!("factory-reset dev-{device} of another account");
@@ -524,7 +531,13 @@ impl Person {
         let body = to_json(&TransferDeviceRequest { to_email })?;
         let path = format!("/v1/devices/{device}/transfer");
         if let Some(r) = self
-            .probe_call(false, Method::POST, &path, Some(&session), Some(body))
+            .probe_call(
+                Service::Store,
+                Method::POST,
+                &path,
+                Some(&session),
+                Some(body),
+            )
             .await?
         {
             let what = format!("transferred dev-{device} of another account to a third");
@@ -555,7 +568,13 @@ impl Person {
         let body = to_json(&ConfirmMessageRequest { contact_email: to })?;
         let path = format!("/v1/messages/{id}/confirm");
         if let Some(r) = self
-            .probe_call(false, Method::POST, &path, Some(&session), Some(body))
+            .probe_call(
+                Service::Store,
+                Method::POST,
+                &path,
+                Some(&session),
+                Some(body),
+            )
             .await?
         {
             let what = format!("confirmed message {id} of another sender");
@@ -570,7 +589,7 @@ impl Person {
         let path = format!("/v1/inbox/{id}/audio");
         let requested = sim_now_ms();
         if let Some(r) = self
-            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?
         {
             let what = format!("played message {id} addressed to someone else");
@@ -608,7 +627,7 @@ impl Person {
         let path = format!("/v1/inbox/{id}/audio");
         let requested = sim_now_ms();
         if let Some(r) = self
-            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?
         {
             self.oracle().on(if r.status() == StatusCode::OK {
@@ -644,7 +663,7 @@ impl Person {
                 format!("/v1/exports/{id}?{param}={}", self.account_of(subject)),
             ] {
                 if let Some(r) = self
-                    .probe_call(true, Method::GET, &path, Some(&session), None)
+                    .probe_call(Service::Export, Method::GET, &path, Some(&session), None)
                     .await?
                 {
                     let what = format!("read the status of exp-{id} of another account ({path})");
@@ -664,7 +683,7 @@ impl Person {
             })?;
             let path = format!("/v1/tickets/{id}/verify");
             if let Some(r) = self
-                .probe_call(true, Method::POST, &path, None, Some(body))
+                .probe_call(Service::Export, Method::POST, &path, None, Some(body))
                 .await?
             {
                 let what = format!("verified someone else's ticket {id} with a guessed code");
@@ -701,7 +720,7 @@ impl Person {
             let cursor = &foreign[(pick % foreign.len() as u64) as usize];
             let path = format!("/v1/recordings?limit=5&cursor={cursor}");
             if let Some(r) = self
-                .probe_call(false, Method::GET, &path, Some(&session), None)
+                .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
                 .await?
             {
                 let what = "listed history with another account's cursor";
@@ -712,7 +731,7 @@ impl Person {
         if let Some(cursor) = own.first() {
             let path = format!("/v1/recordings?limit=5&cursor={cursor}");
             if let Some(r) = self
-                .probe_call(false, Method::GET, &path, Some(&session), None)
+                .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
                 .await?
             {
                 let what = "listed history with their own earlier cursor";
@@ -732,7 +751,7 @@ impl Person {
         let param = UNDOCUMENTED[((pick >> 16) % UNDOCUMENTED.len() as u64) as usize];
         let path = format!("/v1/recordings?limit=5&{param}={}", self.account_of(victim));
         if let Some(r) = self
-            .probe_call(false, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?
         {
             let what = format!("listed history with ?{param}= naming another account");
@@ -806,7 +825,13 @@ impl Person {
             let forged_path = format!("/v1/downloads/{forged}");
             let requested = sim_now_ms();
             let Some(r) = self
-                .probe_call(true, Method::GET, &forged_path, Some(&session), None)
+                .probe_call(
+                    Service::Export,
+                    Method::GET,
+                    &forged_path,
+                    Some(&session),
+                    None,
+                )
                 .await?
             else {
                 continue;
@@ -854,7 +879,13 @@ impl Person {
                 password: password.clone(),
             })?;
             let Some(r) = self
-                .probe_call(false, Method::POST, "/v1/sessions", None, Some(body))
+                .probe_call(
+                    Service::Store,
+                    Method::POST,
+                    "/v1/sessions",
+                    None,
+                    Some(body),
+                )
                 .await?
             else {
                 continue;
@@ -873,7 +904,13 @@ impl Person {
                 let requested = sim_now_ms();
                 let path = "/v1/recordings?limit=50";
                 if let Some(page) = self
-                    .probe_call(false, Method::GET, path, Some(&stolen.session_token), None)
+                    .probe_call(
+                        Service::Store,
+                        Method::GET,
+                        path,
+                        Some(&stolen.session_token),
+                        None,
+                    )
                     .await?
                 {
                     self.judge_page(&page, &format!("history as {email}"), requested);
@@ -900,7 +937,13 @@ impl Person {
             password: self.password(),
         })?;
         let Some(r) = self
-            .probe_call(false, Method::POST, "/v1/accounts", None, Some(body))
+            .probe_call(
+                Service::Store,
+                Method::POST,
+                "/v1/accounts",
+                None,
+                Some(body),
+            )
             .await?
         else {
             return Ok(());
@@ -940,11 +983,11 @@ impl Person {
         // curious user tries every one.
         let first = ((pick >> 32) % doors.len() as u64) as usize;
         let doors = doors.into_iter().cycle().skip(first).take(DOORS_PER_VISIT);
-        for (n, (kind, to_export, method, path, body, real)) in doors.into_iter().enumerate() {
+        for (n, (kind, to, method, path, body, real)) in doors.into_iter().enumerate() {
             let (how, token, refusals) = wrong_token(real, &self.session, pick >> (n * 3));
             let requested = sim_now_ms();
             let Some(r) = self
-                .probe_call(to_export, method, &path, token.as_deref(), body)
+                .probe_call(to, method, &path, token.as_deref(), body)
                 .await?
             else {
                 continue;
@@ -966,7 +1009,7 @@ impl Person {
             let path = "/v1/recordings?limit=5";
             let requested = sim_now_ms();
             if let Some(r) = self
-                .probe_call(false, Method::GET, path, Some(&old), None)
+                .probe_call(Service::Store, Method::GET, path, Some(&old), None)
                 .await?
             {
                 let what = "listed history with the session of their closed account";
@@ -1011,7 +1054,7 @@ impl Person {
         })?;
         if let Some(r) = self
             .probe_call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings",
                 Some(&token),
@@ -1069,7 +1112,7 @@ impl Person {
         let token = self.devices[device].token.clone();
         let Some(r) = self
             .probe_call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings",
                 Some(&token),
@@ -1154,7 +1197,7 @@ impl Person {
             let path = format!("/v1/recordings/{id}/audio");
             let requested = sim_now_ms();
             if let Some(r) = self
-                .probe_call(false, Method::GET, &path, Some(&session), None)
+                .probe_call(Service::Store, Method::GET, &path, Some(&session), None)
                 .await?
             {
                 let what =
@@ -1189,7 +1232,7 @@ impl Person {
         let session = self.session.clone();
         let requested = sim_now_ms();
         let Some(r) = self
-            .probe_call(true, Method::GET, &path, Some(&session), None)
+            .probe_call(Service::Export, Method::GET, &path, Some(&session), None)
             .await?
         else {
             return Ok(());
@@ -1248,10 +1291,29 @@ fn protected_doors<'a>(
     const WORKER: &str = "worker API with a wrong token";
     const AGENT: &str = "agent console with a wrong token";
     let body = |json: &str| Some(json.as_bytes().to_vec());
-    let store =
-        |method, path: String, json: Option<Vec<u8>>| (SERVICE, false, method, path, json, service);
-    let work = |path: &str, json| (WORKER, true, Method::POST, path.to_string(), json, worker);
-    let console = |method, path: &str, json| (AGENT, true, method, path.to_string(), json, agent);
+    let store = |method, path: String, json: Option<Vec<u8>>| {
+        (SERVICE, Service::Store, method, path, json, service)
+    };
+    let work = |path: &str, json| {
+        (
+            WORKER,
+            Service::Export,
+            Method::POST,
+            path.to_string(),
+            json,
+            worker,
+        )
+    };
+    let console = |method, path: &str, json| {
+        (
+            AGENT,
+            Service::Export,
+            method,
+            path.to_string(),
+            json,
+            agent,
+        )
+    };
     vec![
         store(
             Method::GET,

@@ -97,8 +97,15 @@ impl Person {
             }
         };
         let (device, nonce, content) = (airing.device, airing.nonce, airing.content);
-        self.capture_of_length(device, nonce, content, &words, Some(intent), airing.audio_bytes)
-            .await
+        self.capture_of_length(
+            device,
+            nonce,
+            content,
+            &words,
+            Some(intent),
+            airing.audio_bytes,
+        )
+        .await
     }
 
     /// Wait until `at_ms`, hearing on the way, each at its airing time,

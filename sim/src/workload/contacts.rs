@@ -6,6 +6,7 @@ use super::CallError;
 use super::person::Person;
 use crate::net::sim_now_ms;
 use crate::plan::display_name;
+use crate::workload::Service;
 use crosstalk_model::api::Contact;
 use http::{Method, StatusCode};
 
@@ -15,7 +16,7 @@ impl Person {
         let session = self.session.clone();
         let listed: Vec<Contact> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/contacts",
                 Some(&session),

@@ -17,6 +17,7 @@ use super::CallError;
 use super::person::{POLL_MS, Person, parse, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use crosstalk_model::api::{DeleteRequest, DeleteResponse};
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -65,7 +66,7 @@ impl Person {
             self.oracle().delete_all_sent(self.principal, sent_ms);
             let path = "/v1/recordings/delete";
             let sent = self.call(
-                false,
+                Service::Store,
                 Method::POST,
                 path,
                 Some(&session),
@@ -110,7 +111,7 @@ impl Person {
             let path = format!("/v1/recordings/{id}/audio");
             let requested_ms = sim_now_ms();
             let response = match self
-                .call(false, Method::GET, &path, Some(&session), None)
+                .call(Service::Store, Method::GET, &path, Some(&session), None)
                 .await
             {
                 Ok(response) => response,

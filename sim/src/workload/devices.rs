@@ -18,6 +18,7 @@ use super::{CallError, World};
 use crate::check::Event;
 use crate::net::sim_now_ms;
 use crate::plan::PHRASES;
+use crate::workload::Service;
 use crosstalk_model::api::{RegisterDeviceRequest, RegisterDeviceResponse};
 use http::{Method, StatusCode};
 use std::cell::{Cell, RefCell};
@@ -60,7 +61,7 @@ impl Person {
         let session = self.session.clone();
         let registered: RegisterDeviceResponse = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/devices",
                 Some(&session),

@@ -14,6 +14,7 @@ use super::person::{Person, to_json};
 use super::{CallError, World};
 use crate::check::durable::{AckedProbe, AckedWhat, ListedPlayback};
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use crosstalk_model::api::IngestRequest;
@@ -126,7 +127,7 @@ impl Person {
                 let path = "/v1/recordings?limit=1";
                 self.call_with_attempts(
                     PROBE_ATTEMPTS,
-                    false,
+                    Service::Store,
                     Method::GET,
                     path,
                     Some(&acked.credential),
@@ -140,7 +141,7 @@ impl Person {
                 let token = Some(acked.credential.as_str());
                 self.call_with_attempts(
                     PROBE_ATTEMPTS,
-                    false,
+                    Service::Store,
                     Method::POST,
                     path,
                     token,
@@ -193,7 +194,10 @@ impl Person {
     /// recording in it (a listing entry whose audio is gone is a recording
     /// lost, as a crash between an index commit and its audio's leaves
     /// it). Every answer goes to the oracle (`Oracle::judge_listed_playback`).
-    pub(super) async fn play_back_listed(&mut self, listed: &BTreeSet<u64>) -> Result<(), CallError> {
+    pub(super) async fn play_back_listed(
+        &mut self,
+        listed: &BTreeSet<u64>,
+    ) -> Result<(), CallError> {
         let targets: Vec<(u64, u64)> = self
             .own_recordings
             .iter()
@@ -210,7 +214,10 @@ impl Person {
                 if round > 0 {
                     tokio::time::sleep(Duration::from_millis(super::person::POLL_MS)).await;
                 }
-                match self.call(false, Method::GET, &path, Some(&session), None).await {
+                match self
+                    .call(Service::Store, Method::GET, &path, Some(&session), None)
+                    .await
+                {
                     Ok(response) => {
                         answer = Some(response);
                         break;

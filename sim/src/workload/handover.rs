@@ -35,6 +35,7 @@ use crate::check::closed::MovedOutFlush;
 use crate::check::handover::HandoverVerification;
 use crate::net::sim_now_ms;
 use crate::plan::{ITEMS, PHRASES, display_name};
+use crate::workload::Service;
 use crosstalk_model::api::{
     Intent, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
@@ -73,7 +74,16 @@ impl Person {
         for (turn, nonce) in nonces.into_iter().enumerate() {
             let content = nonce.rotate_left(17) ^ 0x6e65_7763_6f6d_6572;
             newcomer
-                .speak(turn as u32, nonce, content, turn as u32, None, None, None, None)
+                .speak(
+                    turn as u32,
+                    nonce,
+                    content,
+                    turn as u32,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
                 .await?;
         }
         let sent_ms = sim_now_ms();
@@ -113,7 +123,13 @@ impl Person {
             message: message.to_string(),
         })?;
         let response = self
-            .call(true, Method::POST, "/v1/tickets", None, Some(body))
+            .call(
+                Service::Export,
+                Method::POST,
+                "/v1/tickets",
+                None,
+                Some(body),
+            )
             .await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(CallError::Unexpected(format!(
@@ -149,7 +165,7 @@ impl Person {
         })?;
         let path = format!("/v1/tickets/{ticket_id}/verify");
         let response = self
-            .call(true, Method::POST, &path, None, Some(body))
+            .call(Service::Export, Method::POST, &path, None, Some(body))
             .await?;
         Ok(response.status())
     }
@@ -198,7 +214,7 @@ impl Person {
         for (seq, kind, path) in links {
             let requested_ms = sim_now_ms();
             let response = self
-                .call(true, Method::GET, &path, Some(&session), None)
+                .call(Service::Export, Method::GET, &path, Some(&session), None)
                 .await?;
             let (status, now) = (response.status(), sim_now_ms());
             let mut oracle = self.oracle();
@@ -324,11 +340,7 @@ impl Person {
     /// (the buyer's phone); `None` when they hold no open account.
     async fn buyer_signed_in(&self, to: usize) -> Result<Option<Person>, CallError> {
         let email = self.world.plan.accounts[to].email.clone();
-        let principal = self
-            .world
-            .board
-            .borrow()
-            .holder_of(&email);
+        let principal = self.world.board.borrow().holder_of(&email);
         let Some(principal) = principal else {
             return Ok(None);
         };
@@ -412,7 +424,7 @@ impl Person {
         let requested_ms = sim_now_ms();
         let path = format!("/v1/recordings/{id}/audio");
         let response = self
-            .call(false, Method::GET, &path, Some(&session), None)
+            .call(Service::Store, Method::GET, &path, Some(&session), None)
             .await?;
         if response.status() == StatusCode::OK {
             let now = sim_now_ms();

@@ -21,6 +21,7 @@
 use super::CallError;
 use super::person::{POLL_MS, Person};
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use crosstalk_model::api::{ExportState, ExportStatus};
 use http::{Method, StatusCode};
 
@@ -164,7 +165,7 @@ impl Person {
         self.world.introspect_crash.arm(&session, downtime_ms);
         let sent_ms = sim_now_ms();
         let answer = self
-            .call_with_attempts(1, true, Method::GET, path, Some(&session), None)
+            .call_with_attempts(1, Service::Export, Method::GET, path, Some(&session), None)
             .await;
         let ended_ms = sim_now_ms();
         self.world.introspect_crash.disarm();
@@ -193,7 +194,7 @@ impl Person {
         let session = self.session.clone();
         let path = format!("/v1/exports/{export_id}");
         let response = match self
-            .call(true, Method::GET, &path, Some(&session), None)
+            .call(Service::Export, Method::GET, &path, Some(&session), None)
             .await
         {
             Ok(response) => response,
@@ -293,7 +294,7 @@ impl Person {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
         let response = match self
-            .call(true, Method::GET, path, Some(&session), None)
+            .call(Service::Export, Method::GET, path, Some(&session), None)
             .await
         {
             Ok(response) => response,

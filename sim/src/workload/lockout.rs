@@ -16,6 +16,7 @@ use super::CallError;
 use super::person::{Person, parse, password_of, to_json};
 use crate::check::lockout::{ChallengeRead, RightCode};
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use crosstalk_model::api::{
     LoginRequest, Notification, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
@@ -36,11 +37,7 @@ impl Person {
         let email = self.world.plan.accounts[victim].email.clone();
         // Who holds the address before the ticket is opened: the code goes
         // to their feed (if they still hold it when the store is asked).
-        let holder = self
-            .world
-            .board
-            .borrow()
-            .holder_of(&email);
+        let holder = self.world.board.borrow().holder_of(&email);
         let Some(holder) = holder else {
             return Ok(());
         };
@@ -96,7 +93,13 @@ impl Person {
             message: message.to_string(),
         })?;
         let response = self
-            .call(true, Method::POST, "/v1/tickets", None, Some(body))
+            .call(
+                Service::Export,
+                Method::POST,
+                "/v1/tickets",
+                None,
+                Some(body),
+            )
             .await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(CallError::Unexpected(format!(
@@ -140,7 +143,8 @@ impl Person {
             code: code.to_string(),
         })?;
         let path = format!("/v1/tickets/{ticket_id}/verify");
-        self.call(true, Method::POST, &path, None, Some(body)).await
+        self.call(Service::Export, Method::POST, &path, None, Some(body))
+            .await
     }
 
     /// `holder`'s notification feed as their own app shows it (signed in
@@ -157,7 +161,13 @@ impl Person {
         })?;
         let sent_ms = sim_now_ms();
         let response = self
-            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(body),
+            )
             .await?;
         let signed_in = parse::<SignupResponse>(&response).ok();
         self.oracle().on_sign_in(crate::check::addresses::SignIn {
@@ -173,7 +183,7 @@ impl Person {
         };
         let response = self
             .call(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/notifications?after=0",
                 Some(&session.session_token),

@@ -43,6 +43,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+/// Which service a simulated client sends a request to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// The recording store (accounts, devices, recordings, messages).
+    Store,
+    /// The export service (DSAR exports, downloads, tickets, the workers' and agents' APIs).
+    Export,
+}
+
 pub use agent::agent;
 pub use person::person;
 

@@ -9,6 +9,7 @@ use crate::net::{
     overload_wait, sim_now_ms,
 };
 use crate::plan::{ITEMS, PHRASES, display_name};
+use crate::workload::Service;
 use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
@@ -211,38 +212,44 @@ impl Person {
     /// back. `Err` means the service stayed unavailable.
     pub(super) async fn call(
         &self,
-        to_export: bool,
+        service: Service,
         method: Method,
         path: &str,
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, CallError> {
-        self.call_with_attempts(TRANSPORT_ATTEMPTS, to_export, method, path, bearer, body)
+        self.call_with_attempts(TRANSPORT_ATTEMPTS, service, method, path, bearer, body)
             .await
     }
 
     pub(super) async fn call_with_attempts(
         &self,
         attempts: u32,
-        to_export: bool,
+        service: Service,
         method: Method,
         path: &str,
         bearer: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, CallError> {
-        let client = if to_export { &self.export } else { &self.store };
+        let client = match service {
+            Service::Export => &self.export,
+            Service::Store => &self.store,
+        };
         let mut last_error = String::new();
         for attempt in 0..attempts {
             let sent_ms = sim_now_ms();
-            if !to_export {
+            if service == Service::Store {
                 self.oracle()
                     .store_request_sent(self.principal, &method, path, sent_ms);
             }
-            let service = if to_export { EXPORT_HOST } else { STORE_HOST };
+            let host = match service {
+                Service::Export => EXPORT_HOST,
+                Service::Store => STORE_HOST,
+            };
             let sent = self
-                .send_patiently(client, service, &method, path, bearer, &body)
+                .send_patiently(client, host, &method, path, bearer, &body)
                 .await?;
-            if !to_export {
+            if service == Service::Store {
                 let status = sent.as_ref().ok().map(|r| r.status().as_u16());
                 self.oracle().store_reply_arrived(
                     self.principal,
@@ -253,7 +260,7 @@ impl Person {
                     sim_now_ms(),
                 );
             }
-            if to_export {
+            if service == Service::Export {
                 let (status, reply) = match &sent {
                     Ok(r) => (Some(r.status().as_u16()), r.body().as_ref()),
                     Err(_) => (None, &[][..]),
@@ -278,7 +285,7 @@ impl Person {
                     ));
                     let request = format!("{method} {path}");
                     self.oracle().answer_received(&super::answer_of(
-                        service,
+                        host,
                         request,
                         &method,
                         &response,
@@ -371,7 +378,7 @@ impl Person {
 
     pub(super) async fn expect_json<T: DeserializeOwned>(
         &self,
-        to_export: bool,
+        service: Service,
         method: Method,
         path: &str,
         bearer: Option<&str>,
@@ -379,7 +386,7 @@ impl Person {
         expected: &[StatusCode],
     ) -> Result<T, CallError> {
         let response = self
-            .call(to_export, method.clone(), path, bearer, body)
+            .call(service, method.clone(), path, bearer, body)
             .await?;
         if !expected.contains(&response.status()) {
             return Err(CallError::Unexpected(format!(
@@ -406,7 +413,13 @@ impl Person {
             password: password.clone(),
         })?;
         let response = self
-            .call(false, Method::POST, "/v1/accounts", None, Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                "/v1/accounts",
+                None,
+                Some(body),
+            )
             .await?;
         let signup: SignupResponse = match response.status() {
             StatusCode::CREATED => parse(&response)?,
@@ -417,7 +430,7 @@ impl Person {
                     password,
                 })?;
                 self.expect_json(
-                    false,
+                    Service::Store,
                     Method::POST,
                     "/v1/sessions",
                     None,
@@ -432,7 +445,10 @@ impl Person {
         self.oracle()
             .on_signed_up(principal, signup.account_id.0, now);
         (self.world.collection_faults).learn_account(self.principal, signup.account_id.0);
-        self.world.board.borrow_mut().set_holder(&email, self.principal);
+        self.world
+            .board
+            .borrow_mut()
+            .set_holder(&email, self.principal);
         self.session = signup.session_token;
         self.closed = false;
         self.notification_seq = 0;
@@ -443,7 +459,7 @@ impl Person {
             let session = self.session.clone();
             let registered: RegisterDeviceResponse = self
                 .expect_json(
-                    false,
+                    Service::Store,
                     Method::POST,
                     "/v1/devices",
                     Some(&session),
@@ -488,7 +504,7 @@ impl Person {
             let session = self.session.clone();
             let _: crosstalk_model::api::Contact = self
                 .expect_json(
-                    false,
+                    Service::Store,
                     Method::POST,
                     "/v1/contacts",
                     Some(&session),
@@ -534,14 +550,23 @@ impl Person {
 
     /// Sign in with one's own address as `typed` and one's own password;
     /// the oracle judges the answer, which is returned.
-    pub(super) async fn sign_in_as_typed(&mut self, typed: &str) -> Result<HttpResponse, CallError> {
+    pub(super) async fn sign_in_as_typed(
+        &mut self,
+        typed: &str,
+    ) -> Result<HttpResponse, CallError> {
         let body = to_json(&LoginRequest {
             email: typed.to_string(),
             password: self.password(),
         })?;
         let sent_ms = sim_now_ms();
         let response = self
-            .call(false, Method::POST, "/v1/sessions", None, Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(body),
+            )
             .await?;
         let signed_in = parse::<SignupResponse>(&response).ok();
         let sign_in = crate::check::addresses::SignIn {
@@ -771,7 +796,7 @@ impl Person {
             // "offline" until its next chance (the next action, the final flush).
             let sent = self.call_with_attempts(
                 1,
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings",
                 Some(&token),
@@ -912,7 +937,7 @@ impl Person {
             }
             let page: RecordingPage = self
                 .expect_json(
-                    false,
+                    Service::Store,
                     Method::GET,
                     &path,
                     Some(&session),
@@ -1045,7 +1070,7 @@ impl Person {
         let session = self.session.clone();
         let orders: Vec<OrderView> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/orders",
                 Some(&session),
@@ -1074,7 +1099,7 @@ impl Person {
             let path = format!("/v1/exports/{export_id}");
             let looked: Result<ExportStatus, CallError> = self
                 .expect_json(
-                    true,
+                    Service::Export,
                     Method::GET,
                     &path,
                     Some(&session),
@@ -1095,7 +1120,7 @@ impl Person {
         let session = self.session.clone();
         let outgoing: Vec<MessageView> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/messages",
                 Some(&session),

@@ -18,6 +18,7 @@ use super::CallError;
 use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use crosstalk_model::api::{
     MessageState, MessageView, SignupRequest, TicketStatus, VerifyTicketRequest,
 };
@@ -88,7 +89,13 @@ impl Person {
             password: self.password(),
         })?;
         let response = self
-            .call(false, Method::POST, "/v1/accounts", None, Some(body))
+            .call(
+                Service::Store,
+                Method::POST,
+                "/v1/accounts",
+                None,
+                Some(body),
+            )
             .await?;
         let what = "signed up again with their own open account's email";
         self.judge_quirk(
@@ -104,7 +111,13 @@ impl Person {
         );
         let token = hex::encode(bytes);
         let response = self
-            .call(false, Method::GET, "/v1/recordings", Some(&token), None)
+            .call(
+                Service::Store,
+                Method::GET,
+                "/v1/recordings",
+                Some(&token),
+                None,
+            )
             .await?;
         let what = "listed recordings with a session token the store never issued";
         self.judge_quirk(
@@ -255,7 +268,7 @@ impl Person {
         let session = self.session.clone();
         let outgoing: Vec<MessageView> = self
             .expect_json(
-                false,
+                Service::Store,
                 Method::GET,
                 "/v1/messages",
                 Some(&session),
@@ -356,7 +369,7 @@ impl Person {
         })?;
         let path = format!("/v1/tickets/{ticket_id}/verify");
         let response = self
-            .call(true, Method::POST, &path, None, Some(body))
+            .call(Service::Export, Method::POST, &path, None, Some(body))
             .await?;
         let what = "sent the right code of a verified ticket again";
         if !self.judge_quirk(

@@ -65,10 +65,7 @@ impl Person {
 
     /// The principal who holds `email` now, as far as the people know.
     fn holder_of(&self, email: &str) -> Option<usize> {
-        self.world
-            .board
-            .borrow()
-            .holder_of(email)
+        self.world.board.borrow().holder_of(email)
     }
 
     /// Wait until someone other than `old` holds `email` (signed up

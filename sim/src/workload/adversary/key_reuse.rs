@@ -8,6 +8,7 @@
 use super::super::person::to_json;
 use super::{CallError, Person};
 use crate::check::Invariant;
+use crate::workload::Service;
 use crosstalk_model::api::IngestRequest;
 use http::{Method, StatusCode};
 
@@ -35,7 +36,7 @@ impl Person {
         let token = self.devices[device].token.clone();
         let Some(r) = self
             .probe_call(
-                false,
+                Service::Store,
                 Method::POST,
                 "/v1/recordings",
                 Some(&token),

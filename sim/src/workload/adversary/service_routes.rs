@@ -13,6 +13,7 @@ use super::super::person::Person;
 use super::{CallError, FORBIDDEN, UNAUTHORIZED};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
+use crate::workload::Service;
 use http::Method;
 
 /// The kind of attempt, in the summary's probe counters.
@@ -61,7 +62,7 @@ impl Person {
     ) -> Result<(), CallError> {
         let requested = sim_now_ms();
         let Some(r) = self
-            .probe_call(false, Method::GET, path, token, None)
+            .probe_call(Service::Store, Method::GET, path, token, None)
             .await?
         else {
             return Ok(());
