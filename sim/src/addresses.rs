@@ -157,18 +157,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// The store's sign-up rule (`crates/store/src/http.rs`, `valid_email`),
-    /// applied to the address as the store reads it.
+    /// The store's sign-up rule, applied to the address as the store reads
+    /// it (trimmed, lower case).
     fn store_accepts(email: &str) -> bool {
-        let email = normalized(email);
-        let Some((local, domain)) = email.split_once('@') else {
-            return false;
-        };
-        !local.is_empty()
-            && domain.contains('.')
-            && email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-            && !domain.contains('@')
+        crosstalk_store::valid_email(&normalized(email))
     }
 
     #[test]

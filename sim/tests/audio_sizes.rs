@@ -65,21 +65,33 @@ fn the_correct_build_stores_and_delivers_long_captures_whole_and_refuses_oversiz
     assert!(stored > 0 && at_limit > 0 && refused > 0 && whole > 0);
 }
 
-/// An audio route's path: the store's service route (the export's workers)
-/// with `service`, else one's own playback.
-fn audio_route(path: &str, service: bool) -> bool {
-    let prefix = if service {
-        "/v1/service/accounts/"
-    } else {
-        "/v1/recordings/"
-    };
-    path.starts_with(prefix) && path.ends_with("/audio")
+/// The answers a layer cuts or alters: the store's service audio route (the
+/// export's workers), one's own playback, or the export's downloads.
+#[derive(Clone, Copy)]
+enum Route {
+    ServiceAudio,
+    Playback,
+    Download,
 }
 
-/// Bodies of one audio route cut at 64 KiB, as a buffer sized for small
-/// captures would.
-async fn cut_at_64_kib(service: bool, request: Request, next: Next) -> axum::response::Response {
-    let cut = request.method() == Method::GET && audio_route(request.uri().path(), service);
+impl Route {
+    fn carries(self, request: &Request) -> bool {
+        let path = request.uri().path();
+        let audio = |prefix: &str| {
+            request.method() == Method::GET && path.starts_with(prefix) && path.ends_with("/audio")
+        };
+        match self {
+            Route::ServiceAudio => audio("/v1/service/accounts/"),
+            Route::Playback => audio("/v1/recordings/"),
+            Route::Download => path.starts_with("/v1/downloads/"),
+        }
+    }
+}
+
+/// Bodies of one route cut at 64 KiB, as a buffer sized for small captures
+/// would.
+async fn cut_at_64_kib(route: Route, request: Request, next: Next) -> axum::response::Response {
+    let cut = route.carries(&request);
     let response = next.run(request).await;
     if !cut {
         return response;
@@ -90,11 +102,15 @@ async fn cut_at_64_kib(service: bool, request: Request, next: Next) -> axum::res
 }
 
 fn service_audio_cut(State(_): State<()>, request: Request, next: Next) -> Fut {
-    Box::pin(cut_at_64_kib(true, request, next))
+    Box::pin(cut_at_64_kib(Route::ServiceAudio, request, next))
 }
 
 fn playback_cut(State(_): State<()>, request: Request, next: Next) -> Fut {
-    Box::pin(cut_at_64_kib(false, request, next))
+    Box::pin(cut_at_64_kib(Route::Playback, request, next))
+}
+
+fn download_cut(State(_): State<()>, request: Request, next: Next) -> Fut {
+    Box::pin(cut_at_64_kib(Route::Download, request, next))
 }
 
 #[test]
@@ -105,20 +121,6 @@ fn audio_cut_short_on_the_route_the_workers_read_is_caught() {
         Invariant::Liveness,
         "does not match the store's digest",
     );
-}
-
-/// The export's downloads cut at 64 KiB.
-fn download_cut(State(_): State<()>, request: Request, next: Next) -> Fut {
-    Box::pin(async move {
-        let cut = request.uri().path().starts_with("/v1/downloads/");
-        let response = next.run(request).await;
-        if !cut {
-            return response;
-        }
-        let (parts, bytes) = response_bytes(response).await;
-        let kept = bytes.slice(..bytes.len().min(64 * 1024));
-        axum::response::Response::from_parts(parts, Body::from(kept))
-    })
 }
 
 #[test]
@@ -144,7 +146,7 @@ fn audio_cut_short_on_playback_is_caught() {
 /// is intact.
 fn playback_altered(State(_): State<()>, request: Request, next: Next) -> Fut {
     Box::pin(async move {
-        let alter = request.method() == Method::GET && audio_route(request.uri().path(), false);
+        let alter = Route::Playback.carries(&request);
         let response = next.run(request).await;
         let (parts, bytes) = response_bytes(response).await;
         let mut bytes = bytes.to_vec();

@@ -8,6 +8,8 @@
 //! are deterministic. Time is a `ManualClock` that moves only when a test
 //! moves it, randomness a `SeededEntropy`, and tokio's timer is paused.
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -24,25 +26,21 @@ use crosstalk_model::api::{
 use crosstalk_model::{
     AccountId, Clock, ExportId, ManualClock, RecordingId, SeededEntropy, sha256_hex,
 };
+use crosstalk_service::Inject;
 use crosstalk_service::fault_points::{self, FaultPoints};
-use crosstalk_service::test_support::{Reply, call, json_request};
-use crosstalk_service::{BoxIo, Connect, ConnectFuture, HttpClient, Inject};
-use crosstalk_store::{Store, StoreConfig};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use crosstalk_service::test_support::{Reply, call};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use support::{
+    AGENT_TOKEN, PAGE_ITEMS, SERVICE_TOKEN, T0, WORKER_TOKEN, audio, in_process_client, json_call,
+    open_store,
+};
 
-const SERVICE_TOKEN: &str = "store-service-token";
-const WORKER_TOKEN: &str = "worker-token-0123456789abcdef";
 const AGENT_A: &str = "agent-a";
-const AGENT_TOKEN: &str = "agent-a-token-0123456789abcdef";
 const AGENT_B: &str = "agent-b";
 const AGENT_B_TOKEN: &str = "agent-b-token-fedcba9876543210";
 
-const T0: u64 = 1_700_000_000_000;
 const LINK_TTL_MS: u64 = 60 * 60 * 1000;
 const MAX_DOWNLOADS: u32 = 3;
 const LEASE_MS: u64 = 30_000;
@@ -53,7 +51,6 @@ const DEADLINE_MS: u64 = 1_000_000_000;
 const MAX_EXTENSION_MS: u64 = 2_000_000_000;
 const RATE_LIMIT_MAX: u32 = 3;
 const RATE_LIMIT_WINDOW_MS: u64 = 600_000;
-const PAGE_ITEMS: usize = 2;
 
 fn config(worker_token: &str) -> ExportConfig {
     ExportConfig {
@@ -81,48 +78,6 @@ fn config(worker_token: &str) -> ExportConfig {
 // The harness.
 // ---------------------------------------------------------------------------
 
-/// Connects a client to `router` in process: every connection is a fresh
-/// duplex pipe with an HTTP/1 server task on the other end.
-struct InProcess {
-    router: Router,
-    /// While set, every new connection is refused (the server is "down").
-    down: Arc<AtomicBool>,
-}
-
-impl Connect for InProcess {
-    fn connect(&self) -> ConnectFuture {
-        let router = self.router.clone();
-        let down = self.down.load(Ordering::SeqCst);
-        Box::pin(async move {
-            if down {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    "store is down",
-                ));
-            }
-            let (client, server) = tokio::io::duplex(64 * 1024);
-            crosstalk_service::Spawner::Tokio.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .auto_date_header(false)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(server), TowerToHyperService::new(router))
-                    .await;
-            });
-            Ok(Box::new(client) as BoxIo)
-        })
-    }
-}
-
-/// A client of `router`; `max_idle` 0 makes every request a new connection,
-/// so that `down` applies to every request.
-fn in_process_client(router: &Router, down: &Arc<AtomicBool>, max_idle: usize) -> HttpClient {
-    let connector = InProcess {
-        router: router.clone(),
-        down: down.clone(),
-    };
-    HttpClient::new(Arc::new(connector), Duration::from_secs(10), max_idle)
-}
-
 struct World {
     clock: Arc<ManualClock>,
     store: Router,
@@ -141,12 +96,6 @@ struct Ingested {
     sha256: String,
     transcript: String,
     audio: Vec<u8>,
-}
-
-fn audio(tag: &str, n: u32) -> Vec<u8> {
-    let mut bytes = format!("RIFF/{tag}/{n}/").into_bytes();
-    bytes.extend((0..200u32).map(|i| (i.wrapping_mul(7).wrapping_add(n * 13) % 256) as u8));
-    bytes
 }
 
 fn outcome(o: &Outcome) -> String {
@@ -176,18 +125,7 @@ impl World {
         faults: Arc<dyn FaultPoints>,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
-        let store = Store::open(
-            redb::backends::InMemoryBackend::new(),
-            clock.clone(),
-            Arc::new(SeededEntropy::from_seed_u64(seed)),
-            StoreConfig {
-                service_token: SERVICE_TOKEN.to_string(),
-                password_iterations: 1,
-                limits: Default::default(),
-            },
-        )
-        .expect("store opens");
-        let store = crosstalk_store::router(Arc::new(store));
+        let store = open_store(seed, clock.clone());
         let service_store_down = Arc::new(AtomicBool::new(false));
         let store_client = StoreClient::new(
             in_process_client(&store, &service_store_down, store_pool),
@@ -251,7 +189,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.store, json_request(method, uri, token, body)).await
+        json_call(&self.store, method, uri, token, body).await
     }
 
     async fn export_call(
@@ -261,7 +199,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.export, json_request(method, uri, token, body)).await
+        json_call(&self.export, method, uri, token, body).await
     }
 
     async fn signup(&self, email: &str) -> Person {

@@ -9,6 +9,8 @@
 
 #![cfg(feature = "planted-bugs")]
 
+mod support;
+
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
@@ -22,49 +24,14 @@ use crosstalk_model::api::{
     SignupResponse, TicketState, TicketStatus,
 };
 use crosstalk_model::{AccountId, ExportId, ManualClock, RecordingId, SeededEntropy};
-use crosstalk_service::test_support::{Reply, call, json_request};
-use crosstalk_service::{BoxIo, Bug, Connect, ConnectFuture, HttpClient, Inject, Planted};
-use crosstalk_store::{Store, StoreConfig};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use crosstalk_service::test_support::Reply;
+use crosstalk_service::{Bug, Inject, Planted};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-
-const SERVICE_TOKEN: &str = "store-service-token";
-const WORKER_TOKEN: &str = "worker-token-0123456789abcdef";
-const AGENT_TOKEN: &str = "agent-a-token-0123456789abcdef";
-const T0: u64 = 1_700_000_000_000;
-const PAGE_ITEMS: usize = 2;
-
-/// Connects a client to `router` in process, one duplex pipe per connection.
-struct InProcess {
-    router: Router,
-}
-
-impl Connect for InProcess {
-    fn connect(&self) -> ConnectFuture {
-        let router = self.router.clone();
-        Box::pin(async move {
-            let (client, server) = tokio::io::duplex(64 * 1024);
-            crosstalk_service::Spawner::Tokio.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .auto_date_header(false)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(server), TowerToHyperService::new(router))
-                    .await;
-            });
-            Ok(Box::new(client) as BoxIo)
-        })
-    }
-}
-
-fn client(router: &Router, max_idle: usize) -> HttpClient {
-    let connector = InProcess {
-        router: router.clone(),
-    };
-    HttpClient::new(Arc::new(connector), Duration::from_secs(10), max_idle)
-}
+use support::{
+    AGENT_TOKEN, PAGE_ITEMS, SERVICE_TOKEN, T0, WORKER_TOKEN, audio, client, json_call, open_store,
+};
 
 struct Person {
     account: AccountId,
@@ -77,12 +44,6 @@ struct World {
     store: Router,
     export: Router,
     planted: Planted,
-}
-
-fn audio(tag: &str, n: u32) -> Vec<u8> {
-    let mut bytes = format!("RIFF/{tag}/{n}/").into_bytes();
-    bytes.extend((0..200u32).map(|i| (i.wrapping_mul(7).wrapping_add(n * 13) % 256) as u8));
-    bytes
 }
 
 fn with_and_without(bug: Bug) -> [(bool, Planted); 2] {
@@ -98,18 +59,7 @@ impl World {
     /// workers and the tests reach it directly).
     fn with_export_store(seed: u64, planted: Planted, wrap: fn(Router) -> Router) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
-        let store = Store::open(
-            redb::backends::InMemoryBackend::new(),
-            clock.clone(),
-            Arc::new(SeededEntropy::from_seed_u64(seed)),
-            StoreConfig {
-                service_token: SERVICE_TOKEN.to_string(),
-                password_iterations: 1,
-                limits: Default::default(),
-            },
-        )
-        .expect("store opens");
-        let store = crosstalk_store::router(Arc::new(store));
+        let store = open_store(seed, clock.clone());
         let service = ExportService::open(
             redb::backends::InMemoryBackend::new(),
             clock.clone(),
@@ -161,7 +111,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.store, json_request(method, uri, token, body)).await
+        json_call(&self.store, method, uri, token, body).await
     }
 
     async fn export_call(
@@ -171,7 +121,7 @@ impl World {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        call(&self.export, json_request(method, uri, token, body)).await
+        json_call(&self.export, method, uri, token, body).await
     }
 
     async fn person(&self, email: &str) -> Person {

@@ -210,7 +210,10 @@ impl FromRequestParts<Arc<Store>> for ServicePrincipal {
     }
 }
 
-fn valid_email(email: &str) -> bool {
+/// The sign-up rule for an address, as the store reads it (trimmed, lower
+/// case): a local part, one `@`, a dotted domain, at most 254 bytes, no
+/// whitespace or control characters.
+pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };

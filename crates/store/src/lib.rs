@@ -50,7 +50,7 @@ mod store;
 
 pub use cache::{CACHE_MAX_BYTES, CACHE_MAX_ENTRIES};
 pub use crosstalk_model::{Clock, Entropy};
-pub use http::{MAX_REQUEST_BYTES, REPLY_STALL, router};
+pub use http::{MAX_REQUEST_BYTES, REPLY_STALL, router, valid_email};
 pub use recordings::{DeleteSelection, ListScope, MAX_PAGE_ITEMS, NewRecording};
 pub use schema::DeviceRecord;
 pub use store::{PRODUCTION_PASSWORD_ITERATIONS, Store, StoreConfig};

@@ -412,14 +412,7 @@ impl Person {
         loop {
             let status = loop {
                 let polled: Result<ExportStatus, CallError> = self
-                    .expect_json(
-                        Service::Export,
-                        Method::GET,
-                        &format!("/v1/exports/{export_id}"),
-                        Some(&session),
-                        None,
-                        &[StatusCode::OK],
-                    )
+                    .read_own(Service::Export, &format!("/v1/exports/{export_id}"))
                     .await;
                 match polled {
                     Ok(status) if status.state != ExportState::Pending => break status,
@@ -685,34 +678,16 @@ impl Person {
     /// The `seq`s of one's whole feed (`after=0`), the cursor untouched: a
     /// client that lost its cursor, or a second device, reads it so.
     async fn whole_feed(&mut self) -> Result<Vec<u64>, CallError> {
-        let session = self.session.clone();
         let notes: Vec<Notification> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/notifications?after=0",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
+            .read_own(Service::Store, "/v1/notifications?after=0")
             .await?;
         Ok(notes.iter().map(|n| n.seq).collect())
     }
 
     /// New notifications since the last read.
     pub(super) async fn notifications(&mut self) -> Result<Vec<Notification>, CallError> {
-        let session = self.session.clone();
         let path = format!("/v1/notifications?after={}", self.notification_seq);
-        let notes: Vec<Notification> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                &path,
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let notes: Vec<Notification> = self.read_own(Service::Store, &path).await?;
         if let Some(last) = notes.last() {
             self.notification_seq = last.seq;
         }
@@ -1363,16 +1338,7 @@ impl Person {
     pub(super) async fn read_inbox(&mut self, pick: u64) -> Result<(), CallError> {
         let session = self.session.clone();
         let requested_ms = sim_now_ms();
-        let items: Vec<InboxItem> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/inbox",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let items: Vec<InboxItem> = self.read_own(Service::Store, "/v1/inbox").await?;
         {
             let now = sim_now_ms();
             let mut oracle = self.oracle();

@@ -8,22 +8,11 @@ use crate::net::sim_now_ms;
 use crate::plan::display_name;
 use crate::workload::Service;
 use crosstalk_model::api::Contact;
-use http::{Method, StatusCode};
 
 impl Person {
     /// List the account's contacts and let the oracle judge them.
     pub(super) async fn audit_contacts(&mut self) -> Result<(), CallError> {
-        let session = self.session.clone();
-        let listed: Vec<Contact> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/contacts",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let listed: Vec<Contact> = self.read_own(Service::Store, "/v1/contacts").await?;
         let plan = &self.world.plan.accounts;
         let email = |other: usize| plan[other].email.clone();
         // Every add the simulator may have sent: the plan's contacts.

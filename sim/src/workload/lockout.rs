@@ -13,12 +13,12 @@
 //! every answer and what the feed showed (`check/lockout.rs`).
 
 use super::CallError;
-use super::person::{Person, parse, password_of, to_json};
+use super::person::{Person, parse, to_json};
 use crate::check::lockout::{ChallengeRead, RightCode};
 use crate::net::sim_now_ms;
 use crate::workload::Service;
 use crosstalk_model::api::{
-    LoginRequest, Notification, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
+    Notification, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
 };
 use http::{Method, StatusCode};
 
@@ -155,29 +155,8 @@ impl Person {
         email: &str,
         holder: usize,
     ) -> Result<Option<Vec<Notification>>, CallError> {
-        let body = to_json(&LoginRequest {
-            email: email.to_string(),
-            password: password_of(self.world.plan.seed, holder),
-        })?;
-        let sent_ms = sim_now_ms();
-        let response = self
-            .call(
-                Service::Store,
-                Method::POST,
-                "/v1/sessions",
-                None,
-                Some(body),
-            )
-            .await?;
+        let response = self.sign_in_as(holder, email).await?;
         let signed_in = parse::<SignupResponse>(&response).ok();
-        self.oracle().on_sign_in(crate::check::addresses::SignIn {
-            principal: holder,
-            typed: email,
-            status: response.status().as_u16(),
-            account_id: signed_in.as_ref().map(|s| s.account_id.0),
-            sent_ms,
-            at_ms: sim_now_ms(),
-        });
         let Some(session) = signed_in.filter(|_| response.status() == StatusCode::CREATED) else {
             return Ok(None);
         };

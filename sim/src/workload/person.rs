@@ -398,6 +398,25 @@ impl Person {
         parse(&response)
     }
 
+    /// GET `path` with one's own session; anything but 200 with a JSON
+    /// body of `T` is unexpected.
+    pub(super) async fn read_own<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &str,
+    ) -> Result<T, CallError> {
+        let session = self.session.clone();
+        self.expect_json(
+            service,
+            Method::GET,
+            path,
+            Some(&session),
+            None,
+            &[StatusCode::OK],
+        )
+        .await
+    }
+
     /// This principal's password (a new identity picks a new one).
     pub(super) fn password(&self) -> String {
         password_of(self.world.plan.seed, self.principal)
@@ -554,9 +573,20 @@ impl Person {
         &mut self,
         typed: &str,
     ) -> Result<HttpResponse, CallError> {
+        self.sign_in_as(self.principal, typed).await
+    }
+
+    /// Sign in with `typed` and the password of `principal` (oneself, or
+    /// whoever holds an address when acting as them); the oracle judges
+    /// the answer by who held the address, and it is returned.
+    pub(super) async fn sign_in_as(
+        &mut self,
+        principal: usize,
+        typed: &str,
+    ) -> Result<HttpResponse, CallError> {
         let body = to_json(&LoginRequest {
             email: typed.to_string(),
-            password: self.password(),
+            password: password_of(self.world.plan.seed, principal),
         })?;
         let sent_ms = sim_now_ms();
         let response = self
@@ -570,7 +600,7 @@ impl Person {
             .await?;
         let signed_in = parse::<SignupResponse>(&response).ok();
         let sign_in = crate::check::addresses::SignIn {
-            principal: self.principal,
+            principal,
             typed,
             status: response.status().as_u16(),
             account_id: signed_in.map(|s| s.account_id.0),
@@ -921,7 +951,6 @@ impl Person {
         channel: &str,
     ) -> Result<std::collections::BTreeSet<u64>, CallError> {
         let mut cursor: Option<String> = None;
-        let session = self.session.clone();
         let started_ms = sim_now_ms();
         let mut listed = std::collections::BTreeSet::new();
         let mut walk = crate::check::history::HistoryWalk::new();
@@ -935,16 +964,7 @@ impl Person {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let page: RecordingPage = self
-                .expect_json(
-                    Service::Store,
-                    Method::GET,
-                    &path,
-                    Some(&session),
-                    None,
-                    &[StatusCode::OK],
-                )
-                .await?;
+            let page: RecordingPage = self.read_own(Service::Store, &path).await?;
             let now = sim_now_ms();
             let mut oracle = self.oracle();
             for item in &page.items {
@@ -1067,17 +1087,7 @@ impl Person {
     /// Every order must come from this principal's own capture, and none
     /// from broadcast audio may have been placed.
     pub(super) async fn audit_orders(&mut self) -> Result<(), CallError> {
-        let session = self.session.clone();
-        let orders: Vec<OrderView> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/orders",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let orders: Vec<OrderView> = self.read_own(Service::Store, "/v1/orders").await?;
         self.oracle()
             .on_orders_listed(self.principal, &orders, sim_now_ms());
         Ok(())
@@ -1087,7 +1097,6 @@ impl Person {
     /// an extension would: the oracle judges the deadline and the reason
     /// each status shows (`check/deadlines.rs`).
     async fn look_at_own_requests(&mut self) -> Result<(), CallError> {
-        let session = self.session.clone();
         let principal = self.principal;
         let mine: BTreeSet<u64> = self
             .requests
@@ -1097,16 +1106,8 @@ impl Person {
             .collect();
         for export_id in mine {
             let path = format!("/v1/exports/{export_id}");
-            let looked: Result<ExportStatus, CallError> = self
-                .expect_json(
-                    Service::Export,
-                    Method::GET,
-                    &path,
-                    Some(&session),
-                    None,
-                    &[StatusCode::OK],
-                )
-                .await;
+            let looked: Result<ExportStatus, CallError> =
+                self.read_own(Service::Export, &path).await;
             match looked {
                 Ok(_) | Err(CallError::Unavailable(_)) => {}
                 Err(e) => return Err(e),
@@ -1117,17 +1118,7 @@ impl Person {
 
     /// List one's outgoing messages; each must carry one's own capture.
     pub(super) async fn list_outgoing_messages(&mut self) -> Result<Vec<MessageView>, CallError> {
-        let session = self.session.clone();
-        let outgoing: Vec<MessageView> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/messages",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let outgoing: Vec<MessageView> = self.read_own(Service::Store, "/v1/messages").await?;
         self.oracle()
             .on_messages_listed(self.principal, &outgoing, sim_now_ms());
         Ok(outgoing)

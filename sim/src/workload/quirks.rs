@@ -265,17 +265,7 @@ impl Person {
         else {
             return Ok(());
         };
-        let session = self.session.clone();
-        let outgoing: Vec<MessageView> = self
-            .expect_json(
-                Service::Store,
-                Method::GET,
-                "/v1/messages",
-                Some(&session),
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
+        let outgoing: Vec<MessageView> = self.read_own(Service::Store, "/v1/messages").await?;
         let intended_email = self.world.plan.accounts[intended].email.clone();
         let Some(message) = outgoing.into_iter().find(|m| {
             m.spoken
