@@ -614,11 +614,7 @@ impl Person {
         };
         for guess in 0..guesses {
             let code = format!("{:016x}", (ticket_id << 8) ^ u64::from(guess) ^ 0x5eed_c0de);
-            let body = to_json(&VerifyTicketRequest { code })?;
-            let path = format!("/v1/tickets/{ticket_id}/verify");
-            let response = self
-                .call(Service::Export, Method::POST, &path, None, Some(body))
-                .await?;
+            let response = self.send_ticket_code(ticket_id, &code).await?;
             let now = sim_now_ms();
             let status = response.status();
             if !self

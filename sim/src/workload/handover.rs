@@ -30,15 +30,14 @@
 //! truth (`check/closed.rs`, `check/household.rs`).
 
 use super::CallError;
-use super::person::{Device, POLL_MS, Person, parse, to_json};
+use super::person::{Device, POLL_MS, Person, parse};
+use super::tickets::code_in;
 use crate::check::closed::MovedOutFlush;
 use crate::check::handover::HandoverVerification;
 use crate::net::sim_now_ms;
 use crate::plan::{ITEMS, PHRASES, display_name};
 use crate::workload::Service;
-use crosstalk_model::api::{
-    Intent, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
-};
+use crosstalk_model::api::{Intent, SignupResponse};
 use http::{Method, StatusCode};
 use std::time::Duration;
 
@@ -87,14 +86,14 @@ impl Person {
                 .await?;
         }
         let sent_ms = sim_now_ms();
-        match self.send_held_code(ticket_id, &code).await {
-            Ok(status) => {
+        match self.send_ticket_code(ticket_id, &code).await {
+            Ok(response) => {
                 self.oracle()
                     .on_handover_verification(HandoverVerification {
                         opener,
                         new_holder: newcomer.principal,
                         ticket_id,
-                        status,
+                        status: response.status(),
                         sent_ms,
                         at_ms: sim_now_ms(),
                     });
@@ -118,56 +117,12 @@ impl Person {
         message: &str,
     ) -> Result<Option<(u64, String)>, CallError> {
         let typed = self.typed(&self.email(), &format!("ticket/{}", self.principal));
-        let body = to_json(&TicketRequest {
-            claimed_email: typed,
-            message: message.to_string(),
-        })?;
-        let response = self
-            .call(
-                Service::Export,
-                Method::POST,
-                "/v1/tickets",
-                None,
-                Some(body),
-            )
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!(
-                "opening a ticket answered {}",
-                response.status()
-            )));
-        }
-        let ticket: TicketStatus = parse(&response)?;
-        let marker = format!("(ticket {})", ticket.ticket_id);
+        let ticket = self.open_ticket(typed, message).await?;
         let seen = self.notification_seq;
         let notes = self.notifications().await;
         self.notification_seq = seen;
-        let code = notes?
-            .into_iter()
-            .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
-            .find_map(|n| {
-                n.text
-                    .split("your code is ")
-                    .nth(1)
-                    .map(|c| c.trim_end_matches('.').to_string())
-            });
+        let code = code_in(&notes?, ticket.ticket_id);
         Ok(code.map(|code| (ticket.ticket_id, code)))
-    }
-
-    /// Send the code of `ticket_id` (no session: the account is closed).
-    async fn send_held_code(
-        &mut self,
-        ticket_id: u64,
-        code: &str,
-    ) -> Result<StatusCode, CallError> {
-        let body = to_json(&VerifyTicketRequest {
-            code: code.to_string(),
-        })?;
-        let path = format!("/v1/tickets/{ticket_id}/verify");
-        let response = self
-            .call(Service::Export, Method::POST, &path, None, Some(body))
-            .await?;
-        Ok(response.status())
     }
 
     /// A new identity for this person's address: someone else, with their

@@ -13,13 +13,12 @@
 //! every answer and what the feed showed (`check/lockout.rs`).
 
 use super::CallError;
-use super::person::{Person, parse, to_json};
+use super::person::{Person, parse};
+use super::tickets::code_in;
 use crate::check::lockout::{ChallengeRead, RightCode};
 use crate::net::sim_now_ms;
 use crate::workload::Service;
-use crosstalk_model::api::{
-    Notification, SignupResponse, TicketRequest, TicketStatus, VerifyTicketRequest,
-};
+use crosstalk_model::api::{Notification, SignupResponse};
 use http::{Method, StatusCode};
 
 impl Person {
@@ -69,7 +68,7 @@ impl Person {
         let (Some(code), false) = (code, near_miss) else {
             return Ok(());
         };
-        let response = self.send_code(ticket_id, &code).await?;
+        let response = self.send_ticket_code(ticket_id, &code).await?;
         self.oracle().on_lockout_right_code(RightCode {
             attacker: self.principal,
             victim: holder,
@@ -88,26 +87,7 @@ impl Person {
         email: &str,
         message: &str,
     ) -> Result<Option<u64>, CallError> {
-        let body = to_json(&TicketRequest {
-            claimed_email: email.to_string(),
-            message: message.to_string(),
-        })?;
-        let response = self
-            .call(
-                Service::Export,
-                Method::POST,
-                "/v1/tickets",
-                None,
-                Some(body),
-            )
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(CallError::Unexpected(format!(
-                "opening a ticket answered {}",
-                response.status()
-            )));
-        }
-        let ticket: TicketStatus = parse(&response)?;
+        let ticket = self.open_ticket(email.to_string(), message).await?;
         let unverified = self.oracle().on_impersonation_ticket(
             self.principal,
             ticket.state,
@@ -121,7 +101,7 @@ impl Person {
     /// never issues: the service's codes are 16 hex digits).
     async fn send_wrong_code(&mut self, ticket_id: u64, guess: u32) -> Result<(), CallError> {
         let code = format!("guess-{ticket_id}-{guess}");
-        let response = self.send_code(ticket_id, &code).await?;
+        let response = self.send_ticket_code(ticket_id, &code).await?;
         let status = response.status();
         if !self
             .oracle()
@@ -132,19 +112,6 @@ impl Person {
             )));
         }
         Ok(())
-    }
-
-    async fn send_code(
-        &mut self,
-        ticket_id: u64,
-        code: &str,
-    ) -> Result<crosstalk_service::HttpResponse, CallError> {
-        let body = to_json(&VerifyTicketRequest {
-            code: code.to_string(),
-        })?;
-        let path = format!("/v1/tickets/{ticket_id}/verify");
-        self.call(Service::Export, Method::POST, &path, None, Some(body))
-            .await
     }
 
     /// `holder`'s notification feed as their own app shows it (signed in
@@ -175,17 +142,4 @@ impl Person {
         }
         parse(&response).map(Some)
     }
-}
-
-/// The code the identity challenge of `ticket_id` in `feed` gives.
-fn code_in(feed: &[Notification], ticket_id: u64) -> Option<String> {
-    let marker = format!("(ticket {ticket_id})");
-    feed.iter()
-        .filter(|n| n.kind == "identity-challenge" && n.text.contains(&marker))
-        .find_map(|n| {
-            n.text
-                .split("your code is ")
-                .nth(1)
-                .map(|c| c.trim_end_matches('.').to_string())
-        })
 }

@@ -34,6 +34,7 @@ mod lockout;
 mod person;
 mod quirks;
 mod recycled;
+mod tickets;
 
 use crate::check::contract::FaultLog;
 use crate::check::{Oracle, StepFailure};

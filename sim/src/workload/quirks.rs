@@ -19,9 +19,7 @@ use super::person::{Person, to_json};
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crate::workload::Service;
-use crosstalk_model::api::{
-    MessageState, MessageView, SignupRequest, TicketStatus, VerifyTicketRequest,
-};
+use crosstalk_model::api::{MessageState, MessageView, SignupRequest, TicketStatus};
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 
@@ -354,13 +352,7 @@ impl Person {
         if !self.quirk(per_mille, "verify-twice", ticket_id) {
             return Ok(());
         }
-        let body = to_json(&VerifyTicketRequest {
-            code: code.to_string(),
-        })?;
-        let path = format!("/v1/tickets/{ticket_id}/verify");
-        let response = self
-            .call(Service::Export, Method::POST, &path, None, Some(body))
-            .await?;
+        let response = self.send_ticket_code(ticket_id, code).await?;
         let what = "sent the right code of a verified ticket again";
         if !self.judge_quirk(
             TICKET_CODE_TWICE,
