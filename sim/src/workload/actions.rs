@@ -87,26 +87,11 @@ impl Person {
                     _ => Ok(()),
                 }
             }
-            Action::HearBroadcast {
-                broadcast,
-                device,
-                nonce,
-                content,
-                item,
-                message_to,
-                audio_bytes,
-            } => {
-                let airing = Airing {
-                    broadcast,
-                    device,
-                    nonce,
-                    content,
-                    item,
-                    message_to,
-                    audio_bytes,
-                };
-                self.hear_broadcast(airing).await
-            }
+            // `Airing::of` reads every field of this very action.
+            Action::HearBroadcast { .. } => match Airing::of(action) {
+                Some(airing) => self.hear_broadcast(airing).await,
+                None => Ok(()),
+            },
             Action::ListHistory => self.read_history("history listing").await.map(|_| ()),
             Action::FetchOwnAudio { pick } => self.fetch_own_audio(pick).await,
             Action::RequestExport {

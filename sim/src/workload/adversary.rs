@@ -1078,11 +1078,7 @@ impl Person {
     /// store must answer with the same recording, stored once.
     async fn replay_own_upload(&mut self, pick: u64) -> Result<(), CallError> {
         let now = sim_now_ms();
-        let ready: Vec<usize> = (0..self.devices.len())
-            .filter(|d| {
-                self.devices[*d].last_upload.is_some() && self.devices[*d].offline_until_ms <= now
-            })
-            .collect();
+        let ready = self.devices_with_last_upload(now);
         if ready.is_empty() {
             return Ok(());
         }

@@ -44,19 +44,14 @@ pub(crate) struct AlwaysOnLink {
 }
 
 impl Person {
-    /// Register the account's always-on speaker, if the plan gives it one,
-    /// and hand it to the speaker's task (started at the first sign-up).
-    pub(super) async fn register_always_on(&mut self) -> Result<(), CallError> {
-        // The plan's person only: a newcomer who took over the address
-        // (`handover.rs`, another principal for the same plan index) has no
-        // speaker of this schedule. A later sign-up of the same person
-        // reuses the speaker's task.
-        let newcomer = self.always_on.is_none() && self.principal != self.index;
-        if self.world.plan.accounts[self.index].ambient.is_empty() || newcomer {
-            return Ok(());
-        }
+    /// Register a device called `name` with one's own session; the world's
+    /// board records who registered it.
+    pub(super) async fn register_device(
+        &mut self,
+        name: &str,
+    ) -> Result<RegisterDeviceResponse, CallError> {
         let body = to_json(&RegisterDeviceRequest {
-            name: "always-on speaker".to_string(),
+            name: name.to_string(),
         })?;
         let session = self.session.clone();
         let registered: RegisterDeviceResponse = self
@@ -74,6 +69,21 @@ impl Person {
             .borrow_mut()
             .devices
             .insert(registered.device_id.0, self.principal);
+        Ok(registered)
+    }
+
+    /// Register the account's always-on speaker, if the plan gives it one,
+    /// and hand it to the speaker's task (started at the first sign-up).
+    pub(super) async fn register_always_on(&mut self) -> Result<(), CallError> {
+        // The plan's person only: a newcomer who took over the address
+        // (`handover.rs`, another principal for the same plan index) has no
+        // speaker of this schedule. A later sign-up of the same person
+        // reuses the speaker's task.
+        let newcomer = self.always_on.is_none() && self.principal != self.index;
+        if self.world.plan.accounts[self.index].ambient.is_empty() || newcomer {
+            return Ok(());
+        }
+        let registered = self.register_device("always-on speaker").await?;
         let device = Device {
             id: registered.device_id.0,
             token: registered.device_token,

@@ -14,8 +14,7 @@ use base64::Engine;
 use bytes::Bytes;
 use crosstalk_model::api::{
     AddContactRequest, ExportStatus, IngestRequest, IngestResponse, Intent, LoginRequest,
-    MessageView, OrderView, RecordingPage, RegisterDeviceRequest, RegisterDeviceResponse,
-    SignupRequest, SignupResponse,
+    MessageView, OrderView, RecordingPage, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
 use crosstalk_store::media::HOLD_MS;
@@ -422,24 +421,39 @@ impl Person {
         password_of(self.world.plan.seed, self.principal)
     }
 
+    /// The devices (by slot) online at `now` whose last acknowledged upload
+    /// can be sent again.
+    pub(super) fn devices_with_last_upload(&self, now: u64) -> Vec<usize> {
+        (0..self.devices.len())
+            .filter(|d| {
+                self.devices[*d].last_upload.is_some() && self.devices[*d].offline_until_ms <= now
+            })
+            .collect()
+    }
+
+    /// Ask the store for an account with one's own address and password;
+    /// the answer as it came.
+    pub(super) async fn send_sign_up(&mut self) -> Result<HttpResponse, CallError> {
+        let body = to_json(&SignupRequest {
+            email: self.email(),
+            password: self.password(),
+        })?;
+        self.call(
+            Service::Store,
+            Method::POST,
+            "/v1/accounts",
+            None,
+            Some(body),
+        )
+        .await
+    }
+
     /// Sign up (again), register the planned devices, fill the contacts.
     /// A sign-up whose answer was lost is recovered by logging in.
     pub(super) async fn sign_up(&mut self) -> Result<(), CallError> {
         let email = self.email();
         let password = self.password();
-        let body = to_json(&SignupRequest {
-            email: email.clone(),
-            password: password.clone(),
-        })?;
-        let response = self
-            .call(
-                Service::Store,
-                Method::POST,
-                "/v1/accounts",
-                None,
-                Some(body),
-            )
-            .await?;
+        let response = self.send_sign_up().await?;
         let signup: SignupResponse = match response.status() {
             StatusCode::CREATED => parse(&response)?,
             StatusCode::CONFLICT => {
@@ -472,20 +486,7 @@ impl Person {
         self.closed = false;
         self.notification_seq = 0;
         for device in 0..self.world.plan.accounts[self.index].devices {
-            let body = to_json(&RegisterDeviceRequest {
-                name: format!("speaker {device}"),
-            })?;
-            let session = self.session.clone();
-            let registered: RegisterDeviceResponse = self
-                .expect_json(
-                    Service::Store,
-                    Method::POST,
-                    "/v1/devices",
-                    Some(&session),
-                    Some(body),
-                    &[StatusCode::CREATED],
-                )
-                .await?;
+            let registered = self.register_device(&format!("speaker {device}")).await?;
             self.devices.push(Device {
                 id: registered.device_id.0,
                 token: registered.device_token,
@@ -502,11 +503,6 @@ impl Person {
                 // Half the devices (alternating by person and slot) run older firmware.
                 legacy_firmware: (self.index as u32 + device) % 2 == 1,
             });
-            self.world
-                .board
-                .borrow_mut()
-                .devices
-                .insert(registered.device_id.0, self.principal);
         }
         self.register_always_on().await?;
         self.sign_in_on_another_device().await?;

@@ -15,11 +15,11 @@
 //! violation.
 
 use super::CallError;
-use super::person::{Person, to_json};
+use super::person::Person;
 use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crate::workload::Service;
-use crosstalk_model::api::{MessageState, MessageView, SignupRequest, TicketStatus};
+use crosstalk_model::api::{MessageState, MessageView, TicketStatus};
 use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 
@@ -82,19 +82,7 @@ impl Person {
         if !self.quirk(per_mille, "confused-app", 0) {
             return Ok(());
         }
-        let body = to_json(&SignupRequest {
-            email: self.email(),
-            password: self.password(),
-        })?;
-        let response = self
-            .call(
-                Service::Store,
-                Method::POST,
-                "/v1/accounts",
-                None,
-                Some(body),
-            )
-            .await?;
+        let response = self.send_sign_up().await?;
         let what = "signed up again with their own open account's email";
         self.judge_quirk(
             SIGNUP_TWICE,

@@ -17,11 +17,7 @@ impl Person {
     /// its key and other content; only 409 is right.
     pub(super) async fn reuse_upload_key(&mut self, pick: u64) -> Result<(), CallError> {
         let now = crate::net::sim_now_ms();
-        let ready: Vec<usize> = (0..self.devices.len())
-            .filter(|d| {
-                self.devices[*d].last_upload.is_some() && self.devices[*d].offline_until_ms <= now
-            })
-            .collect();
+        let ready = self.devices_with_last_upload(now);
         if ready.is_empty() {
             return Ok(());
         }
