@@ -17,7 +17,7 @@ use crate::schema::{
     FINGERPRINTS, FINGERPRINTS_RECEIVED, HELD_ORDERS, NEXT_ORDER, ORDERS, ORDERS_BY_ACCOUNT,
     OrderRecord, PRINT_OF, RECORDINGS,
 };
-use crate::store::{Store, internal, next_id};
+use crate::store::{Store, internal, next_id, rows_of_account};
 use crosstalk_model::api::{Intent, OrderState, OrderView};
 use crosstalk_model::{AccountId, Recording};
 use crosstalk_service::{ApiError, Bug};
@@ -254,19 +254,15 @@ impl Store {
     /// `account`'s orders, oldest first.
     pub fn orders(&self, account: AccountId) -> Result<Vec<OrderView>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
-        let index = txn.open_table(ORDERS_BY_ACCOUNT).map_err(internal)?;
-        let orders = txn.open_table(ORDERS).map_err(internal)?;
+        let orders: Vec<OrderRecord> = rows_of_account(
+            &txn,
+            ORDERS_BY_ACCOUNT,
+            ORDERS,
+            account,
+            "order index without order",
+        )?;
         let mut out = Vec::new();
-        for entry in index
-            .range((account.0, 0)..=(account.0, u64::MAX))
-            .map_err(internal)?
-        {
-            let id = entry.map_err(internal)?.0.value().1;
-            let json = orders
-                .get(id)
-                .map_err(internal)?
-                .ok_or_else(|| ApiError::internal("order index without order"))?;
-            let order: OrderRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        for order in orders {
             if order.account != account {
                 return Err(ApiError::internal("order index and order disagree"));
             }

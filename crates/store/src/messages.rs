@@ -19,7 +19,7 @@ use crate::schema::{
     ACCOUNTS, AUDIO, AccountRecord, BY_OWNER, CONTACTS, EMAILS, HELD_MESSAGES, INBOX, MESSAGES,
     MessageRecord, NEXT_MESSAGE, RECORDINGS, SENT,
 };
-use crate::store::{Store, internal, next_id};
+use crate::store::{Store, internal, next_id, rows_of_account};
 use crosstalk_model::api::{Contact, InboxItem, MessageState, MessageView, RecordingView};
 use crosstalk_model::{AccountId, Recording, RecordingId};
 use crosstalk_service::{ApiError, Bug};
@@ -409,19 +409,10 @@ impl Store {
     /// Every message `account` sent or spoke, oldest first, in any state.
     pub fn outgoing_messages(&self, account: AccountId) -> Result<Vec<MessageView>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
-        let sent = txn.open_table(SENT).map_err(internal)?;
-        let messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let sent: Vec<MessageRecord> =
+            rows_of_account(&txn, SENT, MESSAGES, account, "sent index without message")?;
         let mut out = Vec::new();
-        for entry in sent
-            .range((account.0, 0)..=(account.0, u64::MAX))
-            .map_err(internal)?
-        {
-            let id = entry.map_err(internal)?.0.value().1;
-            let json = messages
-                .get(id)
-                .map_err(internal)?
-                .ok_or_else(|| ApiError::internal("sent index without message"))?;
-            let message: MessageRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        for message in sent {
             if message.from != account {
                 return Err(ApiError::internal("sent index and message disagree"));
             }
@@ -433,20 +424,11 @@ impl Store {
     /// Messages delivered to `account` whose recordings still exist.
     pub fn inbox(&self, account: AccountId) -> Result<Vec<InboxItem>, ApiError> {
         let txn = self.db.begin_read().map_err(internal)?;
-        let inbox = txn.open_table(INBOX).map_err(internal)?;
-        let messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let inbox: Vec<MessageRecord> =
+            rows_of_account(&txn, INBOX, MESSAGES, account, "inbox without message")?;
         let recordings = txn.open_table(RECORDINGS).map_err(internal)?;
         let mut out = Vec::new();
-        for entry in inbox
-            .range((account.0, 0)..=(account.0, u64::MAX))
-            .map_err(internal)?
-        {
-            let id = entry.map_err(internal)?.0.value().1;
-            let json = messages
-                .get(id)
-                .map_err(internal)?
-                .ok_or_else(|| ApiError::internal("inbox without message"))?;
-            let message: MessageRecord = serde_json::from_str(json.value()).map_err(internal)?;
+        for message in inbox {
             if message.to != account || message.state != MessageState::Delivered {
                 return Err(ApiError::internal("inbox entry for another recipient"));
             }
@@ -458,7 +440,7 @@ impl Store {
                 return Err(ApiError::internal("message recording changed owner"));
             }
             out.push(InboxItem {
-                message_id: id,
+                message_id: message.id,
                 from: message.from,
                 recording: RecordingView::from(&recording),
             });

@@ -19,7 +19,11 @@ use crate::health::{Health, WatchedBackend};
 use crate::schema::{self, ACCOUNTS, AccountRecord, META};
 use crosstalk_model::{AccountId, Clock, Entropy, sha256_hex};
 use crosstalk_service::{ApiError, Inject, Injected};
-use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -69,6 +73,34 @@ pub struct Store {
 
 pub(crate) fn internal(e: impl Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
+}
+
+/// The JSON rows of `rows` that `index` (keys `(account, id)`) lists for
+/// `account`, in index order; an index entry without its row is an
+/// internal error named `missing`. Whose the rows are is the caller's to
+/// check.
+pub(crate) fn rows_of_account<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    index: TableDefinition<(u64, u64), ()>,
+    rows: TableDefinition<u64, &str>,
+    account: AccountId,
+    missing: &str,
+) -> Result<Vec<T>, ApiError> {
+    let index = txn.open_table(index).map_err(internal)?;
+    let rows = txn.open_table(rows).map_err(internal)?;
+    let mut out = Vec::new();
+    for entry in index
+        .range((account.0, 0)..=(account.0, u64::MAX))
+        .map_err(internal)?
+    {
+        let id = entry.map_err(internal)?.0.value().1;
+        let json = rows
+            .get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::internal(missing))?;
+        out.push(serde_json::from_str(json.value()).map_err(internal)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn token_digest(token: &str) -> String {
