@@ -33,7 +33,7 @@ results="$out/results.txt"
 : > "$results"
 
 # Runs every shipped scenario (the directory, as CI runs it) seed by seed;
-# prints "pass" or "caught on seed S: <first violation line>".
+# prints "pass" or "caught on seed S: <scenario>: <first violation invariant>".
 judge() {
   local bin="$CARGO_TARGET_DIR/release/crosstalk"
   local from="${seeds%..*}" to="${seeds#*..}"
@@ -42,7 +42,14 @@ judge() {
     (cd "$work" && "$bin" run "$work/tree/scenarios" --seeds "$seed" --quiet) > "$work/last.log" 2>&1 || status=$?
     case "$status" in
       0) ;;
-      1) echo "caught on seed $seed: $(grep -m1 -iE 'violat|fail' "$work/last.log" | cut -c1-200)"; return ;;
+      1)
+        # The first failing scenario and its first violation's invariant.
+        local scenario invariant
+        scenario="$(grep -m1 '^FAIL seed' "$work/last.log" | sed 's/.*\[\(.*\)\].*/\1/')"
+        invariant="$(grep -m1 'violation 1:' "$work/last.log" | sed 's/.*violation 1: //')"
+        [ -n "$invariant" ] || invariant="$(grep -m1 'infrastructure error' "$work/last.log" | sed 's/^ *//')"
+        echo "caught on seed $seed: $scenario: ${invariant:-see the run output}" | cut -c1-200
+        return ;;
       *) echo "harness error (exit $status) on seed $seed: $(tail -1 "$work/last.log" | cut -c1-200)"; return ;;
     esac
   done
