@@ -11,11 +11,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+mod broadcasts;
 mod chatter;
 mod data;
+mod faults;
 mod handover;
 mod heavy;
 mod limits;
+mod people;
 mod probes;
 
 pub use chatter::AmbientCapture;
@@ -709,472 +712,36 @@ impl Plan {
         let active_ms = world.active_seconds * 1000;
         let account_count = draw(&mut rng, world.accounts) as usize;
         let mut nonces = BTreeSet::new();
-        let mut accounts = Vec::with_capacity(account_count);
         // Leave the first seconds for sign-up and device registration.
         let first_action_ms = (active_ms / 20).max(1000);
-        for index in 0..account_count {
-            let devices = draw(&mut rng, world.devices_per_account) as u32;
-            let skew_share = scenario.faults.device_clock_skew_per_mille;
-            let device_clock_skew_ms: Vec<i64> = (0..devices)
-                .map(|_| {
-                    if skew_share < 1000 && !rng.random_ratio(skew_share as u32, 1000) {
-                        return 0;
-                    }
-                    let magnitude = draw(&mut rng, scenario.faults.device_clock_skew_ms) as i64;
-                    if rng.random_bool(0.5) {
-                        magnitude
-                    } else {
-                        -magnitude
-                    }
-                })
-                .collect();
-            let mut actions = Vec::new();
-            let a = &scenario.actions;
-            let mut push = |rng: &mut ChaCha8Rng, action: Action| {
-                let at_ms = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
-                actions.push(TimedAction { at_ms, action });
-            };
-            for _ in 0..draw(&mut rng, a.utterances) {
-                let nonce = loop {
-                    let candidate: u64 = rng.random();
-                    if nonces.insert(candidate) {
-                        break candidate;
-                    }
-                };
-                let device = rng.random_range(0..devices);
-                let content: u64 = rng.random();
-                let phrase = rng.random_range(0..PHRASES.len() as u32);
-                let purchase = if rng.random_ratio(a.purchase_per_mille.min(1000) as u32, 1000) {
-                    Some(rng.random_range(0..ITEMS.len() as u32))
-                } else {
-                    None
-                };
-                let message = if purchase.is_none()
-                    && a.spoken_message_per_mille > 0
-                    && rng.random_ratio(a.spoken_message_per_mille.min(1000) as u32, 1000)
-                {
-                    Some(rng.random())
-                } else {
-                    None
-                };
-                // Drawn only when the scenario asks for it, so that other
-                // scenarios' plans stay as they were.
-                let also_heard = (devices > 1
-                    && purchase.is_none()
-                    && message.is_none()
-                    && a.two_speakers_per_mille > 0
-                    && rng.random_ratio(a.two_speakers_per_mille.min(1000) as u32, 1000))
-                .then(|| {
-                    loop {
-                        let candidate: u64 = rng.random();
-                        if nonces.insert(candidate) {
-                            break candidate;
-                        }
-                    }
-                });
-                push(
+        let window = people::Window {
+            first_ms: first_action_ms,
+            active_ms,
+        };
+        let mut accounts: Vec<AccountPlan> = (0..account_count)
+            .map(|index| {
+                people::account(
                     &mut rng,
-                    Action::Speak {
-                        device,
-                        nonce,
-                        content,
-                        phrase,
-                        purchase,
-                        message,
-                        speaker: None,
-                        also_heard,
-                        audio_bytes: None,
-                    },
-                );
-            }
-            for _ in 0..draw(&mut rng, a.history_lists) {
-                push(&mut rng, Action::ListHistory);
-            }
-            for _ in 0..draw(&mut rng, a.own_audio_fetches) {
-                let pick = rng.random();
-                push(&mut rng, Action::FetchOwnAudio { pick });
-            }
-            for _ in 0..draw(&mut rng, a.exports) {
-                let delete_first =
-                    rng.random_ratio(a.delete_before_download_per_mille.min(1000) as u32, 1000);
-                let redownloads = draw(&mut rng, a.redownloads) as u32;
-                // Drawn only when the scenario asks for it, so that other
-                // scenarios' plans stay as they were.
-                let repeats = if a.impatient_export_per_mille > 0
-                    && rng.random_ratio(a.impatient_export_per_mille.min(1000) as u32, 1000)
-                {
-                    rng.random_range(1..=2)
-                } else {
-                    0
-                };
-                // Half the impatient also write to support.
-                let by_ticket = repeats > 0 && rng.random_ratio(1, 2);
-                push(
-                    &mut rng,
-                    Action::RequestExport {
-                        delete_first,
-                        redownloads,
-                        repeats,
-                        by_ticket,
-                        store_down_ms: None,
-                    },
-                );
-            }
-            for _ in 0..draw(&mut rng, a.ticket_exports) {
-                push(&mut rng, Action::TicketExport);
-            }
-            for _ in 0..draw(&mut rng, a.impersonations) {
-                let victim = rng.random_range(0..account_count as u32);
-                let (low, high) = (a.impersonation_guesses.0, a.impersonation_guesses.1);
-                let guesses = rng.random_range(low as u32..=high as u32);
-                push(&mut rng, Action::Impersonate { victim, guesses });
-            }
-            for _ in 0..draw(&mut rng, a.notification_reads) {
-                push(&mut rng, Action::ReadNotifications);
-            }
-            for _ in 0..draw(&mut rng, a.foreign_link_uses) {
-                let pick = rng.random();
-                push(&mut rng, Action::UseForeignLink { pick });
-            }
-            for _ in 0..draw(&mut rng, a.guessed_audio_fetches) {
-                let pick = rng.random();
-                push(&mut rng, Action::GuessAudio { pick });
-            }
-            for _ in 0..draw(&mut rng, a.device_transfers) {
-                let pick = rng.random();
-                let to = rng.random_range(0..account_count as u32);
-                push(&mut rng, Action::TransferDevice { pick, to });
-            }
-            for _ in 0..draw(&mut rng, a.device_outages) {
-                let device = rng.random_range(0..devices);
-                let for_ms = draw(&mut rng, a.device_outage_ms);
-                push(&mut rng, Action::DeviceOutage { device, for_ms });
-            }
-            for _ in 0..draw(&mut rng, a.device_resets) {
-                let pick = rng.random();
-                push(&mut rng, Action::ResetDevice { pick });
-            }
-            for _ in 0..draw(&mut rng, a.messages) {
-                let (pick, contact) = (rng.random(), rng.random());
-                let misheard = a.misheard_contact_per_mille > 0
-                    && rng.random_ratio(a.misheard_contact_per_mille.min(1000) as u32, 1000);
-                push(
-                    &mut rng,
-                    Action::SendMessage {
-                        pick,
-                        contact,
-                        misheard,
-                    },
-                );
-            }
-            for _ in 0..draw(&mut rng, a.inbox_reads) {
-                let pick = rng.random();
-                push(&mut rng, Action::ReadInbox { pick });
-            }
-            // Drawn only when enabled, so that other scenarios' plans stay as they were.
-            if a.curious_probes.1 > 0 {
-                for _ in 0..draw(&mut rng, a.curious_probes) {
-                    let pick = rng.random();
-                    let nonce = loop {
-                        let candidate: u64 = rng.random();
-                        if nonces.insert(candidate) {
-                            break candidate;
-                        }
-                    };
-                    push(&mut rng, Action::Probe { pick, nonce });
-                }
-            }
-            for _ in 0..draw(&mut rng, a.deletions) {
-                let pick = rng.random();
-                push(&mut rng, Action::DeleteOne { pick });
-            }
-            for _ in 0..draw(&mut rng, a.range_deletions) {
-                let (first, second) = (rng.random(), rng.random());
-                push(&mut rng, Action::DeleteRange { first, second });
-            }
-            if rng.random_ratio(a.close_account_per_mille.min(1000) as u32, 1000) {
-                // Close somewhere in the run; maybe come back later.
-                let close_at =
-                    rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
-                actions.push(TimedAction {
-                    at_ms: close_at,
-                    action: Action::CloseAccount,
-                });
-                if rng.random_bool(0.5) && close_at + 1 < active_ms {
-                    let again_at = rng.random_range(close_at + 1..active_ms);
-                    actions.push(TimedAction {
-                        at_ms: again_at,
-                        action: Action::SignUpAgain,
-                    });
-                }
-            }
-            let mut contacts = Vec::new();
-            for _ in 0..draw(&mut rng, a.contacts) {
-                let other = rng.random_range(0..account_count as u32);
-                if other as usize != index && !contacts.contains(&other) {
-                    contacts.push(other);
-                }
-            }
-            // Stable order: by time, then by generation order.
-            actions.sort_by_key(|a| a.at_ms);
-            accounts.push(AccountPlan {
-                email: format!("person{index}.s{seed}@example.test"),
-                devices,
-                device_clock_skew_ms,
-                contacts,
-                actions,
-                ambient: Vec::new(),
-            });
-        }
-        // Households: consecutive accounts share a home. Housemates know
-        // each other, talk near each other's devices, and one voice can reach
-        // several of the home's devices; each capture is its device owner's.
-        let mut homes: Vec<std::ops::Range<usize>> = Vec::new();
-        if world.household_size.1 > 1 {
-            let mut start = 0;
-            while start < account_count {
-                let size = (draw(&mut rng, world.household_size) as usize).max(1);
-                let end = (start + size).min(account_count);
-                homes.push(start..end);
-                start = end;
-            }
-        }
-        let a = &scenario.actions;
-        for home in homes.iter().filter(|h| h.len() > 1) {
-            for owner in home.clone() {
-                for other in home.clone().filter(|o| *o != owner) {
-                    if !accounts[owner].contacts.contains(&(other as u32)) {
-                        accounts[owner].contacts.push(other as u32);
-                    }
-                }
-                let mut overheard = Vec::new();
-                for timed in accounts[owner].actions.iter_mut() {
-                    let Action::Speak {
-                        speaker,
-                        content,
-                        purchase: None,
-                        message: None,
-                        ..
-                    } = &mut timed.action
-                    else {
-                        continue;
-                    };
-                    if a.housemate_speech_per_mille == 0
-                        || !rng.random_ratio(a.housemate_speech_per_mille.min(1000) as u32, 1000)
-                    {
-                        continue;
-                    }
-                    let housemates: Vec<usize> = home.clone().filter(|o| *o != owner).collect();
-                    let who = housemates[rng.random_range(0..housemates.len())];
-                    *speaker = Some(who as u32);
-                    if a.overheard_per_mille > 0
-                        && rng.random_ratio(a.overheard_per_mille.min(1000) as u32, 1000)
-                    {
-                        // Another device in the home (maybe the speaker's own)
-                        // hears the same words at the same moment.
-                        let hearer = housemates[rng.random_range(0..housemates.len())];
-                        overheard.push((hearer, who, timed.at_ms, *content));
-                    }
-                }
-                for (hearer, who, at_ms, content) in overheard {
-                    let nonce = loop {
-                        let candidate: u64 = rng.random();
-                        if nonces.insert(candidate) {
-                            break candidate;
-                        }
-                    };
-                    let device = rng.random_range(0..accounts[hearer].devices.max(1));
-                    let phrase = rng.random_range(0..PHRASES.len() as u32);
-                    let speaker = (who != hearer).then_some(who as u32);
-                    let action = Action::Speak {
-                        device,
-                        nonce,
-                        content,
-                        phrase,
-                        purchase: None,
-                        message: None,
-                        speaker,
-                        also_heard: None,
-                        audio_bytes: None,
-                    };
-                    accounts[hearer].actions.push(TimedAction { at_ms, action });
-                }
-            }
-        }
-        for home in &homes {
-            for member in home.clone() {
-                accounts[member].actions.sort_by_key(|a| a.at_ms);
-            }
-        }
-        // Broadcasts: one content, one moment, heard by a share of homes —
-        // and by at least three, so that it is media and not one home's voice.
-        let broadcasts = draw(&mut rng, scenario.broadcasts.count);
-        for broadcast in 0..broadcasts as u32 {
-            let at_ms = rng.random_range(first_action_ms..active_ms.max(first_action_ms + 1));
-            let content: u64 = rng.random();
-            let item = rng.random_range(0..ITEMS.len() as u32);
-            let message_to = (scenario.broadcasts.message_per_mille > 0
-                && rng.random_ratio(scenario.broadcasts.message_per_mille.min(1000) as u32, 1000))
-            .then(|| rng.random_range(0..account_count.min(NAMES.len()) as u32));
-            let share = scenario.broadcasts.heard_per_mille.min(1000) as u32;
-            let mut hearers: Vec<usize> = (0..account_count)
-                .filter(|_| rng.random_ratio(share, 1000))
-                .collect();
-            let least = crosstalk_store::media::MEDIA_EVENT_HOUSEHOLDS.min(account_count);
-            while share > 0 && hearers.len() < least {
-                let extra = rng.random_range(0..account_count);
-                if !hearers.contains(&extra) {
-                    hearers.push(extra);
-                }
-            }
-            let boundary = scenario.broadcasts.boundary_per_mille.min(1000) as u32;
-            if boundary > 0 && rng.random_ratio(boundary, 1000) {
-                // Heard by exactly the fewest homes that make it media.
-                while hearers.len() > least {
-                    hearers.swap_remove(rng.random_range(0..hearers.len()));
-                }
-            }
-            hearers.sort_unstable();
-            for index in hearers {
-                let account = &mut accounts[index];
-                let nonce = loop {
-                    let candidate: u64 = rng.random();
-                    if nonces.insert(candidate) {
-                        break candidate;
-                    }
-                };
-                let device = rng.random_range(0..account.devices.max(1));
-                // Devices hear it within a second of each other.
-                let heard_at = at_ms + rng.random_range(0..1_000);
-                if let Some(named) = message_to
-                    && named as usize != index
-                    && !account.contacts.contains(&named)
-                    && rng.random_bool(0.5)
-                {
-                    // The name on television is a name half the homes know.
-                    account.contacts.push(named);
-                }
-                let action = Action::HearBroadcast {
-                    broadcast,
-                    device,
-                    nonce,
-                    content,
-                    item,
-                    message_to,
-                    audio_bytes: None,
-                };
-                account.actions.push(TimedAction {
-                    at_ms: heard_at,
-                    action,
-                });
-                account.actions.sort_by_key(|a| a.at_ms);
-            }
-        }
-        // Crashes fall inside the active period, after sign-up has settled,
-        // and never overlap on one host: each starts after the previous
-        // restart. Only hosts with a disk can lose power mid-write.
+                    scenario,
+                    seed,
+                    index,
+                    account_count,
+                    window,
+                    &mut nonces,
+                )
+            })
+            .collect();
+        people::households(&mut rng, scenario, &mut accounts, &mut nonces);
+        broadcasts::schedule(&mut rng, scenario, window, &mut accounts, &mut nonces);
         let faults = &scenario.faults;
         let crash_window_start = first_action_ms + 1_000;
-        let mut hosts: Vec<(String, Range, Range, bool)> = vec![
-            (
-                "store".to_string(),
-                faults.store_crashes,
-                faults.store_downtime_ms,
-                true,
-            ),
-            (
-                "export".to_string(),
-                faults.export_crashes,
-                faults.export_downtime_ms,
-                true,
-            ),
-        ];
-        for worker in 0..world.worker_hosts {
-            hosts.push((
-                format!("worker-{worker}"),
-                faults.worker_crashes,
-                faults.worker_downtime_ms,
-                false,
-            ));
-        }
-        let mut crashes = Vec::new();
-        for (host, count, downtime, has_disk) in hosts {
-            let mut times: Vec<u64> = (0..draw(&mut rng, count))
-                .map(|_| {
-                    rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1))
-                })
-                .collect();
-            times.sort_unstable();
-            let mut busy_until = 0;
-            for at_ms in times {
-                let downtime_ms = draw(&mut rng, downtime);
-                let mid_write_ops = if has_disk && rng.random_bool(0.5) {
-                    Some(rng.random_range(1..=24u32))
-                } else {
-                    None
-                };
-                let at_ms = at_ms.max(busy_until + 1);
-                busy_until = at_ms + downtime_ms;
-                crashes.push(Crash {
-                    host: host.clone(),
-                    at_ms,
-                    downtime_ms,
-                    mid_write_ops,
-                    sync_error: false,
-                });
-            }
-        }
-        let sync_failures = store_sync_failures(faults, seed, crash_window_start, active_ms);
-        if !sync_failures.is_empty() {
-            crashes.extend(sync_failures);
-            crashes.sort_by_key(|c| c.at_ms);
-        }
+        let crash_window = people::Window {
+            first_ms: crash_window_start,
+            active_ms,
+        };
+        let crashes = faults::crashes(&mut rng, scenario, seed, crash_window);
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
-        // Network faults on the links services use, never overlapping on one
-        // link, all healed by the end of the active period.
-        let mut links: Vec<(String, String)> = vec![("store".into(), "export".into())];
-        for worker in 0..world.worker_hosts {
-            links.push(("export".into(), format!("worker-{worker}")));
-            links.push(("store".into(), format!("worker-{worker}")));
-        }
-        for client in 0..world.client_hosts {
-            links.push((format!("client-{client}"), "store".into()));
-            links.push((format!("client-{client}"), "export".into()));
-        }
-        let mut net_faults: Vec<NetFault> = Vec::new();
-        let partitions = draw(&mut rng, faults.partitions);
-        let spikes = draw(&mut rng, faults.latency_spikes);
-        for n in 0..partitions + spikes {
-            let (a, b) = links[rng.random_range(0..links.len())].clone();
-            let (a, b) = if rng.random_bool(0.5) { (a, b) } else { (b, a) };
-            let duration_ms = draw(&mut rng, faults.net_fault_ms);
-            let at_ms = rng.random_range(crash_window_start..active_ms.max(crash_window_start + 1));
-            let kind = if n < partitions {
-                if rng.random_bool(0.5) {
-                    NetFaultKind::Partition
-                } else {
-                    NetFaultKind::OneWay
-                }
-            } else {
-                NetFaultKind::LatencySpike {
-                    latency_ms: draw(&mut rng, faults.latency_spike_ms),
-                }
-            };
-            let same_link = |f: &NetFault| (f.a == a && f.b == b) || (f.a == b && f.b == a);
-            let overlaps = net_faults.iter().any(|f| {
-                same_link(f) && at_ms < f.at_ms + f.duration_ms && f.at_ms < at_ms + duration_ms
-            });
-            if !overlaps && at_ms < active_ms {
-                net_faults.push(NetFault {
-                    at_ms,
-                    duration_ms,
-                    a,
-                    b,
-                    kind,
-                });
-            }
-        }
-        net_faults.sort_by_key(|f| f.at_ms);
+        let net_faults = faults::net_faults(&mut rng, scenario, crash_window);
         let agent = scenario.agent.enabled.then(|| AgentPlan {
             shift_interval_ms: scenario.agent.shift_interval_ms,
             typo_per_mille: scenario.agent.typo_per_mille,
