@@ -2,7 +2,8 @@
 //! is a harness failure, reported as one line (scenario, seed, cause) with
 //! exit code 2 and no backtrace; a crowded world with the socket capacity
 //! derived from its size runs through, its services shedding load with 503
-//! `overloaded` and its clients waiting as told.
+//! `overloaded` and its clients waiting as told; output read by a reader
+//! that stops early ends the process quietly.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,4 +89,47 @@ fn the_same_crowd_with_the_derived_capacity_runs_through() {
     assert!(stdout.contains("result: PASS"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let _ = std::fs::remove_dir_all(path.parent().expect("scratch"));
+}
+
+/// `crosstalk plan ... | head -c 64`: the reader closes the pipe after 64
+/// bytes of a plan of about 100 KB; the CLI must end quietly (killed by
+/// SIGPIPE, as `cat` would be), never panic with a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_stops_early_ends_the_cli_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let scenario = repo_path("scenarios/chaos.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crosstalk"))
+        .args(["plan", "--scenario"])
+        .arg(&scenario)
+        .args(["--seed", "3"])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the crosstalk binary runs");
+    let mut head = [0u8; 64];
+    child
+        .stdout
+        .take()
+        .expect("stdout piped")
+        .read_exact(&mut head)
+        .expect("the plan's first bytes");
+    // The read end is closed here (dropped above): the rest hits a broken pipe.
+    let output = child.wait_with_output().expect("the CLI ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        head.starts_with(b"{"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
 }
