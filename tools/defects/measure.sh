@@ -43,11 +43,19 @@ judge() {
     case "$status" in
       0) ;;
       1)
-        # The first failing scenario and its first violation's invariant.
-        local scenario invariant
-        scenario="$(grep -m1 '^FAIL seed' "$work/last.log" | sed 's/.*\[\(.*\)\].*/\1/')"
-        invariant="$(grep -m1 'violation 1:' "$work/last.log" | sed 's/.*violation 1: //')"
-        [ -n "$invariant" ] || invariant="$(grep -m1 'infrastructure error' "$work/last.log" | sed 's/^ *//')"
+        # The first failing scenario and the invariant of its first
+        # violation, both read from that scenario's own block of the report.
+        local block scenario invariant
+        block="$(awk '/^FAIL seed/ { n++ } n == 1' "$work/last.log")"
+        if [ -z "$block" ]; then
+          # No scenario failed by a violation: the run failed as a whole
+          # (a control that never fired, say).
+          echo "caught on seed $seed: the run failed with no failing scenario: $(tail -1 "$work/last.log")" | cut -c1-200
+          return
+        fi
+        scenario="$(printf '%s\n' "$block" | head -1 | sed 's/.*\[\(.*\)\].*/\1/')"
+        invariant="$(printf '%s\n' "$block" | grep -m1 'violation 1:' | sed 's/.*violation 1: //')"
+        [ -n "$invariant" ] || invariant="$(printf '%s\n' "$block" | grep -m1 'infrastructure error' | sed 's/^ *//')"
         echo "caught on seed $seed: $scenario: ${invariant:-see the run output}" | cut -c1-200
         return ;;
       *) echo "harness error (exit $status) on seed $seed: $(tail -1 "$work/last.log" | cut -c1-200)"; return ;;

@@ -11,8 +11,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 
-/// When a person's actions may happen: from `first_ms` (sign-up and device
-/// registration have settled) to the end of the active period.
+/// A span of the active period that times are drawn in: a person's actions
+/// from `first_ms` (sign-up and device registration have settled), crashes
+/// and network faults from a second later, each up to the end of the
+/// active period.
 #[derive(Clone, Copy)]
 pub(super) struct Window {
     pub(super) first_ms: u64,

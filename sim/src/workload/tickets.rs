@@ -11,8 +11,8 @@ use crosstalk_service::HttpResponse;
 use http::{Method, StatusCode};
 
 impl Person {
-    /// Open a ticket claiming `claimed_email`; anything but 202 `pending`
-    /// verification is unexpected.
+    /// Open a ticket claiming `claimed_email`; any status but 202 Accepted
+    /// is unexpected (the ticket's state is the caller's to judge).
     pub(super) async fn open_ticket(
         &mut self,
         claimed_email: String,

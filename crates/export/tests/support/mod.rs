@@ -1,8 +1,9 @@
 //! Scaffolding shared by the in-process tests of the export service
-//! (`export_flow.rs`, `planted.rs`): a real store router and a real export
-//! router, each served over `tokio::io::duplex` connections to the
-//! `HttpClient`s that reach them, time a `ManualClock` that moves only when
-//! a test moves it, randomness a `SeededEntropy`.
+//! (`export_flow.rs`, `planted.rs`): the real store's router on an
+//! in-memory database (each test builds its own export router), clients
+//! that reach a router over `tokio::io::duplex` connections, the tokens,
+//! and the clock's start; time is a `ManualClock` that moves only when a
+//! test moves it, randomness a `SeededEntropy`.
 #![allow(dead_code)] // Each test file uses its own part.
 
 use axum::Router;
