@@ -100,7 +100,7 @@ pub fn as_typed(email: &str, how: u64) -> String {
 /// The way of typing (for [`as_typed`]) of one occasion, `what`, in the run
 /// of `seed`: the same occasion is always typed the same way.
 pub fn way_of_typing(seed: u64, what: &str) -> u64 {
-    let digest = crate::world::derive(seed, &format!("typed/{what}"));
+    let digest = crate::streams::derive(seed, &format!("typed/{what}"));
     u64::from_be_bytes(
         digest[..8]
             .try_into()

@@ -42,6 +42,7 @@ pub mod runner;
 pub mod scenario;
 pub mod seeds;
 pub mod shrink;
+pub mod streams;
 pub mod threads;
 pub mod trace;
 pub mod upload_watch;

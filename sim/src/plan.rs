@@ -241,7 +241,7 @@ fn store_sync_failures(
     from_ms: u64,
     active_ms: u64,
 ) -> Vec<Crash> {
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/sync-failures"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/sync-failures"));
     (0..draw(&mut rng, faults.store_sync_failures))
         .map(|_| Crash {
             host: crate::net::STORE_HOST.to_string(),
@@ -699,7 +699,7 @@ fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {
 /// This seed's chance that the agent extends a request it learns of, from
 /// a stream of its own (so that every other draw of a plan stays as it was).
 fn draw_extend_per_mille(scenario: &Scenario, seed: u64) -> u32 {
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/extensions"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/extensions"));
     draw(&mut rng, scenario.agent.extend_per_mille) as u32
 }
 

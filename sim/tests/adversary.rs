@@ -291,7 +291,7 @@ fn first_failure_at_a_door(
     defect: fn(State<Arc<String>>, Request, Next) -> Fut,
 ) -> crosstalk_sim::world::RunOutcome {
     first_failure(&scenario("smoke"), 8, |seed| {
-        let real = Arc::new(hex::encode(crosstalk_sim::world::derive(seed, purpose)));
+        let real = Arc::new(hex::encode(crosstalk_sim::streams::derive(seed, purpose)));
         let layer: Rc<dyn Fn(axum::Router) -> axum::Router> =
             Rc::new(move |inner| layered(inner, real.clone(), defect));
         if on_export {

@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn harness_sources_are_recognised() {
-        assert!(is_harness_source("sim/src/world.rs"));
+        assert!(is_harness_source("sim/src/world/mod.rs"));
         assert!(!is_harness_source("sim/src/canary.rs"));
         assert!(!is_harness_source("crates/store/src/lib.rs"));
     }

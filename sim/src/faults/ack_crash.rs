@@ -12,7 +12,7 @@
 //! the store's simulated disk before the answer leaves the handler — no
 //! other request can write after it, since the dying incarnation's disk
 //! handles fail every operation — and the world then crashes the host and
-//! restarts it after the downtime (`world.rs`). It needs no knowledge of
+//! restarts it after the downtime (`crashes.rs`). It needs no knowledge of
 //! which writes a build makes durable: whatever the store had not synced
 //! is lost or torn like any unsynced write.
 //!
@@ -124,7 +124,7 @@ pub fn draw(
     downtime_ms: (u64, u64),
     kinds: &BTreeMap<RareWrite, u32>,
 ) -> Vec<AckCrashPlan> {
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "ack-crashes"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "ack-crashes"));
     let count = rng.random_range(count.0..=count.1.max(count.0));
     let kinds: Vec<(RareWrite, u32)> = kinds
         .iter()

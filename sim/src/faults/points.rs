@@ -13,6 +13,7 @@
 
 use super::poison::{CollectionFaults, SUBJECT_POINT, TRANSIENT_POINT};
 use crate::check::contract::FiredPoints;
+use crate::streams::derive;
 use crosstalk_service::fault_points::FaultPoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,6 +81,66 @@ impl SeededFaultPoints {
     pub fn logging_into(mut self, name: String, log: FiredPoints) -> Self {
         self.log = Some((name, log));
         self
+    }
+}
+
+/// The fault points of every service process of one run: each process
+/// incarnation (`store/2`, `worker-0/1`, ...) gets its own seeded
+/// generator, all of them share the run's hot points, count their firings
+/// together and log them for the oracle's fault windows.
+#[derive(Clone)]
+pub struct FaultPointSource {
+    seed: u64,
+    hot_key: u64,
+    per_mille: u32,
+    until_ms: u64,
+    fired: Arc<AtomicU64>,
+    log: FiredPoints,
+    collection: Arc<CollectionFaults>,
+}
+
+impl FaultPointSource {
+    /// The plan's fault points, refusing collection reads into `collection`.
+    pub fn new(plan: &crate::plan::Plan, collection: Arc<CollectionFaults>) -> Self {
+        let hot_key = u64::from_le_bytes(
+            derive(plan.seed, "hot-fault-points")[..8]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("a 32-byte digest has 8 bytes")),
+        );
+        Self {
+            seed: plan.seed,
+            hot_key,
+            per_mille: plan.sut_fault_points_per_mille,
+            until_ms: plan.active_ms,
+            fired: Arc::default(),
+            log: FiredPoints::default(),
+            collection,
+        }
+    }
+
+    /// The points of one process incarnation, `name` as `host/incarnation`.
+    pub fn for_process(&self, name: String) -> Arc<dyn FaultPoints> {
+        Arc::new(
+            SeededFaultPoints::new(
+                derive(self.seed, &format!("fault-points/{name}")),
+                self.hot_key,
+                self.per_mille,
+                self.until_ms,
+                self.fired.clone(),
+            )
+            .logging_into(name, self.log.clone())
+            .with_collection(self.collection.clone()),
+        )
+    }
+
+    /// How many points fired in the whole run.
+    pub fn fired(&self) -> u64 {
+        self.fired.load(Ordering::Relaxed)
+    }
+
+    /// Every firing, by process incarnation and simulated ms.
+    pub fn log(&self) -> &FiredPoints {
+        &self.log
     }
 }
 

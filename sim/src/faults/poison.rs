@@ -19,7 +19,7 @@
 //! service's retries by (`check/poison.rs`): when each refused read came.
 
 use crate::plan::{AccountPlan, Action};
-use crate::world::derive;
+use crate::streams::derive;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

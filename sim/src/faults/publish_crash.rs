@@ -10,7 +10,7 @@
 //! and, at the chosen one, arms a power loss of the export host's
 //! simulated disk at that write. Whatever the service had not synced then
 //! is lost or torn; the world crashes the host and restarts it after the
-//! downtime (`world.rs`), as for an armed mid-write power loss. It needs no
+//! downtime (`crashes.rs`), as for an armed mid-write power loss. It needs no
 //! knowledge of how a build orders its writes: over the seeds, every write
 //! of a publication (and of whatever follows it) is struck.
 //!
@@ -52,7 +52,7 @@ const MAX_WRITE: u32 = 12;
 /// own, so that the rest of the plan is the same with or without them),
 /// each at one of the first few publications.
 pub fn draw(seed: u64, count: (u64, u64), downtime_ms: (u64, u64)) -> Vec<PublishCrashPlan> {
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "publish-crashes"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "publish-crashes"));
     let count = rng.random_range(count.0..=count.1.max(count.0));
     let mut crashes: Vec<PublishCrashPlan> = Vec::new();
     for _ in 0..count {

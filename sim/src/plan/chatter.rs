@@ -10,7 +10,7 @@
 //! while the export worker is collecting: the uploads that race a snapshot,
 //! which the exactness invariant allows either way and the oracle judges by
 //! the snapshot each archive claims. Drawn from a stream derived from the
-//! seed for this purpose alone (`world::derive(seed, "plan/chatter")`),
+//! seed for this purpose alone (`streams::derive(seed, "plan/chatter")`),
 //! after everything else, so that every other draw of a plan stays as it
 //! was; swarm testing switches it off in one seed of four.
 
@@ -78,7 +78,7 @@ pub fn schedule(
     if a.chatter_per_mille == 0 || a.chatter_captures.1 == 0 {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/chatter"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/chatter"));
     let commands = command_shapes(accounts);
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![SWARM_NAME.to_string()];

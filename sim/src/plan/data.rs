@@ -42,7 +42,7 @@ fn awkward_addresses(scenario: &Scenario, seed: u64, accounts: &mut [AccountPlan
     if per_mille == 0 || accounts.is_empty() {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/addresses"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/addresses"));
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![ADDRESSES_SWARM_NAME.to_string()];
     }
@@ -60,7 +60,7 @@ fn capture_lengths(scenario: &Scenario, seed: u64, accounts: &mut [AccountPlan])
     if !d.sized_captures() || accounts.is_empty() {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/audio-sizes"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/audio-sizes"));
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![AUDIO_SIZES_SWARM_NAME.to_string()];
     }

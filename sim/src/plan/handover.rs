@@ -6,7 +6,7 @@
 //! watches for released addresses and then asks for "their" data.
 //!
 //! Drawn from a stream derived from the seed for this purpose alone
-//! (`world::derive(seed, "plan/handover")`), after everything else, so
+//! (`streams::derive(seed, "plan/handover")`), after everything else, so
 //! that every other draw of a plan stays as it was. Scheduled only where
 //! the scenario already closes accounts or takes tickets, on one person per
 //! seed who never signs up again (their address is released for good), and
@@ -32,7 +32,7 @@ pub fn schedule(
     if a.close_account_per_mille == 0 && a.ticket_exports.1 == 0 {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/handover"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/handover"));
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![SWARM_NAME.to_string()];
     }
@@ -125,7 +125,7 @@ const MOVE_OUTS_PER_RUN: usize = 2;
 /// an unplugged device still holding three of their captures (a plain one,
 /// a spoken order, and "send this to" a contact, one the buyer has too
 /// when there is one) to someone who stays, then closes the account.
-/// Drawn from a stream of its own (`world::derive(seed, "plan/move_out")`)
+/// Drawn from a stream of its own (`streams::derive(seed, "plan/move_out")`)
 /// after everything else, so that every other draw stays as it was;
 /// switched off by swarm testing in one seed of four. Returns the swarm
 /// names switched off.
@@ -140,7 +140,7 @@ pub fn schedule_move_outs(
     if share == 0 || accounts.len() < 2 {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/move_out"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/move_out"));
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![MOVE_OUT_SWARM_NAME.to_string()];
     }

@@ -12,7 +12,7 @@
 //! again while its speaker goes on uploading (what it uploads afterwards
 //! must survive). Other accounts press it with
 //! `others_delete_all_per_mille`. Drawn from a stream derived from the seed
-//! for this purpose alone (`world::derive(seed, "plan/heavy")`), after
+//! for this purpose alone (`streams::derive(seed, "plan/heavy")`), after
 //! everything else, so that every other draw of a plan stays as it was;
 //! swarm testing switches it off in one seed of four.
 
@@ -40,7 +40,7 @@ pub fn schedule(
     if h.is_off() || accounts.is_empty() {
         return Vec::new();
     }
-    let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "plan/heavy"));
+    let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "plan/heavy"));
     if scenario.swarm && rng.random_ratio(1, 4) {
         return vec![SWARM_NAME.to_string()];
     }

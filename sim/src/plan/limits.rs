@@ -8,7 +8,7 @@
 //! assume the archive still whole.
 //!
 //! All are drawn from streams derived from the seed for this purpose
-//! alone (`world::derive(seed, "plan/limits")`, `"plan/limit-probes"` and
+//! alone (`streams::derive(seed, "plan/limits")`, `"plan/limit-probes"` and
 //! `"plan/store-down-downloads"`), after everything else, so
 //! that adding them left every other draw of a plan as it was. A scenario
 //! sets the ranges (`[limits]`); swarm testing switches the probes off in
@@ -32,7 +32,7 @@ const STORE_DOWN_MS: (u64, u64) = (15_000, 25_000);
 const STORE_DOWN_MARGIN_MS: u64 = 90_000;
 
 fn rng(seed: u64, purpose: &str) -> ChaCha8Rng {
-    ChaCha8Rng::from_seed(crate::world::derive(seed, purpose))
+    ChaCha8Rng::from_seed(crate::streams::derive(seed, purpose))
 }
 
 fn draw(rng: &mut ChaCha8Rng, range: Range) -> u64 {

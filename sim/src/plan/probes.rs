@@ -4,7 +4,7 @@
 //! address changed hands.
 //!
 //! Everything is drawn from streams derived from the seed for these
-//! purposes alone (`world::derive(seed, "plan/ticket-attempts")` and
+//! purposes alone (`streams::derive(seed, "plan/ticket-attempts")` and
 //! `"plan/probes"`), after everything else, so that adding them left every
 //! other draw of a plan as it was. A probe is only scheduled where the
 //! scenario already has what it builds on (impersonations; accounts closed
@@ -30,7 +30,7 @@ const SEND_BEFORE_CLOSE_MS: u64 = 5_000;
 const INBOX_AFTER_SIGN_UP_MS: u64 = 20_000;
 
 fn rng(seed: u64, purpose: &str) -> ChaCha8Rng {
-    ChaCha8Rng::from_seed(crate::world::derive(seed, purpose))
+    ChaCha8Rng::from_seed(crate::streams::derive(seed, purpose))
 }
 
 /// The wrong codes a ticket takes before it is rejected, for this seed:

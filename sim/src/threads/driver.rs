@@ -149,7 +149,7 @@ pub(super) fn open_store(
 ) -> Result<Store, String> {
     let clock = Arc::new(ManualClock::new(crate::net::EPOCH_MS));
     let entropy_seed = u64::from_be_bytes(
-        crate::world::derive(seed, "threads/store-entropy")[..8]
+        crate::streams::derive(seed, "threads/store-entropy")[..8]
             .try_into()
             .unwrap_or_default(),
     );

@@ -222,7 +222,7 @@ impl Captures {
 
 impl ThreadsPlan {
     pub fn generate(spec: &ThreadsSpec, seed: u64) -> ThreadsPlan {
-        let mut rng = ChaCha8Rng::from_seed(crate::world::derive(seed, "threads/plan"));
+        let mut rng = ChaCha8Rng::from_seed(crate::streams::derive(seed, "threads/plan"));
         let mut captures = Captures {
             next_nonce_salt: 0,
             next_capture_ms: FIRST_CAPTURE_MS,
@@ -273,7 +273,7 @@ impl ThreadsPlan {
             accounts,
             rounds: plan_rounds,
             deletion_storm: draw(
-                &mut ChaCha8Rng::from_seed(crate::world::derive(seed, "threads/storm")),
+                &mut ChaCha8Rng::from_seed(crate::streams::derive(seed, "threads/storm")),
                 spec.deletion_storm,
             ) as u32,
         }

@@ -856,7 +856,7 @@ impl Person {
             return Ok(());
         };
         let real = hex::encode(
-            &crate::world::derive(self.world.plan.seed, &format!("password/{victim}"))[..12],
+            &crate::streams::derive(self.world.plan.seed, &format!("password/{victim}"))[..12],
         );
         let mut wrong = real.clone();
         let last = if wrong.ends_with('0') { "1" } else { "0" };
@@ -963,8 +963,8 @@ impl Person {
     /// with a character changed, a lengthened one, and one's own session.
     async fn knock_with_wrong_tokens(&mut self, pick: u64) -> Result<(), CallError> {
         let seed = self.world.plan.seed;
-        let service = hex::encode(crate::world::derive(seed, "service-token"));
-        let worker = hex::encode(crate::world::derive(seed, "worker-token"));
+        let service = hex::encode(crate::streams::derive(seed, "service-token"));
+        let worker = hex::encode(crate::streams::derive(seed, "worker-token"));
         let agent = self.world.agent_token.clone();
         let victim = self
             .world

@@ -166,7 +166,7 @@ impl Person {
             "acked-state-probe/{}/{}",
             self.principal, self.kept.acked.probes
         );
-        let digest = crate::world::derive(self.world.plan.seed, &purpose);
+        let digest = crate::streams::derive(self.world.plan.seed, &purpose);
         let nonce = u64::from_le_bytes(digest[..8].try_into().unwrap_or_default());
         let now = sim_now_ms();
         let (audio, transcript) = {

@@ -171,7 +171,7 @@ struct Spoken<'a> {
 
 /// The password principal `principal` signs up with in the run of `seed`.
 pub(super) fn password_of(seed: u64, principal: usize) -> String {
-    hex::encode(&crate::world::derive(seed, &format!("password/{principal}"))[..12])
+    hex::encode(&crate::streams::derive(seed, &format!("password/{principal}"))[..12])
 }
 
 pub(super) async fn sleep_until(at_ms: u64) {

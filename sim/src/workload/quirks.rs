@@ -48,7 +48,7 @@ impl Person {
             return false;
         }
         let purpose = format!("quirk/{what}/{}/{subject}", self.index);
-        let bytes = crate::world::derive(self.world.plan.seed, &purpose);
+        let bytes = crate::streams::derive(self.world.plan.seed, &purpose);
         let mut word = [0u8; 8];
         word.copy_from_slice(&bytes[..8]);
         u64::from_le_bytes(word) % 1000 < u64::from(per_mille)
@@ -91,7 +91,7 @@ impl Person {
             Invariant::RequestIntegrity,
             what,
         );
-        let bytes = crate::world::derive(
+        let bytes = crate::streams::derive(
             self.world.plan.seed,
             &format!("quirk/stale-session/{}", self.index),
         );
