@@ -143,6 +143,12 @@ pub struct Plan {
     /// (plans saved before it was plan data had the service's default, 5).
     #[serde(default = "default_ticket_attempts")]
     pub ticket_attempts: u32,
+    /// How long the store holds a spoken command before it acts on it, as
+    /// this run's store is configured and the oracle and the people learn
+    /// it ([`STORE_HOLD_MS`]; plans saved before it was plan data had the
+    /// same).
+    #[serde(default = "default_hold_ms")]
+    pub hold_ms: u64,
     /// Clients' quirks (none in plans saved before they existed).
     #[serde(default, skip_serializing_if = "Quirks::is_none")]
     pub quirks: Quirks,
@@ -158,6 +164,15 @@ fn default_link_ttl_ms() -> u64 {
 
 fn default_max_downloads() -> u32 {
     3
+}
+
+/// The hold every planned store is configured with: two minutes, long
+/// enough for the other homes' captures of a broadcast to arrive through
+/// the world's outages.
+pub const STORE_HOLD_MS: u64 = 120_000;
+
+fn default_hold_ms() -> u64 {
+    STORE_HOLD_MS
 }
 
 fn default_ticket_attempts() -> u32 {
@@ -843,6 +858,7 @@ impl Plan {
             link_ttl_ms,
             max_downloads,
             ticket_attempts,
+            hold_ms: STORE_HOLD_MS,
             quirks: scenario.quirks.clone(),
             threads: None,
         }

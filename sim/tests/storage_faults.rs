@@ -179,6 +179,7 @@ mod collection_fault_after_authentication {
                 service_token: "svc".into(),
                 password_iterations: 1,
                 limits: Default::default(),
+                hold_ms: crosstalk_sim::plan::STORE_HOLD_MS,
             },
         )
         .unwrap()

@@ -535,6 +535,7 @@ fn open_store(
             service_token: "service-token".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_sim::plan::STORE_HOLD_MS,
         },
     )
 }

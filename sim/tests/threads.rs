@@ -182,6 +182,7 @@ mod fill_races_deletion {
                 service_token: "svc".into(),
                 password_iterations: 1,
                 limits: Default::default(),
+                hold_ms: crosstalk_sim::plan::STORE_HOLD_MS,
             },
         )
         .unwrap()

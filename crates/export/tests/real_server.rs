@@ -121,6 +121,7 @@ async fn start_store(db: &Path, tokens: &Tokens) -> Endpoint {
             service_token: tokens.service.clone(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .expect("store opens");

@@ -3,7 +3,8 @@
 //! When a television says "Alexa, order me a dollhouse", every speaker in
 //! earshot hears the same audio at the same moment. The store therefore
 //! never acts on a spoken command at once: a purchase is *held* for
-//! [`HOLD_MS`]. Each capture gets an acoustic fingerprint of its leading
+//! the configured hold (`StoreConfig::hold_ms`, [`DEFAULT_HOLD_MS`] in
+//! production). Each capture gets an acoustic fingerprint of its leading
 //! audio; when captures with the same fingerprint arrive from at least
 //! [`MEDIA_EVENT_HOUSEHOLDS`] different accounts — within [`MEDIA_WINDOW_MS`]
 //! of each other by the devices' capture times (which survive late
@@ -24,10 +25,11 @@ use crosstalk_service::{ApiError, Bug};
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::BTreeSet;
 
-/// How long a spoken purchase is held before it is placed ("your order will
-/// go through in two minutes; say cancel to stop it"). Long enough for the
+/// How long a spoken purchase is held before it is placed, unless
+/// configured otherwise (`StoreConfig::hold_ms`): "your order will go
+/// through in two minutes; say cancel to stop it". Long enough for the
 /// other homes' captures of a broadcast to arrive through outages.
-pub const HOLD_MS: u64 = 120_000;
+pub const DEFAULT_HOLD_MS: u64 = 120_000;
 /// Captures this close in capture time with one fingerprint are one event.
 pub const MEDIA_WINDOW_MS: u64 = 60_000;
 /// Distinct accounts that make identical audio a media event.
@@ -177,6 +179,7 @@ impl Store {
     /// many commands were decided.
     pub fn sweep_held_orders(&self) -> Result<usize, ApiError> {
         let now = self.clock.now_ms();
+        let hold_ms = self.config.hold_ms;
         let txn = self.db.begin_write().map_err(internal)?;
         let decided = {
             let mut held = txn.open_table(HELD_ORDERS).map_err(internal)?;
@@ -194,7 +197,7 @@ impl Store {
                     Some(json) => serde_json::from_str(json.value()).map_err(internal)?,
                     None => return Err(ApiError::internal("held order without record")),
                 };
-                if order.received_at_ms.saturating_add(HOLD_MS) > now {
+                if order.received_at_ms.saturating_add(hold_ms) > now {
                     continue;
                 }
                 order.state = if recordings.get(order.source.0).map_err(internal)?.is_none() {
@@ -210,7 +213,7 @@ impl Store {
                         &received_prints,
                         print,
                         order.received_at_ms,
-                        HOLD_MS,
+                        hold_ms,
                     )?)
                 {
                     crosstalk_service::probe!("store.order.suppressed_media_event");
@@ -231,10 +234,10 @@ impl Store {
         let decided = decided + {
             let prints = txn.open_table(FINGERPRINTS).map_err(internal)?;
             let received_prints = txn.open_table(FINGERPRINTS_RECEIVED).map_err(internal)?;
-            Self::sweep_held_messages(&txn, now, HOLD_MS, |print, captured, received| {
+            Self::sweep_held_messages(&txn, now, hold_ms, |print, captured, received| {
                 Ok(
                     Self::is_media_event(&prints, print, captured, MEDIA_WINDOW_MS)?
-                        || Self::is_media_event(&received_prints, print, received, HOLD_MS)?,
+                        || Self::is_media_event(&received_prints, print, received, hold_ms)?,
                 )
             })?
         };

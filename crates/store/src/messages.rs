@@ -10,7 +10,7 @@
 //!
 //! A message can also be *spoken* ("Alexa, send this to Ann"): the capture
 //! carries [`Intent::Message`](crosstalk_model::api::Intent::Message). Such a
-//! message is held like a spoken purchase ([`crate::media::HOLD_MS`]): if the
+//! message is held like a spoken purchase (`StoreConfig::hold_ms`): if the
 //! same audio reached many households (broadcast media) it is suppressed and
 //! can never be confirmed; otherwise it becomes pending and still waits for
 //! the owner's confirmation.

@@ -38,6 +38,9 @@ pub struct StoreConfig {
     pub password_iterations: u32,
     /// Requests handled at once before the store answers 503 `overloaded`.
     pub limits: crosstalk_service::ServeLimits,
+    /// How long a spoken command is held before the store acts on it
+    /// ([`crate::media::DEFAULT_HOLD_MS`] in production).
+    pub hold_ms: u64,
 }
 
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
@@ -50,6 +53,7 @@ impl StoreConfig {
             service_token: service_token.into(),
             password_iterations: PRODUCTION_PASSWORD_ITERATIONS,
             limits: crosstalk_service::ServeLimits::DEFAULT,
+            hold_ms: crate::media::DEFAULT_HOLD_MS,
         }
     }
 }

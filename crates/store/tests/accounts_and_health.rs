@@ -56,6 +56,7 @@ fn store_on(backend: impl StorageBackend) -> Store {
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .expect("store opens")

@@ -40,6 +40,7 @@ impl Harness {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
                 limits: Default::default(),
+                hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
             },
         )
         .expect("store opens");

@@ -28,6 +28,7 @@ fn open() -> Arc<Store> {
                 service_token: "svc".into(),
                 password_iterations: 1,
                 limits: Default::default(),
+                hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
             },
         )
         .expect("store opens"),
@@ -209,6 +210,7 @@ fn refusing(everyone: bool, account: u64) -> Arc<Store> {
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .unwrap()
@@ -272,6 +274,7 @@ async fn reply_stall_holds_only_service_requests_and_only_when_fault_points_are_
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .unwrap()

@@ -4,7 +4,7 @@
 
 use crosstalk_model::api::{Intent, OrderState};
 use crosstalk_model::{AccountId, Clock, ManualClock, SeededEntropy};
-use crosstalk_store::media::HOLD_MS;
+use crosstalk_store::media::DEFAULT_HOLD_MS as HOLD_MS;
 use crosstalk_store::{NewRecording, Store, StoreConfig};
 use redb::backends::InMemoryBackend;
 use std::sync::Arc;
@@ -69,6 +69,7 @@ fn a_broadcast_is_a_media_event_even_when_device_clocks_disagree() {
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .unwrap();
@@ -141,6 +142,7 @@ fn a_broadcast_message_command_is_never_sent_and_a_spoken_one_waits_for_confirma
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .unwrap();
@@ -221,4 +223,40 @@ fn a_broadcast_message_command_is_never_sent_and_a_spoken_one_waits_for_confirma
     let inbox = store.inbox(homes[4].account).unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].recording.id.0, genuine);
+}
+
+#[test]
+fn the_hold_is_the_configured_one() {
+    // A store configured with a ten-second hold decides a spoken purchase
+    // after ten seconds, not after the default two minutes.
+    let hold_ms = 10_000;
+    assert!(hold_ms < HOLD_MS);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let store = Store::open(
+        InMemoryBackend::new(),
+        clock.clone(),
+        Arc::new(SeededEntropy::from_seed_u64(9)),
+        StoreConfig {
+            hold_ms,
+            password_iterations: 1,
+            ..StoreConfig::new("svc")
+        },
+    )
+    .unwrap();
+    let homes = homes(&store, 1);
+    order(&store, &homes[0], "mine", wav(&speech(331)), clock.now_ms());
+    clock.advance(hold_ms - 1);
+    assert_eq!(
+        store.sweep_held_orders().unwrap(),
+        0,
+        "still held within the hold"
+    );
+    clock.advance(1);
+    assert_eq!(
+        store.sweep_held_orders().unwrap(),
+        1,
+        "decided when the hold ends"
+    );
+    let orders = store.orders(homes[0].account).unwrap();
+    assert_eq!(orders[0].state, OrderState::Placed);
 }

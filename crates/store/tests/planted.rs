@@ -27,6 +27,7 @@ fn open(planted: Planted) -> Store {
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .expect("store opens")

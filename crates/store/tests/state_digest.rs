@@ -15,6 +15,7 @@ fn store() -> Store {
             service_token: "svc".into(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .expect("store opens")

@@ -8,7 +8,6 @@
 use super::unanswered::OrderSource;
 use super::{Invariant, Oracle, SpokenNext};
 use crosstalk_model::api::{MessageState, MessageView, OrderState, OrderView};
-use crosstalk_store::media::HOLD_MS;
 
 /// How long past its hold a spoken command may stay held on a store that
 /// never restarted (its sweeper runs every second).
@@ -30,6 +29,12 @@ pub struct SpokenListing<'a> {
 }
 
 impl Oracle {
+    /// The store holds a spoken command `hold_ms` before it acts on it (as
+    /// the run configures it).
+    pub fn learn_hold(&mut self, hold_ms: u64) {
+        self.hold_ms = hold_ms;
+    }
+
     /// The sender saw `listing` at `now`: judge the store's word on it and
     /// say what the sender does next.
     pub fn on_spoken_message_listed(&mut self, listing: SpokenListing<'_>, now: u64) -> SpokenNext {
@@ -96,11 +101,12 @@ impl Oracle {
     fn held_past_its_hold(&mut self, listing: &SpokenListing<'_>, now: u64) -> bool {
         let acked = self.acked_at(listing.nonce);
         let steady = listing.store_steady;
-        let Some(acked) = acked.filter(|at| steady && now > at + HOLD_MS + HELD_SLACK_MS) else {
+        let hold_ms = self.hold_ms;
+        let Some(acked) = acked.filter(|at| steady && now > at + hold_ms + HELD_SLACK_MS) else {
             return false;
         };
         let detail = format!(
-            "message {} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {HOLD_MS} ms hold",
+            "message {} (a spoken command acknowledged at {acked} ms) is still held at {now} ms, past its {hold_ms} ms hold",
             listing.message_id
         );
         let (nonce, sender) = (Some(listing.nonce), Some(listing.sender));
@@ -194,12 +200,12 @@ impl Oracle {
 
     /// Whether the deletion of `nonce`'s recording was acknowledged (so
     /// committed) before the store can have ended its command's hold: the
-    /// hold runs `HOLD_MS` from the store's receipt, which is no earlier
+    /// hold runs `hold_ms` from the store's receipt, which is no earlier
     /// than the capture (one second of margin).
     fn deleted_during_hold(&self, nonce: u64) -> bool {
         self.utterances.get(&nonce).is_some_and(|u| {
             u.deletion_acked_ms.is_some_and(|deleted| {
-                deleted.saturating_add(1_000) < u.upload_started_ms.saturating_add(HOLD_MS)
+                deleted.saturating_add(1_000) < u.upload_started_ms.saturating_add(self.hold_ms)
             })
         })
     }

@@ -740,6 +740,9 @@ pub struct Oracle {
     claims: claims::ClaimsLedger,
     /// The ticket lockout's limit and the wrong codes surely counted.
     lockout: lockout::LockoutLedger,
+    /// How long the store holds a spoken command (`learn_hold`; the
+    /// planned stores' hold unless told otherwise).
+    hold_ms: u64,
     /// How the services' clock reads in this oracle's times.
     service_clock: snapshot::ServiceClock,
     /// When the store answered each upload, seen at its door (the
@@ -823,6 +826,7 @@ impl Oracle {
             live_check: live_check::LiveCheckLedger::default(),
             claims: claims::ClaimsLedger::default(),
             lockout: lockout::LockoutLedger::default(),
+            hold_ms: crate::plan::STORE_HOLD_MS,
             service_clock: snapshot::ServiceClock::default(),
             upload_door: None,
             closed: closed::ClosedLedger::default(),

@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::net::{EXPORT_HOST, STORE_HOST};
+use crate::plan::STORE_HOLD_MS as HOLD_MS;
 use crosstalk_model::api::{ExportState, MessageState, OrderState, OrderView, TicketState};
 use crosstalk_model::{ExportId, RecordingId};
-use crosstalk_store::media::HOLD_MS;
 use http::StatusCode;
 
 const A: usize = 0;
@@ -375,7 +375,7 @@ fn an_order_from_an_upload_whose_answer_was_lost_is_judged_by_its_listing() {
 
 #[test]
 fn an_order_whose_recording_was_deleted_during_its_hold_is_never_placed() {
-    let hold = crosstalk_store::media::HOLD_MS;
+    let hold = HOLD_MS;
     let mut oracle = oracle();
     oracle.utterance_started(3, A, 0, 1);
     oracle.utterance_acked(3, 12, 5);

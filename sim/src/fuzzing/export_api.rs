@@ -531,6 +531,7 @@ impl World {
                 service_token: SERVICE_TOKEN.to_string(),
                 password_iterations: 1,
                 limits: Default::default(),
+                hold_ms: crate::plan::STORE_HOLD_MS,
             },
         )
         .expect("the store opens on memory")

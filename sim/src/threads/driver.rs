@@ -161,6 +161,7 @@ pub(super) fn open_store(
             service_token: SERVICE_TOKEN.to_string(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crate::plan::STORE_HOLD_MS,
         },
     )
     .map(|store| store.with_planted(planted).with_fault_points(points))

@@ -19,7 +19,6 @@ use crosstalk_model::api::{
 };
 use crosstalk_model::api::{Notification, TicketStatus, VerifyTicketRequest};
 use crosstalk_service::HttpResponse;
-use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 use std::time::Duration;
 
@@ -1217,7 +1216,8 @@ impl Person {
     /// store offers — the store must never have offered it.
     pub(super) async fn settle_spoken_messages(&mut self) -> Result<(), CallError> {
         let now = sim_now_ms();
-        let due = |m: &SpokenMessage| m.spoken_at_ms + HOLD_MS + SETTLE_AFTER_HOLD_MS <= now;
+        let hold_ms = self.world.plan.hold_ms;
+        let due = |m: &SpokenMessage| m.spoken_at_ms + hold_ms + SETTLE_AFTER_HOLD_MS <= now;
         if !self.spoken_messages.iter().any(due) {
             return Ok(());
         }

@@ -17,7 +17,6 @@ use crosstalk_model::api::{
     MessageView, OrderView, RecordingPage, SignupRequest, SignupResponse,
 };
 use crosstalk_service::{ClientError, HttpClient, HttpResponse, Spawner};
-use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use serde::de::DeserializeOwned;
@@ -1050,10 +1049,11 @@ impl Person {
         }
         // Message commands still held: wait for their holds (within the
         // drain), then settle them like any other.
+        let hold_ms = self.world.plan.hold_ms;
         while let Some(due) = self
             .spoken_messages
             .iter()
-            .map(|m| m.spoken_at_ms + HOLD_MS + SETTLE_AFTER_HOLD_MS)
+            .map(|m| m.spoken_at_ms + hold_ms + SETTLE_AFTER_HOLD_MS)
             .min()
         {
             if due + POLL_MS > deadline_ms {

@@ -20,7 +20,6 @@ use crate::check::Invariant;
 use crate::net::sim_now_ms;
 use crate::workload::Service;
 use crosstalk_model::api::{MessageState, MessageView, TicketStatus};
-use crosstalk_store::media::HOLD_MS;
 use http::{Method, StatusCode};
 
 /// A spoken message is confirmed early only while this much of its hold is
@@ -238,7 +237,7 @@ impl Person {
         let per_mille = self.world.plan.quirks.early_confirmation_per_mille;
         let acked = self.world.oracle.borrow().acked_at(nonce).is_some();
         if !acked
-            || sim_now_ms() + EARLY_MARGIN_MS >= started_ms + HOLD_MS
+            || sim_now_ms() + EARLY_MARGIN_MS >= started_ms + self.world.plan.hold_ms
             || !self.quirk(per_mille, "early-confirmation", nonce)
         {
             return Ok(());
@@ -282,7 +281,7 @@ impl Person {
                 self.oracle().message_confirmed(nonce, recipient, now);
             }
         }
-        if now < started_ms + HOLD_MS {
+        if now < started_ms + self.world.plan.hold_ms {
             let what = "confirmed a spoken message during its hold";
             self.judge_quirk(
                 CONFIRM_DURING_HOLD,

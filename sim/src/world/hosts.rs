@@ -88,6 +88,7 @@ pub(super) fn add_store(
     let seed = plan.seed;
     let planted = common.planted;
     let contract_break = plan.canary_break;
+    let hold_ms = plan.hold_ms;
     let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let last_store = doors.last_store.clone();
     let token = common.service_token.clone();
@@ -133,6 +134,7 @@ pub(super) fn add_store(
                 service_token: token,
                 password_iterations: 1,
                 limits: SERVE_LIMITS,
+                hold_ms,
             };
             let opened = Store::open(handle, Arc::new(SimClock), Arc::new(entropy), config);
             let store = match opened {

@@ -216,6 +216,7 @@ fn oracle_for(plan: &Plan) -> Oracle {
         max_downloads: plan.max_downloads,
     });
     oracle.learn_ticket_attempts(plan.ticket_attempts);
+    oracle.learn_hold(plan.hold_ms);
     let deadlines = export_config(plan);
     oracle.learn_deadlines(deadlines.deadline_ms, deadlines.max_extension_ms);
     if let Some(poison) = &plan.poison {

@@ -86,6 +86,7 @@ pub fn open_store(seed: u64, clock: Arc<ManualClock>) -> Router {
             service_token: SERVICE_TOKEN.to_string(),
             password_iterations: 1,
             limits: Default::default(),
+            hold_ms: crosstalk_store::media::DEFAULT_HOLD_MS,
         },
     )
     .expect("store opens");
