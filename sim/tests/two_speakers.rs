@@ -56,3 +56,28 @@ fn the_correct_services_pass_with_both_captures_judged() {
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     assert!(outcome.controls.captures_by_two_speakers > 0);
 }
+
+/// The hold of spoken commands is plan data: the world configures the
+/// store with it and the people and the oracle learn it (nothing in the
+/// harness reads the store's default). A world whose store holds commands
+/// for half a minute instead of two runs clean, its broadcast orders still
+/// suppressed and its genuine ones placed.
+#[test]
+fn a_shorter_hold_is_the_one_everyone_learns() {
+    let mut plan = Plan::generate(&scenario("broadcast-dollhouse.toml"), 1);
+    assert_eq!(plan.hold_ms, crosstalk_sim::plan::STORE_HOLD_MS);
+    plan.hold_ms = 30_000;
+    let outcome = run_plan(&plan);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(
+        outcome.infra_errors.is_empty(),
+        "{:?}",
+        outcome.infra_errors
+    );
+    assert!(
+        outcome.controls.broadcast_orders_suppressed > 0,
+        "{:#?}",
+        outcome.controls
+    );
+    assert!(outcome.controls.genuine_orders_placed > 0);
+}
