@@ -28,6 +28,7 @@ mod contacts;
 mod delete_all;
 mod devices;
 mod durable;
+mod exports;
 mod handover;
 mod limits;
 mod lockout;
