@@ -74,8 +74,7 @@ fn count_requests(router: Router, counter: Arc<AtomicU64>) -> Router {
 }
 
 /// The store: its database on `faults.store_disk`, its order sweeper, its
-/// router behind the canary's break (if the plan has one), the test layer,
-/// the armed power losses and the watches.
+/// router behind the layers of [`StoreLayers`].
 pub(super) fn add_store(
     sim: &mut turmoil::Sim<'_>,
     common: &Common,
@@ -85,14 +84,9 @@ pub(super) fn add_store(
 ) {
     let world = common.world.clone();
     let plan = &world.plan;
-    let seed = plan.seed;
-    let planted = common.planted;
-    let contract_break = plan.canary_break;
-    let hold_ms = plan.hold_ms;
-    let contract_broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seed, hold_ms, planted) = (plan.seed, plan.hold_ms, common.planted);
     let last_store = doors.last_store.clone();
     let token = common.service_token.clone();
-    let counter = common.sut_requests.clone();
     let restarts = Cell::new(0u64);
     let disk = faults.store_disk.clone();
     // When the store answered each upload, for the snapshot claims.
@@ -101,41 +95,38 @@ pub(super) fn add_store(
         .oracle
         .borrow_mut()
         .learn_upload_door(upload_door.clone());
-    let after_ack = faults.after_ack.clone();
-    let after_introspect = plan
-        .downloads_while_store_down()
-        .then(|| world.introspect_crash.clone());
-    let lookups = doors.lookups.clone();
-    let load = doors.store_load.clone();
+    let layers = StoreLayers {
+        door: upload_door,
+        contract_break: plan.canary_break,
+        contract_broken: Arc::default(),
+        service_token: token.clone(),
+        wrap,
+        after_ack: faults.after_ack.clone(),
+        after_introspect: plan
+            .downloads_while_store_down()
+            .then(|| world.introspect_crash.clone()),
+        lookups: doors.lookups.clone(),
+        counter: common.sut_requests.clone(),
+        load: doors.store_load.clone(),
+    };
     let fault_points = common.fault_points.clone();
     sim.host(STORE_HOST, move || {
-        let load = load.clone();
-        let wrap = wrap.clone();
-        let door = upload_door.clone();
-        let after_ack = after_ack.clone();
-        let after_introspect = after_introspect
-            .clone()
-            .map(|crash| (crash, disk.clone()));
-        let lookups = lookups.clone();
+        let layers = layers.clone();
         let disk = disk.clone();
         let world = world.clone();
         let last_store = last_store.clone();
-        let contract_broken = contract_broken.clone();
-        let token = token.clone();
-        let service_token_for_canary = token.clone();
-        let counter = counter.clone();
+        let config = StoreConfig {
+            service_token: token.clone(),
+            password_iterations: 1,
+            limits: SERVE_LIMITS,
+            hold_ms,
+        };
         restarts.set(restarts.get() + 1);
         let entropy =
             SeededEntropy::from_seed_bytes(derive(seed, &format!("store/{}", restarts.get())));
         let handle = disk.open();
         let points = fault_points.for_process(format!("store/{}", restarts.get()));
         async move {
-            let config = StoreConfig {
-                service_token: token,
-                password_iterations: 1,
-                limits: SERVE_LIMITS,
-                hold_ms,
-            };
             let opened = Store::open(handle, Arc::new(SimClock), Arc::new(entropy), config);
             let store = match opened {
                 Ok(store) => store.with_fault_points(points).with_planted(planted),
@@ -156,32 +147,7 @@ pub(super) fn add_store(
                     .run_order_sweeper(Duration::from_millis(ORDER_SWEEP_MS)),
             );
             let listener = SimListener::bind(STORE_PORT).await?;
-            let mut router =
-                crate::upload_watch::watch(crosstalk_store::router(store.clone()), door.clone());
-            router = match contract_break {
-                Some(CanaryBreak::NotDurable { write }) => {
-                    crate::canary::unsynced(router, write, disk)
-                }
-                Some(CanaryBreak::SyncErrorsSwallowed) => {
-                    crate::canary::swallow_sync_errors(router, &disk)
-                }
-                Some(CanaryBreak::ServiceRoutesOpen) => {
-                    crate::canary::open_service_routes(router, service_token_for_canary.clone())
-                }
-                Some(how) => crate::canary::break_store(router, how, contract_broken),
-                None => router,
-            };
-            if let Some(wrap) = wrap {
-                router = wrap(router);
-            }
-            if let Some(after_ack) = after_ack {
-                router = crate::faults::ack_crash::layer(router, after_ack);
-            }
-            if let Some((crash, power)) = after_introspect {
-                router = crate::faults::live_check::layer(router, crash, power);
-            }
-            router = crate::lookup_watch::watch(router, lookups);
-            let router = crate::load_watch::watch(count_requests(router, counter), load);
+            let router = layers.around(crosstalk_store::router(store.clone()), disk);
             tokio::select! {
                 biased;
                 _ = store.until_storage_fails() => {
@@ -193,6 +159,56 @@ pub(super) fn add_store(
             Ok(())
         }
     });
+}
+
+/// What the store's router is served behind, innermost first: the upload
+/// door, the canary's break (if the plan has one), the test layer, the
+/// armed power losses, the lookups' door, the request counter and the load
+/// gauge.
+#[derive(Clone)]
+struct StoreLayers {
+    door: crate::upload_watch::UploadDoor,
+    contract_break: Option<CanaryBreak>,
+    contract_broken: Arc<std::sync::atomic::AtomicBool>,
+    service_token: String,
+    wrap: Option<Wrap>,
+    after_ack: Option<Arc<crate::faults::ack_crash::AckCrash>>,
+    /// The power loss as an armed download's live check arrives (on the
+    /// store's disk).
+    after_introspect: Option<Arc<crate::faults::live_check::IntrospectCrash>>,
+    lookups: crate::lookup_watch::LookupLog,
+    counter: Arc<AtomicU64>,
+    load: crate::load_watch::LoadGauge,
+}
+
+impl StoreLayers {
+    fn around(self, router: Router, disk: crate::faults::disk::SimDisk) -> Router {
+        let mut router = crate::upload_watch::watch(router, self.door);
+        router = match self.contract_break {
+            Some(CanaryBreak::NotDurable { write }) => {
+                crate::canary::unsynced(router, write, disk.clone())
+            }
+            Some(CanaryBreak::SyncErrorsSwallowed) => {
+                crate::canary::swallow_sync_errors(router, &disk)
+            }
+            Some(CanaryBreak::ServiceRoutesOpen) => {
+                crate::canary::open_service_routes(router, self.service_token)
+            }
+            Some(how) => crate::canary::break_store(router, how, self.contract_broken),
+            None => router,
+        };
+        if let Some(wrap) = self.wrap {
+            router = wrap(router);
+        }
+        if let Some(after_ack) = self.after_ack {
+            router = crate::faults::ack_crash::layer(router, after_ack);
+        }
+        if let Some(crash) = self.after_introspect {
+            router = crate::faults::live_check::layer(router, crash, disk);
+        }
+        router = crate::lookup_watch::watch(router, self.lookups);
+        crate::load_watch::watch(count_requests(router, self.counter), self.load)
+    }
 }
 
 /// The export service: its database on `faults.export_disk`, configured by
