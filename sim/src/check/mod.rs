@@ -157,6 +157,40 @@ pub struct Attempts {
     pub refused: u64,
 }
 
+/// Defines [`Controls`] and its [`Controls::add`], which sums every
+/// counter: a counter added to the struct is summed by construction, never
+/// forgotten (a scenario's seeds are judged on the sum).
+macro_rules! controls {
+    (
+        $(#[$outer:meta])*
+        pub struct Controls {
+            $(#[$probes_meta:meta])*
+            pub probes: $probes:ty,
+            $( $(#[$meta:meta])* pub $field:ident: u64, )*
+        }
+    ) => {
+        $(#[$outer])*
+        pub struct Controls {
+            $(#[$probes_meta])*
+            pub probes: $probes,
+            $( $(#[$meta])* pub $field: u64, )*
+        }
+
+        impl Controls {
+            /// Add `other`'s counts to these.
+            pub fn add(&mut self, other: &Controls) {
+                for (kind, a) in &other.probes {
+                    let mine = self.probes.entry(kind).or_default();
+                    mine.attempted += a.attempted;
+                    mine.refused += a.refused;
+                }
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
+controls! {
 /// Positive controls: evidence that each check had something to check.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Controls {
@@ -488,166 +522,10 @@ pub struct Controls {
     /// Audio deliveries of one capture compared byte for byte with it.
     pub audio_deliveries_judged_whole: u64,
 }
+}
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-}
-
-impl Controls {
-    pub fn add(&mut self, other: &Controls) {
-        for (kind, a) in &other.probes {
-            let mine = self.probes.entry(kind).or_default();
-            mine.attempted += a.attempted;
-            mine.refused += a.refused;
-        }
-        self.messages_verified_delivered += other.messages_verified_delivered;
-        self.utterances_uploaded += other.utterances_uploaded;
-        self.history_items_checked += other.history_items_checked;
-        self.own_audio_checked += other.own_audio_checked;
-        self.listed_recordings_played_back += other.listed_recordings_played_back;
-        self.exports_requested += other.exports_requested;
-        self.exports_completed += other.exports_completed;
-        self.archive_recordings_checked += other.archive_recordings_checked;
-        self.recordings_delivered += other.recordings_delivered;
-        self.foreign_link_attempts += other.foreign_link_attempts;
-        self.foreign_link_refused += other.foreign_link_refused;
-        self.anonymous_link_refused += other.anonymous_link_refused;
-        self.guessed_audio_attempts += other.guessed_audio_attempts;
-        self.guessed_audio_refused += other.guessed_audio_refused;
-        self.racy_recordings_allowed += other.racy_recordings_allowed;
-        self.deletions_acknowledged += other.deletions_acknowledged;
-        self.store_crashes += other.store_crashes;
-        self.store_crashes_after_ack += other.store_crashes_after_ack;
-        self.store_power_losses_after_failed_sync += other.store_power_losses_after_failed_sync;
-        self.acked_states_probed_after_power_loss += other.acked_states_probed_after_power_loss;
-        self.export_crashes += other.export_crashes;
-        self.worker_crashes += other.worker_crashes;
-        self.net_faults += other.net_faults;
-        self.sut_faults_fired += other.sut_faults_fired;
-        self.audits_completed += other.audits_completed;
-        self.recordings_verified_durable += other.recordings_verified_durable;
-        self.deletions_verified += other.deletions_verified;
-        self.uploads_buffered += other.uploads_buffered;
-        self.devices_transferred += other.devices_transferred;
-        self.pre_transfer_uploads += other.pre_transfer_uploads;
-        self.device_resets += other.device_resets;
-        self.messages_delivered += other.messages_delivered;
-        self.messages_refused_by_sender += other.messages_refused_by_sender;
-        self.inbox_items_checked += other.inbox_items_checked;
-        self.withdrawn_messages_rechecked += other.withdrawn_messages_rechecked;
-        self.addressed_messages_played_by_id += other.addressed_messages_played_by_id;
-        self.addressed_messages_refused_by_id += other.addressed_messages_refused_by_id;
-        self.orders_cancelled_by_deletion += other.orders_cancelled_by_deletion;
-        self.broadcast_captures += other.broadcast_captures;
-        self.broadcasts_heard_during_wait += other.broadcasts_heard_during_wait;
-        self.captures_by_two_speakers += other.captures_by_two_speakers;
-        self.broadcast_orders_suppressed += other.broadcast_orders_suppressed;
-        self.genuine_orders_placed += other.genuine_orders_placed;
-        self.unanswered_uploads_named_by_listing += other.unanswered_uploads_named_by_listing;
-        self.orders_from_unanswered_uploads += other.orders_from_unanswered_uploads;
-        self.orders_of_unknown_uploads_excused += other.orders_of_unknown_uploads_excused;
-        self.broadcast_messages_suppressed += other.broadcast_messages_suppressed;
-        self.spoken_messages_delivered += other.spoken_messages_delivered;
-        self.housemate_captures += other.housemate_captures;
-        self.accounts_closed += other.accounts_closed;
-        self.accounts_recycled += other.accounts_recycled;
-        self.duplicate_requests_joined += other.duplicate_requests_joined;
-        self.overloaded_retries += other.overloaded_retries;
-        self.downloads_judged_against_limits += other.downloads_judged_against_limits;
-        self.gone_answers_judged += other.gone_answers_judged;
-        self.downloads_refused_past_limit += other.downloads_refused_past_limit;
-        self.downloads_refused_after_expiry += other.downloads_refused_after_expiry;
-        self.dead_links_tried_again += other.dead_links_tried_again;
-        self.rebuilt_links_used_to_limit += other.rebuilt_links_used_to_limit;
-        self.rebuilt_links_late_downloaded += other.rebuilt_links_late_downloaded;
-        self.downloads_while_store_down_after_deletion +=
-            other.downloads_while_store_down_after_deletion;
-        self.archive_entries_judged_whole += other.archive_entries_judged_whole;
-        self.refusals_of_own_things_judged += other.refusals_of_own_things_judged;
-        self.snapshot_claims_judged += other.snapshot_claims_judged;
-        self.contact_lists_judged += other.contact_lists_judged;
-        self.uploads_for_closed_accounts_judged += other.uploads_for_closed_accounts_judged;
-        self.uploads_refused_owner_closed += other.uploads_refused_owner_closed;
-        self.moved_out_captures_flushed_after_close += other.moved_out_captures_flushed_after_close;
-        self.moved_out_intents_flushed += other.moved_out_intents_flushed;
-        self.moving_in_listings_judged += other.moving_in_listings_judged;
-        self.outgoing_messages_judged += other.outgoing_messages_judged;
-        self.extensions_granted += other.extensions_granted;
-        self.extensions_refused_twice += other.extensions_refused_twice;
-        self.extensions_refused_unknown_export += other.extensions_refused_unknown_export;
-        self.extensions_refused_bad_reason += other.extensions_refused_bad_reason;
-        self.extended_requests_judged_on_liveness += other.extended_requests_judged_on_liveness;
-        self.collection_reads_refused += other.collection_reads_refused;
-        self.poisoned_reads_refused += other.poisoned_reads_refused;
-        self.poison_retries_judged += other.poison_retries_judged;
-        self.poison_give_ups_seen += other.poison_give_ups_seen;
-        self.audit_entries_judged += other.audit_entries_judged;
-        self.audit_refusals_judged += other.audit_refusals_judged;
-        self.overdue_listings_judged += other.overdue_listings_judged;
-        self.overdue_exports_required += other.overdue_exports_required;
-        self.overdue_listings_judged_with_extended += other.overdue_listings_judged_with_extended;
-        self.callbacks_after_recycling += other.callbacks_after_recycling;
-        self.callbacks_after_recycling_refused += other.callbacks_after_recycling_refused;
-        self.ambient_captures += other.ambient_captures;
-        self.uploads_raced_export_build += other.uploads_raced_export_build;
-        self.history_walks_past_page_clamp += other.history_walks_past_page_clamp;
-        self.history_items_past_page_clamp += other.history_items_past_page_clamp;
-        self.history_walks_judged_whole += other.history_walks_judged_whole;
-        self.delete_all_requests += other.delete_all_requests;
-        self.delete_all_recordings_covered += other.delete_all_recordings_covered;
-        self.delete_all_forgotten_by_history += other.delete_all_forgotten_by_history;
-        self.archives_past_page_clamp += other.archives_past_page_clamp;
-        self.address_requests_judged += other.address_requests_judged;
-        self.awkward_address_requests_judged += other.awkward_address_requests_judged;
-        self.lookups_judged_against_holders += other.lookups_judged_against_holders;
-        self.sign_ins_judged += other.sign_ins_judged;
-        self.large_captures_uploaded += other.large_captures_uploaded;
-        self.captures_at_limit_uploaded += other.captures_at_limit_uploaded;
-        self.oversized_captures_refused += other.oversized_captures_refused;
-        self.large_captures_delivered_whole += other.large_captures_delivered_whole;
-        self.audio_deliveries_judged_whole += other.audio_deliveries_judged_whole;
-        self.exports_rate_limited += other.exports_rate_limited;
-        self.archives_revoked += other.archives_revoked;
-        self.rebuilt_archives_downloaded += other.rebuilt_archives_downloaded;
-        self.revoked_links_judged += other.revoked_links_judged;
-        self.uploads_stored_at_snapshot_tick += other.uploads_stored_at_snapshot_tick;
-        self.publications_judged_against_lease += other.publications_judged_against_lease;
-        self.publications_after_lease_lapsed += other.publications_after_lease_lapsed;
-        self.lapsed_publications_refused += other.lapsed_publications_refused;
-        self.claims_judged_for_a_fresh_fence += other.claims_judged_for_a_fresh_fence;
-        self.exports_claimed_again += other.exports_claimed_again;
-        self.claims_judged_against_publication += other.claims_judged_against_publication;
-        self.publication_power_losses_armed += other.publication_power_losses_armed;
-        self.tickets_judged_against_lookups += other.tickets_judged_against_lookups;
-        self.download_limit_refusals += other.download_limit_refusals;
-        self.tickets_verified += other.tickets_verified;
-        self.impersonation_codes_refused += other.impersonation_codes_refused;
-        self.notified_links_followed += other.notified_links_followed;
-        self.feed_rereads_judged += other.feed_rereads_judged;
-        self.feed_items_past_cursor_judged += other.feed_items_past_cursor_judged;
-        self.agent_actions += other.agent_actions;
-        self.agent_errors_injected += other.agent_errors_injected;
-        self.manual_verifications_refused += other.manual_verifications_refused;
-        self.archive_attachments_refused += other.archive_attachments_refused;
-        self.api_replies_judged += other.api_replies_judged;
-        self.server_errors_excused += other.server_errors_excused;
-        self.panic_hooks_installed += other.panic_hooks_installed;
-        self.deletion_answers_judged += other.deletion_answers_judged;
-        self.deleted_ids_unknown_owner += other.deleted_ids_unknown_owner;
-        self.foreign_statuses_judged += other.foreign_statuses_judged;
-        self.state_digests_taken += other.state_digests_taken;
-        self.error_bodies_judged += other.error_bodies_judged;
-        self.error_bodies_malformed += other.error_bodies_malformed;
-        self.cache_headers_judged += other.cache_headers_judged;
-        self.lease_grants_judged += other.lease_grants_judged;
-        self.transcripts_judged_exact += other.transcripts_judged_exact;
-        self.retry_afters_judged += other.retry_afters_judged;
-        self.load_shedding_judged += other.load_shedding_judged;
-        self.links_delivered_judged += other.links_delivered_judged;
-        self.requests_raced += other.requests_raced;
-        self.quiescent_probes += other.quiescent_probes;
-        self.requests_after_deletion_acked += other.requests_after_deletion_acked;
-    }
 }
 
 /// What the oracle knows about one utterance.
