@@ -718,6 +718,63 @@ fn draw_extend_per_mille(scenario: &Scenario, seed: u64) -> u32 {
     draw(&mut rng, scenario.agent.extend_per_mille) as u32
 }
 
+/// The support agent's plan, when the scenario has one (one draw of the
+/// plan's main stream, for the agent's own seed).
+fn agent_plan(rng: &mut ChaCha8Rng, scenario: &Scenario, seed: u64) -> Option<AgentPlan> {
+    scenario.agent.enabled.then(|| AgentPlan {
+        shift_interval_ms: scenario.agent.shift_interval_ms,
+        typo_per_mille: scenario.agent.typo_per_mille,
+        stale_clipboard_per_mille: scenario.agent.stale_clipboard_per_mille,
+        swap_per_mille: scenario.agent.swap_per_mille,
+        weak_proof_per_mille: scenario.agent.weak_proof_per_mille,
+        duplicate_per_mille: scenario.agent.duplicate_per_mille,
+        callback_per_mille: scenario.agent.callback_per_mille,
+        extend_per_mille: draw_extend_per_mille(scenario, seed),
+        bad_reason_per_mille: scenario.agent.bad_reason_per_mille,
+        seed: rng.random(),
+    })
+}
+
+/// The plan's sections drawn from streams of their own (so that every
+/// earlier draw stays as it was when they were added), in their order:
+/// limit probes, downloads while the store is down, the curious user's
+/// probes, hand-overs, chatter, heavy histories, move-outs and real users'
+/// data. Returns the swarm names they switched off.
+fn sections_of_their_own(
+    scenario: &Scenario,
+    seed: u64,
+    first_action_ms: u64,
+    accounts: &mut [AccountPlan],
+    nonces: &mut BTreeSet<u64>,
+) -> Vec<String> {
+    let active_ms = scenario.world.active_seconds * 1000;
+    let mut swarm_off = Vec::new();
+    if limits::schedule_probes(scenario, seed, active_ms, accounts) {
+        swarm_off.push(limits::SWARM_NAME.to_string());
+    }
+    if limits::schedule_store_down_downloads(scenario, seed, active_ms, accounts) {
+        swarm_off.push(limits::STORE_DOWN_SWARM_NAME.to_string());
+    }
+    swarm_off.extend(probes::schedule(scenario, seed, active_ms, accounts));
+    swarm_off.extend(handover::schedule(scenario, seed, active_ms, accounts));
+    swarm_off.extend(chatter::schedule(
+        scenario, seed, active_ms, accounts, nonces,
+    ));
+    swarm_off.extend(heavy::schedule(
+        scenario,
+        seed,
+        first_action_ms,
+        active_ms,
+        accounts,
+        nonces,
+    ));
+    swarm_off.extend(handover::schedule_move_outs(
+        scenario, seed, active_ms, accounts, nonces,
+    ));
+    swarm_off.extend(data::apply(scenario, seed, accounts));
+    swarm_off
+}
+
 impl Plan {
     pub fn generate(scenario: &Scenario, seed: u64) -> Plan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -757,79 +814,18 @@ impl Plan {
         let crashes = faults::crashes(&mut rng, scenario, seed, crash_window);
         let store_io_errors_per_million = draw(&mut rng, faults.store_io_errors_per_million) as u32;
         let net_faults = faults::net_faults(&mut rng, scenario, crash_window);
-        let agent = scenario.agent.enabled.then(|| AgentPlan {
-            shift_interval_ms: scenario.agent.shift_interval_ms,
-            typo_per_mille: scenario.agent.typo_per_mille,
-            stale_clipboard_per_mille: scenario.agent.stale_clipboard_per_mille,
-            swap_per_mille: scenario.agent.swap_per_mille,
-            weak_proof_per_mille: scenario.agent.weak_proof_per_mille,
-            duplicate_per_mille: scenario.agent.duplicate_per_mille,
-            callback_per_mille: scenario.agent.callback_per_mille,
-            extend_per_mille: draw_extend_per_mille(scenario, seed),
-            bad_reason_per_mille: scenario.agent.bad_reason_per_mille,
-            seed: rng.random(),
-        });
+        let agent = agent_plan(&mut rng, scenario, seed);
         let (link_ttl_ms, max_downloads) = limits::draw_limits(scenario, seed);
         let mut swarm_off = swarm_off;
-        if limits::schedule_probes(scenario, seed, active_ms, &mut accounts) {
-            swarm_off.push(limits::SWARM_NAME.to_string());
-        }
-        if limits::schedule_store_down_downloads(scenario, seed, active_ms, &mut accounts) {
-            swarm_off.push(limits::STORE_DOWN_SWARM_NAME.to_string());
-        }
-        let ticket_attempts = probes::draw_ticket_attempts(seed);
-        swarm_off.extend(probes::schedule(scenario, seed, active_ms, &mut accounts));
-        swarm_off.extend(handover::schedule(scenario, seed, active_ms, &mut accounts));
-        swarm_off.extend(chatter::schedule(
-            scenario,
-            seed,
-            active_ms,
-            &mut accounts,
-            &mut nonces,
-        ));
-        swarm_off.extend(heavy::schedule(
+        swarm_off.extend(sections_of_their_own(
             scenario,
             seed,
             first_action_ms,
-            active_ms,
             &mut accounts,
             &mut nonces,
         ));
-        swarm_off.extend(handover::schedule_move_outs(
-            scenario,
-            seed,
-            active_ms,
-            &mut accounts,
-            &mut nonces,
-        ));
-        swarm_off.extend(data::apply(scenario, seed, &mut accounts));
-        let poison = crate::faults::poison::draw(
-            seed,
-            faults.poisoned_subject_per_mille,
-            (
-                faults.poisoned_subject_window_ms.0,
-                faults.poisoned_subject_window_ms.1,
-            ),
-            active_ms + world.drain_seconds * 1000 / 2,
-            &mut accounts,
-        );
-        let ack_crashes = crate::faults::ack_crash::draw(
-            seed,
-            (
-                faults.store_crashes_after_ack.0,
-                faults.store_crashes_after_ack.1,
-            ),
-            (faults.store_downtime_ms.0, faults.store_downtime_ms.1),
-            &crate::faults::ack_crash::planned_kinds(&accounts),
-        );
-        let publish_crashes = crate::faults::publish_crash::draw(
-            seed,
-            (
-                faults.export_crashes_in_publication.0,
-                faults.export_crashes_in_publication.1,
-            ),
-            (faults.export_downtime_ms.0, faults.export_downtime_ms.1),
-        );
+        let (poison, ack_crashes, publish_crashes) =
+            faults::power_and_poison(scenario, seed, &mut accounts);
         Plan {
             scenario: scenario.name.clone(),
             seed,
@@ -857,7 +853,7 @@ impl Plan {
             planted: Vec::new(),
             link_ttl_ms,
             max_downloads,
-            ticket_attempts,
+            ticket_attempts: probes::draw_ticket_attempts(seed),
             hold_ms: STORE_HOLD_MS,
             quirks: scenario.quirks.clone(),
             threads: None,

@@ -124,3 +124,49 @@ pub(super) fn net_faults(
     net_faults.sort_by_key(|f| f.at_ms);
     net_faults
 }
+
+/// The faults drawn from streams of their own, after the people's plans
+/// are complete (they pick among planned actions): the poisoned subject,
+/// the store's power losses right after an acknowledged rare write, and the
+/// export's inside publications.
+pub(super) fn power_and_poison(
+    scenario: &Scenario,
+    seed: u64,
+    accounts: &mut [super::AccountPlan],
+) -> (
+    Option<crate::faults::poison::PoisonPlan>,
+    Vec<crate::faults::ack_crash::AckCrashPlan>,
+    Vec<crate::faults::publish_crash::PublishCrashPlan>,
+) {
+    let faults = &scenario.faults;
+    let world = &scenario.world;
+    let active_ms = world.active_seconds * 1000;
+    let poison = crate::faults::poison::draw(
+        seed,
+        faults.poisoned_subject_per_mille,
+        (
+            faults.poisoned_subject_window_ms.0,
+            faults.poisoned_subject_window_ms.1,
+        ),
+        active_ms + world.drain_seconds * 1000 / 2,
+        accounts,
+    );
+    let ack_crashes = crate::faults::ack_crash::draw(
+        seed,
+        (
+            faults.store_crashes_after_ack.0,
+            faults.store_crashes_after_ack.1,
+        ),
+        (faults.store_downtime_ms.0, faults.store_downtime_ms.1),
+        &crate::faults::ack_crash::planned_kinds(accounts),
+    );
+    let publish_crashes = crate::faults::publish_crash::draw(
+        seed,
+        (
+            faults.export_crashes_in_publication.0,
+            faults.export_crashes_in_publication.1,
+        ),
+        (faults.export_downtime_ms.0, faults.export_downtime_ms.1),
+    );
+    (poison, ack_crashes, publish_crashes)
+}
