@@ -832,39 +832,13 @@ impl Person {
                     if response.status() == StatusCode::CREATED
                         || response.status() == StatusCode::OK =>
                 {
-                    let ingested: IngestResponse = parse(&response)?;
-                    if let Some(sent) = self.devices[device].buffer.pop_front()
-                        && speaker == self.principal
-                    {
-                        self.devices[device].last_upload =
-                            Some((sent.body, ingested.recording_id.0));
-                    }
-                    let id = ingested.recording_id.0;
-                    self.oracle().utterance_acked(nonce, id, sim_now_ms());
-                    self.oracle().on_capture_stored(nonce, sim_now_ms());
-                    self.oracle()
-                        .on_upload_accepted(nonce, sent_ms, sim_now_ms());
-                    let deleted = self.oracle().recording_deleted(id);
-                    if speaker == self.principal {
-                        self.world
-                            .board
-                            .borrow_mut()
-                            .captured
-                            .insert(id, captured_at_ms);
-                        if !deleted && !self.own_recordings.iter().any(|r| r.id == id) {
-                            self.own_recordings.push(OwnRecording {
-                                id,
-                                nonce,
-                                captured_at_ms,
-                            });
-                            self.world.board.borrow_mut().recordings.push((speaker, id));
-                        }
-                    } else {
-                        // Captured before the device changed hands: the
-                        // store must file it under the previous owner.
-                        self.oracle().on(Event::PreTransferUpload);
-                        self.world.board.borrow_mut().recordings.push((speaker, id));
-                    }
+                    let upload = Stored {
+                        nonce,
+                        speaker,
+                        captured_at_ms,
+                        sent_ms,
+                    };
+                    self.upload_stored(device, upload, &response)?;
                 }
                 Ok(response) if response.status() == StatusCode::GONE => {
                     // The account that owned the device then is closed; the
@@ -888,20 +862,7 @@ impl Person {
                         || (response.status().is_client_error()
                             && audio_bytes > crosstalk_model::MAX_AUDIO_BYTES) =>
                 {
-                    // Too long for the API: the app drops it and tells its
-                    // user (the oracle judges the refusal).
-                    let status = response.status().as_u16();
-                    let now = sim_now_ms();
-                    let dropped =
-                        self.oracle()
-                            .on_capture_refused(nonce, status, response.body(), now);
-                    if !dropped {
-                        return Err(CallError::Unexpected(format!(
-                            "an upload of {audio_bytes} bytes of audio answered {status}"
-                        )));
-                    }
-                    self.devices[device].buffer.pop_front();
-                    self.trace(format!("capture {nonce:016x} too long: dropped"));
+                    self.upload_too_long(device, nonce, audio_bytes, &response)?;
                 }
                 Ok(response) => {
                     return Err(CallError::Unexpected(format!(
@@ -919,6 +880,80 @@ impl Person {
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
+    }
+
+    /// The store stored the capture at the front of `device`'s buffer:
+    /// take it off, tell the oracle, and keep the recording as one's own
+    /// (or, captured before the device changed hands, as its speaker's).
+    fn upload_stored(
+        &mut self,
+        device: usize,
+        upload: Stored,
+        response: &HttpResponse,
+    ) -> Result<(), CallError> {
+        let Stored {
+            nonce,
+            speaker,
+            captured_at_ms,
+            sent_ms,
+        } = upload;
+        let ingested: IngestResponse = parse(response)?;
+        if let Some(sent) = self.devices[device].buffer.pop_front()
+            && speaker == self.principal
+        {
+            self.devices[device].last_upload = Some((sent.body, ingested.recording_id.0));
+        }
+        let id = ingested.recording_id.0;
+        self.oracle().utterance_acked(nonce, id, sim_now_ms());
+        self.oracle().on_capture_stored(nonce, sim_now_ms());
+        self.oracle()
+            .on_upload_accepted(nonce, sent_ms, sim_now_ms());
+        let deleted = self.oracle().recording_deleted(id);
+        if speaker == self.principal {
+            self.world
+                .board
+                .borrow_mut()
+                .captured
+                .insert(id, captured_at_ms);
+            if !deleted && !self.own_recordings.iter().any(|r| r.id == id) {
+                self.own_recordings.push(OwnRecording {
+                    id,
+                    nonce,
+                    captured_at_ms,
+                });
+                self.world.board.borrow_mut().recordings.push((speaker, id));
+            }
+        } else {
+            // Captured before the device changed hands: the store must
+            // file it under the previous owner.
+            self.oracle().on(Event::PreTransferUpload);
+            self.world.board.borrow_mut().recordings.push((speaker, id));
+        }
+        Ok(())
+    }
+
+    /// Too long for the API: the app drops the capture and tells its user
+    /// (the oracle judges the refusal).
+    fn upload_too_long(
+        &mut self,
+        device: usize,
+        nonce: u64,
+        audio_bytes: usize,
+        response: &HttpResponse,
+    ) -> Result<(), CallError> {
+        let status = response.status().as_u16();
+        let now = sim_now_ms();
+        let dropped = self
+            .oracle()
+            .on_capture_refused(nonce, status, response.body(), now);
+        if !dropped {
+            return Err(CallError::Unexpected(format!(
+                "an upload of {audio_bytes} bytes of audio answered {status}"
+            )));
+        }
+        self.devices[device].buffer.pop_front();
+        self.trace(format!("capture {nonce:016x} too long: dropped"));
         Ok(())
     }
 
@@ -1200,4 +1235,12 @@ pub async fn person(world: Rc<World>, index: usize) {
             .oracle()
             .on_final_audit_failed(principal, e.observed(), sim_now_ms());
     }
+}
+
+/// A capture the store stored: whose, when captured, when sent.
+struct Stored {
+    nonce: u64,
+    speaker: usize,
+    captured_at_ms: u64,
+    sent_ms: u64,
 }
