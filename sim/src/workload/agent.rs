@@ -260,7 +260,6 @@ impl Agent {
         let Ok(tickets) = serde_json::from_slice::<Vec<AgentTicketView>>(response.body()) else {
             return;
         };
-        let ids: Vec<u64> = tickets.iter().map(|t| t.ticket_id).collect();
         for ticket in &tickets {
             self.exports_listed
                 .insert(ticket.ticket_id, ticket.export_id);
@@ -279,77 +278,96 @@ impl Agent {
                     if vouched.insert(ticket.ticket_id)
                         && self.chance(self.plan.weak_proof_per_mille)
                     {
-                        self.error("accepts knowable facts as proof of identity");
-                        let facts = vec![
-                            "knew the account email".to_string(),
-                            "knew the home address".to_string(),
-                        ];
-                        let Ok(body) = to_json(&ManualVerificationRequest { facts }) else {
-                            continue;
-                        };
-                        let path =
-                            format!("/v1/agent/tickets/{}/manual-verification", ticket.ticket_id);
-                        let ticket_id = Some(ticket.ticket_id);
-                        let answer = self
-                            .act(
-                                "manual-verification",
-                                ticket_id,
-                                None,
-                                Method::POST,
-                                &path,
-                                Some(body),
-                            )
-                            .await;
-                        if let Some(r) = answer {
-                            self.world.oracle.borrow_mut().on_manual_verification(
-                                ticket.ticket_id,
-                                r.status(),
-                                sim_now_ms(),
-                            );
-                        }
+                        self.accept_weak_proof(ticket.ticket_id).await;
                     }
                 }
                 TicketState::Verified => {
-                    let mut target = ticket.ticket_id;
-                    let mut attach = None;
-                    if self.chance(self.plan.typo_per_mille) {
-                        target = if self.rng.random_bool(0.5) {
-                            target + 1
-                        } else {
-                            target.saturating_sub(1)
-                        };
-                        self.error("types an adjacent ticket id");
-                    } else if let Some((previous, previous_export)) =
-                        clipboard.filter(|_| self.chance(self.plan.stale_clipboard_per_mille))
-                    {
-                        if previous_export.is_some() && self.rng.random_bool(0.5) {
-                            attach = previous_export;
-                            self.error("attaches the previous ticket's archive");
-                        } else {
-                            target = previous;
-                            self.error("pastes the previous ticket's id");
-                        }
-                    } else if ids.len() > 1 && self.chance(self.plan.swap_per_mille) {
-                        let other = &tickets[self.rng.random_range(0..tickets.len())];
-                        if other.export_id.is_some() && self.rng.random_bool(0.5) {
-                            attach = other.export_id;
-                            self.error("attaches the archive of another ticket worked at once");
-                        } else {
-                            target = other.ticket_id;
-                            self.error("swaps two tickets worked at once");
-                        }
-                    }
-                    self.resend(target, attach).await;
-                    if self.chance(self.plan.duplicate_per_mille) {
-                        self.error("sends it twice");
-                        self.resend(target, attach).await;
-                    }
+                    self.send_archive(ticket, &tickets, clipboard).await;
                     *clipboard = Some((ticket.ticket_id, ticket.export_id));
                     handled.insert(ticket.ticket_id);
                 }
             }
         }
         self.review_requests().await;
+    }
+}
+
+impl Agent {
+    /// The agent is talked round: knowable facts accepted as proof of
+    /// identity for ticket `ticket_id` (the oracle judges the answer).
+    async fn accept_weak_proof(&mut self, ticket_id: u64) {
+        self.error("accepts knowable facts as proof of identity");
+        let facts = vec![
+            "knew the account email".to_string(),
+            "knew the home address".to_string(),
+        ];
+        let Ok(body) = to_json(&ManualVerificationRequest { facts }) else {
+            return;
+        };
+        let path = format!("/v1/agent/tickets/{ticket_id}/manual-verification");
+        let answer = self
+            .act(
+                "manual-verification",
+                Some(ticket_id),
+                None,
+                Method::POST,
+                &path,
+                Some(body),
+            )
+            .await;
+        if let Some(r) = answer {
+            self.world.oracle.borrow_mut().on_manual_verification(
+                ticket_id,
+                r.status(),
+                sim_now_ms(),
+            );
+        }
+    }
+
+    /// Send a verified ticket's archive, as a person at a console would:
+    /// now and then to an adjacent ticket id, the previous ticket's (or its
+    /// archive) from a stale clipboard, another ticket worked at once, and
+    /// sometimes twice.
+    async fn send_archive(
+        &mut self,
+        ticket: &AgentTicketView,
+        tickets: &[AgentTicketView],
+        clipboard: &Option<(u64, Option<ExportId>)>,
+    ) {
+        let mut target = ticket.ticket_id;
+        let mut attach = None;
+        if self.chance(self.plan.typo_per_mille) {
+            target = if self.rng.random_bool(0.5) {
+                target + 1
+            } else {
+                target.saturating_sub(1)
+            };
+            self.error("types an adjacent ticket id");
+        } else if let Some((previous, previous_export)) =
+            clipboard.filter(|_| self.chance(self.plan.stale_clipboard_per_mille))
+        {
+            if previous_export.is_some() && self.rng.random_bool(0.5) {
+                attach = previous_export;
+                self.error("attaches the previous ticket's archive");
+            } else {
+                target = previous;
+                self.error("pastes the previous ticket's id");
+            }
+        } else if tickets.len() > 1 && self.chance(self.plan.swap_per_mille) {
+            let other = &tickets[self.rng.random_range(0..tickets.len())];
+            if other.export_id.is_some() && self.rng.random_bool(0.5) {
+                attach = other.export_id;
+                self.error("attaches the archive of another ticket worked at once");
+            } else {
+                target = other.ticket_id;
+                self.error("swaps two tickets worked at once");
+            }
+        }
+        self.resend(target, attach).await;
+        if self.chance(self.plan.duplicate_per_mille) {
+            self.error("sends it twice");
+            self.resend(target, attach).await;
+        }
     }
 }
 
