@@ -249,115 +249,134 @@ pub fn unsynced(
 /// Break the store as `how` says; `done` is shared by the store's
 /// incarnations so that a once-per-run break stays once per run.
 pub fn break_store(router: Router, how: CanaryBreak, done: Arc<AtomicBool>) -> Router {
-    let last_ingested = Arc::new(Mutex::new(None::<u64>));
-    let kept_audio = Arc::new(Mutex::new(KeptAudio::new()));
-    let last_by_token = Arc::new(Mutex::new(LastByToken::new()));
-    let prestaged = Arc::new(Mutex::new(Prestaged::default()));
-    let deleted = Arc::new(Mutex::new(std::collections::BTreeSet::<u64>::new()));
-    let remembered = Arc::new(Mutex::new(storage::Remembered::default()));
-    let unwrapped = router.clone();
+    let state = BreakState {
+        done,
+        last_ingested: Arc::default(),
+        kept_audio: Arc::new(Mutex::new(KeptAudio::new())),
+        last_by_token: Arc::new(Mutex::new(LastByToken::new())),
+        prestaged: Arc::default(),
+        deleted: Arc::default(),
+        remembered: Arc::default(),
+        unwrapped: router.clone(),
+    };
     router.layer(axum::middleware::from_fn(
-        move |request: Request, next: Next| {
-            let done = done.clone();
-            let last_ingested = last_ingested.clone();
-            let kept_audio = kept_audio.clone();
-            let last_by_token = last_by_token.clone();
-            let prestaged = prestaged.clone();
-            let deleted = deleted.clone();
-            let remembered = remembered.clone();
-            let unwrapped = unwrapped.clone();
-            async move {
-                if matches!(
-                    how,
-                    CanaryBreak::AudioMissing | CanaryBreak::RefilledDuringDeletion
-                ) {
-                    return storage::break_storage(how, &remembered, request, next).await;
-                }
-                if matches!(
-                    how,
-                    CanaryBreak::DeleteAllFirstPage | CanaryBreak::ListingFirstPageOnly
-                ) {
-                    return paging::break_paging(how, unwrapped, request, next).await;
-                }
-                let (method, path) = (request.method().clone(), request.uri().path().to_string());
-                if how == CanaryBreak::FeedCursorAsCount {
-                    if method == http::Method::GET && path == "/v1/notifications" {
-                        return feed::cursor_as_count(request, next).await;
-                    }
-                    return next.run(request).await;
-                }
-                let token = bearer_token(request.headers()).unwrap_or("").to_string();
-                if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {
-                    return serve_kept_audio(request, next, &kept_audio).await;
-                }
-                if how == CanaryBreak::PrestagedInbox {
-                    return prestage_inbox(request, next, &prestaged).await;
-                }
-                if how == CanaryBreak::RetryAfterDeletionStoredAgain {
-                    let response = next.run(request).await;
-                    return answer_deleted_retries_anew(&method, &path, response, &deleted).await;
-                }
-                if how == CanaryBreak::EpochlessAsFirst
-                    && method == http::Method::POST
-                    && path == "/v1/recordings"
-                {
-                    return next.run(file_in_first_epoch(request).await).await;
-                }
-                let listing = method == http::Method::GET && path == "/v1/recordings";
-                if listing
-                    && how != CanaryBreak::ForeignDeletion
-                    && how != CanaryBreak::StaleAudio
-                    && how != CanaryBreak::UnavailableAsDeleted
-                    && how != CanaryBreak::NoRetryBackoff
-                    && !done.swap(true, Ordering::Relaxed)
-                {
-                    if how == CanaryBreak::PanicInHandler {
-                        panic_as_a_service("index and row disagree");
-                    }
-                    return crosstalk_service::ApiError::internal("index and row disagree")
-                        .into_response();
-                }
-                let response = next.run(request).await;
-                if how == CanaryBreak::UnavailableAsDeleted
-                    && path.starts_with("/v1/service/")
-                    && path.ends_with("/audio")
-                    && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
-                {
-                    return crosstalk_service::ApiError::not_found("no such recording")
-                        .into_response();
-                }
-                if how == CanaryBreak::ExistenceLeak {
-                    return reveal_existence(&path, response);
-                }
-                if how == CanaryBreak::RefusalsAccepted && method == http::Method::POST {
-                    return accept_conflicts(&path, response);
-                }
-                if how == CanaryBreak::UploadConflictsAsDuplicates
-                    && method == http::Method::POST
-                    && path == "/v1/recordings"
-                {
-                    return conflict_as_duplicate(token, response, &last_by_token).await;
-                }
-                if how == CanaryBreak::DeliveredUnconfirmed
-                    && method == http::Method::GET
-                    && path == "/v1/messages"
-                {
-                    return claim_delivered(response).await;
-                }
-                if how != CanaryBreak::ForeignDeletion
-                    || method != http::Method::POST
-                    || !response.status().is_success()
-                {
-                    return response;
-                }
-                match path.as_str() {
-                    "/v1/recordings" => remember_ingested(response, &last_ingested).await,
-                    "/v1/recordings/delete" => name_foreign(response, &last_ingested).await,
-                    _ => response,
-                }
-            }
-        },
+        move |request: Request, next: Next| state.clone().apply(how, request, next),
     ))
+}
+
+/// What the breaks of one store remember across its requests.
+#[derive(Clone)]
+struct BreakState {
+    /// Whether the once-per-run break happened.
+    done: Arc<AtomicBool>,
+    last_ingested: Arc<Mutex<Option<u64>>>,
+    kept_audio: Arc<Mutex<KeptAudio>>,
+    last_by_token: Arc<Mutex<LastByToken>>,
+    prestaged: Arc<Mutex<Prestaged>>,
+    deleted: Arc<Mutex<std::collections::BTreeSet<u64>>>,
+    remembered: Arc<Mutex<storage::Remembered>>,
+    /// The store's router without the break (for the paging breaks).
+    unwrapped: Router,
+}
+
+impl BreakState {
+    /// One request through the break: the breaks that answer instead of
+    /// the store, or the store's answer through [`Self::after`].
+    async fn apply(self, how: CanaryBreak, request: Request, next: Next) -> Response {
+        if matches!(
+            how,
+            CanaryBreak::AudioMissing | CanaryBreak::RefilledDuringDeletion
+        ) {
+            return storage::break_storage(how, &self.remembered, request, next).await;
+        }
+        if matches!(
+            how,
+            CanaryBreak::DeleteAllFirstPage | CanaryBreak::ListingFirstPageOnly
+        ) {
+            return paging::break_paging(how, self.unwrapped, request, next).await;
+        }
+        let (method, path) = (request.method().clone(), request.uri().path().to_string());
+        if how == CanaryBreak::FeedCursorAsCount {
+            if method == http::Method::GET && path == "/v1/notifications" {
+                return feed::cursor_as_count(request, next).await;
+            }
+            return next.run(request).await;
+        }
+        let token = bearer_token(request.headers()).unwrap_or("").to_string();
+        if how == CanaryBreak::StaleAudio && path.ends_with("/audio") {
+            return serve_kept_audio(request, next, &self.kept_audio).await;
+        }
+        if how == CanaryBreak::PrestagedInbox {
+            return prestage_inbox(request, next, &self.prestaged).await;
+        }
+        if how == CanaryBreak::RetryAfterDeletionStoredAgain {
+            let response = next.run(request).await;
+            return answer_deleted_retries_anew(&method, &path, response, &self.deleted).await;
+        }
+        if how == CanaryBreak::EpochlessAsFirst
+            && method == http::Method::POST
+            && path == "/v1/recordings"
+        {
+            return next.run(file_in_first_epoch(request).await).await;
+        }
+        let listing = method == http::Method::GET && path == "/v1/recordings";
+        if listing
+            && how != CanaryBreak::ForeignDeletion
+            && how != CanaryBreak::StaleAudio
+            && how != CanaryBreak::UnavailableAsDeleted
+            && how != CanaryBreak::NoRetryBackoff
+            && !self.done.swap(true, Ordering::Relaxed)
+        {
+            if how == CanaryBreak::PanicInHandler {
+                panic_as_a_service("index and row disagree");
+            }
+            return crosstalk_service::ApiError::internal("index and row disagree").into_response();
+        }
+        let response = next.run(request).await;
+        self.after(how, &method, &path, token, response).await
+    }
+
+    /// The breaks that change the store's answer.
+    async fn after(
+        &self,
+        how: CanaryBreak,
+        method: &http::Method,
+        path: &str,
+        token: String,
+        response: Response,
+    ) -> Response {
+        let post = method == http::Method::POST;
+        if how == CanaryBreak::UnavailableAsDeleted
+            && path.starts_with("/v1/service/")
+            && path.ends_with("/audio")
+            && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return crosstalk_service::ApiError::not_found("no such recording").into_response();
+        }
+        if how == CanaryBreak::ExistenceLeak {
+            return reveal_existence(path, response);
+        }
+        if how == CanaryBreak::RefusalsAccepted && post {
+            return accept_conflicts(path, response);
+        }
+        if how == CanaryBreak::UploadConflictsAsDuplicates && post && path == "/v1/recordings" {
+            return conflict_as_duplicate(token, response, &self.last_by_token).await;
+        }
+        if how == CanaryBreak::DeliveredUnconfirmed
+            && method == http::Method::GET
+            && path == "/v1/messages"
+        {
+            return claim_delivered(response).await;
+        }
+        if how != CanaryBreak::ForeignDeletion || !post || !response.status().is_success() {
+            return response;
+        }
+        match path {
+            "/v1/recordings" => remember_ingested(response, &self.last_ingested).await,
+            "/v1/recordings/delete" => name_foreign(response, &self.last_ingested).await,
+            _ => response,
+        }
+    }
 }
 
 /// Remember each recording a single deletion removed; answer a duplicate
